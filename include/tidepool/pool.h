@@ -1,0 +1,302 @@
+/* tidepool/pool.h: the keyed connection pool.
+ *
+ * A pool holds connections made by one connector, grouped by key: an opaque byte string
+ * that says which connections are interchangeable (for HTTP: scheme, host, port, TLS
+ * profile). A connection is only ever handed out for the key it was opened for.
+ *
+ * Per key the pool keeps idle connections (reused most recently used first, evicted
+ * least recently used first), counts of idle, in use and opening connections, and a
+ * queue of waiters. Limits apply per key and across keys. A maintenance pass closes idle
+ * and expired connections, keeps min_idle_per_key warm and runs breaker probes; it runs
+ * on its own thread by default, or when the caller calls tp_pool_maintain().
+ *
+ * Threads: every tp_pool_* function is thread-safe. A tp_conn (a lease) belongs to the
+ * caller that acquired it until it is released; it may move between threads but must
+ * not be used by two at once. No connector function and no trace hook ever runs while a
+ * pool lock is held, so both may call back into the pool. */
+#ifndef TIDEPOOL_POOL_H
+#define TIDEPOOL_POOL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "clock.h"
+#include "connector.h"
+#include "errors.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct tp_pool tp_pool;
+/* A leased connection: what acquire returns and release takes back. */
+typedef struct tp_conn tp_conn;
+
+/* ---- allocation ------------------------------------------------------------------- */
+
+/* tp_allocator: where a pool gets its memory. NULL in the options means malloc/free.
+ * malloc may return NULL: the pool then fails the call with TP_ENOMEM and leaks nothing.
+ * Both functions must be thread-safe; ud is borrowed and must outlive the pool. */
+typedef struct tp_allocator {
+    void *(*malloc)(void *ud, size_t size);
+    void (*free)(void *ud, void *ptr);
+    void *ud;
+} tp_allocator;
+
+/* ---- trace hooks ------------------------------------------------------------------ */
+
+typedef enum tp_trace_type {
+    TP_TRACE_CONNECT_START = 0, /* an open() is about to start */
+    TP_TRACE_CONNECT_DONE = 1,  /* it returned: err, duration_ns */
+    TP_TRACE_ACQUIRE = 2,       /* a lease was granted: reused, idle_ns, waited_ns */
+    TP_TRACE_RELEASE = 3,       /* a lease ended: duration_ns = hold time, reason if closed */
+    TP_TRACE_CLOSE = 4,         /* a connection was closed: reason */
+    TP_TRACE_WAIT_START = 5,    /* an acquire had to queue */
+    TP_TRACE_WAIT_TIMEOUT = 6,  /* a queued acquire timed out: waited_ns */
+    TP_TRACE_BREAKER = 7        /* the key's breaker changed: breaker_state */
+} tp_trace_type;
+
+typedef enum tp_breaker_state {
+    TP_BREAKER_CLOSED = 0,   /* opens allowed */
+    TP_BREAKER_OPEN = 1,     /* opens fail fast with TP_EBREAKER until the cool-down ends */
+    TP_BREAKER_HALF_OPEN = 2 /* one trial open (or probe) decides */
+} tp_breaker_state;
+
+/* tp_trace_event: one event, valid only during the hook call (copy what you keep). */
+typedef struct tp_trace_event {
+    tp_trace_type type;
+    const void *key; /* the key's bytes */
+    size_t keylen;
+    tp_conn *conn;          /* the lease, when there is one (ACQUIRE, RELEASE) */
+    tp_err err;             /* CONNECT_DONE */
+    bool reused;            /* ACQUIRE: an idle connection, not a new one */
+    bool closed;            /* RELEASE: the connection was closed, not kept */
+    tp_close_reason reason; /* CLOSE, and RELEASE when closed */
+    int64_t duration_ns;    /* CONNECT_DONE: open time; RELEASE: hold time */
+    int64_t idle_ns;        /* ACQUIRE: how long the reused connection was idle */
+    int64_t waited_ns;      /* ACQUIRE, WAIT_TIMEOUT: time spent queued */
+    tp_breaker_state breaker_state; /* BREAKER */
+} tp_trace_event;
+
+/* A trace hook. Called outside every pool lock, on whichever thread caused the event;
+ * it may call into the pool (even acquire and release). It should be quick. */
+typedef void (*tp_trace_fn)(void *ud, const tp_trace_event *ev);
+
+/* ---- options ---------------------------------------------------------------------- */
+
+#define TP_POOL_OPTIONS_VERSION 1
+
+/* tp_pool_options: fill with tp_pool_options_init(), then change what you need.
+ * Durations are nanoseconds; sizes are counts. TP_UNLIMITED and TP_DURATION_INFINITE
+ * switch a limit off; 0 means 0. */
+typedef struct tp_pool_options {
+    unsigned version;       /* TP_POOL_OPTIONS_VERSION */
+    tp_connector connector; /* required: open and close at least */
+
+    int64_t max_total;           /* all keys: in use + idle + opening. UNLIMITED */
+    int64_t max_per_key;         /* one key: in use + idle + opening. 64 */
+    int64_t max_idle_total;      /* idle across keys. UNLIMITED */
+    int64_t max_idle_per_key;    /* idle for one key. = max_per_key (64): no churn */
+    int64_t min_idle_per_key;    /* kept warm by maintenance for keys in use. 0 */
+    int64_t max_waiters_per_key; /* beyond it acquire fails at once, TP_EBUSY. UNLIMITED */
+    int64_t max_keys;            /* distinct live keys; beyond it TP_ELIMIT. UNLIMITED */
+
+    int64_t acquire_timeout;  /* default wait for a connection. 30 s */
+    int64_t connect_timeout;  /* bound on one open(). 10 s */
+    int64_t idle_timeout;     /* close idle connections after this. 30 s */
+    int64_t max_lifetime;     /* close connections this old (never while in use). 30 min */
+    double lifetime_jitter;   /* lifetime shortened by up to this fraction, at random, per
+                                 connection, so they do not expire together. 0.025 */
+    int64_t check_after_idle; /* call connector check() before reusing a connection idle
+                                 at least this long. 500 ms; 0 = always */
+    int64_t max_uses;         /* close a connection after this many leases. UNLIMITED */
+
+    int64_t fair_after; /* a waiter queued this long is served strictly in arrival order:
+                           released connections go straight to it. Before that, a running
+                           thread may take a released connection first (no handoff cost
+                           on the uncontended path). 1 ms; 0 = always strict FIFO */
+
+    int64_t backoff_initial;     /* wait after a failed open before the next. 10 ms */
+    int64_t backoff_max;         /* the backoff doubles per failure up to this. 5 s */
+    int64_t breaker_threshold;   /* consecutive open failures that open the breaker. 5;
+                                    UNLIMITED = never */
+    int64_t breaker_cooldown;    /* how long it stays open before a trial. 1 s */
+    int64_t breaker_cooldown_max;/* cool-down doubles per failed trial up to this. 30 s */
+
+    bool maintenance_thread;      /* run maintenance on a pool-owned thread. true */
+    int64_t maintenance_interval; /* longest gap between maintenance passes. 1 s */
+
+    tp_trace_fn trace; /* optional hook for every event */
+    void *trace_ud;
+    const tp_allocator *alloc; /* NULL: malloc/free; copied */
+} tp_pool_options;
+
+/* tp_pool_options_init: fills o with the defaults above. */
+TP_EXTERN void tp_pool_options_init(tp_pool_options *o);
+
+/* ---- lifecycle -------------------------------------------------------------------- */
+
+/* tp_pool_create: validates o and creates a pool.
+ * Errors: TP_EINVAL for a missing connector function, an unknown version, a negative
+ * size or duration, or a contradiction (max_idle_per_key > max_per_key,
+ * min_idle_per_key > max_idle_per_key, idle_timeout > max_lifetime, ...); the message in
+ * err names the field. TP_ENOMEM, TP_ESYS (thread or lock creation failed).
+ * On failure *out is NULL. The options are copied. */
+TP_EXTERN tp_err tp_pool_create(const tp_pool_options *o, tp_pool **out, tp_errinfo *err)
+    TP_WARN_UNUSED;
+
+/* tp_pool_close: stops the pool: wakes every waiter with TP_ECLOSED, closes idle
+ * connections now and in-use ones when they are released, makes later acquires fail
+ * with TP_ECLOSED. Idempotent. The pool stays valid until tp_pool_destroy(). */
+TP_EXTERN void tp_pool_close(tp_pool *p);
+
+/* tp_pool_destroy: closes the pool (as tp_pool_close) and gives up the caller's handle.
+ * Connections still leased may be released afterwards: the memory is freed when the
+ * last lease or in-flight open ends. Joins the maintenance thread, so must not be called
+ * from a trace hook or connector callback. NULL is a no-op. */
+TP_EXTERN void tp_pool_destroy(tp_pool *p);
+
+/* ---- acquire and release ---------------------------------------------------------- */
+
+/* tp_pool_acquire: leases a connection for key, blocking up to timeout
+ * (TP_DURATION_DEFAULT: the pool's acquire_timeout; TP_DURATION_INFINITE: no limit; 0:
+ * do not queue, but an idle connection or a free slot to open one is still used).
+ * Reuses the most recently used idle connection (checked if idle past
+ * check_after_idle), else opens one in the calling thread if the limits allow, else
+ * waits in the key's queue.
+ * Errors: TP_ETIMEDOUT (err says what was in use and the last open error), TP_EBUSY
+ * (max_waiters_per_key), TP_EBREAKER, TP_ECLOSED, TP_ELIMIT (max_keys), TP_ENOMEM,
+ * TP_EINVAL (NULL pool or out, key NULL with keylen > 0), or the connector's open()
+ * error for an open this call made. The key is copied; on success *out is the lease. */
+TP_EXTERN tp_err tp_pool_acquire(tp_pool *p, const void *key, size_t keylen, int64_t timeout,
+                                 tp_conn **out, tp_errinfo *err) TP_WARN_UNUSED;
+
+/* tp_pool_try_acquire: leases an idle connection for key if one is ready now; never
+ * blocks, never opens. Errors: TP_EAGAIN (none idle), TP_ECLOSED, TP_EINVAL. */
+TP_EXTERN tp_err tp_pool_try_acquire(tp_pool *p, const void *key, size_t keylen, tp_conn **out)
+    TP_WARN_UNUSED;
+
+/* tp_acquire_cb: the outcome of an asynchronous acquire, called exactly once with
+ * status TP_OK and the lease, or an error (conn NULL; err has the detail, valid only
+ * during the call). It runs outside pool locks, on the thread that released or opened
+ * the connection, on the maintenance thread (timeouts, opens), or in the caller of
+ * tp_pool_maintain() / tp_pool_close(). */
+typedef void (*tp_acquire_cb)(void *ud, tp_err status, tp_conn *conn, const tp_errinfo *err);
+
+/* tp_pool_acquire_async: leases a connection for key without blocking the caller.
+ * If one can be had at once (idle, and no waiters ahead) it is stored in *out and TP_OK
+ * returned; cb is not called. Otherwise the request is queued and TP_PENDING returned:
+ * cb will be called exactly once, when a connection is released to it, opened for it
+ * (on a pool-owned thread), or the request fails (timeout as for tp_pool_acquire,
+ * TP_ECLOSED, TP_EBREAKER, the open error). *ticket (if not NULL) identifies the request
+ * for tp_pool_acquire_cancel(). Any other return is an error and cb is never called. */
+TP_EXTERN int tp_pool_acquire_async(tp_pool *p, const void *key, size_t keylen, int64_t timeout,
+                                    tp_acquire_cb cb, void *ud, tp_conn **out, uint64_t *ticket,
+                                    tp_errinfo *err) TP_WARN_UNUSED;
+
+/* tp_pool_acquire_cancel: withdraws a pending asynchronous acquire. TP_OK: it was still
+ * queued and its callback will never run. TP_ESTATE: it already completed or its
+ * callback is running or about to run (the callback owns any connection it receives). */
+TP_EXTERN tp_err tp_pool_acquire_cancel(tp_pool *p, uint64_t ticket);
+
+/* Release flags. */
+#define TP_RELEASE_DISCARD 0x1u /* close instead of reuse (reason discarded) */
+#define TP_RELEASE_BROKEN 0x2u  /* the holder saw it fail: close (reason broken) */
+
+/* tp_conn_release: ends a lease. Unless flags say otherwise, the connector's reset() runs
+ * and the connection goes to the oldest eligible waiter or back to idle; it is closed
+ * instead if reset fails, it is past its lifetime or max_uses, the idle limits are full
+ * (the least recently used idle one is closed), or the pool is closed. Never fails;
+ * conn must not be used afterwards. NULL is a no-op. */
+TP_EXTERN void tp_conn_release(tp_conn *c, unsigned flags);
+
+/* tp_conn_get: the connector's connection behind a lease (what open() returned). */
+TP_EXTERN void *tp_conn_get(const tp_conn *c);
+
+/* tp_conn_key: the key of a lease (valid while leased); *keylen receives its length. */
+TP_EXTERN const void *tp_conn_key(const tp_conn *c, size_t *keylen);
+
+/* tp_conn_uses: how many leases this connection has served, this one included. */
+TP_EXTERN uint64_t tp_conn_uses(const tp_conn *c);
+
+/* ---- maintenance ------------------------------------------------------------------ */
+
+/* tp_pool_maintain: runs one maintenance pass now: closes idle-timed-out and expired idle
+ * connections, fails timed-out asynchronous waiters, opens connections to keep
+ * min_idle_per_key warm, runs due breaker probes. Opens and probes run in the calling
+ * thread. Returns the nanoseconds until the pass is next due (for event loops that drive
+ * maintenance themselves with maintenance_thread = false). Safe to call alongside the
+ * pool's own thread. */
+TP_EXTERN int64_t tp_pool_maintain(tp_pool *p);
+
+/* tp_pool_evict: closes every idle connection of key (all keys when key is NULL) and
+ * marks in-use ones to be closed on release (soft eviction after a credential or DNS
+ * change). Returns how many idle connections were closed. */
+TP_EXTERN int64_t tp_pool_evict(tp_pool *p, const void *key, size_t keylen);
+
+/* ---- statistics ------------------------------------------------------------------- */
+
+/* Histograms: bucket i counts values v (nanoseconds) with
+ * tp_histogram_bucket_upper(i-1) < v <= tp_histogram_bucket_upper(i); buckets grow by a
+ * factor of sqrt(2) from 1 us to about 18 minutes, the last one is unbounded. */
+#define TP_HIST_BUCKETS 64
+
+typedef struct tp_histogram {
+    uint64_t count;
+    uint64_t sum_ns;
+    uint64_t buckets[TP_HIST_BUCKETS];
+} tp_histogram;
+
+/* tp_histogram_bucket_upper: inclusive upper bound of bucket i in nanoseconds
+ * (INT64_MAX for the last). */
+TP_EXTERN int64_t tp_histogram_bucket_upper(int i);
+
+/* tp_histogram_quantile: an estimate (upper bucket bound, interpolated) of quantile q in
+ * [0,1]; 0 for an empty histogram. */
+TP_EXTERN int64_t tp_histogram_quantile(const tp_histogram *h, double q);
+
+/* tp_stats: one key's, or the whole pool's, numbers at one instant. Gauges add up:
+ * idle + in_use + opening = total. Counters only grow. */
+typedef struct tp_stats {
+    /* gauges */
+    int64_t total, idle, in_use, opening, waiters;
+    int64_t max_per_key, max_idle_per_key, min_idle_per_key; /* the limits in force */
+    tp_breaker_state breaker;                                /* per key; CLOSED for a pool */
+    int64_t keys;                                            /* pool only: live keys */
+    /* counters */
+    uint64_t acquires;      /* leases granted */
+    uint64_t reuses;        /* of which served by an idle connection */
+    uint64_t waits;         /* of which had to queue */
+    uint64_t opens;         /* connections opened */
+    uint64_t open_failures; /* open() errors */
+    uint64_t timeouts;      /* acquires that timed out */
+    uint64_t rejects_busy;  /* acquires refused: queue full */
+    uint64_t rejects_breaker; /* acquires refused: breaker open */
+    uint64_t checks_failed; /* idle connections that failed check() */
+    uint64_t closes[TP_CLOSE__COUNT]; /* closes by reason */
+    /* histograms */
+    tp_histogram acquire_wait; /* time from acquire call to lease (0 when not queued) */
+    tp_histogram open_time;    /* successful open() durations */
+    tp_histogram hold_time;    /* lease durations */
+    tp_histogram idle_time;    /* how long a reused connection had been idle */
+} tp_stats;
+
+/* tp_pool_stats: the pool-wide snapshot (sums over keys, closed keys included). */
+TP_EXTERN void tp_pool_stats(tp_pool *p, tp_stats *out);
+
+/* tp_pool_key_stats: one key's snapshot. TP_EINVAL if the key has never been seen or
+ * was reclaimed after it emptied (its counts then live on in the pool-wide stats). */
+TP_EXTERN tp_err tp_pool_key_stats(tp_pool *p, const void *key, size_t keylen, tp_stats *out);
+
+/* tp_pool_key_visit: calls fn once per live key with its snapshot, outside pool locks.
+ * fn must not destroy the pool. */
+typedef void (*tp_key_visit_fn)(void *ud, const void *key, size_t keylen, const tp_stats *st);
+TP_EXTERN void tp_pool_key_visit(tp_pool *p, tp_key_visit_fn fn, void *ud);
+
+/* tp_pool_options_get: a copy of the options the pool runs with. */
+TP_EXTERN void tp_pool_options_get(tp_pool *p, tp_pool_options *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,12 @@
+/* tidepool.h: the umbrella header. Including it gives the whole public API:
+ * errors and version, the time base, the connector interface and the keyed pool. */
+#ifndef TIDEPOOL_H
+#define TIDEPOOL_H
+
+#include "errors.h"
+#include "version.h"
+#include "clock.h"
+#include "connector.h"
+#include "pool.h"
+
+#endif

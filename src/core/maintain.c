@@ -1,0 +1,224 @@
+/* maintain.c: the maintenance pass and the thread that runs it. A pass closes idle
+ * connections past their idle timeout (keeping min_idle_per_key) or lifetime, fails
+ * asynchronous waiters past their deadline, grants open slots to waiters whose backoff
+ * ended, runs due breaker probes, opens connections to keep min_idle_per_key warm, and
+ * reclaims keys that have been empty for a while. Closes, probes and opens run outside
+ * the lock. The thread sleeps until the earliest due event or maintenance_interval. */
+#include <stdio.h>
+
+#include "pool_internal.h"
+
+/* A key emptied this long ago is forgotten (its counters move to the pool totals). */
+#define TP__KEY_RECLAIM_AFTER (60 * TP_NSEC_PER_SEC)
+
+void tp__maintenance_poke_locked(tp_pool *p, int64_t t)
+{
+    TP__ASSERT_LOCKED(&p->mu);
+    if (t < p->mdue) {
+        p->mdue = t;
+        if (p->mthread)
+            pthread_cond_signal(&p->mcv);
+    }
+}
+
+/* A job for after the lock: a probe or a warm-up open for one key. */
+typedef struct job {
+    tp__key *key;
+    bool probe;
+} job;
+
+/* Closes expired idle connections of k; returns the earliest future expiry seen. */
+static int64_t expire_idle_locked(tp_pool *p, tp__key *k, int64_t now, tp__after *a)
+{
+    int64_t next = TP_DURATION_INFINITE;
+    int64_t idle = 0;
+    for (tp__list *n = k->idle.next; n != &k->idle; n = n->next) {
+        tp_conn *c = TP__CONTAINER_OF(n, tp_conn, idle_link);
+        idle += TP__CS_STATE(atomic_load(&c->word)) == TP__CS_IDLE;
+    }
+    /* Oldest first (the list's tail), never below min_idle_per_key for idle timeouts;
+     * lifetimes always apply. */
+    tp__list *n = k->idle.prev;
+    while (n != &k->idle) {
+        tp_conn *c = TP__CONTAINER_OF(n, tp_conn, idle_link);
+        tp__list *prev = n->prev;
+        uint64_t w = atomic_load(&c->word);
+        if (TP__CS_STATE(w) != TP__CS_IDLE) {
+            n = prev;
+            continue;
+        }
+        int64_t since = TP__LOAD(c->idle_since);
+        tp_close_reason r = TP_CLOSE__COUNT;
+        if (now >= c->expires_at)
+            r = TP_CLOSE_LIFETIME;
+        else if (p->o.idle_timeout != TP_DURATION_INFINITE &&
+                 now - since >= p->o.idle_timeout && idle > p->o.min_idle_per_key)
+            r = TP_CLOSE_IDLE_TIMEOUT;
+        else if (atomic_load_explicit(&c->evict, memory_order_relaxed))
+            r = TP_CLOSE_EVICTED;
+        if (r != TP_CLOSE__COUNT &&
+            atomic_compare_exchange_strong(&c->word, &w,
+                                           (w & ~TP__CS_MASK) | (uint64_t)TP__CS_RESERVED)) {
+            tp__conn_close_locked(p, c, r, a);
+            idle--;
+        } else if (r == TP_CLOSE__COUNT) {
+            next = TP__MIN(next, c->expires_at);
+            if (p->o.idle_timeout != TP_DURATION_INFINITE && idle > p->o.min_idle_per_key)
+                next = TP__MIN(next, tp__saturating_add(since, p->o.idle_timeout));
+        }
+        n = prev;
+    }
+    return next;
+}
+
+/* Fails asynchronous waiters past their deadline; returns the earliest future one. */
+static int64_t expire_waiters_locked(tp_pool *p, tp__key *k, int64_t now, tp__after *a)
+{
+    int64_t next = TP_DURATION_INFINITE;
+    tp__list *n = k->waiters.next;
+    while (n != &k->waiters) {
+        tp__waiter *w = TP__CONTAINER_OF(n, tp__waiter, link);
+        n = n->next;
+        if (!w->async)
+            continue;
+        if (now >= w->deadline) {
+            TP__ADD1(k->timeouts, 1);
+            char msg[160];
+            snprintf(msg, sizeof msg, "no connection after %.1f ms (%lld open for this key)",
+                     (double)(now - w->enqueued_at) / 1e6, (long long)k->nconns);
+            tp__waiter_fail_locked(p, w, TP_ETIMEDOUT, msg, a);
+        } else {
+            next = TP__MIN(next, w->deadline);
+        }
+    }
+    return next;
+}
+
+static int64_t count_idle_locked(tp__key *k)
+{
+    int64_t idle = 0;
+    for (tp__list *n = k->idle.next; n != &k->idle; n = n->next) {
+        tp_conn *c = TP__CONTAINER_OF(n, tp_conn, idle_link);
+        idle += TP__CS_STATE(atomic_load(&c->word)) == TP__CS_IDLE;
+    }
+    return idle;
+}
+
+/* Runs one probe or warm-up open (slot already reserved for opens) outside the lock. */
+static void run_job(tp_pool *p, job *j)
+{
+    tp__key *k = j->key;
+    tp__after a;
+    tp__after_init(&a);
+    if (j->probe) {
+        tp_errinfo info;
+        tp_errinfo_clear(&info);
+        int64_t dl = tp_deadline_after(p->o.connect_timeout);
+        tp_err rc = p->o.connector.probe(p->o.connector.ctx, k->bytes, k->keylen, dl, &info);
+        tp__mutex_lock(&p->mu);
+        tp__probe_done_locked(p, k, rc, &info, &a);
+    } else {
+        tp__mutex_lock(&p->mu);
+        tp_conn *c = NULL;
+        tp_err rc = tp__open_slot_locked(p, k, TP_DURATION_INFINITE, &c, NULL, &a);
+        if (rc == TP_OK)
+            tp__release_to_idle_locked(p, c, &a);
+    }
+    k->pins--;
+    tp__after_run(p, &a);
+}
+
+int64_t tp_pool_maintain(tp_pool *p)
+{
+    if (p == NULL)
+        return 0;
+    tp__after a;
+    tp__after_init(&a);
+    job jobs[32];
+    int njobs = 0;
+    tp__mutex_lock(&p->mu);
+    int64_t now = tp_clock_now();
+    int64_t next = tp__saturating_add(now, p->o.maintenance_interval);
+    bool closed = atomic_load(&p->closed);
+    for (size_t i = 0; i < p->nbuckets && !closed; i++) {
+        for (tp__key *k = p->buckets[i]; k != NULL; k = k->hnext) {
+            next = TP__MIN(next, expire_waiters_locked(p, k, now, &a));
+            tp__capacity_freed_locked(p, k, &a); /* backoffs that ended, freed slots */
+            next = TP__MIN(next, expire_idle_locked(p, k, now, &a));
+            if (k->breaker == TP_BREAKER_OPEN)
+                next = TP__MIN(next, k->breaker_until);
+            if (!tp__list_empty(&k->waiters) && k->backoff_until > now)
+                next = TP__MIN(next, k->backoff_until);
+            if (njobs < (int)(sizeof jobs / sizeof jobs[0]) &&
+                tp__breaker_probe_due_locked(p, k, now, &a)) {
+                k->pins++;
+                jobs[njobs++] = (job){k, true};
+            }
+            /* Keep min_idle_per_key warm, within the limits and never into a backoff. */
+            int64_t want = p->o.min_idle_per_key - count_idle_locked(k) - k->opening;
+            while (want-- > 0 && njobs < (int)(sizeof jobs / sizeof jobs[0]) &&
+                   tp__list_empty(&k->waiters)) {
+                int64_t until;
+                if (tp__open_allowed_locked(p, k, now, &until, &a) != TP__OPEN_OK)
+                    break;
+                k->pins++;
+                jobs[njobs++] = (job){k, false};
+            }
+        }
+    }
+    if (!closed)
+        tp__key_reclaim_locked(p, now - TP__KEY_RECLAIM_AFTER);
+    p->mdue = next;
+    tp__after_run(p, &a);
+    for (int i = 0; i < njobs; i++)
+        run_job(p, &jobs[i]);
+    int64_t left = next - tp_clock_now();
+    return left > 0 ? left : 0;
+}
+
+void *tp__maintenance_main(void *arg)
+{
+    tp_pool *p = arg;
+    tp__mutex_lock(&p->mu);
+    while (!p->mstop) {
+        if (tp_clock_now() >= p->mdue) {
+            tp__mutex_unlock(&p->mu);
+            tp_pool_maintain(p);
+            tp__mutex_lock(&p->mu);
+            continue;
+        }
+        tp__cond_wait_until(&p->mcv, &p->mu, p->mdue);
+    }
+    tp__mutex_unlock(&p->mu);
+    return NULL;
+}
+
+int64_t tp_pool_evict(tp_pool *p, const void *key, size_t keylen)
+{
+    if (p == NULL)
+        return 0;
+    tp__after a;
+    tp__after_init(&a);
+    int64_t closed = 0;
+    tp__mutex_lock(&p->mu);
+    uint64_t hash = key != NULL ? tp__key_hash(key, keylen) : 0;
+    for (size_t i = 0; i < p->nbuckets; i++) {
+        for (tp__key *k = p->buckets[i]; k != NULL; k = k->hnext) {
+            if (key != NULL && !(k->hash == hash && k == tp__key_find_locked(p, key, keylen, hash)))
+                continue;
+            /* In-use connections close when released. */
+            for (tp__list *n = k->conns.next; n != &k->conns; n = n->next) {
+                tp_conn *c = TP__CONTAINER_OF(n, tp_conn, all_link);
+                atomic_store_explicit(&c->evict, true, memory_order_relaxed);
+            }
+            tp_conn *c;
+            while ((c = tp__idle_take_locked(p, k)) != NULL) {
+                tp__conn_close_locked(p, c, TP_CLOSE_EVICTED, &a);
+                closed++;
+            }
+            tp__capacity_freed_locked(p, k, &a);
+        }
+    }
+    tp__after_run(p, &a);
+    return closed;
+}

@@ -1,0 +1,302 @@
+/* pool_internal.h: the pool's data structures and the functions its files share.
+ *
+ * Locking: one mutex per pool (tp_pool.mu) guards every key, list, count and waiter.
+ * The hot path (a thread reusing the connection it released last, with nobody waiting)
+ * takes no lock at all: it moves a connection between IDLE and IN_USE with one
+ * compare-and-swap on the connection's state word, which also carries a generation
+ * (so a stale hint can never claim a connection that was closed and recycled) and a
+ * LINKED bit (whether the connection sits in its key's idle list).
+ *
+ * The idle list may hold connections that the hot path claimed after they were linked
+ * (state IN_USE with LINKED set); the slow path unlinks them when it meets them. So
+ * "linked" >= "idle", and limits on idle connections are enforced on the linked count,
+ * which is exact under the lock.
+ *
+ * Lost wake-ups between a lock-free release and a waiter that is queuing are ruled out
+ * by the Dekker pattern: the waiter publishes nwaiters (seq_cst) and then rescans the
+ * idle list under the lock; the releaser publishes IDLE (seq_cst CAS) and then reads
+ * nwaiters. At least one of the two sees the other. */
+#ifndef TP_CORE_POOL_INTERNAL_H
+#define TP_CORE_POOL_INTERNAL_H
+
+#include "internal.h"
+#include "list.h"
+
+/* ---- connection state word: gen (high 56 bits) | LINKED | state (2 bits) ------------ */
+enum {
+    TP__CS_FREE = 0,     /* not a live connection (on the free list, or being closed) */
+    TP__CS_IDLE = 1,     /* idle: claimable by CAS */
+    TP__CS_INUSE = 2,    /* leased, or being checked/opened/handed over */
+    TP__CS_RESERVED = 3, /* taken by maintenance or eviction to be closed */
+};
+#define TP__CS_MASK UINT64_C(0x3)
+#define TP__CS_LINKED UINT64_C(0x4)
+#define TP__CS_GEN_SHIFT 8
+#define TP__CS_STATE(w) ((w)&TP__CS_MASK)
+#define TP__CS_GEN(w) ((w) >> TP__CS_GEN_SHIFT)
+#define TP__CS_MAKE(gen, linked, state) (((gen) << TP__CS_GEN_SHIFT) | (linked) | (state))
+
+/* Statistics written by whoever holds the connection (or the pool lock, for a key). */
+typedef struct tp__shard {
+    _Atomic uint64_t acquires;      /* leases granted */
+    _Atomic uint64_t reuses;        /* of which an idle connection was reused */
+    _Atomic uint64_t fast_acquires; /* of which were granted without queuing */
+    tp__hist hold;                  /* lease durations */
+    tp__hist idle;                  /* idle time before reuse */
+} tp__shard;
+
+typedef struct tp__key tp__key;
+
+struct tp_conn {
+    _Atomic uint64_t word; /* state word (see above) */
+    tp_pool *pool;         /* the owning pool; fixed for the struct's life */
+    tp__key *key;          /* the key (set while live; pool lock) */
+    void *user;            /* the connector's connection */
+    int64_t acquired_at;   /* holder-owned: start of the current lease */
+    int64_t created_at;    /* when open() returned */
+    int64_t expires_at;    /* jittered end of life; TP_DURATION_INFINITE if none */
+    _Atomic int64_t idle_since; /* set by the releaser before it publishes IDLE */
+    _Atomic uint64_t uses;      /* leases served (holder-written) */
+    _Atomic int64_t last_hold;  /* duration of the last finished lease; -1 before */
+    _Atomic bool evict;         /* soft-evicted: close on release */
+    tp__list idle_link;         /* in key->idle iff LINKED (pool lock) */
+    tp__list all_link;          /* in key->conns while live, else on a free or close list */
+    tp_close_reason close_reason; /* set when queued for closing */
+    tp__shard st;               /* this connection's share of the key's statistics */
+};
+
+typedef enum tp__grant {
+    TP__GRANT_NONE = 0, /* still queued */
+    TP__GRANT_CONN = 1, /* conn handed over (state IN_USE, unlinked) */
+    TP__GRANT_OPEN = 2, /* a slot to open reserved for this waiter (opening counted) */
+    TP__GRANT_FAIL = 3, /* failed with err */
+} tp__grant;
+
+/* A queued acquire. Blocking waiters live on their caller's stack; asynchronous ones
+ * are allocated and freed by the pool. All fields are guarded by the pool lock. */
+typedef struct tp__waiter {
+    tp__list link;        /* in key->waiters while queued */
+    tp_pool *pool;
+    tp__key *key;
+    int64_t enqueued_at;
+    int64_t deadline;     /* TP_DURATION_INFINITE for none */
+    tp__grant grant;
+    tp_conn *conn;        /* GRANT_CONN */
+    tp_err err;           /* GRANT_FAIL */
+    tp_errinfo info;      /* GRANT_FAIL detail */
+    bool woken;           /* signalled to rescan (no grant): do not signal twice */
+    bool async;
+    /* blocking */
+    pthread_cond_t cv;
+    /* asynchronous */
+    tp_acquire_cb cb;
+    void *ud;
+    uint64_t ticket;
+    tp__list done_link;   /* on a completion list after it left the queue */
+} tp__waiter;
+
+struct tp__key {
+    tp__key *hnext;          /* hash chain */
+    uint64_t hash;
+    size_t keylen;
+    unsigned char *bytes;    /* owned copy */
+    tp__list idle;           /* linked connections, most recently released first */
+    tp__list conns;          /* every live connection of the key */
+    tp__list waiters;        /* FIFO of tp__waiter */
+    int64_t nconns;          /* live connections (idle + in use + reserved) */
+    int64_t nlinked;         /* connections in the idle list */
+    int64_t opening;         /* opens in flight */
+    _Atomic int64_t nwaiters;/* length of waiters; read without the lock by releasers */
+    int64_t pins;            /* deferred work referring to this key: not reclaimable */
+    int64_t last_active;     /* last acquire or release, for reclaiming empty keys */
+
+    /* open failures */
+    int64_t failures;        /* consecutive open failures */
+    int64_t backoff_until;   /* no new open before this */
+    tp_breaker_state breaker;
+    int64_t breaker_until;   /* OPEN: cool-down end */
+    int64_t cooldown;        /* current cool-down length */
+    bool trial_inflight;     /* HALF_OPEN: the trial open or probe is running */
+    tp_errinfo last_err;     /* the last open error, for timeout messages */
+    tp__list ev_link;        /* on a tp__after's breakers list while ev_pending */
+    bool ev_pending;
+    _Atomic int ev_state;    /* the breaker state to report */
+
+    /* statistics (pool lock), plus the shards of closed connections folded in */
+    tp__shard st;
+    _Atomic uint64_t waits, opens, open_failures, timeouts, rejects_busy, rejects_breaker,
+        checks_failed;
+    _Atomic uint64_t closes[TP_CLOSE__COUNT];
+    tp__hist wait_hist;
+    tp__hist open_hist;
+};
+
+/* Totals of keys that were reclaimed, so pool-wide counters never go backwards. */
+typedef struct tp__retired {
+    uint64_t acquires, reuses, fast_acquires, waits, opens, open_failures, timeouts,
+        rejects_busy, rejects_breaker, checks_failed;
+    uint64_t closes[TP_CLOSE__COUNT];
+    tp_histogram hold, idle, wait, open;
+} tp__retired;
+
+struct tp_pool {
+    uint64_t id;              /* unique per pool in the process: validates thread hints */
+    tp_pool_options o;        /* immutable after create */
+    tp_allocator alloc;       /* copy of o.alloc, or malloc/free */
+    tp__mutex mu;
+    _Atomic bool closed;
+
+    /* keys (pool lock) */
+    tp__key **buckets;
+    size_t nbuckets;          /* power of two */
+    int64_t nkeys;
+
+    /* counts across keys (pool lock) */
+    int64_t total;            /* live + opening, all keys */
+    int64_t linked_total;     /* idle-list entries, all keys */
+    int64_t waiters_total;
+
+    tp__list free_conns;      /* closed connection structs kept for reuse: connection
+                                 memory stays valid while the pool lives, which is what
+                                 lets a thread hint be checked without a lock */
+    uint64_t next_ticket;
+    tp__retired retired;
+
+    /* lifetime: the pool is freed when the caller has destroyed it and no lease, open
+       or pool-owned thread still refers to it */
+    bool destroyed;
+    int64_t workers;          /* pool-owned open threads running */
+    int64_t callbacks;        /* completion callbacks running outside the lock */
+    pthread_cond_t idle_cv;   /* signalled when workers or callbacks reach zero */
+
+    /* maintenance thread */
+    bool mthread;
+    bool mstop;
+    pthread_t mthread_id;
+    pthread_cond_t mcv;
+    int64_t mdue;             /* when the thread should next run */
+};
+
+/* ---- pool.c ------------------------------------------------------------------------ */
+
+/* tp__key_find_locked: the key with these bytes, or NULL. */
+tp__key *tp__key_find_locked(tp_pool *p, const void *key, size_t keylen, uint64_t hash);
+/* tp__key_get_locked: finds or creates the key. NULL with *err TP_ENOMEM or TP_ELIMIT. */
+tp__key *tp__key_get_locked(tp_pool *p, const void *key, size_t keylen, uint64_t hash,
+                            tp_err *err);
+/* tp__key_hash: the hash of a key's bytes. */
+uint64_t tp__key_hash(const void *key, size_t keylen);
+/* tp__key_reclaim_locked: frees keys that are empty and unused since before cutoff. */
+void tp__key_reclaim_locked(tp_pool *p, int64_t cutoff);
+
+/* Work collected under the lock and finished after it is released: connector closes,
+ * trace events, callbacks of completed asynchronous waiters, wake-ups. */
+typedef struct tp__after {
+    tp__list closes;    /* tp_conn via all_link, close_reason set, key pinned */
+    tp__list done;      /* async tp__waiter via done_link (granted or failed) */
+    tp__list opens;     /* async tp__waiter granted an open slot, to start a worker */
+    tp__list breakers;  /* tp__key via ev_link: breaker changes to report */
+} tp__after;
+
+/* tp__after_breaker_event: queues a TP_TRACE_BREAKER event for key (pinned until sent). */
+void tp__after_breaker_event(tp__after *a, tp__key *key, tp_breaker_state s);
+
+void tp__after_init(tp__after *a);
+/* tp__after_run: called with the lock held; releases it, runs the deferred work, and
+ * returns with the lock released. */
+void tp__after_run(tp_pool *p, tp__after *a);
+
+/* tp__conn_close_locked: takes a live connection out of its key (unlinking it, counting
+ * the close) and queues connector close() on a. The caller owns the connection (it is
+ * IN_USE or RESERVED, or was just claimed). */
+void tp__conn_close_locked(tp_pool *p, tp_conn *c, tp_close_reason reason, tp__after *a);
+
+/* tp__conn_new_locked: a connection struct from the free list or the allocator, in state
+ * FREE, not in any list. NULL on allocation failure. */
+tp_conn *tp__conn_new_locked(tp_pool *p);
+/* tp__conn_recycle_locked: returns a struct taken by tp__conn_new_locked() unused. */
+void tp__conn_recycle_locked(tp_pool *p, tp_conn *c);
+/* tp__conn_attach_locked: makes c a live, IN_USE connection of key (after open()). */
+void tp__conn_attach_locked(tp_pool *p, tp__key *key, tp_conn *c, void *user, int64_t now);
+
+/* tp__capacity_freed_locked: a connection of key closed or an open failed: grant open
+ * slots to waiters that can now open (this key first, then others blocked on
+ * max_total). */
+void tp__capacity_freed_locked(tp_pool *p, tp__key *key, tp__after *a);
+
+/* tp__maybe_free_locked: frees the pool if it is destroyed and nothing refers to it.
+ * Returns true if it did (the lock is gone with it). */
+bool tp__maybe_free_locked(tp_pool *p);
+
+/* tp__emit: calls the trace hook, if any (never under the lock). */
+void tp__emit(tp_pool *p, tp_trace_event *ev);
+
+/* ---- acquire.c --------------------------------------------------------------------- */
+
+/* tp__waiter_grant_conn_locked: hands c (IN_USE, unlinked) to queued waiter w. */
+void tp__waiter_grant_conn_locked(tp_pool *p, tp__waiter *w, tp_conn *c, tp__after *a);
+/* tp__waiter_fail_locked: dequeues w and completes it with err. */
+void tp__waiter_fail_locked(tp_pool *p, tp__waiter *w, tp_err err, const char *msg,
+                            tp__after *a);
+/* tp__waiter_grant_open_locked: reserves an open slot for w and dequeues it. */
+void tp__waiter_grant_open_locked(tp_pool *p, tp__waiter *w, tp__after *a);
+/* tp__open_slot_locked: opens a connection for key in the calling thread. Called with
+ * the lock held and an open slot reserved (opening and total counted); the lock is
+ * released around connector open(). Returns with the lock held and the slot consumed:
+ * on success *out is a live IN_USE connection of key (not yet leased). */
+tp_err tp__open_slot_locked(tp_pool *p, tp__key *key, int64_t deadline, tp_conn **out,
+                            tp_errinfo *err, tp__after *a);
+/* tp__release_to_idle_locked: puts an owned, IN_USE connection into its key's idle
+ * list (or hands it to a waiter, or closes it when the idle limits are full). */
+void tp__release_to_idle_locked(tp_pool *p, tp_conn *c, tp__after *a);
+/* tp__async_open_start: starts a pool-owned thread to open a connection for w. */
+void tp__async_open_start(tp_pool *p, tp__waiter *w);
+/* tp__idle_take_locked: claims the most recently used idle connection of key (IN_USE,
+ * unlinked), dropping stale links on the way; NULL if none. */
+tp_conn *tp__idle_take_locked(tp_pool *p, tp__key *key);
+/* tp__unlink_locked: removes c from its key's idle list (c's LINKED bit is cleared by
+ * the caller's CAS). */
+void tp__unlink_locked(tp_pool *p, tp_conn *c);
+
+/* ---- breaker.c --------------------------------------------------------------------- */
+
+typedef enum tp__open_verdict {
+    TP__OPEN_OK = 0,      /* open now */
+    TP__OPEN_WAIT = 1,    /* limits or backoff: wait (until *until, if finite) */
+    TP__OPEN_BREAKER = 2, /* breaker open: fail fast */
+} tp__open_verdict;
+
+/* tp__open_allowed_locked: may an open for key start now? Considers the breaker, the
+ * backoff and the limits (max_per_key, max_total, evicting an idle connection of another
+ * key onto a when only max_total is in the way). On TP__OPEN_OK the slot is reserved
+ * (opening and total counted) and, in HALF_OPEN, this open is the trial. */
+tp__open_verdict tp__open_allowed_locked(tp_pool *p, tp__key *key, int64_t now, int64_t *until,
+                                         tp__after *a);
+/* tp__open_done_locked: accounts the end of an open: success closes the breaker; a
+ * failure backs off and may open it. Releases the reserved slot when failed. */
+void tp__open_done_locked(tp_pool *p, tp__key *key, tp_err rc, const tp_errinfo *info,
+                          int64_t duration, tp__after *a);
+/* tp__breaker_probe_due_locked: true if maintenance should run key's probe now (the
+ * breaker's cool-down is over and the connector has probe()); marks the trial. */
+bool tp__breaker_probe_due_locked(tp_pool *p, tp__key *key, int64_t now, tp__after *a);
+/* tp__probe_done_locked: the probe's outcome closes the breaker or reopens it longer. */
+void tp__probe_done_locked(tp_pool *p, tp__key *key, tp_err rc, const tp_errinfo *info,
+                           tp__after *a);
+
+/* ---- stats.c ----------------------------------------------------------------------- */
+void tp__shard_fold(tp_stats *st, const tp__shard *sh);
+void tp__shard_merge(tp__shard *dst, const tp__shard *src);
+
+/* tp__lease_begin_async: starts the lease of a connection granted to an async waiter
+ * (statistics, trace), outside the lock, before its callback runs. */
+void tp__lease_begin_async(tp_pool *p, tp_conn *c, int64_t waited);
+
+/* ---- maintain.c -------------------------------------------------------------------- */
+void *tp__maintenance_main(void *arg);
+/* tp__maintenance_poke_locked: wakes the maintenance thread early if due before t. */
+void tp__maintenance_poke_locked(tp_pool *p, int64_t t);
+
+/* Thread hints for the lock-free reuse path (acquire.c). */
+void tp__hint_set(tp_pool *p, tp_conn *c, uint64_t gen);
+
+#endif

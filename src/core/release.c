@@ -1,0 +1,318 @@
+/* release.c: ending a lease. The connection is reset by the connector, then goes to
+ * the first waiter, back to the idle list, or is closed with a reason. With nobody
+ * waiting and the connection still linked in its idle list (the steady state of a
+ * request loop) this takes no lock: one CAS publishes it as IDLE. */
+#include <assert.h>
+
+#include "pool_internal.h"
+
+/* Picks the least recently used IDLE connection among key's linked ones (by the time it
+ * was released; list order can be stale after lock-free reuse). NULL if none. */
+static tp_conn *lru_idle_locked(tp__key *k, const tp_conn *except)
+{
+    tp_conn *best = NULL;
+    int64_t best_t = INT64_MAX;
+    for (tp__list *n = k->idle.next; n != &k->idle; n = n->next) {
+        tp_conn *c = TP__CONTAINER_OF(n, tp_conn, idle_link);
+        if (c == except || TP__CS_STATE(atomic_load(&c->word)) != TP__CS_IDLE)
+            continue;
+        int64_t t = TP__LOAD(c->idle_since);
+        if (t < best_t) {
+            best_t = t;
+            best = c;
+        }
+    }
+    return best;
+}
+
+/* Claims an IDLE connection for closing (IDLE -> RESERVED, keeping the link so that
+ * tp__conn_close_locked() unlinks it). False if a thread hint took it first. */
+static bool reserve_idle_locked(tp_conn *c)
+{
+    uint64_t w = atomic_load(&c->word);
+    if (TP__CS_STATE(w) != TP__CS_IDLE)
+        return false;
+    return atomic_compare_exchange_strong(&c->word, &w,
+                                          (w & ~TP__CS_MASK) | (uint64_t)TP__CS_RESERVED);
+}
+
+/* Drops links of connections that thread hints took (state IN_USE but still LINKED). */
+static void purge_stale_links_locked(tp_pool *p, tp__key *k)
+{
+    tp__list *n = k->idle.next;
+    while (n != &k->idle) {
+        tp_conn *c = TP__CONTAINER_OF(n, tp_conn, idle_link);
+        tp__list *next = n->next;
+        uint64_t w = atomic_load(&c->word);
+        if (TP__CS_STATE(w) == TP__CS_INUSE &&
+            atomic_compare_exchange_strong(&c->word, &w, w & ~TP__CS_LINKED)) {
+            tp__unlink_locked(p, c);
+        }
+        n = next;
+    }
+}
+
+/* The key whose least recently used idle connection is the oldest in the pool. */
+static tp_conn *pool_lru_idle_locked(tp_pool *p, const tp_conn *except)
+{
+    tp_conn *best = NULL;
+    int64_t best_t = INT64_MAX;
+    for (size_t i = 0; i < p->nbuckets; i++) {
+        for (tp__key *k = p->buckets[i]; k != NULL; k = k->hnext) {
+            tp_conn *c = lru_idle_locked(k, except);
+            if (c != NULL && TP__LOAD(c->idle_since) < best_t) {
+                best_t = TP__LOAD(c->idle_since);
+                best = c;
+            }
+        }
+    }
+    return best;
+}
+
+/* Makes room under max_idle_per_key and max_idle_total for one more idle connection
+ * of c's key by closing least recently used ones. False if no room can be made. */
+static bool make_idle_room_locked(tp_pool *p, tp_conn *c, tp__after *a)
+{
+    tp__key *k = c->key;
+    bool linked = (atomic_load(&c->word) & TP__CS_LINKED) != 0;
+    int64_t need = linked ? 0 : 1; /* a linked connection is already counted */
+    if (k->nlinked + need > p->o.max_idle_per_key)
+        purge_stale_links_locked(p, k);
+    while (k->nlinked + need > p->o.max_idle_per_key) {
+        tp_conn *v = lru_idle_locked(k, c);
+        if (v == NULL || !reserve_idle_locked(v))
+            return false;
+        tp__conn_close_locked(p, v, TP_CLOSE_IDLE_OVERFLOW, a);
+    }
+    if (p->o.max_idle_total != TP_UNLIMITED) {
+        while (p->linked_total + need > p->o.max_idle_total) {
+            tp_conn *v = pool_lru_idle_locked(p, c);
+            if (v == NULL) {
+                for (size_t i = 0; i < p->nbuckets; i++)
+                    for (tp__key *kk = p->buckets[i]; kk != NULL; kk = kk->hnext)
+                        purge_stale_links_locked(p, kk);
+                if (p->linked_total + need <= p->o.max_idle_total)
+                    break;
+                return false;
+            }
+            if (!reserve_idle_locked(v))
+                continue;
+            tp__conn_close_locked(p, v, TP_CLOSE_IDLE_OVERFLOW, a);
+        }
+    }
+    return true;
+}
+
+/* Puts c (owned, IN_USE) at the front of its key's idle list, publishing it IDLE. */
+static void make_idle_locked(tp_pool *p, tp_conn *c, int64_t now)
+{
+    tp__key *k = c->key;
+    uint64_t w = atomic_load(&c->word);
+    if (w & TP__CS_LINKED)
+        tp__list_remove(&c->idle_link); /* counted already; move it to the front */
+    else {
+        k->nlinked++;
+        p->linked_total++;
+    }
+    tp__list_push_front(&k->idle, &c->idle_link);
+    atomic_store_explicit(&c->idle_since, now, memory_order_relaxed);
+    atomic_store(&c->word, TP__CS_MAKE(TP__CS_GEN(w), TP__CS_LINKED, TP__CS_IDLE));
+}
+
+/* Serves key's waiters from idle connections and free open slots, in order. */
+static void serve_waiters_locked(tp_pool *p, tp__key *k, tp__after *a)
+{
+    int64_t now = tp_clock_now();
+    while (!tp__list_empty(&k->waiters)) {
+        tp__waiter *w = TP__CONTAINER_OF(k->waiters.next, tp__waiter, link);
+        tp_conn *c = tp__idle_take_locked(p, k);
+        if (c != NULL) {
+            tp__waiter_grant_conn_locked(p, w, c, a);
+            continue;
+        }
+        int64_t until = TP_DURATION_INFINITE;
+        tp__open_verdict v = tp__open_allowed_locked(p, k, now, &until, a);
+        if (v == TP__OPEN_OK) {
+            tp__waiter_grant_open_locked(p, w, a);
+            continue;
+        }
+        if (v == TP__OPEN_BREAKER) {
+            while (!tp__list_empty(&k->waiters)) {
+                w = TP__CONTAINER_OF(k->waiters.next, tp__waiter, link);
+                TP__ADD1(k->rejects_breaker, 1);
+                tp__waiter_fail_locked(p, w, TP_EBREAKER,
+                                       "breaker opened for this key after repeated open failures",
+                                       a);
+            }
+            break;
+        }
+        /* Blocked by limits or backoff: let the head recompute when to wake up, and
+         * make sure maintenance looks again when a backoff ends (async waiters). */
+        if (!w->async && !w->woken) {
+            w->woken = true;
+            pthread_cond_signal(&w->cv);
+        }
+        if (until != TP_DURATION_INFINITE)
+            tp__maintenance_poke_locked(p, until);
+        break;
+    }
+}
+
+void tp__capacity_freed_locked(tp_pool *p, tp__key *key, tp__after *a)
+{
+    TP__ASSERT_LOCKED(&p->mu);
+    if (key != NULL && !tp__list_empty(&key->waiters))
+        serve_waiters_locked(p, key, a);
+    /* Waiters of other keys may have been held back by max_total only. */
+    if (p->o.max_total == TP_UNLIMITED || p->waiters_total == 0)
+        return;
+    for (size_t i = 0; i < p->nbuckets && p->total < p->o.max_total; i++)
+        for (tp__key *k = p->buckets[i]; k != NULL && p->total < p->o.max_total; k = k->hnext)
+            if (k != key && !tp__list_empty(&k->waiters))
+                serve_waiters_locked(p, k, a);
+}
+
+/* The waiters-present or unlinked case of a release that keeps the connection. */
+static void release_slow(tp_pool *p, tp_conn *c, int64_t now)
+{
+    tp__after a;
+    tp__after_init(&a);
+    tp__key *k = c->key;
+    tp__mutex_lock(&p->mu);
+    k->last_active = now;
+    if (atomic_load(&p->closed)) {
+        tp__conn_close_locked(p, c, TP_CLOSE_POOL_CLOSED, &a);
+        tp__after_run(p, &a);
+        return;
+    }
+    uint64_t gen = TP__CS_GEN(atomic_load(&c->word));
+    if (!tp__list_empty(&k->waiters)) {
+        tp__waiter *w = TP__CONTAINER_OF(k->waiters.next, tp__waiter, link);
+        if (w->async || now - w->enqueued_at >= p->o.fair_after) {
+            /* Direct handoff: the connection never becomes idle, nobody can barge. */
+            if (atomic_load(&c->word) & TP__CS_LINKED) {
+                tp__unlink_locked(p, c);
+                atomic_store(&c->word, TP__CS_MAKE(gen, 0, TP__CS_INUSE));
+            }
+            atomic_store_explicit(&c->idle_since, now, memory_order_relaxed);
+            tp__waiter_grant_conn_locked(p, w, c, &a);
+            tp__after_run(p, &a);
+            return;
+        }
+        /* The first waiter has not waited long: make the connection idle and wake it;
+         * a running thread may take the connection first (no handoff cost). */
+        if (make_idle_room_locked(p, c, &a)) {
+            make_idle_locked(p, c, now);
+            if (!w->woken) {
+                w->woken = true;
+                pthread_cond_signal(&w->cv);
+            }
+            tp__hint_set(p, c, gen);
+        } else {
+            tp__conn_close_locked(p, c, TP_CLOSE_IDLE_OVERFLOW, &a);
+            tp__capacity_freed_locked(p, k, &a);
+        }
+        tp__after_run(p, &a);
+        return;
+    }
+    if (make_idle_room_locked(p, c, &a)) {
+        make_idle_locked(p, c, now);
+        tp__hint_set(p, c, gen);
+    } else {
+        tp__conn_close_locked(p, c, TP_CLOSE_IDLE_OVERFLOW, &a);
+        tp__capacity_freed_locked(p, k, &a);
+    }
+    tp__after_run(p, &a);
+}
+
+void tp__release_to_idle_locked(tp_pool *p, tp_conn *c, tp__after *a)
+{
+    TP__ASSERT_LOCKED(&p->mu);
+    tp__key *k = c->key;
+    if (make_idle_room_locked(p, c, a)) {
+        make_idle_locked(p, c, tp_clock_now());
+        serve_waiters_locked(p, k, a);
+    } else {
+        tp__conn_close_locked(p, c, TP_CLOSE_IDLE_OVERFLOW, a);
+        tp__capacity_freed_locked(p, k, a);
+    }
+}
+
+/* A released connection was used past the point where the waiters check ran: the
+ * Dekker read saw waiters after we published IDLE. Serve them under the lock. */
+static void kick_waiters(tp_pool *p, tp__key *k)
+{
+    tp__after a;
+    tp__after_init(&a);
+    tp__mutex_lock(&p->mu);
+    serve_waiters_locked(p, k, &a);
+    tp__after_run(p, &a);
+}
+
+void tp_conn_release(tp_conn *c, unsigned flags)
+{
+    if (c == NULL)
+        return;
+    tp_pool *p = c->pool;
+    tp__key *k = c->key;
+    int64_t now = tp_clock_now();
+    int64_t hold = now - c->acquired_at;
+    tp__hist_add(&c->st.hold, hold);
+    atomic_store_explicit(&c->last_hold, hold, memory_order_relaxed);
+
+    tp_close_reason reason = TP_CLOSE__COUNT;
+    if (flags & TP_RELEASE_BROKEN)
+        reason = TP_CLOSE_BROKEN;
+    else if (flags & TP_RELEASE_DISCARD)
+        reason = TP_CLOSE_DISCARDED;
+    else if (atomic_load_explicit(&p->closed, memory_order_relaxed))
+        reason = TP_CLOSE_POOL_CLOSED;
+    else if (atomic_load_explicit(&c->evict, memory_order_relaxed))
+        reason = TP_CLOSE_EVICTED;
+    else if (p->o.max_uses != TP_UNLIMITED && (int64_t)TP__LOAD(c->uses) >= p->o.max_uses)
+        reason = TP_CLOSE_MAX_USES;
+    else if (now >= c->expires_at)
+        reason = TP_CLOSE_LIFETIME;
+    else if (p->o.connector.reset != NULL &&
+             p->o.connector.reset(p->o.connector.ctx, c->user) != TP_OK)
+        reason = TP_CLOSE_RESET_FAILED;
+
+    if (TP__UNLIKELY(p->o.trace != NULL)) {
+        tp_trace_event ev = {.type = TP_TRACE_RELEASE,
+                             .key = k->bytes,
+                             .keylen = k->keylen,
+                             .conn = c,
+                             .closed = reason != TP_CLOSE__COUNT,
+                             .reason = reason != TP_CLOSE__COUNT ? reason : TP_CLOSE_DISCARDED,
+                             .duration_ns = hold};
+        tp__emit(p, &ev);
+    }
+
+    if (TP__UNLIKELY(reason != TP_CLOSE__COUNT)) {
+        tp__after a;
+        tp__after_init(&a);
+        tp__mutex_lock(&p->mu);
+        k->last_active = now;
+        tp__conn_close_locked(p, c, reason, &a);
+        tp__capacity_freed_locked(p, k, &a);
+        tp__after_run(p, &a);
+        return;
+    }
+
+    /* The lock-free path: still linked, nobody waiting. */
+    uint64_t w = atomic_load(&c->word);
+    if (TP__LIKELY((w & TP__CS_LINKED) && atomic_load(&k->nwaiters) == 0)) {
+        atomic_store_explicit(&c->idle_since, now, memory_order_relaxed);
+        uint64_t idle = (w & ~TP__CS_MASK) | (uint64_t)TP__CS_IDLE;
+        if (atomic_compare_exchange_strong(&c->word, &w, idle)) {
+            /* seq_cst CAS then seq_cst load: a waiter that queued after our check above
+             * either saw the connection IDLE in its rescan or is seen here. */
+            if (TP__UNLIKELY(atomic_load(&k->nwaiters) != 0))
+                kick_waiters(p, k);
+            tp__hint_set(p, c, TP__CS_GEN(w));
+            return;
+        }
+        /* The slow path unlinked it meanwhile (it is still ours, IN_USE). */
+    }
+    release_slow(p, c, now);
+}

@@ -1,0 +1,160 @@
+/* stats.c: consistent snapshots. Gauges are counted under the pool lock from the lists
+ * themselves (so idle + in_use + opening = total always holds); counters are the key's
+ * own plus the shards of its live connections, which their holders update without a
+ * lock (a snapshot may miss the last few operations in flight, never invent any). */
+#include <string.h>
+
+#include "pool_internal.h"
+
+void tp__shard_fold(tp_stats *st, const tp__shard *sh)
+{
+    st->acquires += TP__LOAD(sh->acquires);
+    st->reuses += TP__LOAD(sh->reuses);
+    uint64_t fast = TP__LOAD(sh->fast_acquires);
+    st->acquire_wait.count += fast; /* acquires that never waited: bucket 0, 0 ns */
+    st->acquire_wait.buckets[0] += fast;
+    tp__hist_fold(&st->hold_time, &sh->hold);
+    tp__hist_fold(&st->idle_time, &sh->idle);
+}
+
+void tp__shard_merge(tp__shard *dst, const tp__shard *src)
+{
+    TP__ADD1(dst->acquires, TP__LOAD(src->acquires));
+    TP__ADD1(dst->reuses, TP__LOAD(src->reuses));
+    TP__ADD1(dst->fast_acquires, TP__LOAD(src->fast_acquires));
+    tp__hist_merge(&dst->hold, &src->hold);
+    tp__hist_merge(&dst->idle, &src->idle);
+}
+
+/* Adds key k's snapshot into st (gauges and counters). */
+static void key_snapshot_locked(tp_pool *p, tp__key *k, tp_stats *st)
+{
+    int64_t idle = 0;
+    for (tp__list *n = k->idle.next; n != &k->idle; n = n->next) {
+        tp_conn *c = TP__CONTAINER_OF(n, tp_conn, idle_link);
+        idle += TP__CS_STATE(atomic_load(&c->word)) == TP__CS_IDLE;
+    }
+    st->total += k->nconns + k->opening;
+    st->idle += idle;
+    st->opening += k->opening;
+    st->in_use += k->nconns - idle;
+    st->waiters += atomic_load(&k->nwaiters);
+    tp__shard_fold(st, &k->st);
+    for (tp__list *n = k->conns.next; n != &k->conns; n = n->next)
+        tp__shard_fold(st, &TP__CONTAINER_OF(n, tp_conn, all_link)->st);
+    st->waits += TP__LOAD(k->waits);
+    st->opens += TP__LOAD(k->opens);
+    st->open_failures += TP__LOAD(k->open_failures);
+    st->timeouts += TP__LOAD(k->timeouts);
+    st->rejects_busy += TP__LOAD(k->rejects_busy);
+    st->rejects_breaker += TP__LOAD(k->rejects_breaker);
+    st->checks_failed += TP__LOAD(k->checks_failed);
+    for (int i = 0; i < TP_CLOSE__COUNT; i++)
+        st->closes[i] += TP__LOAD(k->closes[i]);
+    tp__hist_fold(&st->acquire_wait, &k->wait_hist);
+    tp__hist_fold(&st->open_time, &k->open_hist);
+    (void)p;
+}
+
+static void limits(tp_pool *p, tp_stats *st)
+{
+    st->max_per_key = p->o.max_per_key;
+    st->max_idle_per_key = p->o.max_idle_per_key;
+    st->min_idle_per_key = p->o.min_idle_per_key;
+}
+
+void tp_pool_stats(tp_pool *p, tp_stats *out)
+{
+    if (out == NULL)
+        return;
+    memset(out, 0, sizeof *out);
+    if (p == NULL)
+        return;
+    tp__mutex_lock(&p->mu);
+    limits(p, out);
+    out->keys = p->nkeys;
+    for (size_t i = 0; i < p->nbuckets; i++)
+        for (tp__key *k = p->buckets[i]; k != NULL; k = k->hnext)
+            key_snapshot_locked(p, k, out);
+    const tp__retired *r = &p->retired;
+    out->acquires += r->acquires;
+    out->reuses += r->reuses;
+    out->acquire_wait.count += r->fast_acquires;
+    out->acquire_wait.buckets[0] += r->fast_acquires;
+    out->waits += r->waits;
+    out->opens += r->opens;
+    out->open_failures += r->open_failures;
+    out->timeouts += r->timeouts;
+    out->rejects_busy += r->rejects_busy;
+    out->rejects_breaker += r->rejects_breaker;
+    out->checks_failed += r->checks_failed;
+    for (int i = 0; i < TP_CLOSE__COUNT; i++)
+        out->closes[i] += r->closes[i];
+    const tp_histogram *src[4] = {&r->hold, &r->idle, &r->wait, &r->open};
+    tp_histogram *dst[4] = {&out->hold_time, &out->idle_time, &out->acquire_wait, &out->open_time};
+    for (int h = 0; h < 4; h++) {
+        dst[h]->count += src[h]->count;
+        dst[h]->sum_ns += src[h]->sum_ns;
+        for (int b = 0; b < TP_HIST_BUCKETS; b++)
+            dst[h]->buckets[b] += src[h]->buckets[b];
+    }
+    tp__mutex_unlock(&p->mu);
+}
+
+tp_err tp_pool_key_stats(tp_pool *p, const void *key, size_t keylen, tp_stats *out)
+{
+    if (p == NULL || out == NULL || (key == NULL && keylen > 0))
+        return TP_EINVAL;
+    memset(out, 0, sizeof *out);
+    tp__mutex_lock(&p->mu);
+    tp__key *k = tp__key_find_locked(p, key, keylen, tp__key_hash(key, keylen));
+    if (k == NULL) {
+        tp__mutex_unlock(&p->mu);
+        return TP_EINVAL;
+    }
+    limits(p, out);
+    key_snapshot_locked(p, k, out);
+    out->breaker = k->breaker;
+    out->keys = 1;
+    tp__mutex_unlock(&p->mu);
+    return TP_OK;
+}
+
+void tp_pool_key_visit(tp_pool *p, tp_key_visit_fn fn, void *ud)
+{
+    if (p == NULL || fn == NULL)
+        return;
+    /* Snapshot every key under the lock into a private array, then call fn unlocked. */
+    typedef struct item {
+        tp_stats st;
+        size_t keylen;
+        unsigned char *bytes;
+    } item;
+    tp__mutex_lock(&p->mu);
+    size_t n = (size_t)p->nkeys;
+    item *items = n > 0 ? tp__calloc(&p->alloc, n, sizeof *items) : NULL;
+    size_t got = 0;
+    if (items != NULL) {
+        for (size_t i = 0; i < p->nbuckets; i++) {
+            for (tp__key *k = p->buckets[i]; k != NULL; k = k->hnext) {
+                item *it = &items[got];
+                it->bytes = tp__malloc(&p->alloc, k->keylen > 0 ? k->keylen : 1);
+                if (it->bytes == NULL)
+                    continue;
+                memcpy(it->bytes, k->bytes, k->keylen);
+                it->keylen = k->keylen;
+                limits(p, &it->st);
+                key_snapshot_locked(p, k, &it->st);
+                it->st.breaker = k->breaker;
+                it->st.keys = 1;
+                got++;
+            }
+        }
+    }
+    tp__mutex_unlock(&p->mu);
+    for (size_t i = 0; i < got; i++) {
+        fn(ud, items[i].bytes, items[i].keylen, &items[i].st);
+        tp__free(&p->alloc, items[i].bytes);
+    }
+    tp__free(&p->alloc, items);
+}

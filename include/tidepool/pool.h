@@ -151,9 +151,11 @@ TP_EXTERN tp_err tp_pool_create(const tp_pool_options *o, tp_pool **out, tp_erri
 TP_EXTERN void tp_pool_close(tp_pool *p);
 
 /* tp_pool_destroy: closes the pool (as tp_pool_close) and gives up the caller's handle.
- * Connections still leased may be released afterwards: the memory is freed when the
- * last lease or in-flight open ends. Joins the maintenance thread, so must not be called
- * from a trace hook or connector callback. NULL is a no-op. */
+ * Connections still leased may be released after it returns: the memory is freed when
+ * the last lease or in-flight open ends. It must not race with calls on the same pool
+ * that are still running in other threads (finish them first, as for any handle); it
+ * joins the maintenance thread, so it must not be called from a trace hook, a connector
+ * function or an acquire callback. NULL is a no-op. */
 TP_EXTERN void tp_pool_destroy(tp_pool *p);
 
 /* ---- acquire and release ---------------------------------------------------------- */

@@ -119,7 +119,7 @@ static void waiter_dequeue_locked(tp_pool *p, tp__waiter *w)
 {
     tp__list_remove(&w->link);
     atomic_fetch_sub(&w->key->nwaiters, 1);
-    p->waiters_total--;
+    atomic_fetch_sub(&p->waiters_total, 1);
 }
 
 void tp__waiter_grant_conn_locked(tp_pool *p, tp__waiter *w, tp_conn *c, tp__after *a)
@@ -223,17 +223,23 @@ static void close_claimed(tp_pool *p, tp_conn *c, tp_close_reason reason)
 
 /* ---- opening ---------------------------------------------------------------------- */
 
+void tp__slot_release_locked(tp_pool *p, tp__key *key, tp__after *a)
+{
+    TP__ASSERT_LOCKED(&p->mu);
+    key->opening--;
+    p->total--;
+    if (key->breaker == TP_BREAKER_HALF_OPEN)
+        key->trial_inflight = false;
+    tp__capacity_freed_locked(p, key, a);
+}
+
 tp_err tp__open_slot_locked(tp_pool *p, tp__key *key, int64_t deadline, tp_conn **out,
                             tp_errinfo *err, tp__after *a)
 {
     TP__ASSERT_LOCKED(&p->mu);
     tp_conn *c = tp__conn_new_locked(p);
     if (c == NULL) {
-        key->opening--;
-        p->total--;
-        if (key->breaker == TP_BREAKER_HALF_OPEN)
-            key->trial_inflight = false;
-        tp__capacity_freed_locked(p, key, a);
+        tp__slot_release_locked(p, key, a);
         return tp_errinfo_set(err, TP_ENOMEM, 0, "allocating a connection");
     }
     tp__mutex_unlock(&p->mu);
@@ -432,7 +438,7 @@ static wait_outcome wait_for_conn_locked(tp_pool *p, tp__key *key, int64_t start
             w.enqueued_at = now;
             w.deadline = deadline;
             tp__list_push_back(&key->waiters, &w.link);
-            p->waiters_total++;
+            atomic_fetch_add(&p->waiters_total, 1);
             TP__ADD1(key->waits, 1);
             /* seq_cst: pairs with the releaser's CAS then load (see pool_internal.h). */
             atomic_fetch_add(&key->nwaiters, 1);
@@ -530,8 +536,18 @@ tp_err tp_pool_acquire(tp_pool *p, const void *key, size_t keylen, int64_t timeo
         wait_outcome o = wait_for_conn_locked(p, k, start, deadline, timeout > 0, &c, &rc, err, &a);
         if (o == GOT_ERR)
             break;
+        if (o == GOT_SLOT && timeout > 0 && tp_clock_now() >= deadline) {
+            /* Granted a slot too late to use it: give it back rather than start an open
+             * that is doomed to time out and would count as a failure. */
+            tp__slot_release_locked(p, k, &a);
+            TP__ADD1(k->timeouts, 1);
+            rc = timeout_error(p, k, tp_clock_now() - start, err);
+            break;
+        }
         if (o == GOT_SLOT) {
-            rc = tp__open_slot_locked(p, k, deadline, &c, err, &a);
+            /* timeout 0 means "do not queue"; the open itself still gets connect_timeout. */
+            rc = tp__open_slot_locked(p, k, timeout > 0 ? deadline : TP_DURATION_INFINITE, &c, err,
+                                      &a);
             if (rc == TP_OK) {
                 tp__hist_add(&k->wait_hist, tp_clock_now() - start);
                 k->pins--;
@@ -639,7 +655,14 @@ static void *open_job_main(void *arg)
     tp_conn *c = NULL;
     tp_errinfo info;
     tp_errinfo_clear(&info);
-    tp_err rc = tp__open_slot_locked(p, k, w->deadline, &c, &info, &a);
+    tp_err rc;
+    if (tp_clock_now() >= w->deadline) {
+        tp__slot_release_locked(p, k, &a);
+        TP__ADD1(k->timeouts, 1);
+        rc = tp_errinfo_set(&info, TP_ETIMEDOUT, 0, "no connection before the deadline");
+    } else {
+        rc = tp__open_slot_locked(p, k, w->deadline, &c, &info, &a);
+    }
     if (rc == TP_OK) {
         w->grant = TP__GRANT_CONN;
         w->conn = c;
@@ -674,12 +697,10 @@ void tp__async_open_start(tp_pool *p, tp__waiter *w)
     tp__after_init(&a);
     tp__mutex_lock(&p->mu);
     p->workers--;
-    w->key->opening--;
-    p->total--;
+    tp__slot_release_locked(p, w->key, &a);
     w->grant = TP__GRANT_FAIL;
     w->err = tp_errinfo_set(&w->info, TP_ESYS, 0, "could not start a thread to open a connection");
     tp__list_push_back(&a.done, &w->done_link);
-    tp__capacity_freed_locked(p, w->key, &a);
     tp__after_run(p, &a);
 }
 
@@ -766,13 +787,8 @@ int tp_pool_acquire_async(tp_pool *p, const void *key, size_t keylen, int64_t ti
         }
         tp__waiter *w = tp__calloc(&p->alloc, 1, sizeof *w);
         if (w == NULL) {
-            if (v == TP__OPEN_OK) {
-                k->opening--;
-                p->total--;
-                if (k->breaker == TP_BREAKER_HALF_OPEN)
-                    k->trial_inflight = false;
-                tp__capacity_freed_locked(p, k, &a);
-            }
+            if (v == TP__OPEN_OK)
+                tp__slot_release_locked(p, k, &a);
             tp__after_run(p, &a);
             return tp_errinfo_set(err, TP_ENOMEM, 0, "allocating a waiter");
         }
@@ -790,7 +806,7 @@ int tp_pool_acquire_async(tp_pool *p, const void *key, size_t keylen, int64_t ti
         bool queued = v != TP__OPEN_OK;
         if (queued) {
             tp__list_push_back(&k->waiters, &w->link);
-            p->waiters_total++;
+            atomic_fetch_add(&p->waiters_total, 1);
             TP__ADD1(k->waits, 1);
             atomic_fetch_add(&k->nwaiters, 1);
             tp__maintenance_poke_locked(p, TP__MIN(w->deadline, until));

@@ -4,6 +4,7 @@
 #ifndef TP_CORE_INTERNAL_H
 #define TP_CORE_INTERNAL_H
 
+#include <assert.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>

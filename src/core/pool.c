@@ -142,6 +142,17 @@ static void key_free(tp_pool *p, tp__key *k)
 void tp__key_reclaim_locked(tp_pool *p, int64_t cutoff)
 {
     TP__ASSERT_LOCKED(&p->mu);
+    tp__key **gp = &p->graveyard;
+    while (*gp != NULL) {
+        tp__key *k = *gp;
+        if (k->buried_at < cutoff) {
+            *gp = k->hnext;
+            key_free(p, k);
+            continue;
+        }
+        gp = &k->hnext;
+    }
+    int64_t now = tp_clock_now();
     for (size_t i = 0; i < p->nbuckets; i++) {
         tp__key **pp = &p->buckets[i];
         while (*pp != NULL) {
@@ -151,7 +162,9 @@ void tp__key_reclaim_locked(tp_pool *p, int64_t cutoff)
                 *pp = k->hnext;
                 p->nkeys--;
                 key_retire_stats_locked(p, k);
-                key_free(p, k);
+                k->buried_at = now;
+                k->hnext = p->graveyard;
+                p->graveyard = k;
                 continue;
             }
             pp = &k->hnext;
@@ -460,6 +473,11 @@ bool tp__maybe_free_locked(tp_pool *p)
             key_free(p, k);
             k = next;
         }
+    }
+    while (p->graveyard != NULL) {
+        tp__key *k = p->graveyard;
+        p->graveyard = k->hnext;
+        key_free(p, k);
     }
     while (!tp__list_empty(&p->free_conns)) {
         tp__list *n = p->free_conns.next;

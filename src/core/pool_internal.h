@@ -96,7 +96,8 @@ typedef struct tp__waiter {
 } tp__waiter;
 
 struct tp__key {
-    tp__key *hnext;          /* hash chain */
+    tp__key *hnext;          /* hash chain, or the graveyard list once reclaimed */
+    int64_t buried_at;       /* when it was reclaimed (graveyard only) */
     uint64_t hash;
     size_t keylen;
     unsigned char *bytes;    /* owned copy */
@@ -150,11 +151,14 @@ struct tp_pool {
     tp__key **buckets;
     size_t nbuckets;          /* power of two */
     int64_t nkeys;
+    tp__key *graveyard;       /* reclaimed keys, freed a grace period later: a lock-free
+                                 release may still read the key it just left */
 
     /* counts across keys (pool lock) */
     int64_t total;            /* live + opening, all keys */
     int64_t linked_total;     /* idle-list entries, all keys */
-    int64_t waiters_total;
+    _Atomic int64_t waiters_total; /* queued acquires, all keys; read without the lock by
+                                      releases when max_total can hold waiters back */
 
     tp__list free_conns;      /* closed connection structs kept for reuse: connection
                                  memory stays valid while the pool lives, which is what
@@ -186,7 +190,8 @@ tp__key *tp__key_get_locked(tp_pool *p, const void *key, size_t keylen, uint64_t
                             tp_err *err);
 /* tp__key_hash: the hash of a key's bytes. */
 uint64_t tp__key_hash(const void *key, size_t keylen);
-/* tp__key_reclaim_locked: frees keys that are empty and unused since before cutoff. */
+/* tp__key_reclaim_locked: retires keys that are empty and unused since before cutoff,
+ * and frees those retired before cutoff. */
 void tp__key_reclaim_locked(tp_pool *p, int64_t cutoff);
 
 /* Work collected under the lock and finished after it is released: connector closes,
@@ -246,6 +251,9 @@ void tp__waiter_grant_open_locked(tp_pool *p, tp__waiter *w, tp__after *a);
  * on success *out is a live IN_USE connection of key (not yet leased). */
 tp_err tp__open_slot_locked(tp_pool *p, tp__key *key, int64_t deadline, tp_conn **out,
                             tp_errinfo *err, tp__after *a);
+/* tp__slot_release_locked: gives back an open slot reserved by tp__open_allowed_locked()
+ * that will not be used, and lets waiters have it. */
+void tp__slot_release_locked(tp_pool *p, tp__key *key, tp__after *a);
 /* tp__release_to_idle_locked: puts an owned, IN_USE connection into its key's idle
  * list (or hands it to a waiter, or closes it when the idle limits are full). */
 void tp__release_to_idle_locked(tp_pool *p, tp_conn *c, tp__after *a);

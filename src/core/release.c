@@ -164,10 +164,12 @@ void tp__capacity_freed_locked(tp_pool *p, tp__key *key, tp__after *a)
     if (key != NULL && !tp__list_empty(&key->waiters))
         serve_waiters_locked(p, key, a);
     /* Waiters of other keys may have been held back by max_total only. */
-    if (p->o.max_total == TP_UNLIMITED || p->waiters_total == 0)
+    if (p->o.max_total == TP_UNLIMITED || atomic_load(&p->waiters_total) == 0)
         return;
-    for (size_t i = 0; i < p->nbuckets && p->total < p->o.max_total; i++)
-        for (tp__key *k = p->buckets[i]; k != NULL && p->total < p->o.max_total; k = k->hnext)
+    /* Oldest waiter first would be fairer; keys in table order is what a scan gives.
+     * serve_waiters_locked() stops at the first key it cannot serve. */
+    for (size_t i = 0; i < p->nbuckets; i++)
+        for (tp__key *k = p->buckets[i]; k != NULL; k = k->hnext)
             if (k != key && !tp__list_empty(&k->waiters))
                 serve_waiters_locked(p, k, a);
 }
@@ -218,6 +220,7 @@ static void release_slow(tp_pool *p, tp_conn *c, int64_t now)
     if (make_idle_room_locked(p, c, &a)) {
         make_idle_locked(p, c, now);
         tp__hint_set(p, c, gen);
+        tp__capacity_freed_locked(p, k, &a); /* waiters of other keys held by max_total */
     } else {
         tp__conn_close_locked(p, c, TP_CLOSE_IDLE_OVERFLOW, &a);
         tp__capacity_freed_locked(p, k, &a);
@@ -238,14 +241,22 @@ void tp__release_to_idle_locked(tp_pool *p, tp_conn *c, tp__after *a)
     }
 }
 
-/* A released connection was used past the point where the waiters check ran: the
- * Dekker read saw waiters after we published IDLE. Serve them under the lock. */
+/* Waiters that a lock-free release may have to serve: of its own key, or of any key
+ * when max_total can hold waiters back (an idle connection of another key is then
+ * closed to make room for them). */
+static inline bool waiters_to_serve(const tp_pool *p, tp__key *k)
+{
+    return atomic_load(&k->nwaiters) != 0 ||
+           (p->o.max_total != TP_UNLIMITED && atomic_load(&p->waiters_total) != 0);
+}
+
+/* The Dekker read after a lock-free release saw waiters: serve them under the lock. */
 static void kick_waiters(tp_pool *p, tp__key *k)
 {
     tp__after a;
     tp__after_init(&a);
     tp__mutex_lock(&p->mu);
-    serve_waiters_locked(p, k, &a);
+    tp__capacity_freed_locked(p, k, &a);
     tp__after_run(p, &a);
 }
 
@@ -301,15 +312,17 @@ void tp_conn_release(tp_conn *c, unsigned flags)
 
     /* The lock-free path: still linked, nobody waiting. */
     uint64_t w = atomic_load(&c->word);
-    if (TP__LIKELY((w & TP__CS_LINKED) && atomic_load(&k->nwaiters) == 0)) {
+    if (TP__LIKELY((w & TP__CS_LINKED) && !waiters_to_serve(p, k))) {
         atomic_store_explicit(&c->idle_since, now, memory_order_relaxed);
+        /* Set the hint while the connection is still ours to read. */
+        tp__hint_set(p, c, TP__CS_GEN(w));
         uint64_t idle = (w & ~TP__CS_MASK) | (uint64_t)TP__CS_IDLE;
         if (atomic_compare_exchange_strong(&c->word, &w, idle)) {
             /* seq_cst CAS then seq_cst load: a waiter that queued after our check above
-             * either saw the connection IDLE in its rescan or is seen here. */
-            if (TP__UNLIKELY(atomic_load(&k->nwaiters) != 0))
+             * either saw the connection IDLE in its rescan or is seen here. The key is
+             * still readable: keys are freed only a grace period after they empty. */
+            if (TP__UNLIKELY(waiters_to_serve(p, k)))
                 kick_waiters(p, k);
-            tp__hint_set(p, c, TP__CS_GEN(w));
             return;
         }
         /* The slow path unlinked it meanwhile (it is still ours, IN_USE). */

@@ -579,7 +579,7 @@ tp_err tp_pool_acquire(tp_pool *p, const void *key, size_t keylen, int64_t timeo
         tp__capacity_freed_locked(p, k, &a);
     }
     k->pins--;
-    bool timed_out = rc == TP_ETIMEDOUT;
+    bool timed_out = rc == TP_ETIMEDOUT && timeout > 0; /* a wait, not a "do not queue" */
     tp__after_run(p, &a);
     if (timed_out && p->o.trace != NULL) {
         tp_trace_event ev = {.type = TP_TRACE_WAIT_TIMEOUT,

@@ -163,9 +163,11 @@ TP_EXTERN void tp_pool_destroy(tp_pool *p);
 /* tp_pool_acquire: leases a connection for key, blocking up to timeout
  * (TP_DURATION_DEFAULT: the pool's acquire_timeout; TP_DURATION_INFINITE: no limit; 0:
  * do not queue, but an idle connection or a free slot to open one is still used).
- * Reuses the most recently used idle connection (checked if idle past
- * check_after_idle), else opens one in the calling thread if the limits allow, else
- * waits in the key's queue.
+ * Reuses, in this order: the connection this thread released last for this key, if it
+ * is idle (taken back without a lock: a request loop keeps its connection and its
+ * caches warm); else the most recently released idle connection. Idle connections are
+ * checked first if idle past check_after_idle. Else opens one in the calling thread if
+ * the limits allow, else waits in the key's queue.
  * Errors: TP_ETIMEDOUT (err says what was in use and the last open error), TP_EBUSY
  * (max_waiters_per_key), TP_EBREAKER, TP_ECLOSED, TP_ELIMIT (max_keys), TP_ENOMEM,
  * TP_EINVAL (NULL pool or out, key NULL with keylen > 0), or the connector's open()
@@ -240,7 +242,7 @@ TP_EXTERN int64_t tp_pool_evict(tp_pool *p, const void *key, size_t keylen);
 
 /* Histograms: bucket i counts values v (nanoseconds) with
  * tp_histogram_bucket_upper(i-1) < v <= tp_histogram_bucket_upper(i); buckets grow by a
- * factor of sqrt(2) from 1 us to about 18 minutes, the last one is unbounded. */
+ * factor of sqrt(2) from 1 us to about 35 minutes, the last one is unbounded. */
 #define TP_HIST_BUCKETS 64
 
 typedef struct tp_histogram {

@@ -36,37 +36,52 @@ static int64_t expire_idle_locked(tp_pool *p, tp__key *k, int64_t now, tp__after
         tp_conn *c = TP__CONTAINER_OF(n, tp_conn, idle_link);
         idle += TP__CS_STATE(atomic_load(&c->word)) == TP__CS_IDLE;
     }
-    /* Oldest first (the list's tail), never below min_idle_per_key for idle timeouts;
-     * lifetimes always apply. */
-    tp__list *n = k->idle.prev;
-    while (n != &k->idle) {
+    /* Lifetimes and evictions always apply. Idle timeouts close the least recently
+     * used first (by idle_since: list order can be stale after lock-free reuse) and
+     * never below min_idle_per_key. */
+    for (;;) {
+        tp_conn *victim = NULL;
+        tp_close_reason why = TP_CLOSE__COUNT;
+        int64_t oldest = INT64_MAX;
+        for (tp__list *n = k->idle.next; n != &k->idle; n = n->next) {
+            tp_conn *c = TP__CONTAINER_OF(n, tp_conn, idle_link);
+            if (TP__CS_STATE(atomic_load(&c->word)) != TP__CS_IDLE)
+                continue;
+            int64_t since = TP__LOAD(c->idle_since);
+            tp_close_reason r = TP_CLOSE__COUNT;
+            if (now >= c->expires_at)
+                r = TP_CLOSE_LIFETIME;
+            else if (atomic_load_explicit(&c->evict, memory_order_relaxed))
+                r = TP_CLOSE_EVICTED;
+            if (r != TP_CLOSE__COUNT) {
+                victim = c;
+                why = r;
+                break;
+            }
+            if (p->o.idle_timeout != TP_DURATION_INFINITE && now - since >= p->o.idle_timeout &&
+                idle > p->o.min_idle_per_key && since < oldest) {
+                victim = c;
+                why = TP_CLOSE_IDLE_TIMEOUT;
+                oldest = since;
+            }
+        }
+        if (victim == NULL)
+            break;
+        uint64_t w = atomic_load(&victim->word);
+        if (TP__CS_STATE(w) != TP__CS_IDLE ||
+            !atomic_compare_exchange_strong(&victim->word, &w,
+                                            (w & ~TP__CS_MASK) | (uint64_t)TP__CS_RESERVED))
+            continue; /* a thread hint took it: look again */
+        tp__conn_close_locked(p, victim, why, a);
+        idle--;
+    }
+    for (tp__list *n = k->idle.next; n != &k->idle; n = n->next) {
         tp_conn *c = TP__CONTAINER_OF(n, tp_conn, idle_link);
-        tp__list *prev = n->prev;
-        uint64_t w = atomic_load(&c->word);
-        if (TP__CS_STATE(w) != TP__CS_IDLE) {
-            n = prev;
+        if (TP__CS_STATE(atomic_load(&c->word)) != TP__CS_IDLE)
             continue;
-        }
-        int64_t since = TP__LOAD(c->idle_since);
-        tp_close_reason r = TP_CLOSE__COUNT;
-        if (now >= c->expires_at)
-            r = TP_CLOSE_LIFETIME;
-        else if (p->o.idle_timeout != TP_DURATION_INFINITE &&
-                 now - since >= p->o.idle_timeout && idle > p->o.min_idle_per_key)
-            r = TP_CLOSE_IDLE_TIMEOUT;
-        else if (atomic_load_explicit(&c->evict, memory_order_relaxed))
-            r = TP_CLOSE_EVICTED;
-        if (r != TP_CLOSE__COUNT &&
-            atomic_compare_exchange_strong(&c->word, &w,
-                                           (w & ~TP__CS_MASK) | (uint64_t)TP__CS_RESERVED)) {
-            tp__conn_close_locked(p, c, r, a);
-            idle--;
-        } else if (r == TP_CLOSE__COUNT) {
-            next = TP__MIN(next, c->expires_at);
-            if (p->o.idle_timeout != TP_DURATION_INFINITE && idle > p->o.min_idle_per_key)
-                next = TP__MIN(next, tp__saturating_add(since, p->o.idle_timeout));
-        }
-        n = prev;
+        next = TP__MIN(next, c->expires_at);
+        if (p->o.idle_timeout != TP_DURATION_INFINITE && idle > p->o.min_idle_per_key)
+            next = TP__MIN(next, tp__saturating_add(TP__LOAD(c->idle_since), p->o.idle_timeout));
     }
     return next;
 }

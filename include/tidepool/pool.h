@@ -175,6 +175,17 @@ TP_EXTERN void tp_pool_destroy(tp_pool *p);
 TP_EXTERN tp_err tp_pool_acquire(tp_pool *p, const void *key, size_t keylen, int64_t timeout,
                                  tp_conn **out, tp_errinfo *err) TP_WARN_UNUSED;
 
+/* Acquire flags. */
+#define TP_ACQUIRE_FRESH 0x1u /* a newly opened connection, never an idle one: for the
+                                 retry of a request that failed on a reused connection.
+                                 If idle connections fill the key's limit, the least
+                                 recently used one is closed (reason idle_overflow). */
+
+/* tp_pool_acquire_ex: tp_pool_acquire() with flags (0 or TP_ACQUIRE_FRESH). */
+TP_EXTERN tp_err tp_pool_acquire_ex(tp_pool *p, const void *key, size_t keylen, int64_t timeout,
+                                    unsigned flags, tp_conn **out, tp_errinfo *err)
+    TP_WARN_UNUSED;
+
 /* tp_pool_try_acquire: leases an idle connection for key if one is ready now; never
  * blocks, never opens. Errors: TP_EAGAIN (none idle), TP_ECLOSED, TP_EINVAL. */
 TP_EXTERN tp_err tp_pool_try_acquire(tp_pool *p, const void *key, size_t keylen, tp_conn **out)
@@ -232,6 +243,14 @@ TP_EXTERN uint64_t tp_conn_uses(const tp_conn *c);
  * maintenance themselves with maintenance_thread = false). Safe to call alongside the
  * pool's own thread. */
 TP_EXTERN int64_t tp_pool_maintain(tp_pool *p);
+
+/* tp_pool_key_limit_idle_timeout: lowers key's idle timeout to idle_timeout if that is
+ * shorter than the one in force (never raises it), creating the key if needed. For
+ * connectors that learn the server's own idle limit (HTTP "Keep-Alive: timeout=N"), so
+ * the pool closes an idle connection before the server does. Errors: TP_EINVAL,
+ * TP_ENOMEM, TP_ELIMIT. */
+TP_EXTERN tp_err tp_pool_key_limit_idle_timeout(tp_pool *p, const void *key, size_t keylen,
+                                                int64_t idle_timeout);
 
 /* tp_pool_evict: closes every idle connection of key (all keys when key is NULL) and
  * marks in-use ones to be closed on release (soft eviction after a credential or DNS

@@ -122,6 +122,32 @@ tp_conn *tp__idle_take_locked(tp_pool *p, tp__key *key)
     }
 }
 
+tp_conn *tp__idle_take_lru_locked(tp_pool *p, tp__key *key)
+{
+    TP__ASSERT_LOCKED(&p->mu);
+    for (;;) {
+        tp_conn *best = NULL;
+        int64_t best_t = INT64_MAX;
+        for (tp__list *n = key->idle.next; n != &key->idle; n = n->next) {
+            tp_conn *c = TP__CONTAINER_OF(n, tp_conn, idle_link);
+            if (TP__CS_STATE(atomic_load(&c->word)) == TP__CS_IDLE &&
+                TP__LOAD(c->idle_since) < best_t) {
+                best_t = TP__LOAD(c->idle_since);
+                best = c;
+            }
+        }
+        if (best == NULL)
+            return NULL;
+        uint64_t w = atomic_load(&best->word);
+        if (TP__CS_STATE(w) == TP__CS_IDLE &&
+            atomic_compare_exchange_strong(&best->word, &w,
+                                           TP__CS_MAKE(TP__CS_GEN(w), 0, TP__CS_INUSE))) {
+            tp__unlink_locked(p, best);
+            return best;
+        }
+    }
+}
+
 /* ---- waiters --------------------------------------------------------------------- */
 
 static void waiter_dequeue_locked(tp_pool *p, tp__waiter *w)
@@ -206,7 +232,8 @@ static tp_close_reason reuse_verdict(tp_pool *p, tp_conn *c, int64_t now)
     int64_t idle_ns = now - TP__LOAD(c->idle_since);
     if (now >= c->expires_at)
         return TP_CLOSE_LIFETIME;
-    if (p->o.idle_timeout != TP_DURATION_INFINITE && idle_ns >= p->o.idle_timeout)
+    int64_t idle_timeout = TP__LOAD(c->key->idle_timeout);
+    if (idle_timeout != TP_DURATION_INFINITE && idle_ns >= idle_timeout)
         return TP_CLOSE_IDLE_TIMEOUT;
     if (atomic_load_explicit(&c->evict, memory_order_relaxed))
         return TP_CLOSE_EVICTED;
@@ -346,8 +373,9 @@ static bool holds_are_short_locked(tp__key *key)
 /* Waits (if need be) until key has an idle connection for us, or a slot to open one, or
  * the call fails. Called and returns with the lock held. */
 static wait_outcome wait_for_conn_locked(tp_pool *p, tp__key *key, int64_t start,
-                                         int64_t deadline, bool may_queue, tp_conn **out,
-                                         tp_err *rc, tp_errinfo *err, tp__after *a)
+                                         int64_t deadline, bool may_queue, bool fresh,
+                                         tp_conn **out, tp_err *rc, tp_errinfo *err,
+                                         tp__after *a)
 {
     tp__waiter w;
     memset(&w, 0, sizeof w);
@@ -384,7 +412,7 @@ static wait_outcome wait_for_conn_locked(tp_pool *p, tp__key *key, int64_t start
         }
         int64_t until = TP_DURATION_INFINITE;
         if (may_take) {
-            tp_conn *c = tp__idle_take_locked(p, key);
+            tp_conn *c = fresh ? NULL : tp__idle_take_locked(p, key);
             if (c != NULL) {
                 if (queued)
                     waiter_dequeue_locked(p, &w);
@@ -400,6 +428,16 @@ static wait_outcome wait_for_conn_locked(tp_pool *p, tp__key *key, int64_t start
                 queued = false;
                 res = GOT_SLOT;
                 break;
+            }
+            if (v == TP__OPEN_WAIT && fresh && until == TP_DURATION_INFINITE &&
+                key->nconns + key->opening >= p->o.max_per_key) {
+                /* Idle connections may be what fills the key: close the least recently
+                 * used one to make room for the fresh connection, and look again. */
+                tp_conn *old = tp__idle_take_lru_locked(p, key);
+                if (old != NULL) {
+                    tp__conn_close_locked(p, old, TP_CLOSE_IDLE_OVERFLOW, a);
+                    continue;
+                }
             }
             if (v == TP__OPEN_BREAKER) {
                 TP__ADD1(key->rejects_breaker, 1);
@@ -512,14 +550,23 @@ static tp_conn *fast_acquire(tp_pool *p, const void *key, size_t keylen)
 tp_err tp_pool_acquire(tp_pool *p, const void *key, size_t keylen, int64_t timeout, tp_conn **out,
                        tp_errinfo *err)
 {
+    return tp_pool_acquire_ex(p, key, keylen, timeout, 0, out, err);
+}
+
+tp_err tp_pool_acquire_ex(tp_pool *p, const void *key, size_t keylen, int64_t timeout,
+                          unsigned flags, tp_conn **out, tp_errinfo *err)
+{
     tp_err rc = check_args(p, key, keylen, out, err);
     if (rc != TP_OK)
         return rc;
+    if (flags & ~TP_ACQUIRE_FRESH)
+        return tp_errinfo_set(err, TP_EINVAL, 0, "flags: unknown bits 0x%x", flags & ~TP_ACQUIRE_FRESH);
+    bool fresh = (flags & TP_ACQUIRE_FRESH) != 0;
     if (timeout == TP_DURATION_DEFAULT)
         timeout = p->o.acquire_timeout;
     if (timeout < 0)
         return tp_errinfo_set(err, TP_EINVAL, 0, "timeout: %lld is negative", (long long)timeout);
-    tp_conn *c = fast_acquire(p, key, keylen);
+    tp_conn *c = fresh ? NULL : fast_acquire(p, key, keylen);
     if (c != NULL) {
         *out = c;
         return TP_OK;
@@ -542,7 +589,8 @@ tp_err tp_pool_acquire(tp_pool *p, const void *key, size_t keylen, int64_t timeo
     k->pins++;
     for (;;) {
         k->last_active = tp_clock_now();
-        wait_outcome o = wait_for_conn_locked(p, k, start, deadline, timeout > 0, &c, &rc, err, &a);
+        wait_outcome o =
+            wait_for_conn_locked(p, k, start, deadline, timeout > 0, fresh, &c, &rc, err, &a);
         if (o == GOT_ERR)
             break;
         if (o == GOT_SLOT && timeout > 0 && tp_clock_now() >= deadline) {

@@ -31,6 +31,7 @@ typedef struct job {
 static int64_t expire_idle_locked(tp_pool *p, tp__key *k, int64_t now, tp__after *a)
 {
     int64_t next = TP_DURATION_INFINITE;
+    int64_t idle_timeout = TP__LOAD(k->idle_timeout);
     int64_t idle = 0;
     for (tp__list *n = k->idle.next; n != &k->idle; n = n->next) {
         tp_conn *c = TP__CONTAINER_OF(n, tp_conn, idle_link);
@@ -58,7 +59,7 @@ static int64_t expire_idle_locked(tp_pool *p, tp__key *k, int64_t now, tp__after
                 why = r;
                 break;
             }
-            if (p->o.idle_timeout != TP_DURATION_INFINITE && now - since >= p->o.idle_timeout &&
+            if (idle_timeout != TP_DURATION_INFINITE && now - since >= idle_timeout &&
                 idle > p->o.min_idle_per_key && since < oldest) {
                 victim = c;
                 why = TP_CLOSE_IDLE_TIMEOUT;
@@ -80,8 +81,8 @@ static int64_t expire_idle_locked(tp_pool *p, tp__key *k, int64_t now, tp__after
         if (TP__CS_STATE(atomic_load(&c->word)) != TP__CS_IDLE)
             continue;
         next = TP__MIN(next, c->expires_at);
-        if (p->o.idle_timeout != TP_DURATION_INFINITE && idle > p->o.min_idle_per_key)
-            next = TP__MIN(next, tp__saturating_add(TP__LOAD(c->idle_since), p->o.idle_timeout));
+        if (idle_timeout != TP_DURATION_INFINITE && idle > p->o.min_idle_per_key)
+            next = TP__MIN(next, tp__saturating_add(TP__LOAD(c->idle_since), idle_timeout));
     }
     return next;
 }
@@ -236,4 +237,21 @@ int64_t tp_pool_evict(tp_pool *p, const void *key, size_t keylen)
     }
     tp__after_run(p, &a);
     return closed;
+}
+
+tp_err tp_pool_key_limit_idle_timeout(tp_pool *p, const void *key, size_t keylen,
+                                      int64_t idle_timeout)
+{
+    if (p == NULL || (key == NULL && keylen > 0) || idle_timeout < 0)
+        return TP_EINVAL;
+    tp_err rc = TP_OK;
+    tp__mutex_lock(&p->mu);
+    tp__key *k = tp__key_get_locked(p, key, keylen, tp__key_hash(key, keylen), &rc);
+    if (k != NULL && idle_timeout < TP__LOAD(k->idle_timeout)) {
+        atomic_store_explicit(&k->idle_timeout, idle_timeout, memory_order_relaxed);
+        /* Idle connections may now be due: let maintenance look sooner. */
+        tp__maintenance_poke_locked(p, tp__saturating_add(tp_clock_now(), idle_timeout));
+    }
+    tp__mutex_unlock(&p->mu);
+    return k != NULL ? TP_OK : rc;
 }

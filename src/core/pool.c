@@ -101,6 +101,7 @@ tp__key *tp__key_get_locked(tp_pool *p, const void *key, size_t keylen, uint64_t
     tp__list_init(&k->waiters);
     k->breaker = TP_BREAKER_CLOSED;
     k->cooldown = p->o.breaker_cooldown;
+    atomic_init(&k->idle_timeout, p->o.idle_timeout);
     k->last_active = tp_clock_now();
     size_t b = hash & (p->nbuckets - 1);
     k->hnext = p->buckets[b];

@@ -110,6 +110,8 @@ struct tp__key {
     _Atomic int64_t nwaiters;/* length of waiters; read without the lock by releasers */
     int64_t pins;            /* deferred work referring to this key: not reclaimable */
     int64_t last_active;     /* last acquire or release, for reclaiming empty keys */
+    _Atomic int64_t idle_timeout; /* this key's idle timeout: the pool's, or lower when the
+                                     server announced a shorter keep-alive */
 
     /* open failures */
     int64_t failures;        /* consecutive open failures */
@@ -262,6 +264,9 @@ void tp__async_open_start(tp_pool *p, tp__waiter *w);
 /* tp__idle_take_locked: claims the most recently used idle connection of key (IN_USE,
  * unlinked), dropping stale links on the way; NULL if none. */
 tp_conn *tp__idle_take_locked(tp_pool *p, tp__key *key);
+/* tp__idle_take_lru_locked: claims the least recently released idle connection of key
+ * (IN_USE, unlinked); NULL if none. */
+tp_conn *tp__idle_take_lru_locked(tp_pool *p, tp__key *key);
 /* tp__unlink_locked: removes c from its key's idle list (c's LINKED bit is cleared by
  * the caller's CAS). */
 void tp__unlink_locked(tp_pool *p, tp_conn *c);

@@ -209,6 +209,39 @@ TP_EXTERN int tp_pool_acquire_async(tp_pool *p, const void *key, size_t keylen, 
                                     tp_acquire_cb cb, void *ud, tp_conn **out, uint64_t *ticket,
                                     tp_errinfo *err) TP_WARN_UNUSED;
 
+/* Flags for tp_pool_acquire_async_ex() (TP_ACQUIRE_FRESH applies too). */
+#define TP_ACQUIRE_CALLER_OPENS 0x2u /* when a new connection is needed, hand the caller an
+                                        open slot (status TP_OPEN_SLOT) instead of opening
+                                        it on a pool thread: an event loop opens it without
+                                        blocking, then calls tp_conn_open_done() or
+                                        tp_conn_open_failed(). */
+
+/* A status of tp_pool_acquire_async_ex() and of its callback: not a connection but a
+ * slot to open one, counted against the limits as "opening" until the caller reports. */
+#define TP_OPEN_SLOT 2
+
+/* tp_pool_acquire_async_ex: tp_pool_acquire_async() with flags (TP_ACQUIRE_FRESH,
+ * TP_ACQUIRE_CALLER_OPENS). With TP_ACQUIRE_CALLER_OPENS it may also return
+ * TP_OPEN_SLOT with the slot in *out, and the callback may receive TP_OPEN_SLOT with the
+ * slot as its conn. tp_conn_key() of a slot names the key to connect to. */
+TP_EXTERN int tp_pool_acquire_async_ex(tp_pool *p, const void *key, size_t keylen,
+                                       int64_t timeout, unsigned flags, tp_acquire_cb cb,
+                                       void *ud, tp_conn **out, uint64_t *ticket,
+                                       tp_errinfo *err) TP_WARN_UNUSED;
+
+/* tp_conn_open_done: the caller opened conn for an open slot (TP_OPEN_SLOT). TP_OK: the
+ * slot is now a lease of conn, like any acquired connection (release it with
+ * tp_conn_release()). TP_ECLOSED: the pool was closed meanwhile; conn has been closed
+ * through the connector and the slot is gone. Either way the open counts in the stats
+ * and closes the key's breaker. */
+TP_EXTERN tp_err tp_conn_open_done(tp_conn *slot, void *conn);
+
+/* tp_conn_open_failed: the caller could not open a connection for the slot: rc (and
+ * err, may be NULL) say why. The slot is gone; the failure counts like a failed open()
+ * (backoff, breaker, last error in timeout messages) and waiters may get the slot.
+ * rc TP_ECANCELED gives the slot back without counting a failure (the caller gave up). */
+TP_EXTERN void tp_conn_open_failed(tp_conn *slot, tp_err rc, const tp_errinfo *err);
+
 /* tp_pool_acquire_cancel: withdraws a pending asynchronous acquire. TP_OK: it was still
  * queued and its callback will never run. TP_ESTATE: it already completed or its
  * callback is running or about to run (the callback owns any connection it receives). */

@@ -134,8 +134,7 @@ void tp__open_done_locked(tp_pool *p, tp__key *key, tp_err rc, const tp_errinfo 
         key->cooldown = key->cooldown > p->o.breaker_cooldown_max / 2 ? p->o.breaker_cooldown_max
                                                                       : key->cooldown * 2;
         open_breaker_locked(p, key, now, a);
-    } else if (p->o.breaker_threshold != TP_UNLIMITED &&
-               key->failures >= p->o.breaker_threshold) {
+    } else if (p->o.breaker_threshold != TP_UNLIMITED && key->failures >= p->o.breaker_threshold) {
         open_breaker_locked(p, key, now, a);
     }
 }

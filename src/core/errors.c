@@ -12,8 +12,8 @@ const char *tp_strerror(int err)
     if (err == TP_OK)
         return "success";
     switch ((tp_err)err) {
-#define TP__ERR_MSG(name, num, msg)                                                          \
-    case TP_##name:                                                                          \
+#define TP__ERR_MSG(name, num, msg)                                                                \
+    case TP_##name:                                                                                \
         return msg;
         TP_ERR_MAP(TP__ERR_MSG)
 #undef TP__ERR_MSG
@@ -28,8 +28,8 @@ const char *tp_err_name(int err)
     if (err == TP_OK)
         return "TP_OK";
     switch ((tp_err)err) {
-#define TP__ERR_NAME(name, num, msg)                                                         \
-    case TP_##name:                                                                          \
+#define TP__ERR_NAME(name, num, msg)                                                               \
+    case TP_##name:                                                                                \
         return "TP_" #name;
         TP_ERR_MAP(TP__ERR_NAME)
 #undef TP__ERR_NAME
@@ -42,8 +42,8 @@ const char *tp_err_name(int err)
 const char *tp_close_reason_name(int reason)
 {
     switch ((tp_close_reason)reason) {
-#define TP__CLOSE_NAME(name, num, str)                                                       \
-    case TP_CLOSE_##name:                                                                    \
+#define TP__CLOSE_NAME(name, num, str)                                                             \
+    case TP_CLOSE_##name:                                                                          \
         return str;
         TP_CLOSE_REASON_MAP(TP__CLOSE_NAME)
 #undef TP__CLOSE_NAME

@@ -29,8 +29,8 @@ void tp__free(const tp_allocator *a, void *ptr);
 /* A relaxed load + store: cheaper than an atomic increment and exact as long as the
  * writers of a counter are serialised (by a lock or by owning the connection). Readers
  * see a value that is at most a few operations old. */
-#define TP__ADD1(var, n)                                                                     \
-    atomic_store_explicit(&(var), atomic_load_explicit(&(var), memory_order_relaxed) + (n),  \
+#define TP__ADD1(var, n)                                                                           \
+    atomic_store_explicit(&(var), atomic_load_explicit(&(var), memory_order_relaxed) + (n),        \
                           memory_order_relaxed)
 #define TP__LOAD(var) atomic_load_explicit(&(var), memory_order_relaxed)
 

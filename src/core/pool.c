@@ -71,8 +71,7 @@ static void key_table_grow_locked(tp_pool *p)
     p->nbuckets = n;
 }
 
-tp__key *tp__key_get_locked(tp_pool *p, const void *key, size_t keylen, uint64_t hash,
-                            tp_err *err)
+tp__key *tp__key_get_locked(tp_pool *p, const void *key, size_t keylen, uint64_t hash, tp_err *err)
 {
     tp__key *k = tp__key_find_locked(p, key, keylen, hash);
     if (k != NULL)
@@ -158,8 +157,8 @@ void tp__key_reclaim_locked(tp_pool *p, int64_t cutoff)
         tp__key **pp = &p->buckets[i];
         while (*pp != NULL) {
             tp__key *k = *pp;
-            if (k->nconns == 0 && k->opening == 0 && tp__list_empty(&k->waiters) &&
-                k->pins == 0 && k->last_active < cutoff && k->breaker == TP_BREAKER_CLOSED) {
+            if (k->nconns == 0 && k->opening == 0 && tp__list_empty(&k->waiters) && k->pins == 0 &&
+                k->last_active < cutoff && k->breaker == TP_BREAKER_CLOSED) {
                 *pp = k->hnext;
                 p->nkeys--;
                 key_retire_stats_locked(p, k);
@@ -286,7 +285,6 @@ static void list_move_all(tp__list *dst, tp__list *src)
     tp__list_init(src);
 }
 
-
 void tp__emit(tp_pool *p, tp_trace_event *ev)
 {
     if (p->o.trace != NULL)
@@ -342,6 +340,8 @@ void tp__after_run(tp_pool *p, tp__after *a)
         if (w->grant == TP__GRANT_CONN) {
             tp__lease_begin_async(p, w->conn, tp_clock_now() - w->enqueued_at);
             w->cb(w->ud, TP_OK, w->conn, NULL);
+        } else if (w->grant == TP__GRANT_SLOT) {
+            w->cb(w->ud, TP_OPEN_SLOT, w->conn, NULL);
         } else {
             w->cb(w->ud, w->err, NULL, &w->info);
         }

@@ -48,21 +48,21 @@ typedef struct tp__shard {
 typedef struct tp__key tp__key;
 
 struct tp_conn {
-    _Atomic uint64_t word; /* state word (see above) */
-    tp_pool *pool;         /* the owning pool; fixed for the struct's life */
-    tp__key *key;          /* the key (set while live; pool lock) */
-    void *user;            /* the connector's connection */
-    int64_t acquired_at;   /* holder-owned: start of the current lease */
-    int64_t created_at;    /* when open() returned */
-    int64_t expires_at;    /* jittered end of life; TP_DURATION_INFINITE if none */
-    _Atomic int64_t idle_since; /* set by the releaser before it publishes IDLE */
-    _Atomic uint64_t uses;      /* leases served (holder-written) */
-    _Atomic int64_t last_hold;  /* duration of the last finished lease; -1 before */
-    _Atomic bool evict;         /* soft-evicted: close on release */
-    tp__list idle_link;         /* in key->idle iff LINKED (pool lock) */
-    tp__list all_link;          /* in key->conns while live, else on a free or close list */
+    _Atomic uint64_t word;        /* state word (see above) */
+    tp_pool *pool;                /* the owning pool; fixed for the struct's life */
+    tp__key *key;                 /* the key (set while live; pool lock) */
+    void *user;                   /* the connector's connection */
+    int64_t acquired_at;          /* holder-owned: start of the current lease */
+    int64_t created_at;           /* when open() returned */
+    int64_t expires_at;           /* jittered end of life; TP_DURATION_INFINITE if none */
+    _Atomic int64_t idle_since;   /* set by the releaser before it publishes IDLE */
+    _Atomic uint64_t uses;        /* leases served (holder-written) */
+    _Atomic int64_t last_hold;    /* duration of the last finished lease; -1 before */
+    _Atomic bool evict;           /* soft-evicted: close on release */
+    tp__list idle_link;           /* in key->idle iff LINKED (pool lock) */
+    tp__list all_link;            /* in key->conns while live, else on a free or close list */
     tp_close_reason close_reason; /* set when queued for closing */
-    tp__shard st;               /* this connection's share of the key's statistics */
+    tp__shard st;                 /* this connection's share of the key's statistics */
 };
 
 typedef enum tp__grant {
@@ -70,60 +70,62 @@ typedef enum tp__grant {
     TP__GRANT_CONN = 1, /* conn handed over (state IN_USE, unlinked) */
     TP__GRANT_OPEN = 2, /* a slot to open reserved for this waiter (opening counted) */
     TP__GRANT_FAIL = 3, /* failed with err */
+    TP__GRANT_SLOT = 4, /* caller-opens: conn is an open slot for the caller to fill */
 } tp__grant;
 
 /* A queued acquire. Blocking waiters live on their caller's stack; asynchronous ones
  * are allocated and freed by the pool. All fields are guarded by the pool lock. */
 typedef struct tp__waiter {
-    tp__list link;        /* in key->waiters while queued */
+    tp__list link; /* in key->waiters while queued */
     tp_pool *pool;
     tp__key *key;
     int64_t enqueued_at;
-    int64_t deadline;     /* TP_DURATION_INFINITE for none */
+    int64_t deadline; /* TP_DURATION_INFINITE for none */
     tp__grant grant;
-    tp_conn *conn;        /* GRANT_CONN */
-    tp_err err;           /* GRANT_FAIL */
-    tp_errinfo info;      /* GRANT_FAIL detail */
-    bool woken;           /* signalled to rescan (no grant): do not signal twice */
+    tp_conn *conn;   /* GRANT_CONN */
+    tp_err err;      /* GRANT_FAIL */
+    tp_errinfo info; /* GRANT_FAIL detail */
+    bool woken;      /* signalled to rescan (no grant): do not signal twice */
     bool async;
+    bool caller_opens; /* async: grant open slots (TP__GRANT_SLOT), do not open */
     /* blocking */
     pthread_cond_t cv;
     /* asynchronous */
     tp_acquire_cb cb;
     void *ud;
     uint64_t ticket;
-    tp__list done_link;   /* on a completion list after it left the queue */
+    tp__list done_link; /* on a completion list after it left the queue */
 } tp__waiter;
 
 struct tp__key {
-    tp__key *hnext;          /* hash chain, or the graveyard list once reclaimed */
-    int64_t buried_at;       /* when it was reclaimed (graveyard only) */
+    tp__key *hnext;    /* hash chain, or the graveyard list once reclaimed */
+    int64_t buried_at; /* when it was reclaimed (graveyard only) */
     uint64_t hash;
     size_t keylen;
-    unsigned char *bytes;    /* owned copy */
-    tp__list idle;           /* linked connections, most recently released first */
-    tp__list conns;          /* every live connection of the key */
-    tp__list waiters;        /* FIFO of tp__waiter */
-    int64_t nconns;          /* live connections (idle + in use + reserved) */
-    int64_t nlinked;         /* connections in the idle list */
-    int64_t opening;         /* opens in flight */
-    _Atomic int64_t nwaiters;/* length of waiters; read without the lock by releasers */
-    int64_t pins;            /* deferred work referring to this key: not reclaimable */
-    int64_t last_active;     /* last acquire or release, for reclaiming empty keys */
+    unsigned char *bytes;         /* owned copy */
+    tp__list idle;                /* linked connections, most recently released first */
+    tp__list conns;               /* every live connection of the key */
+    tp__list waiters;             /* FIFO of tp__waiter */
+    int64_t nconns;               /* live connections (idle + in use + reserved) */
+    int64_t nlinked;              /* connections in the idle list */
+    int64_t opening;              /* opens in flight */
+    _Atomic int64_t nwaiters;     /* length of waiters; read without the lock by releasers */
+    int64_t pins;                 /* deferred work referring to this key: not reclaimable */
+    int64_t last_active;          /* last acquire or release, for reclaiming empty keys */
     _Atomic int64_t idle_timeout; /* this key's idle timeout: the pool's, or lower when the
                                      server announced a shorter keep-alive */
 
     /* open failures */
-    int64_t failures;        /* consecutive open failures */
-    int64_t backoff_until;   /* no new open before this */
+    int64_t failures;      /* consecutive open failures */
+    int64_t backoff_until; /* no new open before this */
     tp_breaker_state breaker;
-    int64_t breaker_until;   /* OPEN: cool-down end */
-    int64_t cooldown;        /* current cool-down length */
-    bool trial_inflight;     /* HALF_OPEN: the trial open or probe is running */
-    tp_errinfo last_err;     /* the last open error, for timeout messages */
-    tp__list ev_link;        /* on a tp__after's breakers list while ev_pending */
+    int64_t breaker_until; /* OPEN: cool-down end */
+    int64_t cooldown;      /* current cool-down length */
+    bool trial_inflight;   /* HALF_OPEN: the trial open or probe is running */
+    tp_errinfo last_err;   /* the last open error, for timeout messages */
+    tp__list ev_link;      /* on a tp__after's breakers list while ev_pending */
     bool ev_pending;
-    _Atomic int ev_state;    /* the breaker state to report */
+    _Atomic int ev_state; /* the breaker state to report */
 
     /* statistics (pool lock), plus the shards of closed connections folded in */
     tp__shard st;
@@ -136,51 +138,51 @@ struct tp__key {
 
 /* Totals of keys that were reclaimed, so pool-wide counters never go backwards. */
 typedef struct tp__retired {
-    uint64_t acquires, reuses, fast_acquires, waits, opens, open_failures, timeouts,
-        rejects_busy, rejects_breaker, checks_failed;
+    uint64_t acquires, reuses, fast_acquires, waits, opens, open_failures, timeouts, rejects_busy,
+        rejects_breaker, checks_failed;
     uint64_t closes[TP_CLOSE__COUNT];
     tp_histogram hold, idle, wait, open;
 } tp__retired;
 
 struct tp_pool {
-    uint64_t id;              /* unique per pool in the process: validates thread hints */
-    tp_pool_options o;        /* immutable after create */
-    tp_allocator alloc;       /* copy of o.alloc, or malloc/free */
+    uint64_t id;        /* unique per pool in the process: validates thread hints */
+    tp_pool_options o;  /* immutable after create */
+    tp_allocator alloc; /* copy of o.alloc, or malloc/free */
     tp__mutex mu;
     _Atomic bool closed;
 
     /* keys (pool lock) */
     tp__key **buckets;
-    size_t nbuckets;          /* power of two */
+    size_t nbuckets; /* power of two */
     int64_t nkeys;
-    tp__key *graveyard;       /* reclaimed keys, freed a grace period later: a lock-free
-                                 release may still read the key it just left */
+    tp__key *graveyard; /* reclaimed keys, freed a grace period later: a lock-free
+                           release may still read the key it just left */
 
     /* counts across keys (pool lock) */
-    int64_t total;            /* live + opening, all keys */
-    int64_t linked_total;     /* idle-list entries, all keys */
+    int64_t total;                 /* live + opening, all keys */
+    int64_t linked_total;          /* idle-list entries, all keys */
     _Atomic int64_t waiters_total; /* queued acquires, all keys; read without the lock by
                                       releases when max_total can hold waiters back */
 
-    tp__list free_conns;      /* closed connection structs kept for reuse: connection
-                                 memory stays valid while the pool lives, which is what
-                                 lets a thread hint be checked without a lock */
+    tp__list free_conns; /* closed connection structs kept for reuse: connection
+                            memory stays valid while the pool lives, which is what
+                            lets a thread hint be checked without a lock */
     uint64_t next_ticket;
     tp__retired retired;
 
     /* lifetime: the pool is freed when the caller has destroyed it and no lease, open
        or pool-owned thread still refers to it */
     bool destroyed;
-    int64_t workers;          /* pool-owned open threads running */
-    int64_t callbacks;        /* completion callbacks running outside the lock */
-    pthread_cond_t idle_cv;   /* signalled when workers or callbacks reach zero */
+    int64_t workers;        /* pool-owned open threads running */
+    int64_t callbacks;      /* completion callbacks running outside the lock */
+    pthread_cond_t idle_cv; /* signalled when workers or callbacks reach zero */
 
     /* maintenance thread */
     bool mthread;
     bool mstop;
     pthread_t mthread_id;
     pthread_cond_t mcv;
-    int64_t mdue;             /* when the thread should next run */
+    int64_t mdue; /* when the thread should next run */
 };
 
 /* ---- pool.c ------------------------------------------------------------------------ */
@@ -188,8 +190,7 @@ struct tp_pool {
 /* tp__key_find_locked: the key with these bytes, or NULL. */
 tp__key *tp__key_find_locked(tp_pool *p, const void *key, size_t keylen, uint64_t hash);
 /* tp__key_get_locked: finds or creates the key. NULL with *err TP_ENOMEM or TP_ELIMIT. */
-tp__key *tp__key_get_locked(tp_pool *p, const void *key, size_t keylen, uint64_t hash,
-                            tp_err *err);
+tp__key *tp__key_get_locked(tp_pool *p, const void *key, size_t keylen, uint64_t hash, tp_err *err);
 /* tp__key_hash: the hash of a key's bytes. */
 uint64_t tp__key_hash(const void *key, size_t keylen);
 /* tp__key_reclaim_locked: retires keys that are empty and unused since before cutoff,
@@ -199,10 +200,10 @@ void tp__key_reclaim_locked(tp_pool *p, int64_t cutoff);
 /* Work collected under the lock and finished after it is released: connector closes,
  * trace events, callbacks of completed asynchronous waiters, wake-ups. */
 typedef struct tp__after {
-    tp__list closes;    /* tp_conn via all_link, close_reason set, key pinned */
-    tp__list done;      /* async tp__waiter via done_link (granted or failed) */
-    tp__list opens;     /* async tp__waiter granted an open slot, to start a worker */
-    tp__list breakers;  /* tp__key via ev_link: breaker changes to report */
+    tp__list closes;   /* tp_conn via all_link, close_reason set, key pinned */
+    tp__list done;     /* async tp__waiter via done_link (granted or failed) */
+    tp__list opens;    /* async tp__waiter granted an open slot, to start a worker */
+    tp__list breakers; /* tp__key via ev_link: breaker changes to report */
 } tp__after;
 
 /* tp__after_breaker_event: queues a TP_TRACE_BREAKER event for key (pinned until sent). */
@@ -243,8 +244,7 @@ void tp__emit(tp_pool *p, tp_trace_event *ev);
 /* tp__waiter_grant_conn_locked: hands c (IN_USE, unlinked) to queued waiter w. */
 void tp__waiter_grant_conn_locked(tp_pool *p, tp__waiter *w, tp_conn *c, tp__after *a);
 /* tp__waiter_fail_locked: dequeues w and completes it with err. */
-void tp__waiter_fail_locked(tp_pool *p, tp__waiter *w, tp_err err, const char *msg,
-                            tp__after *a);
+void tp__waiter_fail_locked(tp_pool *p, tp__waiter *w, tp_err err, const char *msg, tp__after *a);
 /* tp__waiter_grant_open_locked: reserves an open slot for w and dequeues it. */
 void tp__waiter_grant_open_locked(tp_pool *p, tp__waiter *w, tp__after *a);
 /* tp__open_slot_locked: opens a connection for key in the calling thread. Called with
@@ -253,6 +253,11 @@ void tp__waiter_grant_open_locked(tp_pool *p, tp__waiter *w, tp__after *a);
  * on success *out is a live IN_USE connection of key (not yet leased). */
 tp_err tp__open_slot_locked(tp_pool *p, tp__key *key, int64_t deadline, tp_conn **out,
                             tp_errinfo *err, tp__after *a);
+/* tp__slot_new_locked (slot.c): the struct handed to a caller that opens its own
+ * connection: not yet live, bound to key (pinned), remembering when the open started.
+ * The open slot itself (opening, total) must already be reserved. NULL when out of
+ * memory (the reservation is the caller's to give back). */
+tp_conn *tp__slot_new_locked(tp_pool *p, tp__key *key);
 /* tp__slot_release_locked: gives back an open slot reserved by tp__open_allowed_locked()
  * that will not be used, and lets waiters have it. */
 void tp__slot_release_locked(tp_pool *p, tp__key *key, tp__after *a);
@@ -309,7 +314,32 @@ void *tp__maintenance_main(void *arg);
 /* tp__maintenance_poke_locked: wakes the maintenance thread early if due before t. */
 void tp__maintenance_poke_locked(tp_pool *p, int64_t t);
 
-/* Thread hints for the lock-free reuse path (acquire.c). */
+/* ---- hint.c, lease.c, waiters.c: shared by the forms of acquire --------------------- */
+
+/* tp__hint_set: remembers c (generation gen) as this thread's last released connection. */
 void tp__hint_set(tp_pool *p, tp_conn *c, uint64_t gen);
+/* tp__hint_claim: claims this thread's hinted connection if it is idle and of this key
+ * (no lock); NULL otherwise. */
+tp_conn *tp__hint_claim(tp_pool *p, const void *key, size_t keylen);
+/* tp__fast_acquire: the lock-free attempt every acquire makes first: the hinted
+ * connection, checked and leased; NULL if it cannot be had. */
+tp_conn *tp__fast_acquire(tp_pool *p, const void *key, size_t keylen);
+/* tp__acquire_check_args: TP_EINVAL for a NULL pool or out, or NULL key with keylen. */
+tp_err tp__acquire_check_args(tp_pool *p, const void *key, size_t keylen, tp_conn **out,
+                              tp_errinfo *err);
+/* tp__lease_begin: records the start of a lease of c (owned, outside the lock):
+ * statistics, uses, the ACQUIRE trace event. */
+void tp__lease_begin(tp_pool *p, tp_conn *c, int64_t now, bool reused, bool fast, int64_t waited);
+/* tp__reuse_verdict: TP_CLOSE__COUNT if the claimed idle connection c may be handed out
+ * (lifetime, idle timeout, eviction, check() when idle long enough), else the reason to
+ * close it. Outside the lock (check() may run). */
+tp_close_reason tp__reuse_verdict(tp_pool *p, tp_conn *c, int64_t now);
+/* tp__close_claimed: closes a claimed connection that failed tp__reuse_verdict(). */
+void tp__close_claimed(tp_pool *p, tp_conn *c, tp_close_reason reason);
+/* tp__waiter_dequeue_locked: takes w out of its key's queue. */
+void tp__waiter_dequeue_locked(tp_pool *p, tp__waiter *w);
+/* tp__timeout_error_locked: fills err with why an acquire for k timed out (what is in
+ * use, who waits, the last open error) and returns TP_ETIMEDOUT. */
+tp_err tp__timeout_error_locked(tp_pool *p, tp__key *k, int64_t waited, tp_errinfo *err);
 
 #endif

@@ -1,0 +1,106 @@
+/* lease.c: the start of a lease: argument checks, the lock-free attempt every form of
+ * acquire makes first, the checks an idle connection passes before it is handed out,
+ * and the statistics and trace event of a granted lease. */
+#include <sched.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "pool_internal.h"
+
+/* ---- beginning a lease ----------------------------------------------------------- */
+
+/* Records the start of a lease of c (owned by the caller, outside the lock). */
+void tp__lease_begin(tp_pool *p, tp_conn *c, int64_t now, bool reused, bool fast, int64_t waited)
+{
+    c->acquired_at = now;
+    TP__ADD1(c->uses, 1);
+    TP__ADD1(c->st.acquires, 1);
+    if (fast)
+        TP__ADD1(c->st.fast_acquires, 1);
+    int64_t idle_ns = 0;
+    if (reused) {
+        idle_ns = now - TP__LOAD(c->idle_since);
+        TP__ADD1(c->st.reuses, 1);
+        tp__hist_add(&c->st.idle, idle_ns);
+    }
+    if (TP__UNLIKELY(p->o.trace != NULL)) {
+        tp_trace_event ev = {.type = TP_TRACE_ACQUIRE,
+                             .key = c->key->bytes,
+                             .keylen = c->key->keylen,
+                             .conn = c,
+                             .reused = reused,
+                             .idle_ns = reused ? idle_ns : 0,
+                             .waited_ns = waited};
+        tp__emit(p, &ev);
+    }
+}
+
+/* Decides whether an idle connection just claimed may be handed out: not past its
+ * lifetime or idle timeout, not evicted, and passing check() when idle long enough.
+ * Returns TP_CLOSE__COUNT if usable, else the reason to close it. */
+tp_close_reason tp__reuse_verdict(tp_pool *p, tp_conn *c, int64_t now)
+{
+    int64_t idle_ns = now - TP__LOAD(c->idle_since);
+    if (now >= c->expires_at)
+        return TP_CLOSE_LIFETIME;
+    int64_t idle_timeout = TP__LOAD(c->key->idle_timeout);
+    if (idle_timeout != TP_DURATION_INFINITE && idle_ns >= idle_timeout)
+        return TP_CLOSE_IDLE_TIMEOUT;
+    if (atomic_load_explicit(&c->evict, memory_order_relaxed))
+        return TP_CLOSE_EVICTED;
+    if (p->o.connector.check != NULL && idle_ns >= p->o.check_after_idle &&
+        p->o.connector.check(p->o.connector.ctx, c->user, idle_ns) != TP_OK)
+        return TP_CLOSE_CHECK_FAILED;
+    return TP_CLOSE__COUNT;
+}
+
+/* Closes a claimed connection that failed tp__reuse_verdict(). */
+void tp__close_claimed(tp_pool *p, tp_conn *c, tp_close_reason reason)
+{
+    tp__after a;
+    tp__after_init(&a);
+    tp__mutex_lock(&p->mu);
+    if (reason == TP_CLOSE_CHECK_FAILED)
+        TP__ADD1(c->key->checks_failed, 1);
+    tp__key *k = c->key;
+    tp__conn_close_locked(p, c, reason, &a);
+    tp__capacity_freed_locked(p, k, &a);
+    tp__after_run(p, &a);
+}
+
+tp_err tp__acquire_check_args(tp_pool *p, const void *key, size_t keylen, tp_conn **out,
+                              tp_errinfo *err)
+{
+    if (p == NULL)
+        return tp_errinfo_set(err, TP_EINVAL, 0, "pool: NULL");
+    if (out == NULL)
+        return tp_errinfo_set(err, TP_EINVAL, 0, "out: NULL");
+    *out = NULL;
+    if (key == NULL && keylen > 0)
+        return tp_errinfo_set(err, TP_EINVAL, 0, "key: NULL with keylen %zu", keylen);
+    return TP_OK;
+}
+
+/* The lock-free attempt shared by every form of acquire. */
+tp_conn *tp__fast_acquire(tp_pool *p, const void *key, size_t keylen)
+{
+    if (TP__UNLIKELY(atomic_load_explicit(&p->closed, memory_order_relaxed)))
+        return NULL;
+    tp_conn *c = tp__hint_claim(p, key, keylen);
+    if (c == NULL)
+        return NULL;
+    int64_t now = tp_clock_now();
+    tp_close_reason r = tp__reuse_verdict(p, c, now);
+    if (TP__UNLIKELY(r != TP_CLOSE__COUNT)) {
+        tp__close_claimed(p, c, r);
+        return NULL;
+    }
+    tp__lease_begin(p, c, now, true, true, 0);
+    return c;
+}
+
+void tp__lease_begin_async(tp_pool *p, tp_conn *c, int64_t waited)
+{
+    int64_t now = tp_clock_now();
+    tp__lease_begin(p, c, now, TP__LOAD(c->uses) > 0, false, waited);
+}

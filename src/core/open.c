@@ -1,0 +1,141 @@
+/* open.c: opening a connection through the connector, in the calling thread or, for
+ * an asynchronous acquire, on a short-lived pool-owned thread; and giving back an
+ * open slot that will not be used. */
+#include <sched.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "pool_internal.h"
+
+/* ---- opening ---------------------------------------------------------------------- */
+
+void tp__slot_release_locked(tp_pool *p, tp__key *key, tp__after *a)
+{
+    TP__ASSERT_LOCKED(&p->mu);
+    key->opening--;
+    p->total--;
+    if (key->breaker == TP_BREAKER_HALF_OPEN)
+        key->trial_inflight = false;
+    tp__capacity_freed_locked(p, key, a);
+}
+
+tp_err tp__open_slot_locked(tp_pool *p, tp__key *key, int64_t deadline, tp_conn **out,
+                            tp_errinfo *err, tp__after *a)
+{
+    TP__ASSERT_LOCKED(&p->mu);
+    tp_conn *c = tp__conn_new_locked(p);
+    if (c == NULL) {
+        tp__slot_release_locked(p, key, a);
+        return tp_errinfo_set(err, TP_ENOMEM, 0, "allocating a connection");
+    }
+    tp__mutex_unlock(&p->mu);
+
+    int64_t t0 = tp_clock_now();
+    int64_t dl = TP__MIN(deadline, tp__saturating_add(t0, p->o.connect_timeout));
+    if (p->o.trace != NULL) {
+        tp_trace_event ev = {
+            .type = TP_TRACE_CONNECT_START, .key = key->bytes, .keylen = key->keylen};
+        tp__emit(p, &ev);
+    }
+    tp_errinfo info;
+    tp_errinfo_clear(&info);
+    void *user = NULL;
+    tp_err rc = p->o.connector.open(p->o.connector.ctx, key->bytes, key->keylen, dl, &user, &info);
+    if (rc == TP_OK && user == NULL)
+        rc = tp_errinfo_set(&info, TP_EOPEN, 0, "connector open() returned no connection");
+    if (rc > 0)
+        rc = tp_errinfo_set(&info, TP_EOPEN, 0, "connector open() returned %d", (int)rc);
+    if (rc != TP_OK && info.code == TP_OK)
+        tp_errinfo_set(&info, rc, 0, "open failed: %s", tp_strerror(rc));
+    int64_t t1 = tp_clock_now();
+    if (p->o.trace != NULL) {
+        tp_trace_event ev = {.type = TP_TRACE_CONNECT_DONE,
+                             .key = key->bytes,
+                             .keylen = key->keylen,
+                             .err = rc,
+                             .duration_ns = t1 - t0};
+        tp__emit(p, &ev);
+    }
+
+    tp__mutex_lock(&p->mu);
+    key->opening--;
+    if (rc != TP_OK) {
+        p->total--;
+        tp__conn_recycle_locked(p, c);
+        tp__open_done_locked(p, key, rc, &info, t1 - t0, a);
+        tp__capacity_freed_locked(p, key, a);
+        if (err != NULL)
+            *err = info;
+        return rc;
+    }
+    tp__conn_attach_locked(p, key, c, user, t1);
+    tp__open_done_locked(p, key, TP_OK, NULL, t1 - t0, a);
+    if (atomic_load(&p->closed)) {
+        tp__conn_close_locked(p, c, TP_CLOSE_POOL_CLOSED, a);
+        return tp_errinfo_set(err, TP_ECLOSED, 0, "the pool was closed while opening");
+    }
+    *out = c;
+    return TP_OK;
+}
+
+/* Runs on a pool-owned thread: opens a connection for an async waiter granted a slot,
+ * then completes it (its callback runs here). */
+static void *open_job_main(void *arg)
+{
+    tp__waiter *w = arg;
+    tp__key *k = w->key;
+    tp_pool *p = w->pool;
+    tp__after a;
+    tp__after_init(&a);
+    tp__mutex_lock(&p->mu);
+    tp_conn *c = NULL;
+    tp_errinfo info;
+    tp_errinfo_clear(&info);
+    tp_err rc;
+    if (tp_clock_now() >= w->deadline) {
+        tp__slot_release_locked(p, k, &a);
+        TP__ADD1(k->timeouts, 1);
+        rc = tp_errinfo_set(&info, TP_ETIMEDOUT, 0, "no connection before the deadline");
+    } else {
+        rc = tp__open_slot_locked(p, k, w->deadline, &c, &info, &a);
+    }
+    if (rc == TP_OK) {
+        w->grant = TP__GRANT_CONN;
+        w->conn = c;
+        tp__hist_add(&k->wait_hist, tp_clock_now() - w->enqueued_at);
+    } else {
+        w->grant = TP__GRANT_FAIL;
+        w->err = rc;
+        w->info = info;
+    }
+    tp__list_push_back(&a.done, &w->done_link);
+    p->workers--;
+    tp__after_run(p, &a);
+    return NULL;
+}
+
+void tp__async_open_start(tp_pool *p, tp__waiter *w)
+{
+    tp__mutex_lock(&p->mu);
+    p->workers++;
+    tp__mutex_unlock(&p->mu);
+    pthread_attr_t at;
+    pthread_t t;
+    int ok = pthread_attr_init(&at) == 0;
+    if (ok) {
+        pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+        ok = pthread_create(&t, &at, open_job_main, w) == 0;
+        pthread_attr_destroy(&at);
+    }
+    if (ok)
+        return;
+    tp__after a;
+    tp__after_init(&a);
+    tp__mutex_lock(&p->mu);
+    p->workers--;
+    tp__slot_release_locked(p, w->key, &a);
+    w->grant = TP__GRANT_FAIL;
+    w->err = tp_errinfo_set(&w->info, TP_ESYS, 0, "could not start a thread to open a connection");
+    tp__list_push_back(&a.done, &w->done_link);
+    tp__after_run(p, &a);
+}

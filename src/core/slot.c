@@ -1,0 +1,72 @@
+/* slot.c: open slots for callers that open connections themselves (an event loop
+ * connecting without blocking: TP_ACQUIRE_CALLER_OPENS). A slot is a connection struct
+ * bound to its key, with the open counted as "opening" against the limits, until the
+ * caller reports the connection it made or why it could not. */
+#include "pool_internal.h"
+
+tp_conn *tp__slot_new_locked(tp_pool *p, tp__key *key)
+{
+    tp_conn *c = tp__conn_new_locked(p);
+    if (c == NULL)
+        return NULL;
+    c->key = key;
+    c->user = NULL;
+    c->acquired_at = tp_clock_now(); /* the open's start, for open_time */
+    key->pins++;
+    return c;
+}
+
+tp_err tp_conn_open_done(tp_conn *slot, void *conn)
+{
+    if (slot == NULL || conn == NULL)
+        return TP_EINVAL;
+    tp_pool *p = slot->pool;
+    tp__key *k = slot->key;
+    tp__after a;
+    tp__after_init(&a);
+    tp__mutex_lock(&p->mu);
+    int64_t now = tp_clock_now();
+    int64_t started = slot->acquired_at;
+    k->opening--;
+    k->pins--;
+    tp__conn_attach_locked(p, k, slot, conn, now);
+    tp__open_done_locked(p, k, TP_OK, NULL, now - started, &a);
+    if (atomic_load(&p->closed)) {
+        tp__conn_close_locked(p, slot, TP_CLOSE_POOL_CLOSED, &a);
+        tp__after_run(p, &a);
+        return TP_ECLOSED;
+    }
+    tp__hist_add(&k->wait_hist, now - started);
+    tp__after_run(p, &a);
+    tp__lease_begin_async(p, slot, now - started);
+    return TP_OK;
+}
+
+void tp_conn_open_failed(tp_conn *slot, tp_err rc, const tp_errinfo *err)
+{
+    if (slot == NULL)
+        return;
+    tp_pool *p = slot->pool;
+    tp__key *k = slot->key;
+    tp_errinfo info;
+    if (err != NULL)
+        info = *err;
+    else
+        tp_errinfo_set(&info, rc, 0, "open failed: %s", tp_strerror(rc));
+    if (rc >= 0)
+        rc = TP_EOPEN;
+    tp__after a;
+    tp__after_init(&a);
+    tp__mutex_lock(&p->mu);
+    int64_t now = tp_clock_now();
+    k->opening--;
+    k->pins--;
+    p->total--;
+    /* A caller that gave up (TP_ECANCELED) says nothing about the destination: no
+     * backoff, no breaker. */
+    if (rc != TP_ECANCELED)
+        tp__open_done_locked(p, k, rc, &info, now - slot->acquired_at, &a);
+    tp__conn_recycle_locked(p, slot);
+    tp__capacity_freed_locked(p, k, &a);
+    tp__after_run(p, &a);
+}

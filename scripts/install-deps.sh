@@ -14,6 +14,10 @@ PACKAGES=(
     libc6-dev # gcc only recommends it, and we install without recommends
     pkg-config
     libcmocka-dev
+    libssl-dev        # TLS (OpenSSL 3)
+    libhttp-parser-dev # HTTP/1.1 response framing
+    openssl           # the tests generate their certificates with it
+    nginx-light       # the HTTP integration tests run against a real nginx
 )
 
 if ! command -v dpkg-query >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1; then

@@ -34,7 +34,22 @@ extern "C" {
     XX(ECANCELED, -9, "canceled")                                                            \
     XX(ESYS, -10, "system error")                                                            \
     XX(ELIMIT, -11, "limit reached")                                                         \
-    XX(ESTATE, -12, "operation not valid in the current state")
+    XX(ESTATE, -12, "operation not valid in the current state")                              \
+    XX(ECONNREFUSED, -13, "connection refused")                                              \
+    XX(EUNREACH, -14, "network or host unreachable")                                         \
+    XX(ERESOLVE, -15, "host name could not be resolved")                                     \
+    XX(EPORTS, -16, "ephemeral ports exhausted for this destination")                        \
+    XX(ENOFD, -17, "out of file descriptors")                                                \
+    XX(ETLS, -18, "TLS handshake or I/O failed")                                             \
+    XX(ECERT, -19, "TLS peer verification failed")                                           \
+    XX(EPROTO, -20, "malformed or ambiguous response")                                       \
+    XX(ECONNRESET, -21, "connection closed or reset by the peer")                            \
+    XX(ETOOBIG, -22, "message exceeds a size limit")                                         \
+    XX(EIO, -23, "I/O error")                                                                \
+    XX(ECONNTIMEDOUT, -24, "connect timed out")                                              \
+    XX(ETLSTIMEDOUT, -25, "TLS handshake timed out")                                         \
+    XX(EHDRTIMEDOUT, -26, "timed out waiting for the response header")                       \
+    XX(EREQTIMEDOUT, -27, "request deadline exceeded")
 
 /* tp_err: 0 is success, every error is negative. */
 typedef enum tp_err {

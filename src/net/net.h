@@ -1,0 +1,189 @@
+/* net.h: transports for connectors (internal, never installed): name resolution, TCP
+ * connect with a deadline, TLS with OpenSSL, and a byte stream over either.
+ *
+ * Every operation comes in two shapes so that both the blocking HTTP client and an
+ * event loop can use it: a blocking call bounded by a deadline (tp_clock_now() ns,
+ * TP_DURATION_INFINITE for none), and a non-blocking step that returns TP_PENDING with
+ * the events to wait for. System failures become distinct tp_err codes with the cause
+ * in tp_errinfo (sys_errno set, message naming host:port):
+ *   ECONNREFUSED -> TP_ECONNREFUSED, ENETUNREACH/EHOSTUNREACH -> TP_EUNREACH,
+ *   getaddrinfo failure -> TP_ERESOLVE, EADDRNOTAVAIL -> TP_EPORTS ("ephemeral ports
+ *   exhausted for this destination"), EMFILE/ENFILE -> TP_ENOFD ("out of file
+ *   descriptors"), ECONNRESET/EPIPE/ECONNABORTED -> TP_ECONNRESET, ENETDOWN/EHOSTDOWN
+ *   -> TP_EUNREACH, ENOMEM/ENOBUFS -> TP_ENOMEM, other -> TP_EIO (a kernel ETIMEDOUT,
+ *   e.g. keepalive giving up, is TP_EIO too: TP_ETIMEDOUT always means our deadline).
+ * Deadlines that pass return TP_ETIMEDOUT; callers map it to the timeout they enforce.
+ * Nothing here keeps global state except OpenSSL's own initialisation. */
+#ifndef TP_NET_NET_H
+#define TP_NET_NET_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <netdb.h>
+#include <sys/socket.h>
+
+#include "tidepool/tidepool.h"
+
+/* Events a pending step waits for (poll(2) semantics). */
+#define TP__WANT_READ 0x1
+#define TP__WANT_WRITE 0x2
+
+/* ---- errors ---------------------------------------------------------------------- */
+
+/* tp__net_error: maps errno e from operation what ("connect", "read", ...) on dest
+ * ("host:port", may be NULL) to a tp_err and fills err. */
+tp_err tp__net_error(int e, const char *what, const char *dest, tp_errinfo *err);
+
+/* tp__errno_text: the system's message for errno e, thread-safe (in buf, or static). */
+const char *tp__errno_text(int e, char *buf, size_t cap);
+
+/* tp__net_wait: polls fd for want (TP__WANT_*) until it is ready or the deadline passes.
+ * TP_OK when ready (including POLLERR/POLLHUP: the next step reports the error);
+ * TP_ETIMEDOUT ("<what> <dest>: timed out") when the deadline passed; restarts on EINTR.
+ * For blocking wrappers around the non-blocking steps. */
+tp_err tp__net_wait(int fd, int want, int64_t deadline, const char *what, const char *dest,
+                    tp_errinfo *err);
+
+/* ---- resolution ------------------------------------------------------------------ */
+
+/* tp__resolve: getaddrinfo(host, port) for TCP streams, IPv4 and IPv6 (AI_ADDRCONFIG
+ * unless the host is a literal), in the resolver's order. On success *out must be freed
+ * with freeaddrinfo(). Errors: TP_ERESOLVE (message has gai_strerror), TP_ENOMEM. */
+tp_err tp__resolve(const char *host, uint16_t port, struct addrinfo **out, tp_errinfo *err);
+
+/* tp__resolve_until: tp__resolve() bounded by a deadline. getaddrinfo() itself cannot be
+ * interrupted, so a name lookup runs on a short-lived detached thread and is abandoned
+ * (it finishes and frees itself in the background) when the deadline passes first:
+ * TP_ETIMEDOUT. Literals and TP_DURATION_INFINITE resolve on the calling thread. */
+tp_err tp__resolve_until(const char *host, uint16_t port, int64_t deadline, struct addrinfo **out,
+                         tp_errinfo *err);
+
+/* ---- TCP ------------------------------------------------------------------------- */
+
+/* tp__tcp_connect_start: creates a non-blocking, close-on-exec socket for addr, sets
+ * TCP_NODELAY, and starts connect(). TP_OK: connected already; TP_PENDING: wait for
+ * TP__WANT_WRITE then call tp__tcp_connect_finish(); else an error (socket closed). */
+tp_err tp__tcp_connect_start(const struct sockaddr *addr, socklen_t addrlen, int *fd,
+                             const char *dest, tp_errinfo *err);
+
+/* tp__tcp_connect_finish: the outcome of a pending connect (SO_ERROR). On error the
+ * caller closes fd. */
+tp_err tp__tcp_connect_finish(int fd, const char *dest, tp_errinfo *err);
+
+/* tp__tcp_connect: resolves host (bounded by the deadline) and connects to each address
+ * in turn until one works or the deadline passes (blocking). With several addresses, an
+ * attempt gets an equal share of the remaining time (at least 2 s, as Go's dialer), so
+ * one black-holed address cannot eat the whole budget. The last address's error is
+ * returned (TP_ETIMEDOUT if the deadline passed); local failures (TP_ENOFD, TP_ENOMEM)
+ * stop at once. On success *fd is a connected non-blocking socket with TCP_NODELAY.
+ * trace_dns_ns / trace_connect_ns (if not NULL) receive the time spent resolving and
+ * connecting. */
+tp_err tp__tcp_connect(const char *host, uint16_t port, int64_t deadline, int *fd,
+                       int64_t *trace_dns_ns, int64_t *trace_connect_ns, tp_errinfo *err);
+
+/* tp__tcp_keepalive: turns on TCP keepalive on fd: first probe after idle_s seconds of
+ * silence, then every interval_s, giving up after count probes. TP_EINVAL unless all
+ * three are > 0; a failing setsockopt() maps as tp__net_error(). */
+tp_err tp__tcp_keepalive(int fd, int idle_s, int interval_s, int count);
+
+/* ---- TLS ------------------------------------------------------------------------- */
+
+typedef struct tp__tls_options {
+    const char *ca_file;       /* PEM bundle; NULL: the system default paths */
+    const char *ca_dir;        /* hashed directory; NULL: none */
+    bool insecure_skip_verify; /* no peer or host name verification: tests only */
+} tp__tls_options;
+
+/* A TLS client configuration (an SSL_CTX) plus a session cache keyed by an opaque
+ * string (the pool key), so reconnects to the same destination resume sessions.
+ * Thread-safe after creation. */
+typedef struct tp__tls_ctx tp__tls_ctx;
+
+tp_err tp__tls_ctx_create(const tp__tls_options *o, tp__tls_ctx **out, tp_errinfo *err);
+void tp__tls_ctx_destroy(tp__tls_ctx *t);
+/* How many handshakes resumed a cached session (for tests and stats). */
+uint64_t tp__tls_ctx_resumed(tp__tls_ctx *t);
+
+/* ---- streams --------------------------------------------------------------------- */
+
+/* A connected byte stream: a socket, and a TLS session on it once tp__tls_start()
+ * succeeded. Owned by one thread at a time. */
+typedef struct tp__stream {
+    int fd;    /* -1 when closed */
+    void *ssl; /* SSL *, NULL for plain TCP */
+    tp__tls_ctx *tls;
+    char *session_key; /* copy of the session cache key, NULL for plain TCP */
+    bool resumed;      /* the TLS handshake resumed a cached session */
+} tp__stream;
+
+/* tp__stream_init: s becomes a plain stream over the connected socket fd (owned). */
+void tp__stream_init(tp__stream *s, int fd);
+
+/* tp__tls_start: prepares a TLS client session on s: SNI = host (unless an IP literal),
+ * peer verification against the CA and host name (IP literal: IP SAN) unless insecure,
+ * and a cached session for session_key if any. Then tp__tls_handshake() or
+ * tp__tls_handshake_step() completes it. host may be "[::1]" (brackets are dropped).
+ * Errors: TP_ENOMEM, TP_ETLS, TP_EINVAL (s not a connected plain stream, or no host
+ * while verifying). */
+tp_err tp__tls_start(tp__stream *s, tp__tls_ctx *t, const char *host, const char *session_key,
+                     tp_errinfo *err);
+
+/* tp__tls_handshake_step: one non-blocking step. TP_OK: done, s->resumed set. The session
+ * is cached for resumption as soon as the server issues it: at the end of a TLS 1.2
+ * handshake, but with TLS 1.3 only when its NewSessionTicket is read, i.e. by the first
+ * tp__stream_read*() or tp__stream_idle_ok() after the handshake. TP_PENDING with *want
+ * set; or TP_ECERT (verification failed: the message says why, e.g. "hostname mismatch"
+ * or an unknown CA; backend_code is the X509_V_ERR_* code), TP_ETLS, TP_ECONNRESET
+ * (the peer closed during the handshake). */
+tp_err tp__tls_handshake_step(tp__stream *s, int *want, tp_errinfo *err);
+
+/* tp__tls_handshake: the handshake, blocking until done or the deadline (TP_ETIMEDOUT). */
+tp_err tp__tls_handshake(tp__stream *s, int64_t deadline, tp_errinfo *err);
+
+/* tp__stream_read_step: reads up to cap bytes without blocking. TP_OK with *got > 0;
+ * TP_OK with *got == 0 at end of stream (orderly close, TLS close_notify or an EOF
+ * without it); TP_PENDING with *want set; or TP_ECONNRESET, TP_ETLS, TP_EIO; TP_EINVAL
+ * if cap == 0, TP_ESTATE on a closed stream. */
+tp_err tp__stream_read_step(tp__stream *s, void *buf, size_t cap, size_t *got, int *want,
+                            tp_errinfo *err);
+
+/* tp__stream_read: as tp__stream_read_step(), blocking until some data, end of stream,
+ * an error or the deadline (TP_ETIMEDOUT). */
+tp_err tp__stream_read(tp__stream *s, void *buf, size_t cap, size_t *got, int64_t deadline,
+                       tp_errinfo *err);
+
+/* tp__stream_write_step: writes up to len bytes without blocking; *put receives how
+ * many the transport accepted (may be 0). TP_OK: all len bytes accepted; TP_PENDING
+ * (*want set, *put may be > 0): call again with the rest (buf + *put, len - *put), which
+ * TLS requires to be the same bytes; TP_ECONNRESET (EPIPE/ECONNRESET), TP_ETLS, TP_EIO.
+ * Never raises SIGPIPE (TLS included: its records go out through send(MSG_NOSIGNAL)). */
+tp_err tp__stream_write_step(tp__stream *s, const void *buf, size_t len, size_t *put, int *want,
+                             tp_errinfo *err);
+
+/* tp__stream_write_all: writes all len bytes, blocking until done, an error or the
+ * deadline. *written (required) receives the bytes accepted before any error: a caller
+ * deciding whether a retry is safe needs to know whether anything was sent. */
+tp_err tp__stream_write_all(tp__stream *s, const void *buf, size_t len, size_t *written,
+                            int64_t deadline, tp_errinfo *err);
+
+/* tp__stream_idle_ok: the stale check for an idle connection: a zero-timeout poll.
+ * Returns false (dead) when the socket is readable (an unsolicited byte, a FIN, a TLS
+ * alert or close_notify) or reports HUP/ERR, or when TLS has buffered bytes; true
+ * otherwise. TLS: a readable socket is looked at with a non-blocking SSL_peek(), because
+ * TLS 1.3 servers send session tickets after the handshake and a connection that has
+ * not read since then would otherwise always look dead; records that carry no
+ * application data (tickets, key updates) are processed, the connection is alive.
+ * Never blocks and never consumes application data. */
+bool tp__stream_idle_ok(tp__stream *s);
+
+/* tp__stream_close: closes s and marks it closed; frees the TLS session and the key.
+ * TLS: a close_notify is sent without waiting for the peer's (none after a failure).
+ * Safe on a closed stream. */
+void tp__stream_close(tp__stream *s);
+
+/* tp__stream_close_reset: closes s with an RST (SO_LINGER 0): for connections in an
+ * unknown state, so no late byte can reach a later connection on the same port. */
+void tp__stream_close_reset(tp__stream *s);
+
+#endif

@@ -1,5 +1,6 @@
 /* tidepool.h: the umbrella header. Including it gives the whole public API:
- * errors and version, the time base, the connector interface and the keyed pool. */
+ * errors and version, the time base, the connector interface, the keyed pool and the
+ * HTTP/1.1 client. */
 #ifndef TIDEPOOL_H
 #define TIDEPOOL_H
 
@@ -8,5 +9,6 @@
 #include "clock.h"
 #include "connector.h"
 #include "pool.h"
+#include "http.h"
 
 #endif

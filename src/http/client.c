@@ -1,0 +1,151 @@
+/* client.c: the HTTP client's life: options, create, destroy, and the pool hook that
+ * tells a request whether its connection was reused and how long it waited. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "client.h"
+
+void tp_http_client_options_init(tp_http_client_options *o)
+{
+    if (o == NULL)
+        return;
+    memset(o, 0, sizeof *o);
+    o->version = TP_HTTP_CLIENT_OPTIONS_VERSION;
+    tp_pool_options_init(&o->pool);
+    /* Polling an idle connection before reuse costs one system call; a stale one costs
+     * a failed request (or a 408 handed to the wrong request). Always poll. */
+    o->pool.check_after_idle = 0;
+    o->tls_handshake_timeout = 10 * TP_NSEC_PER_SEC;
+    o->response_header_timeout = 30 * TP_NSEC_PER_SEC;
+    o->request_timeout = TP_DURATION_INFINITE;
+    o->max_header_bytes = 64 * 1024;
+    o->max_body_bytes = 64 * 1024 * 1024;
+    o->drain_max_bytes = 256 * 1024;
+    o->drain_timeout = 100 * TP_NSEC_PER_MSEC;
+    o->tcp_keepalive_idle_s = 30;
+}
+
+static _Thread_local tp__http_acq last_acq;
+
+tp__http_acq *tp__http_last_acquire(void)
+{
+    return &last_acq;
+}
+
+/* The pool's trace hook: remembers this thread's last acquire (reused, idle, waited)
+ * for the request in progress, and forwards every event to the caller's pool hook. */
+void tp__http_pool_trace(void *ud, const tp_trace_event *ev)
+{
+    tp_http_client *c = ud;
+    if (ev->type == TP_TRACE_ACQUIRE) {
+        last_acq.valid = true;
+        last_acq.reused = ev->reused;
+        last_acq.idle_ns = ev->idle_ns;
+        last_acq.waited_ns = ev->waited_ns;
+    }
+    if (c->user_pool_trace != NULL)
+        c->user_pool_trace(c->user_pool_trace_ud, ev);
+}
+
+static char *dup_or_null(const char *s, bool *fail)
+{
+    if (s == NULL)
+        return NULL;
+    char *d = strdup(s);
+    if (d == NULL)
+        *fail = true;
+    return d;
+}
+
+tp_err tp_http_client_create(const tp_http_client_options *o, tp_http_client **out,
+                             tp_errinfo *err)
+{
+    if (out == NULL)
+        return tp_errinfo_set(err, TP_EINVAL, 0, "out: NULL");
+    *out = NULL;
+    if (o == NULL)
+        return tp_errinfo_set(err, TP_EINVAL, 0, "options: NULL");
+    if (o->version != TP_HTTP_CLIENT_OPTIONS_VERSION)
+        return tp_errinfo_set(err, TP_EINVAL, 0,
+                              "version: %u is not TP_HTTP_CLIENT_OPTIONS_VERSION; call "
+                              "tp_http_client_options_init()",
+                              o->version);
+    const struct {
+        const char *name;
+        int64_t v;
+    } d[] = {{"tls_handshake_timeout", o->tls_handshake_timeout},
+             {"response_header_timeout", o->response_header_timeout},
+             {"request_timeout", o->request_timeout},
+             {"drain_timeout", o->drain_timeout}};
+    for (size_t i = 0; i < sizeof d / sizeof d[0]; i++)
+        if (d[i].v <= 0)
+            return tp_errinfo_set(err, TP_EINVAL, 0, "%s: %lld must be positive (or "
+                                  "TP_DURATION_INFINITE)", d[i].name, (long long)d[i].v);
+    if (o->max_header_bytes < 256)
+        return tp_errinfo_set(err, TP_EINVAL, 0, "max_header_bytes: %zu is too small (< 256)",
+                              o->max_header_bytes);
+    if (o->tcp_keepalive_idle_s < 0)
+        return tp_errinfo_set(err, TP_EINVAL, 0, "tcp_keepalive_idle_s: negative");
+
+    tp_http_client *c = calloc(1, sizeof *c);
+    if (c == NULL)
+        return tp_errinfo_set(err, TP_ENOMEM, 0, "allocating the client");
+    c->o = *o;
+    bool fail = false;
+    c->ca_file = dup_or_null(o->ca_file, &fail);
+    c->ca_dir = dup_or_null(o->ca_dir, &fail);
+    char ua[64];
+    snprintf(ua, sizeof ua, "tidepool/%s", tp_version_string());
+    c->user_agent = dup_or_null(o->user_agent != NULL ? o->user_agent : ua, &fail);
+    c->o.ca_file = c->ca_file;
+    c->o.ca_dir = c->ca_dir;
+    c->o.user_agent = c->user_agent;
+    pthread_mutex_init(&c->tls_mu, NULL);
+    if (fail) {
+        tp_http_client_destroy(c);
+        return tp_errinfo_set(err, TP_ENOMEM, 0, "copying options");
+    }
+    tp_pool_options po = o->pool;
+    c->acquire_timeout = po.acquire_timeout;
+    c->connect_timeout = po.connect_timeout;
+    c->user_pool_trace = po.trace;
+    c->user_pool_trace_ud = po.trace_ud;
+    po.connector = tp__http_connector(c);
+    po.trace = tp__http_pool_trace;
+    po.trace_ud = c;
+    tp_err rc = tp_pool_create(&po, &c->pool, err);
+    if (rc != TP_OK) {
+        tp_http_client_destroy(c);
+        return rc;
+    }
+    /* Load the CA now when one is named, so a wrong path fails create, not a request. */
+    if (c->ca_file != NULL || c->ca_dir != NULL) {
+        tp__tls_ctx *t;
+        rc = tp__http_tls_ctx(c, &t, err);
+        if (rc != TP_OK) {
+            tp_http_client_destroy(c);
+            return rc;
+        }
+    }
+    *out = c;
+    return TP_OK;
+}
+
+void tp_http_client_destroy(tp_http_client *c)
+{
+    if (c == NULL)
+        return;
+    tp_pool_destroy(c->pool); /* closes every connection before the TLS context goes */
+    tp__tls_ctx_destroy(c->tls);
+    pthread_mutex_destroy(&c->tls_mu);
+    free(c->ca_file);
+    free(c->ca_dir);
+    free(c->user_agent);
+    free(c);
+}
+
+tp_pool *tp_http_client_pool(tp_http_client *c)
+{
+    return c == NULL ? NULL : c->pool;
+}

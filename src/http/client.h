@@ -1,0 +1,118 @@
+/* client.h: the HTTP client's internal structures, shared by its files (never
+ * installed): the client, one pooled HTTP connection, and one response. */
+#ifndef TP_HTTP_CLIENT_H
+#define TP_HTTP_CLIENT_H
+
+#include "core/internal.h"
+#include "net/net.h"
+#include "parse.h"
+
+#define TP__HTTP_RBUF 16384 /* per-connection read buffer */
+
+struct tp_http_client {
+    tp_http_client_options o; /* ca_file, ca_dir, user_agent point at copies below */
+    char *ca_file, *ca_dir, *user_agent;
+    tp_pool *pool;
+    tp__tls_ctx *tls; /* NULL until the first https:// request needs it */
+    pthread_mutex_t tls_mu;
+    int64_t acquire_timeout;     /* the pool's, read on every request */
+    int64_t connect_timeout;
+    tp_trace_fn user_pool_trace; /* the caller's pool hook, chained behind ours */
+    void *user_pool_trace_ud;
+};
+
+/* A pooled connection: the connector's connection object. */
+typedef struct tp__http_conn {
+    tp__stream s;
+    uint64_t id;        /* unique in the process: tells a reused descriptor number apart */
+    char host[256];
+    uint16_t port;
+    bool tls;
+    bool tls_resumed;   /* this connection's handshake resumed a session */
+    char rbuf[TP__HTTP_RBUF];
+    size_t rpos, rlen;  /* unparsed bytes are rbuf[rpos, rlen) */
+} tp__http_conn;
+
+struct tp_http_response {
+    tp_http_client *client;
+    tp_conn *lease;          /* NULL once released */
+    tp__http_conn *conn;
+    tp__http_resp parse;
+    tp__buf body;            /* full body, or pending decoded bytes when streaming */
+    size_t body_pos;         /* streaming: bytes of body already handed out */
+    bool stream;
+    size_t max_body;
+    bool too_big;            /* the body exceeded max_body */
+    bool draining;           /* on free: body bytes are counted and dropped */
+    uint64_t drain_limit;    /* stop draining past this many body bytes */
+    bool got_byte;           /* a response byte arrived for this attempt */
+    int64_t written_at;      /* when the request was written */
+    tp_err err;              /* sticky error of the exchange */
+    int64_t deadline;        /* the request's deadline */
+    char key[300];
+    size_t keylen;
+    tp_http_response_info info;
+};
+
+/* ---- conn.c: the pool connector ------------------------------------------------------ */
+
+/* tp__http_key: the pool key of a destination ("http://host:port", "https://[::1]:443"),
+ * human-readable because keys appear in stats and metrics. Returns its length, or 0 if
+ * it does not fit. */
+size_t tp__http_key(const tp__http_url *u, char *out, size_t cap);
+
+/* tp__http_conn_id: a new connection id (process-wide, never 0). */
+uint64_t tp__http_conn_id(void);
+
+/* tp__http_connector: the connector vtable for the client's pool (ctx = client). */
+tp_connector tp__http_connector(tp_http_client *c);
+
+/* tp__http_emit: calls the client's trace hook, if any. */
+void tp__http_emit(tp_http_client *c, const tp_http_trace_event *ev);
+
+/* tp__http_tls_ctx: the client's TLS context, created on first use. */
+tp_err tp__http_tls_ctx(tp_http_client *c, tp__tls_ctx **out, tp_errinfo *err);
+
+/* ---- exchange.c ----------------------------------------------------------------- */
+
+/* tp__http_read_until: reads and parses until the response header is complete
+ * (want_body false) or the whole message (true; for a streaming reader: until decoded
+ * body bytes are pending), the server closes, an error, or deadline (TP_ETIMEDOUT). */
+tp_err tp__http_read_until(tp_http_response *r, bool want_body, int64_t deadline,
+                           tp_errinfo *err);
+
+/* ---- message.c: shared by the blocking call and the engine ---------------------- */
+
+/* tp__http_build_head: the request line and headers of req (the caller's headers plus
+ * User-Agent unless they set one) into out. */
+tp_err tp__http_build_head(tp_http_client *c, const tp_http_request *req, const char *method,
+                           const tp__http_url *u, tp__buf *out, tp_errinfo *err);
+/* tp__http_on_body: the parser's body sink (ud = the response): buffers the body, counts
+ * and drops it while draining, stops past max_body. */
+int tp__http_on_body(void *ud, const char *data, size_t len);
+/* tp__http_got_bytes: got bytes were just read into r->conn->rbuf: records the first
+ * response byte (time, trace). */
+void tp__http_got_bytes(tp_http_response *r, size_t got);
+/* tp__http_feed: parses the buffered bytes of r->conn (ETOOBIG when the body cap hit). */
+tp_err tp__http_feed(tp_http_response *r, tp_errinfo *err);
+/* tp__http_keepalive_hint: applies "Keep-Alive: timeout=N" to the destination's key. */
+void tp__http_keepalive_hint(tp_http_response *r);
+/* tp__http_retry_safe: may a request that failed on a reused connection before any
+ * response byte be sent again (nothing written, or idempotent without a body)? */
+bool tp__http_retry_safe(unsigned flags, const char *method, size_t body_len, size_t written);
+/* tp__http_conn_died: errors that mean the connection died, not a slow or bad server. */
+bool tp__http_conn_died(tp_err rc);
+/* tp__http_release_flags: how a finished response's connection goes back to the pool:
+ * 0 (keep), TP_RELEASE_DISCARD (the server closes it, or surplus bytes), or
+ * TP_RELEASE_BROKEN (the exchange failed or did not finish). */
+unsigned tp__http_release_flags(const tp_http_response *r);
+
+/* ---- acquire-time details recorded by the pool hook for this thread ----------------- */
+typedef struct tp__http_acq {
+    bool valid, reused;
+    int64_t idle_ns, waited_ns;
+} tp__http_acq;
+tp__http_acq *tp__http_last_acquire(void);
+void tp__http_pool_trace(void *ud, const tp_trace_event *ev);
+
+#endif

@@ -1,0 +1,225 @@
+/* conn.c: the HTTP client's pool connector. open() resolves, connects (each address in
+ * turn, non-blocking, by the deadline) and, for https, runs the TLS handshake with
+ * session resumption per key; check() is the stale test for an idle connection;
+ * probe() is a bare TCP connect for the breaker's half-open trial; close() closes,
+ * with an RST when the connection's state is unknown. */
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "client.h"
+
+uint64_t tp__http_conn_id(void)
+{
+    static _Atomic uint64_t next = 1;
+    return atomic_fetch_add(&next, 1);
+}
+
+size_t tp__http_key(const tp__http_url *u, char *out, size_t cap)
+{
+    int n = snprintf(out, cap, u->host_is_ipv6 ? "%s://[%s]:%u" : "%s://%s:%u",
+                     u->tls ? "https" : "http", u->host, (unsigned)u->port);
+    return n > 0 && (size_t)n < cap ? (size_t)n : 0;
+}
+
+void tp__http_emit(tp_http_client *c, const tp_http_trace_event *ev)
+{
+    if (c->o.trace != NULL)
+        c->o.trace(c->o.trace_ud, ev);
+}
+
+static void emit(tp_http_client *c, const tp__http_conn *hc, tp_http_trace_type type, tp_err rc,
+                 int64_t duration)
+{
+    if (c->o.trace == NULL)
+        return;
+    tp_http_trace_event ev = {.type = type,
+                              .host = hc->host,
+                              .port = hc->port,
+                              .tls = hc->tls,
+                              .err = rc,
+                              .duration_ns = duration,
+                              .tls_resumed = hc->tls_resumed};
+    tp__http_emit(c, &ev);
+}
+
+tp_err tp__http_tls_ctx(tp_http_client *c, tp__tls_ctx **out, tp_errinfo *err)
+{
+    pthread_mutex_lock(&c->tls_mu);
+    tp_err rc = TP_OK;
+    if (c->tls == NULL) {
+        tp__tls_options to = {.ca_file = c->ca_file,
+                              .ca_dir = c->ca_dir,
+                              .insecure_skip_verify = c->o.tls_insecure_skip_verify};
+        rc = tp__tls_ctx_create(&to, &c->tls, err);
+    }
+    *out = c->tls;
+    pthread_mutex_unlock(&c->tls_mu);
+    return rc;
+}
+
+/* Tries each resolved address in turn until one connects or the deadline passes. */
+static tp_err connect_addrs(struct addrinfo *ai, const char *dest, int64_t deadline, int *fd,
+                            tp_errinfo *err)
+{
+    tp_err rc = tp_errinfo_set(err, TP_ERESOLVE, 0, "%s: no address", dest);
+    for (struct addrinfo *a = ai; a != NULL; a = a->ai_next) {
+        int s = -1;
+        rc = tp__tcp_connect_start(a->ai_addr, a->ai_addrlen, &s, dest, err);
+        if (rc == TP_PENDING) {
+            rc = tp__net_wait(s, TP__WANT_WRITE, deadline, "connect to", dest, err);
+            if (rc == TP_OK)
+                rc = tp__tcp_connect_finish(s, dest, err);
+        }
+        if (rc == TP_OK) {
+            *fd = s;
+            return TP_OK;
+        }
+        if (s >= 0)
+            close(s);
+        /* A full descriptor table or port range will not get better with the next
+         * address; a deadline that passed leaves no time for it. */
+        if (rc == TP_ETIMEDOUT || rc == TP_ENOFD || rc == TP_EPORTS)
+            break;
+    }
+    return rc;
+}
+
+static tp_err http_open(void *ctx, const void *key, size_t keylen, int64_t deadline, void **out,
+                        tp_errinfo *err)
+{
+    tp_http_client *c = ctx;
+    char k[300];
+    if (keylen >= sizeof k)
+        return tp_errinfo_set(err, TP_EINVAL, 0, "key too long");
+    memcpy(k, key, keylen);
+    k[keylen] = '\0';
+    tp__http_url u;
+    tp_err rc = tp__http_url_parse(k, &u, err);
+    if (rc != TP_OK)
+        return rc;
+    tp__http_conn *hc = calloc(1, sizeof *hc);
+    if (hc == NULL)
+        return tp_errinfo_set(err, TP_ENOMEM, 0, "allocating a connection");
+    snprintf(hc->host, sizeof hc->host, "%s", u.host);
+    hc->port = u.port;
+    hc->tls = u.tls;
+    hc->s.fd = -1;
+    hc->id = tp__http_conn_id();
+    const char *dest = k + (u.tls ? 8 : 7); /* host:port for messages */
+
+    int64_t t0 = tp_clock_now();
+    emit(c, hc, TP_HTTP_TRACE_DNS_START, TP_OK, 0);
+    struct addrinfo *ai = NULL;
+    rc = tp__resolve_until(u.host, u.port, deadline, &ai, err);
+    int64_t t1 = tp_clock_now();
+    if (rc == TP_ETIMEDOUT)
+        rc = tp_errinfo_set(err, TP_ECONNTIMEDOUT, 0, "resolving %s timed out", u.host);
+    emit(c, hc, TP_HTTP_TRACE_DNS_DONE, rc, t1 - t0);
+    if (rc != TP_OK)
+        goto fail;
+    emit(c, hc, TP_HTTP_TRACE_CONNECT_START, TP_OK, 0);
+    int fd = -1;
+    rc = connect_addrs(ai, dest, deadline, &fd, err);
+    freeaddrinfo(ai);
+    int64_t t2 = tp_clock_now();
+    if (rc == TP_ETIMEDOUT)
+        rc = tp_errinfo_set(err, TP_ECONNTIMEDOUT, 0, "connect to %s timed out after %.0f ms",
+                            dest, (double)(t2 - t1) / 1e6);
+    emit(c, hc, TP_HTTP_TRACE_CONNECT_DONE, rc, t2 - t1);
+    if (rc != TP_OK)
+        goto fail;
+    tp__stream_init(&hc->s, fd);
+    if (c->o.tcp_keepalive_idle_s > 0)
+        tp__tcp_keepalive(fd, c->o.tcp_keepalive_idle_s, TP__MAX(1, c->o.tcp_keepalive_idle_s / 3), 3);
+
+    if (u.tls) {
+        emit(c, hc, TP_HTTP_TRACE_TLS_START, TP_OK, 0);
+        tp__tls_ctx *tls = NULL;
+        rc = tp__http_tls_ctx(c, &tls, err);
+        if (rc == TP_OK)
+            rc = tp__tls_start(&hc->s, tls, u.host, k, err);
+        int64_t tls_dl = tp__saturating_add(t2, c->o.tls_handshake_timeout);
+        if (rc == TP_OK)
+            rc = tp__tls_handshake(&hc->s, TP__MIN(tls_dl, deadline), err);
+        int64_t t3 = tp_clock_now();
+        if (rc == TP_ETIMEDOUT)
+            rc = tls_dl <= deadline
+                     ? tp_errinfo_set(err, TP_ETLSTIMEDOUT, 0,
+                                      "TLS handshake with %s timed out after %.0f ms", dest,
+                                      (double)(t3 - t2) / 1e6)
+                     : tp_errinfo_set(err, TP_ECONNTIMEDOUT, 0,
+                                      "connect_timeout elapsed during the TLS handshake with %s",
+                                      dest);
+        hc->tls_resumed = rc == TP_OK && hc->s.resumed;
+        emit(c, hc, TP_HTTP_TRACE_TLS_DONE, rc, t3 - t2);
+        if (rc != TP_OK)
+            goto fail;
+    }
+    *out = hc;
+    return TP_OK;
+fail:
+    tp__stream_close(&hc->s);
+    free(hc);
+    return rc;
+}
+
+static tp_err http_check(void *ctx, void *conn, int64_t idle_ns)
+{
+    (void)ctx, (void)idle_ns;
+    tp__http_conn *hc = conn;
+    /* Anything readable on an idle connection (a FIN, an unsolicited 408, a TLS alert)
+     * means it must not carry the next request. */
+    return hc->rpos == hc->rlen && tp__stream_idle_ok(&hc->s) ? TP_OK : TP_ECONNRESET;
+}
+
+static void http_close(void *ctx, void *conn, tp_close_reason reason)
+{
+    (void)ctx;
+    tp__http_conn *hc = conn;
+    /* A connection broken mid-exchange is in an unknown state: reset it, so no late
+     * byte of it can ever be read by anyone. */
+    if (reason == TP_CLOSE_BROKEN || reason == TP_CLOSE_RESET_FAILED)
+        tp__stream_close_reset(&hc->s);
+    else
+        tp__stream_close(&hc->s);
+    free(hc);
+}
+
+static tp_err http_probe(void *ctx, const void *key, size_t keylen, int64_t deadline,
+                         tp_errinfo *err)
+{
+    (void)ctx;
+    char k[300];
+    if (keylen >= sizeof k)
+        return TP_EINVAL;
+    memcpy(k, key, keylen);
+    k[keylen] = '\0';
+    tp__http_url u;
+    tp_err rc = tp__http_url_parse(k, &u, err);
+    if (rc != TP_OK)
+        return rc;
+    struct addrinfo *ai = NULL;
+    rc = tp__resolve_until(u.host, u.port, deadline, &ai, err);
+    if (rc != TP_OK)
+        return rc;
+    int fd = -1;
+    rc = connect_addrs(ai, k, deadline, &fd, err);
+    freeaddrinfo(ai);
+    if (fd >= 0)
+        close(fd);
+    return rc;
+}
+
+tp_connector tp__http_connector(tp_http_client *c)
+{
+    tp_connector k = {.open = http_open,
+                      .check = http_check,
+                      .reset = NULL,
+                      .close = http_close,
+                      .probe = http_probe,
+                      .ctx = c};
+    return k;
+}

@@ -1,0 +1,200 @@
+/* exchange.c: one HTTP request on a pooled connection, blocking: acquire, write, read
+ * the response header (and body), the Keep-Alive hint, and the single safe retry on a
+ * fresh connection when a reused one turns out to be dead. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "client.h"
+
+tp_err tp__http_read_until(tp_http_response *r, bool want_body, int64_t deadline,
+                           tp_errinfo *err)
+{
+    tp__http_conn *hc = r->conn;
+    for (;;) {
+        if (want_body ? r->parse.done : r->parse.headers_done)
+            return TP_OK;
+        if (r->stream && want_body && r->body.len > r->body_pos)
+            return TP_OK; /* a streaming reader has bytes to take */
+        if (hc->rpos == hc->rlen) {
+            size_t got = 0;
+            tp_err rc = tp__stream_read(&hc->s, hc->rbuf, sizeof hc->rbuf, &got, deadline, err);
+            if (rc != TP_OK)
+                return rc;
+            if (got == 0) /* the server closed: completes a read-until-close body */
+                return tp__http_resp_eof(&r->parse, err);
+            tp__http_got_bytes(r, got);
+        }
+        tp_err rc = tp__http_feed(r, err);
+        if (rc != TP_OK)
+            return rc;
+    }
+}
+
+static tp_err map_timeout(tp_err rc, int64_t phase_deadline, int64_t deadline, tp_err phase_code,
+                          tp_errinfo *err)
+{
+    if (rc != TP_ETIMEDOUT)
+        return rc;
+    if (phase_deadline < deadline)
+        return tp_errinfo_set(err, phase_code, 0, "%s", tp_strerror(phase_code));
+    return tp_errinfo_set(err, TP_EREQTIMEDOUT, 0, "the request's deadline passed");
+}
+
+/* One attempt: acquire, write, read the header. On failure *written says how much of
+ * the request reached the transport (for the retry decision) and the lease is gone. */
+static tp_err attempt(tp_http_client *c, const tp_http_request *req, const tp__buf *head,
+                      tp_http_response *r, unsigned acq_flags, size_t *written, tp_errinfo *err)
+{
+    *written = 0;
+    int64_t now = tp_clock_now();
+    if (now >= r->deadline)
+        return tp_errinfo_set(err, TP_EREQTIMEDOUT, 0, "the request's deadline passed");
+    int64_t acq_timeout = TP__MIN(c->acquire_timeout, r->deadline == TP_DURATION_INFINITE
+                                                          ? TP_DURATION_INFINITE
+                                                          : r->deadline - now);
+    tp__http_acq *acq = tp__http_last_acquire();
+    acq->valid = false;
+    tp_err rc = tp_pool_acquire_ex(c->pool, r->key, r->keylen, acq_timeout, acq_flags, &r->lease, err);
+    if (rc != TP_OK) {
+        if (tp_clock_now() >= r->deadline && (rc == TP_ETIMEDOUT || rc == TP_ECONNTIMEDOUT))
+            return tp_errinfo_set(err, TP_EREQTIMEDOUT, 0,
+                                  "the request's deadline passed while getting a connection");
+        return rc;
+    }
+    r->conn = tp_conn_get(r->lease);
+    r->info.reused = tp_conn_uses(r->lease) > 1;
+    r->info.tls_resumed = r->conn->tls_resumed && !r->info.reused;
+    r->info.waited_ns = acq->valid ? acq->waited_ns : 0;
+    if (c->o.trace != NULL) {
+        tp_http_trace_event ev = {.type = TP_HTTP_TRACE_GOT_CONN,
+                                  .host = r->conn->host,
+                                  .port = r->conn->port,
+                                  .tls = r->conn->tls,
+                                  .reused = r->info.reused,
+                                  .was_idle = r->info.reused,
+                                  .idle_ns = acq->valid ? acq->idle_ns : 0,
+                                  .waited_ns = r->info.waited_ns};
+        tp__http_emit(c, &ev);
+    }
+
+    tp__http_conn *hc = r->conn;
+    rc = tp__stream_write_all(&hc->s, head->data, head->len, written, r->deadline, err);
+    if (rc == TP_OK && req->body_len > 0) {
+        size_t w = 0;
+        rc = tp__stream_write_all(&hc->s, req->body, req->body_len, &w, r->deadline, err);
+        *written += w;
+    }
+    r->written_at = tp_clock_now();
+    if (c->o.trace != NULL) {
+        tp_http_trace_event ev = {.type = TP_HTTP_TRACE_WROTE_REQUEST,
+                                  .host = hc->host, .port = hc->port, .tls = hc->tls, .err = rc};
+        tp__http_emit(c, &ev);
+    }
+    if (rc == TP_OK) {
+        int64_t hdr_dl = TP__MIN(r->deadline,
+                                 tp__saturating_add(r->written_at, c->o.response_header_timeout));
+        rc = tp__http_read_until(r, false, hdr_dl, err);
+        rc = map_timeout(rc, hdr_dl, r->deadline, TP_EHDRTIMEDOUT, err);
+    } else {
+        rc = map_timeout(rc, r->deadline, r->deadline, TP_EREQTIMEDOUT, err);
+    }
+    if (rc != TP_OK) {
+        tp_conn_release(r->lease, TP_RELEASE_BROKEN);
+        r->lease = NULL;
+        r->conn = NULL;
+    }
+    return rc;
+}
+
+tp_err tp_http_client_do(tp_http_client *c, const tp_http_request *req, tp_http_response **out,
+                         tp_errinfo *err)
+{
+    if (c == NULL || req == NULL || out == NULL || req->url == NULL)
+        return tp_errinfo_set(err, TP_EINVAL, 0, "client, request, url and out are required");
+    *out = NULL;
+    if (req->body_len > 0 && req->body == NULL)
+        return tp_errinfo_set(err, TP_EINVAL, 0, "body: NULL with body_len %zu", req->body_len);
+    const char *method = req->method != NULL ? req->method : "GET";
+    int64_t start = tp_clock_now();
+    int64_t timeout = req->timeout == TP_DURATION_DEFAULT ? c->o.request_timeout : req->timeout;
+    if (timeout <= 0)
+        return tp_errinfo_set(err, TP_EINVAL, 0, "timeout: must be positive");
+
+    tp_http_response *r = calloc(1, sizeof *r);
+    if (r == NULL)
+        return tp_errinfo_set(err, TP_ENOMEM, 0, "allocating the response");
+    r->client = c;
+    r->stream = (req->flags & TP_HTTP_STREAM) != 0;
+    r->max_body = c->o.max_body_bytes;
+    r->deadline = tp__saturating_add(start, timeout);
+    r->info.content_length = -1;
+    tp__buf_init(&r->body);
+    tp__buf head;
+    tp__buf_init(&head);
+    tp__http_url u;
+    tp_err rc = tp__http_url_parse(req->url, &u, err);
+    if (rc == TP_OK) {
+        r->keylen = tp__http_key(&u, r->key, sizeof r->key);
+        if (r->keylen == 0)
+            rc = tp_errinfo_set(err, TP_EINVAL, 0, "url: host too long");
+    }
+    if (rc == TP_OK)
+        rc = tp__http_build_head(c, req, method, &u, &head, err);
+    if (rc != TP_OK) {
+        tp__buf_free(&head);
+        tp__buf_free(&r->body);
+        free(r);
+        return rc;
+    }
+    for (int n = 0; rc == TP_OK; n++) {
+        tp__http_resp_init(&r->parse, method, c->o.max_header_bytes, tp__http_on_body, r);
+        size_t written = 0;
+        rc = attempt(c, req, &head, r, n == 0 ? 0 : TP_ACQUIRE_FRESH, &written, err);
+        if (rc == TP_OK)
+            break;
+        bool reused = r->info.reused;
+        bool retry = n == 0 && reused && !r->got_byte && tp__http_conn_died(rc) &&
+                     tp__http_retry_safe(req->flags, method, req->body_len, written);
+        tp__http_resp_free(&r->parse);
+        if (!retry)
+            break;
+        if (c->o.trace != NULL) {
+            tp_http_trace_event ev = {.type = TP_HTTP_TRACE_RETRY, .host = u.host, .port = u.port,
+                                      .tls = u.tls, .err = rc};
+            tp__http_emit(c, &ev);
+        }
+        r->info.retried = true;
+        r->info.reused = false;
+        r->got_byte = false;
+        rc = TP_OK;
+    }
+    tp__buf_free(&head);
+    if (rc == TP_OK)
+        tp__http_keepalive_hint(r);
+    if (rc == TP_OK && !r->stream) {
+        rc = tp__http_read_until(r, true, r->deadline, err);
+        rc = map_timeout(rc, r->deadline, r->deadline, TP_EREQTIMEDOUT, err);
+        if (rc != TP_OK)
+            r->err = rc;
+    }
+    r->info.total_ns = tp_clock_now() - start;
+    if (c->o.trace != NULL) {
+        tp_http_trace_event ev = {.type = TP_HTTP_TRACE_DONE, .host = u.host, .port = u.port,
+                                  .tls = u.tls, .err = rc, .status = r->parse.status,
+                                  .duration_ns = r->info.total_ns};
+        tp__http_emit(c, &ev);
+    }
+    if (rc != TP_OK) {
+        tp_http_response_free(r);
+        return rc;
+    }
+    tp_errinfo_clear(err);
+    *out = r;
+    return TP_OK;
+}
+
+tp_err tp_http_get(tp_http_client *c, const char *url, tp_http_response **out, tp_errinfo *err)
+{
+    tp_http_request req = {.method = "GET", .url = url, .timeout = TP_DURATION_DEFAULT};
+    return tp_http_client_do(c, &req, out, err);
+}

@@ -1,0 +1,123 @@
+/* message.c: what the blocking call and the event engine share about one exchange: the
+ * request head, the body sink, feeding buffered bytes to the parser, the first response
+ * byte, the Keep-Alive hint, the retry rule, and what a finished response means for its
+ * connection. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "client.h"
+
+tp_err tp__http_build_head(tp_http_client *c, const tp_http_request *req, const char *method,
+                         const tp__http_url *u, tp__buf *out, tp_errinfo *err)
+{
+    size_t n = req->nheaders;
+    if (n > 0 && (req->header_names == NULL || req->header_values == NULL))
+        return tp_errinfo_set(err, TP_EINVAL, 0, "headers: NULL arrays with nheaders %zu", n);
+    bool has_ua = c->user_agent[0] == '\0';
+    for (size_t i = 0; i < n && !has_ua; i++)
+        has_ua = req->header_names[i] != NULL && strcasecmp(req->header_names[i], "User-Agent") == 0;
+    const char **names = malloc((n + 1) * sizeof *names);
+    const char **values = malloc((n + 1) * sizeof *values);
+    tp_err rc = TP_ENOMEM;
+    if (names != NULL && values != NULL) {
+        for (size_t i = 0; i < n; i++) {
+            names[i] = req->header_names[i];
+            values[i] = req->header_values[i];
+        }
+        if (!has_ua) {
+            names[n] = "User-Agent";
+            values[n] = c->user_agent;
+        }
+        rc = tp__http_req_build(out, method, u, names, values, has_ua ? n : n + 1,
+                                req->body_len, true, err);
+    } else {
+        tp_errinfo_set(err, TP_ENOMEM, 0, "building the request");
+    }
+    free(names);
+    free(values);
+    return rc;
+}
+
+/* The parser's body sink: buffer the body (read in full, or pending for a streaming
+ * reader), or count and drop it while draining. */
+int tp__http_on_body(void *ud, const char *data, size_t len)
+{
+    tp_http_response *r = ud;
+    r->info.body_bytes += len;
+    if (r->draining)
+        return r->info.body_bytes > r->drain_limit ? 1 : 0;
+    if (!r->stream && r->body.len + len > r->max_body) {
+        r->too_big = true;
+        return 1;
+    }
+    return tp__buf_append(&r->body, data, len) == TP_OK ? 0 : 1;
+}
+
+void tp__http_got_bytes(tp_http_response *r, size_t got)
+{
+    tp__http_conn *hc = r->conn;
+    hc->rpos = 0;
+    hc->rlen = got;
+    if (r->got_byte)
+        return;
+    r->got_byte = true;
+    r->info.ttfb_ns = tp_clock_now() - r->written_at;
+    if (r->client->o.trace != NULL) {
+        tp_http_trace_event ev = {.type = TP_HTTP_TRACE_FIRST_BYTE,
+                                  .host = hc->host,
+                                  .port = hc->port,
+                                  .tls = hc->tls,
+                                  .duration_ns = r->info.ttfb_ns};
+        tp__http_emit(r->client, &ev);
+    }
+}
+
+tp_err tp__http_feed(tp_http_response *r, tp_errinfo *err)
+{
+    tp__http_conn *hc = r->conn;
+    size_t used = 0;
+    tp_err rc =
+        tp__http_resp_feed(&r->parse, hc->rbuf + hc->rpos, hc->rlen - hc->rpos, &used, err);
+    hc->rpos += used;
+    if (rc == TP_ECANCELED && r->too_big)
+        return tp_errinfo_set(err, TP_ETOOBIG, 0, "response body exceeds max_body_bytes (%zu)",
+                              r->max_body);
+    return rc;
+}
+
+void tp__http_keepalive_hint(tp_http_response *r)
+{
+    if (r->parse.keepalive_timeout_s <= 0)
+        return;
+    /* Stay clearly below the server's idle limit: 10 % or 250 ms under it. */
+    int64_t ka = r->parse.keepalive_timeout_s * TP_NSEC_PER_SEC;
+    int64_t margin = TP__MAX(ka / 10, 250 * TP_NSEC_PER_MSEC);
+    if (ka > margin)
+        tp_pool_key_limit_idle_timeout(r->client->pool, r->key, r->keylen, ka - margin);
+}
+
+/* Would a failed first attempt be safe to send again on a fresh connection? */
+bool tp__http_retry_safe(unsigned flags, const char *method, size_t body_len, size_t written)
+{
+    if (flags & TP_HTTP_NO_RETRY)
+        return false;
+    if (written == 0)
+        return true; /* nothing reached the server */
+    return (tp__http_method_idempotent(method) || (flags & TP_HTTP_IDEMPOTENT)) && body_len == 0;
+}
+
+/* Errors that say the connection died, as opposed to a slow or misbehaving server. */
+bool tp__http_conn_died(tp_err rc)
+{
+    return rc == TP_ECONNRESET || rc == TP_EIO || rc == TP_ETLS;
+}
+
+unsigned tp__http_release_flags(const tp_http_response *r)
+{
+    if (r->err != TP_OK || r->parse.err != TP_OK || !r->parse.done)
+        return TP_RELEASE_BROKEN;
+    /* The server closes it, or sent more than was asked: do not reuse. */
+    if (!r->parse.keep_alive || r->conn->rpos != r->conn->rlen)
+        return TP_RELEASE_DISCARD;
+    return 0;
+}

@@ -1,7 +1,7 @@
 # Thin wrapper around CMake (CMakeLists.txt does the work).
 #
 #   make / make build   configure and build Release in build/ (warnings are errors)
-#   make demo           build, then run pool_bench live for 5 seconds
+#   make demo           build, then benchmark a built-in loopback HTTP server for 5 s
 #   make test           install deps, then three builds and their ctest runs:
 #                         build/       Release, all tests
 #                         build-asan/  ASan + UBSan, all tests
@@ -39,9 +39,9 @@ build:
 	$(CMAKE) --build $(BUILD_DIR) -j$(JOBS)
 
 demo: build
-	@test -x ./$(BUILD_DIR)/bench/pool_bench || \
-		{ echo "demo: $(BUILD_DIR)/bench/pool_bench was not built (no bench/pool_bench.c?)" >&2; exit 1; }
-	./$(BUILD_DIR)/bench/pool_bench -t 4 -size 16 -d 5 --live
+	@test -x ./$(BUILD_DIR)/tidepool || \
+		{ echo "demo: $(BUILD_DIR)/tidepool was not built" >&2; exit 1; }
+	./$(BUILD_DIR)/tidepool bench -c 16 -d 5
 
 # All three steps run even when one fails, so one run shows every failure; the exit
 # status is non-zero if any step failed.

@@ -19,10 +19,15 @@
 #include "latency.h"
 
 #define MAX_HEADERS 32
+/* A wait of at least 0 ns and at most 100 ms (so the stop flag is seen). */
+#define TP__MIN_I(a, b) ((a) < (b) ? (a) : (b))
+#define TP__CLAMP_WAIT(ns) ((ns) < 0 ? 0 : (ns) > 100000000 ? 100000000 : (ns))
 
 typedef struct bench_cfg {
     const char *url;
     int64_t concurrency, total;
+    int64_t threads;
+    double rate;
     double seconds;
     int64_t max_per_host;
     double idle_timeout_s;
@@ -36,17 +41,31 @@ typedef struct bench_cfg {
     const char *cacert;
 } bench_cfg;
 
-typedef struct worker {
+typedef struct worker worker;
+
+/* One request in flight: which worker, and when it was due to start (open loop: its
+ * scheduled instant, so a stalled server cannot hide its queueing delay). */
+typedef struct inflight {
+    worker *w;
+    int64_t start;
+} inflight;
+
+struct worker {
     pthread_t thread;
     const bench_cfg *cfg;
     tp_http_client *client;
-    pthread_mutex_t mu;   /* guards interval (the reporter swaps it each second) */
+    tp_http_engine *engine;
+    tp_http_request req;
+    int64_t concurrency; /* closed loop: requests kept in flight by this worker */
+    double rate;         /* open loop: requests per second from this worker (0: closed) */
+    pthread_mutex_t mu;  /* guards interval (the reporter swaps it each second) */
     latency interval;
-    latency total;        /* owned by the worker until it is joined */
+    latency total; /* owned by the worker until it is joined */
     uint64_t requests, errors;
     uint64_t err_by_code[32];
     uint64_t bad_status;
-} worker;
+    uint64_t submit_errors;
+};
 
 static atomic_bool stop_flag;
 static atomic_llong issued;
@@ -59,85 +78,175 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* May another request start? Counts it against -n when one is given. */
+static bool may_issue(const bench_cfg *cfg)
+{
+    if (atomic_load_explicit(&stop_flag, memory_order_relaxed))
+        return false;
+    return cfg->total <= 0 || atomic_fetch_add(&issued, 1) < cfg->total;
+}
+
+static void submit_one(worker *w, int64_t start);
+
+static void on_done(void *ud, tp_err rc, tp_http_response *r, const tp_errinfo *err)
+{
+    (void)err;
+    inflight *f = ud;
+    worker *w = f->w;
+    int64_t us = (tp_clock_now() - f->start) / 1000;
+    bool ok = rc == TP_OK && tp_http_response_status(r) < 400;
+    if (rc == TP_OK && !ok)
+        w->bad_status++;
+    tp_http_response_free(r);
+    if (rc == TP_ECANCELED && atomic_load(&stop_flag)) {
+        free(f); /* cut off by the end of the run: neither a result nor an error */
+        return;
+    }
+    pthread_mutex_lock(&w->mu);
+    w->requests++;
+    if (ok)
+        latency_add(&w->interval, us);
+    else
+        w->errors++;
+    if (rc != TP_OK)
+        w->err_by_code[(-rc) & 31]++;
+    pthread_mutex_unlock(&w->mu);
+    if (ok)
+        latency_add(&w->total, us);
+    /* Closed loop: the finished request's slot starts the next one. */
+    if (w->rate == 0 && may_issue(w->cfg)) {
+        f->start = tp_clock_now();
+        if (tp_http_engine_submit(w->engine, &w->req, on_done, f, NULL, NULL) != TP_OK)
+            w->submit_errors++;
+        return;
+    }
+    free(f);
+}
+
+static void submit_one(worker *w, int64_t start)
+{
+    inflight *f = malloc(sizeof *f);
+    if (f == NULL) {
+        w->submit_errors++;
+        return;
+    }
+    f->w = w;
+    f->start = start;
+    tp_errinfo e;
+    if (tp_http_engine_submit(w->engine, &w->req, on_done, f, NULL, &e) != TP_OK) {
+        w->submit_errors++;
+        free(f);
+    }
+}
+
+/* One event loop: keeps its share of requests in flight (closed loop), or starts them
+ * on a fixed schedule (open loop, --rate). */
 static void *worker_main(void *arg)
 {
     worker *w = arg;
     const bench_cfg *cfg = w->cfg;
-    tp_http_request req = {.method = cfg->method,
-                           .url = cfg->url,
-                           .header_names = cfg->hnames,
-                           .header_values = cfg->hvalues,
-                           .nheaders = cfg->nheaders,
-                           .body = cfg->body,
-                           .body_len = cfg->body != NULL ? strlen(cfg->body) : 0,
-                           .timeout = cfg->timeout_s > 0
-                                          ? (int64_t)(cfg->timeout_s * 1e9)
-                                          : TP_DURATION_DEFAULT};
-    while (!atomic_load_explicit(&stop_flag, memory_order_relaxed)) {
-        if (cfg->total > 0 && atomic_fetch_add(&issued, 1) >= cfg->total)
+    w->req = (tp_http_request){.method = cfg->method,
+                               .url = cfg->url,
+                               .header_names = cfg->hnames,
+                               .header_values = cfg->hvalues,
+                               .nheaders = cfg->nheaders,
+                               .body = cfg->body,
+                               .body_len = cfg->body != NULL ? strlen(cfg->body) : 0,
+                               .timeout = cfg->timeout_s > 0 ? (int64_t)(cfg->timeout_s * 1e9)
+                                                             : TP_DURATION_DEFAULT};
+    if (w->rate == 0) {
+        for (int64_t i = 0; i < w->concurrency && may_issue(cfg); i++)
+            submit_one(w, tp_clock_now());
+    } else {
+        int64_t step = (int64_t)(1e9 / w->rate);
+        int64_t next = tp_clock_now();
+        for (;;) {
+            int64_t now = tp_clock_now();
+            bool more = true;
+            while (now >= next && (more = may_issue(cfg))) {
+                submit_one(w, next); /* latency counts from the scheduled start */
+                next += step;
+            }
+            if (!more)
+                break;
+            tp_http_engine_poll(w->engine, TP__CLAMP_WAIT(next - tp_clock_now()));
+        }
+    }
+    /* Let what is in flight finish, for at most 2 s after the end of the run; the rest is
+     * cancelled when the engine goes. */
+    int64_t stopped = -1;
+    while (tp_http_engine_pending(w->engine) > 0) {
+        if (atomic_load(&stop_flag) && stopped < 0)
+            stopped = tp_clock_now();
+        if (stopped >= 0 && tp_clock_now() - stopped > 2 * TP_NSEC_PER_SEC)
             break;
-        int64_t t0 = tp_clock_now();
-        tp_http_response *r = NULL;
-        tp_errinfo e;
-        tp_err rc = tp_http_client_do(w->client, &req, &r, &e);
-        int64_t us = (tp_clock_now() - t0) / 1000;
-        bool ok = rc == TP_OK && tp_http_response_status(r) < 400;
-        if (rc == TP_OK && !ok)
-            w->bad_status++;
-        tp_http_response_free(r);
-        pthread_mutex_lock(&w->mu);
-        w->requests++;
-        if (ok)
-            latency_add(&w->interval, us);
-        else
-            w->errors++;
-        if (rc != TP_OK)
-            w->err_by_code[(-rc) & 31]++;
-        pthread_mutex_unlock(&w->mu);
-        if (ok)
-            latency_add(&w->total, us);
+        tp_http_engine_poll(w->engine, 100 * TP_NSEC_PER_MSEC);
     }
     atomic_fetch_add(&finished, 1);
+    tp_http_engine_destroy(w->engine);
+    w->engine = NULL;
     return NULL;
 }
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: tidepool bench [URL] [options]\n"
-            "  -c, --concurrency N   requests in flight (default 16)\n"
-            "  -d, --duration D      how long: 10, 10s, 500ms, 2m (default 10s)\n"
-            "  -n, --requests N      stop after N requests (with -d: whichever first)\n"
-            "  -m, --method M        request method (default GET)\n"
-            "  -H, --header 'N: V'   add a request header (repeatable)\n"
-            "  -b, --body STR        request body\n"
-            "      --max-per-host N  connections per destination (default 64)\n"
-            "      --idle-timeout D  close connections idle this long (default 30s)\n"
-            "      --timeout D       whole-request timeout (default none)\n"
-            "      --cacert FILE     trust this CA for https\n"
-            "      --insecure        do not verify the server's certificate\n"
-            "      --json            print one JSON line at the end\n"
-            "  -q, --quiet           no live line\n"
-            "With no URL, a built-in loopback server is started and benchmarked.\n");
+    fprintf(f, "usage: tidepool bench [URL] [options]\n"
+               "  -c, --concurrency N   requests in flight (default 16)\n"
+               "  -t, --threads N       event loops, one per thread (default 1)\n"
+               "  -r, --rate R          open loop: start R requests per second whatever the\n"
+               "                        server does; latency counts from each scheduled start\n"
+               "  -d, --duration D      how long: 10, 10s, 500ms, 2m (default 10s)\n"
+               "  -n, --requests N      stop after N requests (with -d: whichever first)\n"
+               "  -m, --method M        request method (default GET)\n"
+               "  -H, --header 'N: V'   add a request header (repeatable)\n"
+               "  -b, --body STR        request body\n"
+               "      --max-per-host N  connections per destination (default 64)\n"
+               "      --idle-timeout D  close connections idle this long (default 30s)\n"
+               "      --timeout D       whole-request timeout (default none)\n"
+               "      --cacert FILE     trust this CA for https\n"
+               "      --insecure        do not verify the server's certificate\n"
+               "      --json            print one JSON line at the end\n"
+               "  -q, --quiet           no live line\n"
+               "With no URL, a built-in loopback server is started and benchmarked.\n");
 }
 
 static int parse_args(int argc, char **argv, bench_cfg *cfg)
 {
-    static const struct option longs[] = {
-        {"concurrency", required_argument, NULL, 'c'}, {"duration", required_argument, NULL, 'd'},
-        {"requests", required_argument, NULL, 'n'},    {"method", required_argument, NULL, 'm'},
-        {"header", required_argument, NULL, 'H'},      {"body", required_argument, NULL, 'b'},
-        {"max-per-host", required_argument, NULL, 1},  {"idle-timeout", required_argument, NULL, 2},
-        {"timeout", required_argument, NULL, 3},       {"cacert", required_argument, NULL, 4},
-        {"insecure", no_argument, NULL, 5},            {"json", no_argument, NULL, 6},
-        {"quiet", no_argument, NULL, 'q'},             {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0}};
-    *cfg = (bench_cfg){.concurrency = 16, .seconds = 10, .method = "GET", .idle_timeout_s = -1};
+    static const struct option longs[] = {{"concurrency", required_argument, NULL, 'c'},
+                                          {"duration", required_argument, NULL, 'd'},
+                                          {"threads", required_argument, NULL, 't'},
+                                          {"rate", required_argument, NULL, 'r'},
+                                          {"requests", required_argument, NULL, 'n'},
+                                          {"method", required_argument, NULL, 'm'},
+                                          {"header", required_argument, NULL, 'H'},
+                                          {"body", required_argument, NULL, 'b'},
+                                          {"max-per-host", required_argument, NULL, 1},
+                                          {"idle-timeout", required_argument, NULL, 2},
+                                          {"timeout", required_argument, NULL, 3},
+                                          {"cacert", required_argument, NULL, 4},
+                                          {"insecure", no_argument, NULL, 5},
+                                          {"json", no_argument, NULL, 6},
+                                          {"quiet", no_argument, NULL, 'q'},
+                                          {"help", no_argument, NULL, 'h'},
+                                          {NULL, 0, NULL, 0}};
+    *cfg = (bench_cfg){
+        .concurrency = 16, .threads = 1, .seconds = 10, .method = "GET", .idle_timeout_s = -1};
     bool have_d = false, have_n = false;
     int o;
     optind = 1;
-    while ((o = getopt_long(argc, argv, "c:d:n:m:H:b:qh", longs, NULL)) != -1) {
+    while ((o = getopt_long(argc, argv, "c:t:r:d:n:m:H:b:qh", longs, NULL)) != -1) {
         switch (o) {
+        case 't':
+            if (!parse_count(optarg, &cfg->threads) || cfg->threads < 1 || cfg->threads > 256)
+                return fprintf(stderr, "bench: -t: want 1..256\n"), -1;
+            break;
+        case 'r': {
+            char *end;
+            cfg->rate = strtod(optarg, &end);
+            if (end == optarg || *end != '\0' || !(cfg->rate > 0 && cfg->rate <= 1e7))
+                return fprintf(stderr, "bench: --rate: want requests per second in (0, 1e7]\n"), -1;
+            break;
+        }
         case 'c':
             if (!parse_count(optarg, &cfg->concurrency) || cfg->concurrency < 1 ||
                 cfg->concurrency > 100000)
@@ -159,8 +268,8 @@ static int parse_args(int argc, char **argv, bench_cfg *cfg)
         case 'H': {
             const char *colon = strchr(optarg, ':');
             if (colon == NULL || colon == optarg || cfg->nheaders == MAX_HEADERS)
-                return fprintf(stderr, "bench: -H: want 'Name: value' (at most %d)\n",
-                               MAX_HEADERS), -1;
+                return fprintf(stderr, "bench: -H: want 'Name: value' (at most %d)\n", MAX_HEADERS),
+                       -1;
             char *name = strndup(optarg, (size_t)(colon - optarg));
             if (name == NULL)
                 return -1;
@@ -217,8 +326,8 @@ static int parse_args(int argc, char **argv, bench_cfg *cfg)
     return 0;
 }
 
-static void print_live(double el, double step, const tp_stats *st, const tp_stats *prev,
-                       worker *ws, int64_t n)
+static void print_live(double el, double step, const tp_stats *st, const tp_stats *prev, worker *ws,
+                       int64_t n)
 {
     latency iv;
     latency_reset(&iv);
@@ -237,9 +346,9 @@ static void print_live(double el, double step, const tp_stats *st, const tp_stat
             "[%5.1fs] %9.0f req/s  p50 %6lld us  p99 %7lld us  conns %lld open, %lld idle  "
             "reuse %5.1f%%  opens %llu  errors %llu\n",
             el, (double)iv.count / step, (long long)latency_quantile(&iv, 0.5),
-            (long long)latency_quantile(&iv, 0.99), (long long)(st->total),
-            (long long)st->idle, acq ? 100.0 * (double)reu / (double)acq : 0.0,
-            (unsigned long long)st->opens, (unsigned long long)(errs - prev_errs));
+            (long long)latency_quantile(&iv, 0.99), (long long)(st->total), (long long)st->idle,
+            acq ? 100.0 * (double)reu / (double)acq : 0.0, (unsigned long long)st->opens,
+            (unsigned long long)(errs - prev_errs));
     prev_errs = errs;
 }
 
@@ -265,10 +374,8 @@ int cmd_bench(int argc, char **argv)
 
     tp_http_client_options o;
     tp_http_client_options_init(&o);
-    if (cfg.max_per_host > 0) {
+    if (cfg.max_per_host > 0)
         o.pool.max_per_key = cfg.max_per_host;
-        o.pool.max_idle_per_key = cfg.max_per_host;
-    }
     if (cfg.idle_timeout_s >= 0)
         o.pool.idle_timeout = (int64_t)(cfg.idle_timeout_s * 1e9);
     o.ca_file = cfg.cacert;
@@ -281,25 +388,34 @@ int cmd_bench(int argc, char **argv)
         return 1;
     }
 
-    worker *ws = calloc((size_t)cfg.concurrency, sizeof *ws);
+    /* One engine per thread; the concurrency (or rate) is shared out between them. */
+    int64_t nt = TP__MIN_I(cfg.threads, cfg.rate > 0 ? cfg.threads : cfg.concurrency);
+    worker *ws = calloc((size_t)nt, sizeof *ws);
     if (ws == NULL)
         return 1;
-    pthread_attr_t at;
-    pthread_attr_init(&at);
-    pthread_attr_setstacksize(&at, 256 * 1024);
-    double start = now_s();
-    int64_t started = 0;
-    for (int64_t i = 0; i < cfg.concurrency; i++) {
+    for (int64_t i = 0; i < nt; i++) {
         ws[i].cfg = &cfg;
         ws[i].client = client;
+        ws[i].concurrency = cfg.concurrency / nt + (i < cfg.concurrency % nt ? 1 : 0);
+        ws[i].rate = cfg.rate / (double)nt;
         pthread_mutex_init(&ws[i].mu, NULL);
-        if (pthread_create(&ws[i].thread, &at, worker_main, &ws[i]) != 0) {
-            fprintf(stderr, "bench: could only start %lld workers\n", (long long)i);
+        rc = tp_http_engine_create(client, &ws[i].engine, &e);
+        if (rc != TP_OK) {
+            fprintf(stderr, "bench: %s: %s\n", tp_err_name(rc), e.msg);
+            return 1;
+        }
+    }
+    double start = now_s();
+    int64_t started = 0;
+    for (int64_t i = 0; i < nt; i++) {
+        if (pthread_create(&ws[i].thread, NULL, worker_main, &ws[i]) != 0) {
+            fprintf(stderr, "bench: could only start %lld event loops\n", (long long)i);
+            for (int64_t k = i; k < nt; k++)
+                tp_http_engine_destroy(ws[k].engine); /* never ran: no request inside */
             break;
         }
         started++;
     }
-    pthread_attr_destroy(&at);
 
     tp_stats prev, st;
     tp_pool_stats(tp_http_client_pool(client), &prev);
@@ -335,8 +451,8 @@ int cmd_bench(int argc, char **argv)
     tp_pool_stats(tp_http_client_pool(client), &st);
 
     printf("%llu requests in %.2f s: %.0f req/s, %llu errors (%llu bad status)\n",
-           (unsigned long long)requests, secs, (double)requests / secs,
-           (unsigned long long)errors, (unsigned long long)bad_status);
+           (unsigned long long)requests, secs, (double)requests / secs, (unsigned long long)errors,
+           (unsigned long long)bad_status);
     printf("latency us: p50 %lld  p90 %lld  p99 %lld  p99.9 %lld  max %llu\n",
            (long long)latency_quantile(&all, 0.5), (long long)latency_quantile(&all, 0.9),
            (long long)latency_quantile(&all, 0.99), (long long)latency_quantile(&all, 0.999),
@@ -353,12 +469,12 @@ int cmd_bench(int argc, char **argv)
     if (cfg.json)
         printf("{\"tool\":\"tidepool\",\"requests\":%llu,\"errors\":%llu,\"seconds\":%.3f,"
                "\"rps\":%.1f,\"p50_us\":%lld,\"p90_us\":%lld,\"p99_us\":%lld,\"max_us\":%llu,"
-               "\"connects\":%llu,\"reuses\":%llu,\"concurrency\":%lld}\n",
+               "\"connects\":%llu,\"reuses\":%llu,\"concurrency\":%lld,\"threads\":%lld}\n",
                (unsigned long long)requests, (unsigned long long)errors, secs,
                (double)requests / secs, (long long)latency_quantile(&all, 0.5),
                (long long)latency_quantile(&all, 0.9), (long long)latency_quantile(&all, 0.99),
                (unsigned long long)all.max_us, (unsigned long long)st.opens,
-               (unsigned long long)st.reuses, (long long)cfg.concurrency);
+               (unsigned long long)st.reuses, (long long)cfg.concurrency, (long long)nt);
     tp_http_client_destroy(client);
     free(ws);
     for (size_t i = 0; i < cfg.nheaders; i++)

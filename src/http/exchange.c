@@ -6,8 +6,7 @@
 
 #include "client.h"
 
-tp_err tp__http_read_until(tp_http_response *r, bool want_body, int64_t deadline,
-                           tp_errinfo *err)
+tp_err tp__http_read_until(tp_http_response *r, bool want_body, int64_t deadline, tp_errinfo *err)
 {
     tp__http_conn *hc = r->conn;
     for (;;) {
@@ -49,12 +48,13 @@ static tp_err attempt(tp_http_client *c, const tp_http_request *req, const tp__b
     int64_t now = tp_clock_now();
     if (now >= r->deadline)
         return tp_errinfo_set(err, TP_EREQTIMEDOUT, 0, "the request's deadline passed");
-    int64_t acq_timeout = TP__MIN(c->acquire_timeout, r->deadline == TP_DURATION_INFINITE
-                                                          ? TP_DURATION_INFINITE
-                                                          : r->deadline - now);
+    int64_t acq_timeout =
+        TP__MIN(c->acquire_timeout,
+                r->deadline == TP_DURATION_INFINITE ? TP_DURATION_INFINITE : r->deadline - now);
     tp__http_acq *acq = tp__http_last_acquire();
     acq->valid = false;
-    tp_err rc = tp_pool_acquire_ex(c->pool, r->key, r->keylen, acq_timeout, acq_flags, &r->lease, err);
+    tp_err rc =
+        tp_pool_acquire_ex(c->pool, r->key, r->keylen, acq_timeout, acq_flags, &r->lease, err);
     if (rc != TP_OK) {
         if (tp_clock_now() >= r->deadline && (rc == TP_ETIMEDOUT || rc == TP_ECONNTIMEDOUT))
             return tp_errinfo_set(err, TP_EREQTIMEDOUT, 0,
@@ -87,12 +87,15 @@ static tp_err attempt(tp_http_client *c, const tp_http_request *req, const tp__b
     r->written_at = tp_clock_now();
     if (c->o.trace != NULL) {
         tp_http_trace_event ev = {.type = TP_HTTP_TRACE_WROTE_REQUEST,
-                                  .host = hc->host, .port = hc->port, .tls = hc->tls, .err = rc};
+                                  .host = hc->host,
+                                  .port = hc->port,
+                                  .tls = hc->tls,
+                                  .err = rc};
         tp__http_emit(c, &ev);
     }
     if (rc == TP_OK) {
-        int64_t hdr_dl = TP__MIN(r->deadline,
-                                 tp__saturating_add(r->written_at, c->o.response_header_timeout));
+        int64_t hdr_dl =
+            TP__MIN(r->deadline, tp__saturating_add(r->written_at, c->o.response_header_timeout));
         rc = tp__http_read_until(r, false, hdr_dl, err);
         rc = map_timeout(rc, hdr_dl, r->deadline, TP_EHDRTIMEDOUT, err);
     } else {
@@ -159,8 +162,11 @@ tp_err tp_http_client_do(tp_http_client *c, const tp_http_request *req, tp_http_
         if (!retry)
             break;
         if (c->o.trace != NULL) {
-            tp_http_trace_event ev = {.type = TP_HTTP_TRACE_RETRY, .host = u.host, .port = u.port,
-                                      .tls = u.tls, .err = rc};
+            tp_http_trace_event ev = {.type = TP_HTTP_TRACE_RETRY,
+                                      .host = u.host,
+                                      .port = u.port,
+                                      .tls = u.tls,
+                                      .err = rc};
             tp__http_emit(c, &ev);
         }
         r->info.retried = true;
@@ -179,8 +185,12 @@ tp_err tp_http_client_do(tp_http_client *c, const tp_http_request *req, tp_http_
     }
     r->info.total_ns = tp_clock_now() - start;
     if (c->o.trace != NULL) {
-        tp_http_trace_event ev = {.type = TP_HTTP_TRACE_DONE, .host = u.host, .port = u.port,
-                                  .tls = u.tls, .err = rc, .status = r->parse.status,
+        tp_http_trace_event ev = {.type = TP_HTTP_TRACE_DONE,
+                                  .host = u.host,
+                                  .port = u.port,
+                                  .tls = u.tls,
+                                  .err = rc,
+                                  .status = r->parse.status,
                                   .duration_ns = r->info.total_ns};
         tp__http_emit(c, &ev);
     }

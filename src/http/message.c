@@ -8,16 +8,20 @@
 #include "client.h"
 
 tp_err tp__http_build_head(tp_http_client *c, const tp_http_request *req, const char *method,
-                         const tp__http_url *u, tp__buf *out, tp_errinfo *err)
+                           const tp__http_url *u, tp__buf *out, tp_errinfo *err)
 {
     size_t n = req->nheaders;
     if (n > 0 && (req->header_names == NULL || req->header_values == NULL))
         return tp_errinfo_set(err, TP_EINVAL, 0, "headers: NULL arrays with nheaders %zu", n);
     bool has_ua = c->user_agent[0] == '\0';
     for (size_t i = 0; i < n && !has_ua; i++)
-        has_ua = req->header_names[i] != NULL && strcasecmp(req->header_names[i], "User-Agent") == 0;
-    const char **names = malloc((n + 1) * sizeof *names);
-    const char **values = malloc((n + 1) * sizeof *values);
+        has_ua =
+            req->header_names[i] != NULL && strcasecmp(req->header_names[i], "User-Agent") == 0;
+    /* Room for the caller's headers and User-Agent: on the stack for the usual few. */
+    const char *stack_names[16], *stack_values[16];
+    bool heap = n + 1 > 16;
+    const char **names = heap ? malloc((n + 1) * sizeof *names) : stack_names;
+    const char **values = heap ? malloc((n + 1) * sizeof *values) : stack_values;
     tp_err rc = TP_ENOMEM;
     if (names != NULL && values != NULL) {
         for (size_t i = 0; i < n; i++) {
@@ -28,13 +32,15 @@ tp_err tp__http_build_head(tp_http_client *c, const tp_http_request *req, const 
             names[n] = "User-Agent";
             values[n] = c->user_agent;
         }
-        rc = tp__http_req_build(out, method, u, names, values, has_ua ? n : n + 1,
-                                req->body_len, true, err);
+        rc = tp__http_req_build(out, method, u, names, values, has_ua ? n : n + 1, req->body_len,
+                                true, err);
     } else {
         tp_errinfo_set(err, TP_ENOMEM, 0, "building the request");
     }
-    free(names);
-    free(values);
+    if (heap) {
+        free(names);
+        free(values);
+    }
     return rc;
 }
 
@@ -76,8 +82,7 @@ tp_err tp__http_feed(tp_http_response *r, tp_errinfo *err)
 {
     tp__http_conn *hc = r->conn;
     size_t used = 0;
-    tp_err rc =
-        tp__http_resp_feed(&r->parse, hc->rbuf + hc->rpos, hc->rlen - hc->rpos, &used, err);
+    tp_err rc = tp__http_resp_feed(&r->parse, hc->rbuf + hc->rpos, hc->rlen - hc->rpos, &used, err);
     hc->rpos += used;
     if (rc == TP_ECANCELED && r->too_big)
         return tp_errinfo_set(err, TP_ETOOBIG, 0, "response body exceeds max_body_bytes (%zu)",

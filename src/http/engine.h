@@ -1,0 +1,145 @@
+/* engine.h: the event engine's internal structures (never installed), shared by
+ * engine.c (the loop, submission, timers, descriptor table) and engine_req.c (one
+ * request's state machine). */
+#ifndef TP_HTTP_ENGINE_H
+#define TP_HTTP_ENGINE_H
+
+#include <netdb.h>
+
+#include "client.h"
+
+typedef enum er_state {
+    ER_NEW = 0,    /* submitted, not started by the loop yet */
+    ER_ACQUIRING,  /* waiting for the pool (a connection or an open slot) */
+    ER_CONNECTING, /* non-blocking connect on an open slot */
+    ER_TLS,        /* TLS handshake on an open slot */
+    ER_SENDING,    /* writing the request */
+    ER_RECEIVING,  /* reading the response */
+    ER_DONE        /* completed (callback ran or about to) */
+} er_state;
+
+typedef struct eng_req eng_req;
+
+struct eng_req {
+    tp_http_engine *e;
+    uint64_t id;
+    er_state state;
+    tp_http_done_fn cb;
+    void *ud;
+
+    /* the request (copied at submit) */
+    char *method;   /* owned */
+    char host[256]; /* the destination */
+    uint16_t port;
+    bool tls;
+    char key[300]; /* the pool key of the destination */
+    size_t keylen;
+    tp__buf head; /* serialised request line and headers */
+    char *body;   /* owned copy */
+    size_t body_len;
+    unsigned flags;
+    size_t sent; /* bytes of head + body written */
+
+    /* progress */
+    int attempt;                   /* 0, or 1 for the retry on a fresh connection */
+    tp_http_response *r;           /* parse state, body, info; handed to cb on success */
+    tp_conn *lease;                /* a lease, or an open slot while connecting */
+    tp__http_conn *hc;             /* the connection being opened (slot) or used */
+    struct addrinfo *ai, *ai_next; /* addresses being tried (connecting) */
+    tp_err connect_rc;             /* the last address's failure */
+    tp_errinfo connect_info;
+    uint64_t ticket;         /* pool ticket while ACQUIRING */
+    bool cancel;             /* cancel requested (guarded by e->mu until seen) */
+    int64_t start, deadline; /* whole request */
+    int64_t phase_deadline;  /* connect, TLS or header deadline, or = deadline */
+    tp_err phase_code;       /* error when phase_deadline (not deadline) fires */
+    int64_t phase_start;
+    size_t heap_idx; /* position in the timer heap; SIZE_MAX when not in it */
+
+    /* acquire result posted by the pool's callback (guarded by e->mu) */
+    bool has_result;
+    tp_err acq_status;
+    tp_conn *acq_conn;
+    tp_errinfo acq_info;
+
+    eng_req *next_q;          /* inbox or results list (e->mu) */
+    eng_req *prev_a, *next_a; /* active list (loop thread) */
+};
+
+/* Which request owns a descriptor, and which connection it was registered for. */
+typedef struct fd_slot {
+    eng_req *owner;
+    uint64_t conn_id; /* the connection whose fd is registered in our epoll; 0: none */
+} fd_slot;
+
+/* A cancellation for a request the loop has started (any thread leaves it). */
+typedef struct cancel_note {
+    uint64_t id;
+    struct cancel_note *next;
+} cancel_note;
+
+struct tp_http_engine {
+    tp_http_client *c;
+    int epfd, evfd;
+    pthread_t loop_thread;
+    bool loop_thread_known;
+
+    pthread_mutex_t mu; /* guards: inbox, results, woken, next_id, cancels */
+    eng_req *inbox, *inbox_tail;
+    eng_req *results, *results_tail;
+    bool woken; /* the eventfd has been written and not yet drained */
+    cancel_note *cancels;
+    /* The last header-less request submitted, parsed and serialised: a client sending
+     * the same request again and again (a poller, a benchmark) skips that work. */
+    struct {
+        char *method, *url;
+        size_t body_len;
+        char host[256];
+        uint16_t port;
+        bool tls;
+        char key[300];
+        size_t keylen;
+        tp__buf head;
+    } memo;
+    uint64_t next_id;
+    _Atomic size_t pending; /* submitted and not completed */
+
+    /* loop thread only */
+    eng_req *active; /* every started, not completed request */
+    eng_req **heap;  /* timers: min-heap on the nearest deadline */
+    size_t nheap, heap_cap;
+    fd_slot *fds;
+    size_t nfds;
+    int completed;  /* completions in the current round */
+    size_t zombies; /* completed requests kept until a late pool result arrives */
+};
+
+/* ---- engine.c ---------------------------------------------------------------------- */
+
+/* eng_timer_set: (re)arms rq's timer at the earlier of its deadlines. */
+void tp__eng_timer_set(tp_http_engine *e, eng_req *rq);
+void tp__eng_timer_clear(tp_http_engine *e, eng_req *rq);
+/* eng_watch: makes rq the owner of fd (registering the connection in epoll if it is
+ * not already). TP_ESYS if epoll refuses. */
+tp_err tp__eng_watch(tp_http_engine *e, eng_req *rq, int fd, uint64_t conn_id);
+/* eng_unwatch: rq no longer owns fd (the registration stays for reuse unless forget). */
+void tp__eng_unwatch(tp_http_engine *e, int fd, bool forget);
+/* eng_post_result: records an acquire outcome for rq (any thread) and wakes the loop. */
+void tp__eng_post_result(eng_req *rq, tp_err status, tp_conn *conn, const tp_errinfo *err);
+
+/* ---- engine_req.c ------------------------------------------------------------------ */
+
+/* Starts a request (acquire). */
+void tp__er_start(eng_req *rq);
+/* Continues after the pool's answer posted by tp__eng_post_result(). */
+void tp__er_on_result(eng_req *rq);
+/* Continues after epoll events on the request's descriptor. */
+void tp__er_on_events(eng_req *rq, uint32_t events);
+/* Its timer fired. */
+void tp__er_on_timer(eng_req *rq, int64_t now);
+/* Ends it with TP_ECANCELED (cancel or engine destroy). */
+void tp__er_cancel(eng_req *rq);
+/* Frees a request that has completed or never started. */
+void tp__er_free(eng_req *rq);
+
+#endif

@@ -53,7 +53,7 @@ static void test_defaults(void **state)
     assert_true(o.max_total == TP_UNLIMITED);
     assert_int_equal(o.max_per_key, 64);
     assert_true(o.max_idle_total == TP_UNLIMITED);
-    assert_int_equal(o.max_idle_per_key, 64);
+    assert_true(o.max_idle_per_key == TP_FOLLOW_MAX_PER_KEY);
     assert_int_equal(o.min_idle_per_key, 0);
     assert_true(o.max_waiters_per_key == TP_UNLIMITED);
     assert_true(o.max_keys == TP_UNLIMITED);
@@ -341,6 +341,21 @@ static void test_boundaries_accepted(void **state)
     tp_pool_destroy(p);
 }
 
+static void test_max_idle_follows_max_per_key(void **state)
+{
+    /* The default idle limit is whatever max_per_key is: lowering max_per_key alone is
+     * valid and keeps every connection it may open. */
+    tp_pool_options o;
+    base_options(&o);
+    o.max_per_key = 3;
+    tp_pool *p = NULL;
+    create_ok(&o, &p);
+    tp_pool_options got;
+    tp_pool_options_get(p, &got);
+    assert_int_equal(got.max_idle_per_key, 3);
+    tp_pool_destroy(p);
+}
+
 static void test_options_are_copied(void **state)
 {
     tp_pool_options o;
@@ -380,6 +395,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_zero_values_that_mean_zero_are_accepted, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_boundaries_accepted, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_max_idle_follows_max_per_key, setup, teardown),
         cmocka_unit_test_setup_teardown(test_options_are_copied, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -22,6 +22,9 @@ extern "C" {
 #define TP_DURATION_DEFAULT INT64_C(-1)
 /* A size limit that does not apply (for int64_t limits such as max_total). */
 #define TP_UNLIMITED INT64_MAX
+/* max_idle_per_key's default: the same as max_per_key, whatever that is set to (a pool
+ * that closes what it just opened churns). */
+#define TP_FOLLOW_MAX_PER_KEY INT64_C(-16)
 
 /* tp_clock_now: the library's monotonic clock, in nanoseconds from an arbitrary origin.
  * It never goes backwards and never follows wall-clock changes. Deadlines passed to a

@@ -96,7 +96,8 @@ typedef struct tp_pool_options {
     int64_t max_total;           /* all keys: in use + idle + opening. UNLIMITED */
     int64_t max_per_key;         /* one key: in use + idle + opening. 64 */
     int64_t max_idle_total;      /* idle across keys. UNLIMITED */
-    int64_t max_idle_per_key;    /* idle for one key. = max_per_key (64): no churn */
+    int64_t max_idle_per_key;    /* idle for one key. TP_FOLLOW_MAX_PER_KEY: the same as
+                                    max_per_key (no churn) */
     int64_t min_idle_per_key;    /* kept warm by maintenance for keys in use. 0 */
     int64_t max_waiters_per_key; /* beyond it acquire fails at once, TP_EBUSY. UNLIMITED */
     int64_t max_keys;            /* distinct live keys; beyond it TP_ELIMIT. UNLIMITED */

@@ -13,7 +13,7 @@ void tp_pool_options_init(tp_pool_options *o)
     o->max_total = TP_UNLIMITED;
     o->max_per_key = 64;
     o->max_idle_total = TP_UNLIMITED;
-    o->max_idle_per_key = 64; /* = max_per_key: a pool that closes what it just made churns */
+    o->max_idle_per_key = TP_FOLLOW_MAX_PER_KEY; /* closing what it just opened churns */
     o->min_idle_per_key = 0;
     o->max_waiters_per_key = TP_UNLIMITED;
     o->max_keys = TP_UNLIMITED;
@@ -60,6 +60,11 @@ tp_err tp__options_validate(const tp_pool_options *o, tp_errinfo *err)
     if (o->connector.close == NULL)
         return BAD("connector.close: required");
 
+    /* Resolve the sentinel on a copy, so the checks below see the value in force. */
+    tp_pool_options resolved = *o;
+    if (resolved.max_idle_per_key == TP_FOLLOW_MAX_PER_KEY)
+        resolved.max_idle_per_key = resolved.max_per_key;
+    o = &resolved;
     const struct {
         const char *name;
         int64_t v;

@@ -391,6 +391,8 @@ tp_err tp_pool_create(const tp_pool_options *o, tp_pool **out, tp_errinfo *err)
         return tp_errinfo_set(err, TP_ENOMEM, 0, "allocating the pool");
     p->alloc = alloc;
     p->o = *o;
+    if (p->o.max_idle_per_key == TP_FOLLOW_MAX_PER_KEY)
+        p->o.max_idle_per_key = p->o.max_per_key;
     p->o.alloc = NULL; /* the copy in p->alloc is what we use */
     p->id = atomic_fetch_add(&next_pool_id, 1);
     p->nbuckets = 16;

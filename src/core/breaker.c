@@ -9,30 +9,8 @@
  * under max_total. False if there is none. */
 static bool evict_other_idle_locked(tp_pool *p, tp__key *key, tp__after *a)
 {
-    tp_conn *best = NULL;
-    int64_t best_t = INT64_MAX;
-    for (size_t i = 0; i < p->nbuckets; i++) {
-        for (tp__key *k = p->buckets[i]; k != NULL; k = k->hnext) {
-            if (k == key)
-                continue;
-            for (tp__list *n = k->idle.next; n != &k->idle; n = n->next) {
-                tp_conn *c = TP__CONTAINER_OF(n, tp_conn, idle_link);
-                if (TP__CS_STATE(atomic_load(&c->word)) != TP__CS_IDLE)
-                    continue;
-                int64_t t = TP__LOAD(c->idle_since);
-                if (t < best_t) {
-                    best_t = t;
-                    best = c;
-                }
-            }
-        }
-    }
-    if (best == NULL)
-        return false;
-    uint64_t w = atomic_load(&best->word);
-    if (TP__CS_STATE(w) != TP__CS_IDLE ||
-        !atomic_compare_exchange_strong(&best->word, &w,
-                                        (w & ~TP__CS_MASK) | (uint64_t)TP__CS_RESERVED))
+    tp_conn *best = tp__idle_pool_lru_locked(p, key, NULL);
+    if (best == NULL || !tp__idle_claim_locked(p, best, TP__CS_RESERVED))
         return false;
     tp__conn_close_locked(p, best, TP_CLOSE_IDLE_OVERFLOW, a);
     return true;

@@ -6,69 +6,6 @@
 
 #include "pool_internal.h"
 
-/* Picks the least recently used IDLE connection among key's linked ones (by the time it
- * was released; list order can be stale after lock-free reuse). NULL if none. */
-static tp_conn *lru_idle_locked(tp__key *k, const tp_conn *except)
-{
-    tp_conn *best = NULL;
-    int64_t best_t = INT64_MAX;
-    for (tp__list *n = k->idle.next; n != &k->idle; n = n->next) {
-        tp_conn *c = TP__CONTAINER_OF(n, tp_conn, idle_link);
-        if (c == except || TP__CS_STATE(atomic_load(&c->word)) != TP__CS_IDLE)
-            continue;
-        int64_t t = TP__LOAD(c->idle_since);
-        if (t < best_t) {
-            best_t = t;
-            best = c;
-        }
-    }
-    return best;
-}
-
-/* Claims an IDLE connection for closing (IDLE -> RESERVED, keeping the link so that
- * tp__conn_close_locked() unlinks it). False if a thread hint took it first. */
-static bool reserve_idle_locked(tp_conn *c)
-{
-    uint64_t w = atomic_load(&c->word);
-    if (TP__CS_STATE(w) != TP__CS_IDLE)
-        return false;
-    return atomic_compare_exchange_strong(&c->word, &w,
-                                          (w & ~TP__CS_MASK) | (uint64_t)TP__CS_RESERVED);
-}
-
-/* Drops links of connections that thread hints took (state IN_USE but still LINKED). */
-static void purge_stale_links_locked(tp_pool *p, tp__key *k)
-{
-    tp__list *n = k->idle.next;
-    while (n != &k->idle) {
-        tp_conn *c = TP__CONTAINER_OF(n, tp_conn, idle_link);
-        tp__list *next = n->next;
-        uint64_t w = atomic_load(&c->word);
-        if (TP__CS_STATE(w) == TP__CS_INUSE &&
-            atomic_compare_exchange_strong(&c->word, &w, w & ~TP__CS_LINKED)) {
-            tp__unlink_locked(p, c);
-        }
-        n = next;
-    }
-}
-
-/* The key whose least recently used idle connection is the oldest in the pool. */
-static tp_conn *pool_lru_idle_locked(tp_pool *p, const tp_conn *except)
-{
-    tp_conn *best = NULL;
-    int64_t best_t = INT64_MAX;
-    for (size_t i = 0; i < p->nbuckets; i++) {
-        for (tp__key *k = p->buckets[i]; k != NULL; k = k->hnext) {
-            tp_conn *c = lru_idle_locked(k, except);
-            if (c != NULL && TP__LOAD(c->idle_since) < best_t) {
-                best_t = TP__LOAD(c->idle_since);
-                best = c;
-            }
-        }
-    }
-    return best;
-}
-
 /* Makes room under max_idle_per_key and max_idle_total for one more idle connection
  * of c's key by closing least recently used ones. False if no room can be made. */
 static bool make_idle_room_locked(tp_pool *p, tp_conn *c, tp__after *a)
@@ -76,29 +13,24 @@ static bool make_idle_room_locked(tp_pool *p, tp_conn *c, tp__after *a)
     tp__key *k = c->key;
     bool linked = (atomic_load(&c->word) & TP__CS_LINKED) != 0;
     int64_t need = linked ? 0 : 1; /* a linked connection is already counted */
-    if (k->nlinked + need > p->o.max_idle_per_key)
-        purge_stale_links_locked(p, k);
+    /* Scanning drops stale links first, which may be enough on its own. */
     while (k->nlinked + need > p->o.max_idle_per_key) {
-        tp_conn *v = lru_idle_locked(k, c);
-        if (v == NULL || !reserve_idle_locked(v))
+        tp_conn *v = tp__idle_pick_locked(p, k, false, c);
+        if (k->nlinked + need <= p->o.max_idle_per_key)
+            break;
+        if (v == NULL)
             return false;
-        tp__conn_close_locked(p, v, TP_CLOSE_IDLE_OVERFLOW, a);
-    }
-    if (p->o.max_idle_total != TP_UNLIMITED) {
-        while (p->linked_total + need > p->o.max_idle_total) {
-            tp_conn *v = pool_lru_idle_locked(p, c);
-            if (v == NULL) {
-                for (size_t i = 0; i < p->nbuckets; i++)
-                    for (tp__key *kk = p->buckets[i]; kk != NULL; kk = kk->hnext)
-                        purge_stale_links_locked(p, kk);
-                if (p->linked_total + need <= p->o.max_idle_total)
-                    break;
-                return false;
-            }
-            if (!reserve_idle_locked(v))
-                continue;
+        if (tp__idle_claim_locked(p, v, TP__CS_RESERVED))
             tp__conn_close_locked(p, v, TP_CLOSE_IDLE_OVERFLOW, a);
-        }
+    }
+    while (p->o.max_idle_total != TP_UNLIMITED && p->linked_total + need > p->o.max_idle_total) {
+        tp_conn *v = tp__idle_pool_lru_locked(p, NULL, c);
+        if (p->linked_total + need <= p->o.max_idle_total)
+            break;
+        if (v == NULL)
+            return false;
+        if (tp__idle_claim_locked(p, v, TP__CS_RESERVED))
+            tp__conn_close_locked(p, v, TP_CLOSE_IDLE_OVERFLOW, a);
     }
     return true;
 }

@@ -87,17 +87,24 @@ static tp_err connect_addrs(struct addrinfo *ai, const char *dest, int64_t deadl
     return rc;
 }
 
+/* The destination of a pool key ("https://host:port"), and the key as a C string. */
+static tp_err key_parse(const void *key, size_t keylen, char *k, size_t cap, tp__http_url *u,
+                        tp_errinfo *err)
+{
+    if (keylen >= cap)
+        return tp_errinfo_set(err, TP_EINVAL, 0, "key too long");
+    memcpy(k, key, keylen);
+    k[keylen] = '\0';
+    return tp__http_url_parse(k, u, err);
+}
+
 static tp_err http_open(void *ctx, const void *key, size_t keylen, int64_t deadline, void **out,
                         tp_errinfo *err)
 {
     tp_http_client *c = ctx;
     char k[300];
-    if (keylen >= sizeof k)
-        return tp_errinfo_set(err, TP_EINVAL, 0, "key too long");
-    memcpy(k, key, keylen);
-    k[keylen] = '\0';
     tp__http_url u;
-    tp_err rc = tp__http_url_parse(k, &u, err);
+    tp_err rc = key_parse(key, keylen, k, sizeof k, &u, err);
     if (rc != TP_OK)
         return rc;
     tp__http_conn *hc = calloc(1, sizeof *hc);
@@ -126,14 +133,15 @@ static tp_err http_open(void *ctx, const void *key, size_t keylen, int64_t deadl
     freeaddrinfo(ai);
     int64_t t2 = tp_clock_now();
     if (rc == TP_ETIMEDOUT)
-        rc = tp_errinfo_set(err, TP_ECONNTIMEDOUT, 0, "connect to %s timed out after %.0f ms",
-                            dest, (double)(t2 - t1) / 1e6);
+        rc = tp_errinfo_set(err, TP_ECONNTIMEDOUT, 0, "connect to %s timed out after %.0f ms", dest,
+                            (double)(t2 - t1) / 1e6);
     emit(c, hc, TP_HTTP_TRACE_CONNECT_DONE, rc, t2 - t1);
     if (rc != TP_OK)
         goto fail;
     tp__stream_init(&hc->s, fd);
     if (c->o.tcp_keepalive_idle_s > 0)
-        tp__tcp_keepalive(fd, c->o.tcp_keepalive_idle_s, TP__MAX(1, c->o.tcp_keepalive_idle_s / 3), 3);
+        tp__tcp_keepalive(fd, c->o.tcp_keepalive_idle_s, TP__MAX(1, c->o.tcp_keepalive_idle_s / 3),
+                          3);
 
     if (u.tls) {
         emit(c, hc, TP_HTTP_TRACE_TLS_START, TP_OK, 0);
@@ -193,12 +201,8 @@ static tp_err http_probe(void *ctx, const void *key, size_t keylen, int64_t dead
 {
     (void)ctx;
     char k[300];
-    if (keylen >= sizeof k)
-        return TP_EINVAL;
-    memcpy(k, key, keylen);
-    k[keylen] = '\0';
     tp__http_url u;
-    tp_err rc = tp__http_url_parse(k, &u, err);
+    tp_err rc = key_parse(key, keylen, k, sizeof k, &u, err);
     if (rc != TP_OK)
         return rc;
     struct addrinfo *ai = NULL;

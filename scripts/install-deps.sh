@@ -18,6 +18,13 @@ PACKAGES=(
     libhttp-parser-dev # HTTP/1.1 response framing
     openssl           # the tests generate their certificates with it
     nginx-light       # the HTTP integration tests run against a real nginx
+    libmicrohttpd-dev # the metrics exporter
+    prometheus        # promtool validates the exposition; the tests scrape with a real server
+    librsvg2-bin      # rsvg-convert renders the CLI's SVG pictures in a test
+    libpq-dev         # the PostgreSQL connector
+    postgresql        # its tests run against a throwaway cluster on loopback
+    libhiredis-dev    # the Redis connector
+    redis-server      # its tests run against a throwaway server on loopback
 )
 
 if ! command -v dpkg-query >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1; then

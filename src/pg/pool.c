@@ -1,0 +1,238 @@
+/* pool.c: the tp_pg_pool: options, creation with the connector wired in, the registry
+ * of targets (conninfo -> key) that open() consults, and destruction. Targets live until
+ * the pool is destroyed: a key in the pool always has its conninfo at hand, and the hot
+ * path (acquire with a target) never touches the registry's lock. */
+#ifdef TIDEPOOL_HAVE_LIBPQ
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "pg/pg_internal.h"
+
+void tp_pg_options_init(tp_pg_options *o)
+{
+    if (o == NULL)
+        return;
+    memset(o, 0, sizeof *o);
+    o->version = TP_PG_OPTIONS_VERSION;
+    tp_pool_options_init(&o->pool);
+    o->strict_reset = false;
+    o->reset_query = NULL;
+    o->learn_idle_timeout = true;
+}
+
+static void target_free(tp_pg_target *t)
+{
+    if (t == NULL)
+        return;
+    for (size_t i = 0; t->keywords != NULL && t->keywords[i] != NULL; i++) {
+        free((char *)t->keywords[i]);
+        if (t->values[i] != NULL) {
+            explicit_bzero((char *)t->values[i], strlen(t->values[i]));
+            free((char *)t->values[i]);
+        }
+    }
+    free(t->keywords);
+    free(t->values);
+    free(t->key);
+    free(t->dest);
+    free(t);
+}
+
+tp_err tp_pg_pool_create(const tp_pg_options *o, tp_pg_pool **out, tp_errinfo *err)
+{
+    if (out == NULL)
+        return tp_errinfo_set(err, TP_EINVAL, 0, "out: NULL");
+    *out = NULL;
+    if (o == NULL)
+        return tp_errinfo_set(err, TP_EINVAL, 0, "options: NULL");
+    if (o->version != TP_PG_OPTIONS_VERSION)
+        return tp_errinfo_set(err, TP_EINVAL, 0,
+                              "version: %u is not TP_PG_OPTIONS_VERSION; call "
+                              "tp_pg_options_init()",
+                              o->version);
+    tp_pg_pool *pp = calloc(1, sizeof *pp);
+    if (pp == NULL)
+        return tp_errinfo_set(err, TP_ENOMEM, 0, "pg pool: out of memory");
+    pp->strict_reset = o->strict_reset;
+    pp->learn_idle_timeout = o->learn_idle_timeout;
+    const char *rq = o->reset_query != NULL ? o->reset_query : "DISCARD ALL";
+    if (rq[0] != '\0' && (pp->reset_query = strdup(rq)) == NULL) {
+        free(pp);
+        return tp_errinfo_set(err, TP_ENOMEM, 0, "pg pool: out of memory");
+    }
+    if (getrandom(pp->secret, sizeof pp->secret, 0) != (ssize_t)sizeof pp->secret) {
+        free(pp->reset_query);
+        free(pp);
+        return tp_errinfo_set(err, TP_ESYS, 0, "pg pool: getrandom failed");
+    }
+    if (pthread_mutex_init(&pp->mu, NULL) != 0) {
+        free(pp->reset_query);
+        free(pp);
+        return tp_errinfo_set(err, TP_ESYS, 0, "pg pool: mutex init failed");
+    }
+    tp_pool_options po = o->pool;
+    po.connector = (tp_connector){.open = tp__pg_open,
+                                  .check = tp__pg_check,
+                                  .reset = tp__pg_reset,
+                                  .close = tp__pg_close,
+                                  .ctx = pp};
+    tp_err rc = tp_pool_create(&po, &pp->pool, err);
+    if (rc != TP_OK) {
+        pthread_mutex_destroy(&pp->mu);
+        free(pp->reset_query);
+        free(pp);
+        return rc;
+    }
+    *out = pp;
+    return TP_OK;
+}
+
+/* Copies the non-empty options of a parsed conninfo into t. */
+static tp_err take_options(tp_pg_target *t, PQconninfoOption *opts, tp_errinfo *err)
+{
+    size_t n = 0;
+    for (PQconninfoOption *o = opts; o->keyword != NULL; o++)
+        n += o->val != NULL && o->val[0] != '\0';
+    t->keywords = calloc(n + 1, sizeof *t->keywords);
+    t->values = calloc(n + 1, sizeof *t->values);
+    if (t->keywords == NULL || t->values == NULL)
+        return tp_errinfo_set(err, TP_ENOMEM, 0, "pg target: out of memory");
+    size_t i = 0;
+    for (PQconninfoOption *o = opts; o->keyword != NULL; o++) {
+        if (o->val == NULL || o->val[0] == '\0')
+            continue;
+        t->keywords[i] = strdup(o->keyword);
+        t->values[i] = strdup(o->val);
+        if (t->keywords[i] == NULL || t->values[i] == NULL) {
+            free((char *)t->keywords[i]);
+            free((char *)t->values[i]);
+            t->keywords[i] = t->values[i] = NULL;
+            return tp_errinfo_set(err, TP_ENOMEM, 0, "pg target: out of memory");
+        }
+        if (strcmp(o->keyword, "password") == 0)
+            t->password = t->values[i];
+        i++;
+    }
+    return TP_OK;
+}
+
+static bool same_options(const tp_pg_target *a, const tp_pg_target *b)
+{
+    size_t i = 0;
+    for (; a->keywords[i] != NULL && b->keywords[i] != NULL; i++)
+        if (strcmp(a->keywords[i], b->keywords[i]) != 0 || strcmp(a->values[i], b->values[i]) != 0)
+            return false;
+    return a->keywords[i] == NULL && b->keywords[i] == NULL;
+}
+
+tp_err tp_pg_pool_add(tp_pg_pool *pp, const char *conninfo, tp_pg_target **out, tp_errinfo *err)
+{
+    if (pp == NULL || conninfo == NULL || out == NULL)
+        return tp_errinfo_set(err, TP_EINVAL, 0, "pool, conninfo and out must not be NULL");
+    *out = NULL;
+    char *perr = NULL;
+    PQconninfoOption *opts = PQconninfoParse(conninfo, &perr);
+    if (opts == NULL) {
+        /* libpq's parse messages may quote a fragment of the string, which can be a
+         * password: they are not passed on. */
+        if (perr != NULL)
+            PQfreemem(perr);
+        return tp_errinfo_set(err, TP_EINVAL, 0,
+                              "conninfo: not a valid connection string or postgres:// URI");
+    }
+    tp_pg_target *t = calloc(1, sizeof *t);
+    tp_err rc = t == NULL ? tp_errinfo_set(err, TP_ENOMEM, 0, "pg target: out of memory")
+                          : take_options(t, opts, err);
+    PQconninfoFree(opts);
+    if (rc == TP_OK)
+        rc = tp__pg_key_build(pp, t, err);
+    if (rc != TP_OK) {
+        target_free(t);
+        return rc;
+    }
+    pthread_mutex_lock(&pp->mu);
+    tp_pg_target *found = NULL;
+    for (tp_pg_target *x = pp->targets; x != NULL && found == NULL; x = x->next)
+        if (same_options(x, t))
+            found = x;
+    if (found == NULL) {
+        t->next = pp->targets;
+        pp->targets = t;
+        if (pp->dflt == NULL)
+            pp->dflt = t;
+    }
+    pthread_mutex_unlock(&pp->mu);
+    if (found != NULL)
+        target_free(t);
+    *out = found != NULL ? found : t;
+    return TP_OK;
+}
+
+tp_err tp_pg_pool_create_uri(const char *conninfo, const tp_pool_options *pool, tp_pg_pool **out,
+                             tp_errinfo *err)
+{
+    if (out == NULL)
+        return tp_errinfo_set(err, TP_EINVAL, 0, "out: NULL");
+    *out = NULL;
+    tp_pg_options o;
+    tp_pg_options_init(&o);
+    if (pool != NULL)
+        o.pool = *pool;
+    tp_pg_pool *pp = NULL;
+    tp_err rc = tp_pg_pool_create(&o, &pp, err);
+    if (rc != TP_OK)
+        return rc;
+    tp_pg_target *t = NULL;
+    rc = tp_pg_pool_add(pp, conninfo, &t, err);
+    if (rc != TP_OK) {
+        tp_pg_pool_destroy(pp);
+        return rc;
+    }
+    *out = pp;
+    return TP_OK;
+}
+
+tp_pg_target *tp__pg_target_find(tp_pg_pool *pp, const void *key, size_t keylen)
+{
+    pthread_mutex_lock(&pp->mu);
+    tp_pg_target *t = pp->targets;
+    while (t != NULL && (t->keylen != keylen || memcmp(t->key, key, keylen) != 0))
+        t = t->next;
+    pthread_mutex_unlock(&pp->mu);
+    return t;
+}
+
+const char *tp_pg_target_key(const tp_pg_target *t, size_t *len)
+{
+    if (len != NULL)
+        *len = t != NULL ? t->keylen : 0;
+    return t != NULL ? t->key : "";
+}
+
+tp_pool *tp_pg_pool_tp(tp_pg_pool *pp)
+{
+    return pp != NULL ? pp->pool : NULL;
+}
+
+void tp_pg_pool_destroy(tp_pg_pool *pp)
+{
+    if (pp == NULL)
+        return;
+    /* A lease released after this point finds its pool closed and is closed, not reset:
+     * close() never touches pp (only the connection's own record), so pp may go now. */
+    tp_pool_destroy(pp->pool);
+    tp_pg_target *t = pp->targets;
+    while (t != NULL) {
+        tp_pg_target *next = t->next;
+        target_free(t);
+        t = next;
+    }
+    pthread_mutex_destroy(&pp->mu);
+    free(pp->reset_query);
+    explicit_bzero(pp->secret, sizeof pp->secret);
+    free(pp);
+}
+#else
+typedef int tp__pg_pool_unused;
+#endif

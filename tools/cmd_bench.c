@@ -1,8 +1,8 @@
-/* cmd_bench.c: `tidepool bench`: loads an HTTP server through a tidepool client, with a
- * live line each second, a final summary, and with --json the one line that
- * shared/bench/compare-http.sh reads. With no URL it starts a built-in loopback server,
- * so `make demo` needs no setup. Each of the -c workers is a thread running requests
- * back to back (closed loop). */
+/* cmd_bench.c: `tidepool bench`: loads an HTTP server (or PostgreSQL, or Redis) through
+ * a tidepool pool, with a live line each second, a final summary, and with --json the
+ * one line that shared/bench/compare-http.sh and compare-db.sh read. With no URL it
+ * starts a built-in loopback HTTP server, so `make demo` needs no setup. The drivers are
+ * in bench_http.c (event engines) and bench_db.c (a thread per client). */
 #include <errno.h>
 #include <getopt.h>
 #include <pthread.h>
@@ -16,60 +16,10 @@
 
 #include "bench_server.h"
 #include "cli.h"
+#include "heatmap.h"
 #include "latency.h"
 
-#define MAX_HEADERS 32
-/* A wait of at least 0 ns and at most 100 ms (so the stop flag is seen). */
-#define TP__MIN_I(a, b) ((a) < (b) ? (a) : (b))
-#define TP__CLAMP_WAIT(ns) ((ns) < 0 ? 0 : (ns) > 100000000 ? 100000000 : (ns))
-
-typedef struct bench_cfg {
-    const char *url;
-    int64_t concurrency, total;
-    int64_t threads;
-    double rate;
-    double seconds;
-    int64_t max_per_host;
-    double idle_timeout_s;
-    double timeout_s;
-    const char *method;
-    const char *body;
-    const char *hnames[MAX_HEADERS], *hvalues[MAX_HEADERS];
-    char *hstore[MAX_HEADERS];
-    size_t nheaders;
-    bool json, quiet, insecure;
-    const char *cacert;
-} bench_cfg;
-
-typedef struct worker worker;
-
-/* One request in flight: which worker, and when it was due to start (open loop: its
- * scheduled instant, so a stalled server cannot hide its queueing delay). */
-typedef struct inflight {
-    worker *w;
-    int64_t start;
-} inflight;
-
-struct worker {
-    pthread_t thread;
-    const bench_cfg *cfg;
-    tp_http_client *client;
-    tp_http_engine *engine;
-    tp_http_request req;
-    int64_t concurrency; /* closed loop: requests kept in flight by this worker */
-    double rate;         /* open loop: requests per second from this worker (0: closed) */
-    pthread_mutex_t mu;  /* guards interval (the reporter swaps it each second) */
-    latency interval;
-    latency total; /* owned by the worker until it is joined */
-    uint64_t requests, errors;
-    uint64_t err_by_code[32];
-    uint64_t bad_status;
-    uint64_t submit_errors;
-};
-
-static atomic_bool stop_flag;
-static atomic_llong issued;
-static atomic_llong finished; /* workers that ran out of requests (-n) */
+#include "bench.h"
 
 static double now_s(void)
 {
@@ -78,136 +28,32 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-/* May another request start? Counts it against -n when one is given. */
-static bool may_issue(const bench_cfg *cfg)
-{
-    if (atomic_load_explicit(&stop_flag, memory_order_relaxed))
-        return false;
-    return cfg->total <= 0 || atomic_fetch_add(&issued, 1) < cfg->total;
-}
-
-static void submit_one(worker *w, int64_t start);
-
-static void on_done(void *ud, tp_err rc, tp_http_response *r, const tp_errinfo *err)
-{
-    (void)err;
-    inflight *f = ud;
-    worker *w = f->w;
-    int64_t us = (tp_clock_now() - f->start) / 1000;
-    bool ok = rc == TP_OK && tp_http_response_status(r) < 400;
-    if (rc == TP_OK && !ok)
-        w->bad_status++;
-    tp_http_response_free(r);
-    if (rc == TP_ECANCELED && atomic_load(&stop_flag)) {
-        free(f); /* cut off by the end of the run: neither a result nor an error */
-        return;
-    }
-    pthread_mutex_lock(&w->mu);
-    w->requests++;
-    if (ok)
-        latency_add(&w->interval, us);
-    else
-        w->errors++;
-    if (rc != TP_OK)
-        w->err_by_code[(-rc) & 31]++;
-    pthread_mutex_unlock(&w->mu);
-    if (ok)
-        latency_add(&w->total, us);
-    /* Closed loop: the finished request's slot starts the next one. */
-    if (w->rate == 0 && may_issue(w->cfg)) {
-        f->start = tp_clock_now();
-        if (tp_http_engine_submit(w->engine, &w->req, on_done, f, NULL, NULL) != TP_OK)
-            w->submit_errors++;
-        return;
-    }
-    free(f);
-}
-
-static void submit_one(worker *w, int64_t start)
-{
-    inflight *f = malloc(sizeof *f);
-    if (f == NULL) {
-        w->submit_errors++;
-        return;
-    }
-    f->w = w;
-    f->start = start;
-    tp_errinfo e;
-    if (tp_http_engine_submit(w->engine, &w->req, on_done, f, NULL, &e) != TP_OK) {
-        w->submit_errors++;
-        free(f);
-    }
-}
-
-/* One event loop: keeps its share of requests in flight (closed loop), or starts them
- * on a fixed schedule (open loop, --rate). */
-static void *worker_main(void *arg)
-{
-    worker *w = arg;
-    const bench_cfg *cfg = w->cfg;
-    w->req = (tp_http_request){.method = cfg->method,
-                               .url = cfg->url,
-                               .header_names = cfg->hnames,
-                               .header_values = cfg->hvalues,
-                               .nheaders = cfg->nheaders,
-                               .body = cfg->body,
-                               .body_len = cfg->body != NULL ? strlen(cfg->body) : 0,
-                               .timeout = cfg->timeout_s > 0 ? (int64_t)(cfg->timeout_s * 1e9)
-                                                             : TP_DURATION_DEFAULT};
-    if (w->rate == 0) {
-        for (int64_t i = 0; i < w->concurrency && may_issue(cfg); i++)
-            submit_one(w, tp_clock_now());
-    } else {
-        int64_t step = (int64_t)(1e9 / w->rate);
-        int64_t next = tp_clock_now();
-        for (;;) {
-            int64_t now = tp_clock_now();
-            bool more = true;
-            while (now >= next && (more = may_issue(cfg))) {
-                submit_one(w, next); /* latency counts from the scheduled start */
-                next += step;
-            }
-            if (!more)
-                break;
-            tp_http_engine_poll(w->engine, TP__CLAMP_WAIT(next - tp_clock_now()));
-        }
-    }
-    /* Let what is in flight finish, for at most 2 s after the end of the run; the rest is
-     * cancelled when the engine goes. */
-    int64_t stopped = -1;
-    while (tp_http_engine_pending(w->engine) > 0) {
-        if (atomic_load(&stop_flag) && stopped < 0)
-            stopped = tp_clock_now();
-        if (stopped >= 0 && tp_clock_now() - stopped > 2 * TP_NSEC_PER_SEC)
-            break;
-        tp_http_engine_poll(w->engine, 100 * TP_NSEC_PER_MSEC);
-    }
-    atomic_fetch_add(&finished, 1);
-    tp_http_engine_destroy(w->engine);
-    w->engine = NULL;
-    return NULL;
-}
-
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: tidepool bench [URL] [options]\n"
-               "  -c, --concurrency N   requests in flight (default 16)\n"
-               "  -t, --threads N       event loops, one per thread (default 1)\n"
-               "  -r, --rate R          open loop: start R requests per second whatever the\n"
-               "                        server does; latency counts from each scheduled start\n"
-               "  -d, --duration D      how long: 10, 10s, 500ms, 2m (default 10s)\n"
-               "  -n, --requests N      stop after N requests (with -d: whichever first)\n"
-               "  -m, --method M        request method (default GET)\n"
-               "  -H, --header 'N: V'   add a request header (repeatable)\n"
-               "  -b, --body STR        request body\n"
-               "      --max-per-host N  connections per destination (default 64)\n"
-               "      --idle-timeout D  close connections idle this long (default 30s)\n"
-               "      --timeout D       whole-request timeout (default none)\n"
-               "      --cacert FILE     trust this CA for https\n"
-               "      --insecure        do not verify the server's certificate\n"
-               "      --json            print one JSON line at the end\n"
-               "  -q, --quiet           no live line\n"
-               "With no URL, a built-in loopback server is started and benchmarked.\n");
+    fprintf(
+        f,
+        "usage: tidepool bench [URL] [options]   (URL: http://, https://, postgres://, redis://)\n"
+        "  -c, --concurrency N   requests in flight (default 16)\n"
+        "  -t, --threads N       event loops, one per thread (default 1)\n"
+        "  -r, --rate R          open loop: start R requests per second whatever the\n"
+        "                        server does; latency counts from each scheduled start\n"
+        "  -d, --duration D      how long: 10, 10s, 500ms, 2m (default 10s)\n"
+        "  -n, --requests N      stop after N requests (with -d: whichever first)\n"
+        "  -m, --method M        request method (default GET)\n"
+        "  -H, --header 'N: V'   add a request header (repeatable)\n"
+        "  -b, --body STR        request body\n"
+        "      --max-per-host N  connections per destination (default 64)\n"
+        "      --idle-timeout D  close connections idle this long (default 30s)\n"
+        "      --timeout D       whole-request timeout (default none)\n"
+        "      --cacert FILE     trust this CA for https\n"
+        "      --insecure        do not verify the server's certificate\n"
+        "      --json            print one JSON line at the end\n"
+        "      --heatmap FILE    write an SVG heat map of latency over time, with\n"
+        "                        connection opens marked\n"
+        "      --query SQL       postgres:// URLs: the statement (default SELECT 1)\n"
+        "      --command CMD     redis:// URLs: the command (default PING)\n"
+        "  -q, --quiet           no live line\n"
+        "With no URL, a built-in loopback server is started and benchmarked.\n");
 }
 
 static int parse_args(int argc, char **argv, bench_cfg *cfg)
@@ -228,6 +74,9 @@ static int parse_args(int argc, char **argv, bench_cfg *cfg)
                                           {"json", no_argument, NULL, 6},
                                           {"quiet", no_argument, NULL, 'q'},
                                           {"help", no_argument, NULL, 'h'},
+                                          {"heatmap", required_argument, NULL, 7},
+                                          {"query", required_argument, NULL, 8},
+                                          {"command", required_argument, NULL, 9},
                                           {NULL, 0, NULL, 0}};
     *cfg = (bench_cfg){
         .concurrency = 16, .threads = 1, .seconds = 10, .method = "GET", .idle_timeout_s = -1};
@@ -306,6 +155,15 @@ static int parse_args(int argc, char **argv, bench_cfg *cfg)
         case 6:
             cfg->json = true;
             break;
+        case 7:
+            cfg->heatmap = optarg;
+            break;
+        case 8:
+            cfg->query = optarg;
+            break;
+        case 9:
+            cfg->command = optarg;
+            break;
         case 'q':
             cfg->quiet = true;
             break;
@@ -372,43 +230,71 @@ int cmd_bench(int argc, char **argv)
             fprintf(stderr, "bench: no URL given: built-in server at %s\n", cfg.url);
     }
 
-    tp_http_client_options o;
-    tp_http_client_options_init(&o);
-    if (cfg.max_per_host > 0)
-        o.pool.max_per_key = cfg.max_per_host;
-    if (cfg.idle_timeout_s >= 0)
-        o.pool.idle_timeout = (int64_t)(cfg.idle_timeout_s * 1e9);
-    o.ca_file = cfg.cacert;
-    o.tls_insecure_skip_verify = cfg.insecure;
-    tp_http_client *client;
+    tp_http_client *client = NULL;
+    void *db = NULL; /* postgres:// or redis://: a database pool, one thread per client */
+    tp_pool *pool = NULL;
     tp_errinfo e;
-    tp_err rc = tp_http_client_create(&o, &client, &e);
+    tp_err rc;
+    bool dbmode = bench_db_url(cfg.url);
+    if (dbmode) {
+        if (cfg.rate > 0) {
+            fprintf(stderr, "bench: --rate is for HTTP URLs\n");
+            return 2;
+        }
+        rc = bench_db_open(&cfg, cfg.max_per_host > 0 ? cfg.max_per_host : cfg.concurrency, &db,
+                           &pool, &e);
+    } else {
+        tp_http_client_options o;
+        tp_http_client_options_init(&o);
+        if (cfg.max_per_host > 0)
+            o.pool.max_per_key = cfg.max_per_host;
+        if (cfg.idle_timeout_s >= 0)
+            o.pool.idle_timeout = (int64_t)(cfg.idle_timeout_s * 1e9);
+        o.ca_file = cfg.cacert;
+        o.tls_insecure_skip_verify = cfg.insecure;
+        rc = tp_http_client_create(&o, &client, &e);
+        if (rc == TP_OK)
+            pool = tp_http_client_pool(client);
+    }
     if (rc != TP_OK) {
         fprintf(stderr, "bench: %s: %s\n", tp_err_name(rc), e.msg);
         return 1;
     }
 
-    /* One engine per thread; the concurrency (or rate) is shared out between them. */
-    int64_t nt = TP__MIN_I(cfg.threads, cfg.rate > 0 ? cfg.threads : cfg.concurrency);
+    /* HTTP: one engine per thread, the concurrency (or rate) shared out between them.
+     * Databases: one thread per concurrent client. */
+    int64_t nt = dbmode ? cfg.concurrency
+                        : TP__MIN_I(cfg.threads, cfg.rate > 0 ? cfg.threads : cfg.concurrency);
     worker *ws = calloc((size_t)nt, sizeof *ws);
     if (ws == NULL)
         return 1;
     for (int64_t i = 0; i < nt; i++) {
         ws[i].cfg = &cfg;
         ws[i].client = client;
+        ws[i].db = db;
         ws[i].concurrency = cfg.concurrency / nt + (i < cfg.concurrency % nt ? 1 : 0);
         ws[i].rate = cfg.rate / (double)nt;
         pthread_mutex_init(&ws[i].mu, NULL);
+        if (dbmode)
+            continue;
         rc = tp_http_engine_create(client, &ws[i].engine, &e);
         if (rc != TP_OK) {
             fprintf(stderr, "bench: %s: %s\n", tp_err_name(rc), e.msg);
             return 1;
         }
     }
+    int64_t t0 = tp_clock_now();
+    for (int64_t i = 0; i < nt && cfg.heatmap != NULL; i++)
+        if (heatmap_init(&ws[i].heat, t0,
+                         cfg.seconds <= 60 ? 100 * TP_NSEC_PER_MSEC : TP_NSEC_PER_SEC) != 0) {
+            fprintf(stderr, "bench: --heatmap: out of memory\n");
+            return 1;
+        }
     double start = now_s();
     int64_t started = 0;
     for (int64_t i = 0; i < nt; i++) {
-        if (pthread_create(&ws[i].thread, NULL, worker_main, &ws[i]) != 0) {
+        if (pthread_create(&ws[i].thread, NULL, dbmode ? bench_db_worker : bench_http_worker,
+                           &ws[i]) != 0) {
             fprintf(stderr, "bench: could only start %lld event loops\n", (long long)i);
             for (int64_t k = i; k < nt; k++)
                 tp_http_engine_destroy(ws[k].engine); /* never ran: no request inside */
@@ -418,22 +304,22 @@ int cmd_bench(int argc, char **argv)
     }
 
     tp_stats prev, st;
-    tp_pool_stats(tp_http_client_pool(client), &prev);
+    tp_pool_stats(pool, &prev);
     /* Tick every 10 ms (to notice -n finishing), report every second. */
     double el = 0, last = 0;
-    while (el < cfg.seconds && atomic_load(&finished) < started) {
+    while (el < cfg.seconds && atomic_load(&bench_finished) < started) {
         struct timespec ts = {0, 10 * 1000 * 1000};
         nanosleep(&ts, NULL);
         el = now_s() - start;
         if (el - last >= 1.0 || el >= cfg.seconds) {
-            tp_pool_stats(tp_http_client_pool(client), &st);
+            tp_pool_stats(pool, &st);
             if (!cfg.quiet)
                 print_live(el, el - last, &st, &prev, ws, started);
             prev = st;
             last = el;
         }
     }
-    atomic_store(&stop_flag, true);
+    atomic_store(&bench_stop, true);
     latency all;
     latency_reset(&all);
     uint64_t requests = 0, errors = 0, bad_status = 0, by_code[32] = {0};
@@ -448,7 +334,18 @@ int cmd_bench(int argc, char **argv)
         pthread_mutex_destroy(&ws[i].mu);
     }
     double secs = now_s() - start;
-    tp_pool_stats(tp_http_client_pool(client), &st);
+    tp_pool_stats(pool, &st);
+    if (cfg.heatmap != NULL) {
+        for (int64_t i = 1; i < started; i++)
+            heatmap_merge(&ws[0].heat, &ws[i].heat);
+        char title[512];
+        snprintf(title, sizeof title, "tidepool bench %s -c %lld", cfg.url,
+                 (long long)cfg.concurrency);
+        if (heatmap_write(&ws[0].heat, cfg.heatmap, title) != 0)
+            fprintf(stderr, "bench: --heatmap %s: %s\n", cfg.heatmap, strerror(errno));
+        for (int64_t i = 0; i < nt; i++)
+            heatmap_free(&ws[i].heat);
+    }
 
     printf("%llu requests in %.2f s: %.0f req/s, %llu errors (%llu bad status)\n",
            (unsigned long long)requests, secs, (double)requests / secs, (unsigned long long)errors,
@@ -475,7 +372,10 @@ int cmd_bench(int argc, char **argv)
                (long long)latency_quantile(&all, 0.9), (long long)latency_quantile(&all, 0.99),
                (unsigned long long)all.max_us, (unsigned long long)st.opens,
                (unsigned long long)st.reuses, (long long)cfg.concurrency, (long long)nt);
-    tp_http_client_destroy(client);
+    if (dbmode)
+        bench_db_close(&cfg, db);
+    else
+        tp_http_client_destroy(client);
     free(ws);
     for (size_t i = 0; i < cfg.nheaders; i++)
         free(cfg.hstore[i]);

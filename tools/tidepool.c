@@ -15,6 +15,8 @@ static void usage(FILE *f)
                "commands:\n"
                "  bench [URL]   load an HTTP server through a tidepool pool (no URL: a\n"
                "                built-in loopback server); `tidepool bench --help`\n"
+               "  recommend     per-destination limits from queueing theory;\n"
+               "                `tidepool recommend --help`\n"
                "  version       print the library version\n");
 }
 
@@ -75,6 +77,8 @@ int main(int argc, char **argv)
     const char *cmd = argv[1];
     if (strcmp(cmd, "bench") == 0)
         return cmd_bench(argc - 1, argv + 1);
+    if (strcmp(cmd, "recommend") == 0)
+        return cmd_recommend(argc - 1, argv + 1);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         printf("tidepool %s\n", tp_version_string());
         return 0;

@@ -1,0 +1,93 @@
+/* bench.h: what the parts of `tidepool bench` share: the configuration, a worker (one
+ * event loop for HTTP, one thread for a database), the run's shared state, and recording
+ * one request's outcome. */
+#ifndef TP_TOOLS_BENCH_H
+#define TP_TOOLS_BENCH_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "tidepool/tidepool.h"
+
+#include "heatmap.h"
+#include "latency.h"
+
+#define MAX_HEADERS 32
+/* A wait of at least 0 ns and at most 100 ms (so the stop flag is seen). */
+#define TP__MIN_I(a, b) ((a) < (b) ? (a) : (b))
+#define TP__CLAMP_WAIT(ns) ((ns) < 0 ? 0 : (ns) > 100000000 ? 100000000 : (ns))
+
+typedef struct bench_cfg {
+    const char *url;
+    int64_t concurrency, total;
+    int64_t threads;
+    double rate;
+    double seconds;
+    int64_t max_per_host;
+    double idle_timeout_s;
+    double timeout_s;
+    const char *method;
+    const char *body;
+    const char *hnames[MAX_HEADERS], *hvalues[MAX_HEADERS];
+    char *hstore[MAX_HEADERS];
+    size_t nheaders;
+    bool json, quiet, insecure;
+    const char *cacert;
+    const char *heatmap; /* --heatmap FILE.svg */
+    const char *query;   /* --query SQL (postgres://) */
+    const char *command; /* --command 'PING' (redis://) */
+} bench_cfg;
+
+typedef struct worker worker;
+
+/* One request in flight: which worker, and when it was due to start (open loop: its
+ * scheduled instant, so a stalled server cannot hide its queueing delay). */
+typedef struct inflight {
+    worker *w;
+    int64_t start;
+} inflight;
+
+struct worker {
+    pthread_t thread;
+    const bench_cfg *cfg;
+    tp_http_client *client;
+    void *db; /* postgres:// or redis://: the database pool */
+    tp_http_engine *engine;
+    tp_http_request req;
+    int64_t concurrency; /* closed loop: requests kept in flight by this worker */
+    double rate;         /* open loop: requests per second from this worker (0: closed) */
+    pthread_mutex_t mu;  /* guards interval (the reporter swaps it each second) */
+    latency interval;
+    latency total; /* owned by the worker until it is joined */
+    uint64_t requests, errors;
+    uint64_t err_by_code[32];
+    uint64_t bad_status;
+    uint64_t submit_errors;
+    heatmap heat; /* --heatmap: this loop's samples (its thread only) */
+};
+
+/* The run's shared state. */
+extern atomic_bool bench_stop;
+extern atomic_llong bench_finished; /* workers that ran out of requests (-n) */
+
+/* bench_may_issue: may another request start? Counts it against -n when one is given. */
+bool bench_may_issue(const bench_cfg *cfg);
+/* bench_record: one request's outcome (worker thread). */
+void bench_record(worker *w, tp_err rc, int64_t us, bool ok);
+
+/* bench_http.c: one event loop (the worker's engine): closed or open loop. */
+void *bench_http_worker(void *arg);
+
+/* bench_db.c: postgres:// and redis:// URLs. */
+bool bench_db_url(const char *url);
+/* bench_db_open: the database pool for cfg->url with per-destination limit max_per_key;
+ * *pool is its tidepool pool (for stats). */
+tp_err bench_db_open(const bench_cfg *cfg, int64_t max_per_key, void **db, tp_pool **pool,
+                     tp_errinfo *err);
+void bench_db_close(const bench_cfg *cfg, void *db);
+/* bench_db_worker: one thread running acquire, one statement or command, release. */
+void *bench_db_worker(void *arg);
+
+#endif

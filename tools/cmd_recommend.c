@@ -71,7 +71,7 @@ static int parse_args(int argc, char **argv, rec_cfg *c)
                                           {NULL, 0, NULL, 0}};
     tp_sizing_input_init(&c->in);
     c->sample_s = 1;
-    double v;
+    double v = 0;
     int64_t n;
     int o;
     optind = 1;

@@ -38,6 +38,7 @@ typedef struct bench_cfg {
     const char *heatmap; /* --heatmap FILE.svg */
     const char *query;   /* --query SQL (postgres://) */
     const char *command; /* --command 'PING' (redis://) */
+    const char *metrics; /* --metrics ADDR: serve the pool's metrics while running */
 } bench_cfg;
 
 typedef struct worker worker;

@@ -52,6 +52,8 @@ static void usage(FILE *f)
         "                        connection opens marked\n"
         "      --query SQL       postgres:// URLs: the statement (default SELECT 1)\n"
         "      --command CMD     redis:// URLs: the command (default PING)\n"
+        "      --metrics ADDR    serve the pool's metrics on ADDR (loopback, e.g.\n"
+        "                        127.0.0.1:9464) at /metrics and /debug/pools\n"
         "  -q, --quiet           no live line\n"
         "With no URL, a built-in loopback server is started and benchmarked.\n");
 }
@@ -77,6 +79,7 @@ static int parse_args(int argc, char **argv, bench_cfg *cfg)
                                           {"heatmap", required_argument, NULL, 7},
                                           {"query", required_argument, NULL, 8},
                                           {"command", required_argument, NULL, 9},
+                                          {"metrics", required_argument, NULL, 10},
                                           {NULL, 0, NULL, 0}};
     *cfg = (bench_cfg){
         .concurrency = 16, .threads = 1, .seconds = 10, .method = "GET", .idle_timeout_s = -1};
@@ -163,6 +166,9 @@ static int parse_args(int argc, char **argv, bench_cfg *cfg)
             break;
         case 9:
             cfg->command = optarg;
+            break;
+        case 10:
+            cfg->metrics = optarg;
             break;
         case 'q':
             cfg->quiet = true;
@@ -259,6 +265,21 @@ int cmd_bench(int argc, char **argv)
     if (rc != TP_OK) {
         fprintf(stderr, "bench: %s: %s\n", tp_err_name(rc), e.msg);
         return 1;
+    }
+
+    tp_metrics *metrics = NULL;
+    tp_metrics_exporter *exporter = NULL;
+    if (cfg.metrics != NULL) {
+        if (tp_metrics_create(NULL, &metrics, &e) != TP_OK ||
+            tp_metrics_register(metrics, "bench", pool, &e) != TP_OK ||
+            tp_metrics_serve(metrics, cfg.metrics, &exporter, &e) != TP_OK) {
+            fprintf(stderr, "bench: --metrics %s: %s\n", cfg.metrics, e.msg);
+            tp_metrics_destroy(metrics);
+            return 2;
+        }
+        if (!cfg.quiet)
+            fprintf(stderr, "bench: metrics at http://%s (port %d): /metrics, /debug/pools\n",
+                    cfg.metrics, tp_metrics_exporter_port(exporter));
     }
 
     /* HTTP: one engine per thread, the concurrency (or rate) shared out between them.
@@ -372,6 +393,8 @@ int cmd_bench(int argc, char **argv)
                (long long)latency_quantile(&all, 0.9), (long long)latency_quantile(&all, 0.99),
                (unsigned long long)all.max_us, (unsigned long long)st.opens,
                (unsigned long long)st.reuses, (long long)cfg.concurrency, (long long)nt);
+    tp_metrics_exporter_stop(exporter); /* before the pool it reads goes */
+    tp_metrics_destroy(metrics);
     if (dbmode)
         bench_db_close(&cfg, db);
     else

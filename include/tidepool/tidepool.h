@@ -14,5 +14,6 @@
 #include "pg.h"
 #include "redis.h"
 #include "sizing.h"
+#include "metrics.h"
 
 #endif

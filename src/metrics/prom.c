@@ -1,0 +1,234 @@
+/* prom.c: a snapshot as Prometheus text exposition, format version 0.0.4.
+ *
+ * Each family is written once, HELP and TYPE first, then its samples for every pool and
+ * series, so families are grouped as the format requires even with several pools.
+ * Values are integers or exact decimals; limits that do not apply are +Inf. Histograms
+ * are cumulative: a bucket with bound le counts every value <= le, the +Inf bucket
+ * equals _count, and _count is computed from the buckets themselves so that the two
+ * agree even when the counters were read while connections were updating them. */
+#include <string.h>
+
+#include "internal.h"
+
+static void family(tp__mbuf *b, const char *name, const char *type, const char *help)
+{
+    tp__mbuf_puts(b, "# HELP ");
+    tp__mbuf_puts(b, name);
+    tp__mbuf_putc(b, ' ');
+    tp__mbuf_puts(b, help);
+    tp__mbuf_puts(b, "\n# TYPE ");
+    tp__mbuf_puts(b, name);
+    tp__mbuf_putc(b, ' ');
+    tp__mbuf_puts(b, type);
+    tp__mbuf_putc(b, '\n');
+}
+
+/* Writes `name{pool="..",key="..",xk="xv"} ` (key and xk optional). */
+static void sample(tp__mbuf *b, const char *name, const char *suffix, const tp__mpool *p,
+                   const tp__mseries *s, const char *xk, const char *xv)
+{
+    tp__mbuf_puts(b, name);
+    if (suffix != NULL)
+        tp__mbuf_puts(b, suffix);
+    tp__mbuf_puts(b, "{pool=\"");
+    tp__mesc_prom(b, p->name);
+    if (s != NULL) {
+        tp__mbuf_puts(b, "\",key=\"");
+        tp__mesc_prom(b, s->label);
+    }
+    if (xk != NULL) {
+        tp__mbuf_puts(b, "\",");
+        tp__mbuf_puts(b, xk);
+        tp__mbuf_puts(b, "=\"");
+        tp__mesc_prom(b, xv);
+    }
+    tp__mbuf_puts(b, "\"} ");
+}
+
+static void value_i64(tp__mbuf *b, int64_t v)
+{
+    if (v == TP_UNLIMITED)
+        tp__mbuf_puts(b, "+Inf");
+    else
+        tp__mbuf_i64(b, v);
+    tp__mbuf_putc(b, '\n');
+}
+
+static void value_u64(tp__mbuf *b, uint64_t v)
+{
+    tp__mbuf_u64(b, v);
+    tp__mbuf_putc(b, '\n');
+}
+
+/* A per-key gauge family read from the series' stats at byte offset off. */
+static void gauge_family(tp__mbuf *b, const tp__msnap *s, const char *name, const char *help,
+                         size_t off)
+{
+    family(b, name, "gauge", help);
+    for (size_t i = 0; i < s->npools; i++) {
+        const tp__mpool *p = &s->pools[i];
+        for (size_t j = 0; j < p->nseries; j++) {
+            sample(b, name, NULL, p, p->series[j], NULL, NULL);
+            value_i64(b, *(const int64_t *)(const void *)((const char *)&p->series[j]->st + off));
+        }
+    }
+}
+
+static void gauges(tp__mbuf *b, const tp__msnap *s)
+{
+    static const struct {
+        const char *state;
+        size_t off;
+    } states[] = {{"idle", offsetof(tp_stats, idle)},
+                  {"in_use", offsetof(tp_stats, in_use)},
+                  {"opening", offsetof(tp_stats, opening)}};
+    family(b, "tidepool_connections", "gauge", "Connections by state.");
+    for (size_t i = 0; i < s->npools; i++) {
+        const tp__mpool *p = &s->pools[i];
+        for (size_t j = 0; j < p->nseries; j++) {
+            for (size_t k = 0; k < sizeof states / sizeof states[0]; k++) {
+                sample(b, "tidepool_connections", NULL, p, p->series[j], "state", states[k].state);
+                value_i64(b, *(const int64_t *)(const void *)((const char *)&p->series[j]->st +
+                                                              states[k].off));
+            }
+        }
+    }
+    gauge_family(b, s, "tidepool_waiters", "Acquires queued for a connection.",
+                 offsetof(tp_stats, waiters));
+    gauge_family(b, s, "tidepool_limit_max_per_key",
+                 "Limit on connections per key (for key=\"other\": the sum over its keys).",
+                 offsetof(tp_stats, max_per_key));
+    gauge_family(b, s, "tidepool_limit_max_idle_per_key",
+                 "Limit on idle connections per key (key=\"other\": summed).",
+                 offsetof(tp_stats, max_idle_per_key));
+    gauge_family(b, s, "tidepool_limit_min_idle_per_key",
+                 "Idle connections kept warm per key (key=\"other\": summed).",
+                 offsetof(tp_stats, min_idle_per_key));
+
+    family(b, "tidepool_breaker_state", "gauge",
+           "Circuit breaker of the key: 0 closed, 1 open, 2 half-open (not for key=\"other\").");
+    for (size_t i = 0; i < s->npools; i++) {
+        const tp__mpool *p = &s->pools[i];
+        for (size_t j = 0; j < p->nseries; j++) {
+            if (p->series[j]->other)
+                continue;
+            sample(b, "tidepool_breaker_state", NULL, p, p->series[j], NULL, NULL);
+            value_i64(b, (int64_t)p->series[j]->st.breaker);
+        }
+    }
+}
+
+/* The families that exist once per pool. */
+static void pool_gauges(tp__mbuf *b, const tp__msnap *s)
+{
+    static const struct {
+        const char *name, *help;
+        size_t off;
+    } fams[] = {
+        {"tidepool_keys", "Live keys of the pool.", offsetof(tp__mpool, total.keys)},
+        {"tidepool_keys_folded", "Live keys beyond the cap, counted under key=\"other\".",
+         offsetof(tp__mpool, keys_folded)},
+        {"tidepool_breakers_open", "Live keys whose breaker is open or half-open.",
+         offsetof(tp__mpool, breakers_open)},
+        {"tidepool_limit_max_connections", "Limit on connections across keys (max_total).",
+         offsetof(tp__mpool, max_total)},
+        {"tidepool_limit_max_idle_connections",
+         "Limit on idle connections across keys (max_idle_total).",
+         offsetof(tp__mpool, max_idle_total)},
+    };
+    for (size_t f = 0; f < sizeof fams / sizeof fams[0]; f++) {
+        family(b, fams[f].name, "gauge", fams[f].help);
+        for (size_t i = 0; i < s->npools; i++) {
+            sample(b, fams[f].name, NULL, &s->pools[i], NULL, NULL, NULL);
+            value_i64(b,
+                      *(const int64_t *)(const void *)((const char *)&s->pools[i] + fams[f].off));
+        }
+    }
+}
+
+static void counters(tp__mbuf *b, const tp__msnap *s)
+{
+    for (size_t f = 0; f < tp__mcounters_n; f++) {
+        const tp__mfield *fd = &tp__mcounters[f];
+        family(b, fd->prom, "counter", fd->help);
+        for (size_t i = 0; i < s->npools; i++) {
+            const tp__mpool *p = &s->pools[i];
+            for (size_t j = 0; j < p->nseries; j++) {
+                sample(b, fd->prom, NULL, p, p->series[j], NULL, NULL);
+                value_u64(b, TP__MFIELD_U64(&p->series[j]->st, fd));
+            }
+        }
+        if (strcmp(fd->prom, "tidepool_acquire_timeouts_total") != 0)
+            continue;
+        /* Refusals sit next to timeouts: both are acquires that got no connection. */
+        family(b, "tidepool_rejects_total", "counter",
+               "Acquires refused at once: waiter queue full (busy) or breaker open.");
+        for (size_t i = 0; i < s->npools; i++) {
+            const tp__mpool *p = &s->pools[i];
+            for (size_t j = 0; j < p->nseries; j++) {
+                sample(b, "tidepool_rejects_total", NULL, p, p->series[j], "reason", "busy");
+                value_u64(b, p->series[j]->st.rejects_busy);
+                sample(b, "tidepool_rejects_total", NULL, p, p->series[j], "reason", "breaker");
+                value_u64(b, p->series[j]->st.rejects_breaker);
+            }
+        }
+    }
+    family(b, "tidepool_closes_total", "counter", "Connections closed, by reason.");
+    for (size_t i = 0; i < s->npools; i++) {
+        const tp__mpool *p = &s->pools[i];
+        for (size_t j = 0; j < p->nseries; j++) {
+            for (int r = 0; r < TP_CLOSE__COUNT; r++) {
+                sample(b, "tidepool_closes_total", NULL, p, p->series[j], "reason",
+                       tp_close_reason_name(r));
+                value_u64(b, p->series[j]->st.closes[r]);
+            }
+        }
+    }
+}
+
+static void histogram(tp__mbuf *b, const char *name, const tp__mpool *p, const tp__mseries *se,
+                      const tp_histogram *h, int step)
+{
+    uint64_t cum = 0;
+    for (int i = 0; i < TP_HIST_BUCKETS - 1; i++) {
+        cum += h->buckets[i];
+        if (i % step != 0)
+            continue;
+        char le[TP__MSECONDS_CAP];
+        tp__mfmt_seconds((uint64_t)tp_histogram_bucket_upper(i), le);
+        sample(b, name, "_bucket", p, se, "le", le);
+        value_u64(b, cum);
+    }
+    cum += h->buckets[TP_HIST_BUCKETS - 1];
+    sample(b, name, "_bucket", p, se, "le", "+Inf");
+    value_u64(b, cum);
+    sample(b, name, "_sum", p, se, NULL, NULL);
+    tp__mbuf_seconds(b, h->sum_ns);
+    tp__mbuf_putc(b, '\n');
+    sample(b, name, "_count", p, se, NULL, NULL);
+    value_u64(b, cum);
+}
+
+static void histograms(tp__mbuf *b, const tp__msnap *s)
+{
+    for (size_t f = 0; f < tp__mhists_n; f++) {
+        const tp__mfield *fd = &tp__mhists[f];
+        family(b, fd->prom, "histogram", fd->help);
+        for (size_t i = 0; i < s->npools; i++) {
+            const tp__mpool *p = &s->pools[i];
+            for (size_t j = 0; j < p->nseries; j++)
+                histogram(b, fd->prom, p, p->series[j], TP__MFIELD_HIST(&p->series[j]->st, fd),
+                          s->bucket_step);
+        }
+    }
+}
+
+void tp__mrender_prom(tp__mbuf *b, const tp__msnap *s)
+{
+    if (s->npools == 0)
+        return;
+    gauges(b, s);
+    pool_gauges(b, s);
+    counters(b, s);
+    histograms(b, s);
+}

@@ -49,7 +49,8 @@ extern "C" {
     XX(ECONNTIMEDOUT, -24, "connect timed out")                                              \
     XX(ETLSTIMEDOUT, -25, "TLS handshake timed out")                                         \
     XX(EHDRTIMEDOUT, -26, "timed out waiting for the response header")                       \
-    XX(EREQTIMEDOUT, -27, "request deadline exceeded")
+    XX(EREQTIMEDOUT, -27, "request deadline exceeded")                                       \
+    XX(EQUOTA, -28, "tenant quota exceeded")
 
 /* tp_err: 0 is success, every error is negative. */
 typedef enum tp_err {

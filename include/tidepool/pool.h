@@ -187,6 +187,40 @@ TP_EXTERN tp_err tp_pool_acquire_ex(tp_pool *p, const void *key, size_t keylen, 
                                     unsigned flags, tp_conn **out, tp_errinfo *err)
     TP_WARN_UNUSED;
 
+/* ---- tenants ------------------------------------------------------------------------ */
+
+/* tp_pool_tenant_set: creates tenant name (up to 63 bytes) or changes its quota, live: it
+ * may hold at most max_in_use leases at once, across keys (TP_UNLIMITED: no quota). Over
+ * the quota an acquire waits for one of the tenant's leases to end (wait true, up to its
+ * timeout) or fails at once (wait false) with TP_EQUOTA. Raising the quota wakes waiters;
+ * lowering it never takes leases away. Errors: TP_EINVAL (name, negative quota), TP_ENOMEM,
+ * TP_ESYS. */
+TP_EXTERN tp_err tp_pool_tenant_set(tp_pool *p, const char *name, int64_t max_in_use, bool wait);
+
+/* tp_pool_acquire_tenant: tp_pool_acquire_ex() on behalf of tenant name (NULL: no tenant),
+ * counted against its quota until the lease is released. Errors: those of
+ * tp_pool_acquire_ex(), TP_EQUOTA (over quota: at once, or after waiting until the
+ * timeout), TP_EINVAL (unknown tenant). */
+TP_EXTERN tp_err tp_pool_acquire_tenant(tp_pool *p, const char *name, const void *key,
+                                        size_t keylen, int64_t timeout, unsigned flags,
+                                        tp_conn **out, tp_errinfo *err) TP_WARN_UNUSED;
+
+typedef struct tp_tenant_stats {
+    int64_t in_use;      /* leases held now */
+    int64_t max_in_use;  /* the quota in force */
+    int64_t waiters;     /* acquires waiting for the quota */
+    uint64_t acquires;   /* leases granted */
+    uint64_t rejects;    /* acquires refused or timed out over quota (TP_EQUOTA) */
+    uint64_t waits;      /* acquires that had to wait for the quota */
+} tp_tenant_stats;
+
+/* tp_pool_tenant_stats: tenant name's numbers; TP_EINVAL if unknown. */
+TP_EXTERN tp_err tp_pool_tenant_stats(tp_pool *p, const char *name, tp_tenant_stats *out);
+
+/* tp_pool_tenant_visit: calls fn once per tenant with its numbers, outside pool locks. */
+typedef void (*tp_tenant_visit_fn)(void *ud, const char *name, const tp_tenant_stats *st);
+TP_EXTERN void tp_pool_tenant_visit(tp_pool *p, tp_tenant_visit_fn fn, void *ud);
+
 /* tp_pool_try_acquire: leases an idle connection for key if one is ready now; never
  * blocks, never opens. Errors: TP_EAGAIN (none idle), TP_ECLOSED, TP_EINVAL. */
 TP_EXTERN tp_err tp_pool_try_acquire(tp_pool *p, const void *key, size_t keylen, tp_conn **out)

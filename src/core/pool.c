@@ -459,6 +459,7 @@ void tp_pool_close(tp_pool *p)
     tp__mutex_lock(&p->mu);
     atomic_store(&p->closed, true);
     close_all_locked(p, &a);
+    tp__tenants_close_locked(p);
     p->mstop = true;
     pthread_cond_broadcast(&p->mcv);
     tp__after_run(p, &a);
@@ -477,6 +478,7 @@ bool tp__maybe_free_locked(tp_pool *p)
             k = next;
         }
     }
+    tp__tenants_free_locked(p);
     while (p->graveyard != NULL) {
         tp__key *k = p->graveyard;
         p->graveyard = k->hnext;

@@ -62,8 +62,22 @@ struct tp_conn {
     tp__list idle_link;           /* in key->idle iff LINKED (pool lock) */
     tp__list all_link;            /* in key->conns while live, else on a free or close list */
     tp_close_reason close_reason; /* set when queued for closing */
+    struct tp__tenant *tenant;    /* the lease's tenant, if any (holder-owned) */
     tp__shard st;                 /* this connection's share of the key's statistics */
 };
+
+/* A tenant: a quota on how many leases one client of the pool holds at once. Created by
+ * tp_pool_tenant_set() and kept until the pool is freed, so leases may point at it. */
+typedef struct tp__tenant {
+    char name[64];
+    _Atomic int64_t in_use;   /* leases held (and acquires past the quota check) */
+    _Atomic int64_t max;      /* the quota; TP_UNLIMITED for none */
+    _Atomic bool wait;        /* over quota: wait (true) or fail with TP_EQUOTA */
+    _Atomic int64_t nwaiters; /* acquires waiting for the quota (read by releases) */
+    _Atomic uint64_t acquires, rejects, waits;
+    pthread_cond_t cv;        /* waiters, on the pool lock */
+    struct tp__tenant *next;
+} tp__tenant;
 
 typedef enum tp__grant {
     TP__GRANT_NONE = 0, /* still queued */
@@ -168,6 +182,7 @@ struct tp_pool {
                             memory stays valid while the pool lives, which is what
                             lets a thread hint be checked without a lock */
     uint64_t next_ticket;
+    tp__tenant *tenants;      /* pool lock (a list: tenants are few) */
     tp__retired retired;
 
     /* lifetime: the pool is freed when the caller has destroyed it and no lease, open
@@ -309,6 +324,16 @@ bool tp__breaker_probe_due_locked(tp_pool *p, tp__key *key, int64_t now, tp__aft
 /* tp__probe_done_locked: the probe's outcome closes the breaker or reopens it longer. */
 void tp__probe_done_locked(tp_pool *p, tp__key *key, tp_err rc, const tp_errinfo *info,
                            tp__after *a);
+
+/* ---- tenant.c ----------------------------------------------------------------------- */
+
+/* tp__tenant_release: a lease of tenant t ended: gives its place back and wakes a
+ * waiter if any (no lock needed unless someone waits). */
+void tp__tenant_release(tp_pool *p, tp__tenant *t);
+/* tp__tenants_close_locked: wakes every tenant waiter (the pool is closing). */
+void tp__tenants_close_locked(tp_pool *p);
+/* tp__tenants_free_locked: frees every tenant (the pool is being freed). */
+void tp__tenants_free_locked(tp_pool *p);
 
 /* ---- stats.c ----------------------------------------------------------------------- */
 void tp__shard_fold(tp_stats *st, const tp__shard *sh);

@@ -198,6 +198,12 @@ void tp_conn_release(tp_conn *c, unsigned flags)
         return;
     tp_pool *p = c->pool;
     tp__key *k = c->key;
+    if (c->tenant != NULL) {
+        /* The lease ends here for its tenant, before the connection can be published. */
+        tp__tenant *t = c->tenant;
+        c->tenant = NULL;
+        tp__tenant_release(p, t);
+    }
     int64_t now = tp_clock_now();
     int64_t hold = now - c->acquired_at;
     tp__hist_add(&c->st.hold, hold);

@@ -32,7 +32,8 @@ extern "C" {
     XX(POOL_CLOSED, 7, "pool_closed")     /* the pool was closed */                          \
     XX(BREAKER, 8, "breaker")             /* its key's breaker opened */                     \
     XX(MAX_USES, 9, "max_uses")           /* served max_uses leases */                       \
-    XX(EVICTED, 10, "evicted")            /* tp_pool_evict() asked for it */
+    XX(EVICTED, 10, "evicted")            /* tp_pool_evict() asked for it */                  \
+    XX(UNHEALTHY, 11, "unhealthy")        /* its TCP state says the path or peer is sick */
 
 typedef enum tp_close_reason {
 #define TP__CLOSE_ENUM(name, num, str) TP_CLOSE_##name = (num),
@@ -65,6 +66,11 @@ TP_EXTERN const char *tp_close_reason_name(int reason);
  *
  * close (required): closes and frees the connection. Must not fail. reason says why.
  *
+ * fd (optional): the connection's TCP socket, for health checks: the pool reads its
+ *   TCP_INFO (RTT, retransmissions, unacknowledged data) now and then and retires a
+ *   connection that is sick compared with its key's others (close reason unhealthy).
+ *   Return -1 when there is none (a Unix socket, a TLS library that hides it).
+ *
  * probe (optional): a cheap test that key's destination is reachable again, without
  *   making a pooled connection (a TCP connect, a ping). When a key's breaker has been
  *   open for its cool-down, the maintenance pass calls probe() instead of letting a user
@@ -78,6 +84,7 @@ typedef struct tp_connector {
     void (*close)(void *ctx, void *conn, tp_close_reason reason);
     tp_err (*probe)(void *ctx, const void *key, size_t keylen, int64_t deadline, tp_errinfo *err);
     void *ctx;
+    int (*fd)(void *ctx, void *conn);
 } tp_connector;
 
 #ifdef __cplusplus

@@ -127,6 +127,12 @@ typedef struct tp_pool_options {
     bool maintenance_thread;      /* run maintenance on a pool-owned thread. true */
     int64_t maintenance_interval; /* longest gap between maintenance passes. 1 s */
 
+    bool retire_unhealthy; /* with a connector fd(): read TCP_INFO of idle connections at
+                              maintenance (and of every 32nd release) and close the sick
+                              ones (reason unhealthy): data left unacknowledged while idle,
+                              new retransmissions, or an RTT far above the key's others.
+                              true */
+
     tp_trace_fn trace; /* optional hook for every event */
     void *trace_ud;
     const tp_allocator *alloc; /* NULL: malloc/free; copied */

@@ -152,6 +152,8 @@ int64_t tp_pool_maintain(tp_pool *p)
     tp__after_init(&a);
     job jobs[32];
     int njobs = 0;
+    tp__key *checkups[64]; /* keys whose idle connections get a health check */
+    int nchk = 0;
     tp__mutex_lock(&p->mu);
     int64_t now = tp_clock_now();
     int64_t next = tp__saturating_add(now, p->o.maintenance_interval);
@@ -165,6 +167,10 @@ int64_t tp_pool_maintain(tp_pool *p)
                 next = TP__MIN(next, k->breaker_until);
             if (!tp__list_empty(&k->waiters) && k->backoff_until > now)
                 next = TP__MIN(next, k->backoff_until);
+            if (nchk < (int)(sizeof checkups / sizeof checkups[0]) && k->nlinked > 0) {
+                k->pins++;
+                checkups[nchk++] = k;
+            }
             if (njobs < (int)(sizeof jobs / sizeof jobs[0]) &&
                 tp__breaker_probe_due_locked(p, k, now, &a)) {
                 k->pins++;
@@ -181,6 +187,12 @@ int64_t tp_pool_maintain(tp_pool *p)
                 jobs[njobs++] = (job){k, false};
             }
         }
+    }
+    /* Health checks release the lock while they sample, so they run after the walk of
+     * the key table (pinned keys stay valid). */
+    for (int i = 0; i < nchk; i++) {
+        tp__health_pass_locked(p, checkups[i], now, &a);
+        checkups[i]->pins--;
     }
     if (!closed)
         tp__key_reclaim_locked(p, now - TP__KEY_RECLAIM_AFTER);

@@ -31,6 +31,7 @@ void tp_pool_options_init(tp_pool_options *o)
     o->breaker_cooldown = 1 * TP_NSEC_PER_SEC;
     o->breaker_cooldown_max = 30 * TP_NSEC_PER_SEC;
     o->maintenance_thread = true;
+    o->retire_unhealthy = true;
     o->maintenance_interval = 1 * TP_NSEC_PER_SEC;
 }
 

@@ -63,6 +63,7 @@ struct tp_conn {
     tp__list all_link;            /* in key->conns while live, else on a free or close list */
     tp_close_reason close_reason; /* set when queued for closing */
     struct tp__tenant *tenant;    /* the lease's tenant, if any (holder-owned) */
+    uint32_t last_retrans;        /* TCP retransmissions at the last health sample */
     tp__shard st;                 /* this connection's share of the key's statistics */
 };
 
@@ -128,6 +129,7 @@ struct tp__key {
     int64_t last_active;          /* last acquire or release, for reclaiming empty keys */
     _Atomic int64_t idle_timeout; /* this key's idle timeout: the pool's, or lower when the
                                      server announced a shorter keep-alive */
+    _Atomic int64_t rtt_base_us;  /* the key's healthy RTT (smallest seen, decaying up) */
 
     /* open failures */
     int64_t failures;      /* consecutive open failures */
@@ -324,6 +326,16 @@ bool tp__breaker_probe_due_locked(tp_pool *p, tp__key *key, int64_t now, tp__aft
 /* tp__probe_done_locked: the probe's outcome closes the breaker or reopens it longer. */
 void tp__probe_done_locked(tp_pool *p, tp__key *key, tp_err rc, const tp_errinfo *info,
                            tp__after *a);
+
+/* ---- health.c ----------------------------------------------------------------------- */
+
+/* tp__health_on_release: samples an owned connection's TCP state (every 32nd lease) and
+ * says whether to retire it. Outside the lock. */
+bool tp__health_on_release(tp_pool *p, tp_conn *c);
+/* tp__health_pass: maintenance's health check of key's idle connections: claims them
+ * under the lock, samples them outside it, closes the sick ones. Called and returns
+ * with the lock held (releases it in between); a is the caller's deferred work. */
+void tp__health_pass_locked(tp_pool *p, tp__key *k, int64_t now, tp__after *a);
 
 /* ---- tenant.c ----------------------------------------------------------------------- */
 

@@ -222,6 +222,8 @@ void tp_conn_release(tp_conn *c, unsigned flags)
         reason = TP_CLOSE_MAX_USES;
     else if (now >= c->expires_at)
         reason = TP_CLOSE_LIFETIME;
+    else if (tp__health_on_release(p, c))
+        reason = TP_CLOSE_UNHEALTHY;
     else if (p->o.connector.reset != NULL &&
              p->o.connector.reset(p->o.connector.ctx, c->user) != TP_OK)
         reason = TP_CLOSE_RESET_FAILED;

@@ -217,9 +217,16 @@ static tp_err http_probe(void *ctx, const void *key, size_t keylen, int64_t dead
     return rc;
 }
 
+static int http_fd(void *ctx, void *conn)
+{
+    (void)ctx;
+    return ((tp__http_conn *)conn)->s.fd;
+}
+
 tp_connector tp__http_connector(tp_http_client *c)
 {
     tp_connector k = {.open = http_open,
+                      .fd = http_fd,
                       .check = http_check,
                       .reset = NULL,
                       .close = http_close,

@@ -39,6 +39,13 @@ static void target_free(tp_pg_target *t)
     free(t);
 }
 
+/* The connection's socket, for the pool's TCP health checks. */
+static int pg_fd(void *ctx, void *conn)
+{
+    (void)ctx;
+    return PQsocket(((tp__pg_conn *)conn)->pg);
+}
+
 tp_err tp_pg_pool_create(const tp_pg_options *o, tp_pg_pool **out, tp_errinfo *err)
 {
     if (out == NULL)
@@ -76,6 +83,7 @@ tp_err tp_pg_pool_create(const tp_pg_options *o, tp_pg_pool **out, tp_errinfo *e
                                   .check = tp__pg_check,
                                   .reset = tp__pg_reset,
                                   .close = tp__pg_close,
+                                  .fd = pg_fd,
                                   .ctx = pp};
     tp_err rc = tp_pool_create(&po, &pp->pool, err);
     if (rc != TP_OK) {

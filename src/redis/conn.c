@@ -223,6 +223,13 @@ static tp_err redis_probe(void *ctx, const void *key, size_t keylen, int64_t dea
     return rc;
 }
 
+/* The connection's socket, for the pool's TCP health checks. */
+static int redis_fd(void *ctx, void *conn)
+{
+    (void)ctx;
+    return ((tp_redis_lease *)conn)->c->fd;
+}
+
 tp_connector tp__redis_connector(tp_redis_pool *rp)
 {
     tp_connector c = {.open = redis_open,
@@ -230,6 +237,7 @@ tp_connector tp__redis_connector(tp_redis_pool *rp)
                       .reset = redis_reset,
                       .close = redis_close,
                       .probe = redis_probe,
+                      .fd = redis_fd,
                       .ctx = rp};
     return c;
 }

@@ -20,6 +20,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include "adapt.h"
 #include "clock.h"
 #include "connector.h"
 #include "errors.h"
@@ -126,6 +127,13 @@ typedef struct tp_pool_options {
 
     bool maintenance_thread;      /* run maintenance on a pool-owned thread. true */
     int64_t maintenance_interval; /* longest gap between maintenance passes. 1 s */
+
+    const tp_adapt_options *adaptive; /* NULL: off. Else each key's in-use limit (leases +
+                                         opening) is set by a gradient controller
+                                         (tidepool/adapt.h) between its min_limit and
+                                         min(max_limit, max_per_key), fed with hold times
+                                         and drops; copied. Adaptive pools take every lease
+                                         under the lock (no lock-free reuse). */
 
     bool retire_unhealthy; /* with a connector fd(): read TCP_INFO of idle connections at
                               maintenance (and of every 32nd release) and close the sick
@@ -291,6 +299,9 @@ TP_EXTERN tp_err tp_pool_acquire_cancel(tp_pool *p, uint64_t ticket);
 /* Release flags. */
 #define TP_RELEASE_DISCARD 0x1u /* close instead of reuse (reason discarded) */
 #define TP_RELEASE_BROKEN 0x2u  /* the holder saw it fail: close (reason broken) */
+#define TP_RELEASE_DROPPED 0x4u /* the request failed for capacity reasons (a timeout, a
+                                   503 or 429): the adaptive limit backs off; the
+                                   connection itself is kept unless other flags say no */
 
 /* tp_conn_release: ends a lease. Unless flags say otherwise, the connector's reset() runs
  * and the connection goes to the oldest eligible waiter or back to idle; it is closed
@@ -359,6 +370,7 @@ typedef struct tp_stats {
     int64_t total, idle, in_use, opening, waiters;
     int64_t max_per_key, max_idle_per_key, min_idle_per_key; /* the limits in force */
     tp_breaker_state breaker;                                /* per key; CLOSED for a pool */
+    int64_t adaptive_limit; /* per key: the adaptive in-use limit in force; 0 when off */
     int64_t keys;                                            /* pool only: live keys */
     /* counters */
     uint64_t acquires;      /* leases granted */

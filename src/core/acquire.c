@@ -88,6 +88,8 @@ static wait_outcome wait_for_conn_locked(tp_pool *p, tp__key *key, int64_t start
             tp__waiter *head = TP__CONTAINER_OF(key->waiters.next, tp__waiter, link);
             may_take = head == &w || now - head->enqueued_at < p->o.fair_after;
         }
+        /* The adaptive limit holds every newcomer back alike (a release wakes them). */
+        may_take = may_take && tp__key_admits_locked(p, key);
         int64_t until = TP_DURATION_INFINITE;
         if (may_take) {
             tp_conn *c = fresh ? NULL : tp__idle_take_locked(p, key);
@@ -319,7 +321,7 @@ tp_err tp_pool_try_acquire(tp_pool *p, const void *key, size_t keylen, tp_conn *
         tp__key *k = tp__key_find_locked(p, key, keylen, hash);
         c = NULL;
         /* Never ahead of queued waiters: they were here first. */
-        if (k != NULL && atomic_load(&k->nwaiters) == 0)
+        if (k != NULL && atomic_load(&k->nwaiters) == 0 && tp__key_admits_locked(p, k))
             c = tp__idle_take_locked(p, k);
         if (c == NULL) {
             tp__mutex_unlock(&p->mu);

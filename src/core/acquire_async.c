@@ -59,7 +59,7 @@ int tp_pool_acquire_async_ex(tp_pool *p, const void *key, size_t keylen, int64_t
         int64_t now = tp_clock_now();
         int64_t until = TP_DURATION_INFINITE;
         tp__open_verdict v = TP__OPEN_WAIT;
-        if (atomic_load(&k->nwaiters) == 0) {
+        if (atomic_load(&k->nwaiters) == 0 && tp__key_admits_locked(p, k)) {
             c = fresh ? NULL : tp__idle_take_locked(p, k);
             if (c != NULL) {
                 k->pins++;

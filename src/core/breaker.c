@@ -96,6 +96,7 @@ void tp__open_done_locked(tp_pool *p, tp__key *key, tp_err rc, const tp_errinfo 
         return;
     }
     TP__ADD1(key->open_failures, 1);
+    tp__adapt_drop_locked(p, key, duration, now);
     key->failures++;
     if (info != NULL)
         key->last_err = *info;

@@ -84,7 +84,9 @@ tp_err tp__acquire_check_args(tp_pool *p, const void *key, size_t keylen, tp_con
 /* The lock-free attempt shared by every form of acquire. */
 tp_conn *tp__fast_acquire(tp_pool *p, const void *key, size_t keylen)
 {
-    if (TP__UNLIKELY(atomic_load_explicit(&p->closed, memory_order_relaxed)))
+    /* Closed pools, and adaptive ones (every lease is counted under the lock), have no
+     * lock-free path. */
+    if (TP__UNLIKELY(atomic_load_explicit(&p->closed, memory_order_relaxed) || p->adaptive))
         return NULL;
     tp_conn *c = tp__hint_claim(p, key, keylen);
     if (c == NULL)

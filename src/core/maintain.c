@@ -161,7 +161,9 @@ int64_t tp_pool_maintain(tp_pool *p)
     for (size_t i = 0; i < p->nbuckets && !closed; i++) {
         for (tp__key *k = p->buckets[i]; k != NULL; k = k->hnext) {
             next = TP__MIN(next, expire_waiters_locked(p, k, now, &a));
-            tp__capacity_freed_locked(p, k, &a); /* backoffs that ended, freed slots */
+            tp__adapt_tick_locked(p, k, now);    /* probes start and end on quiet keys too */
+            tp__capacity_freed_locked(p, k, &a); /* backoffs that ended, freed slots, a
+                                                    grown limit */
             next = TP__MIN(next, expire_idle_locked(p, k, now, &a));
             if (k->breaker == TP_BREAKER_OPEN)
                 next = TP__MIN(next, k->breaker_until);

@@ -134,6 +134,11 @@ tp_err tp__options_validate(const tp_pool_options *o, tp_errinfo *err)
     if (o->breaker_cooldown_max < o->breaker_cooldown)
         return BAD("breaker_cooldown_max (%lld ns) < breaker_cooldown (%lld ns)",
                    (long long)o->breaker_cooldown_max, (long long)o->breaker_cooldown);
+    if (o->adaptive != NULL) {
+        tp_err rc = tp_adapt_options_validate(o->adaptive, err);
+        if (rc != TP_OK)
+            return rc;
+    }
     if (o->alloc != NULL && (o->alloc->malloc == NULL || o->alloc->free == NULL))
         return BAD("alloc: malloc and free are both required");
     return TP_OK;

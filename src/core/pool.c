@@ -95,6 +95,12 @@ tp__key *tp__key_get_locked(tp_pool *p, const void *key, size_t keylen, uint64_t
         memcpy(k->bytes, key, keylen);
     k->keylen = keylen;
     k->hash = hash;
+    if (tp__adapt_key_init_locked(p, k) != TP_OK) {
+        tp__free(&p->alloc, k->bytes);
+        tp__free(&p->alloc, k);
+        *err = TP_ENOMEM;
+        return NULL;
+    }
     tp__list_init(&k->idle);
     tp__list_init(&k->conns);
     tp__list_init(&k->waiters);
@@ -135,6 +141,7 @@ static void key_retire_stats_locked(tp_pool *p, tp__key *k)
 
 static void key_free(tp_pool *p, tp__key *k)
 {
+    tp__adapt_key_free(p, k);
     tp__free(&p->alloc, k->bytes);
     tp__free(&p->alloc, k);
 }
@@ -393,7 +400,11 @@ tp_err tp_pool_create(const tp_pool_options *o, tp_pool **out, tp_errinfo *err)
     p->o = *o;
     if (p->o.max_idle_per_key == TP_FOLLOW_MAX_PER_KEY)
         p->o.max_idle_per_key = p->o.max_per_key;
-    p->o.alloc = NULL; /* the copy in p->alloc is what we use */
+    p->adaptive = o->adaptive != NULL;
+    if (p->adaptive)
+        p->adapt_o = *o->adaptive;
+    p->o.adaptive = p->adaptive ? &p->adapt_o : NULL; /* the copy, not the caller's */
+    p->o.alloc = NULL;                                /* the copy in p->alloc is what we use */
     p->id = atomic_fetch_add(&next_pool_id, 1);
     p->nbuckets = 16;
     p->buckets = tp__calloc(&p->alloc, p->nbuckets, sizeof *p->buckets);

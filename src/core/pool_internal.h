@@ -130,6 +130,7 @@ struct tp__key {
     _Atomic int64_t idle_timeout; /* this key's idle timeout: the pool's, or lower when the
                                      server announced a shorter keep-alive */
     _Atomic int64_t rtt_base_us;  /* the key's healthy RTT (smallest seen, decaying up) */
+    tp_adapt_state *adapt;        /* adaptive pools: the key's controller (pool lock) */
 
     /* open failures */
     int64_t failures;      /* consecutive open failures */
@@ -164,6 +165,8 @@ struct tp_pool {
     uint64_t id;        /* unique per pool in the process: validates thread hints */
     tp_pool_options o;  /* immutable after create */
     tp_allocator alloc; /* copy of o.alloc, or malloc/free */
+    bool adaptive;      /* o.adaptive was given: adapt_o holds its copy */
+    tp_adapt_options adapt_o;
     tp__mutex mu;
     _Atomic bool closed;
 
@@ -326,6 +329,22 @@ bool tp__breaker_probe_due_locked(tp_pool *p, tp__key *key, int64_t now, tp__aft
 /* tp__probe_done_locked: the probe's outcome closes the breaker or reopens it longer. */
 void tp__probe_done_locked(tp_pool *p, tp__key *key, tp_err rc, const tp_errinfo *info,
                            tp__after *a);
+
+/* ---- adapt_pool.c: the adaptive limit applied to keys ---------------------------------- */
+
+/* tp__adapt_key_init_locked: gives key its controller (adaptive pools). TP_ENOMEM. */
+tp_err tp__adapt_key_init_locked(tp_pool *p, tp__key *key);
+void tp__adapt_key_free(tp_pool *p, tp__key *key);
+/* tp__key_admits_locked: may key start another lease or open now? Always true without
+ * the adaptive limit; with it, leases + opening must stay under the limit. */
+bool tp__key_admits_locked(tp_pool *p, tp__key *key);
+/* tp__adapt_release_locked: a lease of key that lasted hold ended (dropped: the caller
+ * reported a capacity failure): feeds the controller. */
+void tp__adapt_release_locked(tp_pool *p, tp__key *key, int64_t hold, bool dropped, int64_t now);
+/* tp__adapt_drop_locked: an open failed: a drop for the controller. */
+void tp__adapt_drop_locked(tp_pool *p, tp__key *key, int64_t duration, int64_t now);
+/* tp__adapt_tick_locked: maintenance's tick; true if the limit grew. */
+bool tp__adapt_tick_locked(tp_pool *p, tp__key *key, int64_t now);
 
 /* ---- health.c ----------------------------------------------------------------------- */
 

@@ -57,6 +57,8 @@ static void serve_waiters_locked(tp_pool *p, tp__key *k, tp__after *a)
     int64_t now = tp_clock_now();
     while (!tp__list_empty(&k->waiters)) {
         tp__waiter *w = TP__CONTAINER_OF(k->waiters.next, tp__waiter, link);
+        if (!tp__key_admits_locked(p, k))
+            break; /* the adaptive limit: the next release serves them */
         tp_conn *c = tp__idle_take_locked(p, k);
         if (c != NULL) {
             tp__waiter_grant_conn_locked(p, w, c, a);
@@ -107,20 +109,25 @@ void tp__capacity_freed_locked(tp_pool *p, tp__key *key, tp__after *a)
 }
 
 /* The waiters-present or unlinked case of a release that keeps the connection. */
-static void release_slow(tp_pool *p, tp_conn *c, int64_t now)
+static void release_slow(tp_pool *p, tp_conn *c, int64_t now, int64_t hold, bool dropped)
 {
     tp__after a;
     tp__after_init(&a);
     tp__key *k = c->key;
     tp__mutex_lock(&p->mu);
     k->last_active = now;
+    tp__adapt_release_locked(p, k, hold, dropped, now);
     if (atomic_load(&p->closed)) {
         tp__conn_close_locked(p, c, TP_CLOSE_POOL_CLOSED, &a);
         tp__after_run(p, &a);
         return;
     }
     uint64_t gen = TP__CS_GEN(atomic_load(&c->word));
-    if (!tp__list_empty(&k->waiters)) {
+    /* Under an adaptive limit that dropped below the leases out, an ending lease is not
+     * handed on: the leases drain until one more fits under the limit. */
+    bool pass_on =
+        k->adapt == NULL || (k->nconns - k->nlinked - 1) + k->opening < tp_adapt_limit(k->adapt);
+    if (!tp__list_empty(&k->waiters) && pass_on) {
         tp__waiter *w = TP__CONTAINER_OF(k->waiters.next, tp__waiter, link);
         if (w->async || now - w->enqueued_at >= p->o.fair_after) {
             /* Direct handoff: the connection never becomes idle, nobody can barge. */
@@ -244,6 +251,7 @@ void tp_conn_release(tp_conn *c, unsigned flags)
         tp__after_init(&a);
         tp__mutex_lock(&p->mu);
         k->last_active = now;
+        tp__adapt_release_locked(p, k, hold, (flags & TP_RELEASE_DROPPED) != 0, now);
         tp__conn_close_locked(p, c, reason, &a);
         tp__capacity_freed_locked(p, k, &a);
         tp__after_run(p, &a);
@@ -252,7 +260,7 @@ void tp_conn_release(tp_conn *c, unsigned flags)
 
     /* The lock-free path: still linked, nobody waiting. */
     uint64_t w = atomic_load(&c->word);
-    if (TP__LIKELY((w & TP__CS_LINKED) && !waiters_to_serve(p, k))) {
+    if (TP__LIKELY((w & TP__CS_LINKED) && !waiters_to_serve(p, k) && !p->adaptive)) {
         atomic_store_explicit(&c->idle_since, now, memory_order_relaxed);
         /* Set the hint while the connection is still ours to read. */
         tp__hint_set(p, c, TP__CS_GEN(w));
@@ -267,5 +275,5 @@ void tp_conn_release(tp_conn *c, unsigned flags)
         }
         /* The slow path unlinked it meanwhile (it is still ours, IN_USE). */
     }
-    release_slow(p, c, now);
+    release_slow(p, c, now, hold, (flags & TP_RELEASE_DROPPED) != 0);
 }

@@ -115,6 +115,7 @@ tp_err tp_pool_key_stats(tp_pool *p, const void *key, size_t keylen, tp_stats *o
     limits(p, out);
     key_snapshot_locked(p, k, out);
     out->breaker = k->breaker;
+    out->adaptive_limit = k->adapt != NULL ? tp_adapt_limit(k->adapt) : 0;
     out->keys = 1;
     tp__mutex_unlock(&p->mu);
     return TP_OK;
@@ -146,6 +147,7 @@ void tp_pool_key_visit(tp_pool *p, tp_key_visit_fn fn, void *ud)
                 limits(p, &it->st);
                 key_snapshot_locked(p, k, &it->st);
                 it->st.breaker = k->breaker;
+                it->st.adaptive_limit = k->adapt != NULL ? tp_adapt_limit(k->adapt) : 0;
                 it->st.keys = 1;
                 got++;
             }

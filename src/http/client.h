@@ -104,7 +104,8 @@ bool tp__http_retry_safe(unsigned flags, const char *method, size_t body_len, si
 bool tp__http_conn_died(tp_err rc);
 /* tp__http_release_flags: how a finished response's connection goes back to the pool:
  * 0 (keep), TP_RELEASE_DISCARD (the server closes it, or surplus bytes), or
- * TP_RELEASE_BROKEN (the exchange failed or did not finish). */
+ * TP_RELEASE_BROKEN (the exchange failed or did not finish); plus TP_RELEASE_DROPPED for
+ * a 503 or 429 (capacity signals for an adaptive limit). */
 unsigned tp__http_release_flags(const tp_http_response *r);
 
 /* ---- acquire-time details recorded by the pool hook for this thread ----------------- */

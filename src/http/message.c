@@ -121,8 +121,10 @@ unsigned tp__http_release_flags(const tp_http_response *r)
 {
     if (r->err != TP_OK || r->parse.err != TP_OK || !r->parse.done)
         return TP_RELEASE_BROKEN;
+    /* 503 and 429 say the server is over capacity: the adaptive limit backs off. */
+    unsigned dropped = r->parse.status == 503 || r->parse.status == 429 ? TP_RELEASE_DROPPED : 0;
     /* The server closes it, or sent more than was asked: do not reuse. */
     if (!r->parse.keep_alive || r->conn->rpos != r->conn->rlen)
-        return TP_RELEASE_DISCARD;
-    return 0;
+        return TP_RELEASE_DISCARD | dropped;
+    return dropped;
 }

@@ -126,6 +126,7 @@ static void gauges_add(tp_stats *d, const tp_stats *s)
     d->max_per_key = limit_add(d->max_per_key, s->max_per_key);
     d->max_idle_per_key = limit_add(d->max_idle_per_key, s->max_idle_per_key);
     d->min_idle_per_key = limit_add(d->min_idle_per_key, s->min_idle_per_key);
+    d->adaptive_limit += s->adaptive_limit; /* 0 when off, so a sum stays meaningful */
 }
 
 /* How bad a breaker state is, for a group of keys: open > half-open > closed. */
@@ -179,6 +180,32 @@ static int by_label(const void *a, const void *b)
     return strcmp((*(tp__mseries *const *)a)->label, (*(tp__mseries *const *)b)->label);
 }
 
+typedef struct tenant_ctx {
+    tp__mtenant *items;
+    size_t n, cap;
+    bool oom;
+} tenant_ctx;
+
+static void on_tenant(void *ud, const char *name, const tp_tenant_stats *st)
+{
+    tenant_ctx *t = ud;
+    if (t->oom)
+        return;
+    if (t->n == t->cap) {
+        size_t cap = t->cap > 0 ? 2 * t->cap : 8;
+        tp__mtenant *items = realloc(t->items, cap * sizeof *items);
+        if (items == NULL) {
+            t->oom = true;
+            return;
+        }
+        t->items = items;
+        t->cap = cap;
+    }
+    tp__mtenant *e = &t->items[t->n++];
+    tp__mlabel_sanitize(name, strlen(name), e->label);
+    e->st = *st;
+}
+
 /* Snapshots one pool into mp (name already set). */
 static tp_err take_pool(const tp_metrics_options *o, tp_pool *pool, tp__mpool *mp)
 {
@@ -228,7 +255,12 @@ static tp_err take_pool(const tp_metrics_options *o, tp_pool *pool, tp__mpool *m
     series[shown] = other;
     mp->series = series;
     mp->nseries = shown + 1;
-    return TP_OK;
+
+    tenant_ctx t = {0};
+    tp_pool_tenant_visit(pool, on_tenant, &t);
+    mp->tenants = t.items;
+    mp->ntenants = t.n;
+    return t.oom ? TP_ENOMEM : TP_OK;
 }
 
 tp_err tp__msnap_take_locked(tp_metrics *m, tp__msnap *s)
@@ -257,6 +289,7 @@ void tp__msnap_free(tp__msnap *s)
         for (size_t j = 0; j < s->pools[i].nseries; j++)
             free(s->pools[i].series[j]);
         free(s->pools[i].series);
+        free(s->pools[i].tenants);
     }
     free(s->pools);
     memset(s, 0, sizeof *s);

@@ -82,6 +82,12 @@ typedef struct tp__mseries {
     int64_t nkeys; /* live keys in it */
 } tp__mseries;
 
+/* One tenant of a pool: its sanitised name and numbers. */
+typedef struct tp__mtenant {
+    char label[TP__MLABEL_CAP];
+    tp_tenant_stats st;
+} tp__mtenant;
+
 /* One registered pool at one instant. */
 typedef struct tp__mpool {
     const char *name; /* borrowed from the registry (render holds its lock) */
@@ -91,6 +97,8 @@ typedef struct tp__mpool {
     int64_t keys_folded;   /* live keys folded into "other" */
     tp__mseries **series;  /* shown keys by label, then "other" last */
     size_t nseries;
+    tp__mtenant *tenants; /* in visit order; tenants are few and named by the program */
+    size_t ntenants;
 } tp__mpool;
 
 typedef struct tp__msnap {

@@ -4,7 +4,8 @@
  *      "keys_live":N,"keys_folded":N,"breakers_open":N,
  *      "limits":{"max_total":N|null,"max_idle_total":..,"max_per_key":..,...},
  *      "total":SERIES,                      the pool-wide stats
- *      "keys":{LABEL:SERIES,...,"other":SERIES}}}}
+ *      "keys":{LABEL:SERIES,...,"other":SERIES},
+ *      "tenants":{NAME:{"in_use","limit","waiters","acquires","waits","rejects"},...}}}}
  *   SERIES = {"keys":N,"gauges":{...},"counters":{...},"closes":{REASON:N,...},
  *             "histograms":{NAME:{"count","sum_seconds","p50","p90","p99",
  *                                 "buckets":[{"le":SECONDS|null,"count":N},...]}}}
@@ -87,7 +88,8 @@ static void series(tp__mbuf *b, const tp_stats *st, int64_t nkeys, bool breaker)
              {"waiters", st->waiters},
              {"max_per_key", st->max_per_key},
              {"max_idle_per_key", st->max_idle_per_key},
-             {"min_idle_per_key", st->min_idle_per_key}};
+             {"min_idle_per_key", st->min_idle_per_key},
+             {"adaptive_limit", st->adaptive_limit}};
     bool first = true;
     for (size_t i = 0; i < sizeof g / sizeof g[0]; i++) {
         member(b, &first, g[i].name);
@@ -147,6 +149,25 @@ static void pool(tp__mbuf *b, const tp__mpool *p)
     for (size_t j = 0; j < p->nseries; j++) {
         member(b, &first, p->series[j]->label);
         series(b, &p->series[j]->st, p->series[j]->nkeys, !p->series[j]->other);
+    }
+    tp__mbuf_puts(b, "},\"tenants\":{");
+    first = true;
+    for (size_t t = 0; t < p->ntenants; t++) {
+        const tp_tenant_stats *ts = &p->tenants[t].st;
+        member(b, &first, p->tenants[t].label);
+        tp__mbuf_puts(b, "{\"in_use\":");
+        tp__mbuf_i64(b, ts->in_use);
+        tp__mbuf_puts(b, ",\"limit\":");
+        limit(b, ts->max_in_use);
+        tp__mbuf_puts(b, ",\"waiters\":");
+        tp__mbuf_i64(b, ts->waiters);
+        tp__mbuf_puts(b, ",\"acquires\":");
+        tp__mbuf_u64(b, ts->acquires);
+        tp__mbuf_puts(b, ",\"waits\":");
+        tp__mbuf_u64(b, ts->waits);
+        tp__mbuf_puts(b, ",\"rejects\":");
+        tp__mbuf_u64(b, ts->rejects);
+        tp__mbuf_putc(b, '}');
     }
     tp__mbuf_puts(b, "}}");
 }

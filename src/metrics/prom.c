@@ -104,6 +104,10 @@ static void gauges(tp__mbuf *b, const tp__msnap *s)
     gauge_family(b, s, "tidepool_limit_min_idle_per_key",
                  "Idle connections kept warm per key (key=\"other\": summed).",
                  offsetof(tp_stats, min_idle_per_key));
+    gauge_family(b, s, "tidepool_limit_adaptive",
+                 "In-use limit the adaptive controller sets per key; 0 when adaptive sizing is "
+                 "off (key=\"other\": summed).",
+                 offsetof(tp_stats, adaptive_limit));
 
     family(b, "tidepool_breaker_state", "gauge",
            "Circuit breaker of the key: 0 closed, 1 open, 2 half-open (not for key=\"other\").");
@@ -223,6 +227,51 @@ static void histograms(tp__mbuf *b, const tp__msnap *s)
     }
 }
 
+/* Per-tenant families, labelled pool and tenant; written only when some pool has
+ * tenants, so a program without them sees no empty families. */
+static void tenants(tp__mbuf *b, const tp__msnap *s)
+{
+    bool any = false;
+    for (size_t i = 0; i < s->npools && !any; i++)
+        any = s->pools[i].ntenants > 0;
+    if (!any)
+        return;
+    static const struct {
+        const char *name, *type, *help;
+        size_t off;
+        bool u64;
+    } fams[] = {
+        {"tidepool_tenant_in_use", "gauge", "Leases the tenant holds now.",
+         offsetof(tp_tenant_stats, in_use), false},
+        {"tidepool_tenant_limit", "gauge", "The tenant's quota on leases held at once.",
+         offsetof(tp_tenant_stats, max_in_use), false},
+        {"tidepool_tenant_waiters", "gauge", "Acquires of the tenant waiting for its quota.",
+         offsetof(tp_tenant_stats, waiters), false},
+        {"tidepool_tenant_acquires_total", "counter", "Leases granted to the tenant.",
+         offsetof(tp_tenant_stats, acquires), true},
+        {"tidepool_tenant_waits_total", "counter",
+         "Acquires of the tenant that waited for its quota.", offsetof(tp_tenant_stats, waits),
+         true},
+        {"tidepool_tenant_rejects_total", "counter",
+         "Acquires of the tenant refused or timed out over its quota.",
+         offsetof(tp_tenant_stats, rejects), true},
+    };
+    for (size_t f = 0; f < sizeof fams / sizeof fams[0]; f++) {
+        family(b, fams[f].name, fams[f].type, fams[f].help);
+        for (size_t i = 0; i < s->npools; i++) {
+            const tp__mpool *p = &s->pools[i];
+            for (size_t t = 0; t < p->ntenants; t++) {
+                const char *st = (const char *)&p->tenants[t].st + fams[f].off;
+                sample(b, fams[f].name, NULL, p, NULL, "tenant", p->tenants[t].label);
+                if (fams[f].u64)
+                    value_u64(b, *(const uint64_t *)(const void *)st);
+                else
+                    value_i64(b, *(const int64_t *)(const void *)st);
+            }
+        }
+    }
+}
+
 void tp__mrender_prom(tp__mbuf *b, const tp__msnap *s)
 {
     if (s->npools == 0)
@@ -231,4 +280,5 @@ void tp__mrender_prom(tp__mbuf *b, const tp__msnap *s)
     pool_gauges(b, s);
     counters(b, s);
     histograms(b, s);
+    tenants(b, s);
 }

@@ -35,6 +35,8 @@ void md_start(md_pool *x)
     o.breaker_threshold = 1;
     o.acquire_timeout = 10 * TP_NSEC_PER_SEC;
     x->p = tu_pool_create(&o);
+    /* A tenant, so the tenant families are rendered (and checked by promtool). */
+    assert_int_equal(tp_pool_tenant_set(x->p, "batch \"jobs\"", 4, true), TP_OK);
 }
 
 void md_stop(md_pool *x)

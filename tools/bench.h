@@ -39,6 +39,9 @@ typedef struct bench_cfg {
     const char *query;   /* --query SQL (postgres://) */
     const char *command; /* --command 'PING' (redis://) */
     const char *metrics; /* --metrics ADDR: serve the pool's metrics while running */
+    bool adaptive;             /* --adaptive: the pool's adaptive limit per key */
+    const char *server_phases; /* --server-phases SPEC: the built-in server's capacity */
+    const char *plot;          /* --plot FILE.svg: limit, in use, latency over time */
 } bench_cfg;
 
 typedef struct worker worker;
@@ -59,8 +62,9 @@ struct worker {
     tp_http_request req;
     int64_t concurrency; /* closed loop: requests kept in flight by this worker */
     double rate;         /* open loop: requests per second from this worker (0: closed) */
-    pthread_mutex_t mu;  /* guards interval (the reporter swaps it each second) */
+    pthread_mutex_t mu;  /* guards interval and plot_interval (the reporter swaps them) */
     latency interval;
+    latency plot_interval; /* --plot: the sampler swaps it each plot interval */
     latency total; /* owned by the worker until it is joined */
     uint64_t requests, errors;
     uint64_t err_by_code[32];

@@ -22,10 +22,13 @@ void bench_record(worker *w, tp_err rc, int64_t us, bool ok)
 {
     pthread_mutex_lock(&w->mu);
     w->requests++;
-    if (ok)
+    if (ok) {
         latency_add(&w->interval, us);
-    else
+        if (w->cfg->plot != NULL)
+            latency_add(&w->plot_interval, us);
+    } else {
         w->errors++;
+    }
     if (rc != TP_OK)
         w->err_by_code[(-rc) & 31]++;
     pthread_mutex_unlock(&w->mu);

@@ -5,8 +5,14 @@
  * bytes are read into the thread's scratch, complete requests are answered from it, and
  * only an incomplete request's bytes (carried to the next read) or output the socket did
  * not take (sent on EPOLLOUT) are copied into the connection. While output is pending the
- * connection is not read, so a client that does not read cannot make us buffer more. */
+ * connection is not read, so a client that does not read cannot make us buffer more.
+ *
+ * With a schedule (one loop only), a complete request is not answered at once: it goes into
+ * the bench_sched queue and the connection is not read until its answer, written when the
+ * schedule says it is due, has gone out. A timerfd armed at the schedule's next deadline
+ * wakes the loop; answers and phases are handled after each round of events. */
 #include "bench_server.h"
+#include "bench_sched.h"
 
 #include <errno.h>
 #include <netinet/in.h>
@@ -19,6 +25,7 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -40,11 +47,17 @@ typedef struct bconn {
     char *out;        /* output the socket did not take yet */
     size_t out_len, out_off;
     struct bconn *prev, *next;
+    bench_sched_item si; /* scheduled: the request in the queue or in service */
+    bool in_sched;       /* si is in the schedule; the connection is not read meanwhile */
+    bool gone;           /* hung up while in the schedule: out of epoll, closed when served */
+    bool resp_close, resp_head; /* how to answer the request in the schedule */
 } bconn;
 
 typedef struct worker {
     pthread_t tid;
     int listen_fd, ep;
+    int timer_fd;        /* scheduled: fires at the schedule's next deadline; else -1 */
+    bench_sched *sched;  /* NULL without a schedule */
     bconn *conns; /* every open connection, to close them at stop */
     char in[IN_SCRATCH];
     char out[OUT_SCRATCH];
@@ -55,10 +68,12 @@ static struct {
     worker *w;
     int n;
     int stop_fd;
-} srv = {NULL, 0, -1};
+    bench_sched sched;
+    bench_server_phase phases[BENCH_SERVER_MAX_PHASES];
+} srv = {.stop_fd = -1};
 
-/* epoll user data for the two fds that are not connections. */
-static char tag_listen, tag_stop;
+/* epoll user data for the fds that are not connections. */
+static char tag_listen, tag_stop, tag_timer;
 
 /* ---- request scanning ---------------------------------------------------------------- */
 
@@ -231,6 +246,103 @@ static void settle(worker *w, bconn *c, bool was_blocked)
     }
 }
 
+/* ---- scheduled answers ---------------------------------------------------------------- */
+
+static int64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Scheduled mode: takes the first complete request of data[0..len) into the schedule and
+ * keeps the rest in c->keep (c->keep must be empty). Leaves the connection unread while the
+ * request is in the schedule. Returns -1 when the connection must close now. */
+static int take_one(worker *w, bconn *c, const char *data, size_t len)
+{
+    size_t pos = c->skip < len ? c->skip : len;
+    c->skip -= pos;
+    const char *hend = c->skip == 0 && len > pos ? memmem(data + pos, len - pos, "\r\n\r\n", 4)
+                                                 : NULL;
+    if (hend != NULL) {
+        size_t body, hl = (size_t)(hend - (data + pos)) + 4;
+        if (scan_headers(data + pos, hl - 2, &body, &c->resp_close, &c->resp_head) != 0)
+            return -1;
+        pos += hl;
+        c->skip = body;
+    }
+    size_t rest = hend != NULL && c->resp_close ? 0 : len - pos;
+    if (hend == NULL && rest > MAX_HEADER)
+        return -1;
+    if (rest > 0) {
+        c->keep = malloc(rest);
+        if (c->keep == NULL)
+            return -1;
+        memcpy(c->keep, data + pos, rest);
+        c->keep_len = rest;
+    }
+    if (hend == NULL)
+        return 0;
+    if (set_interest(w, c, 0) != 0)
+        return -1;
+    c->in_sched = true;
+    bench_sched_submit(w->sched, &c->si);
+    return 0;
+}
+
+/* Scheduled mode, nothing pending on c: takes its next kept request, or reads on. */
+static void next_request(worker *w, bconn *c)
+{
+    char *data = c->keep;
+    size_t len = c->keep_len;
+    c->keep = NULL;
+    c->keep_len = 0;
+    int rc = take_one(w, c, data, len);
+    free(data);
+    if (rc != 0 || (!c->in_sched && set_interest(w, c, EPOLLIN) != 0))
+        conn_close(w, c);
+}
+
+/* Scheduled mode: the answer to c's request is due. */
+static void on_served(worker *w, bconn *c)
+{
+    c->in_sched = false;
+    if (c->gone) {
+        conn_close(w, c);
+        return;
+    }
+    const char *r = c->resp_close ? resp_close : resp_keep;
+    size_t rl = (c->resp_close ? sizeof resp_close : sizeof resp_keep) - 1;
+    if (c->resp_head)
+        rl -= sizeof BENCH_SERVER_BODY - 1;
+    c->close_after = c->resp_close;
+    if (send_or_keep(c, r, rl) != 0)
+        conn_close(w, c);
+    else if (c->out != NULL)
+        settle(w, c, false); /* on_writable() goes on when the socket took it */
+    else if (c->close_after)
+        conn_close(w, c);
+    else
+        next_request(w, c);
+}
+
+/* Scheduled mode: answers what is due, then arms the timer for what comes next. */
+static void run_schedule(worker *w)
+{
+    bench_sched_item *it;
+    while ((it = bench_sched_due(w->sched, now_ns())) != NULL)
+        on_served(w, (bconn *)(void *)((char *)it - offsetof(bconn, si)));
+    int64_t d = bench_sched_deadline(w->sched);
+    struct itimerspec t = {{0, 0}, {0, 0}}; /* all zero disarms */
+    if (d != INT64_MAX) {
+        t.it_value.tv_sec = d / 1000000000;
+        t.it_value.tv_nsec = d % 1000000000;
+        if (t.it_value.tv_sec == 0 && t.it_value.tv_nsec == 0)
+            t.it_value.tv_nsec = 1;
+    }
+    timerfd_settime(w->timer_fd, TFD_TIMER_ABSTIME, &t, NULL);
+}
+
 static void on_readable(worker *w, bconn *c)
 {
     size_t have = c->keep_len;
@@ -246,6 +358,11 @@ static void on_readable(worker *w, bconn *c)
     free(c->keep);
     c->keep = NULL;
     c->keep_len = 0;
+    if (w->sched != NULL) {
+        if (take_one(w, c, w->in, have + (size_t)n) != 0)
+            conn_close(w, c);
+        return;
+    }
     if (serve(w, c, w->in, have + (size_t)n) != 0) {
         conn_close(w, c);
         return;
@@ -267,6 +384,13 @@ static void on_writable(worker *w, bconn *c)
         return;
     free(c->out);
     c->out = NULL;
+    if (w->sched != NULL) {
+        if (c->close_after)
+            conn_close(w, c);
+        else
+            next_request(w, c);
+        return;
+    }
     /* Input that arrived with the blocked batch is answered before reading more. */
     size_t have = c->keep_len;
     if (have > 0 && !c->close_after) {
@@ -329,12 +453,27 @@ static void *worker_main(void *arg)
                 on_accept(w);
                 continue;
             }
+            if (p == &tag_timer) {
+                uint64_t ticks;
+                (void)!read(w->timer_fd, &ticks, sizeof ticks); /* rearmed below */
+                continue;
+            }
             bconn *c = p;
+            if (c->in_sched) {
+                /* Unread meanwhile, so only a hang-up or an error: the answer has nowhere
+                 * to go, but the request keeps its place (a real server would not know). */
+                epoll_ctl(w->ep, EPOLL_CTL_DEL, c->fd, NULL);
+                c->gone = true;
+                c->si.cancelled = true;
+                continue;
+            }
             if (c->out != NULL)
                 on_writable(w, c); /* EPOLLERR/EPOLLHUP show up as a failing send */
             else
                 on_readable(w, c);
         }
+        if (w->sched != NULL)
+            run_schedule(w);
     }
 out:
     while (w->conns != NULL)
@@ -381,6 +520,8 @@ static void teardown(int started)
             close(srv.w[i].listen_fd);
         if (srv.w[i].ep >= 0)
             close(srv.w[i].ep);
+        if (srv.w[i].timer_fd >= 0)
+            close(srv.w[i].timer_fd);
     }
     if (srv.stop_fd >= 0)
         close(srv.stop_fd);
@@ -390,9 +531,40 @@ static void teardown(int started)
     srv.stop_fd = -1;
 }
 
+void bench_server_options_init(bench_server_options *o)
+{
+    *o = (bench_server_options){.threads = 1};
+}
+
 int bench_server_start(int threads, uint16_t *port_out)
 {
-    if (threads < 1 || threads > MAX_THREADS)
+    bench_server_options o;
+    bench_server_options_init(&o);
+    o.threads = threads;
+    return bench_server_start_ex(&o, port_out);
+}
+
+/* The schedule's fields of o, checked; copies the phases into srv. Returns 0 or -EINVAL. */
+static int take_schedule(const bench_server_options *o)
+{
+    if (o->workers < 0 || o->service_us < 0 || o->nphases > BENCH_SERVER_MAX_PHASES ||
+        (o->nphases > 0 && o->phases == NULL))
+        return -EINVAL;
+    for (size_t i = 0; i < o->nphases; i++) {
+        const bench_server_phase *p = &o->phases[i];
+        if (p->at_ms < 0 || p->workers < 0 || p->service_us < 0 ||
+            (i > 0 && p->at_ms <= o->phases[i - 1].at_ms))
+            return -EINVAL;
+        srv.phases[i] = *p;
+    }
+    return 0;
+}
+
+int bench_server_start_ex(const bench_server_options *o, uint16_t *port_out)
+{
+    bool scheduled = o->workers > 0 || o->nphases > 0;
+    int threads = scheduled ? 1 : o->threads;
+    if (o->threads < 1 || o->threads > MAX_THREADS || take_schedule(o) != 0)
         return -EINVAL;
     if (srv.w != NULL)
         return -EALREADY;
@@ -401,7 +573,7 @@ int bench_server_start(int threads, uint16_t *port_out)
         return -ENOMEM;
     srv.n = threads;
     for (int i = 0; i < threads; i++)
-        srv.w[i].listen_fd = srv.w[i].ep = -1;
+        srv.w[i].listen_fd = srv.w[i].ep = srv.w[i].timer_fd = -1;
     srv.stop_fd = eventfd(0, EFD_CLOEXEC);
     int rc = srv.stop_fd < 0 ? -errno : 0;
     uint16_t port = 0;
@@ -418,6 +590,19 @@ int bench_server_start(int threads, uint16_t *port_out)
         if (w->ep < 0 || epoll_ctl(w->ep, EPOLL_CTL_ADD, w->listen_fd, &el) != 0 ||
             epoll_ctl(w->ep, EPOLL_CTL_ADD, srv.stop_fd, &es) != 0)
             rc = -errno;
+    }
+    if (rc == 0 && scheduled) {
+        worker *w = &srv.w[0];
+        struct epoll_event et = {.events = EPOLLIN, .data.ptr = &tag_timer};
+        w->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+        if (w->timer_fd < 0 || epoll_ctl(w->ep, EPOLL_CTL_ADD, w->timer_fd, &et) != 0)
+            rc = -errno;
+        bench_sched_init(&srv.sched, o->workers, o->service_us, srv.phases, o->nphases,
+                         now_ns());
+        w->sched = &srv.sched;
+        /* Phases are timed from here: arm for the first before any request arrives. */
+        if (rc == 0)
+            run_schedule(w);
     }
     int started = 0;
     for (; rc == 0 && started < threads; started++) {

@@ -16,6 +16,7 @@
 
 #include "bench_server.h"
 #include "cli.h"
+#include "bench_plot.h"
 #include "heatmap.h"
 #include "latency.h"
 
@@ -54,6 +55,13 @@ static void usage(FILE *f)
         "      --command CMD     redis:// URLs: the command (default PING)\n"
         "      --metrics ADDR    serve the pool's metrics on ADDR (loopback, e.g.\n"
         "                        127.0.0.1:9464) at /metrics and /debug/pools\n"
+        "      --adaptive        HTTP: let the pool's adaptive limit size each\n"
+        "                        destination (at most --max-per-host)\n"
+        "      --server-phases S built-in server only: its capacity over time, phases\n"
+        "                        AT_MS:WORKERS:SERVICE_US separated by commas, e.g.\n"
+        "                        0:8:2000,5000:4:2000 (WORKERS 0: no limit)\n"
+        "      --plot FILE       write an SVG of the limit, leases in use and p50/p99\n"
+        "                        over time, with the server's phases marked\n"
         "  -q, --quiet           no live line\n"
         "With no URL, a built-in loopback server is started and benchmarked.\n");
 }
@@ -80,6 +88,9 @@ static int parse_args(int argc, char **argv, bench_cfg *cfg)
                                           {"query", required_argument, NULL, 8},
                                           {"command", required_argument, NULL, 9},
                                           {"metrics", required_argument, NULL, 10},
+                                          {"adaptive", no_argument, NULL, 11},
+                                          {"server-phases", required_argument, NULL, 12},
+                                          {"plot", required_argument, NULL, 13},
                                           {NULL, 0, NULL, 0}};
     *cfg = (bench_cfg){
         .concurrency = 16, .threads = 1, .seconds = 10, .method = "GET", .idle_timeout_s = -1};
@@ -170,6 +181,15 @@ static int parse_args(int argc, char **argv, bench_cfg *cfg)
         case 10:
             cfg->metrics = optarg;
             break;
+        case 11:
+            cfg->adaptive = true;
+            break;
+        case 12:
+            cfg->server_phases = optarg;
+            break;
+        case 13:
+            cfg->plot = optarg;
+            break;
         case 'q':
             cfg->quiet = true;
             break;
@@ -224,9 +244,26 @@ int cmd_bench(int argc, char **argv)
     raise_nofile();
     char builtin_url[64];
     bool builtin = cfg.url == NULL;
+    bench_server_phase phases[BENCH_SERVER_MAX_PHASES];
+    size_t nphases = 0;
+    if (cfg.server_phases != NULL) {
+        char perr[160];
+        if (!builtin)
+            return fprintf(stderr, "bench: --server-phases is for the built-in server (no URL)\n"),
+                   2;
+        if (bench_server_phase_parse(cfg.server_phases, phases, BENCH_SERVER_MAX_PHASES,
+                                     &nphases, perr, sizeof perr) != 0)
+            return fprintf(stderr, "bench: --server-phases: %s\n", perr), 2;
+    }
+    int64_t t0 = tp_clock_now(); /* time 0 of the phases, the heat map and the plot */
     if (builtin) {
         uint16_t port = 0;
-        if (bench_server_start(1, &port) != 0) {
+        bench_server_options so;
+        bench_server_options_init(&so);
+        so.phases = phases;
+        so.nphases = nphases;
+        t0 = tp_clock_now();
+        if (bench_server_start_ex(&so, &port) != 0) {
             fprintf(stderr, "bench: could not start the built-in server: %s\n", strerror(errno));
             return 1;
         }
@@ -243,8 +280,8 @@ int cmd_bench(int argc, char **argv)
     tp_err rc;
     bool dbmode = bench_db_url(cfg.url);
     if (dbmode) {
-        if (cfg.rate > 0) {
-            fprintf(stderr, "bench: --rate is for HTTP URLs\n");
+        if (cfg.rate > 0 || cfg.adaptive) {
+            fprintf(stderr, "bench: --%s is for HTTP URLs\n", cfg.rate > 0 ? "rate" : "adaptive");
             return 2;
         }
         rc = bench_db_open(&cfg, cfg.max_per_host > 0 ? cfg.max_per_host : cfg.concurrency, &db,
@@ -256,6 +293,14 @@ int cmd_bench(int argc, char **argv)
             o.pool.max_per_key = cfg.max_per_host;
         if (cfg.idle_timeout_s >= 0)
             o.pool.idle_timeout = (int64_t)(cfg.idle_timeout_s * 1e9);
+        tp_adapt_options ao;
+        if (cfg.adaptive) {
+            tp_adapt_options_init(&ao);
+            ao.max_limit = o.pool.max_per_key;
+            if (ao.initial_limit > ao.max_limit)
+                ao.initial_limit = ao.max_limit;
+            o.pool.adaptive = &ao; /* copied by the pool at create */
+        }
         o.ca_file = cfg.cacert;
         o.tls_insecure_skip_verify = cfg.insecure;
         rc = tp_http_client_create(&o, &client, &e);
@@ -304,7 +349,11 @@ int cmd_bench(int argc, char **argv)
             return 1;
         }
     }
-    int64_t t0 = tp_clock_now();
+    bench_plot bp;
+    if (cfg.plot != NULL && bench_plot_start(&bp, &cfg, t0, phases, nphases) != 0) {
+        fprintf(stderr, "bench: --plot: out of memory\n");
+        return 1;
+    }
     for (int64_t i = 0; i < nt && cfg.heatmap != NULL; i++)
         if (heatmap_init(&ws[i].heat, t0,
                          cfg.seconds <= 60 ? 100 * TP_NSEC_PER_MSEC : TP_NSEC_PER_SEC) != 0) {
@@ -332,6 +381,8 @@ int cmd_bench(int argc, char **argv)
         struct timespec ts = {0, 10 * 1000 * 1000};
         nanosleep(&ts, NULL);
         el = now_s() - start;
+        if (cfg.plot != NULL)
+            bench_plot_tick(&bp, pool, ws, started, tp_clock_now());
         if (el - last >= 1.0 || el >= cfg.seconds) {
             tp_pool_stats(pool, &st);
             if (!cfg.quiet)
@@ -367,6 +418,9 @@ int cmd_bench(int argc, char **argv)
         for (int64_t i = 0; i < nt; i++)
             heatmap_free(&ws[i].heat);
     }
+
+    if (cfg.plot != NULL)
+        bench_plot_finish(&bp, &cfg);
 
     printf("%llu requests in %.2f s: %.0f req/s, %llu errors (%llu bad status)\n",
            (unsigned long long)requests, secs, (double)requests / secs, (unsigned long long)errors,

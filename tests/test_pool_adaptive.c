@@ -137,6 +137,45 @@ static void test_limit_follows_latency(void **state)
     assert_true(tu_pool_stats(x->p).total <= 32);
 }
 
+/* Without a maintenance thread, only releases serve waiters: when a release grows the
+ * limit, every waiter the larger limit admits must be served then, not just the one the
+ * ending lease frees, or the leases out would stay at the start-up probe's size. */
+static void test_growth_serves_waiters_at_once(void **state)
+{
+    fx *x = *state;
+    tp_pool_destroy(x->p);
+    tp_pool_options o;
+    fake_pool_options(&x->f, &o);
+    o.max_per_key = 64;
+    o.adaptive = &x->ao;
+    o.maintenance_thread = false;
+    x->p = tu_pool_create(&o);
+    atomic_int stop = 0, hold = 2;
+    enum { T = 24 };
+    pthread_t th[T];
+    load ld[T];
+    for (int i = 0; i < T; i++) {
+        ld[i] = (load){.x = x, .stop = &stop, .hold_ms = &hold};
+        tu_thread_start(&th[i], load_main, &ld[i]);
+    }
+    tu_sleep_ms(2000);
+    int64_t most = 0, limit = 0;
+    for (int64_t t0 = tu_now_ns(); tu_ms_since(t0) < 500; tu_sleep_ms(5)) {
+        tp_stats st;
+        tu_key_stats(x->p, "k", &st);
+        most = st.in_use > most ? st.in_use : most;
+        limit = st.adaptive_limit;
+    }
+    atomic_store(&stop, 1);
+    for (int i = 0; i < T; i++)
+        tu_thread_join(th[i]);
+    print_message("limit %lld, most leases out %lld (probe size 4)\n", (long long)limit,
+                  (long long)most);
+    assert_true(limit > 4);
+    assert_true(most > 4);
+    assert_true(most * 2 >= limit);
+}
+
 static void test_drops_back_off(void **state)
 {
     fx *x = *state;
@@ -187,6 +226,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         T(test_limit_caps_leases),
         T(test_limit_follows_latency),
+        T(test_growth_serves_waiters_at_once),
         T(test_drops_back_off),
         T(test_invalid_adaptive_options),
     };

@@ -47,14 +47,15 @@ bool tp__key_admits_locked(tp_pool *p, tp__key *key)
     return (key->nconns - key->nlinked) + key->opening < tp_adapt_limit(key->adapt);
 }
 
-void tp__adapt_release_locked(tp_pool *p, tp__key *key, int64_t hold, bool dropped, int64_t now)
+bool tp__adapt_release_locked(tp_pool *p, tp__key *key, int64_t hold, bool dropped, int64_t now)
 {
     TP__ASSERT_LOCKED(&p->mu);
     if (key->adapt == NULL)
-        return;
+        return false;
+    int64_t before = tp_adapt_limit(key->adapt);
     int64_t inflight = key->nconns - key->nlinked + key->opening; /* this lease included */
     tp_adapt_sample(key->adapt, hold, inflight, dropped ? TP_ADAPT_DROP : TP_ADAPT_OK, now);
-    tp_adapt_tick(key->adapt, now);
+    return tp_adapt_tick(key->adapt, now) > before;
 }
 
 void tp__adapt_drop_locked(tp_pool *p, tp__key *key, int64_t duration, int64_t now)

@@ -339,8 +339,9 @@ void tp__adapt_key_free(tp_pool *p, tp__key *key);
  * the adaptive limit; with it, leases + opening must stay under the limit. */
 bool tp__key_admits_locked(tp_pool *p, tp__key *key);
 /* tp__adapt_release_locked: a lease of key that lasted hold ended (dropped: the caller
- * reported a capacity failure): feeds the controller. */
-void tp__adapt_release_locked(tp_pool *p, tp__key *key, int64_t hold, bool dropped, int64_t now);
+ * reported a capacity failure): feeds the controller. True if the limit grew: the caller
+ * then serves the waiters the larger limit admits, not only the one its lease frees. */
+bool tp__adapt_release_locked(tp_pool *p, tp__key *key, int64_t hold, bool dropped, int64_t now);
 /* tp__adapt_drop_locked: an open failed: a drop for the controller. */
 void tp__adapt_drop_locked(tp_pool *p, tp__key *key, int64_t duration, int64_t now);
 /* tp__adapt_tick_locked: maintenance's tick; true if the limit grew. */

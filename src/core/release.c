@@ -108,6 +108,8 @@ void tp__capacity_freed_locked(tp_pool *p, tp__key *key, tp__after *a)
                 serve_waiters_locked(p, k, a);
 }
 
+static void release_slow_locked(tp_pool *p, tp_conn *c, int64_t now, tp__after *a);
+
 /* The waiters-present or unlinked case of a release that keeps the connection. */
 static void release_slow(tp_pool *p, tp_conn *c, int64_t now, int64_t hold, bool dropped)
 {
@@ -116,10 +118,18 @@ static void release_slow(tp_pool *p, tp_conn *c, int64_t now, int64_t hold, bool
     tp__key *k = c->key;
     tp__mutex_lock(&p->mu);
     k->last_active = now;
-    tp__adapt_release_locked(p, k, hold, dropped, now);
+    bool grew = tp__adapt_release_locked(p, k, hold, dropped, now);
+    release_slow_locked(p, c, now, &a);
+    if (grew)
+        tp__capacity_freed_locked(p, k, &a);
+    tp__after_run(p, &a);
+}
+
+static void release_slow_locked(tp_pool *p, tp_conn *c, int64_t now, tp__after *a)
+{
+    tp__key *k = c->key;
     if (atomic_load(&p->closed)) {
-        tp__conn_close_locked(p, c, TP_CLOSE_POOL_CLOSED, &a);
-        tp__after_run(p, &a);
+        tp__conn_close_locked(p, c, TP_CLOSE_POOL_CLOSED, a);
         return;
     }
     uint64_t gen = TP__CS_GEN(atomic_load(&c->word));
@@ -136,13 +146,12 @@ static void release_slow(tp_pool *p, tp_conn *c, int64_t now, int64_t hold, bool
                 atomic_store(&c->word, TP__CS_MAKE(gen, 0, TP__CS_INUSE));
             }
             atomic_store_explicit(&c->idle_since, now, memory_order_relaxed);
-            tp__waiter_grant_conn_locked(p, w, c, &a);
-            tp__after_run(p, &a);
+            tp__waiter_grant_conn_locked(p, w, c, a);
             return;
         }
         /* The first waiter has not waited long: make the connection idle and wake it;
          * a running thread may take the connection first (no handoff cost). */
-        if (make_idle_room_locked(p, c, &a)) {
+        if (make_idle_room_locked(p, c, a)) {
             make_idle_locked(p, c, now);
             if (!w->woken) {
                 w->woken = true;
@@ -150,21 +159,19 @@ static void release_slow(tp_pool *p, tp_conn *c, int64_t now, int64_t hold, bool
             }
             tp__hint_set(p, c, gen);
         } else {
-            tp__conn_close_locked(p, c, TP_CLOSE_IDLE_OVERFLOW, &a);
-            tp__capacity_freed_locked(p, k, &a);
+            tp__conn_close_locked(p, c, TP_CLOSE_IDLE_OVERFLOW, a);
+            tp__capacity_freed_locked(p, k, a);
         }
-        tp__after_run(p, &a);
         return;
     }
-    if (make_idle_room_locked(p, c, &a)) {
+    if (make_idle_room_locked(p, c, a)) {
         make_idle_locked(p, c, now);
         tp__hint_set(p, c, gen);
-        tp__capacity_freed_locked(p, k, &a); /* waiters of other keys held by max_total */
+        tp__capacity_freed_locked(p, k, a); /* waiters of other keys held by max_total */
     } else {
-        tp__conn_close_locked(p, c, TP_CLOSE_IDLE_OVERFLOW, &a);
-        tp__capacity_freed_locked(p, k, &a);
+        tp__conn_close_locked(p, c, TP_CLOSE_IDLE_OVERFLOW, a);
+        tp__capacity_freed_locked(p, k, a);
     }
-    tp__after_run(p, &a);
 }
 
 void tp__release_to_idle_locked(tp_pool *p, tp_conn *c, tp__after *a)
@@ -251,8 +258,8 @@ void tp_conn_release(tp_conn *c, unsigned flags)
         tp__after_init(&a);
         tp__mutex_lock(&p->mu);
         k->last_active = now;
-        tp__adapt_release_locked(p, k, hold, (flags & TP_RELEASE_DROPPED) != 0, now);
-        tp__conn_close_locked(p, c, reason, &a);
+        (void)tp__adapt_release_locked(p, k, hold, (flags & TP_RELEASE_DROPPED) != 0, now);
+        tp__conn_close_locked(p, c, reason, &a); /* frees capacity: waiters served below */
         tp__capacity_freed_locked(p, k, &a);
         tp__after_run(p, &a);
         return;

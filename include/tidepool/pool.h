@@ -134,6 +134,13 @@ typedef struct tp_pool_options {
                                          min(max_limit, max_per_key), fed with hold times
                                          and drops; copied. Adaptive pools take every lease
                                          under the lock (no lock-free reuse). */
+    int64_t prewarm_waiters; /* when more acquires than this queue on a key, maintenance
+                                opens idle connections ahead of need (one per waiter not
+                                covered by an idle one; with adaptive, at most one
+                                limit's worth), so a limit that grows next finds them
+                                ready. Within max_per_key, max_idle_per_key and max_total
+                                (never closing another key's idle connections), never
+                                into a backoff or an open breaker. UNLIMITED: never */
 
     bool retire_unhealthy; /* with a connector fd(): read TCP_INFO of idle connections at
                               maintenance (and of every 32nd release) and close the sick
@@ -382,6 +389,7 @@ typedef struct tp_stats {
     uint64_t rejects_busy;  /* acquires refused: queue full */
     uint64_t rejects_breaker; /* acquires refused: breaker open */
     uint64_t checks_failed; /* idle connections that failed check() */
+    uint64_t prewarms;      /* opens started ahead of need (prewarm_waiters) */
     uint64_t closes[TP_CLOSE__COUNT]; /* closes by reason */
     /* histograms */
     tp_histogram acquire_wait; /* time from acquire call to lease (0 when not queued) */

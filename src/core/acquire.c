@@ -167,8 +167,10 @@ static wait_outcome wait_for_conn_locked(tp_pool *p, tp__key *key, int64_t start
             atomic_fetch_add(&p->waiters_total, 1);
             TP__ADD1(key->waits, 1);
             /* seq_cst: pairs with the releaser's CAS then load (see pool_internal.h). */
-            atomic_fetch_add(&key->nwaiters, 1);
+            int64_t nw = atomic_fetch_add(&key->nwaiters, 1) + 1;
             queued = true;
+            if (p->o.prewarm_waiters != TP_UNLIMITED && nw > p->o.prewarm_waiters)
+                tp__maintenance_poke_locked(p, now); /* prewarm now, not at the next pass */
             if (p->o.trace != NULL) {
                 tp__mutex_unlock(&p->mu);
                 tp_trace_event ev = {
@@ -254,7 +256,7 @@ tp_err tp_pool_acquire_ex(tp_pool *p, const void *key, size_t keylen, int64_t ti
         }
         if (o == GOT_SLOT) {
             /* timeout 0 means "do not queue"; the open itself still gets connect_timeout. */
-            rc = tp__open_slot_locked(p, k, timeout > 0 ? deadline : TP_DURATION_INFINITE, &c, err,
+            rc = tp__open_slot_locked(p, k, timeout > 0 ? deadline : TP_DURATION_INFINITE, false, &c, err,
                                       &a);
             if (rc == TP_OK) {
                 tp__hist_add(&k->wait_hist, tp_clock_now() - start);

@@ -44,7 +44,7 @@ bool tp__key_admits_locked(tp_pool *p, tp__key *key)
     TP__ASSERT_LOCKED(&p->mu);
     if (key->adapt == NULL)
         return true;
-    return (key->nconns - key->nlinked) + key->opening < tp_adapt_limit(key->adapt);
+    return tp__key_inflight_locked(key) < tp_adapt_limit(key->adapt);
 }
 
 bool tp__adapt_release_locked(tp_pool *p, tp__key *key, int64_t hold, bool dropped, int64_t now)
@@ -53,7 +53,7 @@ bool tp__adapt_release_locked(tp_pool *p, tp__key *key, int64_t hold, bool dropp
     if (key->adapt == NULL)
         return false;
     int64_t before = tp_adapt_limit(key->adapt);
-    int64_t inflight = key->nconns - key->nlinked + key->opening; /* this lease included */
+    int64_t inflight = tp__key_inflight_locked(key); /* this lease included */
     tp_adapt_sample(key->adapt, hold, inflight, dropped ? TP_ADAPT_DROP : TP_ADAPT_OK, now);
     return tp_adapt_tick(key->adapt, now) > before;
 }
@@ -63,8 +63,7 @@ void tp__adapt_drop_locked(tp_pool *p, tp__key *key, int64_t duration, int64_t n
     TP__ASSERT_LOCKED(&p->mu);
     if (key->adapt == NULL)
         return;
-    tp_adapt_sample(key->adapt, duration, key->nconns - key->nlinked + key->opening, TP_ADAPT_DROP,
-                    now);
+    tp_adapt_sample(key->adapt, duration, tp__key_inflight_locked(key), TP_ADAPT_DROP, now);
     tp_adapt_tick(key->adapt, now);
 }
 

@@ -21,10 +21,11 @@ void tp__maintenance_poke_locked(tp_pool *p, int64_t t)
     }
 }
 
-/* A job for after the lock: a probe or a warm-up open for one key. */
+/* A job for after the lock: a probe, a warm-up open or a prewarm open for one key. */
 typedef struct job {
     tp__key *key;
     bool probe;
+    bool prewarm;
 } job;
 
 /* Closes expired idle connections of k; returns the earliest future expiry seen. */
@@ -120,6 +121,40 @@ static int64_t count_idle_locked(tp__key *k)
     return idle;
 }
 
+/* Prewarm: more than prewarm_waiters acquires queued on k means demand has outgrown
+ * what is open. Opens idle connections ahead of need, one per waiter not yet covered by
+ * an idle or prewarming connection, so that a limit that grows next (the adaptive one)
+ * or the waiters that follow find them ready instead of paying for a connect. Within
+ * every limit: max_per_key and max_total (never by closing another key's idle
+ * connections: a guess is not worth churn), max_idle_per_key (the spares are idle), no
+ * open into a backoff or an open breaker; and under an adaptive limit at most one limit's
+ * worth of spares, since one window at most about doubles it. Queues up to room jobs;
+ * returns how many. */
+static int prewarm_locked(tp_pool *p, tp__key *k, int64_t now, job *jobs, int room, tp__after *a)
+{
+    int64_t nw = atomic_load(&k->nwaiters);
+    if (p->o.prewarm_waiters == TP_UNLIMITED || nw <= p->o.prewarm_waiters)
+        return 0;
+    int64_t spares = k->nlinked + k->prewarming;
+    int64_t want = nw - spares;
+    if (k->adapt != NULL)
+        want = TP__MIN(want, tp_adapt_limit(k->adapt) - spares);
+    want = TP__MIN(want, p->o.max_idle_per_key - spares);
+    int n = 0;
+    while (want-- > 0 && n < room) {
+        if (p->o.max_total != TP_UNLIMITED && p->total >= p->o.max_total)
+            break;
+        int64_t until;
+        if (tp__open_allowed_locked(p, k, now, &until, a) != TP__OPEN_OK)
+            break;
+        k->prewarming++;
+        TP__ADD1(k->prewarms, 1);
+        k->pins++;
+        jobs[n++] = (job){k, false, true};
+    }
+    return n;
+}
+
 /* Runs one probe or warm-up open (slot already reserved for opens) outside the lock. */
 static void run_job(tp_pool *p, job *j)
 {
@@ -136,7 +171,7 @@ static void run_job(tp_pool *p, job *j)
     } else {
         tp__mutex_lock(&p->mu);
         tp_conn *c = NULL;
-        tp_err rc = tp__open_slot_locked(p, k, TP_DURATION_INFINITE, &c, NULL, &a);
+        tp_err rc = tp__open_slot_locked(p, k, TP_DURATION_INFINITE, j->prewarm, &c, NULL, &a);
         if (rc == TP_OK)
             tp__release_to_idle_locked(p, c, &a);
     }
@@ -176,8 +211,10 @@ int64_t tp_pool_maintain(tp_pool *p)
             if (njobs < (int)(sizeof jobs / sizeof jobs[0]) &&
                 tp__breaker_probe_due_locked(p, k, now, &a)) {
                 k->pins++;
-                jobs[njobs++] = (job){k, true};
+                jobs[njobs++] = (job){k, true, false};
             }
+            njobs += prewarm_locked(p, k, now, jobs + njobs,
+                                    (int)(sizeof jobs / sizeof jobs[0]) - njobs, &a);
             /* Keep min_idle_per_key warm, within the limits and never into a backoff. */
             int64_t want = p->o.min_idle_per_key - count_idle_locked(k) - k->opening;
             while (want-- > 0 && njobs < (int)(sizeof jobs / sizeof jobs[0]) &&
@@ -186,7 +223,7 @@ int64_t tp_pool_maintain(tp_pool *p)
                 if (tp__open_allowed_locked(p, k, now, &until, &a) != TP__OPEN_OK)
                     break;
                 k->pins++;
-                jobs[njobs++] = (job){k, false};
+                jobs[njobs++] = (job){k, false, false};
             }
         }
     }

@@ -19,12 +19,13 @@ void tp__slot_release_locked(tp_pool *p, tp__key *key, tp__after *a)
     tp__capacity_freed_locked(p, key, a);
 }
 
-tp_err tp__open_slot_locked(tp_pool *p, tp__key *key, int64_t deadline, tp_conn **out,
-                            tp_errinfo *err, tp__after *a)
+tp_err tp__open_slot_locked(tp_pool *p, tp__key *key, int64_t deadline, bool prewarm,
+                            tp_conn **out, tp_errinfo *err, tp__after *a)
 {
     TP__ASSERT_LOCKED(&p->mu);
     tp_conn *c = tp__conn_new_locked(p);
     if (c == NULL) {
+        key->prewarming -= prewarm;
         tp__slot_release_locked(p, key, a);
         return tp_errinfo_set(err, TP_ENOMEM, 0, "allocating a connection");
     }
@@ -59,6 +60,7 @@ tp_err tp__open_slot_locked(tp_pool *p, tp__key *key, int64_t deadline, tp_conn 
 
     tp__mutex_lock(&p->mu);
     key->opening--;
+    key->prewarming -= prewarm; /* with opening: the adaptive limit never sees one alone */
     if (rc != TP_OK) {
         p->total--;
         tp__conn_recycle_locked(p, c);
@@ -97,7 +99,7 @@ static void *open_job_main(void *arg)
         TP__ADD1(k->timeouts, 1);
         rc = tp_errinfo_set(&info, TP_ETIMEDOUT, 0, "no connection before the deadline");
     } else {
-        rc = tp__open_slot_locked(p, k, w->deadline, &c, &info, &a);
+        rc = tp__open_slot_locked(p, k, w->deadline, false, &c, &info, &a);
     }
     if (rc == TP_OK) {
         w->grant = TP__GRANT_CONN;

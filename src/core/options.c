@@ -33,6 +33,7 @@ void tp_pool_options_init(tp_pool_options *o)
     o->maintenance_thread = true;
     o->retire_unhealthy = true;
     o->maintenance_interval = 1 * TP_NSEC_PER_SEC;
+    o->prewarm_waiters = TP_UNLIMITED; /* opens more than asked: the caller opts in */
 }
 
 #define BAD(...) (tp_errinfo_set(err, TP_EINVAL, 0, __VA_ARGS__))
@@ -90,6 +91,7 @@ tp_err tp__options_validate(const tp_pool_options *o, tp_errinfo *err)
         {"breaker_cooldown", o->breaker_cooldown},
         {"breaker_cooldown_max", o->breaker_cooldown_max},
         {"maintenance_interval", o->maintenance_interval},
+        {"prewarm_waiters", o->prewarm_waiters},
     };
     for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
         tp_err rc = check_nonneg(fields[i].name, fields[i].v, err);

@@ -131,6 +131,7 @@ static void key_retire_stats_locked(tp_pool *p, tp__key *k)
     r->rejects_busy += TP__LOAD(k->rejects_busy);
     r->rejects_breaker += TP__LOAD(k->rejects_breaker);
     r->checks_failed += TP__LOAD(k->checks_failed);
+    r->prewarms += TP__LOAD(k->prewarms);
     for (int i = 0; i < TP_CLOSE__COUNT; i++)
         r->closes[i] += TP__LOAD(k->closes[i]);
     tp__hist_fold(&r->hold, &k->st.hold);

@@ -124,6 +124,8 @@ struct tp__key {
     int64_t nconns;               /* live connections (idle + in use + reserved) */
     int64_t nlinked;              /* connections in the idle list */
     int64_t opening;              /* opens in flight */
+    int64_t prewarming;           /* of which prewarm opens: no lease waits on them, so
+                                     the adaptive limit does not count them */
     _Atomic int64_t nwaiters;     /* length of waiters; read without the lock by releasers */
     int64_t pins;                 /* deferred work referring to this key: not reclaimable */
     int64_t last_active;          /* last acquire or release, for reclaiming empty keys */
@@ -147,7 +149,7 @@ struct tp__key {
     /* statistics (pool lock), plus the shards of closed connections folded in */
     tp__shard st;
     _Atomic uint64_t waits, opens, open_failures, timeouts, rejects_busy, rejects_breaker,
-        checks_failed;
+        checks_failed, prewarms;
     _Atomic uint64_t closes[TP_CLOSE__COUNT];
     tp__hist wait_hist;
     tp__hist open_hist;
@@ -156,7 +158,7 @@ struct tp__key {
 /* Totals of keys that were reclaimed, so pool-wide counters never go backwards. */
 typedef struct tp__retired {
     uint64_t acquires, reuses, fast_acquires, waits, opens, open_failures, timeouts, rejects_busy,
-        rejects_breaker, checks_failed;
+        rejects_breaker, checks_failed, prewarms;
     uint64_t closes[TP_CLOSE__COUNT];
     tp_histogram hold, idle, wait, open;
 } tp__retired;
@@ -268,11 +270,12 @@ void tp__waiter_fail_locked(tp_pool *p, tp__waiter *w, tp_err err, const char *m
 /* tp__waiter_grant_open_locked: reserves an open slot for w and dequeues it. */
 void tp__waiter_grant_open_locked(tp_pool *p, tp__waiter *w, tp__after *a);
 /* tp__open_slot_locked: opens a connection for key in the calling thread. Called with
- * the lock held and an open slot reserved (opening and total counted); the lock is
- * released around connector open(). Returns with the lock held and the slot consumed:
- * on success *out is a live IN_USE connection of key (not yet leased). */
-tp_err tp__open_slot_locked(tp_pool *p, tp__key *key, int64_t deadline, tp_conn **out,
-                            tp_errinfo *err, tp__after *a);
+ * the lock held and an open slot reserved (opening and total counted; prewarm: also
+ * counted in prewarming); the lock is released around connector open(). Returns with the
+ * lock held and the slot consumed: on success *out is a live IN_USE connection of key
+ * (not yet leased). */
+tp_err tp__open_slot_locked(tp_pool *p, tp__key *key, int64_t deadline, bool prewarm,
+                            tp_conn **out, tp_errinfo *err, tp__after *a);
 /* tp__slot_new_locked (slot.c): the struct handed to a caller that opens its own
  * connection: not yet live, bound to key (pinned), remembering when the open started.
  * The open slot itself (opening, total) must already be reserved. NULL when out of
@@ -335,6 +338,12 @@ void tp__probe_done_locked(tp_pool *p, tp__key *key, tp_err rc, const tp_errinfo
 /* tp__adapt_key_init_locked: gives key its controller (adaptive pools). TP_ENOMEM. */
 tp_err tp__adapt_key_init_locked(tp_pool *p, tp__key *key);
 void tp__adapt_key_free(tp_pool *p, tp__key *key);
+/* tp__key_inflight_locked: what the adaptive limit counts: leases (connections neither
+ * idle nor linked) and opens a lease waits on (not prewarm opens). */
+static inline int64_t tp__key_inflight_locked(const tp__key *key)
+{
+    return key->nconns - key->nlinked + key->opening - key->prewarming;
+}
 /* tp__key_admits_locked: may key start another lease or open now? Always true without
  * the adaptive limit; with it, leases + opening must stay under the limit. */
 bool tp__key_admits_locked(tp_pool *p, tp__key *key);

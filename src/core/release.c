@@ -135,8 +135,7 @@ static void release_slow_locked(tp_pool *p, tp_conn *c, int64_t now, tp__after *
     uint64_t gen = TP__CS_GEN(atomic_load(&c->word));
     /* Under an adaptive limit that dropped below the leases out, an ending lease is not
      * handed on: the leases drain until one more fits under the limit. */
-    bool pass_on =
-        k->adapt == NULL || (k->nconns - k->nlinked - 1) + k->opening < tp_adapt_limit(k->adapt);
+    bool pass_on = k->adapt == NULL || tp__key_inflight_locked(k) - 1 < tp_adapt_limit(k->adapt);
     if (!tp__list_empty(&k->waiters) && pass_on) {
         tp__waiter *w = TP__CONTAINER_OF(k->waiters.next, tp__waiter, link);
         if (w->async || now - w->enqueued_at >= p->o.fair_after) {

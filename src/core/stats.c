@@ -49,6 +49,7 @@ static void key_snapshot_locked(tp_pool *p, tp__key *k, tp_stats *st)
     st->rejects_busy += TP__LOAD(k->rejects_busy);
     st->rejects_breaker += TP__LOAD(k->rejects_breaker);
     st->checks_failed += TP__LOAD(k->checks_failed);
+    st->prewarms += TP__LOAD(k->prewarms);
     for (int i = 0; i < TP_CLOSE__COUNT; i++)
         st->closes[i] += TP__LOAD(k->closes[i]);
     tp__hist_fold(&st->acquire_wait, &k->wait_hist);
@@ -88,6 +89,7 @@ void tp_pool_stats(tp_pool *p, tp_stats *out)
     out->rejects_busy += r->rejects_busy;
     out->rejects_breaker += r->rejects_breaker;
     out->checks_failed += r->checks_failed;
+    out->prewarms += r->prewarms;
     for (int i = 0; i < TP_CLOSE__COUNT; i++)
         out->closes[i] += r->closes[i];
     const tp_histogram *src[4] = {&r->hold, &r->idle, &r->wait, &r->open};

@@ -22,6 +22,8 @@ const tp__mfield tp__mcounters[] = {
       "Acquires that timed out waiting for a connection."),
     F(checks_failed, "tidepool_checks_failed_total", "checks_failed",
       "Idle connections that failed their check before reuse."),
+    F(prewarms, "tidepool_prewarms_total", "prewarms",
+      "Opens started ahead of need because acquires queued (prewarm_waiters)."),
 };
 const size_t tp__mcounters_n = sizeof tp__mcounters / sizeof tp__mcounters[0];
 

@@ -256,8 +256,8 @@ tp_err tp_pool_acquire_ex(tp_pool *p, const void *key, size_t keylen, int64_t ti
         }
         if (o == GOT_SLOT) {
             /* timeout 0 means "do not queue"; the open itself still gets connect_timeout. */
-            rc = tp__open_slot_locked(p, k, timeout > 0 ? deadline : TP_DURATION_INFINITE, false, &c, err,
-                                      &a);
+            rc = tp__open_slot_locked(p, k, timeout > 0 ? deadline : TP_DURATION_INFINITE, false,
+                                      &c, err, &a);
             if (rc == TP_OK) {
                 tp__hist_add(&k->wait_hist, tp_clock_now() - start);
                 k->pins--;

@@ -17,6 +17,8 @@ static void usage(FILE *f)
                "                built-in loopback server); `tidepool bench --help`\n"
                "  recommend     per-destination limits from queueing theory;\n"
                "                `tidepool recommend --help`\n"
+               "  doctor        the host's TCP sockets per destination, port headroom\n"
+               "                and findings with remedies; `tidepool doctor --help`\n"
                "  version       print the library version\n");
 }
 
@@ -79,6 +81,8 @@ int main(int argc, char **argv)
         return cmd_bench(argc - 1, argv + 1);
     if (strcmp(cmd, "recommend") == 0)
         return cmd_recommend(argc - 1, argv + 1);
+    if (strcmp(cmd, "doctor") == 0)
+        return cmd_doctor(argc - 1, argv + 1);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         printf("tidepool %s\n", tp_version_string());
         return 0;

@@ -15,5 +15,6 @@
 #include "redis.h"
 #include "sizing.h"
 #include "metrics.h"
+#include "diag.h"
 
 #endif

@@ -1,0 +1,85 @@
+/* pidfd.c: which sockets belong to a process. Each open socket appears in
+ * /proc/PID/fd/ as a link to "socket:[INODE]"; the same inode is idiag_inode in the
+ * sock_diag dump (and the inode column of /proc/net/tcp). Reading another user's fds
+ * needs privileges, which is reported as an error rather than as "no sockets". */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "diag_internal.h"
+#include "net/net.h" /* tp__errno_text */
+
+static int cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Returns the inode of a "socket:[N]" link target, 0 for anything else. */
+static uint32_t socket_inode(const char *target)
+{
+    unsigned long ino;
+    char close;
+    if (sscanf(target, "socket:[%lu%c", &ino, &close) != 2 || close != ']')
+        return 0;
+    return (uint32_t)ino;
+}
+
+tp_err tp__diag_pid_inodes(int pid, uint32_t **out, size_t *n, tp_errinfo *err)
+{
+    *out = NULL;
+    *n = 0;
+    if (pid <= 0)
+        return tp_errinfo_set(err, TP_EINVAL, 0, "pid %d: must be positive", pid);
+    char dir[64];
+    snprintf(dir, sizeof dir, "/proc/%d/fd", pid);
+    DIR *d = opendir(dir);
+    if (d == NULL) {
+        int e = errno;
+        char ebuf[128];
+        if (e == ENOENT)
+            return tp_errinfo_set(err, TP_EINVAL, e, "no process %d", pid);
+        return tp_errinfo_set(err, TP_ESYS, e, "%s: %s", dir, tp__errno_text(e, ebuf, sizeof ebuf));
+    }
+    uint32_t *v = NULL;
+    size_t cap = 0, len = 0;
+    tp_err rc = TP_OK;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        if (de->d_name[0] == '.')
+            continue;
+        char target[64];
+        ssize_t tl = readlinkat(dirfd(d), de->d_name, target, sizeof target - 1);
+        if (tl <= 0)
+            continue; /* the fd was closed meanwhile */
+        target[tl] = '\0';
+        uint32_t ino = socket_inode(target);
+        if (ino == 0)
+            continue;
+        if (len == cap) {
+            size_t ncap = cap ? cap * 2 : 64;
+            uint32_t *nv = realloc(v, ncap * sizeof *nv);
+            if (nv == NULL) {
+                rc = tp_errinfo_set(err, TP_ENOMEM, ENOMEM, "out of memory");
+                break;
+            }
+            v = nv;
+            cap = ncap;
+        }
+        v[len++] = ino;
+    }
+    closedir(d);
+    if (rc != TP_OK) {
+        free(v);
+        return rc;
+    }
+    if (len > 1)
+        qsort(v, len, sizeof *v, cmp_u32);
+    *out = v;
+    *n = len;
+    return TP_OK;
+}

@@ -10,6 +10,7 @@
 #include <stdio.h>
 
 #include "heatmap.h"
+#include "svg.h"
 
 /* The page and the plot inside it, in pixels. */
 #define PAGE_W 1100
@@ -71,28 +72,6 @@ static void lat_label(double us, char *buf, size_t cap)
         snprintf(buf, cap, "%g ms", us / 1e3);
     else
         snprintf(buf, cap, "%g s", us / 1e6);
-}
-
-static void put_escaped(FILE *f, const char *s)
-{
-    for (; *s; s++) {
-        switch (*s) {
-        case '&':
-            fputs("&amp;", f);
-            break;
-        case '<':
-            fputs("&lt;", f);
-            break;
-        case '>':
-            fputs("&gt;", f);
-            break;
-        case '"':
-            fputs("&quot;", f);
-            break;
-        default:
-            fputc(*s, f);
-        }
-    }
 }
 
 /* scan: the ranges the drawing needs. */
@@ -317,7 +296,7 @@ int heatmap_write_file(const heatmap *h, FILE *f, const char *title)
             "<rect width=\"100%%\" height=\"100%%\" fill=\"#fff\"/>\n",
             PAGE_W, PAGE_H, PAGE_W, PAGE_H);
     fputs("<text x=\"80\" y=\"28\" font-size=\"17\" font-weight=\"bold\">", f);
-    put_escaped(f, title != NULL ? title : "request latency over time");
+    svg_put_escaped(f, title != NULL ? title : "request latency over time");
     fputs("</text>\n", f);
     double bms = (double)h->bucket_ns / 1e6;
     fprintf(f,

@@ -2,6 +2,7 @@
  * scales, then draws panels, grid, lines, markers and legend as plain SVG elements (no
  * script, no CSS beyond presentation attributes, so every renderer shows the same). */
 #include "plot.h"
+#include "svg.h"
 
 #include <errno.h>
 #include <math.h>
@@ -97,28 +98,6 @@ static double value(const plot_point *pt, int s)
                           : pt->p99_ms;
 }
 
-static void esc(FILE *f, const char *s)
-{
-    for (; *s != '\0'; s++) {
-        switch (*s) {
-        case '<':
-            fputs("&lt;", f);
-            break;
-        case '>':
-            fputs("&gt;", f);
-            break;
-        case '&':
-            fputs("&amp;", f);
-            break;
-        case '"':
-            fputs("&quot;", f);
-            break;
-        default:
-            fputc(*s, f);
-        }
-    }
-}
-
 /* A step of 1, 2 or 5 times a power of ten giving about n ticks over [0, range]. */
 static double nice_step(double range, int n)
 {
@@ -163,7 +142,7 @@ static void panel(FILE *f, scale *sc, double vmax, const char *ytitle)
                 xs(sc, t), sc->y0, xs(sc, t), sc->y1);
     fprintf(f, "<text transform=\"translate(18 %.1f) rotate(-90)\" text-anchor=\"middle\">",
             (sc->y0 + sc->y1) / 2);
-    esc(f, ytitle);
+    svg_put_escaped(f, ytitle);
     fputs("</text>\n", f);
 }
 
@@ -219,7 +198,8 @@ int plot_write_file(const plot *p, FILE *f, const char *title)
             "<text x=\"%d\" y=\"28\" text-anchor=\"middle\" font-size=\"16\" "
             "font-weight=\"bold\">",
             W, H, W, H, W / 2);
-    esc(f, title != NULL ? title : "tidepool bench: limit, in use and latency over time");
+    svg_put_escaped(f,
+                    title != NULL ? title : "tidepool bench: limit, in use and latency over time");
     fputs("</text>\n", f);
 
     sc.y0 = TOP0;
@@ -249,7 +229,7 @@ int plot_write_file(const plot *p, FILE *f, const char *title)
                 "stroke=\"#555\" stroke-dasharray=\"5 4\"/>\n"
                 "<text x=\"%.1f\" y=\"%g\" text-anchor=\"middle\" fill=\"#333\">",
                 x, TOP0 - (i % 2 ? 20 : 6), x, BOT1, x, TOP0 - (i % 2 ? 24 : 10));
-        esc(f, p->marks[i].label);
+        svg_put_escaped(f, p->marks[i].label);
         fputs("</text></g>\n", f);
     }
 

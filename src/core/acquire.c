@@ -169,8 +169,10 @@ static wait_outcome wait_for_conn_locked(tp_pool *p, tp__key *key, int64_t start
             /* seq_cst: pairs with the releaser's CAS then load (see pool_internal.h). */
             int64_t nw = atomic_fetch_add(&key->nwaiters, 1) + 1;
             queued = true;
-            if (p->o.prewarm_waiters != TP_UNLIMITED && nw > p->o.prewarm_waiters)
-                tp__maintenance_poke_locked(p, now); /* prewarm now, not at the next pass */
+            /* Crossing the bound: prewarm now, not at the next pass. Only on the crossing,
+             * so a long queue does not run a maintenance pass per queued acquire. */
+            if (p->o.prewarm_waiters != TP_UNLIMITED && nw == p->o.prewarm_waiters + 1)
+                tp__maintenance_poke_locked(p, now);
             if (p->o.trace != NULL) {
                 tp__mutex_unlock(&p->mu);
                 tp_trace_event ev = {

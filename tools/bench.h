@@ -77,6 +77,13 @@ struct worker {
 extern atomic_bool bench_stop;
 extern atomic_llong bench_finished; /* workers that ran out of requests (-n) */
 
+/* bench_sample_interval: the time step of the heat map and the plot: 100 ms for runs of
+ * a minute or less, 1 s for longer ones. */
+static inline int64_t bench_sample_interval(const bench_cfg *cfg)
+{
+    return cfg->seconds <= 60 ? 100 * TP_NSEC_PER_MSEC : TP_NSEC_PER_SEC;
+}
+
 /* bench_may_issue: may another request start? Counts it against -n when one is given. */
 bool bench_may_issue(const bench_cfg *cfg);
 /* bench_record: one request's outcome (worker thread). */

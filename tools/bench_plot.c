@@ -5,15 +5,10 @@
 
 #include "bench_plot.h"
 
-static int64_t interval_of(const bench_cfg *cfg)
-{
-    return cfg->seconds <= 60 ? 100 * TP_NSEC_PER_MSEC : TP_NSEC_PER_SEC;
-}
-
 int bench_plot_start(bench_plot *bp, const bench_cfg *cfg, int64_t t0,
                      const bench_server_phase *phases, size_t nphases)
 {
-    int64_t iv = interval_of(cfg);
+    int64_t iv = bench_sample_interval(cfg);
     if (plot_init(&bp->p, t0, iv) != 0)
         return -1;
     bp->next = t0 + iv;

@@ -355,8 +355,7 @@ int cmd_bench(int argc, char **argv)
         return 1;
     }
     for (int64_t i = 0; i < nt && cfg.heatmap != NULL; i++)
-        if (heatmap_init(&ws[i].heat, t0,
-                         cfg.seconds <= 60 ? 100 * TP_NSEC_PER_MSEC : TP_NSEC_PER_SEC) != 0) {
+        if (heatmap_init(&ws[i].heat, t0, bench_sample_interval(&cfg)) != 0) {
             fprintf(stderr, "bench: --heatmap: out of memory\n");
             return 1;
         }

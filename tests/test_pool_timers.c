@@ -372,7 +372,7 @@ static void test_maintenance_thread_closes_idle(void **state)
 static void test_connect_timeout_bounds_open(void **state)
 {
     /* open() gets a deadline of at most connect_timeout, even when the acquire itself
-     * would wait much longer; the open's TP_ETIMEDOUT comes back promptly. */
+     * would wait much longer; the connector's TP_ECONNTIMEDOUT comes back promptly. */
     fx *x = *state;
     tp_pool_options o;
     opts(x, &o);
@@ -384,7 +384,8 @@ static void test_connect_timeout_bounds_open(void **state)
     int64_t t0 = tu_now_ns();
     tp_err r = tp_pool_acquire(p, KEY("k"), MS(5000), &c, &err);
     double ms = tu_ms_since(t0);
-    assert_int_equal(r, TP_ETIMEDOUT);
+    assert_int_equal(r, TP_ECONNTIMEDOUT);
+    assert_null(strstr(err.msg, "acquire deadline"));
     assert_true(ms >= 49.0);
     assert_true(ms < 50.0 + 200.0);
     assert_int_equal(tu_pool_stats(p).open_failures, 1);
@@ -393,17 +394,22 @@ static void test_connect_timeout_bounds_open(void **state)
 static void test_acquire_deadline_bounds_open(void **state)
 {
     /* The other way round: an acquire timeout shorter than connect_timeout is the
-     * open's deadline. */
+     * open's deadline, and running out of it is the caller's timeout (TP_ETIMEDOUT,
+     * saying so), not the connection's: the connector's reason is kept in the detail. */
     fx *x = *state;
     tp_pool_options o;
     opts(x, &o);
     tp_pool *p = x->p = tu_pool_create(&o);
     fake_set_open_delay_ms(&x->f, 400);
     tp_conn *c = NULL;
+    tp_errinfo err;
     int64_t t0 = tu_now_ns();
-    tp_err r = tp_pool_acquire(p, KEY("k"), MS(60), &c, NULL);
+    tp_err r = tp_pool_acquire(p, KEY("k"), MS(60), &c, &err);
     double ms = tu_ms_since(t0);
     assert_int_equal(r, TP_ETIMEDOUT);
+    assert_int_equal(err.code, TP_ETIMEDOUT);
+    assert_non_null(strstr(err.msg, "acquire deadline reached"));
+    assert_non_null(strstr(err.msg, "open delay passes the deadline"));
     assert_true(ms >= 59.0);
     assert_true(ms < 60.0 + 200.0);
 }

@@ -19,6 +19,33 @@ void tp__slot_release_locked(tp_pool *p, tp__key *key, tp__after *a)
     tp__capacity_freed_locked(p, key, a);
 }
 
+static bool is_timeout(tp_err rc)
+{
+    return rc == TP_ETIMEDOUT || rc == TP_ECONNTIMEDOUT || rc == TP_ETLSTIMEDOUT ||
+           rc == TP_EREQTIMEDOUT || rc == TP_EHDRTIMEDOUT;
+}
+
+/* The open ran out of the caller's acquire deadline rather than connect_timeout: the
+ * connector's own wording ("connect timed out after 0 ms") would blame the connection
+ * for the caller's short budget. The slack covers connectors that wait in whole ms. */
+static bool cut_by_caller_deadline(tp_err rc, int64_t deadline, int64_t dl, int64_t now)
+{
+    return is_timeout(rc) && deadline == dl && now + TP_NSEC_PER_MSEC >= deadline;
+}
+
+static tp_err caller_deadline_error(tp_errinfo *info, int64_t spent, int64_t connect_timeout)
+{
+    char why[sizeof info->msg];
+    snprintf(why, sizeof why, "%s", info->msg);
+    char limit[48] = "no connect_timeout";
+    if (connect_timeout != TP_DURATION_INFINITE)
+        snprintf(limit, sizeof limit, "connect_timeout %.0f ms", (double)connect_timeout / 1e6);
+    return tp_errinfo_set(info, TP_ETIMEDOUT, info->sys_errno,
+                          "acquire deadline reached %.1f ms into opening a connection (before "
+                          "%s): %s",
+                          (double)spent / 1e6, limit, why);
+}
+
 tp_err tp__open_slot_locked(tp_pool *p, tp__key *key, int64_t deadline, bool prewarm,
                             tp_conn **out, tp_errinfo *err, tp__after *a)
 {
@@ -49,6 +76,8 @@ tp_err tp__open_slot_locked(tp_pool *p, tp__key *key, int64_t deadline, bool pre
     if (rc != TP_OK && info.code == TP_OK)
         tp_errinfo_set(&info, rc, 0, "open failed: %s", tp_strerror(rc));
     int64_t t1 = tp_clock_now();
+    if (rc != TP_OK && cut_by_caller_deadline(rc, deadline, dl, t1))
+        rc = caller_deadline_error(&info, t1 - t0, p->o.connect_timeout);
     if (p->o.trace != NULL) {
         tp_trace_event ev = {.type = TP_TRACE_CONNECT_DONE,
                              .key = key->bytes,

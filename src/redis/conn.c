@@ -128,8 +128,9 @@ static tp_err redis_open(void *ctx, const void *key, size_t keylen, int64_t dead
     int64_t t0 = tp_clock_now();
     tp_err rc = tp__tcp_connect(t->host, t->port, deadline, &fd, NULL, NULL, err);
     if (rc == TP_ETIMEDOUT)
-        return tp_errinfo_set(err, TP_ECONNTIMEDOUT, 0, "connect to %s timed out after %.0f ms",
-                              dest, (double)(tp_clock_now() - t0) / 1e6);
+        return tp_errinfo_set(err, TP_ECONNTIMEDOUT, 0,
+                              "connect to %s timed out after %.1f ms (of %.1f ms allowed)", dest,
+                              (double)(tp_clock_now() - t0) / 1e6, (double)(deadline - t0) / 1e6);
     if (rc != TP_OK)
         return rc;
     /* hiredis's blocking API on a blocking socket; socket timeouts bound each call. */

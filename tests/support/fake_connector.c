@@ -125,7 +125,7 @@ tp_err fake_open(void *ctx, const void *key, size_t keylen, int64_t deadline, vo
         if (deadline != TP_DURATION_INFINITE && now + delay_ns > deadline) {
             /* A real connector would give up at the deadline, not after the delay. */
             tu_sleep_ns(deadline - now);
-            return open_failed(f, err, TP_ETIMEDOUT, "open delay passes the deadline");
+            return open_failed(f, err, TP_ECONNTIMEDOUT, "open delay passes the deadline");
         }
         tu_sleep_ns(delay_ns);
     }

@@ -9,7 +9,7 @@
  * never run twice at once for the same connection.
  *
  * Knobs are thread-safe and may change while a pool runs: fail the next N opens or all
- * opens with a given error, delay opens (honouring the deadline: TP_ETIMEDOUT if the
+ * opens with a given error, delay opens (honouring the deadline: TP_ECONNTIMEDOUT if the
  * delay would pass it), fail check() for one id / every Nth / all, fail reset() (always
  * or every Nth), choose probe()'s result, and a gate that blocks open() until released
  * (to observe connections in the "opening" state). An optional re-entry callback runs

@@ -1,5 +1,5 @@
 /* diag_internal.h: what the files of src/diag/ share: the report's layout, the socket
- * vector the dumpers fill, a growable text buffer for the renderers, and the steps of
+ * vector the dumpers fill, and the steps of
  * tp_diag_collect() (dump, select and aggregate, findings) as tp__diag_ functions. */
 #ifndef TP_DIAG_INTERNAL_H
 #define TP_DIAG_INTERNAL_H
@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/textbuf.h"
 #include "tidepool/diag.h"
 
 /* A socket as dumped, with the collector's bookkeeping. */
@@ -84,23 +85,5 @@ tp_err tp__diag_aggregate(tp_diag_report *r, tp__diag_vec *all, const uint32_t *
  * severity, sorts findings (most severe first) and dests (worst first). TP_ENOMEM. */
 tp_err tp__diag_findings(tp_diag_report *r);
 
-/* A growable NUL-terminated string. Out of memory is sticky: later appends do nothing
- * and tp__diag_buf_finish reports TP_ENOMEM. */
-typedef struct tp__diag_buf {
-    char *p;
-    size_t len, cap;
-    bool oom;
-} tp__diag_buf;
-
-void tp__diag_buf_printf(tp__diag_buf *b, const char *fmt, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 2, 3)))
-#endif
-    ;
-/* tp__diag_buf_json_str: appends s as a quoted, escaped JSON string. */
-void tp__diag_buf_json_str(tp__diag_buf *b, const char *s);
-/* tp__diag_buf_finish: hands the string to *out (and its length to *len) or frees it and
- * returns TP_ENOMEM. */
-tp_err tp__diag_buf_finish(tp__diag_buf *b, char **out, size_t *len);
 
 #endif

@@ -1,5 +1,5 @@
 /* src/metrics/internal.h: what the files of src/metrics/ share (never installed): the
- * growable output buffer, label sanitising and escaping, the table of exported stats
+ * exact seconds formatting, label sanitising and escaping, the table of exported stats
  * fields, the snapshot a render works from, and the registry's structure.
  *
  * The metrics module is a consumer of the pool: it uses the public API only. */
@@ -11,29 +11,17 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/textbuf.h"
 #include "tidepool/metrics.h"
 
-/* ---- output buffer ---------------------------------------------------------------- */
+/* ---- output ----------------------------------------------------------------------- */
 
-/* A growable NUL-terminated string. Appending never fails visibly: on out-of-memory the
- * buffer sets oom and ignores further appends, so renderers check once at the end. */
-typedef struct tp__mbuf {
-    char *p;
-    size_t len, cap;
-    bool oom;
-} tp__mbuf;
-
-void tp__mbuf_put(tp__mbuf *b, const char *s, size_t n);
-void tp__mbuf_puts(tp__mbuf *b, const char *s);
-void tp__mbuf_putc(tp__mbuf *b, char c);
-void tp__mbuf_u64(tp__mbuf *b, uint64_t v);
-void tp__mbuf_i64(tp__mbuf *b, int64_t v);
-/* Nanoseconds as exact decimal seconds ("0.000001", "2147.483648", "0"): appended, or
- * written NUL-terminated to out (returns the length). */
+/* The renderers write into a tp__tbuf (core/textbuf.h). Nanoseconds as exact decimal
+ * seconds ("0.000001", "2147.483648", "0"): appended, or written NUL-terminated to out
+ * (returns the length). */
 #define TP__MSECONDS_CAP 32
-void tp__mbuf_seconds(tp__mbuf *b, uint64_t ns);
+void tp__mput_seconds(tp__tbuf *b, uint64_t ns);
 size_t tp__mfmt_seconds(uint64_t ns, char out[TP__MSECONDS_CAP]);
-void tp__mbuf_free(tp__mbuf *b);
 
 /* ---- labels ----------------------------------------------------------------------- */
 
@@ -46,9 +34,7 @@ void tp__mbuf_free(tp__mbuf *b);
 size_t tp__mlabel_sanitize(const char *s, size_t n, char *out);
 
 /* tp__mesc_prom: appends s escaped as a Prometheus label value (\\, \", \n). */
-void tp__mesc_prom(tp__mbuf *b, const char *s);
-/* tp__mesc_json: appends s as a JSON string, quotes included. */
-void tp__mesc_json(tp__mbuf *b, const char *s);
+void tp__mesc_prom(tp__tbuf *b, const char *s);
 
 /* ---- the exported fields of tp_stats ---------------------------------------------- */
 
@@ -127,8 +113,8 @@ tp_err tp__msnap_take_locked(tp_metrics *m, tp__msnap *s);
 void tp__msnap_free(tp__msnap *s);
 
 /* The renderers: append one snapshot in their format. */
-void tp__mrender_prom(tp__mbuf *b, const tp__msnap *s);
-void tp__mrender_json(tp__mbuf *b, const tp__msnap *s);
+void tp__mrender_prom(tp__tbuf *b, const tp__msnap *s);
+void tp__mrender_json(tp__tbuf *b, const tp__msnap *s);
 
 /* ---- the exporter's address -------------------------------------------------------- */
 

@@ -149,7 +149,7 @@ tp_err tp_metrics_unregister(tp_metrics *m, const char *name)
 }
 
 /* Renders m into b (which the caller frees). */
-static tp_err render(tp_metrics *m, tp_metrics_format fmt, tp__mbuf *b)
+static tp_err render(tp_metrics *m, tp_metrics_format fmt, tp__tbuf *b)
 {
     tp__msnap s;
     pthread_mutex_lock(&m->mu);
@@ -163,7 +163,7 @@ static tp_err render(tp_metrics *m, tp_metrics_format fmt, tp__mbuf *b)
     }
     pthread_mutex_unlock(&m->mu);
     if (rc == TP_OK)
-        tp__mbuf_put(b, "", 0); /* an empty text still gets its NUL */
+        tp__tbuf_put(b, "", 0); /* an empty text still gets its NUL */
     return rc != TP_OK || b->oom ? TP_ENOMEM : TP_OK;
 }
 
@@ -180,10 +180,10 @@ tp_err tp_metrics_render(tp_metrics *m, tp_metrics_format fmt, char **out, size_
         *len = 0;
     if (m == NULL || out == NULL || !format_ok(fmt))
         return TP_EINVAL;
-    tp__mbuf b = {0};
+    tp__tbuf b = {0};
     tp_err rc = render(m, fmt, &b);
     if (rc != TP_OK) {
-        tp__mbuf_free(&b);
+        tp__tbuf_free(&b);
         return rc;
     }
     *out = b.p;
@@ -201,7 +201,7 @@ tp_err tp_metrics_render_buf(tp_metrics *m, tp_metrics_format fmt, char *buf, si
         return TP_EINVAL;
     if (cap > 0)
         buf[0] = '\0';
-    tp__mbuf b = {0};
+    tp__tbuf b = {0};
     tp_err rc = render(m, fmt, &b);
     if (rc == TP_OK) {
         *len = b.len;
@@ -210,6 +210,6 @@ tp_err tp_metrics_render_buf(tp_metrics *m, tp_metrics_format fmt, char *buf, si
         else
             rc = TP_ETOOBIG;
     }
-    tp__mbuf_free(&b);
+    tp__tbuf_free(&b);
     return rc;
 }

@@ -1,7 +1,8 @@
 /* test_pool_adaptive.c: the adaptive limit applied by the pool: a key's leases plus opens
  * never exceed the controller's limit (below max_per_key), the limit follows the hold
  * times the pool measures (down when leases get slower), drops reported on release back
- * it off, waiters held back by the limit are served as leases end, and the options are
+ * it off, waiters held back by the limit are served as leases end, running out of
+ * ephemeral ports caps the limit at the connections held, and the options are
  * validated. */
 #include <pthread.h>
 #include <setjmp.h>
@@ -203,6 +204,36 @@ static void test_drops_back_off(void **state)
     assert_int_equal(tu_pool_stats(x->p).closes[TP_CLOSE_DISCARDED], 0);
 }
 
+static void test_ports_exhausted_caps_limit(void **state)
+{
+    fx *x = *state;
+    /* Three leases under the start-up limit (4), then the destination's ports run out. */
+    tp_conn *c[3];
+    for (int i = 0; i < 3; i++)
+        c[i] = tu_acquire(x->p, "k", MS(1000));
+    int64_t before = limit_of(x);
+    assert_true(before >= 4);
+    fake_fail_next(&x->f, 1, TP_EPORTS);
+    tp_conn *more = NULL;
+    tp_errinfo e;
+    assert_int_equal(tp_pool_acquire(x->p, KEY("k"), MS(1000), &more, &e), TP_EPORTS);
+    /* The key can have what it holds and no more: a fourth lease waits for one of the
+     * three instead of dialing into EADDRNOTAVAIL again. */
+    assert_int_equal(limit_of(x), 3);
+    tu_sleep_ms(30); /* past the open failure's backoff */
+    tp_pool_maintain(x->p);
+    assert_int_equal(limit_of(x), 3); /* held for the TIME_WAIT period, not one tick */
+    uint64_t calls = atomic_load(&x->f.open_calls);
+    assert_int_equal(tp_pool_acquire(x->p, KEY("k"), MS(40), &more, NULL), TP_ETIMEDOUT);
+    assert_int_equal(atomic_load(&x->f.open_calls), calls);
+    tp_conn_release(c[2], 0);
+    assert_int_equal(tp_pool_acquire(x->p, KEY("k"), MS(1000), &more, NULL), TP_OK);
+    assert_int_equal(atomic_load(&x->f.open_calls), calls); /* the released one, reused */
+    tp_conn_release(more, 0);
+    tp_conn_release(c[1], 0);
+    tp_conn_release(c[0], 0);
+}
+
 static void test_invalid_adaptive_options(void **state)
 {
     fx *x = *state;
@@ -228,6 +259,7 @@ int main(void)
         T(test_limit_follows_latency),
         T(test_growth_serves_waiters_at_once),
         T(test_drops_back_off),
+        T(test_ports_exhausted_caps_limit),
         T(test_invalid_adaptive_options),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

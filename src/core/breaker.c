@@ -97,6 +97,8 @@ void tp__open_done_locked(tp_pool *p, tp__key *key, tp_err rc, const tp_errinfo 
     }
     TP__ADD1(key->open_failures, 1);
     tp__adapt_drop_locked(p, key, duration, now);
+    if (rc == TP_EPORTS)
+        tp__adapt_ports_exhausted_locked(p, key, now);
     key->failures++;
     if (info != NULL)
         key->last_err = *info;

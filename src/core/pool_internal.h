@@ -133,6 +133,8 @@ struct tp__key {
                                      server announced a shorter keep-alive */
     _Atomic int64_t rtt_base_us;  /* the key's healthy RTT (smallest seen, decaying up) */
     tp_adapt_state *adapt;        /* adaptive pools: the key's controller (pool lock) */
+    int64_t ports_capped_until;   /* adaptive: the port budget is this key's connections
+                                     after TP_EPORTS, until then (0: not capped) */
 
     /* open failures */
     int64_t failures;      /* consecutive open failures */
@@ -353,7 +355,12 @@ bool tp__key_admits_locked(tp_pool *p, tp__key *key);
 bool tp__adapt_release_locked(tp_pool *p, tp__key *key, int64_t hold, bool dropped, int64_t now);
 /* tp__adapt_drop_locked: an open failed: a drop for the controller. */
 void tp__adapt_drop_locked(tp_pool *p, tp__key *key, int64_t duration, int64_t now);
-/* tp__adapt_tick_locked: maintenance's tick; true if the limit grew. */
+/* tp__adapt_ports_exhausted_locked: an open of key failed with TP_EPORTS: no port is
+ * left for this destination, so the key's limit is capped at the connections it holds
+ * for one TIME_WAIT period (the time its closed connections keep their ports). */
+void tp__adapt_ports_exhausted_locked(tp_pool *p, tp__key *key, int64_t now);
+/* tp__adapt_tick_locked: maintenance's tick (lifts an expired port cap); true if the
+ * limit grew. */
 bool tp__adapt_tick_locked(tp_pool *p, tp__key *key, int64_t now);
 
 /* ---- health.c ----------------------------------------------------------------------- */

@@ -190,12 +190,14 @@ static void test_broken_context(void **state)
     tp_redis_lease *l = lease();
     redisReply *r = NULL;
     tp_errinfo err = {0};
-    /* The server closes the connection at QUIT's reply; the next read sees EOF. */
+    /* The server closes the connection at QUIT's reply; the next command sees EOF, or a
+     * reset when PING reached the server before its close (unread data: RST, no FIN). */
     assert_int_equal(tp_redis_command(l, &r, &err, "QUIT"), TP_OK);
     freeReplyObject(r);
     assert_int_equal(tp_redis_command(l, &r, &err, "PING"), TP_ECONNRESET);
     assert_null(r);
-    assert_non_null(strstr(err.msg, "closed"));
+    if (strstr(err.msg, "closed") == NULL && strstr(err.msg, "reset") == NULL)
+        fail_msg("PING after QUIT: %s", err.msg);
     tp_redis_release(l, 0);
     assert_int_equal(closes(TP_CLOSE_BROKEN), 1);
     l = lease();

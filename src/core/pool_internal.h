@@ -209,7 +209,7 @@ struct tp_pool {
     int64_t mdue; /* when the thread should next run */
 };
 
-/* ---- pool.c ------------------------------------------------------------------------ */
+/* ---- keys.c ------------------------------------------------------------------------ */
 
 /* tp__key_find_locked: the key with these bytes, or NULL. */
 tp__key *tp__key_find_locked(tp_pool *p, const void *key, size_t keylen, uint64_t hash);
@@ -220,6 +220,10 @@ uint64_t tp__key_hash(const void *key, size_t keylen);
 /* tp__key_reclaim_locked: retires keys that are empty and unused since before cutoff,
  * and frees those retired before cutoff. */
 void tp__key_reclaim_locked(tp_pool *p, int64_t cutoff);
+/* tp__key_free: frees a key that nothing refers to any more (table, graveyard, pins). */
+void tp__key_free(tp_pool *p, tp__key *key);
+
+/* ---- after.c ------------------------------------------------------------------------ */
 
 /* Work collected under the lock and finished after it is released: connector closes,
  * trace events, callbacks of completed asynchronous waiters, wake-ups. */
@@ -237,6 +241,8 @@ void tp__after_init(tp__after *a);
 /* tp__after_run: called with the lock held; releases it, runs the deferred work, and
  * returns with the lock released. */
 void tp__after_run(tp_pool *p, tp__after *a);
+
+/* ---- pool.c ------------------------------------------------------------------------ */
 
 /* tp__conn_close_locked: takes a live connection out of its key (unlinking it, counting
  * the close) and queues connector close() on a. The caller owns the connection (it is

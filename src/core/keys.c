@@ -1,0 +1,174 @@
+/* keys.c: the pool's key table: hashing a key's bytes, finding or creating its tp__key
+ * (growing the table as keys arrive), and reclaiming keys left empty, whose statistics
+ * are folded into the pool's retired totals so the pool's counters never go down. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "pool_internal.h"
+
+uint64_t tp__key_hash(const void *key, size_t keylen)
+{
+    /* Eight bytes at a time, each word mixed by a multiply, then a final avalanche so the
+     * low bits used for buckets depend on every byte. Keys are short (host:port, a
+     * credentials digest) and this runs on every acquire, so it must be a few ns. */
+    const unsigned char *s = key;
+    uint64_t h = 0x9E3779B97F4A7C15ull ^ (uint64_t)keylen;
+    size_t i = 0;
+    for (; i + 8 <= keylen; i += 8) {
+        uint64_t w;
+        memcpy(&w, s + i, 8);
+        h = (h ^ w) * 0xff51afd7ed558ccdull;
+        h ^= h >> 29;
+    }
+    if (i < keylen) {
+        uint64_t w = 0;
+        memcpy(&w, s + i, keylen - i);
+        h = (h ^ w) * 0xc4ceb9fe1a85ec53ull;
+    }
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdull;
+    h ^= h >> 33;
+    return h;
+}
+
+tp__key *tp__key_find_locked(tp_pool *p, const void *key, size_t keylen, uint64_t hash)
+{
+    TP__ASSERT_LOCKED(&p->mu);
+    for (tp__key *k = p->buckets[hash & (p->nbuckets - 1)]; k != NULL; k = k->hnext) {
+        if (k->hash == hash && k->keylen == keylen &&
+            (keylen == 0 || memcmp(k->bytes, key, keylen) == 0))
+            return k;
+    }
+    return NULL;
+}
+
+/* Doubles the bucket array when the table is as full as it has buckets. Failure to
+ * grow is harmless (chains get longer), so it is not reported. */
+static void key_table_grow_locked(tp_pool *p)
+{
+    size_t n = p->nbuckets * 2;
+    tp__key **b = tp__calloc(&p->alloc, n, sizeof *b);
+    if (b == NULL)
+        return;
+    for (size_t i = 0; i < p->nbuckets; i++) {
+        tp__key *k = p->buckets[i];
+        while (k != NULL) {
+            tp__key *next = k->hnext;
+            k->hnext = b[k->hash & (n - 1)];
+            b[k->hash & (n - 1)] = k;
+            k = next;
+        }
+    }
+    tp__free(&p->alloc, p->buckets);
+    p->buckets = b;
+    p->nbuckets = n;
+}
+
+tp__key *tp__key_get_locked(tp_pool *p, const void *key, size_t keylen, uint64_t hash, tp_err *err)
+{
+    tp__key *k = tp__key_find_locked(p, key, keylen, hash);
+    if (k != NULL)
+        return k;
+    if (p->o.max_keys != TP_UNLIMITED && p->nkeys >= p->o.max_keys) {
+        *err = TP_ELIMIT;
+        return NULL;
+    }
+    k = tp__calloc(&p->alloc, 1, sizeof *k);
+    if (k == NULL) {
+        *err = TP_ENOMEM;
+        return NULL;
+    }
+    k->bytes = tp__malloc(&p->alloc, keylen > 0 ? keylen : 1);
+    if (k->bytes == NULL) {
+        tp__free(&p->alloc, k);
+        *err = TP_ENOMEM;
+        return NULL;
+    }
+    if (keylen > 0)
+        memcpy(k->bytes, key, keylen);
+    k->keylen = keylen;
+    k->hash = hash;
+    if (tp__adapt_key_init_locked(p, k) != TP_OK) {
+        tp__free(&p->alloc, k->bytes);
+        tp__free(&p->alloc, k);
+        *err = TP_ENOMEM;
+        return NULL;
+    }
+    tp__list_init(&k->idle);
+    tp__list_init(&k->conns);
+    tp__list_init(&k->waiters);
+    k->breaker = TP_BREAKER_CLOSED;
+    k->cooldown = p->o.breaker_cooldown;
+    atomic_init(&k->idle_timeout, p->o.idle_timeout);
+    k->last_active = tp_clock_now();
+    size_t b = hash & (p->nbuckets - 1);
+    k->hnext = p->buckets[b];
+    p->buckets[b] = k;
+    p->nkeys++;
+    if ((size_t)p->nkeys > p->nbuckets)
+        key_table_grow_locked(p);
+    return k;
+}
+
+/* Adds a key's counters to the pool's retired totals before the key is freed. */
+static void key_retire_stats_locked(tp_pool *p, tp__key *k)
+{
+    tp__retired *r = &p->retired;
+    r->acquires += TP__LOAD(k->st.acquires);
+    r->reuses += TP__LOAD(k->st.reuses);
+    r->fast_acquires += TP__LOAD(k->st.fast_acquires);
+    r->waits += TP__LOAD(k->waits);
+    r->opens += TP__LOAD(k->opens);
+    r->open_failures += TP__LOAD(k->open_failures);
+    r->timeouts += TP__LOAD(k->timeouts);
+    r->rejects_busy += TP__LOAD(k->rejects_busy);
+    r->rejects_breaker += TP__LOAD(k->rejects_breaker);
+    r->checks_failed += TP__LOAD(k->checks_failed);
+    r->prewarms += TP__LOAD(k->prewarms);
+    for (int i = 0; i < TP_CLOSE__COUNT; i++)
+        r->closes[i] += TP__LOAD(k->closes[i]);
+    tp__hist_fold(&r->hold, &k->st.hold);
+    tp__hist_fold(&r->idle, &k->st.idle);
+    tp__hist_fold(&r->wait, &k->wait_hist);
+    tp__hist_fold(&r->open, &k->open_hist);
+}
+
+void tp__key_free(tp_pool *p, tp__key *k)
+{
+    tp__adapt_key_free(p, k);
+    tp__free(&p->alloc, k->bytes);
+    tp__free(&p->alloc, k);
+}
+
+void tp__key_reclaim_locked(tp_pool *p, int64_t cutoff)
+{
+    TP__ASSERT_LOCKED(&p->mu);
+    tp__key **gp = &p->graveyard;
+    while (*gp != NULL) {
+        tp__key *k = *gp;
+        if (k->buried_at < cutoff) {
+            *gp = k->hnext;
+            tp__key_free(p, k);
+            continue;
+        }
+        gp = &k->hnext;
+    }
+    int64_t now = tp_clock_now();
+    for (size_t i = 0; i < p->nbuckets; i++) {
+        tp__key **pp = &p->buckets[i];
+        while (*pp != NULL) {
+            tp__key *k = *pp;
+            if (k->nconns == 0 && k->opening == 0 && tp__list_empty(&k->waiters) && k->pins == 0 &&
+                k->last_active < cutoff && k->breaker == TP_BREAKER_CLOSED) {
+                *pp = k->hnext;
+                p->nkeys--;
+                key_retire_stats_locked(p, k);
+                k->buried_at = now;
+                k->hnext = p->graveyard;
+                p->graveyard = k;
+                continue;
+            }
+            pp = &k->hnext;
+        }
+    }
+}

@@ -1,7 +1,7 @@
-/* engine.c: the event engine's loop: submission from any thread (an inbox and an
- * eventfd), the acquire results the pool posts from any thread, epoll dispatch through a
- * descriptor table, a min-heap of request deadlines, and completion bookkeeping. The
- * state machine of one request is in engine_req.c. */
+/* engine.c: the event engine's loop and life: the acquire results the pool posts from
+ * any thread, epoll dispatch through a descriptor table, completion bookkeeping, create
+ * and destroy. Submission and cancellation are in engine_submit.c, the timer heap in
+ * engine_timer.c, the state machine of one request in engine_req.c. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,82 +14,6 @@
 #define EVFD_TAG UINT64_MAX
 
 static void process_cancels(tp_http_engine *e);
-
-/* ---- timers: a min-heap of requests on min(deadline, phase_deadline) --------------- */
-
-static int64_t due(const eng_req *rq)
-{
-    return TP__MIN(rq->deadline, rq->phase_deadline);
-}
-
-static void heap_swap(tp_http_engine *e, size_t i, size_t j)
-{
-    eng_req *t = e->heap[i];
-    e->heap[i] = e->heap[j];
-    e->heap[j] = t;
-    e->heap[i]->heap_idx = i;
-    e->heap[j]->heap_idx = j;
-}
-
-static void heap_up(tp_http_engine *e, size_t i)
-{
-    while (i > 0 && due(e->heap[(i - 1) / 2]) > due(e->heap[i])) {
-        heap_swap(e, i, (i - 1) / 2);
-        i = (i - 1) / 2;
-    }
-}
-
-static void heap_down(tp_http_engine *e, size_t i)
-{
-    for (;;) {
-        size_t l = 2 * i + 1, r = l + 1, m = i;
-        if (l < e->nheap && due(e->heap[l]) < due(e->heap[m]))
-            m = l;
-        if (r < e->nheap && due(e->heap[r]) < due(e->heap[m]))
-            m = r;
-        if (m == i)
-            return;
-        heap_swap(e, i, m);
-        i = m;
-    }
-}
-
-void tp__eng_timer_clear(tp_http_engine *e, eng_req *rq)
-{
-    size_t i = rq->heap_idx;
-    if (i == SIZE_MAX)
-        return;
-    e->nheap--;
-    if (i != e->nheap) {
-        e->heap[i] = e->heap[e->nheap];
-        e->heap[i]->heap_idx = i;
-        heap_down(e, i);
-        heap_up(e, i);
-    }
-    rq->heap_idx = SIZE_MAX;
-}
-
-void tp__eng_timer_set(tp_http_engine *e, eng_req *rq)
-{
-    if (rq->heap_idx != SIZE_MAX) {
-        heap_down(e, rq->heap_idx);
-        heap_up(e, rq->heap_idx);
-        return;
-    }
-    if (due(rq) == TP_DURATION_INFINITE)
-        return;
-    if (e->nheap == e->heap_cap) {
-        size_t cap = e->heap_cap ? e->heap_cap * 2 : 64;
-        eng_req **h = realloc(e->heap, cap * sizeof *h);
-        if (h == NULL)
-            return; /* no timer: the pool's acquire timeout still bounds the wait */
-        e->heap = h;
-        e->heap_cap = cap;
-    }
-    rq->heap_idx = e->nheap;
-    e->heap[e->nheap++] = rq;
-    heap_up(e, rq->heap_idx);
-}
 
 /* ---- descriptors --------------------------------------------------------------------- */
 
@@ -136,19 +60,6 @@ void tp__eng_unwatch(tp_http_engine *e, int fd, bool forget)
 
 /* ---- cross-thread queues ----------------------------------------------------------- */
 
-/* Wakes the loop unless we are on it or it is already woken. Lock held. */
-static void wake_locked(tp_http_engine *e)
-{
-    if (e->woken)
-        return;
-    if (e->loop_thread_known && pthread_equal(e->loop_thread, pthread_self()))
-        return; /* the loop drains the queues before it sleeps */
-    e->woken = true;
-    uint64_t one = 1;
-    ssize_t n = write(e->evfd, &one, sizeof one);
-    (void)n; /* EAGAIN means a wake-up is already pending */
-}
-
 void tp__eng_post_result(eng_req *rq, tp_err status, tp_conn *conn, const tp_errinfo *err)
 {
     tp_http_engine *e = rq->e;
@@ -166,7 +77,7 @@ void tp__eng_post_result(eng_req *rq, tp_err status, tp_conn *conn, const tp_err
     else
         e->results = rq;
     e->results_tail = rq;
-    wake_locked(e);
+    tp__eng_wake_locked(e);
     pthread_mutex_unlock(&e->mu);
 }
 
@@ -280,160 +191,6 @@ void tp_http_engine_destroy(tp_http_engine *e)
     free(e);
 }
 
-/* ---- submission ---------------------------------------------------------------------- */
-
-static bool memo_matches(tp_http_engine *e, const tp_http_request *req, const char *method)
-{
-    return req->nheaders == 0 && e->memo.url != NULL && req->body_len == e->memo.body_len &&
-           strcmp(e->memo.url, req->url) == 0 && strcmp(e->memo.method, method) == 0;
-}
-
-/* Remembers a header-less request's parsed destination and head. Lock held. */
-static void memo_store(tp_http_engine *e, const tp_http_request *req, const char *method,
-                       const eng_req *rq)
-{
-    char *m = strdup(method), *u = strdup(req->url);
-    if (m == NULL || u == NULL) {
-        free(m);
-        free(u);
-        return;
-    }
-    free(e->memo.method);
-    free(e->memo.url);
-    e->memo.method = m;
-    e->memo.url = u;
-    e->memo.body_len = req->body_len;
-    memcpy(e->memo.host, rq->host, sizeof rq->host);
-    e->memo.port = rq->port;
-    e->memo.tls = rq->tls;
-    memcpy(e->memo.key, rq->key, rq->keylen);
-    e->memo.keylen = rq->keylen;
-    tp__buf_reset(&e->memo.head);
-    if (tp__buf_append(&e->memo.head, rq->head.data, rq->head.len) != TP_OK) {
-        free(e->memo.url);
-        e->memo.url = NULL;
-    }
-}
-
-/* Parses the URL and serialises the head into rq (or copies them from the memo). */
-static tp_err prepare(tp_http_engine *e, const tp_http_request *req, const char *method,
-                      eng_req *rq, tp_errinfo *err)
-{
-    pthread_mutex_lock(&e->mu);
-    if (memo_matches(e, req, method)) {
-        memcpy(rq->host, e->memo.host, sizeof rq->host);
-        rq->port = e->memo.port;
-        rq->tls = e->memo.tls;
-        memcpy(rq->key, e->memo.key, e->memo.keylen);
-        rq->keylen = e->memo.keylen;
-        tp_err rc = tp__buf_append(&rq->head, e->memo.head.data, e->memo.head.len);
-        pthread_mutex_unlock(&e->mu);
-        return rc == TP_OK ? TP_OK : tp_errinfo_set(err, rc, 0, "copying the request head");
-    }
-    pthread_mutex_unlock(&e->mu);
-    tp__http_url u;
-    tp_err rc = tp__http_url_parse(req->url, &u, err);
-    if (rc != TP_OK)
-        return rc;
-    memcpy(rq->host, u.host, sizeof rq->host);
-    rq->port = u.port;
-    rq->tls = u.tls;
-    rq->keylen = tp__http_key(&u, rq->key, sizeof rq->key);
-    if (rq->keylen == 0)
-        return tp_errinfo_set(err, TP_EINVAL, 0, "url: host too long");
-    rc = tp__http_build_head(e->c, req, method, &u, &rq->head, err);
-    if (rc == TP_OK && req->nheaders == 0) {
-        pthread_mutex_lock(&e->mu);
-        memo_store(e, req, method, rq);
-        pthread_mutex_unlock(&e->mu);
-    }
-    return rc;
-}
-
-tp_err tp_http_engine_submit(tp_http_engine *e, const tp_http_request *req, tp_http_done_fn cb,
-                             void *ud, uint64_t *id, tp_errinfo *err)
-{
-    if (e == NULL || req == NULL || cb == NULL || req->url == NULL)
-        return tp_errinfo_set(err, TP_EINVAL, 0, "engine, request, url and cb are required");
-    if (req->flags & TP_HTTP_STREAM)
-        return tp_errinfo_set(err, TP_EINVAL, 0, "TP_HTTP_STREAM is not supported by the engine");
-    if (req->body_len > 0 && req->body == NULL)
-        return tp_errinfo_set(err, TP_EINVAL, 0, "body: NULL with body_len %zu", req->body_len);
-    tp_http_client *c = e->c;
-    eng_req *rq = calloc(1, sizeof *rq);
-    if (rq == NULL)
-        return tp_errinfo_set(err, TP_ENOMEM, 0, "allocating the request");
-    rq->e = e;
-    rq->cb = cb;
-    rq->ud = ud;
-    rq->flags = req->flags;
-    rq->heap_idx = SIZE_MAX;
-    tp__buf_init(&rq->head);
-    const char *method = req->method != NULL ? req->method : "GET";
-    rq->method = strdup(method);
-    tp_err rc = rq->method == NULL ? tp_errinfo_set(err, TP_ENOMEM, 0, "copying the method")
-                                   : prepare(e, req, method, rq, err);
-    if (rc == TP_OK && req->body_len > 0) {
-        rq->body = malloc(req->body_len);
-        if (rq->body == NULL)
-            rc = tp_errinfo_set(err, TP_ENOMEM, 0, "copying the body");
-        else
-            memcpy(rq->body, req->body, req->body_len);
-        rq->body_len = req->body_len;
-    }
-    int64_t timeout = req->timeout == TP_DURATION_DEFAULT ? c->o.request_timeout : req->timeout;
-    if (rc == TP_OK && timeout <= 0)
-        rc = tp_errinfo_set(err, TP_EINVAL, 0, "timeout: must be positive");
-    if (rc != TP_OK) {
-        tp__er_free(rq);
-        return rc;
-    }
-    rq->start = tp_clock_now();
-    rq->deadline = tp__saturating_add(rq->start, timeout);
-    rq->phase_deadline = TP_DURATION_INFINITE;
-    pthread_mutex_lock(&e->mu);
-    rq->id = e->next_id++;
-    if (id != NULL)
-        *id = rq->id;
-    if (e->inbox_tail != NULL)
-        e->inbox_tail->next_q = rq;
-    else
-        e->inbox = rq;
-    e->inbox_tail = rq;
-    atomic_fetch_add(&e->pending, 1);
-    wake_locked(e);
-    pthread_mutex_unlock(&e->mu);
-    return TP_OK;
-}
-
-tp_err tp_http_engine_cancel(tp_http_engine *e, uint64_t id)
-{
-    if (e == NULL || id == 0)
-        return TP_EINVAL;
-    tp_err rc = TP_ESTATE;
-    pthread_mutex_lock(&e->mu);
-    for (eng_req *rq = e->inbox; rq != NULL; rq = rq->next_q)
-        if (rq->id == id) {
-            rq->cancel = true;
-            rc = TP_OK;
-        }
-    /* Started requests are only known to the loop: leave a note it will read. */
-    if (rc != TP_OK && id < e->next_id) {
-        cancel_note *n = malloc(sizeof *n);
-        if (n == NULL) {
-            pthread_mutex_unlock(&e->mu);
-            return TP_ENOMEM;
-        }
-        n->id = id;
-        n->next = e->cancels;
-        e->cancels = n;
-        rc = TP_OK;
-        wake_locked(e);
-    }
-    pthread_mutex_unlock(&e->mu);
-    return rc;
-}
-
 /* ---- the loop -------------------------------------------------------------------------- */
 
 static void process_cancels(tp_http_engine *e)
@@ -457,7 +214,7 @@ static void process_cancels(tp_http_engine *e)
 static void fire_timers(tp_http_engine *e)
 {
     int64_t now = tp_clock_now();
-    while (e->nheap > 0 && due(e->heap[0]) <= now) {
+    while (e->nheap > 0 && tp__eng_due(e->heap[0]) <= now) {
         eng_req *rq = e->heap[0];
         tp__eng_timer_clear(e, rq);
         tp__er_on_timer(rq, now);
@@ -473,7 +230,7 @@ int64_t tp_http_engine_timeout(tp_http_engine *e)
 {
     if (e == NULL || e->nheap == 0)
         return TP_DURATION_INFINITE;
-    int64_t left = due(e->heap[0]) - tp_clock_now();
+    int64_t left = tp__eng_due(e->heap[0]) - tp_clock_now();
     return left > 0 ? left : 0;
 }
 
@@ -487,7 +244,7 @@ int tp_http_engine_poll(tp_http_engine *e, int64_t timeout)
     if (e == NULL)
         return 0;
     if (!e->loop_thread_known) {
-        pthread_mutex_lock(&e->mu); /* submitters read it in wake_locked() */
+        pthread_mutex_lock(&e->mu); /* submitters read it in tp__eng_wake_locked() */
         e->loop_thread = pthread_self();
         e->loop_thread_known = true;
         pthread_mutex_unlock(&e->mu);

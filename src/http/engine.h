@@ -1,10 +1,13 @@
-/* engine.h: the event engine's internal structures (never installed), shared by
- * engine.c (the loop, submission, timers, descriptor table) and engine_req.c (one
- * request's state machine). */
+/* engine.h: the event engine's internal structures (never installed), shared by its
+ * files: engine.c (the loop, descriptor table, life), engine_submit.c (submission and
+ * cancellation), engine_timer.c (the timer heap), and one request's state machine in
+ * engine_req.c (start, dispatch, completion), engine_req_open.c (opening a connection)
+ * and engine_req_exchange.c (the exchange on a leased connection). */
 #ifndef TP_HTTP_ENGINE_H
 #define TP_HTTP_ENGINE_H
 
 #include <netdb.h>
+#include <unistd.h>
 
 #include "client.h"
 
@@ -114,11 +117,8 @@ struct tp_http_engine {
     size_t zombies; /* completed requests kept until a late pool result arrives */
 };
 
-/* ---- engine.c ---------------------------------------------------------------------- */
+/* ---- engine.c: the loop ----------------------------------------------------------- */
 
-/* eng_timer_set: (re)arms rq's timer at the earlier of its deadlines. */
-void tp__eng_timer_set(tp_http_engine *e, eng_req *rq);
-void tp__eng_timer_clear(tp_http_engine *e, eng_req *rq);
 /* eng_watch: makes rq the owner of fd (registering the connection in epoll if it is
  * not already). TP_ESYS if epoll refuses. */
 tp_err tp__eng_watch(tp_http_engine *e, eng_req *rq, int fd, uint64_t conn_id);
@@ -127,7 +127,34 @@ void tp__eng_unwatch(tp_http_engine *e, int fd, bool forget);
 /* eng_post_result: records an acquire outcome for rq (any thread) and wakes the loop. */
 void tp__eng_post_result(eng_req *rq, tp_err status, tp_conn *conn, const tp_errinfo *err);
 
-/* ---- engine_req.c ------------------------------------------------------------------ */
+/* tp__eng_wake_locked: wakes the loop unless we are on it or it is already woken. Lock
+ * held. Inline: every submission calls it (engine_submit.c), and engine.c. */
+static inline void tp__eng_wake_locked(tp_http_engine *e)
+{
+    if (e->woken)
+        return;
+    if (e->loop_thread_known && pthread_equal(e->loop_thread, pthread_self()))
+        return; /* the loop drains the queues before it sleeps */
+    e->woken = true;
+    uint64_t one = 1;
+    ssize_t n = write(e->evfd, &one, sizeof one);
+    (void)n; /* EAGAIN means a wake-up is already pending */
+}
+
+/* ---- engine_timer.c: the timer heap --------------------------------------------------- */
+
+/* tp__eng_due: when rq's timer fires: the nearer of its deadline and phase deadline. */
+static inline int64_t tp__eng_due(const eng_req *rq)
+{
+    return TP__MIN(rq->deadline, rq->phase_deadline);
+}
+
+/* eng_timer_set: (re)arms rq's timer at the earlier of its deadlines. */
+void tp__eng_timer_set(tp_http_engine *e, eng_req *rq);
+/* tp__eng_timer_clear: takes rq's timer out of the heap, if it is in it. */
+void tp__eng_timer_clear(tp_http_engine *e, eng_req *rq);
+
+/* ---- engine_req.c: a request's start, dispatch and completion --------------------------- */
 
 /* Starts a request (acquire). */
 void tp__er_start(eng_req *rq);
@@ -141,5 +168,32 @@ void tp__er_on_timer(eng_req *rq, int64_t now);
 void tp__er_cancel(eng_req *rq);
 /* Frees a request that has completed or never started. */
 void tp__er_free(eng_req *rq);
+/* tp__er_finish: ends rq with rc (the response on TP_OK) through its callback; frees it
+ * unless a pool result may still arrive. */
+void tp__er_finish(eng_req *rq, tp_err rc, const tp_errinfo *info);
+/* tp__er_acquire: asks the pool for a connection or an open slot (again for the retry). */
+void tp__er_acquire(eng_req *rq);
+
+/* ---- engine_req_open.c: opening a connection on an open slot -------------------------- */
+
+/* tp__er_got_slot: the pool gave rq an open slot: resolve and connect. */
+void tp__er_got_slot(eng_req *rq, tp_conn *slot);
+/* tp__er_try_connect: starts a connect to the next address; none left: tp__er_open_failed. */
+void tp__er_try_connect(eng_req *rq);
+/* tp__er_connected: the TCP connect succeeded: start TLS, or hand the connection over. */
+void tp__er_connected(eng_req *rq);
+/* tp__er_tls_step: advances the TLS handshake; hands the connection over when done. */
+void tp__er_tls_step(eng_req *rq);
+/* tp__er_open_failed: closes what was opened, fails the slot and ends rq with rc. */
+void tp__er_open_failed(eng_req *rq, tp_err rc, const tp_errinfo *info);
+
+/* ---- engine_req_exchange.c: the exchange on a leased connection ------------------------ */
+
+/* tp__er_got_conn: rq leases a connection: register it and send. */
+void tp__er_got_conn(eng_req *rq, tp_conn *lease);
+/* tp__er_send_request: writes what is left of the request; then waits for the response. */
+void tp__er_send_request(eng_req *rq);
+/* tp__er_receive: reads and parses until the response is complete or the socket is dry. */
+void tp__er_receive(eng_req *rq);
 
 #endif

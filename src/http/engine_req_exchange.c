@@ -1,0 +1,189 @@
+/* engine_req_exchange.c: the event engine's exchange on a leased connection: register
+ * it, write the request, read and parse the response, release the connection with the
+ * blocking call's decision, and the retry on a fresh connection when a reused one turns
+ * out dead before any response byte. */
+#include "engine.h"
+
+/* ---- the exchange on a leased connection --------------------------------------------- */
+
+static void exchange_failed(eng_req *rq, tp_err rc, const tp_errinfo *info)
+{
+    tp_http_engine *e = rq->e;
+    tp_http_response *r = rq->r;
+    bool reused = r->info.reused;
+    tp__eng_unwatch(e, rq->hc->s.fd, true);
+    tp_conn_release(rq->lease, TP_RELEASE_BROKEN);
+    rq->lease = NULL;
+    rq->hc = NULL;
+    r->conn = NULL;
+    if (rq->attempt == 0 && reused && !r->got_byte && tp__http_conn_died(rc) &&
+        tp__http_retry_safe(rq->flags, rq->method, rq->body_len, rq->sent)) {
+        tp_http_client *c = e->c;
+        if (c->o.trace != NULL) {
+            tp_http_trace_event ev = {.type = TP_HTTP_TRACE_RETRY,
+                                      .host = rq->host,
+                                      .port = rq->port,
+                                      .tls = rq->tls,
+                                      .err = rc};
+            tp__http_emit(c, &ev);
+        }
+        rq->attempt = 1;
+        tp__http_resp_free(&r->parse);
+        tp__http_resp_init(&r->parse, rq->method, c->o.max_header_bytes, tp__http_on_body, r);
+        tp__buf_reset(&r->body);
+        r->info.body_bytes = 0;
+        r->info.retried = true;
+        r->info.reused = false;
+        r->got_byte = false;
+        rq->phase_deadline = TP_DURATION_INFINITE;
+        tp__er_acquire(rq);
+        return;
+    }
+    tp__er_finish(rq, rc, info);
+}
+
+static void complete(eng_req *rq)
+{
+    tp_http_response *r = rq->r;
+    tp__http_keepalive_hint(r);
+    unsigned flags = tp__http_release_flags(r);
+    /* A connection kept for reuse stays registered in our epoll (see tp__eng_watch). */
+    tp__eng_unwatch(rq->e, rq->hc->s.fd, flags != 0);
+    tp_conn_release(rq->lease, flags);
+    rq->lease = NULL;
+    rq->hc = NULL;
+    r->conn = NULL;
+    tp__er_finish(rq, TP_OK, NULL);
+}
+
+/* Reads and parses until the response is complete or the socket has nothing more. */
+void tp__er_receive(eng_req *rq)
+{
+    tp_http_response *r = rq->r;
+    tp__http_conn *hc = rq->hc;
+    tp_errinfo info;
+    for (;;) {
+        if (hc->rpos == hc->rlen) {
+            size_t got = 0;
+            int want = 0;
+            tp_err rc = tp__stream_read_step(&hc->s, hc->rbuf, sizeof hc->rbuf, &got, &want, &info);
+            if (rc == TP_PENDING)
+                return; /* edge-triggered: the next edge brings more */
+            if (rc != TP_OK) {
+                exchange_failed(rq, rc, &info);
+                return;
+            }
+            if (got == 0) {
+                rc = tp__http_resp_eof(&r->parse, &info);
+                if (rc == TP_OK)
+                    complete(rq);
+                else
+                    exchange_failed(rq, rc, &info);
+                return;
+            }
+            tp__http_got_bytes(r, got);
+        }
+        bool had_headers = r->parse.headers_done;
+        tp_err rc = tp__http_feed(r, &info);
+        if (rc != TP_OK) {
+            r->err = rc;
+            exchange_failed(rq, rc, &info);
+            return;
+        }
+        if (!had_headers && r->parse.headers_done) {
+            /* The header arrived: only the whole-request deadline is left. */
+            rq->phase_deadline = TP_DURATION_INFINITE;
+            tp__eng_timer_set(rq->e, rq);
+        }
+        if (r->parse.done) {
+            complete(rq);
+            return;
+        }
+    }
+}
+
+/* Writes what is left of the request; then waits for the response. */
+void tp__er_send_request(eng_req *rq)
+{
+    tp__http_conn *hc = rq->hc;
+    tp_errinfo info;
+    while (rq->sent < rq->head.len + rq->body_len) {
+        const char *p;
+        size_t left;
+        if (rq->sent < rq->head.len) {
+            p = rq->head.data + rq->sent;
+            left = rq->head.len - rq->sent;
+        } else {
+            p = rq->body + (rq->sent - rq->head.len);
+            left = rq->body_len - (rq->sent - rq->head.len);
+        }
+        size_t put = 0;
+        int want = 0;
+        tp_err rc = tp__stream_write_step(&hc->s, p, left, &put, &want, &info);
+        rq->sent += put;
+        if (rc == TP_PENDING)
+            return; /* wait for the writable edge */
+        if (rc != TP_OK) {
+            exchange_failed(rq, rc, &info);
+            return;
+        }
+    }
+    tp_http_client *c = rq->e->c;
+    rq->state = ER_RECEIVING;
+    rq->r->written_at = tp_clock_now();
+    if (c->o.trace != NULL) {
+        tp_http_trace_event ev = {.type = TP_HTTP_TRACE_WROTE_REQUEST,
+                                  .host = hc->host,
+                                  .port = hc->port,
+                                  .tls = hc->tls};
+        tp__http_emit(c, &ev);
+    }
+    rq->phase_deadline = tp__saturating_add(rq->r->written_at, c->o.response_header_timeout);
+    rq->phase_code = TP_EHDRTIMEDOUT;
+    tp__eng_timer_set(rq->e, rq);
+    /* TLS may already hold decrypted bytes that no edge will announce. */
+    if (hc->tls)
+        tp__er_receive(rq);
+}
+
+/* A leased connection is ours: register it and send. */
+void tp__er_got_conn(eng_req *rq, tp_conn *lease)
+{
+    tp_http_engine *e = rq->e;
+    tp_http_client *c = e->c;
+    rq->lease = lease;
+    rq->hc = tp_conn_get(lease);
+    tp_http_response *r = rq->r;
+    r->conn = rq->hc;
+    r->info.reused = tp_conn_uses(lease) > 1;
+    if (r->info.reused)
+        r->info.tls_resumed = false;
+    tp__http_acq *acq = tp__http_last_acquire();
+    r->info.waited_ns = tp_clock_now() - rq->phase_start;
+    if (c->o.trace != NULL) {
+        tp_http_trace_event ev = {.type = TP_HTTP_TRACE_GOT_CONN,
+                                  .host = rq->hc->host,
+                                  .port = rq->hc->port,
+                                  .tls = rq->hc->tls,
+                                  .reused = r->info.reused,
+                                  .was_idle = r->info.reused,
+                                  .idle_ns = acq->valid ? acq->idle_ns : 0,
+                                  .waited_ns = r->info.waited_ns};
+        tp__http_emit(c, &ev);
+    }
+    if (tp__eng_watch(e, rq, rq->hc->s.fd, rq->hc->id) != TP_OK) {
+        tp_errinfo info;
+        tp_errinfo_set(&info, TP_ESYS, 0, "epoll_ctl refused the connection");
+        tp_conn_release(lease, TP_RELEASE_BROKEN);
+        rq->lease = NULL;
+        rq->hc = NULL;
+        r->conn = NULL;
+        tp__er_finish(rq, TP_ESYS, &info);
+        return;
+    }
+    rq->state = ER_SENDING;
+    rq->sent = 0;
+    rq->phase_deadline = TP_DURATION_INFINITE;
+    tp__eng_timer_set(e, rq);
+    tp__er_send_request(rq);
+}

@@ -35,10 +35,10 @@ typedef struct bench_cfg {
     size_t nheaders;
     bool json, quiet, insecure;
     const char *cacert;
-    const char *heatmap; /* --heatmap FILE.svg */
-    const char *query;   /* --query SQL (postgres://) */
-    const char *command; /* --command 'PING' (redis://) */
-    const char *metrics; /* --metrics ADDR: serve the pool's metrics while running */
+    const char *heatmap;       /* --heatmap FILE.svg */
+    const char *query;         /* --query SQL (postgres://) */
+    const char *command;       /* --command 'PING' (redis://) */
+    const char *metrics;       /* --metrics ADDR: serve the pool's metrics while running */
     bool adaptive;             /* --adaptive: the pool's adaptive limit per key */
     const char *server_phases; /* --server-phases SPEC: the built-in server's capacity */
     const char *plot;          /* --plot FILE.svg: limit, in use, latency over time */
@@ -65,7 +65,7 @@ struct worker {
     pthread_mutex_t mu;  /* guards interval and plot_interval (the reporter swaps them) */
     latency interval;
     latency plot_interval; /* --plot: the sampler swaps it each plot interval */
-    latency total; /* owned by the worker until it is joined */
+    latency total;         /* owned by the worker until it is joined */
     uint64_t requests, errors;
     uint64_t err_by_code[32];
     uint64_t bad_status;
@@ -88,6 +88,11 @@ static inline int64_t bench_sample_interval(const bench_cfg *cfg)
 bool bench_may_issue(const bench_cfg *cfg);
 /* bench_record: one request's outcome (worker thread). */
 void bench_record(worker *w, tp_err rc, int64_t us, bool ok);
+
+/* cmd_bench_args.c: bench_parse_args: fills *cfg from the command line (prints the usage
+ * and exits 0 on --help); -1 after printing what is wrong. CLI only: not in the test
+ * objects, like every cmd_*.c. */
+int bench_parse_args(int argc, char **argv, bench_cfg *cfg);
 
 /* bench_http.c: one event loop (the worker's engine): closed or open loop. */
 void *bench_http_worker(void *arg);

@@ -193,7 +193,10 @@ TP_EXTERN void tp_pool_destroy(tp_pool *p);
  * Errors: TP_ETIMEDOUT (err says what was in use and the last open error), TP_EBUSY
  * (max_waiters_per_key), TP_EBREAKER, TP_ECLOSED, TP_ELIMIT (max_keys), TP_ENOMEM,
  * TP_EINVAL (NULL pool or out, key NULL with keylen > 0), or the connector's open()
- * error for an open this call made. The key is copied; on success *out is the lease. */
+ * error for an open this call made. An open cut short by this call's timeout (shorter
+ * than connect_timeout) is TP_ETIMEDOUT, the connector's reason in err; an open that
+ * runs out of connect_timeout keeps the connector's code (TP_ECONNTIMEDOUT...). The key
+ * is copied; on success *out is the lease. */
 TP_EXTERN tp_err tp_pool_acquire(tp_pool *p, const void *key, size_t keylen, int64_t timeout,
                                  tp_conn **out, tp_errinfo *err) TP_WARN_UNUSED;
 

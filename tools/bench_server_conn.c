@@ -66,6 +66,18 @@ int bench_server__send_or_keep(bconn *c, const char *p, size_t n)
     return 0;
 }
 
+int bench_server__keep(bconn *c, const char *data, size_t n)
+{
+    if (n > 0) {
+        c->keep = malloc(n);
+        if (c->keep == NULL)
+            return -1;
+        memcpy(c->keep, data, n);
+    }
+    c->keep_len = n;
+    return 0;
+}
+
 /* Answers the complete requests in data[0..len) in order, as long as the socket takes
  * the answers; keeps the rest in c->keep. Returns -1 when the connection must close now
  * (bad request, socket error, out of memory). */
@@ -108,14 +120,7 @@ static int serve(sloop *w, bconn *c, const char *data, size_t len)
     size_t rest = c->close_after ? 0 : len - pos;
     if (!blocked && rest > MAX_HEADER)
         return -1; /* no end of headers in sight */
-    if (rest > 0) {
-        c->keep = malloc(rest);
-        if (c->keep == NULL)
-            return -1;
-        memcpy(c->keep, data + pos, rest);
-    }
-    c->keep_len = rest;
-    return 0;
+    return bench_server__keep(c, data + pos, rest);
 }
 
 /* After serve(): wait for the socket to take pending output, close, or read on. */

@@ -63,6 +63,10 @@ int bench_server__scan_headers(const char *h, size_t n, size_t *body, bool *clos
 
 /* ---- bench_server_conn.c -------------------------------------------------------------- */
 
+/* bench_server__keep: carries data[0..n) over to the connection's next read (c->keep
+ * must be empty). -1 when out of memory: the connection must close. */
+int bench_server__keep(bconn *c, const char *data, size_t n);
+
 /* bench_server__conn_close: closes c, unlinks it from w->conns and frees it. */
 void bench_server__conn_close(sloop *w, bconn *c);
 /* bench_server__set_interest: the epoll events (EPOLLIN, EPOLLOUT or 0) c is watched for. */

@@ -43,13 +43,8 @@ int bench_server__take_one(sloop *w, bconn *c, const char *data, size_t len)
     size_t rest = hend != NULL && c->resp_close ? 0 : len - pos;
     if (hend == NULL && rest > MAX_HEADER)
         return -1;
-    if (rest > 0) {
-        c->keep = malloc(rest);
-        if (c->keep == NULL)
-            return -1;
-        memcpy(c->keep, data + pos, rest);
-        c->keep_len = rest;
-    }
+    if (bench_server__keep(c, data + pos, rest) != 0)
+        return -1;
     if (hend == NULL)
         return 0;
     if (bench_server__set_interest(w, c, 0) != 0)

@@ -18,33 +18,10 @@
 #include <tidepool/tidepool.h>
 
 #include "support/fake_connector.h"
+#include "support/pool_fixture.h"
 #include "support/test_util.h"
 
-typedef struct fx {
-    fake_connector f;
-    tp_pool *p;
-} fx;
-
-static int setup(void **state)
-{
-    fx *x = calloc(1, sizeof *x);
-    if (x == NULL)
-        return -1;
-    fake_init(&x->f);
-    *state = x;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    fx *x = *state;
-    fake_gate_open(&x->f);
-    fake_fail_all(&x->f, TP_OK);
-    tp_pool_destroy(x->p);
-    fake_destroy(&x->f);
-    free(x);
-    return 0;
-}
+typedef pool_fx fx;
 
 /* What one callback saw. reenter asks it to call back into the pool. */
 typedef struct cb_rec {
@@ -525,7 +502,7 @@ static void test_invalid_arguments(void **state)
     cb_fini(&r);
 }
 
-#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+#define T(fn) cmocka_unit_test_setup_teardown(fn, pool_fx_setup, pool_fx_teardown)
 
 int main(void)
 {

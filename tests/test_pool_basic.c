@@ -14,50 +14,15 @@
 #include <tidepool/tidepool.h>
 
 #include "support/fake_connector.h"
+#include "support/pool_fixture.h"
 #include "support/test_util.h"
 
-typedef struct fx {
-    fake_connector f;
-    tp_pool *p;
-} fx;
-
-static int setup(void **state)
-{
-    fx *x = calloc(1, sizeof *x);
-    if (x == NULL)
-        return -1;
-    fake_init(&x->f);
-    *state = x;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    fx *x = *state;
-    tp_pool_destroy(x->p);
-    fake_destroy(&x->f);
-    free(x);
-    return 0;
-}
-
-static void opts(fx *x, tp_pool_options *o)
-{
-    fake_pool_options(&x->f, o);
-    o->maintenance_thread = false;
-}
-
-static tp_pool *pool_default(fx *x)
-{
-    tp_pool_options o;
-    opts(x, &o);
-    x->p = tu_pool_create(&o);
-    return x->p;
-}
+typedef pool_fx fx;
 
 static void test_acquire_opens_then_reuses(void **state)
 {
     fx *x = *state;
-    tp_pool *p = pool_default(x);
+    tp_pool *p = pool_fx_pool(x);
     tp_conn *c = tu_acquire(p, "a", MS(2000));
     fake_conn *fc = fake_of(c);
     assert_non_null(fc);
@@ -88,7 +53,7 @@ static void test_zero_timeout_still_opens(void **state)
 {
     /* timeout 0 means "do not queue", not "do not open": a free slot is still used. */
     fx *x = *state;
-    tp_pool *p = pool_default(x);
+    tp_pool *p = pool_fx_pool(x);
     tp_conn *c = NULL;
     assert_int_equal(tp_pool_acquire(p, KEY("a"), 0, &c, NULL), TP_OK);
     assert_int_equal(x->f.opens, 1);
@@ -112,7 +77,7 @@ static void test_zero_timeout_still_opens(void **state)
 static void test_lifo_reuse(void **state)
 {
     fx *x = *state;
-    tp_pool *p = pool_default(x);
+    tp_pool *p = pool_fx_pool(x);
     tp_conn *a = tu_acquire(p, "k", MS(2000));
     tp_conn *b = tu_acquire(p, "k", MS(2000));
     tp_conn *c = tu_acquire(p, "k", MS(2000));
@@ -220,7 +185,7 @@ static void test_mru_reuse_across_threads(void **state)
      * if that one is idle; otherwise the most recently released idle connection, whoever
      * released it. t1 releases A, then main releases B, so B is the most recent. */
     fx *x = *state;
-    tp_pool *p = pool_default(x);
+    tp_pool *p = pool_fx_pool(x);
     actor t1;
     actor_start(&t1, p);
     tp_conn *a = tu_acquire(p, "k", 0);
@@ -253,7 +218,7 @@ static void test_mru_reuse_across_threads(void **state)
 static void test_try_acquire(void **state)
 {
     fx *x = *state;
-    tp_pool *p = pool_default(x);
+    tp_pool *p = pool_fx_pool(x);
     tp_conn *c = NULL;
     assert_int_equal(tp_pool_try_acquire(p, KEY("a"), &c), TP_EAGAIN);
     assert_int_equal(x->f.open_calls, 0); /* never opens */
@@ -276,7 +241,7 @@ static void test_try_acquire(void **state)
 static void test_release_discard_and_broken(void **state)
 {
     fx *x = *state;
-    tp_pool *p = pool_default(x);
+    tp_pool *p = pool_fx_pool(x);
     tp_conn *a = tu_acquire(p, "k", MS(2000));
     tp_conn *b = tu_acquire(p, "k", MS(2000));
     uint64_t ia = fake_of(a)->id, ib = fake_of(b)->id;
@@ -305,7 +270,7 @@ static void test_release_discard_and_broken(void **state)
 static void test_reset_failure_closes(void **state)
 {
     fx *x = *state;
-    tp_pool *p = pool_default(x);
+    tp_pool *p = pool_fx_pool(x);
     tp_conn *c = tu_acquire(p, "k", MS(2000));
     uint64_t id = fake_of(c)->id;
     fake_fail_reset(&x->f, true);
@@ -326,7 +291,7 @@ static void test_check_failure_on_reuse(void **state)
 {
     fx *x = *state;
     tp_pool_options o;
-    opts(x, &o);
+    pool_fx_options(x, &o);
     o.check_after_idle = 0; /* always check before reuse */
     tp_pool *p = x->p = tu_pool_create(&o);
     tp_conn *c = tu_acquire(p, "k", MS(2000));
@@ -351,7 +316,7 @@ static void test_check_failure_tries_every_idle(void **state)
 {
     fx *x = *state;
     tp_pool_options o;
-    opts(x, &o);
+    pool_fx_options(x, &o);
     o.check_after_idle = 0;
     tp_pool *p = x->p = tu_pool_create(&o);
     tp_conn *a = tu_acquire(p, "k", MS(2000));
@@ -381,7 +346,7 @@ static void test_max_uses(void **state)
 {
     fx *x = *state;
     tp_pool_options o;
-    opts(x, &o);
+    pool_fx_options(x, &o);
     o.max_uses = 3;
     tp_pool *p = x->p = tu_pool_create(&o);
     for (uint64_t i = 1; i <= 3; i++) {
@@ -408,7 +373,7 @@ static void assert_gauges_add_up(const tp_stats *st)
 static void test_stats_gauges_and_counters(void **state)
 {
     fx *x = *state;
-    tp_pool *p = pool_default(x);
+    tp_pool *p = pool_fx_pool(x);
     tp_conn *a[3], *b[2];
     for (int i = 0; i < 3; i++)
         a[i] = tu_acquire(p, "a", MS(2000));
@@ -483,7 +448,7 @@ static void test_stats_gauges_and_counters(void **state)
 static void test_invalid_arguments(void **state)
 {
     fx *x = *state;
-    tp_pool *p = pool_default(x);
+    tp_pool *p = pool_fx_pool(x);
     tp_conn *c = NULL;
     assert_int_equal(tp_pool_acquire(NULL, KEY("a"), 0, &c, NULL), TP_EINVAL);
     assert_int_equal(tp_pool_acquire(p, KEY("a"), 0, NULL, NULL), TP_EINVAL);
@@ -497,7 +462,7 @@ static void test_invalid_arguments(void **state)
 static void test_close_closes_idle_and_refuses(void **state)
 {
     fx *x = *state;
-    tp_pool *p = pool_default(x);
+    tp_pool *p = pool_fx_pool(x);
     tp_conn *a = tu_acquire(p, "a", MS(2000));
     tp_conn *b = tu_acquire(p, "a", MS(2000));
     tp_conn_release(a, 0);
@@ -512,7 +477,7 @@ static void test_close_closes_idle_and_refuses(void **state)
     tp_pool_close(p); /* idempotent */
 }
 
-#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+#define T(fn) cmocka_unit_test_setup_teardown(fn, pool_fx_setup, pool_fx_teardown)
 
 int main(void)
 {

@@ -14,31 +14,10 @@
 #include <tidepool/tidepool.h>
 
 #include "support/fake_connector.h"
+#include "support/pool_fixture.h"
 #include "support/test_util.h"
 
-typedef struct fx {
-    fake_connector f;
-    tp_pool *p;
-} fx;
-
-static int setup(void **state)
-{
-    fx *x = calloc(1, sizeof *x);
-    if (x == NULL)
-        return -1;
-    fake_init(&x->f);
-    *state = x;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    fx *x = *state;
-    tp_pool_destroy(x->p);
-    fake_destroy(&x->f);
-    free(x);
-    return 0;
-}
+typedef pool_fx fx;
 
 static tp_pool *make_pool(fx *x, int64_t max_per_key)
 {
@@ -173,7 +152,7 @@ static void test_key_idle_timeout_bad_args(void **state)
 int main(void)
 {
     tu_watchdog(60);
-#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+#define T(f) cmocka_unit_test_setup_teardown(f, pool_fx_setup, pool_fx_teardown)
     const struct CMUnitTest tests[] = {
         T(test_fresh_never_reuses),
         T(test_fresh_makes_room_from_idle),

@@ -14,50 +14,15 @@
 #include <tidepool/tidepool.h>
 
 #include "support/fake_connector.h"
+#include "support/pool_fixture.h"
 #include "support/test_util.h"
 
-typedef struct fx {
-    fake_connector f;
-    tp_pool *p;
-} fx;
-
-static int setup(void **state)
-{
-    fx *x = calloc(1, sizeof *x);
-    if (x == NULL)
-        return -1;
-    fake_init(&x->f);
-    *state = x;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    fx *x = *state;
-    tp_pool_destroy(x->p);
-    fake_destroy(&x->f);
-    free(x);
-    return 0;
-}
-
-static void opts(fx *x, tp_pool_options *o)
-{
-    fake_pool_options(&x->f, o);
-    o->maintenance_thread = false;
-}
-
-static tp_pool *pool_default(fx *x)
-{
-    tp_pool_options o;
-    opts(x, &o);
-    x->p = tu_pool_create(&o);
-    return x->p;
-}
+typedef pool_fx fx;
 
 static void test_key_isolation_two_keys(void **state)
 {
     fx *x = *state;
-    tp_pool *p = pool_default(x);
+    tp_pool *p = pool_fx_pool(x);
     tp_conn *a = tu_acquire(p, "a", MS(2000));
     tp_conn_release(a, 0);
     /* An idle connection of "a" exists, but "b" must get its own. */
@@ -74,7 +39,7 @@ static void test_key_isolation_two_keys(void **state)
 static void test_key_isolation_many_keys_interleaved(void **state)
 {
     fx *x = *state;
-    tp_pool *p = pool_default(x);
+    tp_pool *p = pool_fx_pool(x);
     /* Keys that a sloppy comparison would confuse: prefixes, embedded NULs, empty. */
     static const struct {
         const char *bytes;
@@ -122,7 +87,7 @@ static void test_empty_key(void **state)
 {
     /* key NULL with keylen 0 is valid: it is the empty key. */
     fx *x = *state;
-    tp_pool *p = pool_default(x);
+    tp_pool *p = pool_fx_pool(x);
     tp_conn *c = NULL;
     assert_int_equal(tp_pool_acquire(p, NULL, 0, 0, &c, NULL), TP_OK);
     size_t kl = 99;
@@ -137,7 +102,7 @@ static void test_empty_key(void **state)
 static void test_keys_are_copied(void **state)
 {
     fx *x = *state;
-    tp_pool *p = pool_default(x);
+    tp_pool *p = pool_fx_pool(x);
     char buf[8];
     strcpy(buf, "key1");
     tp_conn *c = NULL;
@@ -161,7 +126,7 @@ static void test_keys_are_copied(void **state)
 static void test_key_stats_unknown_key(void **state)
 {
     fx *x = *state;
-    tp_pool *p = pool_default(x);
+    tp_pool *p = pool_fx_pool(x);
     tp_stats st;
     assert_int_equal(tp_pool_key_stats(p, KEY("never"), &st), TP_EINVAL);
     tp_conn *c = tu_acquire(p, "seen", MS(2000));
@@ -197,7 +162,7 @@ static void visit_fn(void *ud, const void *key, size_t keylen, const tp_stats *s
 static void test_key_visit(void **state)
 {
     fx *x = *state;
-    tp_pool *p = pool_default(x);
+    tp_pool *p = pool_fx_pool(x);
     const char *names[] = {"k0", "k1", "k2", "k3", "k4"};
     tp_conn *held[5][3];
     for (int i = 0; i < 5; i++)
@@ -227,7 +192,7 @@ static void test_key_visit(void **state)
 static void test_evict(void **state)
 {
     fx *x = *state;
-    tp_pool *p = pool_default(x);
+    tp_pool *p = pool_fx_pool(x);
     tp_conn *a[4], *b[2];
     for (int i = 0; i < 4; i++)
         a[i] = tu_acquire(p, "a", MS(2000));
@@ -272,7 +237,7 @@ static void test_evict(void **state)
     assert_int_equal(st.closes[TP_CLOSE_EVICTED], 7);
 }
 
-#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+#define T(fn) cmocka_unit_test_setup_teardown(fn, pool_fx_setup, pool_fx_teardown)
 
 int main(void)
 {

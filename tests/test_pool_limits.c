@@ -14,44 +14,16 @@
 #include <tidepool/tidepool.h>
 
 #include "support/fake_connector.h"
+#include "support/pool_fixture.h"
 #include "support/test_util.h"
 
-typedef struct fx {
-    fake_connector f;
-    tp_pool *p;
-} fx;
-
-static int setup(void **state)
-{
-    fx *x = calloc(1, sizeof *x);
-    if (x == NULL)
-        return -1;
-    fake_init(&x->f);
-    *state = x;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    fx *x = *state;
-    fake_gate_open(&x->f);
-    tp_pool_destroy(x->p);
-    fake_destroy(&x->f);
-    free(x);
-    return 0;
-}
-
-static void opts(fx *x, tp_pool_options *o)
-{
-    fake_pool_options(&x->f, o);
-    o->maintenance_thread = false;
-}
+typedef pool_fx fx;
 
 static void test_max_per_key(void **state)
 {
     fx *x = *state;
     tp_pool_options o;
-    opts(x, &o);
+    pool_fx_options(x, &o);
     o.max_per_key = 2;
     o.max_idle_per_key = 2;
     tp_pool *p = x->p = tu_pool_create(&o);
@@ -89,7 +61,7 @@ static void test_max_total_across_keys(void **state)
 {
     fx *x = *state;
     tp_pool_options o;
-    opts(x, &o);
+    pool_fx_options(x, &o);
     o.max_total = 3;
     tp_pool *p = x->p = tu_pool_create(&o);
     tp_conn *a1 = tu_acquire(p, "a", 0);
@@ -115,7 +87,7 @@ static void test_max_idle_per_key_closes_lru(void **state)
 {
     fx *x = *state;
     tp_pool_options o;
-    opts(x, &o);
+    pool_fx_options(x, &o);
     o.max_per_key = 5;
     o.max_idle_per_key = 2;
     tp_pool *p = x->p = tu_pool_create(&o);
@@ -151,7 +123,7 @@ static void test_max_idle_total_closes_global_lru(void **state)
 {
     fx *x = *state;
     tp_pool_options o;
-    opts(x, &o);
+    pool_fx_options(x, &o);
     o.max_idle_total = 3;
     tp_pool *p = x->p = tu_pool_create(&o);
     tp_conn *a1 = tu_acquire(p, "a", 0);
@@ -178,7 +150,7 @@ static void test_max_waiters_per_key(void **state)
 {
     fx *x = *state;
     tp_pool_options o;
-    opts(x, &o);
+    pool_fx_options(x, &o);
     o.max_per_key = 1;
     o.max_idle_per_key = 1;
     o.max_waiters_per_key = 1;
@@ -213,7 +185,7 @@ static void test_max_waiters_zero_never_queues(void **state)
 {
     fx *x = *state;
     tp_pool_options o;
-    opts(x, &o);
+    pool_fx_options(x, &o);
     o.max_per_key = 1;
     o.max_idle_per_key = 1;
     o.max_waiters_per_key = 0;
@@ -233,7 +205,7 @@ static void test_max_keys(void **state)
 {
     fx *x = *state;
     tp_pool_options o;
-    opts(x, &o);
+    pool_fx_options(x, &o);
     o.max_keys = 2;
     tp_pool *p = x->p = tu_pool_create(&o);
     tp_conn *a = tu_acquire(p, "a", 0);
@@ -256,7 +228,7 @@ static void test_max_total_makes_room_from_other_keys_idle(void **state)
 {
     fx *x = *state;
     tp_pool_options o;
-    opts(x, &o);
+    pool_fx_options(x, &o);
     o.max_total = 2;
     tp_pool *p = x->p = tu_pool_create(&o);
     tp_conn *a1 = tu_acquire(p, "a", 0);
@@ -286,7 +258,7 @@ static void test_max_total_waiter_of_other_key_is_served(void **state)
      * connection closed to free the slot), not leave "b" stuck behind an idle "a". */
     fx *x = *state;
     tp_pool_options o;
-    opts(x, &o);
+    pool_fx_options(x, &o);
     o.max_total = 1;
     tp_pool *p = x->p = tu_pool_create(&o);
     tp_conn *a = tu_acquire(p, "a", 0);
@@ -338,7 +310,7 @@ static void test_opening_counts_toward_max_per_key(void **state)
 {
     fx *x = *state;
     tp_pool_options o;
-    opts(x, &o);
+    pool_fx_options(x, &o);
     o.max_per_key = 1;
     o.max_idle_per_key = 1;
     x->p = tu_pool_create(&o);
@@ -357,7 +329,7 @@ static void test_opening_counts_toward_max_total(void **state)
 {
     fx *x = *state;
     tp_pool_options o;
-    opts(x, &o);
+    pool_fx_options(x, &o);
     o.max_total = 2;
     x->p = tu_pool_create(&o);
     tp_conn *b = tu_acquire(x->p, "b", 0);
@@ -374,7 +346,7 @@ static void test_opening_counts_toward_max_total(void **state)
     tp_conn_release(b, 0);
 }
 
-#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+#define T(fn) cmocka_unit_test_setup_teardown(fn, pool_fx_setup, pool_fx_teardown)
 
 int main(void)
 {

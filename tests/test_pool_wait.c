@@ -17,32 +17,10 @@
 
 #include "support/fail_alloc.h"
 #include "support/fake_connector.h"
+#include "support/pool_fixture.h"
 #include "support/test_util.h"
 
-typedef struct fx {
-    fake_connector f;
-    tp_pool *p;
-} fx;
-
-static int setup(void **state)
-{
-    fx *x = calloc(1, sizeof *x);
-    if (x == NULL)
-        return -1;
-    fake_init(&x->f);
-    *state = x;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    fx *x = *state;
-    fake_gate_open(&x->f);
-    tp_pool_destroy(x->p);
-    fake_destroy(&x->f);
-    free(x);
-    return 0;
-}
+typedef pool_fx fx;
 
 /* One connection per key: every second acquire has to wait. */
 static tp_pool *pool_of_one(fx *x, int64_t fair_after)
@@ -471,7 +449,7 @@ static void test_destroy_with_open_in_flight(void **state)
     assert_int_equal(atomic_load(&r.calls), 1);
 }
 
-#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+#define T(fn) cmocka_unit_test_setup_teardown(fn, pool_fx_setup, pool_fx_teardown)
 
 int main(void)
 {

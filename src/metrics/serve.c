@@ -160,21 +160,11 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
     return send_static(c, MHD_HTTP_NOT_FOUND, "not found: try /metrics or /debug/pools\n", false);
 }
 
-tp_err tp_metrics_serve_ex(tp_metrics *m, const char *addr, const tp_metrics_serve_options *o,
-                           tp_metrics_exporter **out, tp_errinfo *err)
+/* Starts the daemon on ss (arguments already checked). */
+static tp_err start_exporter(tp_metrics *m, const char *addr, const tp_metrics_serve_options *o,
+                             struct sockaddr_storage *ss, tp_metrics_exporter **out,
+                             tp_errinfo *err)
 {
-    if (out == NULL)
-        return tp_errinfo_set(err, TP_EINVAL, 0, "tp_metrics_serve: out is NULL");
-    *out = NULL;
-    tp_metrics_serve_options defaults;
-    if (o == NULL) {
-        tp_metrics_serve_options_init(&defaults);
-        o = &defaults;
-    }
-    struct sockaddr_storage ss;
-    tp_err rc = check_args(m, addr, o, &ss, err);
-    if (rc != TP_OK)
-        return rc;
     tp_metrics_exporter *e = calloc(1, sizeof *e);
     if (e == NULL)
         return tp_errinfo_set(err, TP_ENOMEM, 0, "allocating the metrics exporter");
@@ -187,26 +177,26 @@ tp_err tp_metrics_serve_ex(tp_metrics *m, const char *addr, const tp_metrics_ser
         return tp_errinfo_set(err, TP_ESYS, sys, "pthread_mutex_init failed");
     }
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ERROR_LOG;
-    if (ss.ss_family == AF_INET6)
+    if (ss->ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
     unsigned timeout_s = (unsigned)(o->connection_timeout / TP_NSEC_PER_SEC > 86400
                                         ? 86400
                                         : o->connection_timeout / TP_NSEC_PER_SEC);
     /* MHD binds to SOCK_ADDR; its port argument only appears in its messages. */
-    uint16_t port = ss.ss_family == AF_INET6
-                        ? ntohs(((struct sockaddr_in6 *)(void *)&ss)->sin6_port)
-                        : ntohs(((struct sockaddr_in *)(void *)&ss)->sin_port);
+    uint16_t port = ss->ss_family == AF_INET6
+                        ? ntohs(((struct sockaddr_in6 *)(void *)ss)->sin6_port)
+                        : ntohs(((struct sockaddr_in *)(void *)ss)->sin_port);
     e->d = MHD_start_daemon(flags, port, NULL, NULL, handle, e, MHD_OPTION_EXTERNAL_LOGGER, log_cb,
-                            cap, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+                            cap, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)ss,
                             MHD_OPTION_CONNECTION_LIMIT, o->max_connections,
                             MHD_OPTION_CONNECTION_TIMEOUT, timeout_s, MHD_OPTION_END);
     pthread_mutex_lock(&cap->mu);
     cap->on = false;
     pthread_mutex_unlock(&cap->mu);
     if (e->d == NULL) {
-        rc = tp_errinfo_set(err, TP_ESYS, cap->sys_errno,
-                            "metrics exporter on %.64s could not start: %s", addr,
-                            cap->msg[0] != '\0' ? cap->msg : "libmicrohttpd refused");
+        tp_err rc = tp_errinfo_set(err, TP_ESYS, cap->sys_errno,
+                                   "metrics exporter on %.64s could not start: %s", addr,
+                                   cap->msg[0] != '\0' ? cap->msg : "libmicrohttpd refused");
         pthread_mutex_destroy(&cap->mu);
         free(e);
         return rc;
@@ -237,22 +227,11 @@ struct tp_metrics_exporter {
     int unused;
 };
 
-tp_err tp_metrics_serve_ex(tp_metrics *m, const char *addr, const tp_metrics_serve_options *o,
-                           tp_metrics_exporter **out, tp_errinfo *err)
+static tp_err start_exporter(tp_metrics *m, const char *addr, const tp_metrics_serve_options *o,
+                             struct sockaddr_storage *ss, tp_metrics_exporter **out,
+                             tp_errinfo *err)
 {
-    if (out == NULL)
-        return tp_errinfo_set(err, TP_EINVAL, 0, "tp_metrics_serve: out is NULL");
-    *out = NULL;
-    tp_metrics_serve_options defaults;
-    if (o == NULL) {
-        tp_metrics_serve_options_init(&defaults);
-        o = &defaults;
-    }
-    /* The same argument errors as with libmicrohttpd, so callers see one contract. */
-    struct sockaddr_storage ss;
-    tp_err rc = check_args(m, addr, o, &ss, err);
-    if (rc != TP_OK)
-        return rc;
+    (void)m, (void)addr, (void)o, (void)ss, (void)out;
     return tp_errinfo_set(err, TP_ESTATE, 0, "metrics exporter: built without libmicrohttpd");
 }
 
@@ -268,3 +247,22 @@ void tp_metrics_exporter_stop(tp_metrics_exporter *e)
 }
 
 #endif
+
+/* Both builds check the arguments alike, so callers see one contract. */
+tp_err tp_metrics_serve_ex(tp_metrics *m, const char *addr, const tp_metrics_serve_options *o,
+                           tp_metrics_exporter **out, tp_errinfo *err)
+{
+    if (out == NULL)
+        return tp_errinfo_set(err, TP_EINVAL, 0, "tp_metrics_serve: out is NULL");
+    *out = NULL;
+    tp_metrics_serve_options defaults;
+    if (o == NULL) {
+        tp_metrics_serve_options_init(&defaults);
+        o = &defaults;
+    }
+    struct sockaddr_storage ss;
+    tp_err rc = check_args(m, addr, o, &ss, err);
+    if (rc != TP_OK)
+        return rc;
+    return start_exporter(m, addr, o, &ss, out, err);
+}

@@ -136,17 +136,8 @@ int main(void)
 {
     tu_watchdog(120);
     signal(SIGPIPE, SIG_IGN);
-    tp_metrics *m = NULL;
-    tp_metrics_exporter *e = NULL;
-    tp_errinfo err;
-    if (tp_metrics_create(NULL, &m, &err) == TP_OK &&
-        tp_metrics_serve(m, "127.0.0.1:0", &e, &err) == TP_ESTATE) {
-        printf("built without libmicrohttpd (%s): skipped\n", err.msg);
-        tp_metrics_destroy(m);
+    if (!mu_have_exporter())
         return 77;
-    }
-    tp_metrics_exporter_stop(e);
-    tp_metrics_destroy(m);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_stop_frees_port_and_fds),
         cmocka_unit_test(test_scrapes_race_pool_churn),

@@ -19,6 +19,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <tidepool/metrics.h>
+
 extern char **environ;
 
 static int64_t now_ms(void)
@@ -275,4 +277,20 @@ size_t mu_count(const char *hay, const char *needle)
     for (const char *p = strstr(hay, needle); p != NULL; p = strstr(p + nl, needle))
         n++;
     return n;
+}
+
+bool mu_have_exporter(void)
+{
+    tp_metrics *m = NULL;
+    tp_metrics_exporter *e = NULL;
+    tp_errinfo err;
+    bool have = true;
+    if (tp_metrics_create(NULL, &m, &err) == TP_OK &&
+        tp_metrics_serve(m, "127.0.0.1:0", &e, &err) == TP_ESTATE) {
+        printf("built without libmicrohttpd (%s): skipped\n", err.msg);
+        have = false;
+    }
+    tp_metrics_exporter_stop(e);
+    tp_metrics_destroy(m);
+    return have;
 }

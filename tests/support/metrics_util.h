@@ -2,7 +2,7 @@
  * on a raw loopback socket, finding programs on PATH, running a program with a file as
  * its stdin and capturing its output, free loopback ports, temporary directories
  * (created and removed recursively), and a reader of the Prometheus text format that
- * looks samples up by their exact series text.
+ * looks samples up by their exact series text; and whether the exporter was built.
  *
  * No cmocka assertions here: every function reports failure by its return value, so
  * any thread may call it. */
@@ -54,5 +54,9 @@ bool mu_prom_value(const char *text, const char *series, double *out);
 
 /* mu_count: occurrences of needle in hay. */
 size_t mu_count(const char *hay, const char *needle);
+
+/* mu_have_exporter: whether this build has the metrics exporter (libmicrohttpd); if
+ * not, prints why, and the test should exit 77 (skipped). */
+bool mu_have_exporter(void);
 
 #endif

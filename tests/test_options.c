@@ -62,7 +62,8 @@ static void test_defaults(void **state)
     assert_true(o.idle_timeout == 30 * TP_NSEC_PER_SEC);
     assert_true(o.max_lifetime == 30 * 60 * TP_NSEC_PER_SEC);
     assert_true(fabs(o.lifetime_jitter - 0.025) < 1e-12);
-    assert_true(o.check_after_idle == 500 * TP_NSEC_PER_MSEC);
+    assert_true(o.check_after_idle == 0);
+    assert_true(o.breaker_min_outage == TP_NSEC_PER_SEC);
     assert_true(o.max_uses == TP_UNLIMITED);
     assert_true(o.fair_after == 1 * TP_NSEC_PER_MSEC);
     assert_true(o.backoff_initial == 10 * TP_NSEC_PER_MSEC);
@@ -128,6 +129,7 @@ BAD(backoff_initial_neg, o->backoff_initial = -2)
 BAD(backoff_max_neg, o->backoff_max = -2)
 BAD(breaker_threshold_neg, o->breaker_threshold = -1)
 BAD(breaker_threshold_zero, o->breaker_threshold = 0)
+BAD(breaker_min_outage_neg, o->breaker_min_outage = -1)
 BAD(breaker_cooldown_neg, o->breaker_cooldown = -2)
 BAD(breaker_cooldown_max_neg, o->breaker_cooldown_max = -2)
 BAD(maint_interval_neg, o->maintenance_interval = -2)
@@ -172,6 +174,7 @@ static const bad_case k_bad[] = {
     CASE(backoff_max_neg, "backoff_max"),
     CASE(breaker_threshold_neg, "breaker_threshold"),
     CASE(breaker_threshold_zero, "breaker_threshold"),
+    CASE(breaker_min_outage_neg, "breaker_min_outage"),
     CASE(breaker_cooldown_neg, "breaker_cooldown"),
     CASE(breaker_cooldown_max_neg, "breaker_cooldown_max"),
     CASE(maint_interval_neg, "maintenance_interval"),

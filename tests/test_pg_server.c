@@ -144,12 +144,14 @@ static void test_too_many_clients(void **state)
     tp_conn *l = NULL;
     tp_errinfo err = {0};
     tp_err rc = tp_pg_acquire(pp, t, MS(5000), 0, &l, &err);
-    assert_int_equal(rc, TP_EOPEN);
+    assert_int_equal(rc, TP_ESERVERFULL); /* at once: the pool holds nothing to wait for */
     assert_non_null(strstr(err.msg, "too many clients"));
     char ss[6];
     assert_string_equal(tp_pg_sqlstate(err.backend_code, ss), "53300");
 
-    /* A tight loop of acquires for 2 s: backoff and the breaker keep opens rare. */
+    /* A tight loop of acquires for 2 s: one open at a time, each after a backoff of at
+     * least half of max(50 ms, a quarter of the streak's age): at most 8 in the first
+     * 200 ms and a factor 1.125 apart after that, under 30 in all (17 seen). */
     int64_t end = tu_now_ns() + MS(2000);
     int calls = 0;
     while (tu_now_ns() < end) {
@@ -159,8 +161,9 @@ static void test_too_many_clients(void **state)
     }
     tp_stats st;
     tp_pool_stats(tp_pg_pool_tp(pp), &st);
+    print_message("%d acquires, %llu open failures\n", calls, (unsigned long long)st.open_failures);
     assert_true(calls > 100);
-    assert_true(st.open_failures <= 12);
+    assert_true(st.open_failures <= 30);
 
     for (int i = 0; i < n; i++)
         PQfinish(hold[i]);

@@ -38,8 +38,8 @@ static void test_acquire_opens_then_reuses(void **state)
     assert_ptr_equal(fake_of(c2), fc);
     assert_int_equal(x->f.opens, 1);
     assert_int_equal(tp_conn_uses(c2), 2);
-    /* Reused at once: far below check_after_idle (500 ms), so no check. */
-    assert_int_equal(x->f.checks, 0);
+    /* Every reuse is checked (check_after_idle is 0 by default: check() is a poll). */
+    assert_int_equal(x->f.checks, 1);
 
     tp_stats st = tu_pool_stats(p);
     assert_int_equal(st.acquires, 2);

@@ -59,6 +59,7 @@ static void opts(fx *x, tp_pool_options *o, bool with_probe)
     o->backoff_initial = MS(1);
     o->backoff_max = MS(2);
     o->breaker_threshold = 3;
+    o->breaker_min_outage = 0; /* the count alone decides (breaker_min_outage: its own test) */
     o->breaker_cooldown = MS(200);
     o->breaker_cooldown_max = MS(2000);
     trace_recorder_attach(&x->tr, o);
@@ -392,11 +393,12 @@ static void test_success_resets_backoff(void **state)
     tp_conn_release(c, 0);
 }
 
-static void test_breaker_closes_idle_of_its_key(void **state)
+static void test_breaker_stops_opening_not_serving(void **state)
 {
-    /* When the breaker opens, the key's idle connections are presumed dead too and are
-     * closed with reason breaker. Here the failing opens are maintenance's attempts to
-     * keep min_idle_per_key warm while one healthy-looking idle connection exists. */
+    /* The breaker opens while the key holds one healthy idle connection (the failing
+     * opens are maintenance's attempts to keep min_idle_per_key warm). The connection
+     * stays, is handed out, and an acquire while it is leased waits for it instead of
+     * failing with TP_EBREAKER. */
     fx *x = *state;
     tp_pool_options o;
     opts(x, &o, false);
@@ -407,18 +409,32 @@ static void test_breaker_closes_idle_of_its_key(void **state)
     tp_conn_release(c, 0);
     fake_fail_all(&x->f, TP_EOPEN);
     int64_t t0 = tu_now_ns();
-    while (x->f.open_calls < 4 && tu_ms_since(t0) < 3000.0) {
+    while (breaker_of(p, "k") != TP_BREAKER_OPEN && tu_ms_since(t0) < 3000.0) {
         (void)tp_pool_maintain(p);
         tu_sleep_ms(3);
     }
     assert_int_equal(breaker_of(p, "k"), TP_BREAKER_OPEN);
-    tp_close_reason r;
-    assert_true(fake_close_reason_for(&x->f, id, &r));
-    assert_int_equal(r, TP_CLOSE_BREAKER);
+    assert_int_equal(fake_close_count_for(&x->f, id), 0);
     tp_stats st;
     tu_key_stats(p, "k", &st);
-    assert_int_equal(st.closes[TP_CLOSE_BREAKER], 1);
-    assert_int_equal(st.idle, 0);
+    assert_int_equal(st.closes[TP_CLOSE_BREAKER], 0);
+    assert_int_equal(st.idle, 1);
+
+    uint64_t calls = x->f.open_calls;
+    c = tu_acquire(p, "k", 0); /* the idle one, breaker or not */
+    assert_int_equal(fake_of(c)->id, id);
+    tu_acq_job job = {.p = p, .key = "k", .timeout = MS(5000)};
+    pthread_t t;
+    tu_thread_start(&t, tu_acquire_thread, &job);
+    tu_sleep_ms(50); /* it queues behind the lease */
+    tp_conn_release(c, 0);
+    tu_thread_join(t);
+    assert_int_equal(job.result, TP_OK);
+    assert_int_equal(fake_of(job.conn)->id, id);
+    tp_conn_release(job.conn, 0);
+    assert_int_equal(x->f.open_calls, calls); /* and the breaker let no open through */
+    tu_key_stats(p, "k", &st);
+    assert_int_equal(st.rejects_breaker, 0);
 }
 
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -438,7 +454,7 @@ int main(void)
         T(test_failed_probe_keeps_breaker_open),
         T(test_success_resets_failure_count),
         T(test_success_resets_backoff),
-        T(test_breaker_closes_idle_of_its_key),
+        T(test_breaker_stops_opening_not_serving),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -51,6 +51,7 @@ static tp_pool *make_pool(fx *x, int64_t max_per_key)
     o.max_per_key = max_per_key;
     o.max_idle_per_key = max_per_key;
     o.breaker_threshold = 2;
+    o.breaker_min_outage = 0;
     return x->p = tu_pool_create(&o);
 }
 
@@ -130,13 +131,22 @@ static void test_failed_slot_backs_off_and_is_granted_to_waiter(void **state)
     fx *x = *state;
     make_pool(x, 1);
     tp_conn *slot = NULL, *c = NULL;
+    tp_errinfo e;
+    /* A destination never reached: a refusal is the caller's answer at once. */
+    assert_int_equal(acq(x, &slot), TP_OPEN_SLOT);
+    tp_errinfo_set(&e, TP_ECONNREFUSED, 111, "connect to k: refused");
+    assert_int_equal(tp_conn_open_failed(slot, TP_ECONNREFUSED, &e), TP_ECONNREFUSED);
+    tu_sleep_ms(30); /* past the backoff */
+    /* Reached once, then refusing (a restart): the caller should acquire again. */
+    assert_int_equal(acq(x, &slot), TP_OPEN_SLOT);
+    assert_int_equal(tp_conn_open_done(slot, dummy_conn(x)), TP_OK);
+    tp_conn_release(slot, TP_RELEASE_DISCARD);
     assert_int_equal(acq(x, &slot), TP_OPEN_SLOT);
     assert_int_equal(acq(x, &c), TP_PENDING);
-    tp_errinfo e;
     tp_errinfo_set(&e, TP_ECONNREFUSED, 111, "connect to k: refused");
-    tp_conn_open_failed(slot, TP_ECONNREFUSED, &e);
+    assert_int_equal(tp_conn_open_failed(slot, TP_ECONNREFUSED, &e), TP_EAGAIN);
     tp_stats st = tu_pool_stats(x->p);
-    assert_int_equal(st.open_failures, 1);
+    assert_int_equal(st.open_failures, 2);
     assert_int_equal(st.total, 0);
     /* The waiter gets the slot once the backoff (10 ms) is over: maintenance grants it. */
     tu_sleep_ms(30);
@@ -144,7 +154,8 @@ static void test_failed_slot_backs_off_and_is_granted_to_waiter(void **state)
     assert_int_equal(x->calls, 1);
     assert_int_equal(x->last_status, TP_OPEN_SLOT);
     tp_errinfo_set(&e, TP_ECONNREFUSED, 111, "connect to k: refused");
-    tp_conn_open_failed(x->last_conn, TP_ECONNREFUSED, &e);
+    /* The second opens the breaker: no more waiting through it. */
+    assert_int_equal(tp_conn_open_failed(x->last_conn, TP_ECONNREFUSED, &e), TP_ECONNREFUSED);
     /* Two failures: the breaker (threshold 2) is open, callers fail fast. */
     tp_stats ks;
     assert_int_equal(tp_pool_key_stats(x->p, KEY("k"), &ks), TP_OK);

@@ -30,7 +30,7 @@ extern "C" {
     XX(DISCARDED, 5, "discarded")         /* the holder released it with TP_RELEASE_DISCARD */ \
     XX(BROKEN, 6, "broken")               /* the holder reported it broken */                \
     XX(POOL_CLOSED, 7, "pool_closed")     /* the pool was closed */                          \
-    XX(BREAKER, 8, "breaker")             /* its key's breaker opened */                     \
+    XX(BREAKER, 8, "breaker")             /* retired: an open breaker keeps its idle ones */ \
     XX(MAX_USES, 9, "max_uses")           /* served max_uses leases */                       \
     XX(EVICTED, 10, "evicted")            /* tp_pool_evict() asked for it */                  \
     XX(UNHEALTHY, 11, "unhealthy")        /* its TCP state says the path or peer is sick */

@@ -50,7 +50,9 @@ extern "C" {
     XX(ETLSTIMEDOUT, -25, "TLS handshake timed out")                                         \
     XX(EHDRTIMEDOUT, -26, "timed out waiting for the response header")                       \
     XX(EREQTIMEDOUT, -27, "request deadline exceeded")                                       \
-    XX(EQUOTA, -28, "tenant quota exceeded")
+    XX(EQUOTA, -28, "tenant quota exceeded")                                                 \
+    XX(ESERVERFULL, -29, "the server has no room for another connection")                    \
+    XX(EUNAVAIL, -30, "the server is starting up or shutting down")
 
 /* tp_err: 0 is success, every error is negative. */
 typedef enum tp_err {

@@ -105,9 +105,14 @@ TP_EXTERN void tp_pg_pool_destroy(tp_pg_pool *pp);
 /* tp_pg_acquire: leases a connection for target (NULL: the default target), waiting up
  * to timeout (as tp_pool_acquire). flags: 0 or TP_ACQUIRE_FRESH.
  * Errors: those of tp_pool_acquire_ex(); an open failure maps to TP_ECONNREFUSED,
- * TP_ECONNTIMEDOUT (the deadline passed), TP_EOPEN (the server refused: too many
- * clients, authentication failed, no such database; err->msg has the server's message
- * without credentials), TP_ERESOLVE. TP_EINVAL if there is no default target. */
+ * TP_ECONNTIMEDOUT (the deadline passed), TP_ESERVERFULL (too many clients, SQLSTATE
+ * 53300 in err->backend_code), TP_EUNAVAIL (the database system is starting up or
+ * shutting down, 57P03), TP_EOPEN (another refusal: authentication failed, no such
+ * database), TP_ERESOLVE; err->msg has the server's message without credentials.
+ * Refusals and "starting up" from a server reached before are waited through while the
+ * breaker is closed, "too many clients" while the pool holds connections for the target
+ * (see tp_pool_acquire()).
+ * TP_EINVAL if there is no default target. */
 TP_EXTERN tp_err tp_pg_acquire(tp_pg_pool *pp, const tp_pg_target *target, int64_t timeout,
                                unsigned flags, tp_conn **lease, tp_errinfo *err) TP_WARN_UNUSED;
 

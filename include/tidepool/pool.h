@@ -59,7 +59,8 @@ typedef enum tp_trace_type {
 
 typedef enum tp_breaker_state {
     TP_BREAKER_CLOSED = 0,   /* opens allowed */
-    TP_BREAKER_OPEN = 1,     /* opens fail fast with TP_EBREAKER until the cool-down ends */
+    TP_BREAKER_OPEN = 1,     /* no opens until the cool-down ends: acquires with no
+                                connection to wait for fail fast with TP_EBREAKER */
     TP_BREAKER_HALF_OPEN = 2 /* one trial open (or probe) decides */
 } tp_breaker_state;
 
@@ -110,7 +111,9 @@ typedef struct tp_pool_options {
     double lifetime_jitter;   /* lifetime shortened by up to this fraction, at random, per
                                  connection, so they do not expire together. 0.025 */
     int64_t check_after_idle; /* call connector check() before reusing a connection idle
-                                 at least this long. 500 ms; 0 = always */
+                                 at least this long. 0 = always (the default: check()
+                                 is a poll); raise it only for a connector whose check
+                                 costs more than a system call */
     int64_t max_uses;         /* close a connection after this many leases. UNLIMITED */
 
     int64_t fair_after; /* a waiter queued this long is served strictly in arrival order:
@@ -118,10 +121,25 @@ typedef struct tp_pool_options {
                            thread may take a released connection first (no handoff cost
                            on the uncontended path). 1 ms; 0 = always strict FIFO */
 
-    int64_t backoff_initial;     /* wait after a failed open before the next. 10 ms */
-    int64_t backoff_max;         /* the backoff doubles per failure up to this. 5 s */
-    int64_t breaker_threshold;   /* consecutive open failures that open the breaker. 5;
-                                    UNLIMITED = never */
+    /* Failed opens. A burst of opens that fail together (every connection of a restarted
+     * server reopening at once) counts as one failure: only an open that started after
+     * the key's last outcome was seen counts. After a failure the key opens one
+     * connection at a time, each after a backoff of a quarter of how long the key has
+     * been failing (between half and all of it, at random), within these bounds: a
+     * server back after an outage of T is found within about T/4. */
+    int64_t backoff_initial;     /* the shortest backoff. 10 ms */
+    int64_t backoff_max;         /* the longest. 5 s */
+    /* The breaker opens after breaker_threshold counted failures of the destination
+     * itself spread over at least breaker_min_outage (a restart shorter than that never
+     * opens it; acquires wait through it). "Too many connections" from the server, or a
+     * local shortage (descriptors, ports, memory), never count. An open breaker stops
+     * opening, not serving: idle connections are still handed out and an acquire waits
+     * for a connection the key holds; only one with nothing to wait for fails fast with
+     * TP_EBREAKER. */
+    int64_t breaker_threshold;   /* counted failures that open the breaker. 5; UNLIMITED =
+                                    never */
+    int64_t breaker_min_outage;  /* the failures must span at least this. 1 s; 0: the count
+                                    alone decides */
     int64_t breaker_cooldown;    /* how long it stays open before a trial. 1 s */
     int64_t breaker_cooldown_max;/* cool-down doubles per failed trial up to this. 30 s */
 
@@ -193,9 +211,15 @@ TP_EXTERN void tp_pool_destroy(tp_pool *p);
  * Errors: TP_ETIMEDOUT (err says what was in use and the last open error), TP_EBUSY
  * (max_waiters_per_key), TP_EBREAKER, TP_ECLOSED, TP_ELIMIT (max_keys), TP_ENOMEM,
  * TP_EINVAL (NULL pool or out, key NULL with keylen > 0), or the connector's open()
- * error for an open this call made. An open cut short by this call's timeout (shorter
- * than connect_timeout) is TP_ETIMEDOUT, the connector's reason in err; an open that
- * runs out of connect_timeout keeps the connector's code (TP_ECONNTIMEDOUT...). The key
+ * error for an open this call made. An open that fails the way a restart does
+ * (TP_ECONNREFUSED, TP_ECONNRESET, TP_EUNREACH, TP_EUNAVAIL) at a destination the key
+ * has reached before, while the breaker stays closed, or for lack of room
+ * (TP_ESERVERFULL, TP_ENOFD, TP_EPORTS) while the key holds connections, does not end
+ * the call: it waits on (timeout > 0) for a released connection or the key's next open,
+ * and a timeout names that error. TP_EBREAKER only when the key holds no connection to
+ * wait for. An open cut short by this call's timeout (shorter than connect_timeout) is
+ * TP_ETIMEDOUT, the connector's reason in err; an open that runs out of
+ * connect_timeout keeps the connector's code (TP_ECONNTIMEDOUT...). The key
  * is copied; on success *out is the lease. */
 TP_EXTERN tp_err tp_pool_acquire(tp_pool *p, const void *key, size_t keylen, int64_t timeout,
                                  tp_conn **out, tp_errinfo *err) TP_WARN_UNUSED;
@@ -298,8 +322,14 @@ TP_EXTERN tp_err tp_conn_open_done(tp_conn *slot, void *conn);
 /* tp_conn_open_failed: the caller could not open a connection for the slot: rc (and
  * err, may be NULL) say why. The slot is gone; the failure counts like a failed open()
  * (backoff, breaker, last error in timeout messages) and waiters may get the slot.
- * rc TP_ECANCELED gives the slot back without counting a failure (the caller gave up). */
-TP_EXTERN void tp_conn_open_failed(tp_conn *slot, tp_err rc, const tp_errinfo *err);
+ * rc TP_ECANCELED gives the slot back without counting a failure (the caller gave up).
+ * Returns TP_EAGAIN when the failure is one a blocking acquire would wait through (a
+ * restart's refusal from a destination reached before, while the breaker is closed; no
+ * room on the server or no descriptor while the key holds connections that will come
+ * back): the caller should acquire again
+ * within its own deadline rather than fail its request. Otherwise returns rc (TP_EOPEN
+ * for a non-negative rc), or TP_EINVAL for a NULL slot. */
+TP_EXTERN tp_err tp_conn_open_failed(tp_conn *slot, tp_err rc, const tp_errinfo *err);
 
 /* tp_pool_acquire_cancel: withdraws a pending asynchronous acquire. TP_OK: it was still
  * queued and its callback will never run. TP_ESTATE: it already completed or its

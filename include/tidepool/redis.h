@@ -32,9 +32,10 @@
  * and the database, costing AUTH and SELECT again on every release; closing the rare
  * connection left in a special state costs less and works on every server version.
  *
- * Check before reuse: a connection idle past the pool's check_after_idle is polled
- * (zero timeout); anything readable or a hang-up (Redis's `timeout` closing idle clients)
- * closes it (checks_failed) and the acquire moves on, so it never surfaces as an error.
+ * Check before reuse: every reused connection (with the default check_after_idle 0) is
+ * polled (zero timeout); anything readable or a hang-up (Redis's `timeout`, CLIENT KILL,
+ * a restart) closes it (checks_failed) and the acquire moves on, so a connection the
+ * server closed while it was idle never surfaces as an error.
  *
  * Server error replies (REDIS_REPLY_ERROR) are replies, not tp_err: the wrappers return
  * TP_OK with the reply. A tp_err means the command's outcome is unknown or it was not
@@ -121,9 +122,12 @@ TP_EXTERN const void *tp_redis_target_key(const tp_redis_target *t, size_t *keyl
 
 /* tp_redis_acquire: leases a connection to the default target, waiting up to timeout
  * (TP_DURATION_DEFAULT: the pool's acquire_timeout). Errors as tp_pool_acquire(), plus
- * the open errors: TP_ECONNREFUSED, TP_ECONNTIMEDOUT, TP_ERESOLVE, TP_EUNREACH, TP_EOPEN
- * ("authentication failed for user U at host:port", "max number of clients reached",
- * other server refusals; never with the password), TP_ECONNRESET, TP_EIO. */
+ * the open errors: TP_ECONNREFUSED, TP_ECONNTIMEDOUT, TP_ERESOLVE, TP_EUNREACH,
+ * TP_ESERVERFULL ("max number of clients reached"), TP_EUNAVAIL (the server is loading
+ * its dataset), TP_EOPEN ("authentication failed for user U at host:port", other server
+ * refusals; never with the password), TP_ECONNRESET, TP_EIO. Refusals and loading from a
+ * server reached before are waited through while the breaker is closed, "max clients"
+ * while the pool holds connections for the target (see tp_pool_acquire()). */
 TP_EXTERN tp_err tp_redis_acquire(tp_redis_pool *rp, int64_t timeout, tp_redis_lease **out,
                                   tp_errinfo *err) TP_WARN_UNUSED;
 

@@ -119,12 +119,8 @@ static wait_outcome wait_for_conn_locked(tp_pool *p, tp__key *key, int64_t start
                     continue;
                 }
             }
-            if (v == TP__OPEN_BREAKER) {
-                TP__ADD1(key->rejects_breaker, 1);
-                *rc = tp_errinfo_set(
-                    err, TP_EBREAKER, 0, "breaker open after %lld consecutive open failures%s%s",
-                    (long long)key->failures, key->last_err.code != TP_OK ? "; last: " : "",
-                    key->last_err.code != TP_OK ? key->last_err.msg : "");
+            if (v == TP__OPEN_BREAKER && tp__breaker_fails_fast_locked(key)) {
+                *rc = tp__breaker_error_locked(p, key, err);
                 break;
             }
         }
@@ -269,6 +265,10 @@ tp_err tp_pool_acquire_ex(tp_pool *p, const void *key, size_t keylen, int64_t ti
                 *out = c;
                 return TP_OK;
             }
+            /* A restart's refusal, or no room while the key holds connections: wait for
+             * one of them or the next open (a timeout then names this error). */
+            if (timeout > 0 && tp_clock_now() < deadline && tp__open_failure_waits_locked(p, k, rc))
+                continue;
             break;
         }
         /* An idle connection, claimed: validate it outside the lock. */

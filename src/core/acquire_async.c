@@ -101,12 +101,12 @@ int tp_pool_acquire_async_ex(tp_pool *p, const void *key, size_t keylen, int64_t
                 return TP_OPEN_SLOT;
             }
         }
-        if (v == TP__OPEN_BREAKER) {
-            TP__ADD1(k->rejects_breaker, 1);
+        if (v == TP__OPEN_BREAKER && tp__breaker_fails_fast_locked(k)) {
+            rc = tp__breaker_error_locked(p, k, err);
             tp__after_run(p, &a);
-            return tp_errinfo_set(err, TP_EBREAKER, 0, "breaker open for this key");
+            return rc;
         }
-        if (v == TP__OPEN_WAIT) {
+        if (v != TP__OPEN_OK) {
             if (timeout == 0) {
                 TP__ADD1(k->timeouts, 1);
                 rc = tp__timeout_error_locked(p, k, 0, err);

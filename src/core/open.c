@@ -93,14 +93,14 @@ tp_err tp__open_slot_locked(tp_pool *p, tp__key *key, int64_t deadline, bool pre
     if (rc != TP_OK) {
         p->total--;
         tp__conn_recycle_locked(p, c);
-        tp__open_done_locked(p, key, rc, &info, t1 - t0, a);
+        tp__open_done_locked(p, key, rc, &info, t0, a);
         tp__capacity_freed_locked(p, key, a);
         if (err != NULL)
             *err = info;
         return rc;
     }
     tp__conn_attach_locked(p, key, c, user, t1);
-    tp__open_done_locked(p, key, TP_OK, NULL, t1 - t0, a);
+    tp__open_done_locked(p, key, TP_OK, NULL, t0, a);
     if (atomic_load(&p->closed)) {
         tp__conn_close_locked(p, c, TP_CLOSE_POOL_CLOSED, a);
         return tp_errinfo_set(err, TP_ECLOSED, 0, "the pool was closed while opening");
@@ -109,8 +109,22 @@ tp_err tp__open_slot_locked(tp_pool *p, tp__key *key, int64_t deadline, bool pre
     return TP_OK;
 }
 
+/* Puts an async waiter whose open failed back at the head of its key's queue (it was
+ * served first, so it stays first): it waits for a live connection or the next open. */
+static void requeue_locked(tp_pool *p, tp__waiter *w, tp__after *a)
+{
+    tp__key *k = w->key;
+    w->grant = TP__GRANT_NONE;
+    tp__list_push_front(&k->waiters, &w->link);
+    atomic_fetch_add(&p->waiters_total, 1);
+    atomic_fetch_add(&k->nwaiters, 1);
+    tp__maintenance_poke_locked(p, w->deadline); /* its timeout, if nothing comes first */
+    tp__capacity_freed_locked(p, k, a);          /* and whatever is free now */
+}
+
 /* Runs on a pool-owned thread: opens a connection for an async waiter granted a slot,
- * then completes it (its callback runs here). */
+ * then completes it (its callback runs here), or queues it again when the failure is
+ * one to wait through. */
 static void *open_job_main(void *arg)
 {
     tp__waiter *w = arg;
@@ -134,6 +148,12 @@ static void *open_job_main(void *arg)
         w->grant = TP__GRANT_CONN;
         w->conn = c;
         tp__hist_add(&k->wait_hist, tp_clock_now() - w->enqueued_at);
+    } else if (tp_clock_now() < w->deadline && !atomic_load(&p->closed) &&
+               tp__open_failure_waits_locked(p, k, rc)) {
+        requeue_locked(p, w, &a);
+        p->workers--;
+        tp__after_run(p, &a);
+        return NULL;
     } else {
         w->grant = TP__GRANT_FAIL;
         w->err = rc;

@@ -22,12 +22,16 @@ void tp_pool_options_init(tp_pool_options *o)
     o->idle_timeout = 30 * TP_NSEC_PER_SEC;
     o->max_lifetime = 30 * 60 * TP_NSEC_PER_SEC;
     o->lifetime_jitter = 0.025;
-    o->check_after_idle = 500 * TP_NSEC_PER_MSEC;
+    /* check() must not block (a zero-timeout poll, a status read), so checking every
+     * reuse costs one system call, while a connection the server closed costs a failed
+     * request: always check. */
+    o->check_after_idle = 0;
     o->max_uses = TP_UNLIMITED;
     o->fair_after = 1 * TP_NSEC_PER_MSEC;
     o->backoff_initial = 10 * TP_NSEC_PER_MSEC;
     o->backoff_max = 5 * TP_NSEC_PER_SEC;
     o->breaker_threshold = 5;
+    o->breaker_min_outage = 1 * TP_NSEC_PER_SEC; /* longer than a restart takes */
     o->breaker_cooldown = 1 * TP_NSEC_PER_SEC;
     o->breaker_cooldown_max = 30 * TP_NSEC_PER_SEC;
     o->maintenance_thread = true;
@@ -88,6 +92,7 @@ tp_err tp__options_validate(const tp_pool_options *o, tp_errinfo *err)
         {"backoff_initial", o->backoff_initial},
         {"backoff_max", o->backoff_max},
         {"breaker_threshold", o->breaker_threshold},
+        {"breaker_min_outage", o->breaker_min_outage},
         {"breaker_cooldown", o->breaker_cooldown},
         {"breaker_cooldown_max", o->breaker_cooldown_max},
         {"maintenance_interval", o->maintenance_interval},

@@ -136,8 +136,13 @@ struct tp__key {
     int64_t ports_capped_until;   /* adaptive: the port budget is this key's connections
                                      after TP_EPORTS, until then (0: not capped) */
 
-    /* open failures */
-    int64_t failures;      /* consecutive open failures */
+    /* open failures (breaker.c) */
+    int64_t failures;      /* destination failures in the current streak (a burst of opens
+                              that failed together counts once): the breaker's count */
+    int64_t failing_since; /* when the current streak of failed opens began; 0: none. While
+                              set, the key opens one connection at a time, paced */
+    int64_t outcome_at;    /* when the last counted open outcome was seen: an open that
+                              started before it tells nothing new when it fails */
     int64_t backoff_until; /* no new open before this */
     tp_breaker_state breaker;
     int64_t breaker_until; /* OPEN: cool-down end */
@@ -320,20 +325,51 @@ void tp__unlink_locked(tp_pool *p, tp_conn *c);
 
 typedef enum tp__open_verdict {
     TP__OPEN_OK = 0,      /* open now */
-    TP__OPEN_WAIT = 1,    /* limits or backoff: wait (until *until, if finite) */
-    TP__OPEN_BREAKER = 2, /* breaker open: fail fast */
+    TP__OPEN_WAIT = 1,    /* limits, a failing key's one open in flight, or its backoff:
+                             wait (until *until, if finite) */
+    TP__OPEN_BREAKER = 2, /* breaker open: no open now (the next trial at *until, if finite);
+                             fail fast unless the key holds a connection to wait for */
 } tp__open_verdict;
 
-/* tp__open_allowed_locked: may an open for key start now? Considers the breaker, the
- * backoff and the limits (max_per_key, max_total, evicting an idle connection of another
- * key onto a when only max_total is in the way). On TP__OPEN_OK the slot is reserved
- * (opening and total counted) and, in HALF_OPEN, this open is the trial. */
+/* tp__open_allowed_locked: may an open for key start now? Considers the breaker, a
+ * failing key's pacing (one open at a time, after the backoff) and the limits
+ * (max_per_key, max_total, evicting an idle connection of another key onto a when only
+ * max_total is in the way). On TP__OPEN_OK the slot is reserved (opening and total
+ * counted) and, in HALF_OPEN, this open is the trial. */
 tp__open_verdict tp__open_allowed_locked(tp_pool *p, tp__key *key, int64_t now, int64_t *until,
                                          tp__after *a);
-/* tp__open_done_locked: accounts the end of an open: success closes the breaker; a
- * failure backs off and may open it. Releases the reserved slot when failed. */
+
+/* What a failed open says about its destination. */
+typedef enum tp__open_failure {
+    TP__FAIL_DESTINATION = 0, /* the destination failed: counts for the breaker */
+    TP__FAIL_TRANSIENT = 1,   /* likewise, but of the kind a restart causes (refused,
+                                 starting up...): worth waiting through */
+    TP__FAIL_CAPACITY = 2,    /* the server answered but has no room (TP_ESERVERFULL) */
+    TP__FAIL_LOCAL = 3,       /* our own shortage (descriptors, ports, memory): says nothing
+                                 about the destination */
+} tp__open_failure;
+
+/* tp__open_failure_kind: the kind of a failed open's error code. */
+tp__open_failure tp__open_failure_kind(tp_err rc);
+/* tp__open_done_locked: accounts the end of an open that started at started (rc its
+ * outcome, info its detail or NULL): success ends the failing streak and closes the
+ * breaker (serving waiters it held back); a failure that started after the key's last
+ * counted outcome extends the streak, its backoff and the breaker's count. The caller
+ * has already given back the slot's "opening" count. */
 void tp__open_done_locked(tp_pool *p, tp__key *key, tp_err rc, const tp_errinfo *info,
-                          int64_t duration, tp__after *a);
+                          int64_t started, tp__after *a);
+/* tp__open_failure_waits_locked: after the caller's own open failed with rc (accounted by
+ * tp__open_done_locked()), should the acquire wait again (within its deadline) instead of
+ * failing? True for a restart's errors from a destination the key has reached before
+ * while the breaker stays closed, and for a lack of room (server full, no descriptor)
+ * when the key holds connections that will come back. */
+bool tp__open_failure_waits_locked(tp_pool *p, tp__key *key, tp_err rc);
+/* tp__breaker_fails_fast_locked: with the breaker in the way of an open, must an acquire
+ * fail now? Only when the key holds no connection that a release could hand over. */
+bool tp__breaker_fails_fast_locked(const tp__key *key);
+/* tp__breaker_error_locked: counts a breaker rejection of key and fills err with
+ * TP_EBREAKER: how long opens have failed, when the next trial is, the last open error. */
+tp_err tp__breaker_error_locked(tp_pool *p, tp__key *key, tp_errinfo *err);
 /* tp__breaker_probe_due_locked: true if maintenance should run key's probe now (the
  * breaker's cool-down is over and the connector has probe()); marks the trial. */
 bool tp__breaker_probe_due_locked(tp_pool *p, tp__key *key, int64_t now, tp__after *a);

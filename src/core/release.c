@@ -70,18 +70,18 @@ static void serve_waiters_locked(tp_pool *p, tp__key *k, tp__after *a)
             tp__waiter_grant_open_locked(p, w, a);
             continue;
         }
-        if (v == TP__OPEN_BREAKER) {
+        if (v == TP__OPEN_BREAKER && tp__breaker_fails_fast_locked(k)) {
+            /* Nothing left to wait for: the breaker's answer is theirs now. */
             while (!tp__list_empty(&k->waiters)) {
+                tp_errinfo info;
                 w = TP__CONTAINER_OF(k->waiters.next, tp__waiter, link);
-                TP__ADD1(k->rejects_breaker, 1);
-                tp__waiter_fail_locked(p, w, TP_EBREAKER,
-                                       "breaker opened for this key after repeated open failures",
-                                       a);
+                tp__waiter_fail_locked(p, w, tp__breaker_error_locked(p, k, &info), info.msg, a);
             }
             break;
         }
-        /* Blocked by limits or backoff: let the head recompute when to wake up, and
-         * make sure maintenance looks again when a backoff ends (async waiters). */
+        /* Blocked by limits, a backoff or the breaker while the key holds connections:
+         * let the head recompute when to wake up, and make sure maintenance looks again
+         * when a backoff or cool-down ends (async waiters). */
         if (!w->async && !w->woken) {
             w->woken = true;
             pthread_cond_signal(&w->cv);

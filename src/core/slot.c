@@ -30,7 +30,7 @@ tp_err tp_conn_open_done(tp_conn *slot, void *conn)
     k->opening--;
     k->pins--;
     tp__conn_attach_locked(p, k, slot, conn, now);
-    tp__open_done_locked(p, k, TP_OK, NULL, now - started, &a);
+    tp__open_done_locked(p, k, TP_OK, NULL, started, &a);
     if (atomic_load(&p->closed)) {
         tp__conn_close_locked(p, slot, TP_CLOSE_POOL_CLOSED, &a);
         tp__after_run(p, &a);
@@ -42,10 +42,10 @@ tp_err tp_conn_open_done(tp_conn *slot, void *conn)
     return TP_OK;
 }
 
-void tp_conn_open_failed(tp_conn *slot, tp_err rc, const tp_errinfo *err)
+tp_err tp_conn_open_failed(tp_conn *slot, tp_err rc, const tp_errinfo *err)
 {
     if (slot == NULL)
-        return;
+        return TP_EINVAL;
     tp_pool *p = slot->pool;
     tp__key *k = slot->key;
     tp_errinfo info;
@@ -58,15 +58,22 @@ void tp_conn_open_failed(tp_conn *slot, tp_err rc, const tp_errinfo *err)
     tp__after a;
     tp__after_init(&a);
     tp__mutex_lock(&p->mu);
-    int64_t now = tp_clock_now();
-    k->opening--;
+    int64_t started = slot->acquired_at;
     k->pins--;
-    p->total--;
-    /* A caller that gave up (TP_ECANCELED) says nothing about the destination: no
-     * backoff, no breaker. */
-    if (rc != TP_ECANCELED)
-        tp__open_done_locked(p, k, rc, &info, now - slot->acquired_at, &a);
     tp__conn_recycle_locked(p, slot);
-    tp__capacity_freed_locked(p, k, &a);
+    tp_err verdict = rc;
+    if (rc == TP_ECANCELED) {
+        /* A caller that gave up says nothing about the destination: no backoff, no
+         * breaker, and a half-open key may run its trial again. */
+        tp__slot_release_locked(p, k, &a);
+    } else {
+        k->opening--;
+        p->total--;
+        tp__open_done_locked(p, k, rc, &info, started, &a);
+        if (!atomic_load(&p->closed) && tp__open_failure_waits_locked(p, k, rc))
+            verdict = TP_EAGAIN;
+        tp__capacity_freed_locked(p, k, &a);
+    }
     tp__after_run(p, &a);
+    return verdict;
 }

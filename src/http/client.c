@@ -12,10 +12,7 @@ void tp_http_client_options_init(tp_http_client_options *o)
         return;
     memset(o, 0, sizeof *o);
     o->version = TP_HTTP_CLIENT_OPTIONS_VERSION;
-    tp_pool_options_init(&o->pool);
-    /* Polling an idle connection before reuse costs one system call; a stale one costs
-     * a failed request (or a 408 handed to the wrong request). Always poll. */
-    o->pool.check_after_idle = 0;
+    tp_pool_options_init(&o->pool); /* check_after_idle 0: every reuse is polled */
     o->tls_handshake_timeout = 10 * TP_NSEC_PER_SEC;
     o->response_header_timeout = 30 * TP_NSEC_PER_SEC;
     o->request_timeout = TP_DURATION_INFINITE;

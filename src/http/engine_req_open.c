@@ -23,8 +23,14 @@ void tp__er_open_failed(eng_req *rq, tp_err rc, const tp_errinfo *info)
         rq->ai = rq->ai_next = NULL;
     }
     /* A cancellation is not the destination's fault: no backoff for it. */
-    tp_conn_open_failed(rq->lease, rc == TP_ECANCELED ? TP_ECANCELED : rc, info);
+    tp_err verdict = tp_conn_open_failed(rq->lease, rc, info);
     rq->lease = NULL;
+    /* A failure the pool waits through (a restart's refusal, no room while the key holds
+     * connections): queue again, as a blocking acquire would, within the deadline. */
+    if (verdict == TP_EAGAIN && tp_clock_now() < rq->deadline) {
+        tp__er_acquire(rq);
+        return;
+    }
     tp__er_finish(rq, rc, info);
 }
 

@@ -60,7 +60,7 @@ static tp_err classify(const char *m, int *backend_code)
     *backend_code = 0;
     if (strstr(m, "too many clients") != NULL || strstr(m, "connection slots are reserved") != NULL) {
         *backend_code = tp__pg_sqlstate_code("53300");
-        return TP_EOPEN;
+        return TP_ESERVERFULL;
     }
     if (strstr(m, "authentication failed") != NULL) {
         *backend_code = tp__pg_sqlstate_code("28P01");
@@ -72,7 +72,7 @@ static tp_err classify(const char *m, int *backend_code)
     }
     if (strstr(m, "the database system is") != NULL) { /* starting up, shutting down */
         *backend_code = tp__pg_sqlstate_code("57P03");
-        return TP_EOPEN;
+        return TP_EUNAVAIL;
     }
     if (strstr(m, "Connection refused") != NULL)
         return TP_ECONNREFUSED;

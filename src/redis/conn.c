@@ -59,7 +59,9 @@ static tp_err refusal(const redisReply *r, const char *what, const tp_redis_targ
                       const char *dest, tp_errinfo *err)
 {
     if (strstr(r->str, "max number of clients reached") != NULL)
-        return tp_errinfo_set(err, TP_EOPEN, 0, "%s: max number of clients reached", dest);
+        return tp_errinfo_set(err, TP_ESERVERFULL, 0, "%s: max number of clients reached", dest);
+    if (strncmp(r->str, "LOADING", 7) == 0)
+        return tp_errinfo_set(err, TP_EUNAVAIL, 0, "%s: the server is loading its dataset", dest);
     if (strcmp(what, "AUTH") == 0 || strncmp(r->str, "NOAUTH", 6) == 0 ||
         strncmp(r->str, "WRONGPASS", 9) == 0) {
         size_t w = strcspn(r->str, " ");

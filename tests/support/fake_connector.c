@@ -111,13 +111,21 @@ tp_err fake_open(void *ctx, const void *key, size_t keylen, int64_t deadline, vo
     pthread_mutex_lock(&f->mu);
     int64_t delay_ms = f->open_delay_ms;
     tp_err fail = TP_OK;
+    bool admitted = false; /* counted in live now, against the capacity */
     if (f->fail_all_err != TP_OK) {
         fail = f->fail_all_err;
     } else if (f->fail_next_n > 0) {
         f->fail_next_n--;
         fail = f->fail_next_err;
+    } else if (f->capacity > 0 && atomic_load(&f->live) >= f->capacity) {
+        fail = TP_ESERVERFULL;
+    } else if (f->capacity > 0) {
+        atomic_fetch_add(&f->live, 1);
+        admitted = true;
     }
     pthread_mutex_unlock(&f->mu);
+    if (fail == TP_ESERVERFULL)
+        return open_failed(f, err, fail, "too many clients already");
 
     if (delay_ms > 0) {
         int64_t delay_ns = delay_ms * TP_NSEC_PER_MSEC;
@@ -125,6 +133,8 @@ tp_err fake_open(void *ctx, const void *key, size_t keylen, int64_t deadline, vo
         if (deadline != TP_DURATION_INFINITE && now + delay_ns > deadline) {
             /* A real connector would give up at the deadline, not after the delay. */
             tu_sleep_ns(deadline - now);
+            if (admitted)
+                atomic_fetch_sub(&f->live, 1);
             return open_failed(f, err, TP_ECONNTIMEDOUT, "open delay passes the deadline");
         }
         tu_sleep_ns(delay_ns);
@@ -137,6 +147,8 @@ tp_err fake_open(void *ctx, const void *key, size_t keylen, int64_t deadline, vo
     if (fc == NULL || kcopy == NULL) {
         free(fc);
         free(kcopy);
+        if (admitted)
+            atomic_fetch_sub(&f->live, 1);
         return open_failed(f, err, TP_ENOMEM, "out of memory");
     }
     if (keylen)
@@ -147,7 +159,8 @@ tp_err fake_open(void *ctx, const void *key, size_t keylen, int64_t deadline, vo
     fc->opened_ns = tp_clock_now();
     fc->owner = f;
     *conn = fc;
-    atomic_fetch_add(&f->live, 1);
+    if (!admitted)
+        atomic_fetch_add(&f->live, 1);
     atomic_fetch_add(&f->opens, 1);
     atomic_fetch_sub(&f->opening, 1);
     return TP_OK;
@@ -241,6 +254,13 @@ void fake_fail_all(fake_connector *f, tp_err err)
 {
     pthread_mutex_lock(&f->mu);
     f->fail_all_err = err;
+    pthread_mutex_unlock(&f->mu);
+}
+
+void fake_set_capacity(fake_connector *f, int64_t n)
+{
+    pthread_mutex_lock(&f->mu);
+    f->capacity = n;
     pthread_mutex_unlock(&f->mu);
 }
 

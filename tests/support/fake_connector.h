@@ -9,7 +9,8 @@
  * never run twice at once for the same connection.
  *
  * Knobs are thread-safe and may change while a pool runs: fail the next N opens or all
- * opens with a given error, delay opens (honouring the deadline: TP_ECONNTIMEDOUT if the
+ * opens with a given error, refuse opens beyond a number of live connections (a server's
+ * connection limit), delay opens (honouring the deadline: TP_ECONNTIMEDOUT if the
  * delay would pass it), fail check() for one id / every Nth / all, fail reset() (always
  * or every Nth), choose probe()'s result, and a gate that blocks open() until released
  * (to observe connections in the "opening" state). An optional re-entry callback runs
@@ -75,6 +76,7 @@ struct fake_connector {
     tp_err fail_next_err;
     tp_err fail_all_err; /* 0: off */
     int64_t open_delay_ms;
+    int64_t capacity; /* 0: none; else opens fail with TP_ESERVERFULL while live >= it */
     uint64_t check_fail_id; /* 0: none */
     bool check_fail_all;
     unsigned check_fail_every; /* 0: off */
@@ -118,6 +120,9 @@ tp_err fake_probe(void *ctx, const void *key, size_t keylen, int64_t deadline, t
 void fake_fail_next(fake_connector *f, int n, tp_err err);
 void fake_fail_all(fake_connector *f, tp_err err); /* 0 (TP_OK) stops failing */
 void fake_set_open_delay_ms(fake_connector *f, int64_t ms);
+/* Like a server's connection limit: opens fail with TP_ESERVERFULL ("too many clients")
+ * while n connections are live (0: no limit). The knobs above take precedence. */
+void fake_set_capacity(fake_connector *f, int64_t n);
 void fake_fail_check_id(fake_connector *f, uint64_t id); /* 0: none */
 void fake_fail_check_all(fake_connector *f, bool on);
 void fake_fail_check_every(fake_connector *f, unsigned n);

@@ -33,6 +33,7 @@ void md_start(md_pool *x)
     o.max_waiters_per_key = 1;
     o.check_after_idle = 0;
     o.breaker_threshold = 1;
+    o.breaker_min_outage = 0; /* one failure opens it */
     o.acquire_timeout = 10 * TP_NSEC_PER_SEC;
     x->p = tu_pool_create(&o);
     /* A tenant, so the tenant families are rendered (and checked by promtool). */

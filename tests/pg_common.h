@@ -48,7 +48,7 @@ static tp_pg_pool *pg_pool(const tp_pg_options *o, const char *user, const char 
     return pp;
 }
 
-static tp_conn *pg_lease(tp_pg_pool *pp, const tp_pg_target *t)
+__attribute__((unused)) static tp_conn *pg_lease(tp_pg_pool *pp, const tp_pg_target *t)
 {
     tp_conn *l = NULL;
     tp_errinfo err = {0};
@@ -59,7 +59,7 @@ static tp_conn *pg_lease(tp_pg_pool *pp, const tp_pg_target *t)
 }
 
 /* Runs sql (one row, one column expected) with PQexec; copies the value into buf. */
-static const char *pg_value(tp_conn *l, const char *sql, char *buf, size_t cap)
+__attribute__((unused)) static const char *pg_value(tp_conn *l, const char *sql, char *buf, size_t cap)
 {
     PGresult *r = PQexec(tp_pg_conn_get(l), sql);
     if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
@@ -79,7 +79,7 @@ __attribute__((unused)) static long pg_pid(tp_conn *l)
     return atol(pg_value(l, "SELECT pg_backend_pid()", b, sizeof b));
 }
 
-static void pg_ok(tp_conn *l, const char *sql)
+__attribute__((unused)) static void pg_ok(tp_conn *l, const char *sql)
 {
     tp_errinfo err = {0};
     tp_err rc = tp_pg_query_simple(l, sql, &err);

@@ -76,6 +76,10 @@ static tp_err classify(const char *m, int *backend_code)
     }
     if (strstr(m, "Connection refused") != NULL)
         return TP_ECONNREFUSED;
+    /* A server going down while we connect: a restart's, like a refusal. */
+    if (strstr(m, "server closed the connection unexpectedly") != NULL ||
+        strstr(m, "Connection reset by peer") != NULL)
+        return TP_ECONNRESET;
     if (strstr(m, "could not translate host name") != NULL)
         return TP_ERESOLVE;
     if (strstr(m, "Network is unreachable") != NULL || strstr(m, "No route to host") != NULL)

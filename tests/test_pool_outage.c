@@ -196,20 +196,26 @@ typedef struct loop_job {
     tp_pool *p;
     int64_t run_ms;
     uint64_t ok;
-    uint64_t errors[64]; /* by -code */
+    uint64_t errors[64];  /* by -code */
+    int64_t max_wait_ns;  /* the longest acquire after the first 300 ms */
 } loop_job;
 
 static void *lease_loop(void *arg)
 {
     loop_job *j = arg;
-    int64_t end = tu_now_ns() + MS(j->run_ms);
+    int64_t start = tu_now_ns();
+    int64_t end = start + MS(j->run_ms);
     while (tu_now_ns() < end) {
         tp_conn *c = NULL;
+        int64_t t0 = tu_now_ns();
         tp_err rc = tp_pool_acquire(j->p, KEY("k"), TP_DURATION_DEFAULT, &c, NULL);
+        int64_t waited = tu_now_ns() - t0;
         if (rc != TP_OK) {
             j->errors[(-rc) & 63]++;
             continue;
         }
+        if (t0 - start > MS(300) && waited > j->max_wait_ns)
+            j->max_wait_ns = waited;
         j->ok++;
         tu_sleep_ns(100 * TP_NSEC_PER_USEC);
         tp_conn_release(c, 0);
@@ -217,8 +223,9 @@ static void *lease_loop(void *arg)
     return NULL;
 }
 
-/* Runs four lease loops for ms; returns the leases granted and asserts no error. */
-static uint64_t run_loops(tp_pool *p, int64_t ms)
+/* Runs four lease loops for ms; returns the leases granted and asserts no error. The
+ * longest acquire after the first 300 ms goes to *max_wait_ms (may be NULL). */
+static uint64_t run_loops(tp_pool *p, int64_t ms, double *max_wait_ms)
 {
     loop_job jobs[4];
     pthread_t t[4];
@@ -227,9 +234,11 @@ static uint64_t run_loops(tp_pool *p, int64_t ms)
         tu_thread_start(&t[i], lease_loop, &jobs[i]);
     }
     uint64_t ok = 0, errors = 0;
+    int64_t max_wait = 0;
     for (int i = 0; i < 4; i++) {
         tu_thread_join(t[i]);
         ok += jobs[i].ok;
+        max_wait = jobs[i].max_wait_ns > max_wait ? jobs[i].max_wait_ns : max_wait;
         for (int k = 0; k < 64; k++) {
             if (jobs[i].errors[k] > 0)
                 print_error("%llu x %s\n", (unsigned long long)jobs[i].errors[k],
@@ -237,9 +246,11 @@ static uint64_t run_loops(tp_pool *p, int64_t ms)
             errors += jobs[i].errors[k];
         }
     }
-    print_message("%llu leases, %llu errors\n", (unsigned long long)ok,
-                  (unsigned long long)errors);
+    print_message("%llu leases, %llu errors, longest acquire %.1f ms\n", (unsigned long long)ok,
+                  (unsigned long long)errors, (double)max_wait / 1e6);
     assert_int_equal(errors, 0);
+    if (max_wait_ms != NULL)
+        *max_wait_ms = (double)max_wait / 1e6;
     return ok;
 }
 
@@ -249,7 +260,7 @@ static void test_server_full_waits_for_held_connections(void **state)
     /* A server that takes two connections and answers "too many clients" beyond. */
     tp_pool *p = make_pool(x, 2, 0, 4);
     fake_set_capacity(&x->f, 2);
-    assert_true(run_loops(p, 1000) > 1000);
+    assert_true(run_loops(p, 1000, NULL) > 1000);
     tp_stats st;
     tu_key_stats(p, "k", &st);
     print_message("opens %llu, open failures %llu\n", (unsigned long long)st.opens,
@@ -259,6 +270,31 @@ static void test_server_full_waits_for_held_connections(void **state)
     assert_int_equal(st.opens, 2);
     /* One try for a third connection at a time, paced: a handful per second. */
     assert_true(st.open_failures >= 1 && st.open_failures <= 40);
+}
+
+static void test_room_tries_are_not_paid_by_requests(void **state)
+{
+    /* The server takes two connections and needs 200 ms to refuse a third. Once the
+     * first round is over, the pool's tries for a third connection are maintenance's:
+     * no acquire waits for one of those 200 ms refusals. */
+    pool_fx *x = *state;
+    tp_pool_options o;
+    pool_fx_options(x, &o);
+    o.maintenance_thread = true;
+    o.max_per_key = 4;
+    o.max_idle_per_key = 4;
+    x->p = tu_pool_create(&o);
+    fake_set_capacity(&x->f, 2);
+    fake_set_open_delay_ms(&x->f, 200);
+    double max_wait_ms = 0;
+    run_loops(x->p, 1500, &max_wait_ms);
+    tp_stats st;
+    tu_key_stats(x->p, "k", &st);
+    print_message("open calls %llu, opens %llu\n", (unsigned long long)x->f.open_calls,
+                  (unsigned long long)st.opens);
+    assert_int_equal(st.opens, 2);
+    assert_true(x->f.open_calls >= 5); /* it kept trying, paced */
+    assert_true(max_wait_ms < 150.0);
 }
 
 static void test_local_shortage_never_opens_the_breaker(void **state)
@@ -271,7 +307,7 @@ static void test_local_shortage_never_opens_the_breaker(void **state)
     tp_conn_release(b, 0);
     /* The process is out of descriptors: the two connections it has serve everyone. */
     fake_fail_all(&x->f, TP_ENOFD);
-    run_loops(p, 500);
+    run_loops(p, 500, NULL);
     tp_stats st;
     tu_key_stats(p, "k", &st);
     assert_int_equal(st.breaker, TP_BREAKER_CLOSED);
@@ -397,6 +433,7 @@ int main(void)
         T(test_never_reached_refusal_fails_at_once),
         T(test_breaker_waits_for_min_outage),
         T(test_server_full_waits_for_held_connections),
+        T(test_room_tries_are_not_paid_by_requests),
         T(test_local_shortage_never_opens_the_breaker),
         T(test_open_breaker_serves_async_waiters),
         T(test_recovery_serves_queued_async_waiters),

@@ -101,7 +101,7 @@ static wait_outcome wait_for_conn_locked(tp_pool *p, tp__key *key, int64_t start
                 res = GOT_CONN;
                 break;
             }
-            tp__open_verdict v = tp__open_allowed_locked(p, key, now, &until, a);
+            tp__open_verdict v = tp__open_allowed_locked(p, key, now, false, &until, a);
             if (v == TP__OPEN_OK) {
                 if (queued)
                     tp__waiter_dequeue_locked(p, &w);

@@ -80,7 +80,7 @@ int tp_pool_acquire_async_ex(tp_pool *p, const void *key, size_t keylen, int64_t
                 tp__capacity_freed_locked(p, k, &a);
                 continue;
             }
-            v = tp__open_allowed_locked(p, k, now, &until, &a);
+            v = tp__open_allowed_locked(p, k, now, false, &until, &a);
             if (v == TP__OPEN_WAIT && fresh && until == TP_DURATION_INFINITE &&
                 k->nconns + k->opening >= p->o.max_per_key) {
                 tp_conn *old = tp__idle_take_lru_locked(p, k);

@@ -45,8 +45,8 @@ static void set_breaker_locked(tp_pool *p, tp__key *key, tp_breaker_state s, tp_
         tp__after_breaker_event(a, key, s);
 }
 
-tp__open_verdict tp__open_allowed_locked(tp_pool *p, tp__key *key, int64_t now, int64_t *until,
-                                         tp__after *a)
+tp__open_verdict tp__open_allowed_locked(tp_pool *p, tp__key *key, int64_t now, bool ahead,
+                                         int64_t *until, tp__after *a)
 {
     TP__ASSERT_LOCKED(&p->mu);
     *until = TP_DURATION_INFINITE;
@@ -65,10 +65,20 @@ tp__open_verdict tp__open_allowed_locked(tp_pool *p, tp__key *key, int64_t now, 
             return TP__OPEN_BREAKER;
         trial = true;
     }
-    if (!trial && key->failing_since != 0) {
-        /* Failing: one open at a time (its outcome wakes the waiters), after the backoff. */
-        if (key->opening > 0)
+    bool paced = !trial && key->failing_since != 0;
+    if (paced) {
+        /* Failing: one open at a time (its outcome wakes the waiters), after the backoff.
+         * Opens of the burst that started the streak do not count: one stuck in a dying
+         * server's backlog must not hold back the retry that finds it restarted. */
+        if (key->paced_open)
             return TP__OPEN_WAIT;
+        if (!ahead && key->failing_for_room && key->nconns > 0) {
+            /* Short of room with connections to wait for: a request would pay for a
+             * connect that most likely fails. Maintenance makes the paced try, and
+             * whatever it opens goes to the waiters. */
+            tp__maintenance_poke_locked(p, TP__MAX(now, key->backoff_until));
+            return TP__OPEN_WAIT;
+        }
         if (now < key->backoff_until) {
             *until = key->backoff_until;
             return TP__OPEN_WAIT;
@@ -83,7 +93,19 @@ tp__open_verdict tp__open_allowed_locked(tp_pool *p, tp__key *key, int64_t now, 
     p->total++;
     if (trial)
         key->trial_inflight = true;
+    if (paced) {
+        key->paced_open = true;
+        key->paced_open_at = now;
+    }
     return TP__OPEN_OK;
+}
+
+void tp__open_slot_unused_locked(tp__key *key)
+{
+    /* Only the paced open can be given back while the key is failing. */
+    key->paced_open = false;
+    if (key->breaker == TP_BREAKER_HALF_OPEN)
+        key->trial_inflight = false;
 }
 
 tp__open_failure tp__open_failure_kind(tp_err rc)
@@ -139,6 +161,7 @@ static void destination_up_locked(tp_pool *p, tp__key *key, int64_t now, tp__aft
     bool held_back = key->failing_since != 0 || key->breaker != TP_BREAKER_CLOSED;
     key->failures = 0;
     key->failing_since = 0;
+    key->paced_open = false;
     key->backoff_until = 0;
     key->outcome_at = now;
     key->cooldown = p->o.breaker_cooldown;
@@ -153,8 +176,13 @@ static void count_failure_locked(tp_pool *p, tp__key *key, tp__open_failure k, i
                                  tp__after *a)
 {
     key->outcome_at = now;
-    if (key->failing_since == 0)
+    /* A streak's age paces its retries. A server that restarts after an hour at its
+     * connection limit is a new outage: it is retried from the shortest backoff. */
+    bool for_room = k == TP__FAIL_CAPACITY || k == TP__FAIL_LOCAL;
+    if (key->failing_since == 0 || key->failing_for_room != for_room) {
         key->failing_since = now;
+        key->failing_for_room = for_room;
+    }
     key->backoff_until = tp__saturating_add(now, backoff_locked(p, now - key->failing_since));
     if (k == TP__FAIL_LOCAL) {
         /* Nothing learnt about the destination: a failed trial is tried again after the
@@ -188,6 +216,8 @@ void tp__open_done_locked(tp_pool *p, tp__key *key, tp_err rc, const tp_errinfo 
 {
     TP__ASSERT_LOCKED(&p->mu);
     int64_t now = tp_clock_now();
+    if (key->paced_open && started >= key->paced_open_at)
+        key->paced_open = false; /* the streak's one open is back */
     if (rc == TP_OK) {
         TP__ADD1(key->opens, 1);
         tp__hist_add(&key->open_hist, now - started);
@@ -205,6 +235,14 @@ void tp__open_done_locked(tp_pool *p, tp__key *key, tp_err rc, const tp_errinfo 
     if (rc == TP_EPORTS)
         tp__adapt_ports_exhausted_locked(p, key, now);
     count_failure_locked(p, key, tp__open_failure_kind(rc), now, a);
+}
+
+void tp__room_freed_locked(tp__key *key)
+{
+    /* The connection that closed held the slot (at the server, or a descriptor here) that
+     * the last open lacked. */
+    if (key->failing_since != 0 && key->failing_for_room)
+        key->backoff_until = 0;
 }
 
 bool tp__open_failure_waits_locked(tp_pool *p, tp__key *key, tp_err rc)

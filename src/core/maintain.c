@@ -145,7 +145,7 @@ static int prewarm_locked(tp_pool *p, tp__key *k, int64_t now, job *jobs, int ro
         if (p->o.max_total != TP_UNLIMITED && p->total >= p->o.max_total)
             break;
         int64_t until;
-        if (tp__open_allowed_locked(p, k, now, &until, a) != TP__OPEN_OK)
+        if (tp__open_allowed_locked(p, k, now, true, &until, a) != TP__OPEN_OK)
             break;
         k->prewarming++;
         TP__ADD1(k->prewarms, 1);
@@ -153,6 +153,23 @@ static int prewarm_locked(tp_pool *p, tp__key *k, int64_t now, job *jobs, int ro
         jobs[n++] = (job){k, false, true};
     }
     return n;
+}
+
+/* A key short of room (the server full, no descriptor) while acquires wait for the
+ * connections it holds: the paced try for one more connection is made here, as a spare
+ * (counted like a prewarm open), so that no request pays for a connect that most likely
+ * fails; what it opens goes to the waiters. True if the try is reserved. */
+static bool room_try_locked(tp_pool *p, tp__key *k, int64_t now, tp__after *a)
+{
+    if (k->failing_since == 0 || !k->failing_for_room || k->nconns == 0 ||
+        tp__list_empty(&k->waiters))
+        return false;
+    int64_t until;
+    if (tp__open_allowed_locked(p, k, now, true, &until, a) != TP__OPEN_OK)
+        return false;
+    k->prewarming++;
+    k->pins++;
+    return true;
 }
 
 /* Runs one probe or warm-up open (slot already reserved for opens) outside the lock. */
@@ -215,12 +232,14 @@ int64_t tp_pool_maintain(tp_pool *p)
             }
             njobs += prewarm_locked(p, k, now, jobs + njobs,
                                     (int)(sizeof jobs / sizeof jobs[0]) - njobs, &a);
+            if (njobs < (int)(sizeof jobs / sizeof jobs[0]) && room_try_locked(p, k, now, &a))
+                jobs[njobs++] = (job){k, false, true};
             /* Keep min_idle_per_key warm, within the limits and never into a backoff. */
             int64_t want = p->o.min_idle_per_key - count_idle_locked(k) - k->opening;
             while (want-- > 0 && njobs < (int)(sizeof jobs / sizeof jobs[0]) &&
                    tp__list_empty(&k->waiters)) {
                 int64_t until;
-                if (tp__open_allowed_locked(p, k, now, &until, &a) != TP__OPEN_OK)
+                if (tp__open_allowed_locked(p, k, now, true, &until, &a) != TP__OPEN_OK)
                     break;
                 k->pins++;
                 jobs[njobs++] = (job){k, false, false};

@@ -14,8 +14,7 @@ void tp__slot_release_locked(tp_pool *p, tp__key *key, tp__after *a)
     TP__ASSERT_LOCKED(&p->mu);
     key->opening--;
     p->total--;
-    if (key->breaker == TP_BREAKER_HALF_OPEN)
-        key->trial_inflight = false;
+    tp__open_slot_unused_locked(key);
     tp__capacity_freed_locked(p, key, a);
 }
 

@@ -84,6 +84,7 @@ void tp__conn_close_locked(tp_pool *p, tp_conn *c, tp_close_reason reason, tp__a
     tp__list_remove(&c->all_link);
     k->nconns--;
     p->total--;
+    tp__room_freed_locked(k);
     TP__ADD1(k->closes[reason], 1);
     tp__shard_merge(&k->st, &c->st);
     c->close_reason = reason;

@@ -141,6 +141,11 @@ struct tp__key {
                               that failed together counts once): the breaker's count */
     int64_t failing_since; /* when the current streak of failed opens began; 0: none. While
                               set, the key opens one connection at a time, paced */
+    bool failing_for_room; /* the streak is of capacity or local failures (no room), not
+                              of the destination's: a change of kind starts a new one */
+    bool paced_open;       /* the streak's one open is out, granted at paced_open_at (opens
+                              of the burst before it do not hold the next one back) */
+    int64_t paced_open_at;
     int64_t outcome_at;    /* when the last counted open outcome was seen: an open that
                               started before it tells nothing new when it fails */
     int64_t backoff_until; /* no new open before this */
@@ -331,13 +336,19 @@ typedef enum tp__open_verdict {
                              fail fast unless the key holds a connection to wait for */
 } tp__open_verdict;
 
-/* tp__open_allowed_locked: may an open for key start now? Considers the breaker, a
- * failing key's pacing (one open at a time, after the backoff) and the limits
- * (max_per_key, max_total, evicting an idle connection of another key onto a when only
- * max_total is in the way). On TP__OPEN_OK the slot is reserved (opening and total
- * counted) and, in HALF_OPEN, this open is the trial. */
-tp__open_verdict tp__open_allowed_locked(tp_pool *p, tp__key *key, int64_t now, int64_t *until,
-                                         tp__after *a);
+/* tp__open_allowed_locked: may an open for key start now? ahead: an open that no
+ * request waits on (maintenance's). Considers the breaker, a failing key's pacing (one
+ * open at a time, after the backoff; made by maintenance, not by a request, when the key
+ * is short of room and holds connections) and the limits (max_per_key, max_total,
+ * evicting an idle connection of another key onto a when only max_total is in the way).
+ * On TP__OPEN_OK the slot is reserved (opening and total counted) and, in HALF_OPEN,
+ * this open is the trial. */
+tp__open_verdict tp__open_allowed_locked(tp_pool *p, tp__key *key, int64_t now, bool ahead,
+                                         int64_t *until, tp__after *a);
+
+/* tp__open_slot_unused_locked: a reserved slot goes back unused (tp__slot_release_locked):
+ * a failing key's paced open, or a half-open key's trial, may be granted again. */
+void tp__open_slot_unused_locked(tp__key *key);
 
 /* What a failed open says about its destination. */
 typedef enum tp__open_failure {
@@ -364,6 +375,11 @@ void tp__open_done_locked(tp_pool *p, tp__key *key, tp_err rc, const tp_errinfo 
  * while the breaker stays closed, and for a lack of room (server full, no descriptor)
  * when the key holds connections that will come back. */
 bool tp__open_failure_waits_locked(tp_pool *p, tp__key *key, tp_err rc);
+/* tp__room_freed_locked: a connection of key closed. If the key is failing for lack of
+ * room (server full, no descriptor), its next open need not wait out the backoff: the
+ * room it lacked may be there now (and if the server has restarted, that is learnt at
+ * once rather than after a long capacity backoff). */
+void tp__room_freed_locked(tp__key *key);
 /* tp__breaker_fails_fast_locked: with the breaker in the way of an open, must an acquire
  * fail now? Only when the key holds no connection that a release could hand over. */
 bool tp__breaker_fails_fast_locked(const tp__key *key);

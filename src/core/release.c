@@ -65,7 +65,7 @@ static void serve_waiters_locked(tp_pool *p, tp__key *k, tp__after *a)
             continue;
         }
         int64_t until = TP_DURATION_INFINITE;
-        tp__open_verdict v = tp__open_allowed_locked(p, k, now, &until, a);
+        tp__open_verdict v = tp__open_allowed_locked(p, k, now, false, &until, a);
         if (v == TP__OPEN_OK) {
             tp__waiter_grant_open_locked(p, w, a);
             continue;

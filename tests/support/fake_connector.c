@@ -124,8 +124,6 @@ tp_err fake_open(void *ctx, const void *key, size_t keylen, int64_t deadline, vo
         admitted = true;
     }
     pthread_mutex_unlock(&f->mu);
-    if (fail == TP_ESERVERFULL)
-        return open_failed(f, err, fail, "too many clients already");
 
     if (delay_ms > 0) {
         int64_t delay_ns = delay_ms * TP_NSEC_PER_MSEC;
@@ -139,6 +137,8 @@ tp_err fake_open(void *ctx, const void *key, size_t keylen, int64_t deadline, vo
         }
         tu_sleep_ns(delay_ns);
     }
+    if (fail == TP_ESERVERFULL) /* after the delay: a server takes as long to refuse */
+        return open_failed(f, err, fail, "too many clients already");
     if (fail != TP_OK)
         return open_failed(f, err, fail, "injected open failure");
 

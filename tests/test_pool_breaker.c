@@ -2,10 +2,13 @@
  *
  * An open error reaches the caller quickly; consecutive failures back off (attempts in
  * the backoff window do not call open); breaker_threshold consecutive failures open the
- * breaker (fail fast with TP_EBREAKER); after the cool-down one trial (an acquire, or
- * probe() from maintenance when the connector has one) closes or re-opens it, with the
- * cool-down doubling after a failed trial; a success resets the failure count and the
- * backoff. Maintenance is driven by hand so probes happen exactly when the test says. */
+ * breaker (breaker_min_outage 0 here: the count alone decides; test_pool_outage covers
+ * the rest) and acquires with nothing to wait for fail fast with TP_EBREAKER, while the
+ * key's idle and released connections still serve; after the cool-down one trial (an
+ * acquire, or probe() from maintenance when the connector has one) closes or re-opens it,
+ * with the cool-down doubling after a failed trial; a success resets the failure count
+ * and the backoff. Maintenance is driven by hand so probes happen exactly when the test
+ * says. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

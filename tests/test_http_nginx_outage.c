@@ -113,14 +113,7 @@ static void restart_case(bool engine)
         tp_http_engine_destroy(l.e[i]);
     tp_http_client_destroy(l.c);
 
-    assert_int_equal(r.fault_status, 0);
-    assert_true(r.ok > 1000);
-    assert_true(r.failed <= 2 * WORKERS);
-    assert_int_equal(r.by_code[-TP_EBREAKER], 0);
-    assert_int_equal(st.rejects_breaker, 0);
-    assert_true(r.recovered);
-    if (r.outage_seen)
-        assert_true(r.recovery_ms < RECOVERY_BOUND_MS);
+    ol_assert_restart(&r, WORKERS, 1000, st.rejects_breaker, RECOVERY_BOUND_MS, false);
 }
 
 static void test_restart_under_blocking_load(void **state)

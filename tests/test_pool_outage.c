@@ -52,6 +52,15 @@ static void reach(pool_fx *x, const char *key)
     tp_conn_release(c, TP_RELEASE_DISCARD);
 }
 
+/* Reaches "k", then one open fails: the key is in a failing streak, holding nothing. */
+static void start_streak(pool_fx *x)
+{
+    reach(x, "k");
+    fake_fail_next(&x->f, 1, TP_EOPEN);
+    tp_conn *c = NULL;
+    assert_int_equal(tp_pool_acquire(x->p, KEY("k"), 0, &c, NULL), TP_EOPEN);
+}
+
 static void test_burst_of_failures_counts_once(void **state)
 {
     pool_fx *x = *state;
@@ -95,10 +104,7 @@ static void test_failing_key_opens_one_at_a_time(void **state)
 {
     pool_fx *x = *state;
     tp_pool *p = make_pool(x, TP_UNLIMITED, 0, 8);
-    reach(x, "k");
-    fake_fail_next(&x->f, 1, TP_EOPEN);
-    tp_conn *c = NULL;
-    assert_int_equal(tp_pool_acquire(p, KEY("k"), 0, &c, NULL), TP_EOPEN);
+    start_streak(x);
     /* Failing now: four acquires arrive; one open goes out, the others wait for it. */
     uint64_t calls = x->f.open_calls;
     fake_gate_close(&x->f);
@@ -377,10 +383,7 @@ static void test_recovery_serves_queued_async_waiters(void **state)
 {
     pool_fx *x = *state;
     tp_pool *p = make_pool(x, TP_UNLIMITED, 0, 8);
-    reach(x, "k");
-    fake_fail_next(&x->f, 1, TP_EOPEN);
-    tp_conn *c = NULL;
-    assert_int_equal(tp_pool_acquire(p, KEY("k"), 0, &c, NULL), TP_EOPEN);
+    start_streak(x);
     tu_sleep_ms(30); /* past the backoff: the next open is the streak's one attempt */
     fake_gate_close(&x->f);
     tu_acq_job first = {.p = p, .key = "k", .timeout = MS(3000)};
@@ -390,6 +393,7 @@ static void test_recovery_serves_queued_async_waiters(void **state)
     TU_WAIT_UNTIL(at_gate, fake_gate_waiting(&x->f) == 1, 2000);
     assert_true(at_gate);
     async_rec r[3] = {0};
+    tp_conn *c = NULL;
     for (int i = 0; i < 3; i++)
         assert_int_equal(
             tp_pool_acquire_async(p, KEY("k"), MS(3000), on_async, &r[i], &c, NULL, NULL),

@@ -1,6 +1,12 @@
 /* tests/support/outage_load.c: see outage_load.h. */
 #include "support/outage_load.h"
 
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+
+#include <cmocka.h>
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -124,6 +130,21 @@ void ol_print(const char *what, const ol_result *r)
     for (int k = 1; k < 64; k++)
         if (r->by_code[k] > 0)
             fprintf(stderr, "  %llu x %s\n", (unsigned long long)r->by_code[k], tp_err_name(-k));
+}
+
+void ol_assert_restart(const ol_result *r, int workers, uint64_t min_ok, uint64_t rejects_breaker,
+                       double bound_ms, bool must_see)
+{
+    assert_int_equal(r->fault_status, 0);
+    assert_true(r->ok > min_ok);
+    assert_true(r->failed <= 2 * (uint64_t)workers);
+    assert_int_equal(r->by_code[-TP_EBREAKER], 0);
+    assert_int_equal(rejects_breaker, 0);
+    assert_true(r->recovered);
+    if (must_see)
+        assert_true(r->outage_seen);
+    if (r->outage_seen)
+        assert_true(r->recovery_ms < bound_ms);
 }
 
 bool ol_probe_tcp_http(uint16_t port)

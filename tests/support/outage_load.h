@@ -48,6 +48,14 @@ void ol_run(int workers, int64_t before_ms, int64_t after_ms, ol_op_fn op, ol_pr
 /* ol_print: one line per figure and failure code, for the test's log. */
 void ol_print(const char *what, const ol_result *r);
 
+/* ol_assert_restart: the verdict on a restart under load by `workers` workers, whose
+ * pool counted rejects_breaker: the fault applied, at least min_ok successes, at most
+ * twice the workers failed (those in flight and one reconnect round), no TP_EBREAKER,
+ * and recovery under bound_ms (when the probe saw the outage; must_see: it has to).
+ * cmocka assertions: main thread only. */
+void ol_assert_restart(const ol_result *r, int workers, uint64_t min_ok, uint64_t rejects_breaker,
+                       double bound_ms, bool must_see);
+
 /* ol_probe_tcp_http: true if 127.0.0.1:port answers "GET / HTTP/1.0" with a status line
  * within 100 ms. */
 bool ol_probe_tcp_http(uint16_t port);

@@ -266,9 +266,14 @@ tp_err tp_pool_acquire_ex(tp_pool *p, const void *key, size_t keylen, int64_t ti
                 return TP_OK;
             }
             /* A restart's refusal, or no room while the key holds connections: wait for
-             * one of them or the next open (a timeout then names this error). */
-            if (timeout > 0 && tp_clock_now() < deadline && tp__open_failure_waits_locked(p, k, rc))
+             * one of them or the next open (a timeout then names this error). The failed
+             * open's deferred work (waiters it failed or served) must not wait on ours. */
+            if (timeout > 0 && tp_clock_now() < deadline &&
+                tp__open_failure_waits_locked(p, k, rc)) {
+                tp__after_run(p, &a);
+                tp__mutex_lock(&p->mu);
                 continue;
+            }
             break;
         }
         /* An idle connection, claimed: validate it outside the lock. */
@@ -289,6 +294,8 @@ tp_err tp_pool_acquire_ex(tp_pool *p, const void *key, size_t keylen, int64_t ti
             TP__ADD1(k->checks_failed, 1);
         tp__conn_close_locked(p, c, r, &a);
         tp__capacity_freed_locked(p, k, &a);
+        tp__after_run(p, &a); /* closes and served waiters now, not after our wait */
+        tp__mutex_lock(&p->mu);
     }
     k->pins--;
     bool timed_out = rc == TP_ETIMEDOUT && timeout > 0; /* a wait, not a "do not queue" */

@@ -12,7 +12,7 @@
 
 #include <cmocka.h>
 
-#include "core/textbuf.h"
+#include "base/textbuf.h"
 
 static void test_appends(void **state)
 {

@@ -19,8 +19,10 @@
 #ifndef TP_CORE_POOL_INTERNAL_H
 #define TP_CORE_POOL_INTERNAL_H
 
-#include "internal.h"
-#include "list.h"
+#include "base/base.h"
+#include "base/hist.h"
+#include "base/list.h"
+#include "base/sync.h"
 
 /* ---- connection state word: gen (high 56 bits) | LINKED | state (2 bits) ------------ */
 enum {

@@ -98,7 +98,7 @@ tp_err tp_http_client_create(const tp_http_client_options *o, tp_http_client **o
     c->o.ca_file = c->ca_file;
     c->o.ca_dir = c->ca_dir;
     c->o.user_agent = c->user_agent;
-    pthread_mutex_init(&c->tls_mu, NULL);
+    tp__mutex_init(&c->tls_mu);
     if (fail) {
         tp_http_client_destroy(c);
         return tp_errinfo_set(err, TP_ENOMEM, 0, "copying options");
@@ -135,7 +135,7 @@ void tp_http_client_destroy(tp_http_client *c)
         return;
     tp_pool_destroy(c->pool); /* closes every connection before the TLS context goes */
     tp__tls_ctx_destroy(c->tls);
-    pthread_mutex_destroy(&c->tls_mu);
+    tp__mutex_destroy(&c->tls_mu);
     free(c->ca_file);
     free(c->ca_dir);
     free(c->user_agent);

@@ -3,7 +3,8 @@
 #ifndef TP_HTTP_CLIENT_H
 #define TP_HTTP_CLIENT_H
 
-#include "core/internal.h"
+#include "base/base.h"
+#include "base/sync.h"
 #include "net/net.h"
 #include "parse.h"
 
@@ -14,7 +15,7 @@ struct tp_http_client {
     char *ca_file, *ca_dir, *user_agent;
     tp_pool *pool;
     tp__tls_ctx *tls; /* NULL until the first https:// request needs it */
-    pthread_mutex_t tls_mu;
+    tp__mutex tls_mu;
     int64_t acquire_timeout;     /* the pool's, read on every request */
     int64_t connect_timeout;
     tp_trace_fn user_pool_trace; /* the caller's pool hook, chained behind ours */

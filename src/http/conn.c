@@ -47,7 +47,7 @@ static void emit(tp_http_client *c, const tp__http_conn *hc, tp_http_trace_type 
 
 tp_err tp__http_tls_ctx(tp_http_client *c, tp__tls_ctx **out, tp_errinfo *err)
 {
-    pthread_mutex_lock(&c->tls_mu);
+    tp__mutex_lock(&c->tls_mu);
     tp_err rc = TP_OK;
     if (c->tls == NULL) {
         tp__tls_options to = {.ca_file = c->ca_file,
@@ -56,7 +56,7 @@ tp_err tp__http_tls_ctx(tp_http_client *c, tp__tls_ctx **out, tp_errinfo *err)
         rc = tp__tls_ctx_create(&to, &c->tls, err);
     }
     *out = c->tls;
-    pthread_mutex_unlock(&c->tls_mu);
+    tp__mutex_unlock(&c->tls_mu);
     return rc;
 }
 

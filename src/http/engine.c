@@ -63,7 +63,7 @@ void tp__eng_unwatch(tp_http_engine *e, int fd, bool forget)
 void tp__eng_post_result(eng_req *rq, tp_err status, tp_conn *conn, const tp_errinfo *err)
 {
     tp_http_engine *e = rq->e;
-    pthread_mutex_lock(&e->mu);
+    tp__mutex_lock(&e->mu);
     rq->has_result = true;
     rq->acq_status = status;
     rq->acq_conn = conn;
@@ -78,7 +78,7 @@ void tp__eng_post_result(eng_req *rq, tp_err status, tp_conn *conn, const tp_err
         e->results = rq;
     e->results_tail = rq;
     tp__eng_wake_locked(e);
-    pthread_mutex_unlock(&e->mu);
+    tp__mutex_unlock(&e->mu);
 }
 
 /* ---- life ---------------------------------------------------------------------------- */
@@ -105,7 +105,7 @@ tp_err tp_http_engine_create(tp_http_client *c, tp_http_engine **out, tp_errinfo
     }
     struct epoll_event ev = {.events = EPOLLIN, .data.u64 = EVFD_TAG};
     epoll_ctl(e->epfd, EPOLL_CTL_ADD, e->evfd, &ev);
-    pthread_mutex_init(&e->mu, NULL);
+    tp__mutex_init(&e->mu);
     tp__buf_init(&e->memo.head);
     e->next_id = 1;
     *out = e;
@@ -115,12 +115,12 @@ tp_err tp_http_engine_create(tp_http_client *c, tp_http_engine **out, tp_errinfo
 /* Moves submissions and results out of the locked queues. */
 static void drain_queues(tp_http_engine *e, eng_req **inbox, eng_req **results)
 {
-    pthread_mutex_lock(&e->mu);
+    tp__mutex_lock(&e->mu);
     *inbox = e->inbox;
     *results = e->results;
     e->inbox = e->inbox_tail = NULL;
     e->results = e->results_tail = NULL;
-    pthread_mutex_unlock(&e->mu);
+    tp__mutex_unlock(&e->mu);
 }
 
 static void activate(tp_http_engine *e, eng_req *rq)
@@ -156,10 +156,10 @@ void tp_http_engine_destroy(tp_http_engine *e)
 {
     if (e == NULL)
         return;
-    pthread_mutex_lock(&e->mu);
+    tp__mutex_lock(&e->mu);
     e->loop_thread = pthread_self();
     e->loop_thread_known = true;
-    pthread_mutex_unlock(&e->mu);
+    tp__mutex_unlock(&e->mu);
     /* Cancel everything, including what is queued but not started, then let the
      * cancellations finish (a pending acquire may still deliver its result). */
     for (int round = 0; round < 1000; round++) {
@@ -185,7 +185,7 @@ void tp_http_engine_destroy(tp_http_engine *e)
         e->cancels = n->next;
         free(n);
     }
-    pthread_mutex_destroy(&e->mu);
+    tp__mutex_destroy(&e->mu);
     free(e->heap);
     free(e->fds);
     free(e);
@@ -195,10 +195,10 @@ void tp_http_engine_destroy(tp_http_engine *e)
 
 static void process_cancels(tp_http_engine *e)
 {
-    pthread_mutex_lock(&e->mu);
+    tp__mutex_lock(&e->mu);
     cancel_note *n = e->cancels;
     e->cancels = NULL;
-    pthread_mutex_unlock(&e->mu);
+    tp__mutex_unlock(&e->mu);
     while (n != NULL) {
         cancel_note *next = n->next;
         for (eng_req *rq = e->active; rq != NULL; rq = rq->next_a)
@@ -244,10 +244,10 @@ int tp_http_engine_poll(tp_http_engine *e, int64_t timeout)
     if (e == NULL)
         return 0;
     if (!e->loop_thread_known) {
-        pthread_mutex_lock(&e->mu); /* submitters read it in tp__eng_wake_locked() */
+        tp__mutex_lock(&e->mu); /* submitters read it in tp__eng_wake_locked() */
         e->loop_thread = pthread_self();
         e->loop_thread_known = true;
-        pthread_mutex_unlock(&e->mu);
+        tp__mutex_unlock(&e->mu);
     }
     e->completed = 0;
     bool busy = process_queues(e);
@@ -256,9 +256,9 @@ int tp_http_engine_poll(tp_http_engine *e, int64_t timeout)
     /* Work done above may have queued more (a release handing a connection to one of
      * our own waiters), or completed requests (the caller may want to look): do not
      * sleep then. */
-    pthread_mutex_lock(&e->mu);
+    tp__mutex_lock(&e->mu);
     busy = busy || e->completed > 0 || e->inbox != NULL || e->results != NULL || e->cancels != NULL;
-    pthread_mutex_unlock(&e->mu);
+    tp__mutex_unlock(&e->mu);
     int64_t wait = busy ? 0 : TP__MIN(timeout, tp_http_engine_timeout(e));
     int ms =
         wait == TP_DURATION_INFINITE
@@ -272,9 +272,9 @@ int tp_http_engine_poll(tp_http_engine *e, int64_t timeout)
             uint64_t v;
             ssize_t r = read(e->evfd, &v, sizeof v);
             (void)r;
-            pthread_mutex_lock(&e->mu);
+            tp__mutex_lock(&e->mu);
             e->woken = false;
-            pthread_mutex_unlock(&e->mu);
+            tp__mutex_unlock(&e->mu);
             continue;
         }
         int fd = (int)tag;

@@ -87,7 +87,7 @@ struct tp_http_engine {
     pthread_t loop_thread;
     bool loop_thread_known;
 
-    pthread_mutex_t mu; /* guards: inbox, results, woken, next_id, cancels */
+    tp__mutex mu; /* guards: inbox, results, woken, next_id, cancels */
     eng_req *inbox, *inbox_tail;
     eng_req *results, *results_tail;
     bool woken; /* the eventfd has been written and not yet drained */

@@ -45,7 +45,7 @@ static void memo_store(tp_http_engine *e, const tp_http_request *req, const char
 static tp_err prepare(tp_http_engine *e, const tp_http_request *req, const char *method,
                       eng_req *rq, tp_errinfo *err)
 {
-    pthread_mutex_lock(&e->mu);
+    tp__mutex_lock(&e->mu);
     if (memo_matches(e, req, method)) {
         memcpy(rq->host, e->memo.host, sizeof rq->host);
         rq->port = e->memo.port;
@@ -53,10 +53,10 @@ static tp_err prepare(tp_http_engine *e, const tp_http_request *req, const char 
         memcpy(rq->key, e->memo.key, e->memo.keylen);
         rq->keylen = e->memo.keylen;
         tp_err rc = tp__buf_append(&rq->head, e->memo.head.data, e->memo.head.len);
-        pthread_mutex_unlock(&e->mu);
+        tp__mutex_unlock(&e->mu);
         return rc == TP_OK ? TP_OK : tp_errinfo_set(err, rc, 0, "copying the request head");
     }
-    pthread_mutex_unlock(&e->mu);
+    tp__mutex_unlock(&e->mu);
     tp__http_url u;
     tp_err rc = tp__http_url_parse(req->url, &u, err);
     if (rc != TP_OK)
@@ -69,9 +69,9 @@ static tp_err prepare(tp_http_engine *e, const tp_http_request *req, const char 
         return tp_errinfo_set(err, TP_EINVAL, 0, "url: host too long");
     rc = tp__http_build_head(e->c, req, method, &u, &rq->head, err);
     if (rc == TP_OK && req->nheaders == 0) {
-        pthread_mutex_lock(&e->mu);
+        tp__mutex_lock(&e->mu);
         memo_store(e, req, method, rq);
-        pthread_mutex_unlock(&e->mu);
+        tp__mutex_unlock(&e->mu);
     }
     return rc;
 }
@@ -117,7 +117,7 @@ tp_err tp_http_engine_submit(tp_http_engine *e, const tp_http_request *req, tp_h
     rq->start = tp_clock_now();
     rq->deadline = tp__saturating_add(rq->start, timeout);
     rq->phase_deadline = TP_DURATION_INFINITE;
-    pthread_mutex_lock(&e->mu);
+    tp__mutex_lock(&e->mu);
     rq->id = e->next_id++;
     if (id != NULL)
         *id = rq->id;
@@ -128,7 +128,7 @@ tp_err tp_http_engine_submit(tp_http_engine *e, const tp_http_request *req, tp_h
     e->inbox_tail = rq;
     atomic_fetch_add(&e->pending, 1);
     tp__eng_wake_locked(e);
-    pthread_mutex_unlock(&e->mu);
+    tp__mutex_unlock(&e->mu);
     return TP_OK;
 }
 
@@ -137,7 +137,7 @@ tp_err tp_http_engine_cancel(tp_http_engine *e, uint64_t id)
     if (e == NULL || id == 0)
         return TP_EINVAL;
     tp_err rc = TP_ESTATE;
-    pthread_mutex_lock(&e->mu);
+    tp__mutex_lock(&e->mu);
     for (eng_req *rq = e->inbox; rq != NULL; rq = rq->next_q)
         if (rq->id == id) {
             rq->cancel = true;
@@ -147,7 +147,7 @@ tp_err tp_http_engine_cancel(tp_http_engine *e, uint64_t id)
     if (rc != TP_OK && id < e->next_id) {
         cancel_note *n = malloc(sizeof *n);
         if (n == NULL) {
-            pthread_mutex_unlock(&e->mu);
+            tp__mutex_unlock(&e->mu);
             return TP_ENOMEM;
         }
         n->id = id;
@@ -156,6 +156,6 @@ tp_err tp_http_engine_cancel(tp_http_engine *e, uint64_t id)
         rc = TP_OK;
         tp__eng_wake_locked(e);
     }
-    pthread_mutex_unlock(&e->mu);
+    tp__mutex_unlock(&e->mu);
     return rc;
 }

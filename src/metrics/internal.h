@@ -11,7 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "core/textbuf.h"
+#include "base/sync.h"
+#include "base/textbuf.h"
 #include "tidepool/metrics.h"
 
 /* ---- output ----------------------------------------------------------------------- */
@@ -101,7 +102,7 @@ typedef struct tp__mentry {
 } tp__mentry;
 
 struct tp_metrics {
-    pthread_mutex_t mu; /* guards entries and serialises renders */
+    tp__mutex mu; /* guards entries and serialises renders */
     tp_metrics_options o;
     tp__mentry *entries; /* registration order; guarded by mu */
     size_t n, cap;       /* guarded by mu */

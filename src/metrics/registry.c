@@ -47,10 +47,10 @@ tp_err tp_metrics_create(const tp_metrics_options *o, tp_metrics **out, tp_errin
     tp_metrics *m = calloc(1, sizeof *m);
     if (m == NULL)
         return tp_errinfo_set(err, TP_ENOMEM, 0, "allocating the metrics registry");
-    int rc = pthread_mutex_init(&m->mu, NULL);
+    int rc = tp__mutex_init(&m->mu);
     if (rc != 0) {
         free(m);
-        return tp_errinfo_set(err, TP_ESYS, rc, "pthread_mutex_init failed");
+        return tp_errinfo_set(err, TP_ESYS, 0, "creating a lock failed");
     }
     m->o = *o;
     *out = m;
@@ -64,7 +64,7 @@ void tp_metrics_destroy(tp_metrics *m)
     for (size_t i = 0; i < m->n; i++)
         free(m->entries[i].name);
     free(m->entries);
-    pthread_mutex_destroy(&m->mu);
+    tp__mutex_destroy(&m->mu);
     free(m);
 }
 
@@ -106,9 +106,9 @@ tp_err tp_metrics_register(tp_metrics *m, const char *name, tp_pool *pool, tp_er
     char *copy = strdup(name);
     if (copy == NULL)
         return tp_errinfo_set(err, TP_ENOMEM, 0, "copying the pool name");
-    pthread_mutex_lock(&m->mu);
+    tp__mutex_lock(&m->mu);
     if (find_locked(m, name) < m->n) {
-        pthread_mutex_unlock(&m->mu);
+        tp__mutex_unlock(&m->mu);
         free(copy);
         return tp_errinfo_set(err, TP_EINVAL, 0,
                               "tp_metrics_register: a pool named \"%s\" is already registered",
@@ -118,7 +118,7 @@ tp_err tp_metrics_register(tp_metrics *m, const char *name, tp_pool *pool, tp_er
         size_t cap = m->cap > 0 ? 2 * m->cap : 4;
         tp__mentry *e = realloc(m->entries, cap * sizeof *e);
         if (e == NULL) {
-            pthread_mutex_unlock(&m->mu);
+            tp__mutex_unlock(&m->mu);
             free(copy);
             return tp_errinfo_set(err, TP_ENOMEM, 0, "growing the metrics registry");
         }
@@ -126,7 +126,7 @@ tp_err tp_metrics_register(tp_metrics *m, const char *name, tp_pool *pool, tp_er
         m->cap = cap;
     }
     m->entries[m->n++] = (tp__mentry){.name = copy, .pool = pool};
-    pthread_mutex_unlock(&m->mu);
+    tp__mutex_unlock(&m->mu);
     return TP_OK;
 }
 
@@ -134,16 +134,16 @@ tp_err tp_metrics_unregister(tp_metrics *m, const char *name)
 {
     if (m == NULL || name == NULL)
         return TP_EINVAL;
-    pthread_mutex_lock(&m->mu);
+    tp__mutex_lock(&m->mu);
     size_t i = find_locked(m, name);
     if (i == m->n) {
-        pthread_mutex_unlock(&m->mu);
+        tp__mutex_unlock(&m->mu);
         return TP_EINVAL;
     }
     char *old = m->entries[i].name;
     memmove(&m->entries[i], &m->entries[i + 1], (m->n - i - 1) * sizeof m->entries[0]);
     m->n--;
-    pthread_mutex_unlock(&m->mu);
+    tp__mutex_unlock(&m->mu);
     free(old);
     return TP_OK;
 }
@@ -152,7 +152,7 @@ tp_err tp_metrics_unregister(tp_metrics *m, const char *name)
 static tp_err render(tp_metrics *m, tp_metrics_format fmt, tp__tbuf *b)
 {
     tp__msnap s;
-    pthread_mutex_lock(&m->mu);
+    tp__mutex_lock(&m->mu);
     tp_err rc = tp__msnap_take_locked(m, &s);
     if (rc == TP_OK) {
         if (fmt == TP_METRICS_JSON)
@@ -161,7 +161,7 @@ static tp_err render(tp_metrics *m, tp_metrics_format fmt, tp__tbuf *b)
             tp__mrender_prom(b, &s);
         tp__msnap_free(&s);
     }
-    pthread_mutex_unlock(&m->mu);
+    tp__mutex_unlock(&m->mu);
     if (rc == TP_OK)
         tp__tbuf_put(b, "", 0); /* an empty text still gets its NUL */
     return rc != TP_OK || b->oom ? TP_ENOMEM : TP_OK;

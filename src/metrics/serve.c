@@ -69,7 +69,7 @@ static tp_err check_args(tp_metrics *m, const char *addr, const tp_metrics_serve
  * tp_errinfo. MHD keeps the logger for the daemon's life (it may log from its thread
  * later), so this lives in the exporter and ignores everything once on is false. */
 typedef struct capture {
-    pthread_mutex_t mu;
+    tp__mutex mu;
     bool on;
     int sys_errno;
     char msg[160];
@@ -86,7 +86,7 @@ static void log_cb(void *cls, const char *fm, va_list ap)
 {
     capture *c = cls;
     int saved = errno;
-    pthread_mutex_lock(&c->mu);
+    tp__mutex_lock(&c->mu);
     if (c->on && c->msg[0] == '\0') {
         c->sys_errno = saved;
         vsnprintf(c->msg, sizeof c->msg, fm, ap);
@@ -94,7 +94,7 @@ static void log_cb(void *cls, const char *fm, va_list ap)
         while (n > 0 && (c->msg[n - 1] == '\n' || c->msg[n - 1] == '.'))
             c->msg[--n] = '\0';
     }
-    pthread_mutex_unlock(&c->mu);
+    tp__mutex_unlock(&c->mu);
 }
 
 static enum MHD_Result send_static(struct MHD_Connection *c, unsigned status, const char *body,
@@ -171,10 +171,10 @@ static tp_err start_exporter(tp_metrics *m, const char *addr, const tp_metrics_s
     e->m = m;
     capture *cap = &e->cap;
     cap->on = true;
-    int sys = pthread_mutex_init(&cap->mu, NULL);
+    int sys = tp__mutex_init(&cap->mu);
     if (sys != 0) {
         free(e);
-        return tp_errinfo_set(err, TP_ESYS, sys, "pthread_mutex_init failed");
+        return tp_errinfo_set(err, TP_ESYS, 0, "creating a lock failed");
     }
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ERROR_LOG;
     if (ss->ss_family == AF_INET6)
@@ -190,14 +190,14 @@ static tp_err start_exporter(tp_metrics *m, const char *addr, const tp_metrics_s
                             cap, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)ss,
                             MHD_OPTION_CONNECTION_LIMIT, o->max_connections,
                             MHD_OPTION_CONNECTION_TIMEOUT, timeout_s, MHD_OPTION_END);
-    pthread_mutex_lock(&cap->mu);
+    tp__mutex_lock(&cap->mu);
     cap->on = false;
-    pthread_mutex_unlock(&cap->mu);
+    tp__mutex_unlock(&cap->mu);
     if (e->d == NULL) {
         tp_err rc = tp_errinfo_set(err, TP_ESYS, cap->sys_errno,
                                    "metrics exporter on %.64s could not start: %s", addr,
                                    cap->msg[0] != '\0' ? cap->msg : "libmicrohttpd refused");
-        pthread_mutex_destroy(&cap->mu);
+        tp__mutex_destroy(&cap->mu);
         free(e);
         return rc;
     }
@@ -217,7 +217,7 @@ void tp_metrics_exporter_stop(tp_metrics_exporter *e)
     if (e == NULL)
         return;
     MHD_stop_daemon(e->d);
-    pthread_mutex_destroy(&e->cap.mu);
+    tp__mutex_destroy(&e->cap.mu);
     free(e);
 }
 

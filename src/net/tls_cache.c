@@ -18,7 +18,7 @@
 int tp__tls_cache_init(tp__tls_cache *c)
 {
     memset(c, 0, sizeof *c);
-    return pthread_mutex_init(&c->mu, NULL);
+    return tp__mutex_init(&c->mu);
 }
 
 void tp__tls_cache_destroy(tp__tls_cache *c)
@@ -28,7 +28,7 @@ void tp__tls_cache_destroy(tp__tls_cache *c)
         free(c->v[i].key);
     }
     free(c->v);
-    pthread_mutex_destroy(&c->mu);
+    tp__mutex_destroy(&c->mu);
     memset(c, 0, sizeof *c);
 }
 
@@ -66,7 +66,7 @@ static bool expired(const SSL_SESSION *sess)
 SSL_SESSION *tp__tls_cache_get(tp__tls_cache *c, const char *key)
 {
     SSL_SESSION *sess = NULL;
-    pthread_mutex_lock(&c->mu);
+    tp__mutex_lock(&c->mu);
     size_t i = find_locked(c, key);
     if (i < c->n) {
         if (expired(c->v[i].sess)) {
@@ -76,7 +76,7 @@ SSL_SESSION *tp__tls_cache_get(tp__tls_cache *c, const char *key)
             SSL_SESSION_up_ref(sess);
         }
     }
-    pthread_mutex_unlock(&c->mu);
+    tp__mutex_unlock(&c->mu);
     return sess;
 }
 
@@ -108,7 +108,7 @@ static bool reserve_locked(tp__tls_cache *c)
 void tp__tls_cache_put(tp__tls_cache *c, const char *key, SSL_SESSION *sess)
 {
     SSL_SESSION *old = NULL;
-    pthread_mutex_lock(&c->mu);
+    tp__mutex_lock(&c->mu);
     size_t i = find_locked(c, key);
     if (i < c->n) {
         old = c->v[i].sess;
@@ -124,7 +124,7 @@ void tp__tls_cache_put(tp__tls_cache *c, const char *key, SSL_SESSION *sess)
             free(copy);
         }
     }
-    pthread_mutex_unlock(&c->mu);
+    tp__mutex_unlock(&c->mu);
     /* Freed outside the lock, which only guards the array. */
     SSL_SESSION_free(old);
     SSL_SESSION_free(sess);
@@ -132,11 +132,11 @@ void tp__tls_cache_put(tp__tls_cache *c, const char *key, SSL_SESSION *sess)
 
 void tp__tls_cache_remove(tp__tls_cache *c, const char *key)
 {
-    pthread_mutex_lock(&c->mu);
+    tp__mutex_lock(&c->mu);
     size_t i = find_locked(c, key);
     if (i < c->n)
         drop_locked(c, i);
-    pthread_mutex_unlock(&c->mu);
+    tp__mutex_unlock(&c->mu);
 }
 
 #endif

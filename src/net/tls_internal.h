@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "base/sync.h"
 #include "net/net.h"
 
 #ifdef TIDEPOOL_HAVE_OPENSSL
@@ -32,7 +33,7 @@ typedef struct tp__tls_cache_entry {
 } tp__tls_cache_entry;
 
 typedef struct tp__tls_cache {
-    pthread_mutex_t mu;
+    tp__mutex mu;
     tp__tls_cache_entry *v; /* guarded by mu, as are n, cap and clock */
     size_t n, cap;
     uint64_t clock;

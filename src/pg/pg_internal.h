@@ -13,6 +13,9 @@
 
 #include <tidepool/pg.h>
 
+#include "base/base.h"
+#include "base/sync.h"
+
 /* One registered conninfo. keywords/values are the non-empty options of the parsed
  * conninfo (NULL-terminated, as PQconnectStartParams wants them); password points into
  * values (or is NULL) and is kept only to connect and to scrub it from messages. */
@@ -32,7 +35,7 @@ struct tp_pg_pool {
     bool learn_idle_timeout;
     char *reset_query; /* NULL: no reset statement */
     unsigned char secret[32]; /* keys the credential digest; never leaves the process */
-    pthread_mutex_t mu;       /* guards the target list */
+    tp__mutex mu;       /* guards the target list */
     tp_pg_target *targets;    /* append-only until destroy */
     tp_pg_target *dflt;
 };

@@ -73,7 +73,7 @@ tp_err tp_pg_pool_create(const tp_pg_options *o, tp_pg_pool **out, tp_errinfo *e
         free(pp);
         return tp_errinfo_set(err, TP_ESYS, 0, "pg pool: getrandom failed");
     }
-    if (pthread_mutex_init(&pp->mu, NULL) != 0) {
+    if (tp__mutex_init(&pp->mu) != 0) {
         free(pp->reset_query);
         free(pp);
         return tp_errinfo_set(err, TP_ESYS, 0, "pg pool: mutex init failed");
@@ -87,7 +87,7 @@ tp_err tp_pg_pool_create(const tp_pg_options *o, tp_pg_pool **out, tp_errinfo *e
                                   .ctx = pp};
     tp_err rc = tp_pool_create(&po, &pp->pool, err);
     if (rc != TP_OK) {
-        pthread_mutex_destroy(&pp->mu);
+        tp__mutex_destroy(&pp->mu);
         free(pp->reset_query);
         free(pp);
         return rc;
@@ -159,7 +159,7 @@ tp_err tp_pg_pool_add(tp_pg_pool *pp, const char *conninfo, tp_pg_target **out, 
         target_free(t);
         return rc;
     }
-    pthread_mutex_lock(&pp->mu);
+    tp__mutex_lock(&pp->mu);
     tp_pg_target *found = NULL;
     for (tp_pg_target *x = pp->targets; x != NULL && found == NULL; x = x->next)
         if (same_options(x, t))
@@ -170,7 +170,7 @@ tp_err tp_pg_pool_add(tp_pg_pool *pp, const char *conninfo, tp_pg_target **out, 
         if (pp->dflt == NULL)
             pp->dflt = t;
     }
-    pthread_mutex_unlock(&pp->mu);
+    tp__mutex_unlock(&pp->mu);
     if (found != NULL)
         target_free(t);
     *out = found != NULL ? found : t;
@@ -203,11 +203,11 @@ tp_err tp_pg_pool_create_uri(const char *conninfo, const tp_pool_options *pool, 
 
 tp_pg_target *tp__pg_target_find(tp_pg_pool *pp, const void *key, size_t keylen)
 {
-    pthread_mutex_lock(&pp->mu);
+    tp__mutex_lock(&pp->mu);
     tp_pg_target *t = pp->targets;
     while (t != NULL && (t->keylen != keylen || memcmp(t->key, key, keylen) != 0))
         t = t->next;
-    pthread_mutex_unlock(&pp->mu);
+    tp__mutex_unlock(&pp->mu);
     return t;
 }
 
@@ -236,7 +236,7 @@ void tp_pg_pool_destroy(tp_pg_pool *pp)
         target_free(t);
         t = next;
     }
-    pthread_mutex_destroy(&pp->mu);
+    tp__mutex_destroy(&pp->mu);
     free(pp->reset_query);
     explicit_bzero(pp->secret, sizeof pp->secret);
     free(pp);

@@ -35,7 +35,7 @@ tp_err tp_redis_pool_create(const tp_redis_options *o, tp_redis_pool **out, tp_e
         tp__redis_target_free(t);
         return tp_errinfo_set(err, TP_ENOMEM, 0, "allocating a Redis pool");
     }
-    if (pthread_mutex_init(&rp->mu, NULL) != 0) {
+    if (tp__mutex_init(&rp->mu) != 0) {
         free(rp);
         tp__redis_target_free(t);
         return tp_errinfo_set(err, TP_ESYS, 0, "creating a lock failed");
@@ -75,7 +75,7 @@ void tp_redis_pool_destroy(tp_redis_pool *rp)
         next = t->next;
         tp__redis_target_free(t);
     }
-    pthread_mutex_destroy(&rp->mu);
+    tp__mutex_destroy(&rp->mu);
     free(rp);
 }
 
@@ -106,9 +106,9 @@ static tp_redis_target *find_locked(tp_redis_pool *rp, const void *key, size_t k
 
 tp_redis_target *tp__redis_find_target(tp_redis_pool *rp, const void *key, size_t keylen)
 {
-    pthread_mutex_lock(&rp->mu);
+    tp__mutex_lock(&rp->mu);
     tp_redis_target *t = find_locked(rp, key, keylen);
-    pthread_mutex_unlock(&rp->mu);
+    tp__mutex_unlock(&rp->mu);
     return t;
 }
 
@@ -121,13 +121,13 @@ tp_err tp_redis_target_add(tp_redis_pool *rp, const char *url, tp_redis_target *
     tp_err rc = tp__redis_target_parse(url, &t, err);
     if (rc != TP_OK)
         return rc;
-    pthread_mutex_lock(&rp->mu);
+    tp__mutex_lock(&rp->mu);
     tp_redis_target *old = find_locked(rp, t->key, t->keylen);
     if (old == NULL) {
         t->next = rp->targets;
         rp->targets = t;
     }
-    pthread_mutex_unlock(&rp->mu);
+    tp__mutex_unlock(&rp->mu);
     if (old != NULL) {
         tp__redis_target_free(t);
         t = old;

@@ -11,7 +11,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "core/internal.h"
+#include "base/base.h"
+#include "base/sync.h"
 #include "tidepool/redis.h"
 
 #define TP__REDIS_HOST_MAX 256
@@ -52,7 +53,7 @@ struct tp_redis_lease {
 struct tp_redis_pool {
     tp_pool *pool;
     int64_t command_timeout;
-    pthread_mutex_t mu; /* guards the target list */
+    tp__mutex mu; /* guards the target list */
     tp_redis_target *targets;
     tp_redis_target *def;
 };

@@ -3,7 +3,8 @@
  * Recording is a table lookup and three relaxed stores: cheap enough for every lease. */
 #include <limits.h>
 
-#include "internal.h"
+#include "base.h"
+#include "hist.h"
 
 /* upper[i]: inclusive upper bound of bucket i, in ns. Even i: 1000 << i/2; odd i:
  * 1414 << i/2 (1000 * sqrt 2, rounded). */

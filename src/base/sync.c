@@ -6,7 +6,8 @@
 #include <stdlib.h>
 #include <time.h>
 
-#include "internal.h"
+#include "base.h"
+#include "sync.h"
 
 int tp__mutex_init(tp__mutex *mu)
 {
@@ -95,21 +96,4 @@ void tp__cond_wait_until(pthread_cond_t *cv, tp__mutex *mu, int64_t deadline)
     atomic_store_explicit(&mu->owner, pthread_self(), memory_order_relaxed);
     atomic_store_explicit(&mu->held, 1, memory_order_relaxed);
 #endif
-}
-
-/* A per-thread xorshift64* generator seeded from the clock and the thread's address;
- * used only to spread expiry instants and backoffs, never for anything secret. */
-double tp__rand_unit(void)
-{
-    static _Thread_local uint64_t s;
-    if (s == 0) {
-        s = (uint64_t)tp_clock_now() ^ ((uint64_t)(uintptr_t)&s * 0x9E3779B97F4A7C15ull);
-        if (s == 0)
-            s = 0x2545F4914F6CDD1Dull;
-    }
-    s ^= s >> 12;
-    s ^= s << 25;
-    s ^= s >> 27;
-    uint64_t r = s * 0x2545F4914F6CDD1Dull;
-    return (double)(r >> 11) / 9007199254740992.0;
 }

@@ -1,5 +1,5 @@
 /* version.c: the version of the library actually linked. */
-#include "internal.h"
+#include "base.h"
 
 #define TP__STR2(x) #x
 #define TP__STR(x) TP__STR2(x)

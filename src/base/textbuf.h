@@ -1,9 +1,9 @@
-/* textbuf.h: the growable NUL-terminated string every text renderer of the library
+/* base/textbuf.h: the growable NUL-terminated string every text renderer of the library
  * writes into (metrics exposition and JSON, doctor's reports), with JSON string
  * escaping. Out of memory is sticky: later appends do nothing and the renderer checks
  * once, at the end (tp__tbuf_finish or the oom flag), instead of after every append. */
-#ifndef TP_CORE_TEXTBUF_H
-#define TP_CORE_TEXTBUF_H
+#ifndef TP_BASE_TEXTBUF_H
+#define TP_BASE_TEXTBUF_H
 
 #include <stdbool.h>
 #include <stddef.h>

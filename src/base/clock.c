@@ -13,7 +13,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "internal.h"
+#include "base.h"
 
 #if defined(__x86_64__)
 #include <x86intrin.h>

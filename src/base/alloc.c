@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "base.h"
 
 void *tp__malloc(const tp_allocator *a, size_t size)
 {

@@ -1,0 +1,51 @@
+/* base/base.h: what every file of the library may use (never installed): branch hints,
+ * min/max, relaxed single-writer counters, saturating deadline arithmetic, the
+ * allocation funnel (alloc.c) and the random source for jitter (rand.c). The other base
+ * headers: sync.h (the checked mutex, condition variables), hist.h (histograms), list.h
+ * (intrusive lists), textbuf.h (the growable text buffer). base/ uses no other folder of
+ * src/; every other folder may use base/. */
+#ifndef TP_BASE_BASE_H
+#define TP_BASE_BASE_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tidepool/tidepool.h"
+
+#define TP__LIKELY(x) __builtin_expect(!!(x), 1)
+#define TP__UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define TP__MIN(a, b) ((a) < (b) ? (a) : (b))
+#define TP__MAX(a, b) ((a) > (b) ? (a) : (b))
+
+/* ---- allocation (alloc.c): every byte the library takes goes through these ------- */
+
+void *tp__malloc(const tp_allocator *a, size_t size);
+void *tp__calloc(const tp_allocator *a, size_t n, size_t size);
+void tp__free(const tp_allocator *a, void *ptr);
+
+/* ---- counters written by one thread at a time, read by any ----------------------- */
+
+/* A relaxed load + store: cheaper than an atomic increment and exact as long as the
+ * writers of a counter are serialised (by a lock or by owning the connection). Readers
+ * see a value that is at most a few operations old. */
+#define TP__ADD1(var, n)                                                                           \
+    atomic_store_explicit(&(var), atomic_load_explicit(&(var), memory_order_relaxed) + (n),        \
+                          memory_order_relaxed)
+#define TP__LOAD(var) atomic_load_explicit(&(var), memory_order_relaxed)
+
+/* ---- randomness for jitter, not for security (rand.c) ------------------------------ */
+
+/* tp__rand_unit: a uniform double in [0, 1) from a per-thread xorshift generator. */
+double tp__rand_unit(void);
+
+/* tp__saturating_add: a + b for non-negative b, clamped to TP_DURATION_INFINITE. */
+static inline int64_t tp__saturating_add(int64_t a, int64_t b)
+{
+    if (b >= TP_DURATION_INFINITE - a)
+        return TP_DURATION_INFINITE;
+    return a + b;
+}
+
+#endif

@@ -2,7 +2,7 @@
  * min/max, relaxed single-writer counters, saturating deadline arithmetic, the
  * allocation funnel (alloc.c) and the random source for jitter (rand.c). The other base
  * headers: sync.h (the checked mutex, condition variables), hist.h (histograms), list.h
- * (intrusive lists), textbuf.h (the growable text buffer). base/ uses no other folder of
+ * (intrusive lists), buf.h (the one growable buffer). base/ uses no other folder of
  * src/; every other folder may use base/. */
 #ifndef TP_BASE_BASE_H
 #define TP_BASE_BASE_H

@@ -9,7 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "base/textbuf.h"
+#include "base/buf.h"
 #include "tidepool/diag.h"
 
 /* A socket as dumped, with the collector's bookkeeping. */

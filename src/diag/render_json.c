@@ -9,110 +9,110 @@
 
 /* A double, or null when unknown (negative where negatives mean "unknown", or not
  * finite). */
-static void num_or_null(tp__tbuf *b, double v, bool known)
+static void num_or_null(tp__buf *b, double v, bool known)
 {
     if (known && isfinite(v))
-        tp__tbuf_printf(b, "%.3f", v);
+        tp__buf_printf(b, "%.3f", v);
     else
-        tp__tbuf_printf(b, "null");
+        tp__buf_printf(b, "null");
 }
 
-static void int_or_null(tp__tbuf *b, long long v)
+static void int_or_null(tp__buf *b, long long v)
 {
     if (v < 0)
-        tp__tbuf_printf(b, "null");
+        tp__buf_printf(b, "null");
     else
-        tp__tbuf_printf(b, "%lld", v);
+        tp__buf_printf(b, "%lld", v);
 }
 
-static void endpoint(tp__tbuf *b, const tp_diag_endpoint *e)
+static void endpoint(tp__buf *b, const tp_diag_endpoint *e)
 {
     char ep[TP_DIAG_ENDPOINT_STRLEN];
-    tp__tbuf_json_str(b, tp_diag_endpoint_format(e, ep, sizeof ep));
+    tp__buf_json_str(b, tp_diag_endpoint_format(e, ep, sizeof ep));
 }
 
-static void host_json(tp__tbuf *b, const tp_diag_host *h)
+static void host_json(tp__buf *b, const tp_diag_host *h)
 {
-    tp__tbuf_printf(b,
+    tp__buf_printf(b,
                         "\"host\":{\"port_range\":{\"lo\":%u,\"hi\":%u,\"reserved\":%u,"
                         "\"ports\":%u},\"tcp_tw_reuse\":",
                         h->port_lo, h->port_hi, h->port_reserved, h->port_range);
     int_or_null(b, h->tw_reuse);
-    tp__tbuf_printf(b, ",\"tcp_tw_reuse_delay_ms\":");
+    tp__buf_printf(b, ",\"tcp_tw_reuse_delay_ms\":");
     int_or_null(b, h->tw_reuse_delay_ms);
-    tp__tbuf_printf(b, ",\"tcp_fin_timeout_s\":");
+    tp__buf_printf(b, ",\"tcp_fin_timeout_s\":");
     int_or_null(b, h->fin_timeout_s);
-    tp__tbuf_printf(b, ",\"tcp_max_tw_buckets\":");
+    tp__buf_printf(b, ",\"tcp_max_tw_buckets\":");
     int_or_null(b, h->max_tw_buckets);
-    tp__tbuf_printf(b, ",\"time_wait_s\":%d},", TP_DIAG_TIME_WAIT_S);
-    tp__tbuf_printf(b,
+    tp__buf_printf(b, ",\"time_wait_s\":%d},", TP_DIAG_TIME_WAIT_S);
+    tp__buf_printf(b,
                         "\"totals\":{\"sockets\":%u,\"listeners\":%u,\"inbound\":%u,"
                         "\"time_wait\":%u,\"destinations\":%u},",
                         h->sockets, h->listeners, h->inbound, h->timewait, h->dests);
 }
 
-static void dest_json(tp__tbuf *b, const tp_diag_dest *d)
+static void dest_json(tp__buf *b, const tp_diag_dest *d)
 {
-    tp__tbuf_printf(b, "{\"dest\":");
+    tp__buf_printf(b, "{\"dest\":");
     endpoint(b, &d->remote);
-    tp__tbuf_printf(b, ",\"sockets\":%u,\"states\":{", d->sockets);
+    tp__buf_printf(b, ",\"sockets\":%u,\"states\":{", d->sockets);
     const char *sep = "";
     for (int s = 1; s < TP_DIAG_NSTATES; s++) {
         if (d->states[s] == 0)
             continue;
-        tp__tbuf_printf(b, "%s\"%s\":%u", sep, tp_diag_state_name(s), d->states[s]);
+        tp__buf_printf(b, "%s\"%s\":%u", sep, tp_diag_state_name(s), d->states[s]);
         sep = ",";
     }
-    tp__tbuf_printf(b, "},\"rtt_us\":{\"samples\":%u,\"avg\":", d->rtt_samples);
+    tp__buf_printf(b, "},\"rtt_us\":{\"samples\":%u,\"avg\":", d->rtt_samples);
     num_or_null(b, d->rtt_avg_us, d->rtt_samples > 0);
-    tp__tbuf_printf(b, ",\"max\":");
+    tp__buf_printf(b, ",\"max\":");
     int_or_null(b, d->rtt_samples > 0 ? (long long)d->rtt_max_us : -1);
-    tp__tbuf_printf(b, ",\"rttvar_avg\":");
+    tp__buf_printf(b, ",\"rttvar_avg\":");
     num_or_null(b, d->rttvar_avg_us, d->rtt_samples > 0);
-    tp__tbuf_printf(b,
+    tp__buf_printf(b,
                         "},\"retrans\":{\"total\":%llu,\"segs_out\":%llu,\"in_backoff\":%u},"
                         "\"unacked\":%u,",
                         (unsigned long long)d->total_retrans, (unsigned long long)d->segs_out,
                         d->in_backoff, d->unacked);
-    tp__tbuf_printf(b,
+    tp__buf_printf(b,
                         "\"ports\":{\"used\":%u,\"open\":%u,\"time_wait\":%u,\"headroom\":%lld,"
                         "\"used_pct\":%.3f},",
                         d->ports_used, d->ports_open, d->ports_timewait, (long long)d->headroom,
                         d->ports_used_pct);
-    tp__tbuf_printf(
+    tp__buf_printf(
         b, "\"tw_reuse_applies\":%s,\"time_wait_hold_s\":", d->tw_reuse_applies ? "true" : "false");
     num_or_null(b, d->tw_hold_s, true);
-    tp__tbuf_printf(b, ",\"time_wait_arrivals\":%u,\"close_rate_per_s\":", d->tw_arrivals);
+    tp__buf_printf(b, ",\"time_wait_arrivals\":%u,\"close_rate_per_s\":", d->tw_arrivals);
     num_or_null(b, d->close_rate, d->close_rate >= 0);
-    tp__tbuf_printf(b, ",\"close_rate_sampled\":%s,\"critical_close_rate_per_s\":",
+    tp__buf_printf(b, ",\"close_rate_sampled\":%s,\"critical_close_rate_per_s\":",
                         d->close_rate_sampled ? "true" : "false");
     num_or_null(b, d->critical_rate, d->critical_rate >= 0);
-    tp__tbuf_printf(b, ",\"exhaustion_s\":");
+    tp__buf_printf(b, ",\"exhaustion_s\":");
     num_or_null(b, d->exhaustion_s, d->exhaustion_s >= 0);
-    tp__tbuf_printf(b, ",\"severity\":");
+    tp__buf_printf(b, ",\"severity\":");
     if (d->severity >= 0)
-        tp__tbuf_json_str(b, tp_diag_severity_name(d->severity));
+        tp__buf_json_str(b, tp_diag_severity_name(d->severity));
     else
-        tp__tbuf_printf(b, "null");
-    tp__tbuf_printf(b, "}");
+        tp__buf_printf(b, "null");
+    tp__buf_printf(b, "}");
 }
 
-static void finding_json(tp__tbuf *b, const tp_diag_finding *f)
+static void finding_json(tp__buf *b, const tp_diag_finding *f)
 {
-    tp__tbuf_printf(b, "{\"severity\":");
-    tp__tbuf_json_str(b, tp_diag_severity_name((int)f->severity));
-    tp__tbuf_printf(b, ",\"kind\":");
-    tp__tbuf_json_str(b, f->kind);
-    tp__tbuf_printf(b, ",\"dest\":");
+    tp__buf_printf(b, "{\"severity\":");
+    tp__buf_json_str(b, tp_diag_severity_name((int)f->severity));
+    tp__buf_printf(b, ",\"kind\":");
+    tp__buf_json_str(b, f->kind);
+    tp__buf_printf(b, ",\"dest\":");
     if (f->has_dest)
         endpoint(b, &f->dest);
     else
-        tp__tbuf_printf(b, "null");
-    tp__tbuf_printf(b, ",\"diagnosis\":");
-    tp__tbuf_json_str(b, f->diagnosis);
-    tp__tbuf_printf(b, ",\"remedy\":");
-    tp__tbuf_json_str(b, f->remedy);
-    tp__tbuf_printf(b, "}");
+        tp__buf_printf(b, "null");
+    tp__buf_printf(b, ",\"diagnosis\":");
+    tp__buf_json_str(b, f->diagnosis);
+    tp__buf_printf(b, ",\"remedy\":");
+    tp__buf_json_str(b, f->remedy);
+    tp__buf_printf(b, "}");
 }
 
 tp_err tp_diag_report_json(const tp_diag_report *r, size_t top, char **out, size_t *len)
@@ -122,31 +122,31 @@ tp_err tp_diag_report_json(const tp_diag_report *r, size_t top, char **out, size
     *out = NULL;
     const tp_diag_host *h = &r->host;
     size_t shown = top == 0 || top > r->ndests ? r->ndests : top;
-    tp__tbuf b = {0};
-    tp__tbuf_printf(&b, "{\"schema\":\"tidepool.doctor/1\",\"source\":\"%s\",\"note\":",
+    tp__buf b = {0};
+    tp__buf_printf(&b, "{\"schema\":\"tidepool.doctor/1\",\"source\":\"%s\",\"note\":",
                         h->source == TP_DIAG_SOURCE_NETLINK ? "netlink" : "procfs");
     if (h->note[0] != '\0')
-        tp__tbuf_json_str(&b, h->note);
+        tp__buf_json_str(&b, h->note);
     else
-        tp__tbuf_printf(&b, "null");
-    tp__tbuf_printf(&b, ",\"pid\":");
+        tp__buf_printf(&b, "null");
+    tp__buf_printf(&b, ",\"pid\":");
     int_or_null(&b, h->pid > 0 ? h->pid : -1);
-    tp__tbuf_printf(&b, ",\"interval_s\":");
+    tp__buf_printf(&b, ",\"interval_s\":");
     num_or_null(&b, h->interval_s, h->interval_s > 0);
-    tp__tbuf_printf(&b, ",");
+    tp__buf_printf(&b, ",");
     host_json(&b, h);
-    tp__tbuf_printf(&b, "\"destinations_shown\":%zu,\"destinations\":[", shown);
+    tp__buf_printf(&b, "\"destinations_shown\":%zu,\"destinations\":[", shown);
     for (size_t i = 0; i < shown; i++) {
         if (i > 0)
-            tp__tbuf_printf(&b, ",");
+            tp__buf_printf(&b, ",");
         dest_json(&b, &r->dests[i]);
     }
-    tp__tbuf_printf(&b, "],\"findings\":[");
+    tp__buf_printf(&b, "],\"findings\":[");
     for (size_t i = 0; i < r->nfindings; i++) {
         if (i > 0)
-            tp__tbuf_printf(&b, ",");
+            tp__buf_printf(&b, ",");
         finding_json(&b, &r->findings[i]);
     }
-    tp__tbuf_printf(&b, "]}\n");
-    return tp__tbuf_finish(&b, out, len);
+    tp__buf_printf(&b, "]}\n");
+    return tp__buf_finish(&b, out, len);
 }

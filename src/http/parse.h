@@ -29,6 +29,7 @@
 
 #include <http_parser.h>
 
+#include "base/buf.h"
 #include "tidepool/tidepool.h"
 
 /* ---- URLs ------------------------------------------------------------------------ */
@@ -47,16 +48,6 @@ tp_err tp__http_url_parse(const char *url, tp__http_url *out, tp_errinfo *err);
 
 /* ---- requests -------------------------------------------------------------------- */
 
-/* A growable byte buffer. */
-typedef struct tp__buf {
-    char *data;
-    size_t len, cap;
-} tp__buf;
-
-void tp__buf_init(tp__buf *b);
-void tp__buf_free(tp__buf *b);
-void tp__buf_reset(tp__buf *b); /* len = 0, keeps the memory */
-tp_err tp__buf_append(tp__buf *b, const void *data, size_t len);
 
 /* tp__http_req_build: appends to out the request line and headers:
  *   "<method> <target> HTTP/1.1\r\nHost: <host[:port]>\r\n" + the caller's headers +

@@ -12,16 +12,16 @@
 #include <stdint.h>
 
 #include "base/sync.h"
-#include "base/textbuf.h"
+#include "base/buf.h"
 #include "tidepool/metrics.h"
 
 /* ---- output ----------------------------------------------------------------------- */
 
-/* The renderers write into a tp__tbuf (core/textbuf.h). Nanoseconds as exact decimal
+/* The renderers write into a tp__buf (base/buf.h). Nanoseconds as exact decimal
  * seconds ("0.000001", "2147.483648", "0"): appended, or written NUL-terminated to out
  * (returns the length). */
 #define TP__MSECONDS_CAP 32
-void tp__mput_seconds(tp__tbuf *b, uint64_t ns);
+void tp__mput_seconds(tp__buf *b, uint64_t ns);
 size_t tp__mfmt_seconds(uint64_t ns, char out[TP__MSECONDS_CAP]);
 
 /* ---- labels ----------------------------------------------------------------------- */
@@ -35,7 +35,7 @@ size_t tp__mfmt_seconds(uint64_t ns, char out[TP__MSECONDS_CAP]);
 size_t tp__mlabel_sanitize(const char *s, size_t n, char *out);
 
 /* tp__mesc_prom: appends s escaped as a Prometheus label value (\\, \", \n). */
-void tp__mesc_prom(tp__tbuf *b, const char *s);
+void tp__mesc_prom(tp__buf *b, const char *s);
 
 /* ---- the exported fields of tp_stats ---------------------------------------------- */
 
@@ -114,8 +114,8 @@ tp_err tp__msnap_take_locked(tp_metrics *m, tp__msnap *s);
 void tp__msnap_free(tp__msnap *s);
 
 /* The renderers: append one snapshot in their format. */
-void tp__mrender_prom(tp__tbuf *b, const tp__msnap *s);
-void tp__mrender_json(tp__tbuf *b, const tp__msnap *s);
+void tp__mrender_prom(tp__buf *b, const tp__msnap *s);
+void tp__mrender_json(tp__buf *b, const tp__msnap *s);
 
 /* ---- the exporter's address -------------------------------------------------------- */
 

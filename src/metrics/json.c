@@ -18,66 +18,66 @@
 
 #include "internal.h"
 
-static void member(tp__tbuf *b, bool *first, const char *name)
+static void member(tp__buf *b, bool *first, const char *name)
 {
     if (!*first)
-        tp__tbuf_putc(b, ',');
+        tp__buf_putc(b, ',');
     *first = false;
-    tp__tbuf_json_str(b, name);
-    tp__tbuf_putc(b, ':');
+    tp__buf_json_str(b, name);
+    tp__buf_putc(b, ':');
 }
 
-static void limit(tp__tbuf *b, int64_t v)
+static void limit(tp__buf *b, int64_t v)
 {
     if (v == TP_UNLIMITED)
-        tp__tbuf_puts(b, "null");
+        tp__buf_puts(b, "null");
     else
-        tp__tbuf_i64(b, v);
+        tp__buf_i64(b, v);
 }
 
-static void hist(tp__tbuf *b, const tp_histogram *h)
+static void hist(tp__buf *b, const tp_histogram *h)
 {
     /* count from the buckets, as in the text format, so the quantiles use the same. */
     tp_histogram c = *h;
     c.count = 0;
     for (int i = 0; i < TP_HIST_BUCKETS; i++)
         c.count += c.buckets[i];
-    tp__tbuf_puts(b, "{\"count\":");
-    tp__tbuf_u64(b, c.count);
-    tp__tbuf_puts(b, ",\"sum_seconds\":");
+    tp__buf_puts(b, "{\"count\":");
+    tp__buf_u64(b, c.count);
+    tp__buf_puts(b, ",\"sum_seconds\":");
     tp__mput_seconds(b, c.sum_ns);
     static const struct {
         const char *name;
         double q;
     } qs[] = {{",\"p50\":", 0.5}, {",\"p90\":", 0.9}, {",\"p99\":", 0.99}};
     for (size_t i = 0; i < sizeof qs / sizeof qs[0]; i++) {
-        tp__tbuf_puts(b, qs[i].name);
+        tp__buf_puts(b, qs[i].name);
         tp__mput_seconds(b, (uint64_t)tp_histogram_quantile(&c, qs[i].q));
     }
-    tp__tbuf_puts(b, ",\"buckets\":[");
+    tp__buf_puts(b, ",\"buckets\":[");
     bool first = true;
     for (int i = 0; i < TP_HIST_BUCKETS; i++) {
         if (c.buckets[i] == 0)
             continue;
-        tp__tbuf_puts(b, first ? "{\"le\":" : ",{\"le\":");
+        tp__buf_puts(b, first ? "{\"le\":" : ",{\"le\":");
         first = false;
         if (i == TP_HIST_BUCKETS - 1)
-            tp__tbuf_puts(b, "null");
+            tp__buf_puts(b, "null");
         else
             tp__mput_seconds(b, (uint64_t)tp_histogram_bucket_upper(i));
-        tp__tbuf_puts(b, ",\"count\":");
-        tp__tbuf_u64(b, c.buckets[i]);
-        tp__tbuf_putc(b, '}');
+        tp__buf_puts(b, ",\"count\":");
+        tp__buf_u64(b, c.buckets[i]);
+        tp__buf_putc(b, '}');
     }
-    tp__tbuf_puts(b, "]}");
+    tp__buf_puts(b, "]}");
 }
 
 /* One series' body; breaker only for a real key (not "other", not the pool total). */
-static void series(tp__tbuf *b, const tp_stats *st, int64_t nkeys, bool breaker)
+static void series(tp__buf *b, const tp_stats *st, int64_t nkeys, bool breaker)
 {
-    tp__tbuf_puts(b, "{\"keys\":");
-    tp__tbuf_i64(b, nkeys);
-    tp__tbuf_puts(b, ",\"gauges\":{");
+    tp__buf_puts(b, "{\"keys\":");
+    tp__buf_i64(b, nkeys);
+    tp__buf_puts(b, ",\"gauges\":{");
     const struct {
         const char *name;
         int64_t v;
@@ -97,88 +97,88 @@ static void series(tp__tbuf *b, const tp_stats *st, int64_t nkeys, bool breaker)
     }
     if (breaker) {
         member(b, &first, "breaker");
-        tp__tbuf_json_str(b, tp__mbreaker_name(st->breaker));
+        tp__buf_json_str(b, tp__mbreaker_name(st->breaker));
     }
-    tp__tbuf_puts(b, "},\"counters\":{");
+    tp__buf_puts(b, "},\"counters\":{");
     first = true;
     for (size_t i = 0; i < tp__mcounters_n; i++) {
         member(b, &first, tp__mcounters[i].json);
-        tp__tbuf_u64(b, TP__MFIELD_U64(st, &tp__mcounters[i]));
+        tp__buf_u64(b, TP__MFIELD_U64(st, &tp__mcounters[i]));
     }
     member(b, &first, "rejects_busy");
-    tp__tbuf_u64(b, st->rejects_busy);
+    tp__buf_u64(b, st->rejects_busy);
     member(b, &first, "rejects_breaker");
-    tp__tbuf_u64(b, st->rejects_breaker);
-    tp__tbuf_puts(b, "},\"closes\":{");
+    tp__buf_u64(b, st->rejects_breaker);
+    tp__buf_puts(b, "},\"closes\":{");
     first = true;
     for (int r = 0; r < TP_CLOSE__COUNT; r++) {
         member(b, &first, tp_close_reason_name(r));
-        tp__tbuf_u64(b, st->closes[r]);
+        tp__buf_u64(b, st->closes[r]);
     }
-    tp__tbuf_puts(b, "},\"histograms\":{");
+    tp__buf_puts(b, "},\"histograms\":{");
     first = true;
     for (size_t i = 0; i < tp__mhists_n; i++) {
         member(b, &first, tp__mhists[i].json);
         hist(b, TP__MFIELD_HIST(st, &tp__mhists[i]));
     }
-    tp__tbuf_puts(b, "}}");
+    tp__buf_puts(b, "}}");
 }
 
-static void pool(tp__tbuf *b, const tp__mpool *p)
+static void pool(tp__buf *b, const tp__mpool *p)
 {
-    tp__tbuf_puts(b, "{\"keys_live\":");
-    tp__tbuf_i64(b, p->total.keys);
-    tp__tbuf_puts(b, ",\"keys_folded\":");
-    tp__tbuf_i64(b, p->keys_folded);
-    tp__tbuf_puts(b, ",\"breakers_open\":");
-    tp__tbuf_i64(b, p->breakers_open);
-    tp__tbuf_puts(b, ",\"limits\":{\"max_total\":");
+    tp__buf_puts(b, "{\"keys_live\":");
+    tp__buf_i64(b, p->total.keys);
+    tp__buf_puts(b, ",\"keys_folded\":");
+    tp__buf_i64(b, p->keys_folded);
+    tp__buf_puts(b, ",\"breakers_open\":");
+    tp__buf_i64(b, p->breakers_open);
+    tp__buf_puts(b, ",\"limits\":{\"max_total\":");
     limit(b, p->max_total);
-    tp__tbuf_puts(b, ",\"max_idle_total\":");
+    tp__buf_puts(b, ",\"max_idle_total\":");
     limit(b, p->max_idle_total);
-    tp__tbuf_puts(b, ",\"max_per_key\":");
+    tp__buf_puts(b, ",\"max_per_key\":");
     limit(b, p->total.max_per_key);
-    tp__tbuf_puts(b, ",\"max_idle_per_key\":");
+    tp__buf_puts(b, ",\"max_idle_per_key\":");
     limit(b, p->total.max_idle_per_key);
-    tp__tbuf_puts(b, ",\"min_idle_per_key\":");
+    tp__buf_puts(b, ",\"min_idle_per_key\":");
     limit(b, p->total.min_idle_per_key);
-    tp__tbuf_puts(b, "},\"total\":");
+    tp__buf_puts(b, "},\"total\":");
     series(b, &p->total, p->total.keys, false);
-    tp__tbuf_puts(b, ",\"keys\":{");
+    tp__buf_puts(b, ",\"keys\":{");
     bool first = true;
     for (size_t j = 0; j < p->nseries; j++) {
         member(b, &first, p->series[j]->label);
         series(b, &p->series[j]->st, p->series[j]->nkeys, !p->series[j]->other);
     }
-    tp__tbuf_puts(b, "},\"tenants\":{");
+    tp__buf_puts(b, "},\"tenants\":{");
     first = true;
     for (size_t t = 0; t < p->ntenants; t++) {
         const tp_tenant_stats *ts = &p->tenants[t].st;
         member(b, &first, p->tenants[t].label);
-        tp__tbuf_puts(b, "{\"in_use\":");
-        tp__tbuf_i64(b, ts->in_use);
-        tp__tbuf_puts(b, ",\"limit\":");
+        tp__buf_puts(b, "{\"in_use\":");
+        tp__buf_i64(b, ts->in_use);
+        tp__buf_puts(b, ",\"limit\":");
         limit(b, ts->max_in_use);
-        tp__tbuf_puts(b, ",\"waiters\":");
-        tp__tbuf_i64(b, ts->waiters);
-        tp__tbuf_puts(b, ",\"acquires\":");
-        tp__tbuf_u64(b, ts->acquires);
-        tp__tbuf_puts(b, ",\"waits\":");
-        tp__tbuf_u64(b, ts->waits);
-        tp__tbuf_puts(b, ",\"rejects\":");
-        tp__tbuf_u64(b, ts->rejects);
-        tp__tbuf_putc(b, '}');
+        tp__buf_puts(b, ",\"waiters\":");
+        tp__buf_i64(b, ts->waiters);
+        tp__buf_puts(b, ",\"acquires\":");
+        tp__buf_u64(b, ts->acquires);
+        tp__buf_puts(b, ",\"waits\":");
+        tp__buf_u64(b, ts->waits);
+        tp__buf_puts(b, ",\"rejects\":");
+        tp__buf_u64(b, ts->rejects);
+        tp__buf_putc(b, '}');
     }
-    tp__tbuf_puts(b, "}}");
+    tp__buf_puts(b, "}}");
 }
 
-void tp__mrender_json(tp__tbuf *b, const tp__msnap *s)
+void tp__mrender_json(tp__buf *b, const tp__msnap *s)
 {
-    tp__tbuf_puts(b, "{\"format\":\"tidepool-metrics\",\"version\":1,\"pools\":{");
+    tp__buf_puts(b, "{\"format\":\"tidepool-metrics\",\"version\":1,\"pools\":{");
     bool first = true;
     for (size_t i = 0; i < s->npools; i++) {
         member(b, &first, s->pools[i].name);
         pool(b, &s->pools[i]);
     }
-    tp__tbuf_puts(b, "}}\n");
+    tp__buf_puts(b, "}}\n");
 }

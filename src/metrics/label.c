@@ -1,5 +1,5 @@
 /* label.c: from a key's bytes to a label value that is safe to publish, and escaping
- * label values for Prometheus (JSON strings: tp__tbuf_json_str).
+ * label values for Prometheus (JSON strings: tp__buf_json_str).
  *
  * Two layers: the key-label hook decides what of a key may be shown (the default drops
  * query strings and URL user info, where tokens and passwords live); sanitising then
@@ -86,7 +86,7 @@ size_t tp__mlabel_sanitize(const char *s, size_t n, char *out)
     return w;
 }
 
-void tp__mesc_prom(tp__tbuf *b, const char *s)
+void tp__mesc_prom(tp__buf *b, const char *s)
 {
     /* The text format knows exactly three escapes in label values. */
     size_t run = 0;
@@ -96,10 +96,10 @@ void tp__mesc_prom(tp__tbuf *b, const char *s)
             run++;
             continue;
         }
-        tp__tbuf_put(b, s + i - run, run);
+        tp__buf_put(b, s + i - run, run);
         run = 0;
         if (c == '\0')
             return;
-        tp__tbuf_puts(b, c == '\\' ? "\\\\" : c == '"' ? "\\\"" : "\\n");
+        tp__buf_puts(b, c == '\\' ? "\\\\" : c == '"' ? "\\\"" : "\\n");
     }
 }

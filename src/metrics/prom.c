@@ -10,58 +10,58 @@
 
 #include "internal.h"
 
-static void family(tp__tbuf *b, const char *name, const char *type, const char *help)
+static void family(tp__buf *b, const char *name, const char *type, const char *help)
 {
-    tp__tbuf_puts(b, "# HELP ");
-    tp__tbuf_puts(b, name);
-    tp__tbuf_putc(b, ' ');
-    tp__tbuf_puts(b, help);
-    tp__tbuf_puts(b, "\n# TYPE ");
-    tp__tbuf_puts(b, name);
-    tp__tbuf_putc(b, ' ');
-    tp__tbuf_puts(b, type);
-    tp__tbuf_putc(b, '\n');
+    tp__buf_puts(b, "# HELP ");
+    tp__buf_puts(b, name);
+    tp__buf_putc(b, ' ');
+    tp__buf_puts(b, help);
+    tp__buf_puts(b, "\n# TYPE ");
+    tp__buf_puts(b, name);
+    tp__buf_putc(b, ' ');
+    tp__buf_puts(b, type);
+    tp__buf_putc(b, '\n');
 }
 
 /* Writes `name{pool="..",key="..",xk="xv"} ` (key and xk optional). */
-static void sample(tp__tbuf *b, const char *name, const char *suffix, const tp__mpool *p,
+static void sample(tp__buf *b, const char *name, const char *suffix, const tp__mpool *p,
                    const tp__mseries *s, const char *xk, const char *xv)
 {
-    tp__tbuf_puts(b, name);
+    tp__buf_puts(b, name);
     if (suffix != NULL)
-        tp__tbuf_puts(b, suffix);
-    tp__tbuf_puts(b, "{pool=\"");
+        tp__buf_puts(b, suffix);
+    tp__buf_puts(b, "{pool=\"");
     tp__mesc_prom(b, p->name);
     if (s != NULL) {
-        tp__tbuf_puts(b, "\",key=\"");
+        tp__buf_puts(b, "\",key=\"");
         tp__mesc_prom(b, s->label);
     }
     if (xk != NULL) {
-        tp__tbuf_puts(b, "\",");
-        tp__tbuf_puts(b, xk);
-        tp__tbuf_puts(b, "=\"");
+        tp__buf_puts(b, "\",");
+        tp__buf_puts(b, xk);
+        tp__buf_puts(b, "=\"");
         tp__mesc_prom(b, xv);
     }
-    tp__tbuf_puts(b, "\"} ");
+    tp__buf_puts(b, "\"} ");
 }
 
-static void value_i64(tp__tbuf *b, int64_t v)
+static void value_i64(tp__buf *b, int64_t v)
 {
     if (v == TP_UNLIMITED)
-        tp__tbuf_puts(b, "+Inf");
+        tp__buf_puts(b, "+Inf");
     else
-        tp__tbuf_i64(b, v);
-    tp__tbuf_putc(b, '\n');
+        tp__buf_i64(b, v);
+    tp__buf_putc(b, '\n');
 }
 
-static void value_u64(tp__tbuf *b, uint64_t v)
+static void value_u64(tp__buf *b, uint64_t v)
 {
-    tp__tbuf_u64(b, v);
-    tp__tbuf_putc(b, '\n');
+    tp__buf_u64(b, v);
+    tp__buf_putc(b, '\n');
 }
 
 /* A per-key gauge family read from the series' stats at byte offset off. */
-static void gauge_family(tp__tbuf *b, const tp__msnap *s, const char *name, const char *help,
+static void gauge_family(tp__buf *b, const tp__msnap *s, const char *name, const char *help,
                          size_t off)
 {
     family(b, name, "gauge", help);
@@ -74,7 +74,7 @@ static void gauge_family(tp__tbuf *b, const tp__msnap *s, const char *name, cons
     }
 }
 
-static void gauges(tp__tbuf *b, const tp__msnap *s)
+static void gauges(tp__buf *b, const tp__msnap *s)
 {
     static const struct {
         const char *state;
@@ -123,7 +123,7 @@ static void gauges(tp__tbuf *b, const tp__msnap *s)
 }
 
 /* The families that exist once per pool. */
-static void pool_gauges(tp__tbuf *b, const tp__msnap *s)
+static void pool_gauges(tp__buf *b, const tp__msnap *s)
 {
     static const struct {
         const char *name, *help;
@@ -150,7 +150,7 @@ static void pool_gauges(tp__tbuf *b, const tp__msnap *s)
     }
 }
 
-static void counters(tp__tbuf *b, const tp__msnap *s)
+static void counters(tp__buf *b, const tp__msnap *s)
 {
     for (size_t f = 0; f < tp__mcounters_n; f++) {
         const tp__mfield *fd = &tp__mcounters[f];
@@ -190,7 +190,7 @@ static void counters(tp__tbuf *b, const tp__msnap *s)
     }
 }
 
-static void histogram(tp__tbuf *b, const char *name, const tp__mpool *p, const tp__mseries *se,
+static void histogram(tp__buf *b, const char *name, const tp__mpool *p, const tp__mseries *se,
                       const tp_histogram *h, int step)
 {
     uint64_t cum = 0;
@@ -208,12 +208,12 @@ static void histogram(tp__tbuf *b, const char *name, const tp__mpool *p, const t
     value_u64(b, cum);
     sample(b, name, "_sum", p, se, NULL, NULL);
     tp__mput_seconds(b, h->sum_ns);
-    tp__tbuf_putc(b, '\n');
+    tp__buf_putc(b, '\n');
     sample(b, name, "_count", p, se, NULL, NULL);
     value_u64(b, cum);
 }
 
-static void histograms(tp__tbuf *b, const tp__msnap *s)
+static void histograms(tp__buf *b, const tp__msnap *s)
 {
     for (size_t f = 0; f < tp__mhists_n; f++) {
         const tp__mfield *fd = &tp__mhists[f];
@@ -229,7 +229,7 @@ static void histograms(tp__tbuf *b, const tp__msnap *s)
 
 /* Per-tenant families, labelled pool and tenant; written only when some pool has
  * tenants, so a program without them sees no empty families. */
-static void tenants(tp__tbuf *b, const tp__msnap *s)
+static void tenants(tp__buf *b, const tp__msnap *s)
 {
     bool any = false;
     for (size_t i = 0; i < s->npools && !any; i++)
@@ -272,7 +272,7 @@ static void tenants(tp__tbuf *b, const tp__msnap *s)
     }
 }
 
-void tp__mrender_prom(tp__tbuf *b, const tp__msnap *s)
+void tp__mrender_prom(tp__buf *b, const tp__msnap *s)
 {
     if (s->npools == 0)
         return;

@@ -149,7 +149,7 @@ tp_err tp_metrics_unregister(tp_metrics *m, const char *name)
 }
 
 /* Renders m into b (which the caller frees). */
-static tp_err render(tp_metrics *m, tp_metrics_format fmt, tp__tbuf *b)
+static tp_err render(tp_metrics *m, tp_metrics_format fmt, tp__buf *b)
 {
     tp__msnap s;
     tp__mutex_lock(&m->mu);
@@ -163,7 +163,7 @@ static tp_err render(tp_metrics *m, tp_metrics_format fmt, tp__tbuf *b)
     }
     tp__mutex_unlock(&m->mu);
     if (rc == TP_OK)
-        tp__tbuf_put(b, "", 0); /* an empty text still gets its NUL */
+        tp__buf_put(b, "", 0); /* an empty text still gets its NUL */
     return rc != TP_OK || b->oom ? TP_ENOMEM : TP_OK;
 }
 
@@ -180,13 +180,13 @@ tp_err tp_metrics_render(tp_metrics *m, tp_metrics_format fmt, char **out, size_
         *len = 0;
     if (m == NULL || out == NULL || !format_ok(fmt))
         return TP_EINVAL;
-    tp__tbuf b = {0};
+    tp__buf b = {0};
     tp_err rc = render(m, fmt, &b);
     if (rc != TP_OK) {
-        tp__tbuf_free(&b);
+        tp__buf_free(&b);
         return rc;
     }
-    *out = b.p;
+    *out = b.data;
     if (len != NULL)
         *len = b.len;
     return TP_OK;
@@ -201,15 +201,15 @@ tp_err tp_metrics_render_buf(tp_metrics *m, tp_metrics_format fmt, char *buf, si
         return TP_EINVAL;
     if (cap > 0)
         buf[0] = '\0';
-    tp__tbuf b = {0};
+    tp__buf b = {0};
     tp_err rc = render(m, fmt, &b);
     if (rc == TP_OK) {
         *len = b.len;
         if (b.len < cap)
-            memcpy(buf, b.p, b.len + 1);
+            memcpy(buf, b.data, b.len + 1);
         else
             rc = TP_ETOOBIG;
     }
-    tp__tbuf_free(&b);
+    tp__buf_free(&b);
     return rc;
 }

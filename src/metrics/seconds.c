@@ -21,8 +21,8 @@ size_t tp__mfmt_seconds(uint64_t ns, char out[TP__MSECONDS_CAP])
     return n > 0 ? (size_t)n : 0;
 }
 
-void tp__mput_seconds(tp__tbuf *b, uint64_t ns)
+void tp__mput_seconds(tp__buf *b, uint64_t ns)
 {
     char tmp[TP__MSECONDS_CAP];
-    tp__tbuf_put(b, tmp, tp__mfmt_seconds(ns, tmp));
+    tp__buf_put(b, tmp, tp__mfmt_seconds(ns, tmp));
 }

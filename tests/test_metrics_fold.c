@@ -166,7 +166,7 @@ static void test_custom_hook_merges(void **state)
     assert_true(get(text, "tidepool_acquires_total", "misc\\\\x0a\\\\xc3", NULL) == 2);
     assert_int_equal(mu_count(text, "tidepool_acquires_total{pool=\"p\",key=\"other\"}"), 1);
     assert_true(get(text, "tidepool_acquires_total", "other", NULL) == 2); /* MD_KQ's */
-    free(text);
+    tp_free(text);
 }
 
 static void test_default_hook(void **state)
@@ -224,10 +224,10 @@ static void test_registry_errors(void **state)
     char *text = NULL;
     assert_int_equal(tp_metrics_render(m, TP_METRICS_PROMETHEUS, &text, NULL), TP_OK);
     assert_string_equal(text, ""); /* nothing registered */
-    free(text);
+    tp_free(text);
     assert_int_equal(tp_metrics_render(m, TP_METRICS_JSON, &text, NULL), TP_OK);
     assert_non_null(strstr(text, "\"pools\":{}"));
-    free(text);
+    tp_free(text);
 
     assert_int_equal(tp_metrics_register(m, "a", g_pool.p, &err), TP_OK);
     assert_int_equal(tp_metrics_register(m, "a", g_pool.p, &err), TP_EINVAL);
@@ -240,12 +240,12 @@ static void test_registry_errors(void **state)
     assert_non_null(strstr(text, "tidepool_keys{pool=\"a\"}"));
     assert_non_null(strstr(text, "tidepool_keys{pool=\"b \\\"quoted\\\"\"}"));
     assert_int_equal(mu_count(text, "# HELP tidepool_opens_total "), 1);
-    free(text);
+    tp_free(text);
     assert_int_equal(tp_metrics_unregister(m, "a"), TP_OK);
     assert_int_equal(tp_metrics_unregister(m, "a"), TP_EINVAL);
     assert_int_equal(tp_metrics_render(m, TP_METRICS_PROMETHEUS, &text, NULL), TP_OK);
     assert_null(strstr(text, "pool=\"a\""));
-    free(text);
+    tp_free(text);
     assert_int_equal(tp_metrics_render(NULL, TP_METRICS_PROMETHEUS, &text, NULL), TP_EINVAL);
     assert_null(text);
     tp_metrics_destroy(m);

@@ -53,7 +53,7 @@ static void test_promtool_accepts_the_exposition(void **state)
     char *text = NULL;
     assert_int_equal(tp_metrics_render(m, TP_METRICS_PROMETHEUS, &text, NULL), TP_OK);
     check(text);
-    free(text);
+    tp_free(text);
     tp_metrics_destroy(m);
 
     /* Every bucket bound, and keys folded into "other". */
@@ -67,7 +67,7 @@ static void test_promtool_accepts_the_exposition(void **state)
     assert_int_equal(mu_count(text, "tidepool_hold_seconds_bucket{pool=\"busy\",key=\"other\""),
                      64);
     check(text);
-    free(text);
+    tp_free(text);
     tp_metrics_destroy(m);
     md_stop(&idle);
     md_stop(&busy);

@@ -47,7 +47,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     fx *x = *state;
-    free(x->text);
+    tp_free(x->text);
     tp_metrics_destroy(x->m);
     md_stop(&x->d);
     free(x);
@@ -289,14 +289,14 @@ static void test_json_matches_text(void **state)
     assert_non_null(strstr(json, "\"db \\\"main\\\" \\\\ shard\":{"));
     char py[512];
     if (!mu_which("python3", py, sizeof py)) {
-        free(json);
+        tp_free(json);
         skip();
     }
     char dir[256], path[300];
     assert_int_equal(mu_tmpdir(dir, sizeof dir), 0);
     snprintf(path, sizeof path, "%s/pools.json", dir);
     assert_int_equal(mu_write_file(path, json, len), 0);
-    free(json);
+    tp_free(json);
     char *argv[] = {py, "-c", (char *)json_to_prom, NULL};
     char *out = NULL;
     int rc = mu_run_stdin(argv, path, &out);

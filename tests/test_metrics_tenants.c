@@ -80,10 +80,10 @@ static void test_no_tenant_families_without_tenants(void **state)
     fx *x = *state;
     char *text = render(x, TP_METRICS_PROMETHEUS);
     assert_null(strstr(text, "tidepool_tenant_"));
-    free(text);
+    tp_free(text);
     text = render(x, TP_METRICS_JSON);
     assert_non_null(strstr(text, "\"tenants\":{}"));
-    free(text);
+    tp_free(text);
 }
 
 static void test_adaptive_limit_exported(void **state)
@@ -99,12 +99,12 @@ static void test_adaptive_limit_exported(void **state)
     assert_true(prom(text, "tidepool_limit_adaptive{pool=\"t\",key=\"k\"}") ==
                 (double)st.adaptive_limit);
     assert_true(prom(text, "tidepool_limit_max_per_key{pool=\"t\",key=\"k\"}") == 64);
-    free(text);
+    tp_free(text);
     char want[64];
     snprintf(want, sizeof want, "\"adaptive_limit\":%lld", (long long)st.adaptive_limit);
     text = render(x, TP_METRICS_JSON);
     assert_non_null(strstr(text, want));
-    free(text);
+    tp_free(text);
 }
 
 static void test_adaptive_limit_zero_when_off(void **state)
@@ -124,7 +124,7 @@ static void test_adaptive_limit_zero_when_off(void **state)
     char *text = NULL;
     assert_int_equal(tp_metrics_render(m, TP_METRICS_PROMETHEUS, &text, NULL), TP_OK);
     assert_true(prom(text, "tidepool_limit_adaptive{pool=\"off\",key=\"k\"}") == 0);
-    free(text);
+    tp_free(text);
     tp_metrics_destroy(m);
     tp_pool_destroy(p);
     fake_destroy(&f);
@@ -182,7 +182,7 @@ static void test_tenant_families(void **state)
         at++;
     }
     assert_int_equal(helps, 6);
-    free(text);
+    tp_free(text);
 
     text = render(x, TP_METRICS_JSON);
     assert_non_null(strstr(
@@ -190,14 +190,14 @@ static void test_tenant_families(void **state)
               "\"rejects\":1}"));
     assert_non_null(strstr(text, "\"free\":{\"in_use\":0,\"limit\":null"));
     assert_non_null(strstr(text, "\"bronze \\\"b\\\"\":{\"in_use\":1,\"limit\":1"));
-    free(text);
+    tp_free(text);
 
     for (int i = 0; i < 2; i++)
         tp_conn_release(g[i], 0);
     tp_conn_release(b, 0);
     text = render(x, TP_METRICS_PROMETHEUS);
     assert_true(prom(text, "tidepool_tenant_in_use{pool=\"t\",tenant=\"gold\"}") == 0);
-    free(text);
+    tp_free(text);
 }
 
 int main(void)

@@ -75,7 +75,6 @@ static void test_defaults(void **state)
     assert_true(o.maintenance_interval == 1 * TP_NSEC_PER_SEC);
     assert_null(o.trace);
     assert_null(o.trace_ud);
-    assert_null(o.alloc);
 }
 
 static void test_defaults_with_connector_create(void **state)

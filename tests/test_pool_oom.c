@@ -1,8 +1,8 @@
 /* test_pool_oom.c: out-of-memory handling.
  *
- * With an allocator that fails the Nth allocation, a representative session (create,
- * acquire two keys, release, try_acquire, async acquire, stats, visit, evict, maintain,
- * destroy) is replayed for N = 1, 2, 3, ... until a run completes without reaching the
+ * With an allocator (the process's, tp_set_allocator) that fails the Nth allocation, a
+ * representative session (create, acquire two keys, release, try_acquire, async acquire,
+ * stats, visit, evict, maintain, destroy) is replayed for N = 1, 2, 3, ... until a run completes without reaching the
  * failure. Every call must either succeed or report TP_ENOMEM (never crash, never
  * another error), and every round must end with zero live allocations and every fake
  * connection closed. A second pass makes the failure persistent (every allocation from
@@ -69,7 +69,6 @@ static bool one_round(fail_alloc *fa, fake_connector *f, bool thread, int64_t nt
 {
     tp_pool_options o;
     fake_pool_options(f, &o);
-    o.alloc = &fa->a;
     o.maintenance_thread = thread;
     o.maintenance_interval = MS(5);
     fail_alloc_arm(fa, nth, persistent);
@@ -142,13 +141,14 @@ static bool one_round(fail_alloc *fa, fake_connector *f, bool thread, int64_t nt
     return atomic_load(&fa->failures) > 0;
 }
 
+/* The process's allocator: every allocation of the library goes through it. */
+static fail_alloc fa;
+
 static void run_all_rounds(bool thread, bool persistent)
 {
     fake_connector *f = calloc(1, sizeof *f);
     assert_non_null(f);
     fake_init(f);
-    fail_alloc fa;
-    fail_alloc_init(&fa);
 
     /* A round with no failure first: the pool must actually use the allocator, or the
      * rest of this test would prove nothing. */
@@ -192,6 +192,9 @@ static void test_oom_persistent_failure_with_thread(void **state)
 int main(void)
 {
     tu_watchdog(280);
+    fail_alloc_init(&fa);
+    if (tp_set_allocator(&fa.a) != TP_OK)
+        return 1;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_oom_single_failure),
         cmocka_unit_test(test_oom_persistent_failure),

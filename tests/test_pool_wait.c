@@ -368,14 +368,14 @@ static void test_close_during_open(void **state)
     assert_int_equal(st.total, 0);
 }
 
+/* The allocator of the whole process (installed in main). */
+static fail_alloc fa;
+
 static void test_destroy_with_leases_outstanding(void **state)
 {
     fx *x = *state;
-    fail_alloc fa;
-    fail_alloc_init(&fa);
     tp_pool_options o;
     fake_pool_options(&x->f, &o);
-    o.alloc = &fa.a;
     tp_pool *p = tu_pool_create(&o);
     tp_conn *a = tu_acquire(p, "a", 0);
     tp_conn *b = tu_acquire(p, "b", 0);
@@ -416,11 +416,8 @@ static void test_destroy_with_open_in_flight(void **state)
      * an async request may still be in flight: the pool lives until it ends, the
      * request still gets exactly one callback, and nothing leaks. */
     fx *x = *state;
-    fail_alloc fa;
-    fail_alloc_init(&fa);
     tp_pool_options o;
     fake_pool_options(&x->f, &o);
-    o.alloc = &fa.a;
     tp_pool *p = tu_pool_create(&o);
     fake_gate_close(&x->f);
     open_cb r;
@@ -454,6 +451,10 @@ static void test_destroy_with_open_in_flight(void **state)
 int main(void)
 {
     tu_watchdog(120);
+    /* The process's allocator, so the tests can see what the library holds. */
+    fail_alloc_init(&fa);
+    if (tp_set_allocator(&fa.a) != TP_OK)
+        return 1;
     const struct CMUnitTest tests[] = {
         T(test_release_wakes_waiter),
         T(test_discard_lets_waiter_open),

@@ -119,7 +119,7 @@ typedef enum tp_metrics_format {
 } tp_metrics_format;
 
 /* tp_metrics_render: renders every registered pool, in registration order, into a new
- * NUL-terminated string: *out (release it with free()), its length without the NUL in
+ * NUL-terminated string: *out (release it with tp_free()), its length without the NUL in
  * *len (len may be NULL). The text is built from one snapshot per pool (keys visited,
  * then the pool-wide stats); with no pool registered it is empty (Prometheus) or a
  * document with no pools (JSON). Errors: TP_EINVAL (NULL m or out, unknown format),

@@ -33,17 +33,6 @@ typedef struct tp_pool tp_pool;
 /* A leased connection: what acquire returns and release takes back. */
 typedef struct tp_conn tp_conn;
 
-/* ---- allocation ------------------------------------------------------------------- */
-
-/* tp_allocator: where a pool gets its memory. NULL in the options means malloc/free.
- * malloc may return NULL: the pool then fails the call with TP_ENOMEM and leaks nothing.
- * Both functions must be thread-safe; ud is borrowed and must outlive the pool. */
-typedef struct tp_allocator {
-    void *(*malloc)(void *ud, size_t size);
-    void (*free)(void *ud, void *ptr);
-    void *ud;
-} tp_allocator;
-
 /* ---- trace hooks ------------------------------------------------------------------ */
 
 typedef enum tp_trace_type {
@@ -168,7 +157,6 @@ typedef struct tp_pool_options {
 
     tp_trace_fn trace; /* optional hook for every event */
     void *trace_ud;
-    const tp_allocator *alloc; /* NULL: malloc/free; copied */
 } tp_pool_options;
 
 /* tp_pool_options_init: fills o with the defaults above. */

@@ -6,6 +6,7 @@
 #define TIDEPOOL_H
 
 #include "errors.h"
+#include "alloc.h"
 #include "version.h"
 #include "clock.h"
 #include "connector.h"

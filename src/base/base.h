@@ -21,9 +21,29 @@
 
 /* ---- allocation (alloc.c): every byte the library takes goes through these ------- */
 
-void *tp__malloc(const tp_allocator *a, size_t size);
-void *tp__calloc(const tp_allocator *a, size_t n, size_t size);
-void tp__free(const tp_allocator *a, void *ptr);
+/* As their C library namesakes, through tp_set_allocator()'s allocator. A size of 0
+ * asks for 1 byte. Free with tp__free (tp_free for the caller). */
+void *tp__malloc(size_t size);
+void *tp__calloc(size_t n, size_t size);
+void *tp__realloc(void *ptr, size_t size);
+void tp__free(void *ptr);
+char *tp__strdup(const char *s);
+char *tp__strndup(const char *s, size_t n);
+/* tp__asprintf: a new formatted string, or NULL. */
+char *tp__asprintf(const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 1, 2)))
+#endif
+    ;
+
+/* For the out-of-memory tests: tp__alloc_torture(n) restarts the count of allocations
+ * and makes the n-th from now fail (0: none, count only); tp__alloc_count() is how many
+ * were asked for since, tp__alloc_failures() how many were failed on purpose, and
+ * tp__alloc_live() how many blocks the library holds. */
+void tp__alloc_torture(int64_t fail_at);
+int64_t tp__alloc_count(void);
+int64_t tp__alloc_failures(void);
+int64_t tp__alloc_live(void);
 
 /* ---- counters written by one thread at a time, read by any ----------------------- */
 

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base.h"
 #include "buf.h"
 
 #define TP__BUF_MIN_CAP 64
@@ -21,7 +22,7 @@ void tp__buf_init(tp__buf *b)
 
 void tp__buf_free(tp__buf *b)
 {
-    free(b->data);
+    tp__free(b->data);
     tp__buf_init(b);
 }
 
@@ -48,7 +49,7 @@ static bool reserve(tp__buf *b, size_t n)
     size_t cap = b->cap < TP__BUF_MIN_CAP ? TP__BUF_MIN_CAP : b->cap;
     while (cap < need)
         cap = cap > SIZE_MAX / 2 ? need : cap * 2;
-    char *p = realloc(b->data, cap);
+    char *p = tp__realloc(b->data, cap);
     if (p == NULL) {
         b->oom = true;
         return false;

@@ -120,7 +120,7 @@ int tp_pool_acquire_async_ex(tp_pool *p, const void *key, size_t keylen, int64_t
                 return tp_errinfo_set(err, TP_EBUSY, 0, "too many waiters for this key");
             }
         }
-        tp__waiter *w = tp__calloc(&p->alloc, 1, sizeof *w);
+        tp__waiter *w = tp__calloc(1, sizeof *w);
         if (w == NULL) {
             if (v == TP__OPEN_OK)
                 tp__slot_release_locked(p, k, &a);
@@ -173,7 +173,7 @@ tp_err tp_pool_acquire_cancel(tp_pool *p, uint64_t ticket)
                 tp__waiter_dequeue_locked(p, w);
                 k->pins--;
                 tp__mutex_unlock(&p->mu);
-                tp__free(&p->alloc, w);
+                tp__free(w);
                 return TP_OK;
             }
         }

@@ -16,7 +16,7 @@ tp_err tp__adapt_key_init_locked(tp_pool *p, tp__key *key)
 {
     if (!p->adaptive)
         return TP_OK;
-    tp_adapt_state *st = tp__malloc(&p->alloc, sizeof *st);
+    tp_adapt_state *st = tp__malloc(sizeof *st);
     if (st == NULL)
         return TP_ENOMEM;
     tp_adapt_options o = p->adapt_o;
@@ -28,16 +28,16 @@ tp_err tp__adapt_key_init_locked(tp_pool *p, tp__key *key)
         o.min_limit = o.max_limit;
     /* Seeded by the key, so keys probe their baseline at different moments. */
     if (tp_adapt_init(st, &o, key->hash, tp_clock_now(), NULL) != TP_OK) {
-        tp__free(&p->alloc, st);
+        tp__free(st);
         return TP_ENOMEM;
     }
     key->adapt = st;
     return TP_OK;
 }
 
-void tp__adapt_key_free(tp_pool *p, tp__key *key)
+void tp__adapt_key_free(tp__key *key)
 {
-    tp__free(&p->alloc, key->adapt);
+    tp__free(key->adapt);
     key->adapt = NULL;
 }
 

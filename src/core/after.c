@@ -99,7 +99,7 @@ void tp__after_run(tp_pool *p, tp__after *a)
         tp__mutex_lock(&p->mu);
         w->key->pins--;
         tp__mutex_unlock(&p->mu);
-        tp__free(&p->alloc, w);
+        tp__free(w);
     }
 
     tp__mutex_lock(&p->mu);

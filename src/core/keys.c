@@ -47,7 +47,7 @@ tp__key *tp__key_find_locked(tp_pool *p, const void *key, size_t keylen, uint64_
 static void key_table_grow_locked(tp_pool *p)
 {
     size_t n = p->nbuckets * 2;
-    tp__key **b = tp__calloc(&p->alloc, n, sizeof *b);
+    tp__key **b = tp__calloc(n, sizeof *b);
     if (b == NULL)
         return;
     for (size_t i = 0; i < p->nbuckets; i++) {
@@ -59,7 +59,7 @@ static void key_table_grow_locked(tp_pool *p)
             k = next;
         }
     }
-    tp__free(&p->alloc, p->buckets);
+    tp__free(p->buckets);
     p->buckets = b;
     p->nbuckets = n;
 }
@@ -73,14 +73,14 @@ tp__key *tp__key_get_locked(tp_pool *p, const void *key, size_t keylen, uint64_t
         *err = TP_ELIMIT;
         return NULL;
     }
-    k = tp__calloc(&p->alloc, 1, sizeof *k);
+    k = tp__calloc(1, sizeof *k);
     if (k == NULL) {
         *err = TP_ENOMEM;
         return NULL;
     }
-    k->bytes = tp__malloc(&p->alloc, keylen > 0 ? keylen : 1);
+    k->bytes = tp__malloc(keylen > 0 ? keylen : 1);
     if (k->bytes == NULL) {
-        tp__free(&p->alloc, k);
+        tp__free(k);
         *err = TP_ENOMEM;
         return NULL;
     }
@@ -89,8 +89,8 @@ tp__key *tp__key_get_locked(tp_pool *p, const void *key, size_t keylen, uint64_t
     k->keylen = keylen;
     k->hash = hash;
     if (tp__adapt_key_init_locked(p, k) != TP_OK) {
-        tp__free(&p->alloc, k->bytes);
-        tp__free(&p->alloc, k);
+        tp__free(k->bytes);
+        tp__free(k);
         *err = TP_ENOMEM;
         return NULL;
     }
@@ -133,11 +133,11 @@ static void key_retire_stats_locked(tp_pool *p, tp__key *k)
     tp__hist_fold(&r->open, &k->open_hist);
 }
 
-void tp__key_free(tp_pool *p, tp__key *k)
+void tp__key_free(tp__key *k)
 {
-    tp__adapt_key_free(p, k);
-    tp__free(&p->alloc, k->bytes);
-    tp__free(&p->alloc, k);
+    tp__adapt_key_free(k);
+    tp__free(k->bytes);
+    tp__free(k);
 }
 
 void tp__key_reclaim_locked(tp_pool *p, int64_t cutoff)
@@ -148,7 +148,7 @@ void tp__key_reclaim_locked(tp_pool *p, int64_t cutoff)
         tp__key *k = *gp;
         if (k->buried_at < cutoff) {
             *gp = k->hnext;
-            tp__key_free(p, k);
+            tp__key_free(k);
             continue;
         }
         gp = &k->hnext;

@@ -146,7 +146,5 @@ tp_err tp__options_validate(const tp_pool_options *o, tp_errinfo *err)
         if (rc != TP_OK)
             return rc;
     }
-    if (o->alloc != NULL && (o->alloc->malloc == NULL || o->alloc->free == NULL))
-        return BAD("alloc: malloc and free are both required");
     return TP_OK;
 }

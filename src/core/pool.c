@@ -23,7 +23,7 @@ tp_conn *tp__conn_new_locked(tp_pool *p)
         c = TP__CONTAINER_OF(n, tp_conn, all_link);
         return c;
     }
-    c = tp__calloc(&p->alloc, 1, sizeof *c);
+    c = tp__calloc(1, sizeof *c);
     if (c == NULL)
         return NULL;
     c->pool = p;
@@ -102,13 +102,9 @@ tp_err tp_pool_create(const tp_pool_options *o, tp_pool **out, tp_errinfo *err)
     tp_err rc = tp__options_validate(o, err);
     if (rc != TP_OK)
         return rc;
-    tp_allocator alloc = {0};
-    if (o->alloc != NULL)
-        alloc = *o->alloc;
-    tp_pool *p = tp__calloc(&alloc, 1, sizeof *p);
+    tp_pool *p = tp__calloc(1, sizeof *p);
     if (p == NULL)
         return tp_errinfo_set(err, TP_ENOMEM, 0, "allocating the pool");
-    p->alloc = alloc;
     p->o = *o;
     if (p->o.max_idle_per_key == TP_FOLLOW_MAX_PER_KEY)
         p->o.max_idle_per_key = p->o.max_per_key;
@@ -116,12 +112,11 @@ tp_err tp_pool_create(const tp_pool_options *o, tp_pool **out, tp_errinfo *err)
     if (p->adaptive)
         p->adapt_o = *o->adaptive;
     p->o.adaptive = p->adaptive ? &p->adapt_o : NULL; /* the copy, not the caller's */
-    p->o.alloc = NULL;                                /* the copy in p->alloc is what we use */
     p->id = atomic_fetch_add(&next_pool_id, 1);
     p->nbuckets = 16;
-    p->buckets = tp__calloc(&p->alloc, p->nbuckets, sizeof *p->buckets);
+    p->buckets = tp__calloc(p->nbuckets, sizeof *p->buckets);
     if (p->buckets == NULL) {
-        tp__free(&alloc, p);
+        tp__free(p);
         return tp_errinfo_set(err, TP_ENOMEM, 0, "allocating the key table");
     }
     tp__list_init(&p->free_conns);
@@ -136,8 +131,8 @@ tp_err tp_pool_create(const tp_pool_options *o, tp_pool **out, tp_errinfo *err)
             pthread_cond_destroy(&p->idle_cv);
         if (mu_ok)
             tp__mutex_destroy(&p->mu);
-        tp__free(&alloc, p->buckets);
-        tp__free(&alloc, p);
+        tp__free(p->buckets);
+        tp__free(p);
         return tp_errinfo_set(err, TP_ESYS, 0, "initialising locks");
     }
     p->mdue = tp__saturating_add(tp_clock_now(), p->o.maintenance_interval);
@@ -146,8 +141,8 @@ tp_err tp_pool_create(const tp_pool_options *o, tp_pool **out, tp_errinfo *err)
             pthread_cond_destroy(&p->mcv);
             pthread_cond_destroy(&p->idle_cv);
             tp__mutex_destroy(&p->mu);
-            tp__free(&alloc, p->buckets);
-            tp__free(&alloc, p);
+            tp__free(p->buckets);
+            tp__free(p);
             return tp_errinfo_set(err, TP_ESYS, 0, "starting the maintenance thread");
         }
         p->mthread = true;
@@ -197,7 +192,7 @@ bool tp__maybe_free_locked(tp_pool *p)
         tp__key *k = p->buckets[i];
         while (k != NULL) {
             tp__key *next = k->hnext;
-            tp__key_free(p, k);
+            tp__key_free(k);
             k = next;
         }
     }
@@ -205,20 +200,19 @@ bool tp__maybe_free_locked(tp_pool *p)
     while (p->graveyard != NULL) {
         tp__key *k = p->graveyard;
         p->graveyard = k->hnext;
-        tp__key_free(p, k);
+        tp__key_free(k);
     }
     while (!tp__list_empty(&p->free_conns)) {
         tp__list *n = p->free_conns.next;
         tp__list_remove(n);
-        tp__free(&p->alloc, TP__CONTAINER_OF(n, tp_conn, all_link));
+        tp__free(TP__CONTAINER_OF(n, tp_conn, all_link));
     }
-    tp__free(&p->alloc, p->buckets);
+    tp__free(p->buckets);
     tp__mutex_unlock(&p->mu);
     tp__mutex_destroy(&p->mu);
     pthread_cond_destroy(&p->idle_cv);
     pthread_cond_destroy(&p->mcv);
-    tp_allocator alloc = p->alloc;
-    tp__free(&alloc, p);
+    tp__free(p);
     return true;
 }
 
@@ -246,7 +240,6 @@ void tp_pool_options_get(tp_pool *p, tp_pool_options *out)
     if (p == NULL || out == NULL)
         return;
     *out = p->o;
-    out->alloc = NULL;
 }
 
 void *tp_conn_get(const tp_conn *c)

@@ -180,7 +180,6 @@ typedef struct tp__retired {
 struct tp_pool {
     uint64_t id;        /* unique per pool in the process: validates thread hints */
     tp_pool_options o;  /* immutable after create */
-    tp_allocator alloc; /* copy of o.alloc, or malloc/free */
     bool adaptive;      /* o.adaptive was given: adapt_o holds its copy */
     tp_adapt_options adapt_o;
     tp__mutex mu;
@@ -233,7 +232,7 @@ uint64_t tp__key_hash(const void *key, size_t keylen);
  * and frees those retired before cutoff. */
 void tp__key_reclaim_locked(tp_pool *p, int64_t cutoff);
 /* tp__key_free: frees a key that nothing refers to any more (table, graveyard, pins). */
-void tp__key_free(tp_pool *p, tp__key *key);
+void tp__key_free(tp__key *key);
 
 /* ---- after.c ------------------------------------------------------------------------ */
 
@@ -399,7 +398,7 @@ void tp__probe_done_locked(tp_pool *p, tp__key *key, tp_err rc, const tp_errinfo
 
 /* tp__adapt_key_init_locked: gives key its controller (adaptive pools). TP_ENOMEM. */
 tp_err tp__adapt_key_init_locked(tp_pool *p, tp__key *key);
-void tp__adapt_key_free(tp_pool *p, tp__key *key);
+void tp__adapt_key_free(tp__key *key);
 /* tp__key_inflight_locked: what the adaptive limit counts: leases (connections neither
  * idle nor linked) and opens a lease waits on (not prewarm opens). */
 static inline int64_t tp__key_inflight_locked(const tp__key *key)

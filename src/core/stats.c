@@ -135,13 +135,13 @@ void tp_pool_key_visit(tp_pool *p, tp_key_visit_fn fn, void *ud)
     } item;
     tp__mutex_lock(&p->mu);
     size_t n = (size_t)p->nkeys;
-    item *items = n > 0 ? tp__calloc(&p->alloc, n, sizeof *items) : NULL;
+    item *items = n > 0 ? tp__calloc(n, sizeof *items) : NULL;
     size_t got = 0;
     if (items != NULL) {
         for (size_t i = 0; i < p->nbuckets; i++) {
             for (tp__key *k = p->buckets[i]; k != NULL; k = k->hnext) {
                 item *it = &items[got];
-                it->bytes = tp__malloc(&p->alloc, k->keylen > 0 ? k->keylen : 1);
+                it->bytes = tp__malloc(k->keylen > 0 ? k->keylen : 1);
                 if (it->bytes == NULL)
                     continue;
                 memcpy(it->bytes, k->bytes, k->keylen);
@@ -158,7 +158,7 @@ void tp_pool_key_visit(tp_pool *p, tp_key_visit_fn fn, void *ud)
     tp__mutex_unlock(&p->mu);
     for (size_t i = 0; i < got; i++) {
         fn(ud, items[i].bytes, items[i].keylen, &items[i].st);
-        tp__free(&p->alloc, items[i].bytes);
+        tp__free(items[i].bytes);
     }
-    tp__free(&p->alloc, items);
+    tp__free(items);
 }

@@ -30,13 +30,13 @@ tp_err tp_pool_tenant_set(tp_pool *p, const char *name, int64_t max_in_use, bool
     tp__mutex_lock(&p->mu);
     tp__tenant *t = find_locked(p, name);
     if (t == NULL) {
-        t = tp__calloc(&p->alloc, 1, sizeof *t);
+        t = tp__calloc(1, sizeof *t);
         if (t == NULL) {
             tp__mutex_unlock(&p->mu);
             return TP_ENOMEM;
         }
         if (tp__cond_init(&t->cv) != 0) {
-            tp__free(&p->alloc, t);
+            tp__free(t);
             tp__mutex_unlock(&p->mu);
             return TP_ESYS;
         }
@@ -197,6 +197,6 @@ void tp__tenants_free_locked(tp_pool *p)
         tp__tenant *t = p->tenants;
         p->tenants = t->next;
         pthread_cond_destroy(&t->cv);
-        tp__free(&p->alloc, t);
+        tp__free(t);
     }
 }

@@ -66,7 +66,7 @@ static tp_err split_listeners(tp__diag_vec *all, uint32_t *nlisteners)
     *nlisteners = (uint32_t)n;
     if (n == 0)
         return TP_OK;
-    tp_diag_endpoint *ls = malloc(n * sizeof *ls);
+    tp_diag_endpoint *ls = tp__malloc(n * sizeof *ls);
     if (ls == NULL)
         return TP_ENOMEM;
     size_t k = 0, w = 0;
@@ -80,7 +80,7 @@ static tp_err split_listeners(tp__diag_vec *all, uint32_t *nlisteners)
     qsort(ls, n, sizeof *ls, cmp_port);
     for (size_t i = 0; i < all->n; i++)
         all->v[i].s.inbound = accepted_locally(ls, n, &all->v[i].s);
-    free(ls);
+    tp__free(ls);
     return TP_OK;
 }
 
@@ -131,7 +131,7 @@ static tp_err pid_remotes(tp_diag_report *r, const tp_diag_report *prev)
     }
     if (n == 0)
         return TP_OK;
-    tp_diag_endpoint *set = malloc(n * sizeof *set);
+    tp_diag_endpoint *set = tp__malloc(n * sizeof *set);
     if (set == NULL)
         return TP_ENOMEM;
     size_t k = 0;
@@ -316,8 +316,8 @@ tp_err tp__diag_aggregate(tp_diag_report *r, tp__diag_vec *all, const uint32_t *
         select_run(r, v, b, e);
         nruns++;
     }
-    r->sel = malloc((r->nsocks ? r->nsocks : 1) * sizeof *r->sel);
-    r->dests = malloc((nruns ? nruns : 1) * sizeof *r->dests);
+    r->sel = tp__malloc((r->nsocks ? r->nsocks : 1) * sizeof *r->sel);
+    r->dests = tp__malloc((nruns ? nruns : 1) * sizeof *r->dests);
     if (r->sel == NULL || r->dests == NULL)
         return TP_ENOMEM;
     for (size_t i = 0; i < r->nsocks; i++)

@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base/base.h"
 #include "base/buf.h"
 #include "tidepool/diag.h"
 

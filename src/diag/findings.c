@@ -16,7 +16,7 @@ static tp_diag_finding *add(tp_diag_report *r, int sev, const char *kind,
 {
     if (r->nfindings == r->capfindings) {
         size_t ncap = r->capfindings ? r->capfindings * 2 : 16;
-        tp_diag_finding *nf = realloc(r->findings, ncap * sizeof *nf);
+        tp_diag_finding *nf = tp__realloc(r->findings, ncap * sizeof *nf);
         if (nf == NULL)
             return NULL;
         r->findings = nf;
@@ -227,7 +227,7 @@ tp_err tp__diag_findings(tp_diag_report *r)
     /* Most severe first, stably (each destination's findings stay in rule order): a
      * counting sort over the three severities. */
     if (r->nfindings > 1) {
-        tp_diag_finding *sorted = malloc(r->nfindings * sizeof *sorted);
+        tp_diag_finding *sorted = tp__malloc(r->nfindings * sizeof *sorted);
         if (sorted == NULL)
             return TP_ENOMEM;
         size_t n = 0;
@@ -235,7 +235,7 @@ tp_err tp__diag_findings(tp_diag_report *r)
             for (size_t i = 0; i < r->nfindings; i++)
                 if ((int)r->findings[i].severity == sev)
                     sorted[n++] = r->findings[i];
-        free(r->findings);
+        tp__free(r->findings);
         r->findings = sorted;
         r->capfindings = r->nfindings;
     }

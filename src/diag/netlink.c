@@ -177,7 +177,7 @@ tp_err tp__diag_netlink_dump(tp__diag_vec *out, tp_errinfo *err)
     }
     struct timeval tv = {RECV_TIMEOUT_S, 0};
     (void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    char *buf = malloc(RECV_BUF_SIZE);
+    char *buf = tp__malloc(RECV_BUF_SIZE);
     if (buf == NULL) {
         close(fd);
         return tp_errinfo_set(err, TP_ENOMEM, ENOMEM, "out of memory");
@@ -201,7 +201,7 @@ tp_err tp__diag_netlink_dump(tp__diag_vec *out, tp_errinfo *err)
                             families[i] == AF_INET ? "IPv4" : "IPv6",
                             tp__errno_text(-kerr, ebuf, sizeof ebuf));
     }
-    free(buf);
+    tp__free(buf);
     close(fd);
     return rc;
 }

@@ -62,7 +62,7 @@ tp_err tp__diag_pid_inodes(int pid, uint32_t **out, size_t *n, tp_errinfo *err)
             continue;
         if (len == cap) {
             size_t ncap = cap ? cap * 2 : 64;
-            uint32_t *nv = realloc(v, ncap * sizeof *nv);
+            uint32_t *nv = tp__realloc(v, ncap * sizeof *nv);
             if (nv == NULL) {
                 rc = tp_errinfo_set(err, TP_ENOMEM, ENOMEM, "out of memory");
                 break;
@@ -74,7 +74,7 @@ tp_err tp__diag_pid_inodes(int pid, uint32_t **out, size_t *n, tp_errinfo *err)
     }
     closedir(d);
     if (rc != TP_OK) {
-        free(v);
+        tp__free(v);
         return rc;
     }
     if (len > 1)

@@ -72,11 +72,12 @@ static tp_err read_file(const char *path, int family, tp__diag_vec *out, tp_erri
     long ticks = sysconf(_SC_CLK_TCK);
     if (ticks <= 0)
         ticks = 100;
-    char *line = NULL;
-    size_t cap = 0;
+    /* A line of /proc/net/tcp6 is about 180 bytes; getline() would allocate outside the
+     * library's allocator. */
+    char line[512];
     tp_err rc = TP_OK;
     tp_diag_socket s;
-    while (getline(&line, &cap, f) >= 0) {
+    while (fgets(line, sizeof line, f) != NULL) {
         if (!parse_line(line, family, ticks, &s))
             continue;
         tp_diag_socket *slot = tp__diag_vec_push(out);
@@ -86,7 +87,6 @@ static tp_err read_file(const char *path, int family, tp__diag_vec *out, tp_erri
         }
         *slot = s;
     }
-    free(line);
     fclose(f);
     return rc;
 }

@@ -14,7 +14,7 @@ tp_diag_socket *tp__diag_vec_push(tp__diag_vec *vec)
 {
     if (vec->n == vec->cap) {
         size_t ncap = vec->cap ? vec->cap * 2 : 256;
-        tp__diag_sock *nv = realloc(vec->v, ncap * sizeof *nv);
+        tp__diag_sock *nv = tp__realloc(vec->v, ncap * sizeof *nv);
         if (nv == NULL)
             return NULL;
         vec->v = nv;
@@ -27,7 +27,7 @@ tp_diag_socket *tp__diag_vec_push(tp__diag_vec *vec)
 
 void tp__diag_vec_free(tp__diag_vec *vec)
 {
-    free(vec->v);
+    tp__free(vec->v);
     vec->v = NULL;
     vec->n = vec->cap = 0;
 }
@@ -99,7 +99,7 @@ tp_err tp_diag_collect(const tp_diag_options *opts, const tp_diag_report *prev,
     tp_err rc = check_options(&o, err);
     if (rc != TP_OK)
         return rc;
-    tp_diag_report *r = calloc(1, sizeof *r);
+    tp_diag_report *r = tp__calloc(1, sizeof *r);
     if (r == NULL)
         return tp_errinfo_set(err, TP_ENOMEM, ENOMEM, "out of memory");
     r->opts = o;
@@ -128,7 +128,7 @@ tp_err tp_diag_collect(const tp_diag_options *opts, const tp_diag_report *prev,
         if (rc == TP_ENOMEM)
             tp_errinfo_set(err, TP_ENOMEM, ENOMEM, "out of memory");
     }
-    free(inodes);
+    tp__free(inodes);
     tp__diag_vec_free(&all);
     if (rc != TP_OK) {
         tp_diag_report_destroy(r);
@@ -142,17 +142,17 @@ void tp_diag_report_destroy(tp_diag_report *r)
 {
     if (r == NULL)
         return;
-    free(r->socks);
-    free(r->sel);
-    free(r->dests);
-    free(r->findings);
-    free(r->pid_remotes);
-    free(r);
+    tp__free(r->socks);
+    tp__free(r->sel);
+    tp__free(r->dests);
+    tp__free(r->findings);
+    tp__free(r->pid_remotes);
+    tp__free(r);
 }
 
 void tp_diag_free(void *p)
 {
-    free(p);
+    tp__free(p);
 }
 
 const tp_diag_host *tp_diag_report_host(const tp_diag_report *r)

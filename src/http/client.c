@@ -49,7 +49,7 @@ static char *dup_or_null(const char *s, bool *fail)
 {
     if (s == NULL)
         return NULL;
-    char *d = strdup(s);
+    char *d = tp__strdup(s);
     if (d == NULL)
         *fail = true;
     return d;
@@ -85,7 +85,7 @@ tp_err tp_http_client_create(const tp_http_client_options *o, tp_http_client **o
     if (o->tcp_keepalive_idle_s < 0)
         return tp_errinfo_set(err, TP_EINVAL, 0, "tcp_keepalive_idle_s: negative");
 
-    tp_http_client *c = calloc(1, sizeof *c);
+    tp_http_client *c = tp__calloc(1, sizeof *c);
     if (c == NULL)
         return tp_errinfo_set(err, TP_ENOMEM, 0, "allocating the client");
     c->o = *o;
@@ -136,10 +136,10 @@ void tp_http_client_destroy(tp_http_client *c)
     tp_pool_destroy(c->pool); /* closes every connection before the TLS context goes */
     tp__tls_ctx_destroy(c->tls);
     tp__mutex_destroy(&c->tls_mu);
-    free(c->ca_file);
-    free(c->ca_dir);
-    free(c->user_agent);
-    free(c);
+    tp__free(c->ca_file);
+    tp__free(c->ca_dir);
+    tp__free(c->user_agent);
+    tp__free(c);
 }
 
 tp_pool *tp_http_client_pool(tp_http_client *c)

@@ -107,7 +107,7 @@ static tp_err http_open(void *ctx, const void *key, size_t keylen, int64_t deadl
     tp_err rc = key_parse(key, keylen, k, sizeof k, &u, err);
     if (rc != TP_OK)
         return rc;
-    tp__http_conn *hc = calloc(1, sizeof *hc);
+    tp__http_conn *hc = tp__calloc(1, sizeof *hc);
     if (hc == NULL)
         return tp_errinfo_set(err, TP_ENOMEM, 0, "allocating a connection");
     snprintf(hc->host, sizeof hc->host, "%s", u.host);
@@ -170,7 +170,7 @@ static tp_err http_open(void *ctx, const void *key, size_t keylen, int64_t deadl
     return TP_OK;
 fail:
     tp__stream_close(&hc->s);
-    free(hc);
+    tp__free(hc);
     return rc;
 }
 
@@ -193,7 +193,7 @@ static void http_close(void *ctx, void *conn, tp_close_reason reason)
         tp__stream_close_reset(&hc->s);
     else
         tp__stream_close(&hc->s);
-    free(hc);
+    tp__free(hc);
 }
 
 static tp_err http_probe(void *ctx, const void *key, size_t keylen, int64_t deadline,

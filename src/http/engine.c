@@ -21,7 +21,7 @@ tp_err tp__eng_watch(tp_http_engine *e, eng_req *rq, int fd, uint64_t conn_id)
 {
     if ((size_t)fd >= e->nfds) {
         size_t n = TP__MAX((size_t)fd + 1, e->nfds * 2);
-        fd_slot *t = realloc(e->fds, n * sizeof *t);
+        fd_slot *t = tp__realloc(e->fds, n * sizeof *t);
         if (t == NULL)
             return TP_ENOMEM;
         memset(t + e->nfds, 0, (n - e->nfds) * sizeof *t);
@@ -88,7 +88,7 @@ tp_err tp_http_engine_create(tp_http_client *c, tp_http_engine **out, tp_errinfo
     if (c == NULL || out == NULL)
         return tp_errinfo_set(err, TP_EINVAL, 0, "client and out are required");
     *out = NULL;
-    tp_http_engine *e = calloc(1, sizeof *e);
+    tp_http_engine *e = tp__calloc(1, sizeof *e);
     if (e == NULL)
         return tp_errinfo_set(err, TP_ENOMEM, 0, "allocating the engine");
     e->c = c;
@@ -100,7 +100,7 @@ tp_err tp_http_engine_create(tp_http_client *c, tp_http_engine **out, tp_errinfo
             close(e->epfd);
         if (e->evfd >= 0)
             close(e->evfd);
-        free(e);
+        tp__free(e);
         return tp_errinfo_set(err, TP_ESYS, se, "creating epoll/eventfd");
     }
     struct epoll_event ev = {.events = EPOLLIN, .data.u64 = EVFD_TAG};
@@ -177,18 +177,18 @@ void tp_http_engine_destroy(tp_http_engine *e)
     }
     close(e->epfd);
     close(e->evfd);
-    free(e->memo.method);
-    free(e->memo.url);
+    tp__free(e->memo.method);
+    tp__free(e->memo.url);
     tp__buf_free(&e->memo.head);
     while (e->cancels != NULL) {
         cancel_note *n = e->cancels;
         e->cancels = n->next;
-        free(n);
+        tp__free(n);
     }
     tp__mutex_destroy(&e->mu);
-    free(e->heap);
-    free(e->fds);
-    free(e);
+    tp__free(e->heap);
+    tp__free(e->fds);
+    tp__free(e);
 }
 
 /* ---- the loop -------------------------------------------------------------------------- */
@@ -206,7 +206,7 @@ static void process_cancels(tp_http_engine *e)
                 tp__er_cancel(rq);
                 break;
             }
-        free(n);
+        tp__free(n);
         n = next;
     }
 }

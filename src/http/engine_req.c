@@ -19,9 +19,9 @@ void tp__er_free(eng_req *rq)
     if (rq->ai != NULL)
         freeaddrinfo(rq->ai);
     tp__buf_free(&rq->head);
-    free(rq->body);
-    free(rq->method);
-    free(rq);
+    tp__free(rq->body);
+    tp__free(rq->method);
+    tp__free(rq);
 }
 
 /* Takes rq out of the loop's structures and calls its callback: with the response on
@@ -129,7 +129,7 @@ void tp__er_start(eng_req *rq)
         tp__er_finish(rq, tp_errinfo_set(&info, TP_ECANCELED, 0, "canceled"), &info);
         return;
     }
-    tp_http_response *r = calloc(1, sizeof *r);
+    tp_http_response *r = tp__calloc(1, sizeof *r);
     rq->r = r;
     if (r == NULL) {
         rq->state = ER_ACQUIRING;

@@ -15,7 +15,7 @@ void tp__er_open_failed(eng_req *rq, tp_err rc, const tp_errinfo *info)
     if (hc != NULL) {
         tp__eng_unwatch(rq->e, hc->s.fd, true);
         tp__stream_close_reset(&hc->s);
-        free(hc);
+        tp__free(hc);
         rq->hc = NULL;
     }
     if (rq->ai != NULL) {
@@ -152,7 +152,7 @@ void tp__er_got_slot(eng_req *rq, tp_conn *slot)
     tp_http_client *c = e->c;
     rq->lease = slot;
     rq->state = ER_CONNECTING;
-    tp__http_conn *hc = calloc(1, sizeof *hc);
+    tp__http_conn *hc = tp__calloc(1, sizeof *hc);
     tp_errinfo info;
     if (hc == NULL) {
         tp_errinfo_set(&info, TP_ENOMEM, 0, "allocating a connection");

@@ -18,14 +18,14 @@ static bool memo_matches(tp_http_engine *e, const tp_http_request *req, const ch
 static void memo_store(tp_http_engine *e, const tp_http_request *req, const char *method,
                        const eng_req *rq)
 {
-    char *m = strdup(method), *u = strdup(req->url);
+    char *m = tp__strdup(method), *u = tp__strdup(req->url);
     if (m == NULL || u == NULL) {
-        free(m);
-        free(u);
+        tp__free(m);
+        tp__free(u);
         return;
     }
-    free(e->memo.method);
-    free(e->memo.url);
+    tp__free(e->memo.method);
+    tp__free(e->memo.url);
     e->memo.method = m;
     e->memo.url = u;
     e->memo.body_len = req->body_len;
@@ -36,7 +36,7 @@ static void memo_store(tp_http_engine *e, const tp_http_request *req, const char
     e->memo.keylen = rq->keylen;
     tp__buf_reset(&e->memo.head);
     if (tp__buf_append(&e->memo.head, rq->head.data, rq->head.len) != TP_OK) {
-        free(e->memo.url);
+        tp__free(e->memo.url);
         e->memo.url = NULL;
     }
 }
@@ -86,7 +86,7 @@ tp_err tp_http_engine_submit(tp_http_engine *e, const tp_http_request *req, tp_h
     if (req->body_len > 0 && req->body == NULL)
         return tp_errinfo_set(err, TP_EINVAL, 0, "body: NULL with body_len %zu", req->body_len);
     tp_http_client *c = e->c;
-    eng_req *rq = calloc(1, sizeof *rq);
+    eng_req *rq = tp__calloc(1, sizeof *rq);
     if (rq == NULL)
         return tp_errinfo_set(err, TP_ENOMEM, 0, "allocating the request");
     rq->e = e;
@@ -96,11 +96,11 @@ tp_err tp_http_engine_submit(tp_http_engine *e, const tp_http_request *req, tp_h
     rq->heap_idx = SIZE_MAX;
     tp__buf_init(&rq->head);
     const char *method = req->method != NULL ? req->method : "GET";
-    rq->method = strdup(method);
+    rq->method = tp__strdup(method);
     tp_err rc = rq->method == NULL ? tp_errinfo_set(err, TP_ENOMEM, 0, "copying the method")
                                    : prepare(e, req, method, rq, err);
     if (rc == TP_OK && req->body_len > 0) {
-        rq->body = malloc(req->body_len);
+        rq->body = tp__malloc(req->body_len);
         if (rq->body == NULL)
             rc = tp_errinfo_set(err, TP_ENOMEM, 0, "copying the body");
         else
@@ -145,7 +145,7 @@ tp_err tp_http_engine_cancel(tp_http_engine *e, uint64_t id)
         }
     /* Started requests are only known to the loop: leave a note it will read. */
     if (rc != TP_OK && id < e->next_id) {
-        cancel_note *n = malloc(sizeof *n);
+        cancel_note *n = tp__malloc(sizeof *n);
         if (n == NULL) {
             tp__mutex_unlock(&e->mu);
             return TP_ENOMEM;

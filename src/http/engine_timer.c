@@ -65,7 +65,7 @@ void tp__eng_timer_set(tp_http_engine *e, eng_req *rq)
         return;
     if (e->nheap == e->heap_cap) {
         size_t cap = e->heap_cap ? e->heap_cap * 2 : 64;
-        eng_req **h = realloc(e->heap, cap * sizeof *h);
+        eng_req **h = tp__realloc(e->heap, cap * sizeof *h);
         if (h == NULL)
             return; /* no timer: the pool's acquire timeout still bounds the wait */
         e->heap = h;

@@ -123,7 +123,7 @@ tp_err tp_http_client_do(tp_http_client *c, const tp_http_request *req, tp_http_
     if (timeout <= 0)
         return tp_errinfo_set(err, TP_EINVAL, 0, "timeout: must be positive");
 
-    tp_http_response *r = calloc(1, sizeof *r);
+    tp_http_response *r = tp__calloc(1, sizeof *r);
     if (r == NULL)
         return tp_errinfo_set(err, TP_ENOMEM, 0, "allocating the response");
     r->client = c;
@@ -146,7 +146,7 @@ tp_err tp_http_client_do(tp_http_client *c, const tp_http_request *req, tp_http_
     if (rc != TP_OK) {
         tp__buf_free(&head);
         tp__buf_free(&r->body);
-        free(r);
+        tp__free(r);
         return rc;
     }
     for (int n = 0; rc == TP_OK; n++) {

@@ -20,8 +20,8 @@ tp_err tp__http_build_head(tp_http_client *c, const tp_http_request *req, const 
     /* Room for the caller's headers and User-Agent: on the stack for the usual few. */
     const char *stack_names[16], *stack_values[16];
     bool heap = n + 1 > 16;
-    const char **names = heap ? malloc((n + 1) * sizeof *names) : stack_names;
-    const char **values = heap ? malloc((n + 1) * sizeof *values) : stack_values;
+    const char **names = heap ? tp__malloc((n + 1) * sizeof *names) : stack_names;
+    const char **values = heap ? tp__malloc((n + 1) * sizeof *values) : stack_values;
     tp_err rc = TP_ENOMEM;
     if (names != NULL && values != NULL) {
         for (size_t i = 0; i < n; i++) {
@@ -38,8 +38,8 @@ tp_err tp__http_build_head(tp_http_client *c, const tp_http_request *req, const 
         tp_errinfo_set(err, TP_ENOMEM, 0, "building the request");
     }
     if (heap) {
-        free(names);
-        free(values);
+        tp__free(names);
+        tp__free(values);
     }
     return rc;
 }

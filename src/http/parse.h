@@ -29,6 +29,7 @@
 
 #include <http_parser.h>
 
+#include "base/base.h"
 #include "base/buf.h"
 #include "tidepool/tidepool.h"
 

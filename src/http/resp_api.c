@@ -114,5 +114,5 @@ void tp_http_response_free(tp_http_response *r)
     }
     tp__http_resp_free(&r->parse);
     tp__buf_free(&r->body);
-    free(r);
+    tp__free(r);
 }

@@ -70,7 +70,7 @@ static tp_err store_append(tp__http_rctx *c, const char *data, size_t len)
                 return tp__http_resp_fail(c, TP_ENOMEM, "response header store overflow");
             cap *= 2;
         }
-        char *p = realloc(r->store, cap);
+        char *p = tp__realloc(r->store, cap);
         if (p == NULL)
             return tp__http_resp_fail(c, TP_ENOMEM, "out of memory storing response headers");
         r->store = p;
@@ -89,7 +89,7 @@ static tp_err start_entry(tp__http_rctx *c)
         size_t cap = r->hdr_cap ? r->hdr_cap * 2 : 16;
         if (cap > SIZE_MAX / sizeof *r->hdrs)
             return tp__http_resp_fail(c, TP_ENOMEM, "too many response headers");
-        tp__http_hdr *p = realloc(r->hdrs, cap * sizeof *p);
+        tp__http_hdr *p = tp__realloc(r->hdrs, cap * sizeof *p);
         if (p == NULL)
             return tp__http_resp_fail(c, TP_ENOMEM, "out of memory storing response headers");
         r->hdrs = p;
@@ -323,8 +323,8 @@ void tp__http_hdr_clear(tp__http_resp *r)
 
 void tp__http_hdr_free(tp__http_resp *r)
 {
-    free(r->hdrs);
-    free(r->store);
+    tp__free(r->hdrs);
+    tp__free(r->store);
     r->hdrs = NULL;
     r->store = NULL;
     r->nhdrs = r->hdr_cap = 0;

@@ -33,7 +33,7 @@ static uint64_t hash_label(const char *s)
 
 static bool rehash(visit_ctx *v, size_t nslots)
 {
-    size_t *slots = malloc(nslots * sizeof *slots);
+    size_t *slots = tp__malloc(nslots * sizeof *slots);
     if (slots == NULL)
         return false;
     for (size_t i = 0; i < nslots; i++)
@@ -44,7 +44,7 @@ static bool rehash(visit_ctx *v, size_t nslots)
             j = (j + 1) & (nslots - 1);
         slots[j] = i;
     }
-    free(v->slots);
+    tp__free(v->slots);
     v->slots = slots;
     v->nslots = nslots;
     return true;
@@ -61,13 +61,13 @@ static tp__mseries *group_get(visit_ctx *v, const char *label)
             return v->items[v->slots[j]];
     if (v->n == v->cap) {
         size_t cap = v->cap > 0 ? 2 * v->cap : 16;
-        tp__mseries **items = realloc(v->items, cap * sizeof *items);
+        tp__mseries **items = tp__realloc(v->items, cap * sizeof *items);
         if (items == NULL)
             return NULL;
         v->items = items;
         v->cap = cap;
     }
-    tp__mseries *g = calloc(1, sizeof *g);
+    tp__mseries *g = tp__calloc(1, sizeof *g);
     if (g == NULL)
         return NULL;
     strcpy(g->label, label);
@@ -193,7 +193,7 @@ static void on_tenant(void *ud, const char *name, const tp_tenant_stats *st)
         return;
     if (t->n == t->cap) {
         size_t cap = t->cap > 0 ? 2 * t->cap : 8;
-        tp__mtenant *items = realloc(t->items, cap * sizeof *items);
+        tp__mtenant *items = tp__realloc(t->items, cap * sizeof *items);
         if (items == NULL) {
             t->oom = true;
             return;
@@ -217,15 +217,15 @@ static tp_err take_pool(const tp_metrics_options *o, tp_pool *pool, tp__mpool *m
     mp->max_total = po.max_total;
     mp->max_idle_total = po.max_idle_total;
     mp->breakers_open = v.breakers_open;
-    free(v.slots);
+    tp__free(v.slots);
 
-    tp__mseries *other = v.oom ? NULL : calloc(1, sizeof *other);
-    tp__mseries **series = other == NULL ? NULL : malloc((v.n + 1) * sizeof *series);
+    tp__mseries *other = v.oom ? NULL : tp__calloc(1, sizeof *other);
+    tp__mseries **series = other == NULL ? NULL : tp__malloc((v.n + 1) * sizeof *series);
     if (series == NULL) {
-        free(other);
+        tp__free(other);
         for (size_t i = 0; i < v.n; i++)
-            free(v.items[i]);
-        free(v.items);
+            tp__free(v.items[i]);
+        tp__free(v.items);
         return TP_ENOMEM;
     }
     if (v.n > 1)
@@ -240,9 +240,9 @@ static tp_err take_pool(const tp_metrics_options *o, tp_pool *pool, tp__mpool *m
         gauges_add(&other->st, &g->st);
         mp->keys_folded += g->nkeys;
         other->nkeys += g->nkeys;
-        free(g);
+        tp__free(g);
     }
-    free(v.items);
+    tp__free(v.items);
     if (shown > 1)
         qsort(series, shown, sizeof *series, by_label);
 
@@ -269,7 +269,7 @@ tp_err tp__msnap_take_locked(tp_metrics *m, tp__msnap *s)
     s->bucket_step = m->o.bucket_step;
     if (m->n == 0)
         return TP_OK;
-    s->pools = calloc(m->n, sizeof *s->pools);
+    s->pools = tp__calloc(m->n, sizeof *s->pools);
     if (s->pools == NULL)
         return TP_ENOMEM;
     for (size_t i = 0; i < m->n; i++) {
@@ -287,10 +287,10 @@ void tp__msnap_free(tp__msnap *s)
 {
     for (size_t i = 0; i < s->npools; i++) {
         for (size_t j = 0; j < s->pools[i].nseries; j++)
-            free(s->pools[i].series[j]);
-        free(s->pools[i].series);
-        free(s->pools[i].tenants);
+            tp__free(s->pools[i].series[j]);
+        tp__free(s->pools[i].series);
+        tp__free(s->pools[i].tenants);
     }
-    free(s->pools);
+    tp__free(s->pools);
     memset(s, 0, sizeof *s);
 }

@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base/base.h"
 #include "base/sync.h"
 #include "base/buf.h"
 #include "tidepool/metrics.h"

@@ -44,12 +44,12 @@ tp_err tp_metrics_create(const tp_metrics_options *o, tp_metrics **out, tp_errin
                               (long long)o->max_keys_per_pool);
     if (o->bucket_step < 1 || o->bucket_step > 8)
         return tp_errinfo_set(err, TP_EINVAL, 0, "bucket_step: %d is not in 1..8", o->bucket_step);
-    tp_metrics *m = calloc(1, sizeof *m);
+    tp_metrics *m = tp__calloc(1, sizeof *m);
     if (m == NULL)
         return tp_errinfo_set(err, TP_ENOMEM, 0, "allocating the metrics registry");
     int rc = tp__mutex_init(&m->mu);
     if (rc != 0) {
-        free(m);
+        tp__free(m);
         return tp_errinfo_set(err, TP_ESYS, 0, "creating a lock failed");
     }
     m->o = *o;
@@ -62,10 +62,10 @@ void tp_metrics_destroy(tp_metrics *m)
     if (m == NULL)
         return;
     for (size_t i = 0; i < m->n; i++)
-        free(m->entries[i].name);
-    free(m->entries);
+        tp__free(m->entries[i].name);
+    tp__free(m->entries);
     tp__mutex_destroy(&m->mu);
-    free(m);
+    tp__free(m);
 }
 
 /* The index of name in m's entries, or m->n. m->mu held. */
@@ -103,23 +103,23 @@ tp_err tp_metrics_register(tp_metrics *m, const char *name, tp_pool *pool, tp_er
     tp_err rc = check_name(name, err);
     if (rc != TP_OK)
         return rc;
-    char *copy = strdup(name);
+    char *copy = tp__strdup(name);
     if (copy == NULL)
         return tp_errinfo_set(err, TP_ENOMEM, 0, "copying the pool name");
     tp__mutex_lock(&m->mu);
     if (find_locked(m, name) < m->n) {
         tp__mutex_unlock(&m->mu);
-        free(copy);
+        tp__free(copy);
         return tp_errinfo_set(err, TP_EINVAL, 0,
                               "tp_metrics_register: a pool named \"%s\" is already registered",
                               name);
     }
     if (m->n == m->cap) {
         size_t cap = m->cap > 0 ? 2 * m->cap : 4;
-        tp__mentry *e = realloc(m->entries, cap * sizeof *e);
+        tp__mentry *e = tp__realloc(m->entries, cap * sizeof *e);
         if (e == NULL) {
             tp__mutex_unlock(&m->mu);
-            free(copy);
+            tp__free(copy);
             return tp_errinfo_set(err, TP_ENOMEM, 0, "growing the metrics registry");
         }
         m->entries = e;
@@ -144,7 +144,7 @@ tp_err tp_metrics_unregister(tp_metrics *m, const char *name)
     memmove(&m->entries[i], &m->entries[i + 1], (m->n - i - 1) * sizeof m->entries[0]);
     m->n--;
     tp__mutex_unlock(&m->mu);
-    free(old);
+    tp__free(old);
     return TP_OK;
 }
 

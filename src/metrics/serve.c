@@ -118,10 +118,10 @@ static enum MHD_Result send_render(struct MHD_Connection *c, tp_metrics *m, tp_m
     size_t len = 0;
     if (tp_metrics_render(m, fmt, &body, &len) != TP_OK)
         return send_static(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory\n", false);
-    /* MHD frees body with free() once the response is gone. */
-    struct MHD_Response *r = MHD_create_response_from_buffer_with_free_callback(len, body, free);
+    /* MHD frees body (from the library's allocator) once the response is gone. */
+    struct MHD_Response *r = MHD_create_response_from_buffer_with_free_callback(len, body, tp__free);
     if (r == NULL) {
-        free(body);
+        tp__free(body);
         return MHD_NO;
     }
     MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE,
@@ -165,7 +165,7 @@ static tp_err start_exporter(tp_metrics *m, const char *addr, const tp_metrics_s
                              struct sockaddr_storage *ss, tp_metrics_exporter **out,
                              tp_errinfo *err)
 {
-    tp_metrics_exporter *e = calloc(1, sizeof *e);
+    tp_metrics_exporter *e = tp__calloc(1, sizeof *e);
     if (e == NULL)
         return tp_errinfo_set(err, TP_ENOMEM, 0, "allocating the metrics exporter");
     e->m = m;
@@ -173,7 +173,7 @@ static tp_err start_exporter(tp_metrics *m, const char *addr, const tp_metrics_s
     cap->on = true;
     int sys = tp__mutex_init(&cap->mu);
     if (sys != 0) {
-        free(e);
+        tp__free(e);
         return tp_errinfo_set(err, TP_ESYS, 0, "creating a lock failed");
     }
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ERROR_LOG;
@@ -198,7 +198,7 @@ static tp_err start_exporter(tp_metrics *m, const char *addr, const tp_metrics_s
                                    "metrics exporter on %.64s could not start: %s", addr,
                                    cap->msg[0] != '\0' ? cap->msg : "libmicrohttpd refused");
         tp__mutex_destroy(&cap->mu);
-        free(e);
+        tp__free(e);
         return rc;
     }
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(e->d, MHD_DAEMON_INFO_BIND_PORT);
@@ -218,7 +218,7 @@ void tp_metrics_exporter_stop(tp_metrics_exporter *e)
         return;
     MHD_stop_daemon(e->d);
     tp__mutex_destroy(&e->cap.mu);
-    free(e);
+    tp__free(e);
 }
 
 #else /* !TIDEPOOL_HAVE_MICROHTTPD */

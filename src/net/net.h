@@ -23,6 +23,7 @@
 #include <netdb.h>
 #include <sys/socket.h>
 
+#include "base/base.h"
 #include "tidepool/tidepool.h"
 
 /* Events a pending step waits for (poll(2) semantics). */

@@ -75,7 +75,7 @@ static void job_free(resolve_job *j)
         freeaddrinfo(j->res);
     pthread_cond_destroy(&j->cv);
     pthread_mutex_destroy(&j->mu);
-    free(j);
+    tp__free(j);
 }
 
 /* Drops one reference; the last holder frees the job (and any unclaimed result). */
@@ -108,7 +108,7 @@ static void *resolve_thread(void *arg)
 static resolve_job *job_create(const char *host, const char *service, const struct addrinfo *h)
 {
     size_t n = strlen(host) + 1;
-    resolve_job *j = calloc(1, sizeof *j + n);
+    resolve_job *j = tp__calloc(1, sizeof *j + n);
     if (j == NULL)
         return NULL;
     memcpy(j->host, host, n);
@@ -117,19 +117,19 @@ static resolve_job *job_create(const char *host, const char *service, const stru
     j->refs = 2;
     pthread_condattr_t ca;
     if (pthread_condattr_init(&ca) != 0) {
-        free(j);
+        tp__free(j);
         return NULL;
     }
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     int rc = pthread_cond_init(&j->cv, &ca);
     pthread_condattr_destroy(&ca);
     if (rc != 0) {
-        free(j);
+        tp__free(j);
         return NULL;
     }
     if (pthread_mutex_init(&j->mu, NULL) != 0) {
         pthread_cond_destroy(&j->cv);
-        free(j);
+        tp__free(j);
         return NULL;
     }
     return j;

@@ -127,12 +127,12 @@ tp_err tp__tls_ctx_create(const tp__tls_options *o, tp__tls_ctx **out, tp_errinf
     *out = NULL;
     if (o == NULL)
         o = &defaults;
-    tp__tls_ctx *t = calloc(1, sizeof *t);
+    tp__tls_ctx *t = tp__calloc(1, sizeof *t);
     if (t == NULL)
         return tp_errinfo_set(err, TP_ENOMEM, 0, "TLS: out of memory");
     int e = tp__tls_cache_init(&t->cache);
     if (e != 0) {
-        free(t);
+        tp__free(t);
         return tp_errinfo_set(err, TP_ENOMEM, e, "TLS: cannot create the session cache lock");
     }
     t->insecure = o->insecure_skip_verify;
@@ -161,7 +161,7 @@ void tp__tls_ctx_destroy(tp__tls_ctx *t)
     SSL_CTX_free(t->ctx);
     BIO_meth_free(t->send_method);
     tp__tls_cache_destroy(&t->cache);
-    free(t);
+    tp__free(t);
 }
 
 uint64_t tp__tls_ctx_resumed(tp__tls_ctx *t)
@@ -185,7 +185,7 @@ static tp__tls_conn *conn_new(tp__tls_ctx *t, const char *host)
         host++;
         n -= 2;
     }
-    tp__tls_conn *c = calloc(1, sizeof *c + n + 1);
+    tp__tls_conn *c = tp__calloc(1, sizeof *c + n + 1);
     if (c == NULL)
         return NULL;
     memcpy(c->host, host, n);
@@ -224,7 +224,7 @@ tp_err tp__tls_start(tp__stream *s, tp__tls_ctx *t, const char *host, const char
     char buf[256];
     ERR_clear_error();
     tp__tls_conn *c = conn_new(t, host);
-    char *key = session_key != NULL ? strdup(session_key) : NULL;
+    char *key = session_key != NULL ? tp__strdup(session_key) : NULL;
     SSL *ssl = SSL_new(t->ctx);
     BIO *rb = BIO_new_socket(s->fd, BIO_NOCLOSE);
     BIO *wb = BIO_new(t->send_method);
@@ -233,8 +233,8 @@ tp_err tp__tls_start(tp__stream *s, tp__tls_ctx *t, const char *host, const char
         BIO_free(rb);
         BIO_free(wb);
         SSL_free(ssl);
-        free(key);
-        free(c);
+        tp__free(key);
+        tp__free(c);
         ERR_clear_error();
         return tp_errinfo_set(err, TP_ENOMEM, 0, "TLS start: out of memory");
     }
@@ -246,8 +246,8 @@ tp_err tp__tls_start(tp__stream *s, tp__tls_ctx *t, const char *host, const char
         tp_err rc = tp_errinfo_set(err, TP_ETLS, 0, "TLS start: host name \"%s\": %s", c->host,
                                    ssl_reason(buf, sizeof buf));
         SSL_free(ssl);
-        free(key);
-        free(c);
+        tp__free(key);
+        tp__free(c);
         return rc;
     }
     c->key = key;

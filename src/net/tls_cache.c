@@ -25,9 +25,9 @@ void tp__tls_cache_destroy(tp__tls_cache *c)
 {
     for (size_t i = 0; i < c->n; i++) {
         SSL_SESSION_free(c->v[i].sess);
-        free(c->v[i].key);
+        tp__free(c->v[i].key);
     }
-    free(c->v);
+    tp__free(c->v);
     tp__mutex_destroy(&c->mu);
     memset(c, 0, sizeof *c);
 }
@@ -45,7 +45,7 @@ static size_t find_locked(const tp__tls_cache *c, const char *key)
 static void drop_locked(tp__tls_cache *c, size_t i)
 {
     SSL_SESSION_free(c->v[i].sess);
-    free(c->v[i].key);
+    tp__free(c->v[i].key);
     c->v[i] = c->v[--c->n];
 }
 
@@ -97,7 +97,7 @@ static bool reserve_locked(tp__tls_cache *c)
     size_t cap = c->cap == 0 ? 8 : c->cap * 2;
     if (cap > TP__TLS_CACHE_MAX)
         cap = TP__TLS_CACHE_MAX;
-    tp__tls_cache_entry *v = realloc(c->v, cap * sizeof *v);
+    tp__tls_cache_entry *v = tp__realloc(c->v, cap * sizeof *v);
     if (v == NULL)
         return false;
     c->v = v;
@@ -116,12 +116,12 @@ void tp__tls_cache_put(tp__tls_cache *c, const char *key, SSL_SESSION *sess)
         c->v[i].stamp = ++c->clock;
         sess = NULL;
     } else {
-        char *copy = strdup(key);
+        char *copy = tp__strdup(key);
         if (copy != NULL && reserve_locked(c)) {
             c->v[c->n++] = (tp__tls_cache_entry){.key = copy, .sess = sess, .stamp = ++c->clock};
             sess = NULL;
         } else {
-            free(copy);
+            tp__free(copy);
         }
     }
     tp__mutex_unlock(&c->mu);

@@ -199,8 +199,8 @@ void tp__tls_free(tp__stream *s, bool graceful)
         ERR_clear_error();
     }
     SSL_free(ssl);
-    free(c);
-    free(s->session_key);
+    tp__free(c);
+    tp__free(s->session_key);
     s->ssl = NULL;
     s->tls = NULL;
     s->session_key = NULL;
@@ -245,7 +245,7 @@ bool tp__tls_idle_peek(tp__stream *s)
 void tp__tls_free(tp__stream *s, bool graceful)
 {
     (void)graceful;
-    free(s->session_key);
+    tp__free(s->session_key);
     s->ssl = NULL;
     s->tls = NULL;
     s->session_key = NULL;

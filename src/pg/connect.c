@@ -172,19 +172,19 @@ tp_err tp__pg_open(void *ctx, const void *key, size_t keylen, int64_t deadline, 
     if (t == NULL)
         return tp_errinfo_set(err, TP_EINVAL, 0,
                               "postgres: key was not registered with tp_pg_pool_add()");
-    tp__pg_conn *pc = calloc(1, sizeof *pc);
+    tp__pg_conn *pc = tp__calloc(1, sizeof *pc);
     if (pc == NULL)
         return tp_errinfo_set(err, TP_ENOMEM, 0, "postgres: out of memory");
     PGconn *pg = PQconnectStartParams(t->keywords, t->values, 0);
     if (pg == NULL) {
-        free(pc);
+        tp__free(pc);
         return tp_errinfo_set(err, TP_ENOMEM, 0, "postgres: out of memory");
     }
     PQsetNoticeProcessor(pg, quiet_notice, NULL);
     tp_err rc = PQstatus(pg) == CONNECTION_BAD ? fail(pg, t, err)
                                                 : poll_connect(pg, t, deadline, err);
     if (rc != TP_OK) {
-        free(pc);
+        tp__free(pc);
         return rc;
     }
     if (pp->learn_idle_timeout)

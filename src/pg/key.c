@@ -38,7 +38,7 @@ static char *material(const tp_pg_target *t, size_t *len)
     size_t cap = 1;
     for (size_t i = 0; t->keywords[i] != NULL; i++)
         cap += strlen(t->keywords[i]) + strlen(t->values[i]) + 32;
-    char *m = malloc(cap);
+    char *m = tp__malloc(cap);
     if (m == NULL)
         return NULL;
     size_t n = 0;
@@ -68,7 +68,7 @@ tp_err tp__pg_key_build(const tp_pg_pool *pp, tp_pg_target *t, tp_errinfo *err)
     if (HMAC(EVP_sha256(), pp->secret, (int)sizeof pp->secret, (const unsigned char *)m, mlen,
              md, &mdlen) == NULL) {
         explicit_bzero(m, mlen);
-        free(m);
+        tp__free(m);
         return tp_errinfo_set(err, TP_ESYS, 0, "pg key: HMAC-SHA-256 failed");
     }
     /* 128 bits are plenty to tell option sets apart and keep labels short. */
@@ -82,7 +82,7 @@ tp_err tp__pg_key_build(const tp_pg_pool *pp, tp_pg_target *t, tp_errinfo *err)
     snprintf(digest, sizeof digest, "n%lu", (unsigned long)++seq);
 #endif
     explicit_bzero(m, mlen);
-    free(m);
+    tp__free(m);
 
     const char *user = find(t, "user"), *host = find(t, "host"), *port = find(t, "port"),
                *db = find(t, "dbname");
@@ -98,8 +98,8 @@ tp_err tp__pg_key_build(const tp_pg_pool *pp, tp_pg_target *t, tp_errinfo *err)
                      user[0] ? user : "(default)");
     if (n < 0 || d < 0)
         return tp_errinfo_set(err, TP_EINVAL, 0, "pg key: cannot format");
-    t->key = malloc((size_t)n + 1);
-    t->dest = malloc((size_t)d + 1);
+    t->key = tp__malloc((size_t)n + 1);
+    t->dest = tp__malloc((size_t)d + 1);
     if (t->key == NULL || t->dest == NULL)
         return tp_errinfo_set(err, TP_ENOMEM, 0, "pg key: out of memory");
     snprintf(t->key, (size_t)n + 1, "pg://%s@%s:%s/%s#%s", user, host, port, db, digest);

@@ -26,17 +26,17 @@ static void target_free(tp_pg_target *t)
     if (t == NULL)
         return;
     for (size_t i = 0; t->keywords != NULL && t->keywords[i] != NULL; i++) {
-        free((char *)t->keywords[i]);
+        tp__free((char *)t->keywords[i]);
         if (t->values[i] != NULL) {
             explicit_bzero((char *)t->values[i], strlen(t->values[i]));
-            free((char *)t->values[i]);
+            tp__free((char *)t->values[i]);
         }
     }
-    free(t->keywords);
-    free(t->values);
-    free(t->key);
-    free(t->dest);
-    free(t);
+    tp__free(t->keywords);
+    tp__free(t->values);
+    tp__free(t->key);
+    tp__free(t->dest);
+    tp__free(t);
 }
 
 /* The connection's socket, for the pool's TCP health checks. */
@@ -58,24 +58,24 @@ tp_err tp_pg_pool_create(const tp_pg_options *o, tp_pg_pool **out, tp_errinfo *e
                               "version: %u is not TP_PG_OPTIONS_VERSION; call "
                               "tp_pg_options_init()",
                               o->version);
-    tp_pg_pool *pp = calloc(1, sizeof *pp);
+    tp_pg_pool *pp = tp__calloc(1, sizeof *pp);
     if (pp == NULL)
         return tp_errinfo_set(err, TP_ENOMEM, 0, "pg pool: out of memory");
     pp->strict_reset = o->strict_reset;
     pp->learn_idle_timeout = o->learn_idle_timeout;
     const char *rq = o->reset_query != NULL ? o->reset_query : "DISCARD ALL";
-    if (rq[0] != '\0' && (pp->reset_query = strdup(rq)) == NULL) {
-        free(pp);
+    if (rq[0] != '\0' && (pp->reset_query = tp__strdup(rq)) == NULL) {
+        tp__free(pp);
         return tp_errinfo_set(err, TP_ENOMEM, 0, "pg pool: out of memory");
     }
     if (getrandom(pp->secret, sizeof pp->secret, 0) != (ssize_t)sizeof pp->secret) {
-        free(pp->reset_query);
-        free(pp);
+        tp__free(pp->reset_query);
+        tp__free(pp);
         return tp_errinfo_set(err, TP_ESYS, 0, "pg pool: getrandom failed");
     }
     if (tp__mutex_init(&pp->mu) != 0) {
-        free(pp->reset_query);
-        free(pp);
+        tp__free(pp->reset_query);
+        tp__free(pp);
         return tp_errinfo_set(err, TP_ESYS, 0, "pg pool: mutex init failed");
     }
     tp_pool_options po = o->pool;
@@ -88,8 +88,8 @@ tp_err tp_pg_pool_create(const tp_pg_options *o, tp_pg_pool **out, tp_errinfo *e
     tp_err rc = tp_pool_create(&po, &pp->pool, err);
     if (rc != TP_OK) {
         tp__mutex_destroy(&pp->mu);
-        free(pp->reset_query);
-        free(pp);
+        tp__free(pp->reset_query);
+        tp__free(pp);
         return rc;
     }
     *out = pp;
@@ -102,19 +102,19 @@ static tp_err take_options(tp_pg_target *t, PQconninfoOption *opts, tp_errinfo *
     size_t n = 0;
     for (PQconninfoOption *o = opts; o->keyword != NULL; o++)
         n += o->val != NULL && o->val[0] != '\0';
-    t->keywords = calloc(n + 1, sizeof *t->keywords);
-    t->values = calloc(n + 1, sizeof *t->values);
+    t->keywords = tp__calloc(n + 1, sizeof *t->keywords);
+    t->values = tp__calloc(n + 1, sizeof *t->values);
     if (t->keywords == NULL || t->values == NULL)
         return tp_errinfo_set(err, TP_ENOMEM, 0, "pg target: out of memory");
     size_t i = 0;
     for (PQconninfoOption *o = opts; o->keyword != NULL; o++) {
         if (o->val == NULL || o->val[0] == '\0')
             continue;
-        t->keywords[i] = strdup(o->keyword);
-        t->values[i] = strdup(o->val);
+        t->keywords[i] = tp__strdup(o->keyword);
+        t->values[i] = tp__strdup(o->val);
         if (t->keywords[i] == NULL || t->values[i] == NULL) {
-            free((char *)t->keywords[i]);
-            free((char *)t->values[i]);
+            tp__free((char *)t->keywords[i]);
+            tp__free((char *)t->values[i]);
             t->keywords[i] = t->values[i] = NULL;
             return tp_errinfo_set(err, TP_ENOMEM, 0, "pg target: out of memory");
         }
@@ -149,7 +149,7 @@ tp_err tp_pg_pool_add(tp_pg_pool *pp, const char *conninfo, tp_pg_target **out, 
         return tp_errinfo_set(err, TP_EINVAL, 0,
                               "conninfo: not a valid connection string or postgres:// URI");
     }
-    tp_pg_target *t = calloc(1, sizeof *t);
+    tp_pg_target *t = tp__calloc(1, sizeof *t);
     tp_err rc = t == NULL ? tp_errinfo_set(err, TP_ENOMEM, 0, "pg target: out of memory")
                           : take_options(t, opts, err);
     PQconninfoFree(opts);
@@ -237,9 +237,9 @@ void tp_pg_pool_destroy(tp_pg_pool *pp)
         t = next;
     }
     tp__mutex_destroy(&pp->mu);
-    free(pp->reset_query);
+    tp__free(pp->reset_query);
     explicit_bzero(pp->secret, sizeof pp->secret);
-    free(pp);
+    tp__free(pp);
 }
 #else
 typedef int tp__pg_pool_unused;

@@ -93,7 +93,7 @@ void tp__pg_close(void *ctx, void *conn, tp_close_reason reason)
         return;
     /* PQfinish sends Terminate when it can and frees everything libpq holds. */
     PQfinish(pc->pg);
-    free(pc);
+    tp__free(pc);
 }
 
 /* Does word w (lower case) occur in sql as a whole word, case-insensitively? */

@@ -150,7 +150,7 @@ static tp_err redis_open(void *ctx, const void *key, size_t keylen, int64_t dead
             close(fd);
         return tp_errinfo_set(err, TP_ENOMEM, 0, "allocating a hiredis context");
     }
-    tp_redis_lease *l = calloc(1, sizeof *l);
+    tp_redis_lease *l = tp__calloc(1, sizeof *l);
     if (l == NULL) {
         redisFree(c);
         return tp_errinfo_set(err, TP_ENOMEM, 0, "allocating a Redis connection");
@@ -170,7 +170,7 @@ static tp_err redis_open(void *ctx, const void *key, size_t keylen, int64_t dead
         rc = tp__redis_set_timeout(c, rp->command_timeout, err);
     if (rc != TP_OK) {
         redisFree(c);
-        free(l);
+        tp__free(l);
         return rc;
     }
     *out = l;
@@ -210,7 +210,7 @@ static void redis_close(void *ctx, void *conn, tp_close_reason reason)
     (void)ctx, (void)reason;
     tp_redis_lease *l = conn;
     redisFree(l->c);
-    free(l);
+    tp__free(l);
 }
 
 static tp_err redis_probe(void *ctx, const void *key, size_t keylen, int64_t deadline,

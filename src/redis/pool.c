@@ -30,13 +30,13 @@ tp_err tp_redis_pool_create(const tp_redis_options *o, tp_redis_pool **out, tp_e
     tp_err rc = tp__redis_target_parse(o->url, &t, err);
     if (rc != TP_OK)
         return rc;
-    tp_redis_pool *rp = calloc(1, sizeof *rp);
+    tp_redis_pool *rp = tp__calloc(1, sizeof *rp);
     if (rp == NULL) {
         tp__redis_target_free(t);
         return tp_errinfo_set(err, TP_ENOMEM, 0, "allocating a Redis pool");
     }
     if (tp__mutex_init(&rp->mu) != 0) {
-        free(rp);
+        tp__free(rp);
         tp__redis_target_free(t);
         return tp_errinfo_set(err, TP_ESYS, 0, "creating a lock failed");
     }
@@ -76,7 +76,7 @@ void tp_redis_pool_destroy(tp_redis_pool *rp)
         tp__redis_target_free(t);
     }
     tp__mutex_destroy(&rp->mu);
-    free(rp);
+    tp__free(rp);
 }
 
 tp_pool *tp_redis_pool_tp(tp_redis_pool *rp)

@@ -172,7 +172,7 @@ tp_err tp__redis_target_parse(const char *url, tp_redis_target **out, tp_errinfo
                                                  "and unix sockets are not supported)");
     const char *a = url + sizeof scheme - 1;
     size_t alen = strcspn(a, "/?#");
-    tp_redis_target *t = calloc(1, sizeof *t);
+    tp_redis_target *t = tp__calloc(1, sizeof *t);
     if (t == NULL)
         return tp_errinfo_set(err, TP_ENOMEM, 0, "allocating a Redis target");
     tp_err rc = parse_authority(t, a, alen, err);
@@ -206,7 +206,7 @@ void tp__redis_target_free(tp_redis_target *t)
     volatile char *p = t->password;
     for (size_t i = 0; i < sizeof t->password; i++)
         p[i] = 0;
-    free(t);
+    tp__free(t);
 }
 
 #else

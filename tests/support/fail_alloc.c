@@ -17,15 +17,23 @@ typedef union fa_header {
     max_align_t align;
 } fa_header;
 
-static void *fa_malloc(void *ud, size_t size)
+/* Counts a call; true if the armed failure says this one returns NULL. */
+static bool fails_now(fail_alloc *fa)
 {
-    fail_alloc *fa = ud;
     int64_t n = atomic_fetch_add(&fa->calls, 1) + 1;
     int64_t at = atomic_load(&fa->fail_at);
     if (at != 0 && (n == at || (n > at && atomic_load(&fa->persistent)))) {
         atomic_fetch_add(&fa->failures, 1);
-        return NULL;
+        return true;
     }
+    return false;
+}
+
+static void *fa_malloc(void *ud, size_t size)
+{
+    fail_alloc *fa = ud;
+    if (fails_now(fa))
+        return NULL;
     fa_header *hd = malloc(sizeof *hd + size);
     if (hd == NULL)
         return NULL;
@@ -52,10 +60,32 @@ static void fa_free(void *ud, void *ptr)
     free(hd);
 }
 
+static void *fa_realloc(void *ud, void *ptr, size_t size)
+{
+    fail_alloc *fa = ud;
+    if (ptr == NULL)
+        return fa_malloc(ud, size);
+    fa_header *hd = (fa_header *)ptr - 1;
+    if (hd->h.magic != FA_MAGIC_LIVE) {
+        atomic_fetch_add(&fa->bad_frees, 1);
+        return NULL;
+    }
+    if (fails_now(fa))
+        return NULL; /* the old block stays valid */
+    size_t old = hd->h.size;
+    fa_header *nh = realloc(hd, sizeof *nh + size);
+    if (nh == NULL)
+        return NULL;
+    nh->h.size = size;
+    atomic_fetch_add(&fa->live_bytes, (int64_t)size - (int64_t)old);
+    return nh + 1;
+}
+
 void fail_alloc_init(fail_alloc *fa)
 {
     memset(fa, 0, sizeof *fa);
     fa->a.malloc = fa_malloc;
+    fa->a.realloc = fa_realloc;
     fa->a.free = fa_free;
     fa->a.ud = fa;
 }

@@ -1,4 +1,5 @@
-/* tests/support/fail_alloc.h: a tp_allocator for out-of-memory tests and leak checks.
+/* tests/support/fail_alloc.h: a tp_allocator for out-of-memory tests and leak checks,
+ * installed for the whole test process with tp_set_allocator() before any handle.
  *
  * It counts every allocation and keeps a live count (allocations not yet freed), so a
  * test can assert that a pool gave everything back (live == 0 after destroy) without
@@ -17,8 +18,8 @@
 #include <tidepool/tidepool.h>
 
 typedef struct fail_alloc {
-    tp_allocator a;          /* pass &fa.a as tp_pool_options.alloc */
-    _Atomic int64_t calls;    /* malloc calls since the last arm */
+    tp_allocator a;          /* pass &fa.a to tp_set_allocator() */
+    _Atomic int64_t calls;    /* malloc and realloc calls since the last arm */
     _Atomic int64_t live;     /* blocks allocated and not freed */
     _Atomic int64_t live_bytes;
     _Atomic int64_t failures; /* NULLs returned since the last arm */
@@ -30,8 +31,8 @@ typedef struct fail_alloc {
 /* fail_alloc_init: an allocator that never fails. */
 void fail_alloc_init(fail_alloc *fa);
 
-/* fail_alloc_arm: restarts the call count; the nth malloc from now returns NULL (and every
- * later one if persistent). nth 0 disarms. */
+/* fail_alloc_arm: restarts the call count; the nth malloc or realloc from now returns
+ * NULL (and every later one if persistent). nth 0 disarms. */
 void fail_alloc_arm(fail_alloc *fa, int64_t nth, bool persistent);
 
 #endif

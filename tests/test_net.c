@@ -427,6 +427,11 @@ static void emfile_child(uint16_t port)
 
 static void test_connect_emfile(void **state)
 {
+    /* The lookups abandoned above still run on the library's workers: this process is
+     * multi-threaded, and ThreadSanitizer's runtime aborts in a child forked from it that
+     * runs out of descriptors. The release and ASan builds run it. */
+    if (TU_UNDER_TSAN)
+        skip();
     uint16_t port = 0;
     int lfd = listen_on(AF_INET, 8, &port);
     assert_true(lfd >= 0);

@@ -151,7 +151,9 @@ static void test_backoff_skips_opens(void **state)
         assert_int_not_equal(r, TP_OK);
     }
     assert_int_equal(x->f.open_calls, 1);
-    /* Hammer for 400 ms: backoff 50, 100, 200, 200 ms allows only a handful of opens. */
+    /* Hammer for 400 ms: each open waits at least half of max(50 ms, a quarter of the
+     * streak's age), so at most 9 in the first 200 ms and 6 in the next 200: a handful
+     * against the hundreds of attempts. */
     int attempts = 0;
     int64_t t0 = tu_now_ns();
     while (tu_ms_since(t0) < 400.0) {
@@ -163,7 +165,7 @@ static void test_backoff_skips_opens(void **state)
     print_message("%d attempts, %d opens\n", attempts, (int)x->f.open_calls);
     assert_true(attempts >= 100);
     assert_true(x->f.open_calls >= 2); /* it does retry after the window */
-    assert_true(x->f.open_calls <= 10);
+    assert_true(x->f.open_calls <= 16);
     assert_int_equal(breaker_of(p, "k"), TP_BREAKER_CLOSED);
 
     fake_fail_all(&x->f, TP_OK);

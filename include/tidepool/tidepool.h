@@ -7,6 +7,7 @@
 
 #include "errors.h"
 #include "alloc.h"
+#include "runtime.h"
 #include "version.h"
 #include "clock.h"
 #include "connector.h"

@@ -121,12 +121,12 @@ static void requeue_locked(tp_pool *p, tp__waiter *w, tp__after *a)
     tp__capacity_freed_locked(p, k, a);          /* and whatever is free now */
 }
 
-/* Runs on a pool-owned thread: opens a connection for an async waiter granted a slot,
- * then completes it (its callback runs here), or queues it again when the failure is
- * one to wait through. */
-static void *open_job_main(void *arg)
+/* Runs on a worker: opens a connection for an async waiter granted a slot, then
+ * completes it (its callback runs here), or queues it again when the failure is one to
+ * wait through. */
+static void open_job(tp__work *job)
 {
-    tp__waiter *w = arg;
+    tp__waiter *w = TP__CONTAINER_OF(job, tp__waiter, work);
     tp__key *k = w->key;
     tp_pool *p = w->pool;
     tp__after a;
@@ -152,7 +152,7 @@ static void *open_job_main(void *arg)
         requeue_locked(p, w, &a);
         p->workers--;
         tp__after_run(p, &a);
-        return NULL;
+        return;
     } else {
         w->grant = TP__GRANT_FAIL;
         w->err = rc;
@@ -161,7 +161,6 @@ static void *open_job_main(void *arg)
     tp__list_push_back(&a.done, &w->done_link);
     p->workers--;
     tp__after_run(p, &a);
-    return NULL;
 }
 
 void tp__async_open_start(tp_pool *p, tp__waiter *w)
@@ -169,15 +168,9 @@ void tp__async_open_start(tp_pool *p, tp__waiter *w)
     tp__mutex_lock(&p->mu);
     p->workers++;
     tp__mutex_unlock(&p->mu);
-    pthread_attr_t at;
-    pthread_t t;
-    int ok = pthread_attr_init(&at) == 0;
-    if (ok) {
-        pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
-        ok = pthread_create(&t, &at, open_job_main, w) == 0;
-        pthread_attr_destroy(&at);
-    }
-    if (ok)
+    w->work.fn = open_job;
+    tp_err rc = tp__work_submit(&w->work);
+    if (rc == TP_OK)
         return;
     tp__after a;
     tp__after_init(&a);
@@ -185,7 +178,9 @@ void tp__async_open_start(tp_pool *p, tp__waiter *w)
     p->workers--;
     tp__slot_release_locked(p, w->key, &a);
     w->grant = TP__GRANT_FAIL;
-    w->err = tp_errinfo_set(&w->info, TP_ESYS, 0, "could not start a thread to open a connection");
+    w->err = tp_errinfo_set(&w->info, rc, 0,
+                            rc == TP_EBUSY ? "the library's work queue is full"
+                                           : "no worker thread to open a connection");
     tp__list_push_back(&a.done, &w->done_link);
     tp__after_run(p, &a);
 }

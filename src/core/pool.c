@@ -137,7 +137,7 @@ tp_err tp_pool_create(const tp_pool_options *o, tp_pool **out, tp_errinfo *err)
     }
     p->mdue = tp__saturating_add(tp_clock_now(), p->o.maintenance_interval);
     if (p->o.maintenance_thread) {
-        if (pthread_create(&p->mthread_id, NULL, tp__maintenance_main, p) != 0) {
+        if (tp__thread_start(&p->mthread_id, tp__maintenance_main, p) != 0) {
             pthread_cond_destroy(&p->mcv);
             pthread_cond_destroy(&p->idle_cv);
             tp__mutex_destroy(&p->mu);

@@ -23,6 +23,7 @@
 #include "base/hist.h"
 #include "base/list.h"
 #include "base/sync.h"
+#include "base/workq.h"
 
 /* ---- connection state word: gen (high 56 bits) | LINKED | state (2 bits) ------------ */
 enum {
@@ -112,6 +113,7 @@ typedef struct tp__waiter {
     void *ud;
     uint64_t ticket;
     tp__list done_link; /* on a completion list after it left the queue */
+    tp__work work;      /* its open, on a worker (tp__async_open_start) */
 } tp__waiter;
 
 struct tp__key {
@@ -306,7 +308,8 @@ void tp__slot_release_locked(tp_pool *p, tp__key *key, tp__after *a);
 /* tp__release_to_idle_locked: puts an owned, IN_USE connection into its key's idle
  * list (or hands it to a waiter, or closes it when the idle limits are full). */
 void tp__release_to_idle_locked(tp_pool *p, tp_conn *c, tp__after *a);
-/* tp__async_open_start: starts a pool-owned thread to open a connection for w. */
+/* tp__async_open_start: queues the open of a connection for w on a worker (or fails w
+ * with TP_EBUSY / TP_ESYS when no worker takes it). */
 void tp__async_open_start(tp_pool *p, tp__waiter *w);
 /* tp__idle_take_locked: claims the most recently used idle connection of key (IN_USE,
  * unlinked), dropping stale links on the way; NULL if none. */

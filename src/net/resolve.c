@@ -3,19 +3,19 @@
  *
  * getaddrinfo() has no timeout and cannot be interrupted, yet a connect deadline must
  * include name resolution (a dead DNS server would otherwise block for resolv.conf's
- * timeout times its attempts). So a bounded lookup of a name runs on a detached helper
- * thread that shares a small reference-counted job with the caller: whoever finishes
- * with the job last frees it, and a result nobody waits for any more is freed by the
- * helper. This is the threaded-resolver approach of curl and Go's cgo resolver. */
+ * timeout times its attempts). So a bounded lookup of a name runs on one of the
+ * library's workers (base/workq.h) and shares a small reference-counted job with the
+ * caller: whoever finishes with the job last frees it, and a result nobody waits for any
+ * more is freed by the worker. This is the threaded-resolver approach of curl and Go's
+ * cgo resolver, on a fixed set of threads as libuv's. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "base/sync.h"
+#include "base/workq.h"
 #include "net/net.h"
 
 /* A literal needs no lookup: it is resolved with AI_NUMERICHOST, synchronously. */
@@ -55,10 +55,13 @@ tp_err tp__resolve(const char *host, uint16_t port, struct addrinfo **out, tp_er
     return tp__resolve_until(host, port, TP_DURATION_INFINITE, out, err);
 }
 
-/* ---- bounded lookup on a helper thread ------------------------------------------- */
+/* ---- bounded lookup on a worker ---------------------------------------------------- */
 
+/* A lookup handed to a worker. Both sides hold it (refs) until each is done with it: the
+ * caller may give up at its deadline while the worker is still in getaddrinfo(). */
 typedef struct resolve_job {
-    pthread_mutex_t mu;
+    tp__work work;
+    tp__mutex mu;
     pthread_cond_t cv; /* signalled when done; waits use CLOCK_MONOTONIC */
     int refs;          /* 2 while both sides hold it; guarded by mu */
     bool done;         /* guarded by mu */
@@ -66,7 +69,7 @@ typedef struct resolve_job {
     struct addrinfo *res;
     struct addrinfo hints;
     char service[8];
-    char host[]; /* copied: the caller's string may be gone when the helper runs */
+    char host[]; /* copied: the caller's string may be gone when the worker runs */
 } resolve_job;
 
 static void job_free(resolve_job *j)
@@ -74,35 +77,34 @@ static void job_free(resolve_job *j)
     if (j->res != NULL)
         freeaddrinfo(j->res);
     pthread_cond_destroy(&j->cv);
-    pthread_mutex_destroy(&j->mu);
+    tp__mutex_destroy(&j->mu);
     tp__free(j);
 }
 
 /* Drops one reference; the last holder frees the job (and any unclaimed result). */
 static void job_release(resolve_job *j)
 {
-    pthread_mutex_lock(&j->mu);
+    tp__mutex_lock(&j->mu);
     bool last = --j->refs == 0;
-    pthread_mutex_unlock(&j->mu);
+    tp__mutex_unlock(&j->mu);
     if (last)
         job_free(j);
 }
 
-static void *resolve_thread(void *arg)
+static void resolve_work(tp__work *w)
 {
-    resolve_job *j = arg;
+    resolve_job *j = TP__CONTAINER_OF(w, resolve_job, work);
     struct addrinfo *res = NULL;
     int rc = getaddrinfo(j->host, j->service, &j->hints, &res);
     int e = errno;
-    pthread_mutex_lock(&j->mu);
+    tp__mutex_lock(&j->mu);
     j->rc = rc;
     j->sys_errno = e;
     j->res = res;
     j->done = true;
     pthread_cond_signal(&j->cv);
-    pthread_mutex_unlock(&j->mu);
+    tp__mutex_unlock(&j->mu);
     job_release(j);
-    return NULL;
 }
 
 static resolve_job *job_create(const char *host, const char *service, const struct addrinfo *h)
@@ -115,19 +117,12 @@ static resolve_job *job_create(const char *host, const char *service, const stru
     snprintf(j->service, sizeof j->service, "%s", service);
     j->hints = *h;
     j->refs = 2;
-    pthread_condattr_t ca;
-    if (pthread_condattr_init(&ca) != 0) {
+    j->work.fn = resolve_work;
+    if (tp__cond_init(&j->cv) != 0) {
         tp__free(j);
         return NULL;
     }
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    int rc = pthread_cond_init(&j->cv, &ca);
-    pthread_condattr_destroy(&ca);
-    if (rc != 0) {
-        tp__free(j);
-        return NULL;
-    }
-    if (pthread_mutex_init(&j->mu, NULL) != 0) {
+    if (tp__mutex_init(&j->mu) != 0) {
         pthread_cond_destroy(&j->cv);
         tp__free(j);
         return NULL;
@@ -135,59 +130,26 @@ static resolve_job *job_create(const char *host, const char *service, const stru
     return j;
 }
 
-/* Starts the helper detached, with every signal blocked so that the application's
- * handlers never run on a thread it does not know about. Returns an errno value. */
-static int start_helper(resolve_job *j)
-{
-    pthread_attr_t attr;
-    int rc = pthread_attr_init(&attr);
-    if (rc != 0)
-        return rc;
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    pthread_t t;
-    rc = pthread_create(&t, &attr, resolve_thread, j);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    pthread_attr_destroy(&attr);
-    return rc;
-}
-
-/* CLOCK_MONOTONIC absolute time for a tp_clock_now() deadline (the two clocks tick at
- * the same rate but need not share an origin). */
-static struct timespec mono_abs(int64_t deadline)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    int64_t left = deadline - tp_clock_now();
-    if (left < 0)
-        left = 0;
-    int64_t ns = (int64_t)ts.tv_nsec + left % TP_NSEC_PER_SEC;
-    ts.tv_sec += (time_t)(left / TP_NSEC_PER_SEC + ns / TP_NSEC_PER_SEC);
-    ts.tv_nsec = (long)(ns % TP_NSEC_PER_SEC);
-    return ts;
-}
-
-/* Runs the lookup on a helper and waits until it is done or the deadline passed.
- * Returns false if no helper could be started (the caller then resolves inline). */
+/* Runs the lookup on a worker and waits until it is done or the deadline passed.
+ * Returns false if no worker took it (the caller then resolves inline): the queue is
+ * full or has no thread, or this is a worker already (waiting there for another job
+ * could wait for the jobs queued behind it). */
 static bool lookup_bounded(const char *host, const char *service, const struct addrinfo *h,
                            int64_t deadline, int *rc, int *sys_errno, struct addrinfo **res,
                            bool *timed_out)
 {
+    if (tp__work_on_worker())
+        return false;
     resolve_job *j = job_create(host, service, h);
     if (j == NULL)
         return false;
-    if (start_helper(j) != 0) {
+    if (tp__work_submit(&j->work) != TP_OK) {
         job_free(j);
         return false;
     }
-    struct timespec until = mono_abs(deadline);
-    pthread_mutex_lock(&j->mu);
-    /* 0 is a wake-up (maybe spurious: look at done again); anything else, ETIMEDOUT
-     * or an error, ends the wait. */
-    while (!j->done && pthread_cond_timedwait(&j->cv, &j->mu, &until) == 0) {
-    }
+    tp__mutex_lock(&j->mu);
+    while (!j->done && tp_clock_now() < deadline)
+        tp__cond_wait_until(&j->cv, &j->mu, deadline);
     *timed_out = !j->done;
     if (j->done) {
         *rc = j->rc;
@@ -195,7 +157,7 @@ static bool lookup_bounded(const char *host, const char *service, const struct a
         *res = j->res;
         j->res = NULL; /* claimed: job_free() must not free it */
     }
-    pthread_mutex_unlock(&j->mu);
+    tp__mutex_unlock(&j->mu);
     job_release(j);
     return true;
 }
@@ -221,8 +183,8 @@ tp_err tp__resolve_until(const char *host, uint16_t port, int64_t deadline, stru
     if (!bounded ||
         !lookup_bounded(host, service, &hints, deadline, &rc, &sys_errno, &res, &timed_out)) {
         /* Literals never block; without a deadline there is nothing to bound; and when
-         * no helper thread can be started (the system is out of threads or memory), a
-         * lookup that may block is still better than failing a working name. */
+         * no worker takes it (see lookup_bounded), a lookup that may block is still
+         * better than failing a working name. */
         rc = getaddrinfo(host, service, &hints, &res);
         sys_errno = errno;
     }

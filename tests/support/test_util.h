@@ -17,6 +17,19 @@
 
 #include <tidepool/tidepool.h>
 
+/* True in a ThreadSanitizer build: its runtime does not support a child that a
+ * multi-threaded process forked (it aborts or forbids new threads there). */
+#if defined(__SANITIZE_THREAD__)
+#define TU_UNDER_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define TU_UNDER_TSAN 1
+#endif
+#endif
+#ifndef TU_UNDER_TSAN
+#define TU_UNDER_TSAN 0
+#endif
+
 /* Milliseconds to nanoseconds, for option fields and timeouts. */
 #define MS(x) ((int64_t)(x) * TP_NSEC_PER_MSEC)
 

@@ -1,0 +1,47 @@
+/* tidepool/runtime.h: the library's own threads.
+ *
+ * Blocking work the library does off its callers' threads (opening a connection for an
+ * asynchronous acquire that the caller does not open itself; a host name lookup bounded
+ * by a deadline) runs on a fixed set of worker threads fed by a bounded queue, like
+ * libuv's thread pool. The workers start with the first such job, and start afresh in a
+ * child process after fork(). A job refused because the queue is full fails its
+ * operation with TP_EBUSY (a lookup then runs in its caller's thread instead). Each pool
+ * with maintenance_thread set keeps one maintenance thread of its own. */
+#ifndef TIDEPOOL_RUNTIME_H
+#define TIDEPOOL_RUNTIME_H
+
+#include <stdint.h>
+
+#include "errors.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define TP_RUNTIME_OPTIONS_VERSION 1
+
+typedef struct tp_runtime_options {
+    unsigned version;   /* TP_RUNTIME_OPTIONS_VERSION */
+    int workers;        /* worker threads. 4 */
+    int64_t max_queued; /* jobs waiting for a worker before TP_EBUSY. 4096 */
+} tp_runtime_options;
+
+/* tp_runtime_options_init: the defaults above. */
+TP_EXTERN void tp_runtime_options_init(tp_runtime_options *o);
+
+/* tp_runtime_configure: sets the workers' number and the queue's bound. Errors:
+ * TP_EINVAL (a version or value out of range: workers 1..256, max_queued >= 1; the
+ * message is not kept, only the code), TP_ESTATE (the workers are running: call it
+ * before the first pool, or after tp_runtime_shutdown()). Thread-safe. */
+TP_EXTERN tp_err tp_runtime_configure(const tp_runtime_options *o);
+
+/* tp_runtime_shutdown: lets the workers finish every queued job, then joins them (a
+ * lookup abandoned at its deadline is waited for too). A later job starts them again.
+ * Not from a worker's job (a connector, trace hook or callback the library called).
+ * Thread-safe. */
+TP_EXTERN void tp_runtime_shutdown(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

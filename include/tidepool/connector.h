@@ -33,7 +33,8 @@ extern "C" {
     XX(BREAKER, 8, "breaker")             /* retired: an open breaker keeps its idle ones */ \
     XX(MAX_USES, 9, "max_uses")           /* served max_uses leases */                       \
     XX(EVICTED, 10, "evicted")            /* tp_pool_evict() asked for it */                  \
-    XX(UNHEALTHY, 11, "unhealthy")        /* its TCP state says the path or peer is sick */
+    XX(UNHEALTHY, 11, "unhealthy")        /* its TCP state says the path or peer is sick */ \
+    XX(INHERITED, 12, "inherited")        /* a child process let go of its parent's one */
 
 typedef enum tp_close_reason {
 #define TP__CLOSE_ENUM(name, num, str) TP_CLOSE_##name = (num),
@@ -69,7 +70,10 @@ TP_EXTERN const char *tp_close_reason_name(int reason);
  * fd (optional): the connection's TCP socket, for health checks: the pool reads its
  *   TCP_INFO (RTT, retransmissions, unacknowledged data) now and then and retires a
  *   connection that is sick compared with its key's others (close reason unhealthy).
- *   Return -1 when there is none (a Unix socket, a TLS library that hides it).
+ *   Return -1 when there is none (a Unix socket, a TLS library that hides it). In a
+ *   child process after fork(), close() of an inherited connection (reason inherited)
+ *   comes after the pool has pointed this descriptor at /dev/null: whatever close()
+ *   writes goes nowhere, and close() must not fail because of it.
  *
  * probe (optional): a cheap test that key's destination is reachable again, without
  *   making a pooled connection (a TCP connect, a ping). When a key's breaker has been

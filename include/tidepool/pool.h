@@ -13,7 +13,17 @@
  * Threads: every tp_pool_* function is thread-safe. A tp_conn (a lease) belongs to the
  * caller that acquired it until it is released; it may move between threads but must
  * not be used by two at once. No connector function and no trace hook ever runs while a
- * pool lock is held, so both may call back into the pool. */
+ * pool lock is held, so both may call back into the pool.
+ *
+ * fork(): a child process never uses a connection it inherited. At its first call in
+ * the child a pool starts empty: it forgets the waiters, opens and leases of the
+ * parent's threads, closes the inherited idle connections (reason inherited) after
+ * pointing their sockets at /dev/null, so nothing (no FIN, no TLS close_notify, no
+ * protocol goodbye) reaches the peer and the parent's connections stay intact, and does
+ * the same with any inherited lease the child releases. A connector without fd() has
+ * its inherited connections forgotten, never closed. The maintenance thread is started
+ * again in the child. An HTTP engine must not be used across fork(): create one in the
+ * child. */
 #ifndef TIDEPOOL_POOL_H
 #define TIDEPOOL_POOL_H
 

@@ -1,7 +1,7 @@
-/* list.h: an intrusive circular doubly linked list (a sentinel node heads each list).
+/* base/list.h: an intrusive circular doubly linked list (a sentinel node heads each list).
  * No allocation; a node is in at most one list at a time per link field. */
-#ifndef TP_CORE_LIST_H
-#define TP_CORE_LIST_H
+#ifndef TP_BASE_LIST_H
+#define TP_BASE_LIST_H
 
 #include <stdbool.h>
 #include <stddef.h>

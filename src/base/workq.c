@@ -55,6 +55,9 @@ static void atfork_child(void)
     wq.stopping = false;
     tp__list_init(&wq.queue);
     wq.queued = 0;
+    /* Its condition variable still counts the parent's waiting workers. */
+    memset(&wq.cv, 0, sizeof wq.cv);
+    (void)tp__cond_init(&wq.cv);
     tp__mutex_unlock(&wq.mu);
 }
 

@@ -62,7 +62,9 @@ void tp__after_run(tp_pool *p, tp__after *a)
 
     for (tp__list *n = closes.next; n != &closes; n = n->next) {
         tp_conn *c = TP__CONTAINER_OF(n, tp_conn, all_link);
-        p->o.connector.close(p->o.connector.ctx, c->user, c->close_reason);
+        /* The parent's connection: nothing of its close may reach the peer. */
+        if (c->close_reason != TP_CLOSE_INHERITED || tp__fork_neutralize(p, c))
+            p->o.connector.close(p->o.connector.ctx, c->user, c->close_reason);
         if (p->o.trace != NULL) {
             tp_trace_event ev = {.type = TP_TRACE_CLOSE,
                                  .key = c->key->bytes,

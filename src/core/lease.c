@@ -78,6 +78,7 @@ tp_err tp__acquire_check_args(tp_pool *p, const void *key, size_t keylen, tp_con
     *out = NULL;
     if (key == NULL && keylen > 0)
         return tp_errinfo_set(err, TP_EINVAL, 0, "key: NULL with keylen %zu", keylen);
+    tp__fork_check(p); /* before any connection can be handed out */
     return TP_OK;
 }
 

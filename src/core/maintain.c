@@ -200,6 +200,7 @@ int64_t tp_pool_maintain(tp_pool *p)
 {
     if (p == NULL)
         return 0;
+    tp__fork_check(p);
     tp__after a;
     tp__after_init(&a);
     job jobs[32];
@@ -283,6 +284,7 @@ int64_t tp_pool_evict(tp_pool *p, const void *key, size_t keylen)
 {
     if (p == NULL)
         return 0;
+    tp__fork_check(p);
     tp__after a;
     tp__after_init(&a);
     int64_t closed = 0;
@@ -314,6 +316,7 @@ tp_err tp_pool_key_limit_idle_timeout(tp_pool *p, const void *key, size_t keylen
 {
     if (p == NULL || (key == NULL && keylen > 0) || idle_timeout < 0)
         return TP_EINVAL;
+    tp__fork_check(p);
     tp_err rc = TP_OK;
     tp__mutex_lock(&p->mu);
     tp__key *k = tp__key_get_locked(p, key, keylen, tp__key_hash(key, keylen), &rc);

@@ -147,6 +147,8 @@ tp_err tp_pool_create(const tp_pool_options *o, tp_pool **out, tp_errinfo *err)
         }
         p->mthread = true;
     }
+    tp__list_init(&p->fork_link);
+    tp__fork_register(p);
     *out = p;
     tp_errinfo_clear(err);
     return TP_OK;
@@ -172,6 +174,7 @@ void tp_pool_close(tp_pool *p)
 {
     if (p == NULL)
         return;
+    tp__fork_check(p);
     tp__after a;
     tp__after_init(&a);
     tp__mutex_lock(&p->mu);
@@ -221,6 +224,9 @@ void tp_pool_destroy(tp_pool *p)
     if (p == NULL)
         return;
     tp_pool_close(p);
+    /* Out of the fork registry here, outside the pool lock (the fork handlers take the
+     * registry's lock first, then the pools'). */
+    tp__fork_unregister(p);
     if (p->mthread) {
         pthread_join(p->mthread_id, NULL);
         p->mthread = false;

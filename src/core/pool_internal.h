@@ -65,6 +65,8 @@ struct tp_conn {
     tp__list idle_link;           /* in key->idle iff LINKED (pool lock) */
     tp__list all_link;            /* in key->conns while live, else on a free or close list */
     tp_close_reason close_reason; /* set when queued for closing */
+    bool inherited;               /* a child process's copy of a lease its parent held
+                                   (fork.c): forgotten by the pool, closed on release */
     struct tp__tenant *tenant;    /* the lease's tenant, if any (holder-owned) */
     uint32_t last_retrans;        /* TCP retransmissions at the last health sample */
     tp__shard st;                 /* this connection's share of the key's statistics */
@@ -181,6 +183,8 @@ typedef struct tp__retired {
 
 struct tp_pool {
     uint64_t id;        /* unique per pool in the process: validates thread hints */
+    _Atomic unsigned fork_gen; /* tp__fork_generation when the pool last looked */
+    tp__list fork_link; /* in fork.c's registry */
     tp_pool_options o;  /* immutable after create */
     bool adaptive;      /* o.adaptive was given: adapt_o holds its copy */
     tp_adapt_options adapt_o;
@@ -452,6 +456,32 @@ void tp__shard_merge(tp__shard *dst, const tp__shard *src);
 /* tp__lease_begin_async: starts the lease of a connection granted to an async waiter
  * (statistics, trace), outside the lock, before its callback runs. */
 void tp__lease_begin_async(tp_pool *p, tp_conn *c, int64_t waited);
+
+/* ---- fork.c ------------------------------------------------------------------------ */
+
+/* Bumped in every child process fork() makes (see fork.c). */
+extern _Atomic unsigned tp__fork_generation;
+/* tp__fork_register / unregister: the pool enters (at create) or leaves (at free) the
+ * registry whose fork handlers lock every pool around fork(). */
+void tp__fork_register(tp_pool *p);
+void tp__fork_unregister(tp_pool *p);
+/* tp__pool_forked: in a child process, the pool's first look at itself: forgets what
+ * the parent's threads held and closes the inherited idle connections. */
+void tp__pool_forked(tp_pool *p);
+/* tp__fork_check: runs tp__pool_forked() when the process forked since p last looked.
+ * One relaxed load on the way of every call. */
+static inline void tp__fork_check(tp_pool *p)
+{
+    if (TP__UNLIKELY(atomic_load_explicit(&p->fork_gen, memory_order_relaxed) !=
+                     atomic_load_explicit(&tp__fork_generation, memory_order_relaxed)))
+        tp__pool_forked(p);
+}
+/* tp__fork_neutralize: points an inherited connection's socket at /dev/null, so that
+ * closing it says nothing to the peer. False if it has no socket the pool can see (do
+ * not close it then: forget it). */
+bool tp__fork_neutralize(tp_pool *p, tp_conn *c);
+/* tp__conn_abandon: ends an inherited lease released in the child (outside the lock). */
+void tp__conn_abandon(tp_pool *p, tp_conn *c);
 
 /* ---- maintain.c -------------------------------------------------------------------- */
 void *tp__maintenance_main(void *arg);

@@ -210,6 +210,11 @@ void tp_conn_release(tp_conn *c, unsigned flags)
     if (c == NULL)
         return;
     tp_pool *p = c->pool;
+    tp__fork_check(p);
+    if (TP__UNLIKELY(c->inherited)) {
+        tp__conn_abandon(p, c); /* a lease the parent held: gone, quietly */
+        return;
+    }
     tp__key *k = c->key;
     if (c->tenant != NULL) {
         /* The lease ends here for its tenant, before the connection can be published. */

@@ -71,6 +71,7 @@ void tp_pool_stats(tp_pool *p, tp_stats *out)
     memset(out, 0, sizeof *out);
     if (p == NULL)
         return;
+    tp__fork_check(p);
     tp__mutex_lock(&p->mu);
     limits(p, out);
     out->keys = p->nkeys;
@@ -107,6 +108,7 @@ tp_err tp_pool_key_stats(tp_pool *p, const void *key, size_t keylen, tp_stats *o
 {
     if (p == NULL || out == NULL || (key == NULL && keylen > 0))
         return TP_EINVAL;
+    tp__fork_check(p);
     memset(out, 0, sizeof *out);
     tp__mutex_lock(&p->mu);
     tp__key *k = tp__key_find_locked(p, key, keylen, tp__key_hash(key, keylen));
@@ -127,6 +129,7 @@ void tp_pool_key_visit(tp_pool *p, tp_key_visit_fn fn, void *ud)
 {
     if (p == NULL || fn == NULL)
         return;
+    tp__fork_check(p);
     /* Snapshot every key under the lock into a private array, then call fn unlocked. */
     typedef struct item {
         tp_stats st;

@@ -27,6 +27,7 @@ tp_err tp_pool_tenant_set(tp_pool *p, const char *name, int64_t max_in_use, bool
         return TP_EINVAL;
     if (max_in_use < 0)
         return TP_EINVAL;
+    tp__fork_check(p);
     tp__mutex_lock(&p->mu);
     tp__tenant *t = find_locked(p, name);
     if (t == NULL) {

@@ -1,0 +1,180 @@
+/* fork.c: pools across fork(). A child process must never use a connection it
+ * inherited: its bytes would interleave with the parent's on the same socket (a classic
+ * way to corrupt a PostgreSQL session), and its goodbye (a TLS close_notify, libpq's
+ * Terminate message, a shutdown()) would end the parent's connection.
+ *
+ * Every pool is in a registry. Around fork() the registry's handlers lock every pool,
+ * so the child's copy of each pool is consistent, and the child handler bumps the fork
+ * generation. A pool whose generation is behind (tp__fork_check) is in a new process:
+ * at its first use there it forgets its waiters, opens and leases (their threads are in
+ * the parent), closes its idle connections and, later, the leases the child releases,
+ * with reason inherited, after pointing each one's socket at /dev/null, so whatever the
+ * connector writes on close goes nowhere and nothing reaches the peer (a connector
+ * without fd() has its connections forgotten, not closed). The parent's connections
+ * stay intact: closing a descriptor in the child leaves the parent's copy open. The
+ * maintenance thread, which the child does not have, is started again. */
+#include <fcntl.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "pool_internal.h"
+
+_Atomic unsigned tp__fork_generation;
+
+static tp__mutex reg_mu;
+static tp__list reg = {&reg, &reg};
+static pthread_once_t reg_once = PTHREAD_ONCE_INIT;
+static bool reg_ready;
+
+static void prepare(void)
+{
+    tp__mutex_lock(&reg_mu);
+    for (tp__list *n = reg.next; n != &reg; n = n->next)
+        tp__mutex_lock(&TP__CONTAINER_OF(n, tp_pool, fork_link)->mu);
+}
+
+static void parent(void)
+{
+    for (tp__list *n = reg.next; n != &reg; n = n->next)
+        tp__mutex_unlock(&TP__CONTAINER_OF(n, tp_pool, fork_link)->mu);
+    tp__mutex_unlock(&reg_mu);
+}
+
+static void child(void)
+{
+    atomic_fetch_add(&tp__fork_generation, 1);
+    parent();
+}
+
+static void reg_init(void)
+{
+    if (tp__mutex_init(&reg_mu) != 0)
+        return;
+    reg_ready = pthread_atfork(prepare, parent, child) == 0;
+}
+
+void tp__fork_register(tp_pool *p)
+{
+    pthread_once(&reg_once, reg_init);
+    p->fork_gen = atomic_load(&tp__fork_generation);
+    if (!reg_ready)
+        return;
+    tp__mutex_lock(&reg_mu);
+    tp__list_push_back(&reg, &p->fork_link);
+    tp__mutex_unlock(&reg_mu);
+}
+
+void tp__fork_unregister(tp_pool *p)
+{
+    if (!reg_ready || tp__list_empty(&p->fork_link))
+        return;
+    tp__mutex_lock(&reg_mu);
+    tp__list_remove(&p->fork_link);
+    tp__mutex_unlock(&reg_mu);
+}
+
+/* Makes the pool forget c (a lease or a connection being handed over in a thread the
+ * child does not have): out of its key, no longer counted; released later, if ever, by
+ * tp__conn_abandon(). */
+static void forget_locked(tp_pool *p, tp_conn *c)
+{
+    tp__key *k = c->key;
+    uint64_t w = atomic_load(&c->word);
+    if (w & TP__CS_LINKED)
+        tp__unlink_locked(p, c);
+    atomic_store(&c->word, TP__CS_MAKE(TP__CS_GEN(w), 0, TP__CS_INUSE));
+    tp__list_remove(&c->all_link);
+    tp__list_init(&c->all_link);
+    k->nconns--;
+    p->total--;
+    c->inherited = true;
+    c->tenant = NULL; /* the tenants' counts start again at 0 below */
+}
+
+static void reset_key_locked(tp_pool *p, tp__key *k, tp__after *a)
+{
+    /* Waiters are the parent's threads (or its callbacks, which must not run here). */
+    while (!tp__list_empty(&k->waiters)) {
+        tp__waiter *w = TP__CONTAINER_OF(k->waiters.next, tp__waiter, link);
+        tp__list_remove(&w->link);
+        if (w->async)
+            tp__free(w); /* a blocking one lives on a parent thread's stack */
+    }
+    atomic_store(&k->nwaiters, 0);
+    p->total -= k->opening;
+    k->opening = k->prewarming = 0;
+    k->pins = 0;
+    k->paced_open = false;
+    k->trial_inflight = false;
+    tp_conn *c;
+    while ((c = tp__idle_take_locked(p, k)) != NULL)
+        tp__conn_close_locked(p, c, TP_CLOSE_INHERITED, a);
+    while (!tp__list_empty(&k->conns))
+        forget_locked(p, TP__CONTAINER_OF(k->conns.next, tp_conn, all_link));
+}
+
+/* A condition variable as new. Not a destroy: that would wait for the parent's
+ * waiters, which the child does not have. */
+static void reinit_cond(pthread_cond_t *cv)
+{
+    memset(cv, 0, sizeof *cv);
+    (void)tp__cond_init(cv);
+}
+
+void tp__pool_forked(tp_pool *p)
+{
+    tp__after a;
+    tp__after_init(&a);
+    tp__mutex_lock(&p->mu);
+    unsigned gen = atomic_load(&tp__fork_generation);
+    if (p->fork_gen == gen) {
+        tp__mutex_unlock(&p->mu);
+        return;
+    }
+    p->fork_gen = gen;
+    for (size_t i = 0; i < p->nbuckets; i++)
+        for (tp__key *k = p->buckets[i]; k != NULL; k = k->hnext)
+            reset_key_locked(p, k, &a);
+    for (tp__tenant *t = p->tenants; t != NULL; t = t->next) {
+        atomic_store(&t->in_use, 0);
+        atomic_store(&t->nwaiters, 0);
+        reinit_cond(&t->cv);
+    }
+    /* Condition variables the parent's threads were waiting on still count those
+     * waiters here (destroying one would wait for them forever): start them afresh. */
+    reinit_cond(&p->mcv);
+    reinit_cond(&p->idle_cv);
+    atomic_store(&p->waiters_total, 0);
+    p->workers = 0;
+    p->callbacks = 0;
+    /* The maintenance thread is the parent's; the child gets its own. */
+    p->mthread = false;
+    if (p->o.maintenance_thread && !atomic_load(&p->closed) && !p->mstop)
+        p->mthread = tp__thread_start(&p->mthread_id, tp__maintenance_main, p) == 0;
+    tp__after_run(p, &a);
+}
+
+bool tp__fork_neutralize(tp_pool *p, tp_conn *c)
+{
+    static int devnull = -1;
+    if (p->o.connector.fd == NULL)
+        return false;
+    int fd = p->o.connector.fd(p->o.connector.ctx, c->user);
+    if (fd < 0)
+        return false;
+    if (devnull < 0)
+        devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+    /* dup2 swaps the socket for /dev/null in one step: the connector's close then
+     * closes /dev/null's copy, and its goodbye (if any) is written there. */
+    return devnull >= 0 && dup2(devnull, fd) == fd;
+}
+
+void tp__conn_abandon(tp_pool *p, tp_conn *c)
+{
+    if (tp__fork_neutralize(p, c))
+        p->o.connector.close(p->o.connector.ctx, c->user, TP_CLOSE_INHERITED);
+    tp__mutex_lock(&p->mu);
+    c->inherited = false;
+    tp__conn_recycle_locked(p, c);
+    tp__mutex_unlock(&p->mu);
+}

@@ -30,7 +30,7 @@
 static pg_env env;
 
 /* A pool with one target; options tweaked by the caller through o (may be NULL). */
-static tp_pg_pool *pg_pool(const tp_pg_options *o, const char *user, const char *pw,
+__attribute__((unused)) static tp_pg_pool *pg_pool(const tp_pg_options *o, const char *user, const char *pw,
                            const char *db, tp_pg_target **t)
 {
     tp_pg_options def;

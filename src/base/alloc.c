@@ -39,7 +39,8 @@ static void libc_free(void *ud, void *ptr)
 }
 
 static tp_allocator g_alloc = {libc_malloc, libc_realloc, libc_free, NULL};
-static _Atomic int64_t g_live;     /* blocks held from g_alloc */
+static _Atomic int64_t g_live;     /* blocks the library holds from g_alloc */
+static _Atomic int64_t g_live_dep; /* blocks OpenSSL holds from it */
 static _Atomic int64_t g_count;    /* allocations asked for since the last torture arm */
 static _Atomic int64_t g_fail_at;  /* fail allocation number g_fail_at (1-based); 0: none */
 static _Atomic int64_t g_failures; /* allocations failed on purpose since the last arm */
@@ -55,23 +56,24 @@ static bool torture_fails(void)
     return true;
 }
 
-static void *raw_malloc(size_t size)
+/* The allocator's calls, counting the blocks into *live. */
+static void *raw_malloc(size_t size, _Atomic int64_t *live)
 {
     void *p = g_alloc.malloc(g_alloc.ud, size > 0 ? size : 1);
     if (p != NULL)
-        atomic_fetch_add_explicit(&g_live, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(live, 1, memory_order_relaxed);
     return p;
 }
 
-static void *raw_realloc(void *ptr, size_t size)
+static void *raw_realloc(void *ptr, size_t size, _Atomic int64_t *live)
 {
     void *p = g_alloc.realloc(g_alloc.ud, ptr, size > 0 ? size : 1);
     if (p != NULL && ptr == NULL)
-        atomic_fetch_add_explicit(&g_live, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(live, 1, memory_order_relaxed);
     return p;
 }
 
-static void raw_free(void *ptr)
+static void raw_free(void *ptr, _Atomic int64_t *live)
 {
     if (ptr == NULL)
         return;
@@ -79,12 +81,12 @@ static void raw_free(void *ptr)
     int saved = errno;
     g_alloc.free(g_alloc.ud, ptr);
     errno = saved;
-    atomic_fetch_sub_explicit(&g_live, 1, memory_order_relaxed);
+    atomic_fetch_sub_explicit(live, 1, memory_order_relaxed);
 }
 
 void *tp__malloc(size_t size)
 {
-    return torture_fails() ? NULL : raw_malloc(size);
+    return torture_fails() ? NULL : raw_malloc(size, &g_live);
 }
 
 void *tp__calloc(size_t n, size_t size)
@@ -99,12 +101,12 @@ void *tp__calloc(size_t n, size_t size)
 
 void *tp__realloc(void *ptr, size_t size)
 {
-    return torture_fails() ? NULL : raw_realloc(ptr, size);
+    return torture_fails() ? NULL : raw_realloc(ptr, size, &g_live);
 }
 
 void tp__free(void *ptr)
 {
-    raw_free(ptr);
+    raw_free(ptr, &g_live);
 }
 
 char *tp__strndup(const char *s, size_t n)
@@ -151,19 +153,19 @@ void tp_free(void *ptr)
 static void *ossl_malloc(size_t n, const char *file, int line)
 {
     (void)file, (void)line;
-    return raw_malloc(n);
+    return raw_malloc(n, &g_live_dep);
 }
 
 static void *ossl_realloc(void *p, size_t n, const char *file, int line)
 {
     (void)file, (void)line;
-    return raw_realloc(p, n);
+    return raw_realloc(p, n, &g_live_dep);
 }
 
 static void ossl_free(void *p, const char *file, int line)
 {
     (void)file, (void)line;
-    raw_free(p);
+    raw_free(p, &g_live_dep);
 }
 
 /* Offers the funnel to OpenSSL; it accepts only before its first allocation. Once
@@ -184,7 +186,7 @@ tp_err tp_set_allocator(const tp_allocator *a)
 {
     if (a != NULL && (a->malloc == NULL || a->realloc == NULL || a->free == NULL))
         return TP_EINVAL;
-    if (atomic_load(&g_live) != 0)
+    if (atomic_load(&g_live) != 0 || atomic_load(&g_live_dep) != 0)
         return TP_ESTATE;
     if (a != NULL)
         g_alloc = *a;

@@ -39,7 +39,7 @@ char *tp__asprintf(const char *fmt, ...)
 /* For the out-of-memory tests: tp__alloc_torture(n) restarts the count of allocations
  * and makes the n-th from now fail (0: none, count only); tp__alloc_count() is how many
  * were asked for since, tp__alloc_failures() how many were failed on purpose, and
- * tp__alloc_live() how many blocks the library holds. */
+ * tp__alloc_live() how many blocks the library holds (OpenSSL's own not counted). */
 void tp__alloc_torture(int64_t fail_at);
 int64_t tp__alloc_count(void);
 int64_t tp__alloc_failures(void);

@@ -4,6 +4,7 @@
 #include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "base.h"
@@ -50,6 +51,13 @@ void tp__mutex_unlock(tp__mutex *mu)
 #endif
     if (pthread_mutex_unlock(&mu->m) != 0)
         abort();
+}
+
+void tp__mutex_reinit_after_fork(tp__mutex *mu)
+{
+    memset(mu, 0, sizeof *mu);
+    if (tp__mutex_init(mu) != 0)
+        abort(); /* nothing else could be done in a fork handler */
 }
 
 #ifndef NDEBUG

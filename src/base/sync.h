@@ -21,6 +21,10 @@ int tp__mutex_init(tp__mutex *mu);
 void tp__mutex_destroy(tp__mutex *mu);
 void tp__mutex_lock(tp__mutex *mu);
 void tp__mutex_unlock(tp__mutex *mu);
+/* tp__mutex_reinit_after_fork: in a child's pthread_atfork handler, a mutex the fork
+ * handlers locked becomes a new, unlocked one (unlocking would fail there: an
+ * error-checking mutex's owner is the parent thread's id, not the child's). */
+void tp__mutex_reinit_after_fork(tp__mutex *mu);
 #ifndef NDEBUG
 bool tp__mutex_held(tp__mutex *mu);
 #define TP__ASSERT_LOCKED(mu) assert(tp__mutex_held(mu))

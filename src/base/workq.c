@@ -58,7 +58,7 @@ static void atfork_child(void)
     /* Its condition variable still counts the parent's waiting workers. */
     memset(&wq.cv, 0, sizeof wq.cv);
     (void)tp__cond_init(&wq.cv);
-    tp__mutex_unlock(&wq.mu);
+    tp__mutex_reinit_after_fork(&wq.mu);
 }
 
 static void wq_init(void)

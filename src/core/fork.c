@@ -43,7 +43,9 @@ static void parent(void)
 static void child(void)
 {
     atomic_fetch_add(&tp__fork_generation, 1);
-    parent();
+    for (tp__list *n = reg.next; n != &reg; n = n->next)
+        tp__mutex_reinit_after_fork(&TP__CONTAINER_OF(n, tp_pool, fork_link)->mu);
+    tp__mutex_reinit_after_fork(&reg_mu);
 }
 
 static void reg_init(void)

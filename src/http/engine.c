@@ -17,13 +17,13 @@ static void process_cancels(tp_http_engine *e);
 
 /* ---- descriptors --------------------------------------------------------------------- */
 
-tp_err tp__eng_watch(tp_http_engine *e, eng_req *rq, int fd, uint64_t conn_id)
+tp_err tp__eng_watch(tp_http_engine *e, eng_req *rq, int fd, uint64_t conn_id, tp_errinfo *err)
 {
     if ((size_t)fd >= e->nfds) {
         size_t n = TP__MAX((size_t)fd + 1, e->nfds * 2);
         fd_slot *t = tp__realloc(e->fds, n * sizeof *t);
         if (t == NULL)
-            return TP_ENOMEM;
+            return tp_errinfo_set(err, TP_ENOMEM, 0, "growing the engine's descriptor table");
         memset(t + e->nfds, 0, (n - e->nfds) * sizeof *t);
         e->fds = t;
         e->nfds = n;
@@ -38,7 +38,8 @@ tp_err tp__eng_watch(tp_http_engine *e, eng_req *rq, int fd, uint64_t conn_id)
                                  .data.u64 = (uint64_t)fd};
         if (epoll_ctl(e->epfd, EPOLL_CTL_ADD, fd, &ev) != 0 &&
             (errno != EEXIST || epoll_ctl(e->epfd, EPOLL_CTL_MOD, fd, &ev) != 0))
-            return TP_ESYS;
+            return tp_errinfo_set(err, errno == ENOMEM ? TP_ENOMEM : TP_ESYS, errno,
+                                  "epoll_ctl refused the socket");
         s->conn_id = conn_id;
     }
     s->owner = rq;

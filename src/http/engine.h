@@ -121,7 +121,7 @@ struct tp_http_engine {
 
 /* eng_watch: makes rq the owner of fd (registering the connection in epoll if it is
  * not already). TP_ESYS if epoll refuses. */
-tp_err tp__eng_watch(tp_http_engine *e, eng_req *rq, int fd, uint64_t conn_id);
+tp_err tp__eng_watch(tp_http_engine *e, eng_req *rq, int fd, uint64_t conn_id, tp_errinfo *err);
 /* eng_unwatch: rq no longer owns fd (the registration stays for reuse unless forget). */
 void tp__eng_unwatch(tp_http_engine *e, int fd, bool forget);
 /* eng_post_result: records an acquire outcome for rq (any thread) and wakes the loop. */

@@ -171,14 +171,14 @@ void tp__er_got_conn(eng_req *rq, tp_conn *lease)
                                   .waited_ns = r->info.waited_ns};
         tp__http_emit(c, &ev);
     }
-    if (tp__eng_watch(e, rq, rq->hc->s.fd, rq->hc->id) != TP_OK) {
-        tp_errinfo info;
-        tp_errinfo_set(&info, TP_ESYS, 0, "epoll_ctl refused the connection");
+    tp_errinfo info;
+    tp_err wrc = tp__eng_watch(e, rq, rq->hc->s.fd, rq->hc->id, &info);
+    if (wrc != TP_OK) {
         tp_conn_release(lease, TP_RELEASE_BROKEN);
         rq->lease = NULL;
         rq->hc = NULL;
         r->conn = NULL;
-        tp__er_finish(rq, TP_ESYS, &info);
+        tp__er_finish(rq, wrc, &info);
         return;
     }
     rq->state = ER_SENDING;

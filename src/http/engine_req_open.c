@@ -132,8 +132,9 @@ void tp__er_try_connect(eng_req *rq)
         rc = tp__tcp_connect_start(a->ai_addr, a->ai_addrlen, &fd, rq->key, &info);
         if (rc == TP_OK || rc == TP_PENDING) {
             tp__stream_init(&hc->s, fd);
-            if (tp__eng_watch(e, rq, fd, hc->id) != TP_OK) {
-                rc = tp_errinfo_set(&info, TP_ESYS, 0, "epoll_ctl refused the socket");
+            tp_err wrc = tp__eng_watch(e, rq, fd, hc->id, &info);
+            if (wrc != TP_OK) {
+                rc = wrc;
                 break;
             }
             if (rc == TP_OK)

@@ -87,6 +87,8 @@ tp_err tp__http_feed(tp_http_response *r, tp_errinfo *err)
     if (rc == TP_ECANCELED && r->too_big)
         return tp_errinfo_set(err, TP_ETOOBIG, 0, "response body exceeds max_body_bytes (%zu)",
                               r->max_body);
+    if (rc == TP_ECANCELED && r->body.oom) /* tp__http_on_body could not keep it */
+        return tp_errinfo_set(err, TP_ENOMEM, 0, "out of memory for the response body");
     return rc;
 }
 

@@ -1,7 +1,8 @@
 /* engine.c: the event engine's loop and life: the acquire results the pool posts from
  * any thread, epoll dispatch through a descriptor table, completion bookkeeping, create
- * and destroy. Submission and cancellation are in engine_submit.c, the timer heap in
- * engine_timer.c, the state machine of one request in engine_req.c. */
+ * and destroy. Submission and cancellation are in engine_submit.c, the timers (on
+ * base/timer.h's heap) in engine_timer.c, the state machine of one request in
+ * engine_req.c. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -187,7 +188,7 @@ void tp_http_engine_destroy(tp_http_engine *e)
         tp__free(n);
     }
     tp__mutex_destroy(&e->mu);
-    tp__free(e->heap);
+    tp__timers_free(&e->timers);
     tp__free(e->fds);
     tp__free(e);
 }
@@ -215,8 +216,9 @@ static void process_cancels(tp_http_engine *e)
 static void fire_timers(tp_http_engine *e)
 {
     int64_t now = tp_clock_now();
-    while (e->nheap > 0 && tp__eng_due(e->heap[0]) <= now) {
-        eng_req *rq = e->heap[0];
+    tp__timer *t;
+    while ((t = tp__timers_first(&e->timers)) != NULL && t->due <= now) {
+        eng_req *rq = TP__CONTAINER_OF(t, eng_req, timer);
         tp__eng_timer_clear(e, rq);
         tp__er_on_timer(rq, now);
     }
@@ -229,9 +231,10 @@ int tp_http_engine_fd(const tp_http_engine *e)
 
 int64_t tp_http_engine_timeout(tp_http_engine *e)
 {
-    if (e == NULL || e->nheap == 0)
+    tp__timer *t = e != NULL ? tp__timers_first(&e->timers) : NULL;
+    if (t == NULL)
         return TP_DURATION_INFINITE;
-    int64_t left = tp__eng_due(e->heap[0]) - tp_clock_now();
+    int64_t left = t->due - tp_clock_now();
     return left > 0 ? left : 0;
 }
 

@@ -9,6 +9,8 @@
 #include <netdb.h>
 #include <unistd.h>
 
+#include "base/list.h"
+#include "base/timer.h"
 #include "client.h"
 
 typedef enum er_state {
@@ -57,7 +59,7 @@ struct eng_req {
     int64_t phase_deadline;  /* connect, TLS or header deadline, or = deadline */
     tp_err phase_code;       /* error when phase_deadline (not deadline) fires */
     int64_t phase_start;
-    size_t heap_idx; /* position in the timer heap; SIZE_MAX when not in it */
+    tp__timer timer; /* in the engine's heap at the nearer of its deadlines */
 
     /* acquire result posted by the pool's callback (guarded by e->mu) */
     bool has_result;
@@ -109,8 +111,7 @@ struct tp_http_engine {
 
     /* loop thread only */
     eng_req *active; /* every started, not completed request */
-    eng_req **heap;  /* timers: min-heap on the nearest deadline */
-    size_t nheap, heap_cap;
+    tp__timers timers; /* the started requests' timers */
     fd_slot *fds;
     size_t nfds;
     int completed;  /* completions in the current round */
@@ -141,7 +142,7 @@ static inline void tp__eng_wake_locked(tp_http_engine *e)
     (void)n; /* EAGAIN means a wake-up is already pending */
 }
 
-/* ---- engine_timer.c: the timer heap --------------------------------------------------- */
+/* ---- engine_timer.c: the requests' timers (base/timer.h) ------------------------------ */
 
 /* tp__eng_due: when rq's timer fires: the nearer of its deadline and phase deadline. */
 static inline int64_t tp__eng_due(const eng_req *rq)

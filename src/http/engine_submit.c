@@ -93,7 +93,7 @@ tp_err tp_http_engine_submit(tp_http_engine *e, const tp_http_request *req, tp_h
     rq->cb = cb;
     rq->ud = ud;
     rq->flags = req->flags;
-    rq->heap_idx = SIZE_MAX;
+    tp__timer_init(&rq->timer);
     tp__buf_init(&rq->head);
     const char *method = req->method != NULL ? req->method : "GET";
     rq->method = tp__strdup(method);

@@ -51,8 +51,6 @@ static tp_err check_nonneg(const char *name, int64_t v, tp_errinfo *err)
     return TP_OK;
 }
 
-/* tp__options_validate: TP_OK, or TP_EINVAL with a message naming the field. */
-tp_err tp__options_validate(const tp_pool_options *o, tp_errinfo *err);
 tp_err tp__options_validate(const tp_pool_options *o, tp_errinfo *err)
 {
     if (o == NULL)

@@ -1,4 +1,4 @@
-/* pool.c: the pool's life (create, close, destroy, free), its connection structs and
+/* lifecycle.c: the pool's life (create, close, destroy, free), its connection structs and
  * the accessors of a leased connection. The key table is in keys.c, the work deferred
  * until the lock is released in after.c. */
 #include <assert.h>
@@ -7,7 +7,6 @@
 
 #include "pool_internal.h"
 
-tp_err tp__options_validate(const tp_pool_options *o, tp_errinfo *err);
 
 static _Atomic uint64_t next_pool_id = 1;
 

@@ -1,0 +1,32 @@
+/* core/lease.h: what lease.c defines for the other files of the pool: the start of a
+ * lease, shared by every form of acquire. The data structures are in types.h. */
+#ifndef TP_CORE_LEASE_H
+#define TP_CORE_LEASE_H
+
+#include "types.h"
+
+/* tp__lease_begin_async: starts the lease of a connection granted to an async waiter
+ * (statistics, trace), outside the lock, before its callback runs. */
+void tp__lease_begin_async(tp_pool *p, tp_conn *c, int64_t waited);
+
+/* tp__fast_acquire: the lock-free attempt every acquire makes first: the hinted
+ * connection, checked and leased; NULL if it cannot be had. */
+tp_conn *tp__fast_acquire(tp_pool *p, const void *key, size_t keylen);
+
+/* tp__acquire_check_args: TP_EINVAL for a NULL pool or out, or NULL key with keylen. */
+tp_err tp__acquire_check_args(tp_pool *p, const void *key, size_t keylen, tp_conn **out,
+                              tp_errinfo *err);
+
+/* tp__lease_begin: records the start of a lease of c (owned, outside the lock):
+ * statistics, uses, the ACQUIRE trace event. */
+void tp__lease_begin(tp_pool *p, tp_conn *c, int64_t now, bool reused, bool fast, int64_t waited);
+
+/* tp__reuse_verdict: TP_CLOSE__COUNT if the claimed idle connection c may be handed out
+ * (lifetime, idle timeout, eviction, check() when idle long enough), else the reason to
+ * close it. Outside the lock (check() may run). */
+tp_close_reason tp__reuse_verdict(tp_pool *p, tp_conn *c, int64_t now);
+
+/* tp__close_claimed: closes a claimed connection that failed tp__reuse_verdict(). */
+void tp__close_claimed(tp_pool *p, tp_conn *c, tp_close_reason reason);
+
+#endif

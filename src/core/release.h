@@ -1,0 +1,18 @@
+/* core/release.h: what release.c defines for the other files of the pool: ending a
+ * lease; serving waiters when capacity frees up. The data structures are in types.h. */
+#ifndef TP_CORE_RELEASE_H
+#define TP_CORE_RELEASE_H
+
+#include "types.h"
+#include "after.h"
+
+/* tp__capacity_freed_locked: a connection of key closed or an open failed: grant open
+ * slots to waiters that can now open (this key first, then others blocked on
+ * max_total). */
+void tp__capacity_freed_locked(tp_pool *p, tp__key *key, tp__after *a);
+
+/* tp__release_to_idle_locked: puts an owned, IN_USE connection into its key's idle
+ * list (or hands it to a waiter, or closes it when the idle limits are full). */
+void tp__release_to_idle_locked(tp_pool *p, tp_conn *c, tp__after *a);
+
+#endif

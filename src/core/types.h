@@ -1,0 +1,230 @@
+/* core/types.h: the pool's data structures, shared by its files (each file's functions are
+ * declared in the header of the same name).
+ *
+ * Locking: one mutex per pool (tp_pool.mu) guards every key, list, count and waiter.
+ * The hot path (a thread reusing the connection it released last, with nobody waiting)
+ * takes no lock at all: it moves a connection between IDLE and IN_USE with one
+ * compare-and-swap on the connection's state word, which also carries a generation
+ * (so a stale hint can never claim a connection that was closed and recycled) and a
+ * LINKED bit (whether the connection sits in its key's idle list).
+ *
+ * The idle list may hold connections that the hot path claimed after they were linked
+ * (state IN_USE with LINKED set); the slow path unlinks them when it meets them. So
+ * "linked" >= "idle", and limits on idle connections are enforced on the linked count,
+ * which is exact under the lock.
+ *
+ * Lost wake-ups between a lock-free release and a waiter that is queuing are ruled out
+ * by the Dekker pattern: the waiter publishes nwaiters (seq_cst) and then rescans the
+ * idle list under the lock; the releaser publishes IDLE (seq_cst CAS) and then reads
+ * nwaiters. At least one of the two sees the other. */
+#ifndef TP_CORE_TYPES_H
+#define TP_CORE_TYPES_H
+
+#include "base/base.h"
+#include "base/hist.h"
+#include "base/list.h"
+#include "base/sync.h"
+#include "base/workq.h"
+
+/* ---- connection state word: gen (high 56 bits) | LINKED | state (2 bits) ------------ */
+enum {
+    TP__CS_FREE = 0,     /* not a live connection (on the free list, or being closed) */
+    TP__CS_IDLE = 1,     /* idle: claimable by CAS */
+    TP__CS_INUSE = 2,    /* leased, or being checked/opened/handed over */
+    TP__CS_RESERVED = 3, /* taken by maintenance or eviction to be closed */
+};
+#define TP__CS_MASK UINT64_C(0x3)
+#define TP__CS_LINKED UINT64_C(0x4)
+#define TP__CS_GEN_SHIFT 8
+#define TP__CS_STATE(w) ((w)&TP__CS_MASK)
+#define TP__CS_GEN(w) ((w) >> TP__CS_GEN_SHIFT)
+#define TP__CS_MAKE(gen, linked, state) (((gen) << TP__CS_GEN_SHIFT) | (linked) | (state))
+
+/* Statistics written by whoever holds the connection (or the pool lock, for a key). */
+typedef struct tp__shard {
+    _Atomic uint64_t acquires;      /* leases granted */
+    _Atomic uint64_t reuses;        /* of which an idle connection was reused */
+    _Atomic uint64_t fast_acquires; /* of which were granted without queuing */
+    tp__hist hold;                  /* lease durations */
+    tp__hist idle;                  /* idle time before reuse */
+} tp__shard;
+
+typedef struct tp__key tp__key;
+
+struct tp_conn {
+    _Atomic uint64_t word;        /* state word (see above) */
+    tp_pool *pool;                /* the owning pool; fixed for the struct's life */
+    tp__key *key;                 /* the key (set while live; pool lock) */
+    void *user;                   /* the connector's connection */
+    int64_t acquired_at;          /* holder-owned: start of the current lease */
+    int64_t created_at;           /* when open() returned */
+    int64_t expires_at;           /* jittered end of life; TP_DURATION_INFINITE if none */
+    _Atomic int64_t idle_since;   /* set by the releaser before it publishes IDLE */
+    _Atomic uint64_t uses;        /* leases served (holder-written) */
+    _Atomic int64_t last_hold;    /* duration of the last finished lease; -1 before */
+    _Atomic bool evict;           /* soft-evicted: close on release */
+    tp__list idle_link;           /* in key->idle iff LINKED (pool lock) */
+    tp__list all_link;            /* in key->conns while live, else on a free or close list */
+    tp_close_reason close_reason; /* set when queued for closing */
+    bool inherited;               /* a child process's copy of a lease its parent held
+                                   (fork.c): forgotten by the pool, closed on release */
+    struct tp__tenant *tenant;    /* the lease's tenant, if any (holder-owned) */
+    uint32_t last_retrans;        /* TCP retransmissions at the last health sample */
+    tp__shard st;                 /* this connection's share of the key's statistics */
+};
+
+/* A tenant: a quota on how many leases one client of the pool holds at once. Created by
+ * tp_pool_tenant_set() and kept until the pool is freed, so leases may point at it. */
+typedef struct tp__tenant {
+    char name[64];
+    _Atomic int64_t in_use;   /* leases held (and acquires past the quota check) */
+    _Atomic int64_t max;      /* the quota; TP_UNLIMITED for none */
+    _Atomic bool wait;        /* over quota: wait (true) or fail with TP_EQUOTA */
+    _Atomic int64_t nwaiters; /* acquires waiting for the quota (read by releases) */
+    _Atomic uint64_t acquires, rejects, waits;
+    pthread_cond_t cv;        /* waiters, on the pool lock */
+    struct tp__tenant *next;
+} tp__tenant;
+
+typedef enum tp__grant {
+    TP__GRANT_NONE = 0, /* still queued */
+    TP__GRANT_CONN = 1, /* conn handed over (state IN_USE, unlinked) */
+    TP__GRANT_OPEN = 2, /* a slot to open reserved for this waiter (opening counted) */
+    TP__GRANT_FAIL = 3, /* failed with err */
+    TP__GRANT_SLOT = 4, /* caller-opens: conn is an open slot for the caller to fill */
+} tp__grant;
+
+/* A queued acquire. Blocking waiters live on their caller's stack; asynchronous ones
+ * are allocated and freed by the pool. All fields are guarded by the pool lock. */
+typedef struct tp__waiter {
+    tp__list link; /* in key->waiters while queued */
+    tp_pool *pool;
+    tp__key *key;
+    int64_t enqueued_at;
+    int64_t deadline; /* TP_DURATION_INFINITE for none */
+    tp__grant grant;
+    tp_conn *conn;   /* GRANT_CONN */
+    tp_err err;      /* GRANT_FAIL */
+    tp_errinfo info; /* GRANT_FAIL detail */
+    bool woken;      /* signalled to rescan (no grant): do not signal twice */
+    bool async;
+    bool caller_opens; /* async: grant open slots (TP__GRANT_SLOT), do not open */
+    /* blocking */
+    pthread_cond_t cv;
+    /* asynchronous */
+    tp_acquire_cb cb;
+    void *ud;
+    uint64_t ticket;
+    tp__list done_link; /* on a completion list after it left the queue */
+    tp__work work;      /* its open, on a worker (tp__async_open_start) */
+} tp__waiter;
+
+struct tp__key {
+    tp__key *hnext;    /* hash chain, or the graveyard list once reclaimed */
+    int64_t buried_at; /* when it was reclaimed (graveyard only) */
+    uint64_t hash;
+    size_t keylen;
+    unsigned char *bytes;         /* owned copy */
+    tp__list idle;                /* linked connections, most recently released first */
+    tp__list conns;               /* every live connection of the key */
+    tp__list waiters;             /* FIFO of tp__waiter */
+    int64_t nconns;               /* live connections (idle + in use + reserved) */
+    int64_t nlinked;              /* connections in the idle list */
+    int64_t opening;              /* opens in flight */
+    int64_t prewarming;           /* of which prewarm opens: no lease waits on them, so
+                                     the adaptive limit does not count them */
+    _Atomic int64_t nwaiters;     /* length of waiters; read without the lock by releasers */
+    int64_t pins;                 /* deferred work referring to this key: not reclaimable */
+    int64_t last_active;          /* last acquire or release, for reclaiming empty keys */
+    _Atomic int64_t idle_timeout; /* this key's idle timeout: the pool's, or lower when the
+                                     server announced a shorter keep-alive */
+    _Atomic int64_t rtt_base_us;  /* the key's healthy RTT (smallest seen, decaying up) */
+    tp_adapt_state *adapt;        /* adaptive pools: the key's controller (pool lock) */
+    int64_t ports_capped_until;   /* adaptive: the port budget is this key's connections
+                                     after TP_EPORTS, until then (0: not capped) */
+
+    /* open failures (breaker.c) */
+    int64_t failures;      /* destination failures in the current streak (a burst of opens
+                              that failed together counts once): the breaker's count */
+    int64_t failing_since; /* when the current streak of failed opens began; 0: none. While
+                              set, the key opens one connection at a time, paced */
+    bool failing_for_room; /* the streak is of capacity or local failures (no room), not
+                              of the destination's: a change of kind starts a new one */
+    bool paced_open;       /* the streak's one open is out, granted at paced_open_at (opens
+                              of the burst before it do not hold the next one back) */
+    int64_t paced_open_at;
+    int64_t outcome_at;    /* when the last counted open outcome was seen: an open that
+                              started before it tells nothing new when it fails */
+    int64_t backoff_until; /* no new open before this */
+    tp_breaker_state breaker;
+    int64_t breaker_until; /* OPEN: cool-down end */
+    int64_t cooldown;      /* current cool-down length */
+    bool trial_inflight;   /* HALF_OPEN: the trial open or probe is running */
+    tp_errinfo last_err;   /* the last open error, for timeout messages */
+    tp__list ev_link;      /* on a tp__after's breakers list while ev_pending */
+    bool ev_pending;
+    _Atomic int ev_state; /* the breaker state to report */
+
+    /* statistics (pool lock), plus the shards of closed connections folded in */
+    tp__shard st;
+    _Atomic uint64_t waits, opens, open_failures, timeouts, rejects_busy, rejects_breaker,
+        checks_failed, prewarms;
+    _Atomic uint64_t closes[TP_CLOSE__COUNT];
+    tp__hist wait_hist;
+    tp__hist open_hist;
+};
+
+/* Totals of keys that were reclaimed, so pool-wide counters never go backwards. */
+typedef struct tp__retired {
+    uint64_t acquires, reuses, fast_acquires, waits, opens, open_failures, timeouts, rejects_busy,
+        rejects_breaker, checks_failed, prewarms;
+    uint64_t closes[TP_CLOSE__COUNT];
+    tp_histogram hold, idle, wait, open;
+} tp__retired;
+
+struct tp_pool {
+    uint64_t id;        /* unique per pool in the process: validates thread hints */
+    _Atomic unsigned fork_gen; /* tp__fork_generation when the pool last looked */
+    tp__list fork_link; /* in fork.c's registry */
+    tp_pool_options o;  /* immutable after create */
+    bool adaptive;      /* o.adaptive was given: adapt_o holds its copy */
+    tp_adapt_options adapt_o;
+    tp__mutex mu;
+    _Atomic bool closed;
+
+    /* keys (pool lock) */
+    tp__key **buckets;
+    size_t nbuckets; /* power of two */
+    int64_t nkeys;
+    tp__key *graveyard; /* reclaimed keys, freed a grace period later: a lock-free
+                           release may still read the key it just left */
+
+    /* counts across keys (pool lock) */
+    int64_t total;                 /* live + opening, all keys */
+    int64_t linked_total;          /* idle-list entries, all keys */
+    _Atomic int64_t waiters_total; /* queued acquires, all keys; read without the lock by
+                                      releases when max_total can hold waiters back */
+
+    tp__list free_conns; /* closed connection structs kept for reuse: connection
+                            memory stays valid while the pool lives, which is what
+                            lets a thread hint be checked without a lock */
+    uint64_t next_ticket;
+    tp__tenant *tenants;      /* pool lock (a list: tenants are few) */
+    tp__retired retired;
+
+    /* lifetime: the pool is freed when the caller has destroyed it and no lease, open
+       or pool-owned thread still refers to it */
+    bool destroyed;
+    int64_t workers;        /* pool-owned open threads running */
+    int64_t callbacks;      /* completion callbacks running outside the lock */
+    pthread_cond_t idle_cv; /* signalled when workers or callbacks reach zero */
+
+    /* maintenance thread */
+    bool mthread;
+    bool mstop;
+    pthread_t mthread_id;
+    pthread_cond_t mcv;
+    int64_t mdue; /* when the thread should next run */
+};
+
+#endif

@@ -7,6 +7,8 @@
 #      nor use as a function pointer of, malloc, calloc, realloc, free, strdup, strndup,
 #      asprintf, vasprintf, getline or getdelim anywhere else in src/ (a member such as
 #      allocator->free is fine). Comments and strings do not count.
+#   2. Threads are created in one place: pthread_create appears only in
+#      src/base/workq.c (tp__thread_start and the workers).
 #
 # usage: check-src.sh [SOURCE_DIR]   (default: the tree this script is in)
 set -euo pipefail
@@ -30,6 +32,17 @@ while IFS= read -r f; do
     if [[ -n "$hits" ]]; then
         while IFS= read -r h; do
             echo "$f: raw allocation outside src/base/alloc.c (use tp__malloc & co.): ${h#*:}"
+        done <<<"$hits"
+        status=1
+    fi
+done < <(find src -name '*.[ch]' | sort)
+
+while IFS= read -r f; do
+    [[ "$f" == src/base/workq.c ]] && continue
+    hits=$(strip "$f" | grep -nE '(^|[^A-Za-z0-9_])pthread_create([^A-Za-z0-9_]|$)' || true)
+    if [[ -n "$hits" ]]; then
+        while IFS= read -r h; do
+            echo "$f: pthread_create outside src/base/workq.c (use tp__thread_start): ${h#*:}"
         done <<<"$hits"
         status=1
     fi

@@ -25,27 +25,24 @@ strip() {
         sed -E 's/"([^"\\]|\\.)*"/""/g'
 }
 
-raw='(^|[^A-Za-z0-9_.>])(malloc|calloc|realloc|free|strdup|strndup|asprintf|vasprintf|getline|getdelim)([^A-Za-z0-9_]|$)'
-while IFS= read -r f; do
-    [[ "$f" == src/base/alloc.c ]] && continue
-    hits=$(strip "$f" | grep -nE "$raw" || true)
-    if [[ -n "$hits" ]]; then
+# rule PATTERN EXEMPT WHAT: every line of src/ outside EXEMPT matching PATTERN (in the
+# stripped text) is printed with WHAT, and the run fails.
+rule() {
+    local pattern=$1 exempt=$2 what=$3 f hits h
+    while IFS= read -r f; do
+        [[ "$f" == "$exempt" ]] && continue
+        hits=$(strip "$f" | grep -nE "$pattern" || true)
+        [[ -n "$hits" ]] || continue
         while IFS= read -r h; do
-            echo "$f: raw allocation outside src/base/alloc.c (use tp__malloc & co.): ${h#*:}"
+            echo "$f: $what: ${h#*:}"
         done <<<"$hits"
         status=1
-    fi
-done < <(find src -name '*.[ch]' | sort)
+    done < <(find src -name '*.[ch]' | sort)
+}
 
-while IFS= read -r f; do
-    [[ "$f" == src/base/workq.c ]] && continue
-    hits=$(strip "$f" | grep -nE '(^|[^A-Za-z0-9_])pthread_create([^A-Za-z0-9_]|$)' || true)
-    if [[ -n "$hits" ]]; then
-        while IFS= read -r h; do
-            echo "$f: pthread_create outside src/base/workq.c (use tp__thread_start): ${h#*:}"
-        done <<<"$hits"
-        status=1
-    fi
-done < <(find src -name '*.[ch]' | sort)
+rule '(^|[^A-Za-z0-9_.>])(malloc|calloc|realloc|free|strdup|strndup|asprintf|vasprintf|getline|getdelim)([^A-Za-z0-9_]|$)' \
+    src/base/alloc.c "raw allocation outside src/base/alloc.c (use tp__malloc & co.)"
+rule '(^|[^A-Za-z0-9_])pthread_create([^A-Za-z0-9_]|$)' \
+    src/base/workq.c "pthread_create outside src/base/workq.c (use tp__thread_start)"
 
 exit "$status"

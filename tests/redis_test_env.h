@@ -76,6 +76,23 @@ static inline const char *rt_url(const rt_env *e, char *buf, size_t cap, const c
     return buf;
 }
 
+/* What `tidepool bench redis://` does: acquire (up to timeout), PING, release. TP_OK,
+ * the error, or TP_EPROTO for a reply other than PONG. No cmocka: any thread. */
+static inline tp_err rt_ping_through(tp_redis_pool *rp, int64_t timeout)
+{
+    tp_redis_lease *l = NULL;
+    tp_err rc = tp_redis_acquire(rp, timeout, &l, NULL);
+    if (rc != TP_OK)
+        return rc;
+    redisReply *r = NULL;
+    rc = tp_redis_command(l, &r, NULL, "PING");
+    if (rc == TP_OK && (r->type != REDIS_REPLY_STATUS || strcmp(r->str, "PONG") != 0))
+        rc = TP_EPROTO;
+    tp_redis_reply_free(r);
+    tp_redis_release(l, 0);
+    return rc;
+}
+
 /* A hiredis reply's integer, or -1. */
 static inline long long rt_int(const redisReply *r)
 {

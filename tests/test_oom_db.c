@@ -57,16 +57,7 @@ static tp_err redis_scenario(void *ud)
     tp_err rc = tp_redis_pool_create_url(rt_url(&renv, url, sizeof url, NULL, 0), &po, &rp, NULL);
     if (rc != TP_OK)
         return rc;
-    tp_redis_lease *l = NULL;
-    rc = tp_redis_acquire(rp, MS(5000), &l, NULL);
-    if (rc == TP_OK) {
-        redisReply *r = NULL;
-        rc = tp_redis_command(l, &r, NULL, "PING");
-        if (rc == TP_OK && (r->type != REDIS_REPLY_STATUS || strcmp(r->str, "PONG") != 0))
-            rc = TP_EPROTO;
-        tp_redis_reply_free(r);
-        tp_redis_release(l, 0);
-    }
+    rc = rt_ping_through(rp, MS(5000));
     tp_redis_pool_destroy(rp);
     return rc;
 }

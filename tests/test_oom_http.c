@@ -29,8 +29,10 @@ static void url_of(const scenario *s, char *buf, size_t cap)
              (unsigned)(s->tls ? env.https_port : env.http_port));
 }
 
-static tp_err make_client(tp_http_client **c)
+/* The scenario's URL into url, and a new client of its own into *c. */
+static tp_err make_client(const scenario *s, char *url, size_t cap, tp_http_client **c)
 {
+    url_of(s, url, cap);
     tp_http_client_options o;
     tp_http_client_options_init(&o);
     o.ca_file = env.ca_file;
@@ -54,9 +56,8 @@ static tp_err check(tp_err rc, tp_http_response *r)
 static tp_err blocking_get(void *ud)
 {
     char url[128];
-    url_of(ud, url, sizeof url);
     tp_http_client *c = NULL;
-    tp_err rc = make_client(&c);
+    tp_err rc = make_client(ud, url, sizeof url, &c);
     if (rc != TP_OK)
         return rc;
     tp_http_response *r = NULL;
@@ -86,9 +87,8 @@ static void on_done(void *ud, tp_err rc, tp_http_response *r, const tp_errinfo *
 static tp_err engine_ten(void *ud)
 {
     char url[128];
-    url_of(ud, url, sizeof url);
     tp_http_client *c = NULL;
-    tp_err rc = make_client(&c);
+    tp_err rc = make_client(ud, url, sizeof url, &c);
     if (rc != TP_OK)
         return rc;
     tp_http_engine *e = NULL;

@@ -38,21 +38,10 @@ static tp_redis_pool *make_pool(void)
     return rp;
 }
 
-/* What `tidepool bench redis://` does: acquire, PING, release. */
 static tp_err ping_once(void *ud, int worker)
 {
     (void)worker;
-    tp_redis_lease *l = NULL;
-    tp_err rc = tp_redis_acquire(ud, TP_DURATION_DEFAULT, &l, NULL);
-    if (rc != TP_OK)
-        return rc;
-    redisReply *r = NULL;
-    rc = tp_redis_command(l, &r, NULL, "PING");
-    if (rc == TP_OK && (r->type != REDIS_REPLY_STATUS || strcmp(r->str, "PONG") != 0))
-        rc = TP_EPROTO;
-    tp_redis_reply_free(r);
-    tp_redis_release(l, 0);
-    return rc;
+    return rt_ping_through(ud, TP_DURATION_DEFAULT);
 }
 
 static bool probe(void *ud)

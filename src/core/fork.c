@@ -25,6 +25,7 @@ static tp__mutex reg_mu;
 static tp__list reg = {&reg, &reg};
 static pthread_once_t reg_once = PTHREAD_ONCE_INIT;
 static bool reg_ready;
+static int devnull = -1; /* opened once, before any fork: children inherit it */
 
 static void prepare(void)
 {
@@ -50,6 +51,7 @@ static void child(void)
 
 static void reg_init(void)
 {
+    devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
     if (tp__mutex_init(&reg_mu) != 0)
         return;
     reg_ready = pthread_atfork(prepare, parent, child) == 0;
@@ -158,14 +160,11 @@ void tp__pool_forked(tp_pool *p)
 
 bool tp__fork_neutralize(tp_pool *p, tp_conn *c)
 {
-    static int devnull = -1;
     if (p->o.connector.fd == NULL)
         return false;
     int fd = p->o.connector.fd(p->o.connector.ctx, c->user);
     if (fd < 0)
         return false;
-    if (devnull < 0)
-        devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
     /* dup2 swaps the socket for /dev/null in one step: the connector's close then
      * closes /dev/null's copy, and its goodbye (if any) is written there. */
     return devnull >= 0 && dup2(devnull, fd) == fd;

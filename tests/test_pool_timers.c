@@ -1,7 +1,8 @@
 /* test_pool_timers.c: the pool's clocks: idle_timeout (down to min_idle_per_key),
  * max_lifetime (idle ones at maintenance, in-use ones only on release), lifetime jitter,
  * check_after_idle, keeping min_idle_per_key warm, tp_pool_maintain()'s return value,
- * and the maintenance thread doing the same on its own.
+ * and scheduled maintenance doing the same on its own, where an open that hangs does
+ * not hold up the next passes.
  *
  * Most tests turn the maintenance thread off and call tp_pool_maintain() themselves, so
  * that what happens and when is decided by the test. Timings use wide margins: a pass
@@ -369,6 +370,43 @@ static void test_maintenance_thread_closes_idle(void **state)
     assert_true(rec.at_ns - released <= MS(50 + 20 + 200));
 }
 
+static void test_hung_open_does_not_stall_maintenance(void **state)
+{
+    /* A scheduled pass hands its warm-up opens to the workers: while one hangs (the
+     * gate), later passes still run, so another key's connection closes at its
+     * lifetime. (A pass that opened in place would wait at the gate with it.) */
+    fx *x = *state;
+    tp_pool_options o;
+    fake_pool_options(&x->f, &o);
+    o.maintenance_thread = true;
+    o.maintenance_interval = MS(20);
+    o.min_idle_per_key = 1;
+    o.max_lifetime = MS(300);
+    o.lifetime_jitter = 0;
+    o.idle_timeout = MS(300);
+    o.connect_timeout = 30 * TP_NSEC_PER_SEC; /* the gate holds the open that long */
+    tp_pool *p = x->p = tu_pool_create(&o);
+    tp_conn *b = tu_acquire(p, "b", 0);
+    int64_t b_opened = tu_now_ns();
+    tp_conn_release(b, 0);
+    tp_conn *a = tu_acquire(p, "a", 0);
+    fake_gate_close(&x->f);
+    /* Key a loses its only connection: the next pass's warm-up open for it hangs. */
+    tp_conn_release(a, TP_RELEASE_BROKEN);
+    bool hung = false;
+    TU_WAIT_UNTIL(hung, fake_gate_waiting(&x->f) >= 1, 2000);
+    assert_true(hung);
+    bool closed = false;
+    TU_WAIT_UNTIL(closed, x->f.close_reasons[TP_CLOSE_LIFETIME] == 1, 3000);
+    assert_true(closed);
+    assert_true(tu_now_ns() - b_opened >= MS(300));
+    fake_gate_open(&x->f);
+    /* The opens finish before the fixture's connector goes. */
+    bool settled = false;
+    TU_WAIT_UNTIL(settled, tu_pool_stats(p).opening == 0, 3000);
+    assert_true(settled);
+}
+
 static void test_connect_timeout_bounds_open(void **state)
 {
     /* open() gets a deadline of at most connect_timeout, even when the acquire itself
@@ -432,6 +470,7 @@ int main(void)
         T(test_min_idle_respects_max_per_key),
         T(test_maintain_returns_next_due),
         T(test_maintenance_thread_closes_idle),
+        T(test_hung_open_does_not_stall_maintenance),
         T(test_connect_timeout_bounds_open),
         T(test_acquire_deadline_bounds_open),
     };

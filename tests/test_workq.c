@@ -3,13 +3,18 @@
  * refuses with TP_EBUSY; configuring while they run is TP_ESTATE; shutdown runs what is
  * queued and joins, and the next job starts them again; a forked child gets workers of
  * its own; an asynchronous acquire's open runs on a worker, and a lookup made on a
- * worker runs in place. */
+ * worker runs in place. Timed jobs: not before their time, moved earlier or later,
+ * periodic by arming themselves again, disarmed and waited for by tp__work_timed_fini,
+ * still armed across a shutdown, forgotten by a forked child; pools' maintenance runs
+ * as timed jobs, not on threads of their own. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <pthread.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -200,6 +205,255 @@ static void test_async_opens_run_on_workers(void **state)
     fake_destroy(&f);
 }
 
+/* A timed job that records when it ran, optionally holding a gate, and arms itself
+ * again every `period` ns while rearm is set. */
+typedef struct tjob {
+    tp__work work;
+    atomic_int runs;
+    _Atomic int64_t first_at, last_at;
+    atomic_bool gate;    /* while true, a run waits */
+    atomic_bool running;
+    int64_t period;
+    atomic_bool rearm;
+} tjob;
+
+static void tjob_fn(tp__work *w)
+{
+    tjob *j = TP__CONTAINER_OF(w, tjob, work);
+    atomic_store(&j->running, true);
+    int64_t now = tp_clock_now(); /* the clock the timers keep */
+    int64_t zero = 0;
+    atomic_compare_exchange_strong(&j->first_at, &zero, now);
+    atomic_store(&j->last_at, now);
+    while (atomic_load(&j->gate))
+        tu_sleep_ms(1);
+    atomic_fetch_add(&j->runs, 1);
+    if (atomic_load(&j->rearm))
+        assert_int_equal(tp__work_at(&j->work, tp_clock_now() + j->period), TP_OK);
+    atomic_store(&j->running, false);
+}
+
+static void tjob_init(tjob *j)
+{
+    memset(j, 0, sizeof *j);
+    assert_int_equal(tp__work_timed_init(&j->work, tjob_fn), TP_OK);
+}
+
+static void test_timed_job_runs_at_its_time_and_moves(void **state)
+{
+    (void)state;
+    configure(2, 4096);
+    tjob j;
+    tjob_init(&j);
+    int64_t t0 = tp_clock_now();
+    assert_int_equal(tp__work_at(&j.work, t0 + MS(60)), TP_OK);
+    tu_sleep_ms(20);
+    assert_int_equal(atomic_load(&j.runs), 0); /* not before its time */
+    bool ran = false;
+    TU_WAIT_UNTIL(ran, atomic_load(&j.runs) == 1, 2000);
+    assert_true(ran);
+    assert_true(atomic_load(&j.first_at) - t0 >= MS(60));
+    assert_true(atomic_load(&j.first_at) - t0 <= MS(60 + 300));
+    /* Armed far off, then brought forward: it runs at the new time. */
+    int64_t t1 = tp_clock_now();
+    assert_int_equal(tp__work_at(&j.work, t1 + TP_NSEC_PER_SEC * 30), TP_OK);
+    assert_int_equal(tp__work_at(&j.work, t1 + MS(30)), TP_OK);
+    TU_WAIT_UNTIL(ran, atomic_load(&j.runs) == 2, 2000);
+    assert_true(ran);
+    assert_true(atomic_load(&j.last_at) - t1 >= MS(30));
+    assert_true(atomic_load(&j.last_at) - t1 <= MS(30 + 300));
+    /* Moved later: it does not run at the earlier time. */
+    int64_t t2 = tp_clock_now();
+    assert_int_equal(tp__work_at(&j.work, t2 + MS(20)), TP_OK);
+    assert_int_equal(tp__work_at(&j.work, t2 + MS(150)), TP_OK);
+    tu_sleep_ms(80);
+    assert_int_equal(atomic_load(&j.runs), 2);
+    TU_WAIT_UNTIL(ran, atomic_load(&j.runs) == 3, 2000);
+    assert_true(ran);
+    assert_true(atomic_load(&j.last_at) - t2 >= MS(150));
+    /* Disarmed before its time, it never runs. */
+    assert_int_equal(tp__work_at(&j.work, tp_clock_now() + MS(30)), TP_OK);
+    tp__work_timed_fini(&j.work);
+    tu_sleep_ms(100);
+    assert_int_equal(atomic_load(&j.runs), 3);
+}
+
+static int total_runs(tjob *js, int n)
+{
+    int runs = 0;
+    for (int i = 0; i < n; i++)
+        runs += atomic_load(&js[i].runs);
+    return runs;
+}
+
+static void test_timed_jobs_in_order_and_periodic(void **state)
+{
+    (void)state;
+    configure(1, 4096);
+    /* One worker, many timers armed out of order: each runs once, none early. */
+    enum { N = 40 };
+    static tjob js[N];
+    int64_t t0 = tp_clock_now();
+    for (int i = 0; i < N; i++) {
+        tjob_init(&js[i]);
+        int64_t at = t0 + MS(10) + MS((i * 17) % N);
+        assert_int_equal(tp__work_at(&js[i].work, at), TP_OK);
+    }
+    bool all = false;
+    TU_WAIT_UNTIL(all, total_runs(js, N) == N, 3000);
+    assert_true(all);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(atomic_load(&js[i].runs), 1);
+        assert_true(atomic_load(&js[i].first_at) - t0 >= MS(10) + MS((i * 17) % N));
+        tp__work_timed_fini(&js[i].work);
+    }
+    /* A job that arms itself again runs every period until it stops. */
+    tjob p;
+    tjob_init(&p);
+    p.period = MS(10);
+    atomic_store(&p.rearm, true);
+    assert_int_equal(tp__work_at(&p.work, tp_clock_now()), TP_OK);
+    bool five = false;
+    TU_WAIT_UNTIL(five, atomic_load(&p.runs) >= 5, 3000);
+    assert_true(five);
+    tp__work_timed_fini(&p.work); /* disarms it even while it arms itself */
+    int after = atomic_load(&p.runs);
+    tu_sleep_ms(60);
+    assert_int_equal(atomic_load(&p.runs), after);
+}
+
+typedef struct fini_arg {
+    tjob *j;
+    atomic_bool done;
+} fini_arg;
+
+static void *fini_thread(void *arg)
+{
+    fini_arg *a = arg;
+    tp__work_timed_fini(&a->j->work);
+    atomic_store(&a->done, true);
+    return NULL;
+}
+
+static void test_timed_fini_waits_for_a_running_job(void **state)
+{
+    (void)state;
+    configure(2, 4096);
+    tjob j;
+    tjob_init(&j);
+    atomic_store(&j.gate, true);
+    assert_int_equal(tp__work_at(&j.work, tp_clock_now()), TP_OK);
+    bool started = false;
+    TU_WAIT_UNTIL(started, atomic_load(&j.running), 2000);
+    assert_true(started);
+    fini_arg a = {.j = &j};
+    pthread_t t;
+    tu_thread_start(&t, fini_thread, &a);
+    tu_sleep_ms(50);
+    assert_false(atomic_load(&a.done)); /* the job still runs: its owner may not free it */
+    atomic_store(&j.gate, false);
+    tu_thread_join(t);
+    assert_true(atomic_load(&a.done));
+    assert_false(atomic_load(&j.running));
+    assert_int_equal(atomic_load(&j.runs), 1);
+}
+
+static void test_timed_job_survives_a_shutdown(void **state)
+{
+    (void)state;
+    configure(2, 4096);
+    tjob j;
+    tjob_init(&j);
+    assert_int_equal(tp__work_at(&j.work, tp_clock_now() + MS(100)), TP_OK);
+    tp_runtime_shutdown(); /* joins the workers; the job stays armed */
+    assert_int_equal(atomic_load(&j.runs), 0);
+    /* The next job starts the workers, and they find the timer. */
+    atomic_int runs = 0, running = 0, max_running = 0;
+    job other = {.work.fn = job_fn, .runs = &runs, .running = &running,
+                 .max_running = &max_running};
+    assert_int_equal(tp__work_submit(&other.work), TP_OK);
+    bool ran = false;
+    TU_WAIT_UNTIL(ran, atomic_load(&j.runs) == 1, 2000);
+    assert_true(ran);
+    tp__work_timed_fini(&j.work);
+}
+
+static void test_child_forgets_armed_timers(void **state)
+{
+    (void)state;
+    if (TU_UNDER_TSAN)
+        skip();
+    configure(2, 4096);
+    tjob j;
+    tjob_init(&j);
+    assert_int_equal(tp__work_at(&j.work, tp_clock_now() + MS(80)), TP_OK);
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        /* The parent's timer does not fire here; armed again, it does. */
+        tu_sleep_ms(150);
+        if (atomic_load(&j.runs) != 0)
+            _exit(2);
+        if (tp__work_at(&j.work, tp_clock_now() + MS(10)) != TP_OK)
+            _exit(3);
+        for (int i = 0; i < 2000 && atomic_load(&j.runs) == 0; i++)
+            tu_sleep_ms(1);
+        _exit(atomic_load(&j.runs) == 1 ? 0 : 4);
+    }
+    int st = 0;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+    bool ran = false;
+    TU_WAIT_UNTIL(ran, atomic_load(&j.runs) == 1, 2000); /* the parent's still fires */
+    assert_true(ran);
+    tp__work_timed_fini(&j.work);
+}
+
+static int count_threads(void)
+{
+    DIR *d = opendir("/proc/self/task");
+    assert_non_null(d);
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL)
+        n += e->d_name[0] != '.';
+    closedir(d);
+    return n;
+}
+
+static void test_pools_maintain_on_the_workers(void **state)
+{
+    /* Sixteen pools with maintenance on start no thread of their own: the process has
+     * at most the runtime's workers more than before, and each pool's passes still run
+     * (idle connections close at their timeout). */
+    (void)state;
+    configure(2, 4096);
+    int before = count_threads();
+    enum { N = 16 };
+    fake_connector f;
+    fake_init(&f);
+    tp_pool_options o;
+    fake_pool_options(&f, &o);
+    o.maintenance_thread = true;
+    o.maintenance_interval = MS(20);
+    o.idle_timeout = MS(40);
+    tp_pool *pools[N];
+    for (int i = 0; i < N; i++) {
+        pools[i] = tu_pool_create(&o);
+        tp_conn_release(tu_acquire(pools[i], "k", 0), 0);
+    }
+    assert_true(count_threads() <= before + 2);
+    bool closed = false;
+    TU_WAIT_UNTIL(closed, f.closes == N, 3000);
+    assert_true(closed);
+    assert_int_equal(f.close_reasons[TP_CLOSE_IDLE_TIMEOUT], N);
+    for (int i = 0; i < N; i++)
+        tp_pool_destroy(pools[i]);
+    fake_destroy(&f);
+}
+
 int main(void)
 {
     tu_watchdog(60);
@@ -208,6 +462,12 @@ int main(void)
         cmocka_unit_test(test_queue_bound_and_configure),
         cmocka_unit_test(test_child_after_fork_gets_its_own_workers),
         cmocka_unit_test(test_async_opens_run_on_workers),
+        cmocka_unit_test(test_timed_job_runs_at_its_time_and_moves),
+        cmocka_unit_test(test_timed_jobs_in_order_and_periodic),
+        cmocka_unit_test(test_timed_fini_waits_for_a_running_job),
+        cmocka_unit_test(test_timed_job_survives_a_shutdown),
+        cmocka_unit_test(test_child_forgets_armed_timers),
+        cmocka_unit_test(test_pools_maintain_on_the_workers),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     tp_runtime_shutdown();

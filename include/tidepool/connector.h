@@ -5,7 +5,7 @@
  * connection it got from open() until it passes it to close(); it never looks inside.
  *
  * Threads: the pool calls these functions from any thread (the acquiring thread, the
- * releasing thread, the maintenance thread), never while holding a pool lock, and
+ * releasing thread, the library's worker threads), never while holding a pool lock, and
  * never twice at once for the same connection. Different connections may be opened,
  * checked, reset and closed concurrently, so ctx must be thread-safe. */
 #ifndef TIDEPOOL_CONNECTOR_H

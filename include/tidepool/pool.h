@@ -7,8 +7,9 @@
  * Per key the pool keeps idle connections (reused most recently used first, evicted
  * least recently used first), counts of idle, in use and opening connections, and a
  * queue of waiters. Limits apply per key and across keys. A maintenance pass closes idle
- * and expired connections, keeps min_idle_per_key warm and runs breaker probes; it runs
- * on its own thread by default, or when the caller calls tp_pool_maintain().
+ * and expired connections, keeps min_idle_per_key warm and runs breaker probes; by
+ * default it is a timed job on the library's worker threads (tidepool/runtime.h), due at
+ * the pool's next event, or it runs when the caller calls tp_pool_maintain().
  *
  * Threads: every tp_pool_* function is thread-safe. A tp_conn (a lease) belongs to the
  * caller that acquired it until it is released; it may move between threads but must
@@ -21,8 +22,8 @@
  * pointing their sockets at /dev/null, so nothing (no FIN, no TLS close_notify, no
  * protocol goodbye) reaches the peer and the parent's connections stay intact, and does
  * the same with any inherited lease the child releases. A connector without fd() has
- * its inherited connections forgotten, never closed. The maintenance thread is started
- * again in the child. An HTTP engine must not be used across fork(): create one in the
+ * its inherited connections forgotten, never closed. Its maintenance is scheduled again
+ * in the child. An HTTP engine must not be used across fork(): create one in the
  * child. */
 #ifndef TIDEPOOL_POOL_H
 #define TIDEPOOL_POOL_H
@@ -142,7 +143,8 @@ typedef struct tp_pool_options {
     int64_t breaker_cooldown;    /* how long it stays open before a trial. 1 s */
     int64_t breaker_cooldown_max;/* cool-down doubles per failed trial up to this. 30 s */
 
-    bool maintenance_thread;      /* run maintenance on a pool-owned thread. true */
+    bool maintenance_thread;      /* schedule maintenance on the runtime's worker threads
+                                     (no thread of the pool's own). true */
     int64_t maintenance_interval; /* longest gap between maintenance passes. 1 s */
 
     const tp_adapt_options *adaptive; /* NULL: off. Else each key's in-use limit (leases +
@@ -192,8 +194,8 @@ TP_EXTERN void tp_pool_close(tp_pool *p);
  * Connections still leased may be released after it returns: the memory is freed when
  * the last lease or in-flight open ends. It must not race with calls on the same pool
  * that are still running in other threads (finish them first, as for any handle); it
- * joins the maintenance thread, so it must not be called from a trace hook, a connector
- * function or an acquire callback. NULL is a no-op. */
+ * waits for a maintenance pass that runs, so it must not be called from a trace hook, a
+ * connector function or an acquire callback. NULL is a no-op. */
 TP_EXTERN void tp_pool_destroy(tp_pool *p);
 
 /* ---- acquire and release ---------------------------------------------------------- */
@@ -275,7 +277,7 @@ TP_EXTERN tp_err tp_pool_try_acquire(tp_pool *p, const void *key, size_t keylen,
 /* tp_acquire_cb: the outcome of an asynchronous acquire, called exactly once with
  * status TP_OK and the lease, or an error (conn NULL; err has the detail, valid only
  * during the call). It runs outside pool locks, on the thread that released or opened
- * the connection, on the maintenance thread (timeouts, opens), or in the caller of
+ * the connection, on a worker thread (maintenance: timeouts, opens), or in the caller of
  * tp_pool_maintain() / tp_pool_close(). */
 typedef void (*tp_acquire_cb)(void *ud, tp_err status, tp_conn *conn, const tp_errinfo *err);
 
@@ -283,7 +285,7 @@ typedef void (*tp_acquire_cb)(void *ud, tp_err status, tp_conn *conn, const tp_e
  * If one can be had at once (idle, and no waiters ahead) it is stored in *out and TP_OK
  * returned; cb is not called. Otherwise the request is queued and TP_PENDING returned:
  * cb will be called exactly once, when a connection is released to it, opened for it
- * (on a pool-owned thread), or the request fails (timeout as for tp_pool_acquire,
+ * (on a worker thread, tidepool/runtime.h), or the request fails (timeout as for tp_pool_acquire,
  * TP_ECLOSED, TP_EBREAKER, the open error). *ticket (if not NULL) identifies the request
  * for tp_pool_acquire_cancel(). Any other return is an error and cb is never called. */
 TP_EXTERN int tp_pool_acquire_async(tp_pool *p, const void *key, size_t keylen, int64_t timeout,
@@ -364,7 +366,7 @@ TP_EXTERN uint64_t tp_conn_uses(const tp_conn *c);
  * min_idle_per_key warm, runs due breaker probes. Opens and probes run in the calling
  * thread. Returns the nanoseconds until the pass is next due (for event loops that drive
  * maintenance themselves with maintenance_thread = false). Safe to call alongside the
- * pool's own thread. */
+ * scheduled passes. */
 TP_EXTERN int64_t tp_pool_maintain(tp_pool *p);
 
 /* tp_pool_key_limit_idle_timeout: lowers key's idle timeout to idle_timeout if that is

@@ -3,10 +3,13 @@
  * Blocking work the library does off its callers' threads (opening a connection for an
  * asynchronous acquire that the caller does not open itself; a host name lookup bounded
  * by a deadline) runs on a fixed set of worker threads fed by a bounded queue, like
- * libuv's thread pool. The workers start with the first such job, and start afresh in a
- * child process after fork(). A job refused because the queue is full fails its
- * operation with TP_EBUSY (a lookup then runs in its caller's thread instead). Each pool
- * with maintenance_thread set keeps one maintenance thread of its own. */
+ * libuv's thread pool. The same workers run each pool's maintenance (maintenance_thread
+ * set) as a timed job: a timer heap holds every pool's next due time, and a worker runs
+ * the pass when it comes due; the pass hands its opens and probes to the workers, one
+ * job each. No pool has a thread of its own. The workers start with the first pool or
+ * job, and start afresh in a child process after fork(). A job refused because the
+ * queue is full fails its operation with TP_EBUSY (a lookup then runs in its caller's
+ * thread instead; a maintenance open runs in the pass). */
 #ifndef TIDEPOOL_RUNTIME_H
 #define TIDEPOOL_RUNTIME_H
 
@@ -36,7 +39,9 @@ TP_EXTERN void tp_runtime_options_init(tp_runtime_options *o);
 TP_EXTERN tp_err tp_runtime_configure(const tp_runtime_options *o);
 
 /* tp_runtime_shutdown: lets the workers finish every queued job, then joins them (a
- * lookup abandoned at its deadline is waited for too). A later job starts them again.
+ * lookup abandoned at its deadline is waited for too). A later job starts them again;
+ * pools still alive keep their maintenance due in the heap, and it runs once the
+ * workers are back (destroy the pools first to stop everything).
  * Not from a worker's job (a connector, trace hook or callback the library called).
  * Thread-safe. */
 TP_EXTERN void tp_runtime_shutdown(void);

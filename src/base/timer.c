@@ -52,6 +52,21 @@ static void down(tp__timers *ts, size_t i)
     }
 }
 
+tp_err tp__timers_reserve(tp__timers *ts, size_t n)
+{
+    if (n <= ts->cap)
+        return TP_OK;
+    size_t cap = ts->cap ? ts->cap : 64;
+    while (cap < n)
+        cap *= 2;
+    tp__timer **h = tp__realloc(ts->h, cap * sizeof *h);
+    if (h == NULL)
+        return TP_ENOMEM;
+    ts->h = h;
+    ts->cap = cap;
+    return TP_OK;
+}
+
 tp_err tp__timers_set(tp__timers *ts, tp__timer *t, int64_t due)
 {
     t->due = due;
@@ -60,14 +75,8 @@ tp_err tp__timers_set(tp__timers *ts, tp__timer *t, int64_t due)
         up(ts, t->idx);
         return TP_OK;
     }
-    if (ts->n == ts->cap) {
-        size_t cap = ts->cap ? ts->cap * 2 : 64;
-        tp__timer **h = tp__realloc(ts->h, cap * sizeof *h);
-        if (h == NULL)
-            return TP_ENOMEM;
-        ts->h = h;
-        ts->cap = cap;
-    }
+    if (ts->n == ts->cap && tp__timers_reserve(ts, ts->n + 1) != TP_OK)
+        return TP_ENOMEM;
     t->idx = ts->n;
     ts->h[ts->n++] = t;
     up(ts, t->idx);

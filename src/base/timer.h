@@ -32,6 +32,9 @@ static inline bool tp__timer_armed(const tp__timer *t)
 void tp__timers_init(tp__timers *ts);
 /* tp__timers_free: frees the heap's array (the timers are their owners'). */
 void tp__timers_free(tp__timers *ts);
+/* tp__timers_reserve: makes room for n armed timers, so that arming up to n never
+ * allocates. TP_OK, TP_ENOMEM. */
+tp_err tp__timers_reserve(tp__timers *ts, size_t n);
 /* tp__timers_set: arms t at due, or moves it there if armed. TP_ENOMEM (t unarmed) if
  * the array cannot grow. */
 tp_err tp__timers_set(tp__timers *ts, tp__timer *t, int64_t due);

@@ -1,15 +1,19 @@
 /* workq.c: the worker threads of workq.h and tidepool/runtime.h.
  *
- * One process-wide queue under one lock. Workers are started together at the first job
- * (or again after a shutdown or a fork); each takes jobs in FIFO order and runs them
- * outside the lock. Shutdown sets a flag, wakes everyone, and joins: the workers drain
- * the queue before they leave, so no queued job is lost. After fork() the child has the
- * parent's memory but none of its threads: the child handler forgets the workers and the
- * queue (those jobs belong to the parent's work), so the child's first job starts its
- * own workers. */
+ * One process-wide queue and one timer heap under one lock. Workers are started
+ * together at the first job (or again after a shutdown or a fork); each takes a due
+ * timed job first (it is late already), else the oldest queued one, and runs it outside
+ * the lock; with nothing to do it sleeps until the earliest timer. Shutdown sets a
+ * flag, wakes everyone, and joins: the workers drain the queue before they leave, so no
+ * queued job is lost; timed jobs not yet due wait in the heap for the workers' next
+ * start. After fork() the child has the parent's memory but none of its threads: the
+ * child handler forgets the workers, the queue and the armed timers (those jobs belong
+ * to the parent's work; their owners arm them again), so the child's first job starts
+ * its own workers. */
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "base.h"
@@ -18,21 +22,40 @@
 
 #define TP__MAX_WORKERS 256
 
+enum { W_NOWHERE, W_QUEUED, W_TIMED };
+
 static struct {
     tp__mutex mu;
-    pthread_cond_t cv; /* a job was queued, or stopping */
+    pthread_cond_t cv;      /* a job was queued, the earliest timer moved, or stopping */
+    pthread_cond_t done_cv; /* a job finished while tp__work_timed_fini waited */
     tp__list queue;
     int64_t queued;
-    int nworkers;   /* running threads */
-    bool stopping;  /* shutdown in progress: drain, then leave */
+    tp__timers timers;
+    size_t reserved;  /* places held by timed jobs (tp__work_timed_init) */
+    int fini_waiting; /* tp__work_timed_fini calls waiting on done_cv */
+    unsigned gen;     /* bumped in a child after fork(): older job fields are stale */
+    int nworkers;     /* running threads */
+    bool stopping;    /* shutdown in progress: drain, then leave */
     pthread_t threads[TP__MAX_WORKERS];
-    int workers;        /* configured */
-    int64_t max_queued; /* configured */
+    tp__work *running[TP__MAX_WORKERS]; /* what each worker runs now */
+    int workers;                        /* configured */
+    int64_t max_queued;                 /* configured */
 } wq;
 
 static pthread_once_t wq_once = PTHREAD_ONCE_INIT;
-static bool wq_ready; /* the lock and condition variable exist */
-static _Thread_local bool on_worker;
+static bool wq_ready; /* the lock and condition variables exist */
+static _Thread_local int worker_index = -1;
+
+/* A job's fields as of this process: a job last queued or armed before a fork (in the
+ * parent's queue or heap, which the child forgot) is nowhere. */
+static void fresh_locked(tp__work *w)
+{
+    if (w->gen != wq.gen) {
+        w->gen = wq.gen;
+        w->where = W_NOWHERE;
+        tp__timer_init(&w->timer);
+    }
+}
 
 static void atfork_prepare(void)
 {
@@ -50,14 +73,21 @@ static void atfork_child(void)
 {
     if (!wq_ready)
         return;
-    /* The parent's workers do not exist here, and its queued jobs are its own. */
+    /* The parent's workers do not exist here, and its queued and armed jobs are its
+     * own (the heap keeps its size: the reservations are the child's too). */
     wq.nworkers = 0;
     wq.stopping = false;
     tp__list_init(&wq.queue);
     wq.queued = 0;
-    /* Its condition variable still counts the parent's waiting workers. */
+    wq.timers.n = 0;
+    wq.fini_waiting = 0;
+    memset(wq.running, 0, sizeof wq.running);
+    wq.gen++;
+    /* Its condition variables still count the parent's waiting threads. */
     memset(&wq.cv, 0, sizeof wq.cv);
     (void)tp__cond_init(&wq.cv);
+    memset(&wq.done_cv, 0, sizeof wq.done_cv);
+    (void)tp__cond_init(&wq.done_cv);
     tp__mutex_reinit_after_fork(&wq.mu);
 }
 
@@ -65,8 +95,11 @@ static void wq_init(void)
 {
     wq.workers = 4;
     wq.max_queued = 4096;
+    wq.gen = 1; /* a zeroed job (generation 0) is fresh at its first use */
     tp__list_init(&wq.queue);
-    if (tp__mutex_init(&wq.mu) != 0 || tp__cond_init(&wq.cv) != 0)
+    tp__timers_init(&wq.timers);
+    if (tp__mutex_init(&wq.mu) != 0 || tp__cond_init(&wq.cv) != 0 ||
+        tp__cond_init(&wq.done_cv) != 0)
         return;
     pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
     wq_ready = true;
@@ -84,23 +117,35 @@ int tp__thread_start(pthread_t *t, void *(*fn)(void *), void *arg)
 
 static void *worker_main(void *arg)
 {
-    (void)arg;
-    on_worker = true;
+    int me = (int)(intptr_t)arg;
+    worker_index = me;
     tp__mutex_lock(&wq.mu);
     for (;;) {
-        if (!tp__list_empty(&wq.queue)) {
+        tp__work *w = NULL;
+        tp__timer *t = tp__timers_first(&wq.timers);
+        if (t != NULL && t->due <= tp_clock_now()) {
+            tp__timers_cancel(&wq.timers, t);
+            w = TP__CONTAINER_OF(t, tp__work, timer);
+        } else if (!tp__list_empty(&wq.queue)) {
             tp__list *n = wq.queue.next;
             tp__list_remove(n);
             wq.queued--;
+            w = TP__CONTAINER_OF(n, tp__work, link);
+        }
+        if (w != NULL) {
+            w->where = W_NOWHERE;
+            wq.running[me] = w;
             tp__mutex_unlock(&wq.mu);
-            tp__work *w = TP__CONTAINER_OF(n, tp__work, link);
-            w->fn(w);
+            w->fn(w); /* w may be gone from here on: only its address is compared */
             tp__mutex_lock(&wq.mu);
+            wq.running[me] = NULL;
+            if (wq.fini_waiting > 0)
+                pthread_cond_broadcast(&wq.done_cv);
             continue;
         }
         if (wq.stopping)
             break;
-        tp__cond_wait_until(&wq.cv, &wq.mu, TP_DURATION_INFINITE);
+        tp__cond_wait_until(&wq.cv, &wq.mu, t != NULL ? t->due : TP_DURATION_INFINITE);
     }
     tp__mutex_unlock(&wq.mu);
     return NULL;
@@ -111,15 +156,15 @@ static bool start_locked(void)
 {
     if (wq.nworkers > 0)
         return true;
-    while (wq.nworkers < wq.workers &&
-           tp__thread_start(&wq.threads[wq.nworkers], worker_main, NULL) == 0)
+    while (wq.nworkers < wq.workers && tp__thread_start(&wq.threads[wq.nworkers], worker_main,
+                                                        (void *)(intptr_t)wq.nworkers) == 0)
         wq.nworkers++;
     return wq.nworkers > 0;
 }
 
 bool tp__work_on_worker(void)
 {
-    return on_worker;
+    return worker_index >= 0;
 }
 
 tp_err tp__work_submit(tp__work *w)
@@ -134,12 +179,80 @@ tp_err tp__work_submit(tp__work *w)
     else if (wq.queued >= wq.max_queued)
         rc = TP_EBUSY;
     if (rc == TP_OK) {
+        fresh_locked(w);
+        w->where = W_QUEUED;
         tp__list_push_back(&wq.queue, &w->link);
         wq.queued++;
         pthread_cond_signal(&wq.cv);
     }
     tp__mutex_unlock(&wq.mu);
     return rc;
+}
+
+tp_err tp__work_timed_init(tp__work *w, void (*fn)(tp__work *w))
+{
+    pthread_once(&wq_once, wq_init);
+    if (!wq_ready)
+        return TP_ESYS;
+    w->fn = fn;
+    tp__mutex_lock(&wq.mu);
+    w->gen = wq.gen;
+    w->where = W_NOWHERE;
+    tp__timer_init(&w->timer);
+    tp_err rc = tp__timers_reserve(&wq.timers, wq.reserved + 1);
+    if (rc == TP_OK)
+        wq.reserved++;
+    tp__mutex_unlock(&wq.mu);
+    return rc;
+}
+
+tp_err tp__work_at(tp__work *w, int64_t due)
+{
+    tp__mutex_lock(&wq.mu);
+    fresh_locked(w);
+    /* While a shutdown drains, the job waits in the heap for the workers' next start. */
+    tp_err rc = wq.stopping || start_locked() ? TP_OK : TP_ESYS;
+    if (rc == TP_OK && w->where != W_QUEUED) {
+        rc = tp__timers_set(&wq.timers, &w->timer, due); /* reserved: no allocation */
+        if (rc == TP_OK) {
+            w->where = W_TIMED;
+            /* The sleeping workers' deadline was a later timer's. */
+            if (tp__timers_first(&wq.timers) == &w->timer)
+                pthread_cond_broadcast(&wq.cv);
+        }
+    }
+    tp__mutex_unlock(&wq.mu);
+    return rc;
+}
+
+static bool running_elsewhere_locked(const tp__work *w)
+{
+    for (int i = 0; i < wq.nworkers; i++)
+        if (wq.running[i] == w && i != worker_index)
+            return true;
+    return false;
+}
+
+void tp__work_timed_fini(tp__work *w)
+{
+    tp__mutex_lock(&wq.mu);
+    for (;;) {
+        fresh_locked(w);
+        if (w->where == W_TIMED)
+            tp__timers_cancel(&wq.timers, &w->timer);
+        w->where = W_NOWHERE;
+        if (!running_elsewhere_locked(w))
+            break;
+        /* Its fn may arm it again before it returns: look again after. */
+        wq.fini_waiting++;
+        tp__cond_wait_until(&wq.done_cv, &wq.mu, TP_DURATION_INFINITE);
+        wq.fini_waiting--;
+    }
+    /* With no timed job left the heap's array goes too: the library then holds no
+     * memory while no handle exists (tp_set_allocator() needs that). */
+    if (--wq.reserved == 0)
+        tp__timers_free(&wq.timers);
+    tp__mutex_unlock(&wq.mu);
 }
 
 void tp_runtime_options_init(tp_runtime_options *o)

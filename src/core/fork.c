@@ -12,7 +12,7 @@
  * connector writes on close goes nowhere and nothing reaches the peer (a connector
  * without fd() has its connections forgotten, not closed). The parent's connections
  * stay intact: closing a descriptor in the child leaves the parent's copy open. The
- * maintenance thread, which the child does not have, is started again. */
+ * scheduled maintenance, which the child's workers forgot, is armed again. */
 #include <fcntl.h>
 #include <string.h>
 #include <unistd.h>
@@ -146,15 +146,11 @@ void tp__pool_forked(tp_pool *p)
     }
     /* Condition variables the parent's threads were waiting on still count those
      * waiters here (destroying one would wait for them forever): start them afresh. */
-    reinit_cond(&p->mcv);
     reinit_cond(&p->idle_cv);
     atomic_store(&p->waiters_total, 0);
     p->workers = 0;
     p->callbacks = 0;
-    /* The maintenance thread is the parent's; the child gets its own. */
-    p->mthread = false;
-    if (p->o.maintenance_thread && !atomic_load(&p->closed) && !p->mstop)
-        p->mthread = tp__thread_start(&p->mthread_id, tp__maintenance_main, p) == 0;
+    tp__maintenance_forked_locked(p);
     tp__after_run(p, &a);
 }
 

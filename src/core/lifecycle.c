@@ -120,34 +120,31 @@ tp_err tp_pool_create(const tp_pool_options *o, tp_pool **out, tp_errinfo *err)
     }
     tp__list_init(&p->free_conns);
     p->next_ticket = 1;
-    int fails = 0;
     int mu_ok = tp__mutex_init(&p->mu) == 0;
-    int cv1 = mu_ok && tp__cond_init(&p->idle_cv) == 0;
-    int cv2 = cv1 && tp__cond_init(&p->mcv) == 0;
-    fails = !cv2;
-    if (fails) {
-        if (cv1)
-            pthread_cond_destroy(&p->idle_cv);
+    int cv_ok = mu_ok && tp__cond_init(&p->idle_cv) == 0;
+    if (!cv_ok) {
         if (mu_ok)
             tp__mutex_destroy(&p->mu);
         tp__free(p->buckets);
         tp__free(p);
         return tp_errinfo_set(err, TP_ESYS, 0, "initialising locks");
     }
+    tp__list_init(&p->fork_link);
+    tp__fork_register(p); /* first: a pass checks the pool's fork generation */
     p->mdue = tp__saturating_add(tp_clock_now(), p->o.maintenance_interval);
     if (p->o.maintenance_thread) {
-        if (tp__thread_start(&p->mthread_id, tp__maintenance_main, p) != 0) {
-            pthread_cond_destroy(&p->mcv);
+        rc = tp__maintenance_start(p);
+        if (rc != TP_OK) {
+            tp__fork_unregister(p);
             pthread_cond_destroy(&p->idle_cv);
             tp__mutex_destroy(&p->mu);
             tp__free(p->buckets);
             tp__free(p);
-            return tp_errinfo_set(err, TP_ESYS, 0, "starting the maintenance thread");
+            return tp_errinfo_set(err, rc, 0,
+                                  rc == TP_ENOMEM ? "scheduling maintenance"
+                                                  : "starting the runtime's worker threads");
         }
-        p->mthread = true;
     }
-    tp__list_init(&p->fork_link);
-    tp__fork_register(p);
     *out = p;
     tp_errinfo_clear(err);
     return TP_OK;
@@ -180,8 +177,7 @@ void tp_pool_close(tp_pool *p)
     atomic_store(&p->closed, true);
     close_all_locked(p, &a);
     tp__tenants_close_locked(p);
-    p->mstop = true;
-    pthread_cond_broadcast(&p->mcv);
+    p->mstop = true; /* the scheduled pass is not armed again */
     tp__after_run(p, &a);
 }
 
@@ -213,7 +209,6 @@ bool tp__maybe_free_locked(tp_pool *p)
     tp__mutex_unlock(&p->mu);
     tp__mutex_destroy(&p->mu);
     pthread_cond_destroy(&p->idle_cv);
-    pthread_cond_destroy(&p->mcv);
     tp__free(p);
     return true;
 }
@@ -226,10 +221,7 @@ void tp_pool_destroy(tp_pool *p)
     /* Out of the fork registry here, outside the pool lock (the fork handlers take the
      * registry's lock first, then the pools'). */
     tp__fork_unregister(p);
-    if (p->mthread) {
-        pthread_join(p->mthread_id, NULL);
-        p->mthread = false;
-    }
+    tp__maintenance_stop(p);
     tp__mutex_lock(&p->mu);
     /* Wait for deferred work running on other threads (closes, callbacks); leases and
      * open threads may outlive us: the last of them frees the pool. */

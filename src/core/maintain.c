@@ -1,9 +1,15 @@
-/* maintain.c: the maintenance pass and the thread that runs it. A pass closes idle
- * connections past their idle timeout (keeping min_idle_per_key) or lifetime, fails
- * asynchronous waiters past their deadline, grants open slots to waiters whose backoff
- * ended, runs due breaker probes, opens connections to keep min_idle_per_key warm, and
- * reclaims keys that have been empty for a while. Closes, probes and opens run outside
- * the lock. The thread sleeps until the earliest due event or maintenance_interval. */
+/* maintain.c: the maintenance pass and its schedule. A pass closes idle connections
+ * past their idle timeout (keeping min_idle_per_key) or lifetime, fails asynchronous
+ * waiters past their deadline, grants open slots to waiters whose backoff ended, runs
+ * due breaker probes, opens connections to keep min_idle_per_key warm, and reclaims
+ * keys that have been empty for a while. Closes, probes and opens run outside the lock.
+ *
+ * With maintenance_thread set the pass is a timed job on the runtime's workers
+ * (base/workq.h), due at the earliest event a pass found (or maintenance_interval);
+ * whatever makes something due sooner pokes it earlier. A scheduled pass hands its
+ * probes and opens to the workers too, one job each, so one slow connect neither delays
+ * the next pass nor the other opens; a pass the caller runs (tp_pool_maintain) runs
+ * them itself, so they are done when it returns. */
 #include <stdio.h>
 
 #include "pool_internal.h"
@@ -11,14 +17,20 @@
 /* A key emptied this long ago is forgotten (its counters move to the pool totals). */
 #define TP__KEY_RECLAIM_AFTER (60 * TP_NSEC_PER_SEC)
 
+/* Sets the next pass's time; a scheduled pass is armed there, except while one runs
+ * (it arms itself when done, at mdue) or once the pool is closed. */
+static void schedule_locked(tp_pool *p, int64_t t)
+{
+    p->mdue = t;
+    if (p->mscheduled && !p->mrunning && !p->mstop)
+        (void)tp__work_at(&p->mwork, t); /* ESYS: no worker at all; the next poke retries */
+}
+
 void tp__maintenance_poke_locked(tp_pool *p, int64_t t)
 {
     TP__ASSERT_LOCKED(&p->mu);
-    if (t < p->mdue) {
-        p->mdue = t;
-        if (p->mthread)
-            pthread_cond_signal(&p->mcv);
-    }
+    if (t < p->mdue)
+        schedule_locked(p, t);
 }
 
 /* A job for after the lock: a probe, a warm-up open or a prewarm open for one key. */
@@ -172,8 +184,9 @@ static bool room_try_locked(tp_pool *p, tp__key *k, int64_t now, tp__after *a)
     return true;
 }
 
-/* Runs one probe or warm-up open (slot already reserved for opens) outside the lock. */
-static void run_job(tp_pool *p, job *j)
+/* Runs one probe or warm-up open (slot already reserved for opens) outside the lock;
+ * on_worker: a job of its own on a worker, which the pool counts until it ends. */
+static void run_job(tp_pool *p, const job *j, bool on_worker)
 {
     tp__key *k = j->key;
     tp__after a;
@@ -193,13 +206,49 @@ static void run_job(tp_pool *p, job *j)
             tp__release_to_idle_locked(p, c, &a);
     }
     k->pins--;
+    if (on_worker)
+        p->workers--; /* the pool may be freed by tp__after_run if it was the last */
     tp__after_run(p, &a);
 }
 
-int64_t tp_pool_maintain(tp_pool *p)
+typedef struct job_work {
+    tp__work work;
+    tp_pool *pool;
+    job j;
+} job_work;
+
+static void job_main(tp__work *w)
 {
-    if (p == NULL)
-        return 0;
+    job_work *jw = TP__CONTAINER_OF(w, job_work, work);
+    tp_pool *p = jw->pool;
+    job j = jw->j;
+    tp__free(jw);
+    run_job(p, &j, true);
+}
+
+/* Hands a job to the workers (dispatch) or runs it here: also when there is no memory
+ * for it or the queue is full, since its slot is reserved and must be used or given
+ * back either way. */
+static void start_job(tp_pool *p, const job *j, bool dispatch)
+{
+    job_work *jw = dispatch ? tp__malloc(sizeof *jw) : NULL;
+    if (jw != NULL) {
+        *jw = (job_work){.work.fn = job_main, .pool = p, .j = *j};
+        tp__mutex_lock(&p->mu);
+        p->workers++;
+        tp__mutex_unlock(&p->mu);
+        if (tp__work_submit(&jw->work) == TP_OK)
+            return;
+        tp__mutex_lock(&p->mu);
+        p->workers--; /* not the last: the pass that dispatches keeps the pool alive */
+        tp__mutex_unlock(&p->mu);
+        tp__free(jw);
+    }
+    run_job(p, j, false);
+}
+
+static int64_t maintain_pass(tp_pool *p, bool dispatch)
+{
     tp__fork_check(p);
     tp__after a;
     tp__after_init(&a);
@@ -210,6 +259,9 @@ int64_t tp_pool_maintain(tp_pool *p)
     tp__mutex_lock(&p->mu);
     int64_t now = tp_clock_now();
     int64_t next = tp__saturating_add(now, p->o.maintenance_interval);
+    /* What comes due while this pass runs pokes mdue below this; the pass's own finding
+     * joins it at the end (neither overwrites the other). */
+    p->mdue = TP_DURATION_INFINITE;
     bool closed = atomic_load(&p->closed);
     for (size_t i = 0; i < p->nbuckets && !closed; i++) {
         for (tp__key *k = p->buckets[i]; k != NULL; k = k->hnext) {
@@ -255,29 +307,71 @@ int64_t tp_pool_maintain(tp_pool *p)
     }
     if (!closed)
         tp__key_reclaim_locked(p, now - TP__KEY_RECLAIM_AFTER);
-    p->mdue = next;
+    next = TP__MIN(next, p->mdue);
+    schedule_locked(p, next);
     tp__after_run(p, &a);
     for (int i = 0; i < njobs; i++)
-        run_job(p, &jobs[i]);
+        start_job(p, &jobs[i], dispatch);
     int64_t left = next - tp_clock_now();
     return left > 0 ? left : 0;
 }
 
-void *tp__maintenance_main(void *arg)
+int64_t tp_pool_maintain(tp_pool *p)
 {
-    tp_pool *p = arg;
+    return p != NULL ? maintain_pass(p, false) : 0;
+}
+
+/* The scheduled pass, on a worker. */
+static void maintenance_job(tp__work *w)
+{
+    tp_pool *p = TP__CONTAINER_OF(w, tp_pool, mwork);
     tp__mutex_lock(&p->mu);
-    while (!p->mstop) {
-        if (tp_clock_now() >= p->mdue) {
-            tp__mutex_unlock(&p->mu);
-            tp_pool_maintain(p);
-            tp__mutex_lock(&p->mu);
-            continue;
-        }
-        tp__cond_wait_until(&p->mcv, &p->mu, p->mdue);
+    if (p->mstop || p->mrunning) { /* closed, or armed by a poke while a pass ran */
+        tp__mutex_unlock(&p->mu);
+        return;
     }
+    p->mrunning = true;
     tp__mutex_unlock(&p->mu);
-    return NULL;
+    maintain_pass(p, true);
+    tp__mutex_lock(&p->mu);
+    p->mrunning = false;
+    schedule_locked(p, p->mdue);
+    tp__mutex_unlock(&p->mu);
+}
+
+tp_err tp__maintenance_start(tp_pool *p)
+{
+    tp_err rc = tp__work_timed_init(&p->mwork, maintenance_job);
+    if (rc != TP_OK)
+        return rc;
+    tp__mutex_lock(&p->mu);
+    p->mscheduled = true;
+    rc = tp__work_at(&p->mwork, p->mdue);
+    if (rc != TP_OK)
+        p->mscheduled = false;
+    tp__mutex_unlock(&p->mu);
+    if (rc != TP_OK)
+        tp__work_timed_fini(&p->mwork);
+    return rc;
+}
+
+void tp__maintenance_stop(tp_pool *p)
+{
+    tp__mutex_lock(&p->mu);
+    bool scheduled = p->mscheduled;
+    p->mstop = true;
+    p->mscheduled = false;
+    tp__mutex_unlock(&p->mu);
+    if (scheduled)
+        tp__work_timed_fini(&p->mwork); /* waits for a pass that runs */
+}
+
+void tp__maintenance_forked_locked(tp_pool *p)
+{
+    /* The parent's pass, if one ran, is not running here. The workers forgot the armed
+     * job (the reservation is still the pool's): a first pass in the child runs soon. */
+    p->mrunning = false;
+    schedule_locked(p, tp_clock_now());
 }
 
 int64_t tp_pool_evict(tp_pool *p, const void *key, size_t keylen)

@@ -1,6 +1,6 @@
 /* open.c: opening a connection through the connector, in the calling thread or, for
- * an asynchronous acquire, on a short-lived pool-owned thread; and giving back an
- * open slot that will not be used. */
+ * an asynchronous acquire, on one of the runtime's workers; and giving back an open
+ * slot that will not be used. */
 #include <sched.h>
 #include <stdio.h>
 #include <string.h>

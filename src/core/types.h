@@ -213,18 +213,19 @@ struct tp_pool {
     tp__retired retired;
 
     /* lifetime: the pool is freed when the caller has destroyed it and no lease, open
-       or pool-owned thread still refers to it */
+       or worker job still refers to it */
     bool destroyed;
-    int64_t workers;        /* pool-owned open threads running */
+    int64_t workers;        /* jobs of this pool queued or running on the workers (async
+                               opens, maintenance opens and probes) */
     int64_t callbacks;      /* completion callbacks running outside the lock */
     pthread_cond_t idle_cv; /* signalled when workers or callbacks reach zero */
 
-    /* maintenance thread */
-    bool mthread;
-    bool mstop;
-    pthread_t mthread_id;
-    pthread_cond_t mcv;
-    int64_t mdue; /* when the thread should next run */
+    /* scheduled maintenance (maintain.c): a timed job on the runtime's workers */
+    tp__work mwork;
+    bool mscheduled; /* mwork holds a place in the workers' timer heap */
+    bool mrunning;   /* a scheduled pass runs: it arms mwork again when done */
+    bool mstop;      /* closed: mwork is not armed again */
+    int64_t mdue;    /* when the next pass is due */
 };
 
 #endif

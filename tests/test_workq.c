@@ -66,8 +66,8 @@ static void test_jobs_run_once_within_the_workers(void **state)
     atomic_int runs = 0, running = 0, max_running = 0;
     job jobs[60];
     for (int i = 0; i < 60; i++) {
-        jobs[i] = (job){.work.fn = job_fn, .runs = &runs, .running = &running,
-                        .max_running = &max_running};
+        jobs[i] = (job){
+            .work.fn = job_fn, .runs = &runs, .running = &running, .max_running = &max_running};
         assert_int_equal(tp__work_submit(&jobs[i].work), TP_OK);
     }
     bool all = false;
@@ -87,8 +87,11 @@ static void test_queue_bound_and_configure(void **state)
     atomic_bool gate = true;
     job jobs[4];
     for (int i = 0; i < 4; i++)
-        jobs[i] = (job){.work.fn = job_fn, .runs = &runs, .running = &running,
-                        .max_running = &max_running, .gate = &gate};
+        jobs[i] = (job){.work.fn = job_fn,
+                        .runs = &runs,
+                        .running = &running,
+                        .max_running = &max_running,
+                        .gate = &gate};
     assert_int_equal(tp__work_submit(&jobs[0].work), TP_OK);
     bool taken = false;
     TU_WAIT_UNTIL(taken, atomic_load(&running) == 1, 2000); /* the worker holds job 0 */
@@ -183,9 +186,9 @@ static void test_async_opens_run_on_workers(void **state)
     fake_gate_close(&f); /* every open waits, so each acquire needs its own */
     for (int i = 0; i < 4; i++) {
         tp_conn *c = NULL;
-        assert_int_equal(tp_pool_acquire_async(p, KEY("k"), MS(5000), on_acquired, &r[i], &c,
-                                               NULL, NULL),
-                         TP_PENDING);
+        assert_int_equal(
+            tp_pool_acquire_async(p, KEY("k"), MS(5000), on_acquired, &r[i], &c, NULL, NULL),
+            TP_PENDING);
     }
     bool two = false;
     TU_WAIT_UNTIL(two, fake_gate_waiting(&f) == 2, 2000); /* two workers, two opens */
@@ -194,8 +197,10 @@ static void test_async_opens_run_on_workers(void **state)
     assert_int_equal(fake_gate_waiting(&f), 2);
     fake_gate_open(&f);
     bool done = false;
-    TU_WAIT_UNTIL(done, atomic_load(&r[0].calls) + atomic_load(&r[1].calls) +
-                                atomic_load(&r[2].calls) + atomic_load(&r[3].calls) == 4,
+    TU_WAIT_UNTIL(done,
+                  atomic_load(&r[0].calls) + atomic_load(&r[1].calls) + atomic_load(&r[2].calls) +
+                          atomic_load(&r[3].calls) ==
+                      4,
                   3000);
     assert_true(done);
     assert_int_equal(atomic_load(&opens_on_worker), 4);
@@ -211,7 +216,7 @@ typedef struct tjob {
     tp__work work;
     atomic_int runs;
     _Atomic int64_t first_at, last_at;
-    atomic_bool gate;    /* while true, a run waits */
+    atomic_bool gate; /* while true, a run waits */
     atomic_bool running;
     int64_t period;
     atomic_bool rearm;
@@ -322,6 +327,30 @@ static void test_timed_jobs_in_order_and_periodic(void **state)
     assert_int_equal(atomic_load(&p.runs), after);
 }
 
+static void test_busy_timer_does_not_starve_the_queue(void **state)
+{
+    /* One worker and a timed job that is always due again when it ends: a submitted
+     * job still gets its turn (due timers queue behind what was submitted first). */
+    (void)state;
+    configure(1, 4096);
+    tjob busy;
+    tjob_init(&busy);
+    busy.period = 0;
+    atomic_store(&busy.rearm, true);
+    assert_int_equal(tp__work_at(&busy.work, tp_clock_now()), TP_OK);
+    bool spinning = false;
+    TU_WAIT_UNTIL(spinning, atomic_load(&busy.runs) >= 10, 2000);
+    assert_true(spinning);
+    atomic_int runs = 0, running = 0, max_running = 0;
+    job j = {.work.fn = job_fn, .runs = &runs, .running = &running, .max_running = &max_running};
+    assert_int_equal(tp__work_submit(&j.work), TP_OK);
+    bool ran = false;
+    TU_WAIT_UNTIL(ran, atomic_load(&runs) == 1, 2000);
+    assert_true(ran);
+    assert_true(atomic_load(&busy.runs) > 10); /* and the timer kept its turns too */
+    tp__work_timed_fini(&busy.work);
+}
+
 typedef struct fini_arg {
     tjob *j;
     atomic_bool done;
@@ -369,8 +398,8 @@ static void test_timed_job_survives_a_shutdown(void **state)
     assert_int_equal(atomic_load(&j.runs), 0);
     /* The next job starts the workers, and they find the timer. */
     atomic_int runs = 0, running = 0, max_running = 0;
-    job other = {.work.fn = job_fn, .runs = &runs, .running = &running,
-                 .max_running = &max_running};
+    job other = {
+        .work.fn = job_fn, .runs = &runs, .running = &running, .max_running = &max_running};
     assert_int_equal(tp__work_submit(&other.work), TP_OK);
     bool ran = false;
     TU_WAIT_UNTIL(ran, atomic_load(&j.runs) == 1, 2000);
@@ -464,6 +493,7 @@ int main(void)
         cmocka_unit_test(test_async_opens_run_on_workers),
         cmocka_unit_test(test_timed_job_runs_at_its_time_and_moves),
         cmocka_unit_test(test_timed_jobs_in_order_and_periodic),
+        cmocka_unit_test(test_busy_timer_does_not_starve_the_queue),
         cmocka_unit_test(test_timed_fini_waits_for_a_running_job),
         cmocka_unit_test(test_timed_job_survives_a_shutdown),
         cmocka_unit_test(test_child_forgets_armed_timers),

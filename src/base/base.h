@@ -2,8 +2,9 @@
  * min/max, relaxed single-writer counters, saturating deadline arithmetic, the
  * allocation funnel (alloc.c) and the random source for jitter (rand.c). The other base
  * headers: sync.h (the checked mutex, condition variables), hist.h (histograms), list.h
- * (intrusive lists), buf.h (the one growable buffer). base/ uses no other folder of
- * src/; every other folder may use base/. */
+ * (intrusive lists), buf.h (the one growable buffer), workq.h (the worker threads and
+ * their timed jobs), timer.h (the timer heap), fork.h (the fork handlers). base/ uses
+ * no other folder of src/; every other folder may use base/. */
 #ifndef TP_BASE_BASE_H
 #define TP_BASE_BASE_H
 

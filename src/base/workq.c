@@ -1,9 +1,9 @@
 /* workq.c: the worker threads of workq.h and tidepool/runtime.h.
  *
  * One process-wide queue and one timer heap under one lock. Workers are started
- * together at the first job (or again after a shutdown or a fork); each takes a due
- * timed job first (it is late already), else the oldest queued one, and runs it outside
- * the lock; with nothing to do it sleeps until the earliest timer. Shutdown sets a
+ * together at the first job (or again after a shutdown or a fork); each moves the
+ * timed jobs that came due to the queue's tail, takes the oldest queued job and runs it
+ * outside the lock; with nothing to do it sleeps until the earliest timer. Shutdown sets a
  * flag, wakes everyone, and joins: the workers drain the queue before they leave, so no
  * queued job is lost; timed jobs not yet due wait in the heap for the workers' next
  * start. After fork() the child has the parent's memory but none of its threads: the
@@ -17,12 +17,15 @@
 #include <string.h>
 
 #include "base.h"
+#include "fork.h"
 #include "sync.h"
 #include "workq.h"
 
 #define TP__MAX_WORKERS 256
 
-enum { W_NOWHERE, W_QUEUED, W_TIMED };
+/* Where a job is: nowhere (idle or running), queued (submitted), timed (in the heap),
+ * or due (a timed job whose time came, queued behind the jobs submitted before). */
+enum { W_NOWHERE, W_QUEUED, W_TIMED, W_DUE };
 
 static struct {
     tp__mutex mu;
@@ -57,22 +60,12 @@ static void fresh_locked(tp__work *w)
     }
 }
 
-static void atfork_prepare(void)
-{
-    if (wq_ready)
-        tp__mutex_lock(&wq.mu);
-}
+static tp__fork_guard wq_guard; /* wq.mu across fork() */
 
-static void atfork_parent(void)
+/* In a child, with wq.mu new (base/fork.c). */
+static void wq_forked(tp__fork_guard *g)
 {
-    if (wq_ready)
-        tp__mutex_unlock(&wq.mu);
-}
-
-static void atfork_child(void)
-{
-    if (!wq_ready)
-        return;
+    (void)g;
     /* The parent's workers do not exist here, and its queued and armed jobs are its
      * own (the heap keeps its size: the reservations are the child's too). */
     wq.nworkers = 0;
@@ -88,7 +81,6 @@ static void atfork_child(void)
     (void)tp__cond_init(&wq.cv);
     memset(&wq.done_cv, 0, sizeof wq.done_cv);
     (void)tp__cond_init(&wq.done_cv);
-    tp__mutex_reinit_after_fork(&wq.mu);
 }
 
 static void wq_init(void)
@@ -101,7 +93,7 @@ static void wq_init(void)
     if (tp__mutex_init(&wq.mu) != 0 || tp__cond_init(&wq.cv) != 0 ||
         tp__cond_init(&wq.done_cv) != 0)
         return;
-    pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
+    tp__fork_guard_add(&wq_guard, &wq.mu, TP__RANK_RUNTIME, wq_forked);
     wq_ready = true;
 }
 
@@ -121,18 +113,23 @@ static void *worker_main(void *arg)
     worker_index = me;
     tp__mutex_lock(&wq.mu);
     for (;;) {
-        tp__work *w = NULL;
-        tp__timer *t = tp__timers_first(&wq.timers);
-        if (t != NULL && t->due <= tp_clock_now()) {
+        /* Due timed jobs join the queue's tail, so that they take turns with submitted
+         * jobs: a busy timer (a pool maintained every millisecond) cannot starve the
+         * queue, nor the queue a timer. While stopping they stay for the next start. */
+        tp__timer *t;
+        int64_t now = tp_clock_now();
+        while (!wq.stopping && (t = tp__timers_first(&wq.timers)) != NULL && t->due <= now) {
             tp__timers_cancel(&wq.timers, t);
-            w = TP__CONTAINER_OF(t, tp__work, timer);
-        } else if (!tp__list_empty(&wq.queue)) {
+            tp__work *d = TP__CONTAINER_OF(t, tp__work, timer);
+            d->where = W_DUE;
+            tp__list_push_back(&wq.queue, &d->link);
+        }
+        if (!tp__list_empty(&wq.queue)) {
             tp__list *n = wq.queue.next;
             tp__list_remove(n);
-            wq.queued--;
-            w = TP__CONTAINER_OF(n, tp__work, link);
-        }
-        if (w != NULL) {
+            tp__work *w = TP__CONTAINER_OF(n, tp__work, link);
+            if (w->where == W_QUEUED)
+                wq.queued--; /* the bound counts submitted jobs only */
             w->where = W_NOWHERE;
             wq.running[me] = w;
             tp__mutex_unlock(&wq.mu);
@@ -145,6 +142,7 @@ static void *worker_main(void *arg)
         }
         if (wq.stopping)
             break;
+        t = tp__timers_first(&wq.timers);
         tp__cond_wait_until(&wq.cv, &wq.mu, t != NULL ? t->due : TP_DURATION_INFINITE);
     }
     tp__mutex_unlock(&wq.mu);
@@ -212,6 +210,10 @@ tp_err tp__work_at(tp__work *w, int64_t due)
     fresh_locked(w);
     /* While a shutdown drains, the job waits in the heap for the workers' next start. */
     tp_err rc = wq.stopping || start_locked() ? TP_OK : TP_ESYS;
+    if (rc == TP_OK && w->where == W_DUE) { /* queued to run now: take it back */
+        tp__list_remove(&w->link);
+        w->where = W_NOWHERE;
+    }
     if (rc == TP_OK && w->where != W_QUEUED) {
         rc = tp__timers_set(&wq.timers, &w->timer, due); /* reserved: no allocation */
         if (rc == TP_OK) {
@@ -240,6 +242,8 @@ void tp__work_timed_fini(tp__work *w)
         fresh_locked(w);
         if (w->where == W_TIMED)
             tp__timers_cancel(&wq.timers, &w->timer);
+        else if (w->where == W_DUE)
+            tp__list_remove(&w->link);
         w->where = W_NOWHERE;
         if (!running_elsewhere_locked(w))
             break;

@@ -3,9 +3,10 @@
  * way to corrupt a PostgreSQL session), and its goodbye (a TLS close_notify, libpq's
  * Terminate message, a shutdown()) would end the parent's connection.
  *
- * Every pool is in a registry. Around fork() the registry's handlers lock every pool,
- * so the child's copy of each pool is consistent, and the child handler bumps the fork
- * generation. A pool whose generation is behind (tp__fork_check) is in a new process:
+ * Every pool's lock is guarded (base/fork.h): around fork() the library's handlers
+ * lock it, so the child's copy of each pool is consistent, and the child handler bumps
+ * the fork generation. A pool whose generation is behind (tp__fork_check) is in a new
+ * process:
  * at its first use there it forgets its waiters, opens and leases (their threads are in
  * the parent), closes its idle connections and, later, the leases the child releases,
  * with reason inherited, after pointing each one's socket at /dev/null, so whatever the
@@ -14,67 +15,30 @@
  * stay intact: closing a descriptor in the child leaves the parent's copy open. The
  * scheduled maintenance, which the child's workers forgot, is armed again. */
 #include <fcntl.h>
+#include <pthread.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "pool_internal.h"
 
-_Atomic unsigned tp__fork_generation;
-
-static tp__mutex reg_mu;
-static tp__list reg = {&reg, &reg};
-static pthread_once_t reg_once = PTHREAD_ONCE_INIT;
-static bool reg_ready;
+static pthread_once_t devnull_once = PTHREAD_ONCE_INIT;
 static int devnull = -1; /* opened once, before any fork: children inherit it */
 
-static void prepare(void)
-{
-    tp__mutex_lock(&reg_mu);
-    for (tp__list *n = reg.next; n != &reg; n = n->next)
-        tp__mutex_lock(&TP__CONTAINER_OF(n, tp_pool, fork_link)->mu);
-}
-
-static void parent(void)
-{
-    for (tp__list *n = reg.next; n != &reg; n = n->next)
-        tp__mutex_unlock(&TP__CONTAINER_OF(n, tp_pool, fork_link)->mu);
-    tp__mutex_unlock(&reg_mu);
-}
-
-static void child(void)
-{
-    atomic_fetch_add(&tp__fork_generation, 1);
-    for (tp__list *n = reg.next; n != &reg; n = n->next)
-        tp__mutex_reinit_after_fork(&TP__CONTAINER_OF(n, tp_pool, fork_link)->mu);
-    tp__mutex_reinit_after_fork(&reg_mu);
-}
-
-static void reg_init(void)
+static void devnull_open(void)
 {
     devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
-    if (tp__mutex_init(&reg_mu) != 0)
-        return;
-    reg_ready = pthread_atfork(prepare, parent, child) == 0;
 }
 
 void tp__fork_register(tp_pool *p)
 {
-    pthread_once(&reg_once, reg_init);
+    pthread_once(&devnull_once, devnull_open);
     p->fork_gen = atomic_load(&tp__fork_generation);
-    if (!reg_ready)
-        return;
-    tp__mutex_lock(&reg_mu);
-    tp__list_push_back(&reg, &p->fork_link);
-    tp__mutex_unlock(&reg_mu);
+    tp__fork_guard_add(&p->fork_guard, &p->mu, TP__RANK_POOL, NULL);
 }
 
 void tp__fork_unregister(tp_pool *p)
 {
-    if (!reg_ready || tp__list_empty(&p->fork_link))
-        return;
-    tp__mutex_lock(&reg_mu);
-    tp__list_remove(&p->fork_link);
-    tp__mutex_unlock(&reg_mu);
+    tp__fork_guard_remove(&p->fork_guard);
 }
 
 /* Makes the pool forget c (a lease or a connection being handed over in a thread the

@@ -5,11 +5,8 @@
 
 #include "types.h"
 
-/* Bumped in every child process fork() makes (see fork.c). */
-extern _Atomic unsigned tp__fork_generation;
-
-/* tp__fork_register / unregister: the pool enters (at create) or leaves (at free) the
- * registry whose fork handlers lock every pool around fork(). */
+/* tp__fork_register / unregister: the pool's lock is guarded across fork()
+ * (base/fork.h) from its create until its free. */
 void tp__fork_register(tp_pool *p);
 
 void tp__fork_unregister(tp_pool *p);

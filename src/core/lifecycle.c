@@ -129,7 +129,6 @@ tp_err tp_pool_create(const tp_pool_options *o, tp_pool **out, tp_errinfo *err)
         tp__free(p);
         return tp_errinfo_set(err, TP_ESYS, 0, "initialising locks");
     }
-    tp__list_init(&p->fork_link);
     tp__fork_register(p); /* first: a pass checks the pool's fork generation */
     p->mdue = tp__saturating_add(tp_clock_now(), p->o.maintenance_interval);
     if (p->o.maintenance_thread) {

@@ -21,6 +21,7 @@
 #define TP_CORE_TYPES_H
 
 #include "base/base.h"
+#include "base/fork.h"
 #include "base/hist.h"
 #include "base/list.h"
 #include "base/sync.h"
@@ -185,7 +186,7 @@ typedef struct tp__retired {
 struct tp_pool {
     uint64_t id;        /* unique per pool in the process: validates thread hints */
     _Atomic unsigned fork_gen; /* tp__fork_generation when the pool last looked */
-    tp__list fork_link; /* in fork.c's registry */
+    tp__fork_guard fork_guard; /* mu, locked around fork() (base/fork.h) */
     tp_pool_options o;  /* immutable after create */
     bool adaptive;      /* o.adaptive was given: adapt_o holds its copy */
     tp_adapt_options adapt_o;

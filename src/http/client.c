@@ -98,7 +98,6 @@ tp_err tp_http_client_create(const tp_http_client_options *o, tp_http_client **o
     c->o.ca_file = c->ca_file;
     c->o.ca_dir = c->ca_dir;
     c->o.user_agent = c->user_agent;
-    tp__mutex_init(&c->tls_mu);
     if (fail) {
         tp_http_client_destroy(c);
         return tp_errinfo_set(err, TP_ENOMEM, 0, "copying options");
@@ -134,8 +133,7 @@ void tp_http_client_destroy(tp_http_client *c)
     if (c == NULL)
         return;
     tp_pool_destroy(c->pool); /* closes every connection before the TLS context goes */
-    tp__tls_ctx_destroy(c->tls);
-    tp__mutex_destroy(&c->tls_mu);
+    tp__tls_ctx_destroy(atomic_load(&c->tls));
     tp__free(c->ca_file);
     tp__free(c->ca_dir);
     tp__free(c->user_agent);

@@ -14,8 +14,9 @@ struct tp_http_client {
     tp_http_client_options o; /* ca_file, ca_dir, user_agent point at copies below */
     char *ca_file, *ca_dir, *user_agent;
     tp_pool *pool;
-    tp__tls_ctx *tls; /* NULL until the first https:// request needs it */
-    tp__mutex tls_mu;
+    /* NULL until the first https:// request needs it; set once, by compare-and-swap
+       (no lock is held while OpenSSL loads the CA files) */
+    _Atomic(tp__tls_ctx *) tls;
     int64_t acquire_timeout;     /* the pool's, read on every request */
     int64_t connect_timeout;
     tp_trace_fn user_pool_trace; /* the caller's pool hook, chained behind ours */

@@ -47,17 +47,25 @@ static void emit(tp_http_client *c, const tp__http_conn *hc, tp_http_trace_type 
 
 tp_err tp__http_tls_ctx(tp_http_client *c, tp__tls_ctx **out, tp_errinfo *err)
 {
-    tp__mutex_lock(&c->tls_mu);
-    tp_err rc = TP_OK;
-    if (c->tls == NULL) {
-        tp__tls_options to = {.ca_file = c->ca_file,
-                              .ca_dir = c->ca_dir,
-                              .insecure_skip_verify = c->o.tls_insecure_skip_verify};
-        rc = tp__tls_ctx_create(&to, &c->tls, err);
+    *out = atomic_load(&c->tls);
+    if (*out != NULL)
+        return TP_OK;
+    /* Made outside any lock (loading the CA files takes milliseconds); if another
+     * request installed one meanwhile, ours goes. */
+    tp__tls_options to = {.ca_file = c->ca_file,
+                          .ca_dir = c->ca_dir,
+                          .insecure_skip_verify = c->o.tls_insecure_skip_verify};
+    tp__tls_ctx *mine = NULL;
+    tp_err rc = tp__tls_ctx_create(&to, &mine, err);
+    if (rc != TP_OK)
+        return rc;
+    tp__tls_ctx *none = NULL;
+    if (!atomic_compare_exchange_strong(&c->tls, &none, mine)) {
+        tp__tls_ctx_destroy(mine);
+        mine = none;
     }
-    *out = c->tls;
-    tp__mutex_unlock(&c->tls_mu);
-    return rc;
+    *out = mine;
+    return TP_OK;
 }
 
 /* Tries each resolved address in turn until one connects or the deadline passes. */

@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "base/base.h"
+#include "base/fork.h"
 #include "base/sync.h"
 #include "base/buf.h"
 #include "tidepool/metrics.h"
@@ -104,6 +105,7 @@ typedef struct tp__mentry {
 
 struct tp_metrics {
     tp__mutex mu; /* guards entries and serialises renders */
+    tp__fork_guard fork_guard; /* mu, locked around fork() */
     tp_metrics_options o;
     tp__mentry *entries; /* registration order; guarded by mu */
     size_t n, cap;       /* guarded by mu */

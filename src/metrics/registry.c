@@ -52,6 +52,7 @@ tp_err tp_metrics_create(const tp_metrics_options *o, tp_metrics **out, tp_errin
         tp__free(m);
         return tp_errinfo_set(err, TP_ESYS, 0, "creating a lock failed");
     }
+    tp__fork_guard_add(&m->fork_guard, &m->mu, TP__RANK_REGISTRY, NULL);
     m->o = *o;
     *out = m;
     return TP_OK;
@@ -64,6 +65,7 @@ void tp_metrics_destroy(tp_metrics *m)
     for (size_t i = 0; i < m->n; i++)
         tp__free(m->entries[i].name);
     tp__free(m->entries);
+    tp__fork_guard_remove(&m->fork_guard);
     tp__mutex_destroy(&m->mu);
     tp__free(m);
 }

@@ -18,7 +18,10 @@
 int tp__tls_cache_init(tp__tls_cache *c)
 {
     memset(c, 0, sizeof *c);
-    return tp__mutex_init(&c->mu);
+    int rc = tp__mutex_init(&c->mu);
+    if (rc == 0)
+        tp__fork_guard_add(&c->fork_guard, &c->mu, TP__RANK_LEAF, NULL);
+    return rc;
 }
 
 void tp__tls_cache_destroy(tp__tls_cache *c)
@@ -28,6 +31,7 @@ void tp__tls_cache_destroy(tp__tls_cache *c)
         tp__free(c->v[i].key);
     }
     tp__free(c->v);
+    tp__fork_guard_remove(&c->fork_guard);
     tp__mutex_destroy(&c->mu);
     memset(c, 0, sizeof *c);
 }

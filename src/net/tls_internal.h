@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "base/fork.h"
 #include "base/sync.h"
 #include "net/net.h"
 
@@ -34,6 +35,7 @@ typedef struct tp__tls_cache_entry {
 
 typedef struct tp__tls_cache {
     tp__mutex mu;
+    tp__fork_guard fork_guard; /* mu, locked around fork() */
     tp__tls_cache_entry *v; /* guarded by mu, as are n, cap and clock */
     size_t n, cap;
     uint64_t clock;

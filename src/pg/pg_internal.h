@@ -14,6 +14,7 @@
 #include <tidepool/pg.h>
 
 #include "base/base.h"
+#include "base/fork.h"
 #include "base/sync.h"
 
 /* One registered conninfo. keywords/values are the non-empty options of the parsed
@@ -36,6 +37,7 @@ struct tp_pg_pool {
     char *reset_query; /* NULL: no reset statement */
     unsigned char secret[32]; /* keys the credential digest; never leaves the process */
     tp__mutex mu;       /* guards the target list */
+    tp__fork_guard fork_guard; /* mu, locked around fork() */
     tp_pg_target *targets;    /* append-only until destroy */
     tp_pg_target *dflt;
 };

@@ -78,6 +78,7 @@ tp_err tp_pg_pool_create(const tp_pg_options *o, tp_pg_pool **out, tp_errinfo *e
         tp__free(pp);
         return tp_errinfo_set(err, TP_ESYS, 0, "pg pool: mutex init failed");
     }
+    tp__fork_guard_add(&pp->fork_guard, &pp->mu, TP__RANK_LEAF, NULL);
     tp_pool_options po = o->pool;
     po.connector = (tp_connector){.open = tp__pg_open,
                                   .check = tp__pg_check,
@@ -87,6 +88,7 @@ tp_err tp_pg_pool_create(const tp_pg_options *o, tp_pg_pool **out, tp_errinfo *e
                                   .ctx = pp};
     tp_err rc = tp_pool_create(&po, &pp->pool, err);
     if (rc != TP_OK) {
+        tp__fork_guard_remove(&pp->fork_guard);
         tp__mutex_destroy(&pp->mu);
         tp__free(pp->reset_query);
         tp__free(pp);
@@ -236,6 +238,7 @@ void tp_pg_pool_destroy(tp_pg_pool *pp)
         target_free(t);
         t = next;
     }
+    tp__fork_guard_remove(&pp->fork_guard);
     tp__mutex_destroy(&pp->mu);
     tp__free(pp->reset_query);
     explicit_bzero(pp->secret, sizeof pp->secret);

@@ -40,6 +40,7 @@ tp_err tp_redis_pool_create(const tp_redis_options *o, tp_redis_pool **out, tp_e
         tp__redis_target_free(t);
         return tp_errinfo_set(err, TP_ESYS, 0, "creating a lock failed");
     }
+    tp__fork_guard_add(&rp->fork_guard, &rp->mu, TP__RANK_LEAF, NULL);
     rp->command_timeout = o->command_timeout;
     rp->targets = rp->def = t;
     tp_pool_options po = o->pool;
@@ -75,6 +76,7 @@ void tp_redis_pool_destroy(tp_redis_pool *rp)
         next = t->next;
         tp__redis_target_free(t);
     }
+    tp__fork_guard_remove(&rp->fork_guard);
     tp__mutex_destroy(&rp->mu);
     tp__free(rp);
 }

@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "base/base.h"
+#include "base/fork.h"
 #include "base/sync.h"
 #include "tidepool/redis.h"
 
@@ -54,6 +55,7 @@ struct tp_redis_pool {
     tp_pool *pool;
     int64_t command_timeout;
     tp__mutex mu; /* guards the target list */
+    tp__fork_guard fork_guard; /* mu, locked around fork() */
     tp_redis_target *targets;
     tp_redis_target *def;
 };

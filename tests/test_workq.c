@@ -157,6 +157,8 @@ static void note_thread(void *ud)
 
 typedef struct cb_rec {
     atomic_int calls;
+    atomic_int status;
+    _Atomic int64_t at; /* tu_now_ns() of the call */
     _Atomic(tp_conn *) conn;
 } cb_rec;
 
@@ -166,6 +168,8 @@ static void on_acquired(void *ud, tp_err status, tp_conn *conn, const tp_errinfo
     cb_rec *r = ud;
     if (status == TP_OK)
         atomic_store(&r->conn, conn);
+    atomic_store(&r->status, status);
+    atomic_store(&r->at, tu_now_ns());
     atomic_fetch_add(&r->calls, 1);
 }
 
@@ -330,7 +334,7 @@ static void test_timed_jobs_in_order_and_periodic(void **state)
 static void test_busy_timer_does_not_starve_the_queue(void **state)
 {
     /* One worker and a timed job that is always due again when it ends: a submitted
-     * job still gets its turn (due timers queue behind what was submitted first). */
+     * job still runs at once (timers have a thread of their own). */
     (void)state;
     configure(1, 4096);
     tjob busy;
@@ -440,6 +444,55 @@ static void test_child_forgets_armed_timers(void **state)
     tp__work_timed_fini(&j.work);
 }
 
+static void test_timeouts_on_time_while_workers_block(void **state)
+{
+    /* Both workers hang in opens (the gate); an acquire queued behind them still times
+     * out on time, since the pass that fails it runs on the timer thread, not behind
+     * the hung opens. */
+    (void)state;
+    configure(2, 4096);
+    fake_connector f;
+    fake_init(&f);
+    tp_pool_options o;
+    fake_pool_options(&f, &o);
+    o.maintenance_thread = true;
+    o.maintenance_interval = MS(20);
+    o.max_per_key = 2;
+    o.connect_timeout = 30 * TP_NSEC_PER_SEC;
+    tp_pool *p = tu_pool_create(&o);
+    cb_rec r[3];
+    memset(r, 0, sizeof r);
+    fake_gate_close(&f);
+    for (int i = 0; i < 2; i++) {
+        tp_conn *c = NULL;
+        assert_int_equal(
+            tp_pool_acquire_async(p, KEY("k"), MS(10000), on_acquired, &r[i], &c, NULL, NULL),
+            TP_PENDING);
+    }
+    bool hung = false;
+    TU_WAIT_UNTIL(hung, fake_gate_waiting(&f) == 2, 2000);
+    assert_true(hung);
+    int64_t t0 = tu_now_ns();
+    tp_conn *c = NULL;
+    assert_int_equal(
+        tp_pool_acquire_async(p, KEY("k"), MS(100), on_acquired, &r[2], &c, NULL, NULL),
+        TP_PENDING);
+    bool failed = false;
+    TU_WAIT_UNTIL(failed, atomic_load(&r[2].calls) == 1, 3000);
+    assert_true(failed);
+    assert_int_equal(atomic_load(&r[2].status), TP_ETIMEDOUT);
+    assert_true(atomic_load(&r[2].at) - t0 >= MS(100));
+    assert_true(atomic_load(&r[2].at) - t0 <= MS(100 + 20 + 400));
+    fake_gate_open(&f);
+    bool served = false;
+    TU_WAIT_UNTIL(served, atomic_load(&r[0].calls) + atomic_load(&r[1].calls) == 2, 3000);
+    assert_true(served);
+    for (int i = 0; i < 2; i++)
+        tp_conn_release(atomic_load(&r[i].conn), 0);
+    tp_pool_destroy(p);
+    fake_destroy(&f);
+}
+
 static int count_threads(void)
 {
     DIR *d = opendir("/proc/self/task");
@@ -455,8 +508,8 @@ static int count_threads(void)
 static void test_pools_maintain_on_the_workers(void **state)
 {
     /* Sixteen pools with maintenance on start no thread of their own: the process has
-     * at most the runtime's workers more than before, and each pool's passes still run
-     * (idle connections close at their timeout). */
+     * at most the runtime's workers and its timer thread more than before, and each
+     * pool's passes still run (idle connections close at their timeout). */
     (void)state;
     configure(2, 4096);
     int before = count_threads();
@@ -473,7 +526,7 @@ static void test_pools_maintain_on_the_workers(void **state)
         pools[i] = tu_pool_create(&o);
         tp_conn_release(tu_acquire(pools[i], "k", 0), 0);
     }
-    assert_true(count_threads() <= before + 2);
+    assert_true(count_threads() <= before + 2 + 1);
     bool closed = false;
     TU_WAIT_UNTIL(closed, f.closes == N, 3000);
     assert_true(closed);
@@ -497,6 +550,7 @@ int main(void)
         cmocka_unit_test(test_timed_fini_waits_for_a_running_job),
         cmocka_unit_test(test_timed_job_survives_a_shutdown),
         cmocka_unit_test(test_child_forgets_armed_timers),
+        cmocka_unit_test(test_timeouts_on_time_while_workers_block),
         cmocka_unit_test(test_pools_maintain_on_the_workers),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);

@@ -8,8 +8,8 @@
  * least recently used first), counts of idle, in use and opening connections, and a
  * queue of waiters. Limits apply per key and across keys. A maintenance pass closes idle
  * and expired connections, keeps min_idle_per_key warm and runs breaker probes; by
- * default it is a timed job on the library's worker threads (tidepool/runtime.h), due at
- * the pool's next event, or it runs when the caller calls tp_pool_maintain().
+ * default it runs on the library's timer thread (tidepool/runtime.h), due at the pool's
+ * next event, or when the caller calls tp_pool_maintain().
  *
  * Threads: every tp_pool_* function is thread-safe. A tp_conn (a lease) belongs to the
  * caller that acquired it until it is released; it may move between threads but must
@@ -143,7 +143,7 @@ typedef struct tp_pool_options {
     int64_t breaker_cooldown;    /* how long it stays open before a trial. 1 s */
     int64_t breaker_cooldown_max;/* cool-down doubles per failed trial up to this. 30 s */
 
-    bool maintenance_thread;      /* schedule maintenance on the runtime's worker threads
+    bool maintenance_thread;      /* schedule maintenance on the runtime's timer thread
                                      (no thread of the pool's own). true */
     int64_t maintenance_interval; /* longest gap between maintenance passes. 1 s */
 
@@ -277,7 +277,7 @@ TP_EXTERN tp_err tp_pool_try_acquire(tp_pool *p, const void *key, size_t keylen,
 /* tp_acquire_cb: the outcome of an asynchronous acquire, called exactly once with
  * status TP_OK and the lease, or an error (conn NULL; err has the detail, valid only
  * during the call). It runs outside pool locks, on the thread that released or opened
- * the connection, on a worker thread (maintenance: timeouts, opens), or in the caller of
+ * the connection, on a library thread (maintenance: timeouts, opens), or in the caller of
  * tp_pool_maintain() / tp_pool_close(). */
 typedef void (*tp_acquire_cb)(void *ud, tp_err status, tp_conn *conn, const tp_errinfo *err);
 

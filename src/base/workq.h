@@ -1,10 +1,11 @@
-/* base/workq.h: the library's worker threads (workq.c): a fixed set of threads (4 by
- * default, tp_runtime_configure()), a bounded queue and a timer heap (timer.h), for
- * every blocking job the library runs off its caller's thread: opens for asynchronous
- * acquires that the caller does not perform itself, name lookups bounded by a deadline,
- * and each pool's maintenance (a timed job: it runs when due, then sets its next time).
- * Started at the first job, joined by tp_runtime_shutdown(), started afresh in a child
- * after fork(). */
+/* base/workq.h: the library's threads (workq.c): a fixed set of workers (4 by default,
+ * tp_runtime_configure()) fed by a bounded queue, for every blocking job the library
+ * runs off its caller's thread (opens for asynchronous acquires that the caller does
+ * not perform itself, name lookups bounded by a deadline, a maintenance pass's opens
+ * and probes); and one timer thread with a timer heap (timer.h) for timed jobs, which
+ * must not block (each pool's maintenance pass: it runs when due, then sets its next
+ * time). Started at the first job, joined by tp_runtime_shutdown(), started afresh in a
+ * child after fork(). */
 #ifndef TP_BASE_WORKQ_H
 #define TP_BASE_WORKQ_H
 
@@ -31,12 +32,13 @@ typedef struct tp__work {
  * TP_ESYS when no worker thread could be started. Thread-safe. */
 tp_err tp__work_submit(tp__work *w);
 
-/* Timed jobs. tp__work_timed_init reserves w's place in the timer heap (so arming it
- * never allocates): TP_OK, TP_ENOMEM. tp__work_at arms w to run at due (tp_clock_now()
- * nanoseconds; at once if past), or moves it there if armed: TP_OK, TP_ESYS when no
- * worker thread could be started. A timed job's fn may arm it again. tp__work_timed_fini
- * disarms w, waits until no worker runs it (so its owner may free it; not from w's own
- * fn) and gives its place back. Thread-safe; the owner serialises at and fini. */
+/* Timed jobs, run on the timer thread: their fn must hand anything that blocks to the
+ * workers (tp__work_submit). tp__work_timed_init reserves w's place in the timer heap
+ * (so arming it never allocates): TP_OK, TP_ENOMEM. tp__work_at arms w to run at due
+ * (tp_clock_now() nanoseconds; at once if past), or moves it there if armed: TP_OK,
+ * TP_ESYS when the timer thread could not be started. A timed job's fn may arm it
+ * again. tp__work_timed_fini disarms w, waits until no thread runs it (so its owner may
+ * free it) and gives its place back. Thread-safe; the owner serialises at and fini. */
 tp_err tp__work_timed_init(tp__work *w, void (*fn)(tp__work *w));
 tp_err tp__work_at(tp__work *w, int64_t due);
 void tp__work_timed_fini(tp__work *w);

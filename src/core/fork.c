@@ -13,7 +13,7 @@
  * connector writes on close goes nowhere and nothing reaches the peer (a connector
  * without fd() has its connections forgotten, not closed). The parent's connections
  * stay intact: closing a descriptor in the child leaves the parent's copy open. The
- * scheduled maintenance, which the child's workers forgot, is armed again. */
+ * scheduled maintenance, which the child's timer thread forgot, is armed again. */
 #include <fcntl.h>
 #include <pthread.h>
 #include <string.h>

@@ -4,12 +4,12 @@
  * due breaker probes, opens connections to keep min_idle_per_key warm, and reclaims
  * keys that have been empty for a while. Closes, probes and opens run outside the lock.
  *
- * With maintenance_thread set the pass is a timed job on the runtime's workers
+ * With maintenance_thread set the pass is a timed job on the runtime's timer thread
  * (base/workq.h), due at the earliest event a pass found (or maintenance_interval);
  * whatever makes something due sooner pokes it earlier. A scheduled pass hands its
- * probes and opens to the workers too, one job each, so one slow connect neither delays
- * the next pass nor the other opens; a pass the caller runs (tp_pool_maintain) runs
- * them itself, so they are done when it returns. */
+ * probes and opens to the workers, one job each, so one slow connect neither delays the
+ * next pass (this pool's or another's) nor the other opens; a pass the caller runs
+ * (tp_pool_maintain) runs them itself, so they are done when it returns. */
 #include <stdio.h>
 
 #include "pool_internal.h"
@@ -321,7 +321,7 @@ int64_t tp_pool_maintain(tp_pool *p)
     return p != NULL ? maintain_pass(p, false) : 0;
 }
 
-/* The scheduled pass, on a worker. */
+/* The scheduled pass, on the timer thread. */
 static void maintenance_job(tp__work *w)
 {
     tp_pool *p = TP__CONTAINER_OF(w, tp_pool, mwork);

@@ -1,5 +1,5 @@
 /* core/maintain.h: what maintain.c defines for the other files of the pool: the
- * maintenance pass's schedule on the runtime's workers. The data structures are in
+ * maintenance pass's schedule on the runtime's timer thread. The data structures are in
  * types.h. */
 #ifndef TP_CORE_MAINTAIN_H
 #define TP_CORE_MAINTAIN_H

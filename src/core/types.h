@@ -221,9 +221,9 @@ struct tp_pool {
     int64_t callbacks;      /* completion callbacks running outside the lock */
     pthread_cond_t idle_cv; /* signalled when workers or callbacks reach zero */
 
-    /* scheduled maintenance (maintain.c): a timed job on the runtime's workers */
+    /* scheduled maintenance (maintain.c): a timed job on the runtime's timer thread */
     tp__work mwork;
-    bool mscheduled; /* mwork holds a place in the workers' timer heap */
+    bool mscheduled; /* mwork holds a place in the runtime's timer heap */
     bool mrunning;   /* a scheduled pass runs: it arms mwork again when done */
     bool mstop;      /* closed: mwork is not armed again */
     int64_t mdue;    /* when the next pass is due */

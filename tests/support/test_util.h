@@ -30,6 +30,20 @@
 #define TU_UNDER_TSAN 0
 #endif
 
+/* True in an AddressSanitizer build: its allocator's own locks are not taken around
+ * fork(), so a child forked while other threads allocate can hang inside malloc there
+ * (in the sanitizer's runtime, not in the code under test). */
+#if defined(__SANITIZE_ADDRESS__)
+#define TU_UNDER_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define TU_UNDER_ASAN 1
+#endif
+#endif
+#ifndef TU_UNDER_ASAN
+#define TU_UNDER_ASAN 0
+#endif
+
 /* Milliseconds to nanoseconds, for option fields and timeouts. */
 #define MS(x) ((int64_t)(x) * TP_NSEC_PER_MSEC)
 

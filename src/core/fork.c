@@ -6,14 +6,14 @@
  * Every pool's lock is guarded (base/fork.h): around fork() the library's handlers
  * lock it, so the child's copy of each pool is consistent, and the child handler bumps
  * the fork generation. A pool whose generation is behind (tp__fork_check) is in a new
- * process:
- * at its first use there it forgets its waiters, opens and leases (their threads are in
- * the parent), closes its idle connections and, later, the leases the child releases,
- * with reason inherited, after pointing each one's socket at /dev/null, so whatever the
- * connector writes on close goes nowhere and nothing reaches the peer (a connector
- * without fd() has its connections forgotten, not closed). The parent's connections
- * stay intact: closing a descriptor in the child leaves the parent's copy open. The
- * scheduled maintenance, which the child's timer thread forgot, is armed again. */
+ * process: at its first use there it forgets its waiters, opens and leases (their
+ * threads are in the parent), closes its idle connections and, later, the leases the
+ * child releases, with reason inherited, after pointing each one's socket at /dev/null,
+ * so whatever the connector writes on close goes nowhere and nothing reaches the peer
+ * (a connector without fd() has its connections forgotten, not closed). The parent's
+ * connections stay intact: closing a descriptor in the child leaves the parent's copy
+ * open. The scheduled maintenance, which the child's timer thread forgot, is armed
+ * again. */
 #include <fcntl.h>
 #include <pthread.h>
 #include <string.h>

@@ -359,6 +359,20 @@ TP_EXTERN const void *tp_conn_key(const tp_conn *c, size_t *keylen);
 /* tp_conn_uses: how many leases this connection has served, this one included. */
 TP_EXTERN uint64_t tp_conn_uses(const tp_conn *c);
 
+/* tp_lease_info: the facts of one lease, recorded when it began, on the lease itself
+ * (so each of many concurrent leases reads its own, whichever thread granted it). */
+typedef struct tp_lease_info {
+    bool reused;       /* the connection served a lease before this one */
+    int64_t idle_ns;   /* reused: how long since its previous lease ended (a connection
+                          handed straight from a release to a waiter: about 0); else 0 */
+    int64_t waited_ns; /* from the acquire call to the lease (queue, open); 0 at once */
+    uint64_t uses;     /* leases served, this one included */
+    int64_t age_ns;    /* since open() returned, as of this call */
+} tp_lease_info;
+
+/* tp_conn_lease_info: fills *out for the lease c (by its holder, while leased). */
+TP_EXTERN void tp_conn_lease_info(const tp_conn *c, tp_lease_info *out);
+
 /* ---- maintenance ------------------------------------------------------------------ */
 
 /* tp_pool_maintain: runs one maintenance pass now: closes idle-timed-out and expired idle

@@ -1,6 +1,7 @@
 /* lease.c: the start of a lease: argument checks, the lock-free attempt every form of
  * acquire makes first, the checks an idle connection passes before it is handed out,
- * and the statistics and trace event of a granted lease. */
+ * the statistics and trace event of a granted lease, and its facts
+ * (tp_conn_lease_info). */
 #include <sched.h>
 #include <stdio.h>
 #include <string.h>
@@ -13,6 +14,8 @@
 void tp__lease_begin(tp_pool *p, tp_conn *c, int64_t now, bool reused, bool fast, int64_t waited)
 {
     c->acquired_at = now;
+    c->lease_reused = reused;
+    c->lease_waited_ns = waited;
     TP__ADD1(c->uses, 1);
     TP__ADD1(c->st.acquires, 1);
     if (fast)
@@ -23,6 +26,7 @@ void tp__lease_begin(tp_pool *p, tp_conn *c, int64_t now, bool reused, bool fast
         TP__ADD1(c->st.reuses, 1);
         tp__hist_add(&c->st.idle, idle_ns);
     }
+    c->lease_idle_ns = idle_ns;
     if (TP__UNLIKELY(p->o.trace != NULL)) {
         tp_trace_event ev = {.type = TP_TRACE_ACQUIRE,
                              .key = c->key->bytes,
@@ -106,4 +110,18 @@ void tp__lease_begin_async(tp_pool *p, tp_conn *c, int64_t waited)
 {
     int64_t now = tp_clock_now();
     tp__lease_begin(p, c, now, TP__LOAD(c->uses) > 0, false, waited);
+}
+
+void tp_conn_lease_info(const tp_conn *c, tp_lease_info *out)
+{
+    if (out == NULL)
+        return;
+    memset(out, 0, sizeof *out);
+    if (c == NULL)
+        return;
+    out->reused = c->lease_reused;
+    out->idle_ns = c->lease_idle_ns;
+    out->waited_ns = c->lease_waited_ns;
+    out->uses = TP__LOAD(c->uses);
+    out->age_ns = tp_clock_now() - c->created_at;
 }

@@ -58,6 +58,9 @@ struct tp_conn {
     tp__key *key;                 /* the key (set while live; pool lock) */
     void *user;                   /* the connector's connection */
     int64_t acquired_at;          /* holder-owned: start of the current lease */
+    int64_t lease_idle_ns;        /* holder-owned: the current lease's facts */
+    int64_t lease_waited_ns;      /*   (tp_conn_lease_info) */
+    bool lease_reused;
     int64_t created_at;           /* when open() returned */
     int64_t expires_at;           /* jittered end of life; TP_DURATION_INFINITE if none */
     _Atomic int64_t idle_since;   /* set by the releaser before it publishes IDLE */

@@ -1,5 +1,4 @@
-/* client.c: the HTTP client's life: options, create, destroy, and the pool hook that
- * tells a request whether its connection was reused and how long it waited. */
+/* client.c: the HTTP client's life: options, create, destroy. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,28 +20,6 @@ void tp_http_client_options_init(tp_http_client_options *o)
     o->drain_max_bytes = 256 * 1024;
     o->drain_timeout = 100 * TP_NSEC_PER_MSEC;
     o->tcp_keepalive_idle_s = 30;
-}
-
-static _Thread_local tp__http_acq last_acq;
-
-tp__http_acq *tp__http_last_acquire(void)
-{
-    return &last_acq;
-}
-
-/* The pool's trace hook: remembers this thread's last acquire (reused, idle, waited)
- * for the request in progress, and forwards every event to the caller's pool hook. */
-void tp__http_pool_trace(void *ud, const tp_trace_event *ev)
-{
-    tp_http_client *c = ud;
-    if (ev->type == TP_TRACE_ACQUIRE) {
-        last_acq.valid = true;
-        last_acq.reused = ev->reused;
-        last_acq.idle_ns = ev->idle_ns;
-        last_acq.waited_ns = ev->waited_ns;
-    }
-    if (c->user_pool_trace != NULL)
-        c->user_pool_trace(c->user_pool_trace_ud, ev);
 }
 
 static char *dup_or_null(const char *s, bool *fail)
@@ -105,11 +82,7 @@ tp_err tp_http_client_create(const tp_http_client_options *o, tp_http_client **o
     tp_pool_options po = o->pool;
     c->acquire_timeout = po.acquire_timeout;
     c->connect_timeout = po.connect_timeout;
-    c->user_pool_trace = po.trace;
-    c->user_pool_trace_ud = po.trace_ud;
-    po.connector = tp__http_connector(c);
-    po.trace = tp__http_pool_trace;
-    po.trace_ud = c;
+    po.connector = tp__http_connector(c); /* the caller's pool trace hook stays as given */
     tp_err rc = tp_pool_create(&po, &c->pool, err);
     if (rc != TP_OK) {
         tp_http_client_destroy(c);

@@ -19,8 +19,6 @@ struct tp_http_client {
     _Atomic(tp__tls_ctx *) tls;
     int64_t acquire_timeout;     /* the pool's, read on every request */
     int64_t connect_timeout;
-    tp_trace_fn user_pool_trace; /* the caller's pool hook, chained behind ours */
-    void *user_pool_trace_ud;
 };
 
 /* A pooled connection: the connector's connection object. */
@@ -109,13 +107,5 @@ bool tp__http_conn_died(tp_err rc);
  * TP_RELEASE_BROKEN (the exchange failed or did not finish); plus TP_RELEASE_DROPPED for
  * a 503 or 429 (capacity signals for an adaptive limit). */
 unsigned tp__http_release_flags(const tp_http_response *r);
-
-/* ---- acquire-time details recorded by the pool hook for this thread ----------------- */
-typedef struct tp__http_acq {
-    bool valid, reused;
-    int64_t idle_ns, waited_ns;
-} tp__http_acq;
-tp__http_acq *tp__http_last_acquire(void);
-void tp__http_pool_trace(void *ud, const tp_trace_event *ev);
 
 #endif

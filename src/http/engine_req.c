@@ -102,7 +102,6 @@ void tp__er_acquire(eng_req *rq)
     }
     unsigned flags = TP_ACQUIRE_CALLER_OPENS | (rq->attempt > 0 ? TP_ACQUIRE_FRESH : 0u);
     tp_conn *conn = NULL;
-    tp__http_last_acquire()->valid = false;
     int st =
         tp_pool_acquire_async_ex(c->pool, rq->key, rq->keylen, TP__MIN(c->acquire_timeout, left),
                                  flags, on_acquired, rq, &conn, &rq->ticket, &info);

@@ -155,10 +155,11 @@ void tp__er_got_conn(eng_req *rq, tp_conn *lease)
     rq->hc = tp_conn_get(lease);
     tp_http_response *r = rq->r;
     r->conn = rq->hc;
-    r->info.reused = tp_conn_uses(lease) > 1;
+    tp_lease_info li; /* this lease's own: the grant may run on another request's thread */
+    tp_conn_lease_info(lease, &li);
+    r->info.reused = li.reused;
     if (r->info.reused)
         r->info.tls_resumed = false;
-    tp__http_acq *acq = tp__http_last_acquire();
     r->info.waited_ns = tp_clock_now() - rq->phase_start;
     if (c->o.trace != NULL) {
         tp_http_trace_event ev = {.type = TP_HTTP_TRACE_GOT_CONN,
@@ -167,7 +168,7 @@ void tp__er_got_conn(eng_req *rq, tp_conn *lease)
                                   .tls = rq->hc->tls,
                                   .reused = r->info.reused,
                                   .was_idle = r->info.reused,
-                                  .idle_ns = acq->valid ? acq->idle_ns : 0,
+                                  .idle_ns = li.idle_ns,
                                   .waited_ns = r->info.waited_ns};
         tp__http_emit(c, &ev);
     }

@@ -51,8 +51,6 @@ static tp_err attempt(tp_http_client *c, const tp_http_request *req, const tp__b
     int64_t acq_timeout =
         TP__MIN(c->acquire_timeout,
                 r->deadline == TP_DURATION_INFINITE ? TP_DURATION_INFINITE : r->deadline - now);
-    tp__http_acq *acq = tp__http_last_acquire();
-    acq->valid = false;
     tp_err rc =
         tp_pool_acquire_ex(c->pool, r->key, r->keylen, acq_timeout, acq_flags, &r->lease, err);
     if (rc != TP_OK) {
@@ -62,9 +60,11 @@ static tp_err attempt(tp_http_client *c, const tp_http_request *req, const tp__b
         return rc;
     }
     r->conn = tp_conn_get(r->lease);
-    r->info.reused = tp_conn_uses(r->lease) > 1;
+    tp_lease_info li;
+    tp_conn_lease_info(r->lease, &li);
+    r->info.reused = li.reused;
     r->info.tls_resumed = r->conn->tls_resumed && !r->info.reused;
-    r->info.waited_ns = acq->valid ? acq->waited_ns : 0;
+    r->info.waited_ns = li.waited_ns;
     if (c->o.trace != NULL) {
         tp_http_trace_event ev = {.type = TP_HTTP_TRACE_GOT_CONN,
                                   .host = r->conn->host,
@@ -72,7 +72,7 @@ static tp_err attempt(tp_http_client *c, const tp_http_request *req, const tp__b
                                   .tls = r->conn->tls,
                                   .reused = r->info.reused,
                                   .was_idle = r->info.reused,
-                                  .idle_ns = acq->valid ? acq->idle_ns : 0,
+                                  .idle_ns = li.idle_ns,
                                   .waited_ns = r->info.waited_ns};
         tp__http_emit(c, &ev);
     }

@@ -11,6 +11,7 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -407,6 +408,35 @@ static void test_hung_open_does_not_stall_maintenance(void **state)
     assert_true(settled);
 }
 
+static void test_one_pass_expires_every_key_across_slices(void **state)
+{
+    /* A pass lets the lock go every few dozen keys and connections; it still closes
+     * every expired connection of every key in one pass, and keeps the unexpired one. */
+    fx *x = *state;
+    tp_pool_options o;
+    opts(x, &o);
+    o.idle_timeout = MS(50);
+    o.max_per_key = 2;
+    tp_pool *p = x->p = tu_pool_create(&o);
+    enum { KEYS = 400 };
+    char key[32];
+    for (int i = 0; i < KEYS; i++) {
+        snprintf(key, sizeof key, "old%d", i);
+        tp_conn *a = tu_acquire(p, key, 0), *b = tu_acquire(p, key, 0);
+        tp_conn_release(a, 0);
+        tp_conn_release(b, 0);
+    }
+    tu_sleep_ms(80);
+    tp_conn *fresh = tu_acquire(p, "fresh", 0); /* not expired at the pass */
+    tp_conn_release(fresh, 0);
+    (void)tp_pool_maintain(p);
+    assert_int_equal(x->f.close_reasons[TP_CLOSE_IDLE_TIMEOUT], 2 * KEYS);
+    tp_stats st = tu_pool_stats(p);
+    assert_int_equal(st.idle, 1);
+    assert_int_equal(st.total, 1);
+    assert_int_equal(x->f.live, 1);
+}
+
 static void test_connect_timeout_bounds_open(void **state)
 {
     /* open() gets a deadline of at most connect_timeout, even when the acquire itself
@@ -471,6 +501,7 @@ int main(void)
         T(test_maintain_returns_next_due),
         T(test_maintenance_thread_closes_idle),
         T(test_hung_open_does_not_stall_maintenance),
+        T(test_one_pass_expires_every_key_across_slices),
         T(test_connect_timeout_bounds_open),
         T(test_acquire_deadline_bounds_open),
     };

@@ -140,7 +140,7 @@ void tp__key_free(tp__key *k)
     tp__free(k);
 }
 
-void tp__key_reclaim_locked(tp_pool *p, int64_t cutoff)
+void tp__key_graveyard_sweep_locked(tp_pool *p, int64_t cutoff)
 {
     TP__ASSERT_LOCKED(&p->mu);
     tp__key **gp = &p->graveyard;
@@ -153,22 +153,20 @@ void tp__key_reclaim_locked(tp_pool *p, int64_t cutoff)
         }
         gp = &k->hnext;
     }
-    int64_t now = tp_clock_now();
-    for (size_t i = 0; i < p->nbuckets; i++) {
-        tp__key **pp = &p->buckets[i];
-        while (*pp != NULL) {
-            tp__key *k = *pp;
-            if (k->nconns == 0 && k->opening == 0 && tp__list_empty(&k->waiters) && k->pins == 0 &&
-                k->last_active < cutoff && k->breaker == TP_BREAKER_CLOSED) {
-                *pp = k->hnext;
-                p->nkeys--;
-                key_retire_stats_locked(p, k);
-                k->buried_at = now;
-                k->hnext = p->graveyard;
-                p->graveyard = k;
-                continue;
-            }
-            pp = &k->hnext;
-        }
-    }
+}
+
+bool tp__key_retire_if_unused_locked(tp_pool *p, tp__key **pp, int64_t cutoff)
+{
+    TP__ASSERT_LOCKED(&p->mu);
+    tp__key *k = *pp;
+    if (k->nconns != 0 || k->opening != 0 || !tp__list_empty(&k->waiters) || k->pins != 0 ||
+        k->last_active >= cutoff || k->breaker != TP_BREAKER_CLOSED)
+        return false;
+    *pp = k->hnext;
+    p->nkeys--;
+    key_retire_stats_locked(p, k);
+    k->buried_at = tp_clock_now();
+    k->hnext = p->graveyard;
+    p->graveyard = k;
+    return true;
 }

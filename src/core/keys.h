@@ -15,9 +15,12 @@ tp__key *tp__key_get_locked(tp_pool *p, const void *key, size_t keylen, uint64_t
 /* tp__key_hash: the hash of a key's bytes. */
 uint64_t tp__key_hash(const void *key, size_t keylen);
 
-/* tp__key_reclaim_locked: retires keys that are empty and unused since before cutoff,
- * and frees those retired before cutoff. */
-void tp__key_reclaim_locked(tp_pool *p, int64_t cutoff);
+/* tp__key_graveyard_sweep_locked: frees the keys retired before cutoff. */
+void tp__key_graveyard_sweep_locked(tp_pool *p, int64_t cutoff);
+/* tp__key_retire_if_unused_locked: retires *pp (a link of the key table's chains) to
+ * the graveyard if it is empty, unpinned, unused since before cutoff and its breaker
+ * closed: *pp then points at the next key. True if it did. */
+bool tp__key_retire_if_unused_locked(tp_pool *p, tp__key **pp, int64_t cutoff);
 
 /* tp__key_free: frees a key that nothing refers to any more (table, graveyard, pins). */
 void tp__key_free(tp__key *key);

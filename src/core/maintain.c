@@ -2,7 +2,8 @@
  * past their idle timeout (keeping min_idle_per_key) or lifetime, fails asynchronous
  * waiters past their deadline, grants open slots to waiters whose backoff ended, runs
  * due breaker probes, opens connections to keep min_idle_per_key warm, and reclaims
- * keys that have been empty for a while. Closes, probes and opens run outside the lock.
+ * keys that have been empty for a while. Closes, probes and opens run outside the lock,
+ * and the walk lets the lock go every TP__PASS_SLICE keys and connections.
  *
  * With maintenance_thread set the pass is a timed job on the runtime's timer thread
  * (base/workq.h), due at the earliest event a pass found (or maintenance_interval);
@@ -16,6 +17,11 @@
 
 /* A key emptied this long ago is forgotten (its counters move to the pool totals). */
 #define TP__KEY_RECLAIM_AFTER (60 * TP_NSEC_PER_SEC)
+
+/* The walk of the key table lets acquires in after about this many keys plus
+ * connections looked at: a pass over 100,000 idle connections would otherwise hold the
+ * pool lock for tens of milliseconds. */
+#define TP__PASS_SLICE 64
 
 /* Sets the next pass's time; a scheduled pass is armed there, except while one runs
  * (it arms itself when done, at mdue) or once the pool is closed. */
@@ -263,8 +269,13 @@ static int64_t maintain_pass(tp_pool *p, bool dispatch)
      * joins it at the end (neither overwrites the other). */
     p->mdue = TP_DURATION_INFINITE;
     bool closed = atomic_load(&p->closed);
+    int64_t work = 0; /* keys and connections looked at since the lock was last let go */
+    int64_t cutoff = now - TP__KEY_RECLAIM_AFTER;
+    if (!closed)
+        tp__key_graveyard_sweep_locked(p, cutoff);
     for (size_t i = 0; i < p->nbuckets && !closed; i++) {
-        for (tp__key *k = p->buckets[i]; k != NULL; k = k->hnext) {
+        tp__key **pp = &p->buckets[i];
+        for (tp__key *k; (k = *pp) != NULL;) {
             next = TP__MIN(next, expire_waiters_locked(p, k, now, &a));
             tp__adapt_tick_locked(p, k, now);    /* probes start and end on quiet keys too */
             tp__capacity_freed_locked(p, k, &a); /* backoffs that ended, freed slots, a
@@ -297,6 +308,25 @@ static int64_t maintain_pass(tp_pool *p, bool dispatch)
                 k->pins++;
                 jobs[njobs++] = (job){k, false, false};
             }
+            if ((work += 1 + k->nconns) >= TP__PASS_SLICE) {
+                /* Let acquires in: the closes and callbacks of this slice run now, and
+                 * the pinned key stays in the table, so the walk goes on from it. A key
+                 * table that grew meanwhile may make the rest of the walk skip or revisit
+                 * a few keys: the next pass sees them. */
+                work = 0;
+                k->pins++;
+                tp__after_run(p, &a);
+                tp__mutex_lock(&p->mu);
+                tp__after_init(&a);
+                k->pins--;
+                closed = atomic_load(&p->closed);
+                if (closed)
+                    break;
+            }
+            /* A key long empty is forgotten (its counters move to the pool totals); one
+             * this pass pinned (a warm-up open, a health check) is not. */
+            if (!tp__key_retire_if_unused_locked(p, pp, cutoff))
+                pp = &k->hnext;
         }
     }
     /* Health checks release the lock while they sample, so they run after the walk of
@@ -305,8 +335,6 @@ static int64_t maintain_pass(tp_pool *p, bool dispatch)
         tp__health_pass_locked(p, checkups[i], now, &a);
         checkups[i]->pins--;
     }
-    if (!closed)
-        tp__key_reclaim_locked(p, now - TP__KEY_RECLAIM_AFTER);
     next = TP__MIN(next, p->mdue);
     schedule_locked(p, next);
     tp__after_run(p, &a);

@@ -13,22 +13,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "nop_connector.h"
 #include "tidepool/tidepool.h"
-
-static int nop_conn; /* every "connection" is this address: the connector does nothing */
-
-static tp_err nop_open(void *ctx, const void *key, size_t keylen, int64_t deadline, void **conn,
-                       tp_errinfo *err)
-{
-    (void)ctx, (void)key, (void)keylen, (void)deadline, (void)err;
-    *conn = &nop_conn;
-    return TP_OK;
-}
-
-static void nop_close(void *ctx, void *conn, tp_close_reason reason)
-{
-    (void)ctx, (void)conn, (void)reason;
-}
 
 static tp_pool *pool;
 static atomic_bool stop;
@@ -43,7 +29,8 @@ static void *worker(void *arg)
     while (!atomic_load_explicit(&stop, memory_order_relaxed)) {
         for (int k = 0; k < 1000; k++) {
             tp_conn *c;
-            if (tp_pool_acquire(pool, key, sizeof key - 1, TP_DURATION_DEFAULT, &c, NULL) != TP_OK) {
+            if (tp_pool_acquire(pool, key, sizeof key - 1, TP_DURATION_DEFAULT, &c, NULL) !=
+                TP_OK) {
                 atomic_fetch_add(&errors, 1);
                 continue;
             }
@@ -90,8 +77,7 @@ int main(int argc, char **argv)
 
     tp_pool_options o;
     tp_pool_options_init(&o);
-    o.connector.open = nop_open;
-    o.connector.close = nop_close;
+    o.connector = nop_connector();
     o.max_per_key = size;
     o.max_idle_per_key = size;
     o.min_idle_per_key = size; /* like the peers' benchmarks: a full, warm pool */
@@ -103,7 +89,8 @@ int main(int argc, char **argv)
     /* Warm up: open every connection once, release them all idle. */
     tp_conn **held = calloc((size_t)size, sizeof *held);
     for (long i = 0; i < size; i++)
-        if (tp_pool_acquire(pool, key, sizeof key - 1, TP_DURATION_DEFAULT, &held[i], &err) != TP_OK) {
+        if (tp_pool_acquire(pool, key, sizeof key - 1, TP_DURATION_DEFAULT, &held[i], &err) !=
+            TP_OK) {
             fprintf(stderr, "pool_bench: warm-up: %s\n", err.msg);
             return 1;
         }

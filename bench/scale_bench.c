@@ -25,6 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "nop_connector.h"
 #include "tidepool/tidepool.h"
 
 static _Atomic long long live_bytes;
@@ -54,21 +55,6 @@ static void count_free(void *ud, void *p)
     if (p != NULL)
         atomic_fetch_sub(&live_bytes, (long long)malloc_usable_size(p));
     free(p);
-}
-
-static int nop_conn;
-
-static tp_err nop_open(void *ctx, const void *key, size_t keylen, int64_t deadline, void **conn,
-                       tp_errinfo *err)
-{
-    (void)ctx, (void)key, (void)keylen, (void)deadline, (void)err;
-    *conn = &nop_conn;
-    return TP_OK;
-}
-
-static void nop_close(void *ctx, void *conn, tp_close_reason reason)
-{
-    (void)ctx, (void)conn, (void)reason;
 }
 
 static long keys, per_key;
@@ -169,7 +155,7 @@ int main(int argc, char **argv)
     const int64_t idle_timeout = 6 * TP_NSEC_PER_SEC;
     tp_pool_options o;
     tp_pool_options_init(&o);
-    o.connector = (tp_connector){.open = nop_open, .close = nop_close};
+    o.connector = nop_connector();
     o.max_per_key = per_key;
     o.max_idle_per_key = per_key;
     o.max_total = TP_UNLIMITED;

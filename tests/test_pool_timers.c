@@ -8,6 +8,7 @@
  * that what happens and when is decided by the test. Timings use wide margins: a pass
  * that should close something is run well after the deadline, and a pass that must not
  * close something is run well before it. */
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -408,6 +409,50 @@ static void test_hung_open_does_not_stall_maintenance(void **state)
     assert_true(settled);
 }
 
+typedef struct destroy_arg {
+    tp_pool *p;
+    atomic_bool done;
+} destroy_arg;
+
+static void *destroy_thread(void *arg)
+{
+    destroy_arg *d = arg;
+    tp_pool_destroy(d->p);
+    atomic_store(&d->done, true);
+    return NULL;
+}
+
+static void test_destroy_waits_for_maintenance_opens(void **state)
+{
+    /* A warm-up open maintenance handed to a worker hangs at the gate: destroy returns
+     * only after it ends, so no connector call comes after destroy (the caller may free
+     * the connector then). */
+    fx *x = *state;
+    tp_pool_options o;
+    fake_pool_options(&x->f, &o);
+    o.maintenance_thread = true;
+    o.maintenance_interval = MS(20);
+    o.min_idle_per_key = 1;
+    o.connect_timeout = 30 * TP_NSEC_PER_SEC;
+    tp_pool *p = tu_pool_create(&o);
+    tp_conn *c = tu_acquire(p, "k", 0);
+    fake_gate_close(&x->f);
+    tp_conn_release(c, TP_RELEASE_BROKEN); /* the next pass reopens one, at the gate */
+    bool hung = false;
+    TU_WAIT_UNTIL(hung, fake_gate_waiting(&x->f) == 1, 2000);
+    assert_true(hung);
+    destroy_arg d = {.p = p};
+    pthread_t t;
+    tu_thread_start(&t, destroy_thread, &d);
+    tu_sleep_ms(100);
+    assert_false(atomic_load(&d.done)); /* the open is still in the connector */
+    fake_gate_open(&x->f);
+    tu_thread_join(t);
+    assert_true(atomic_load(&d.done));
+    assert_int_equal(x->f.opening, 0);
+    assert_int_equal(x->f.live, 0); /* the late connection was closed, not kept */
+}
+
 static void test_one_pass_expires_every_key_across_slices(void **state)
 {
     /* A pass lets the lock go every few dozen keys and connections; it still closes
@@ -501,6 +546,7 @@ int main(void)
         T(test_maintain_returns_next_due),
         T(test_maintenance_thread_closes_idle),
         T(test_hung_open_does_not_stall_maintenance),
+        T(test_destroy_waits_for_maintenance_opens),
         T(test_one_pass_expires_every_key_across_slices),
         T(test_connect_timeout_bounds_open),
         T(test_acquire_deadline_bounds_open),

@@ -194,7 +194,8 @@ TP_EXTERN void tp_pool_close(tp_pool *p);
  * Connections still leased may be released after it returns: the memory is freed when
  * the last lease or in-flight open ends. It must not race with calls on the same pool
  * that are still running in other threads (finish them first, as for any handle); it
- * waits for a maintenance pass that runs, so it must not be called from a trace hook, a
+ * waits for a maintenance pass that runs and for the opens and probes maintenance
+ * started (bounded by connect_timeout), so it must not be called from a trace hook, a
  * connector function or an acquire callback. NULL is a no-op. */
 TP_EXTERN void tp_pool_destroy(tp_pool *p);
 

@@ -113,6 +113,7 @@ void tp__pool_forked(tp_pool *p)
     reinit_cond(&p->idle_cv);
     atomic_store(&p->waiters_total, 0);
     p->workers = 0;
+    p->mjobs = 0;
     p->callbacks = 0;
     tp__maintenance_forked_locked(p);
     tp__after_run(p, &a);

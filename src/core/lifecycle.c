@@ -222,9 +222,11 @@ void tp_pool_destroy(tp_pool *p)
     tp__fork_unregister(p);
     tp__maintenance_stop(p);
     tp__mutex_lock(&p->mu);
-    /* Wait for deferred work running on other threads (closes, callbacks); leases and
-     * open threads may outlive us: the last of them frees the pool. */
-    while (p->callbacks > 0)
+    /* Wait for deferred work running on other threads (closes, callbacks) and for the
+     * opens and probes maintenance started (the caller did not ask for those: no
+     * connector call of theirs may come after we return); leases and the opens of
+     * asynchronous acquires may outlive us: the last of them frees the pool. */
+    while (p->callbacks > 0 || p->mjobs > 0)
         tp__cond_wait_until(&p->idle_cv, &p->mu, TP_DURATION_INFINITE);
     p->destroyed = true;
     if (!tp__maybe_free_locked(p))

@@ -207,13 +207,20 @@ static void run_job(tp_pool *p, const job *j, bool on_worker)
     } else {
         tp__mutex_lock(&p->mu);
         tp_conn *c = NULL;
-        tp_err rc = tp__open_slot_locked(p, k, TP_DURATION_INFINITE, j->prewarm, &c, NULL, &a);
-        if (rc == TP_OK)
+        if (atomic_load(&p->closed)) { /* closed while it was queued: no connect for nothing */
+            k->prewarming -= j->prewarm;
+            tp__slot_release_locked(p, k, &a);
+        } else if (tp__open_slot_locked(p, k, TP_DURATION_INFINITE, j->prewarm, &c, NULL, &a) ==
+                   TP_OK) {
             tp__release_to_idle_locked(p, c, &a);
+        }
     }
     k->pins--;
-    if (on_worker)
-        p->workers--; /* the pool may be freed by tp__after_run if it was the last */
+    if (on_worker) {
+        p->workers--;
+        if (--p->mjobs == 0)
+            pthread_cond_broadcast(&p->idle_cv); /* tp_pool_destroy may wait for it */
+    }
     tp__after_run(p, &a);
 }
 
@@ -242,11 +249,13 @@ static void start_job(tp_pool *p, const job *j, bool dispatch)
         *jw = (job_work){.work.fn = job_main, .pool = p, .j = *j};
         tp__mutex_lock(&p->mu);
         p->workers++;
+        p->mjobs++;
         tp__mutex_unlock(&p->mu);
         if (tp__work_submit(&jw->work) == TP_OK)
             return;
         tp__mutex_lock(&p->mu);
         p->workers--; /* not the last: the pass that dispatches keeps the pool alive */
+        p->mjobs--;
         tp__mutex_unlock(&p->mu);
         tp__free(jw);
     }

@@ -221,6 +221,7 @@ struct tp_pool {
     bool destroyed;
     int64_t workers;        /* jobs of this pool queued or running on the workers (async
                                opens, maintenance opens and probes) */
+    int64_t mjobs;          /* of which maintenance's: tp_pool_destroy waits for them */
     int64_t callbacks;      /* completion callbacks running outside the lock */
     pthread_cond_t idle_cv; /* signalled when workers or callbacks reach zero */
 

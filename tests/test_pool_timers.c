@@ -388,8 +388,8 @@ static void test_hung_open_does_not_stall_maintenance(void **state)
     o.idle_timeout = MS(300);
     o.connect_timeout = 30 * TP_NSEC_PER_SEC; /* the gate holds the open that long */
     tp_pool *p = x->p = tu_pool_create(&o);
+    int64_t b_opened = tu_now_ns(); /* before its open: its lifetime starts after */
     tp_conn *b = tu_acquire(p, "b", 0);
-    int64_t b_opened = tu_now_ns();
     tp_conn_release(b, 0);
     tp_conn *a = tu_acquire(p, "a", 0);
     fake_gate_close(&x->f);
@@ -482,6 +482,64 @@ static void test_one_pass_expires_every_key_across_slices(void **state)
     assert_int_equal(x->f.live, 1);
 }
 
+typedef struct grow_arg {
+    tp_pool *p;
+    atomic_int made;
+    atomic_bool done;
+} grow_arg;
+
+/* Creates 16,384 new keys: the key table grows (its bucket array replaced) several
+ * times under the passes' feet. */
+static void *grow_keys(void *arg)
+{
+    grow_arg *g = arg;
+    char key[32];
+    for (int i = 0; i < 16384; i++) {
+        snprintf(key, sizeof key, "new%d", i);
+        tp_conn *c = NULL;
+        if (tp_pool_acquire(g->p, key, strlen(key), MS(1000), &c, NULL) == TP_OK)
+            tp_conn_release(c, TP_RELEASE_BROKEN); /* closed now, never idle-timed-out */
+        atomic_fetch_add(&g->made, 1);
+    }
+    atomic_store(&g->done, true);
+    return NULL;
+}
+
+static void test_passes_while_the_key_table_grows(void **state)
+{
+    /* Between a pass's slices another thread adds thousands of keys, so the bucket
+     * array is replaced while the walk is out of the lock: the walk finds its place
+     * again (ASan would see a stale bucket pointer), and every expired connection still
+     * closes within a few passes. */
+    fx *x = *state;
+    tp_pool_options o;
+    opts(x, &o);
+    o.idle_timeout = MS(50);
+    o.max_per_key = 2;
+    tp_pool *p = x->p = tu_pool_create(&o);
+    enum { KEYS = 300 };
+    char key[32];
+    for (int i = 0; i < KEYS; i++) {
+        snprintf(key, sizeof key, "old%d", i);
+        tp_conn *a = tu_acquire(p, key, 0), *b = tu_acquire(p, key, 0);
+        tp_conn_release(a, 0);
+        tp_conn_release(b, 0);
+    }
+    tu_sleep_ms(80);
+    grow_arg g = {.p = p};
+    pthread_t t;
+    tu_thread_start(&t, grow_keys, &g);
+    int passes = 0;
+    while (!atomic_load(&g.done)) { /* passes all the while the table grows */
+        (void)tp_pool_maintain(p);
+        passes++;
+    }
+    tu_thread_join(t);
+    (void)tp_pool_maintain(p);
+    assert_true(passes > 1);
+    assert_int_equal(x->f.close_reasons[TP_CLOSE_IDLE_TIMEOUT], 2 * KEYS);
+}
+
 static void test_connect_timeout_bounds_open(void **state)
 {
     /* open() gets a deadline of at most connect_timeout, even when the acquire itself
@@ -548,6 +606,7 @@ int main(void)
         T(test_hung_open_does_not_stall_maintenance),
         T(test_destroy_waits_for_maintenance_opens),
         T(test_one_pass_expires_every_key_across_slices),
+        T(test_passes_while_the_key_table_grows),
         T(test_connect_timeout_bounds_open),
         T(test_acquire_deadline_bounds_open),
     };

@@ -319,9 +319,10 @@ static int64_t maintain_pass(tp_pool *p, bool dispatch)
             }
             if ((work += 1 + k->nconns) >= TP__PASS_SLICE) {
                 /* Let acquires in: the closes and callbacks of this slice run now, and
-                 * the pinned key stays in the table, so the walk goes on from it. A key
-                 * table that grew meanwhile may make the rest of the walk skip or revisit
-                 * a few keys: the next pass sees them. */
+                 * the pinned key stays in the table, so the walk goes on from it. The
+                 * table may have grown (a new bucket array) or lost the key before this
+                 * one meanwhile: find k's link again. A table that grew may make the
+                 * rest of the walk skip or revisit a few keys: the next pass sees them. */
                 work = 0;
                 k->pins++;
                 tp__after_run(p, &a);
@@ -331,6 +332,10 @@ static int64_t maintain_pass(tp_pool *p, bool dispatch)
                 closed = atomic_load(&p->closed);
                 if (closed)
                     break;
+                i = k->hash & (p->nbuckets - 1);
+                pp = &p->buckets[i];
+                while (*pp != k)
+                    pp = &(*pp)->hnext;
             }
             /* A key long empty is forgotten (its counters move to the pool totals); one
              * this pass pinned (a warm-up open, a health check) is not. */

@@ -453,6 +453,18 @@ static void test_destroy_waits_for_maintenance_opens(void **state)
     assert_int_equal(x->f.live, 0); /* the late connection was closed, not kept */
 }
 
+/* Gives keys "old0".."old<n-1>" two idle connections each. */
+static void two_idle_per_key(tp_pool *p, int n)
+{
+    char key[32];
+    for (int i = 0; i < n; i++) {
+        snprintf(key, sizeof key, "old%d", i);
+        tp_conn *a = tu_acquire(p, key, 0), *b = tu_acquire(p, key, 0);
+        tp_conn_release(a, 0);
+        tp_conn_release(b, 0);
+    }
+}
+
 static void test_one_pass_expires_every_key_across_slices(void **state)
 {
     /* A pass lets the lock go every few dozen keys and connections; it still closes
@@ -464,13 +476,7 @@ static void test_one_pass_expires_every_key_across_slices(void **state)
     o.max_per_key = 2;
     tp_pool *p = x->p = tu_pool_create(&o);
     enum { KEYS = 400 };
-    char key[32];
-    for (int i = 0; i < KEYS; i++) {
-        snprintf(key, sizeof key, "old%d", i);
-        tp_conn *a = tu_acquire(p, key, 0), *b = tu_acquire(p, key, 0);
-        tp_conn_release(a, 0);
-        tp_conn_release(b, 0);
-    }
+    two_idle_per_key(p, KEYS);
     tu_sleep_ms(80);
     tp_conn *fresh = tu_acquire(p, "fresh", 0); /* not expired at the pass */
     tp_conn_release(fresh, 0);
@@ -484,7 +490,6 @@ static void test_one_pass_expires_every_key_across_slices(void **state)
 
 typedef struct grow_arg {
     tp_pool *p;
-    atomic_int made;
     atomic_bool done;
 } grow_arg;
 
@@ -499,7 +504,6 @@ static void *grow_keys(void *arg)
         tp_conn *c = NULL;
         if (tp_pool_acquire(g->p, key, strlen(key), MS(1000), &c, NULL) == TP_OK)
             tp_conn_release(c, TP_RELEASE_BROKEN); /* closed now, never idle-timed-out */
-        atomic_fetch_add(&g->made, 1);
     }
     atomic_store(&g->done, true);
     return NULL;
@@ -518,13 +522,7 @@ static void test_passes_while_the_key_table_grows(void **state)
     o.max_per_key = 2;
     tp_pool *p = x->p = tu_pool_create(&o);
     enum { KEYS = 300 };
-    char key[32];
-    for (int i = 0; i < KEYS; i++) {
-        snprintf(key, sizeof key, "old%d", i);
-        tp_conn *a = tu_acquire(p, key, 0), *b = tu_acquire(p, key, 0);
-        tp_conn_release(a, 0);
-        tp_conn_release(b, 0);
-    }
+    two_idle_per_key(p, KEYS);
     tu_sleep_ms(80);
     grow_arg g = {.p = p};
     pthread_t t;

@@ -173,6 +173,17 @@ static void on_acquired(void *ud, tp_err status, tp_conn *conn, const tp_errinfo
     atomic_fetch_add(&r->calls, 1);
 }
 
+/* n asynchronous acquires of key k that must queue (TP_PENDING), recorded in r[0..n). */
+static void queue_acquires(tp_pool *p, cb_rec *r, int n, int64_t timeout)
+{
+    for (int i = 0; i < n; i++) {
+        tp_conn *c = NULL;
+        assert_int_equal(
+            tp_pool_acquire_async(p, KEY("k"), timeout, on_acquired, &r[i], &c, NULL, NULL),
+            TP_PENDING);
+    }
+}
+
 static void test_async_opens_run_on_workers(void **state)
 {
     (void)state;
@@ -188,12 +199,7 @@ static void test_async_opens_run_on_workers(void **state)
     memset(r, 0, sizeof r);
     atomic_store(&opens_on_worker, 0);
     fake_gate_close(&f); /* every open waits, so each acquire needs its own */
-    for (int i = 0; i < 4; i++) {
-        tp_conn *c = NULL;
-        assert_int_equal(
-            tp_pool_acquire_async(p, KEY("k"), MS(5000), on_acquired, &r[i], &c, NULL, NULL),
-            TP_PENDING);
-    }
+    queue_acquires(p, r, 4, MS(5000));
     bool two = false;
     TU_WAIT_UNTIL(two, fake_gate_waiting(&f) == 2, 2000); /* two workers, two opens */
     assert_true(two);
@@ -463,12 +469,7 @@ static void test_timeouts_on_time_while_workers_block(void **state)
     cb_rec r[3];
     memset(r, 0, sizeof r);
     fake_gate_close(&f);
-    for (int i = 0; i < 2; i++) {
-        tp_conn *c = NULL;
-        assert_int_equal(
-            tp_pool_acquire_async(p, KEY("k"), MS(10000), on_acquired, &r[i], &c, NULL, NULL),
-            TP_PENDING);
-    }
+    queue_acquires(p, r, 2, MS(10000));
     bool hung = false;
     TU_WAIT_UNTIL(hung, fake_gate_waiting(&f) == 2, 2000);
     assert_true(hung);

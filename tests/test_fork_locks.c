@@ -49,8 +49,10 @@ static void *render_loop(void *arg)
     return NULL;
 }
 
-static void on_acquired(void *ud, tp_err status, tp_conn *conn, const tp_errinfo *err)
+static void on_acquired(void *ud, tp_err status, tp_acquired kind, tp_conn *conn,
+                        const tp_errinfo *err)
 {
+    (void)kind;
     (void)ud;
     (void)err;
     if (status == TP_OK)
@@ -64,11 +66,11 @@ static void *acquire_loop(void *arg)
         tp_pool *p = r->pools[i % NPOOLS];
         tp_conn *c = NULL;
         uint64_t ticket = 0;
-        int rc = tp_pool_acquire_async(p, KEY("k"), MS(50), on_acquired, NULL, &c, &ticket, NULL);
+        int rc = tu_async(p, KEY("k"), MS(50), 0, on_acquired, NULL, &c, &ticket, NULL);
         if (rc == TP_OK)
             tp_conn_release(c, 0);
-        else if (rc == TP_PENDING)
-            (void)tp_pool_acquire_cancel(p, ticket);
+        else if (rc == TP_ACQUIRED_PENDING)
+            (void)tp_acquire_cancel(p, ticket);
     }
     return NULL;
 }

@@ -138,16 +138,16 @@ static void test_tenant_families(void **state)
     assert_int_equal(tp_pool_tenant_set(x->p, "free", TP_UNLIMITED, false), TP_OK);
     tp_conn *g[2], *b = NULL, *extra = NULL;
     for (int i = 0; i < 2; i++)
-        assert_int_equal(tp_pool_acquire_tenant(x->p, "gold", KEY("k"), 0, 0, &g[i], NULL),
+        assert_int_equal(tu_acquire_tenant(x->p, "gold", KEY("k"), 0, 0, &g[i], NULL),
                          TP_OK);
     /* Over quota without waiting: refused at once. */
-    assert_int_equal(tp_pool_acquire_tenant(x->p, "gold", KEY("k"), 0, 0, &extra, NULL),
+    assert_int_equal(tu_acquire_tenant(x->p, "gold", KEY("k"), 0, 0, &extra, NULL),
                      TP_EQUOTA);
-    assert_int_equal(tp_pool_acquire_tenant(x->p, "bronze \"b\"", KEY("k"), 0, 0, &b, NULL),
+    assert_int_equal(tu_acquire_tenant(x->p, "bronze \"b\"", KEY("k"), 0, 0, &b, NULL),
                      TP_OK);
     /* Over quota with waiting: waits, then times out. */
     assert_int_equal(
-        tp_pool_acquire_tenant(x->p, "bronze \"b\"", KEY("k"), MS(20), 0, &extra, NULL),
+        tu_acquire_tenant(x->p, "bronze \"b\"", KEY("k"), MS(20), 0, &extra, NULL),
         TP_EQUOTA);
 
     tp_tenant_stats gs, bs;

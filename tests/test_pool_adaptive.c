@@ -73,7 +73,7 @@ static void test_limit_caps_leases(void **state)
     assert_int_equal(n, l);
     tp_conn *more = NULL;
     assert_int_equal(tp_pool_acquire(x->p, KEY("k"), MS(30), &more, NULL), TP_ETIMEDOUT);
-    assert_int_equal(tp_pool_try_acquire(x->p, KEY("k"), &more), TP_EAGAIN);
+    assert_int_equal(tu_try(x->p, KEY("k"), &more), TP_EAGAIN);
     tp_conn_release(c[--n], 0);
     assert_int_equal(tp_pool_acquire(x->p, KEY("k"), 0, &more, NULL), TP_OK);
     tp_conn_release(more, 0);

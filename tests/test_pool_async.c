@@ -1,9 +1,9 @@
-/* test_pool_async.c (label: concurrency): tp_pool_acquire_async() and cancel.
+/* test_pool_async.c (label: concurrency): tp_acquire_async() and cancel.
  *
  * The contract: TP_OK with the lease when one is idle (callback never called), else
- * TP_PENDING and the callback runs exactly once: with a released connection (on the
+ * TP_ACQUIRED_PENDING and the callback runs exactly once: with a released connection (on the
  * releasing thread), with a connection opened on a pool-owned thread, or with an error
- * (timeout, close, open failure). Cancel wins only while the request is still queued.
+ * (timeout, 0, close, open failure). Cancel wins only while the request is still queued.
  * Callbacks run outside pool locks, so they may call back into the pool. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -55,8 +55,10 @@ static void cb_fini(cb_rec *r)
     pthread_cond_destroy(&r->cv);
 }
 
-static void on_acquired(void *ud, tp_err status, tp_conn *conn, const tp_errinfo *err)
+static void on_acquired(void *ud, tp_err status, tp_acquired kind, tp_conn *conn,
+                        const tp_errinfo *err)
 {
+    (void)kind;
     cb_rec *r = ud;
     if (r->reenter) {
         /* All of these take pool locks; they would deadlock if the callback ran under
@@ -65,7 +67,7 @@ static void on_acquired(void *ud, tp_err status, tp_conn *conn, const tp_errinfo
         tp_pool_stats(r->p, &st);
         r->inner_stats_done = true;
         tp_conn *other = NULL;
-        r->inner_try = tp_pool_try_acquire(r->p, KEY("k"), &other);
+        r->inner_try = tu_try(r->p, KEY("k"), &other);
         if (r->inner_try == TP_OK)
             tp_conn_release(other, 0);
         other = NULL;
@@ -118,7 +120,7 @@ static tp_pool *pool_of_one(fx *x, bool thread)
 static int async(tp_pool *p, int64_t timeout, cb_rec *r, tp_conn **out, uint64_t *ticket)
 {
     tp_errinfo err;
-    return tp_pool_acquire_async(p, KEY("k"), timeout, on_acquired, r, out, ticket, &err);
+    return tu_async(p, KEY("k"), timeout, 0, on_acquired, r, out, ticket, &err);
 }
 
 static void test_immediate_when_idle(void **state)
@@ -151,7 +153,7 @@ static void test_pending_then_served_by_release(void **state)
     cb_init(&r);
     tp_conn *out = NULL;
     uint64_t ticket = 0;
-    assert_int_equal(async(p, MS(5000), &r, &out, &ticket), TP_PENDING);
+    assert_int_equal(async(p, MS(5000), &r, &out, &ticket), TP_ACQUIRED_PENDING);
     tu_sleep_ms(20);
     assert_int_equal(cb_calls(&r), 0);
     assert_int_equal(tu_key_waiters(p, "k"), 1);
@@ -182,7 +184,7 @@ static void test_timeout_with_maintenance_thread(void **state)
     tp_conn *out = NULL;
     uint64_t ticket = 0;
     int64_t t0 = tu_now_ns();
-    assert_int_equal(async(p, MS(100), &r, &out, &ticket), TP_PENDING);
+    assert_int_equal(async(p, MS(100), &r, &out, &ticket), TP_ACQUIRED_PENDING);
     assert_true(cb_wait(&r, 3000));
     double ms = (double)(r.at_ns - t0) / 1e6;
     print_message("async timeout fired after %.1f ms (timeout 100 ms)\n", ms);
@@ -210,7 +212,7 @@ static void test_timeout_driven_by_manual_maintain(void **state)
     cb_init(&r);
     tp_conn *out = NULL;
     uint64_t ticket = 0;
-    assert_int_equal(async(p, MS(50), &r, &out, &ticket), TP_PENDING);
+    assert_int_equal(async(p, MS(50), &r, &out, &ticket), TP_ACQUIRED_PENDING);
     /* An event loop driving maintenance must be told to come back by the deadline. */
     int64_t next = tp_pool_maintain(p);
     assert_true(next > 0);
@@ -234,8 +236,8 @@ static void test_cancel_pending(void **state)
     cb_init(&r);
     tp_conn *out = NULL;
     uint64_t ticket = 0;
-    assert_int_equal(async(p, MS(5000), &r, &out, &ticket), TP_PENDING);
-    assert_int_equal(tp_pool_acquire_cancel(p, ticket), TP_OK);
+    assert_int_equal(async(p, MS(5000), &r, &out, &ticket), TP_ACQUIRED_PENDING);
+    assert_int_equal(tp_acquire_cancel(p, ticket), TP_OK);
     assert_int_equal(tu_key_waiters(p, "k"), 0);
     tp_conn_release(held, 0);
     tu_sleep_ms(50);
@@ -243,7 +245,7 @@ static void test_cancel_pending(void **state)
     tp_stats st;
     tu_key_stats(p, "k", &st);
     assert_int_equal(st.idle, 1); /* the release went to idle, not to the canceled one */
-    assert_int_equal(tp_pool_acquire_cancel(p, ticket), TP_ESTATE);
+    assert_int_equal(tp_acquire_cancel(p, ticket), TP_ESTATE);
     cb_fini(&r);
 }
 
@@ -256,10 +258,10 @@ static void test_cancel_after_completion(void **state)
     cb_init(&r);
     tp_conn *out = NULL;
     uint64_t ticket = 0;
-    assert_int_equal(async(p, MS(5000), &r, &out, &ticket), TP_PENDING);
+    assert_int_equal(async(p, MS(5000), &r, &out, &ticket), TP_ACQUIRED_PENDING);
     tp_conn_release(held, 0);
     assert_true(cb_wait(&r, 1000));
-    assert_int_equal(tp_pool_acquire_cancel(p, ticket), TP_ESTATE);
+    assert_int_equal(tp_acquire_cancel(p, ticket), TP_ESTATE);
     assert_int_equal(r.status, TP_OK);
     tp_conn_release(r.conn, 0);
     cb_fini(&r);
@@ -276,7 +278,7 @@ static void test_close_wakes_pending(void **state)
         cb_init(&r[i]);
         tp_conn *out = NULL;
         uint64_t ticket = 0;
-        assert_int_equal(async(p, MS(10000), &r[i], &out, &ticket), TP_PENDING);
+        assert_int_equal(async(p, MS(10000), &r[i], &out, &ticket), TP_ACQUIRED_PENDING);
     }
     int64_t t0 = tu_now_ns();
     tp_pool_close(p);
@@ -312,7 +314,7 @@ static void test_open_on_pool_thread(void **state)
     uint64_t ticket = 0;
     int64_t t0 = tu_now_ns();
     /* Nothing idle: queued, and the open must not run in (or block) the caller. */
-    assert_int_equal(async(p, MS(5000), &r, &out, &ticket), TP_PENDING);
+    assert_int_equal(async(p, MS(5000), &r, &out, &ticket), TP_ACQUIRED_PENDING);
     assert_true(tu_ms_since(t0) < 50.0);
     bool ok = false;
     TU_WAIT_UNTIL(ok, fake_gate_waiting(&x->f) == 1, 2000);
@@ -342,7 +344,7 @@ static void test_open_failure_reaches_callback(void **state)
     tp_conn *out = NULL;
     uint64_t ticket = 0;
     int rc = async(p, MS(2000), &r, &out, &ticket);
-    if (rc == TP_PENDING) {
+    if (rc == TP_ACQUIRED_PENDING) {
         assert_true(cb_wait(&r, 3000));
         assert_int_equal(r.status, TP_EOPEN);
         assert_null(r.conn);
@@ -370,7 +372,7 @@ static void test_callback_may_reenter_pool(void **state)
     r.release_in_cb = true;
     tp_conn *out = NULL;
     uint64_t ticket = 0;
-    assert_int_equal(async(p, MS(5000), &r, &out, &ticket), TP_PENDING);
+    assert_int_equal(async(p, MS(5000), &r, &out, &ticket), TP_ACQUIRED_PENDING);
     tp_conn_release(held, 0); /* the callback runs here, on this thread */
     assert_true(cb_wait(&r, 2000));
     assert_int_equal(r.status, TP_OK);
@@ -388,7 +390,7 @@ static void test_callback_may_reenter_pool(void **state)
     cb_init(&r2);
     r2.p = p;
     r2.reenter = true;
-    assert_int_equal(async(p, MS(50), &r2, &out, &ticket), TP_PENDING);
+    assert_int_equal(async(p, MS(50), &r2, &out, &ticket), TP_ACQUIRED_PENDING);
     assert_true(cb_wait(&r2, 3000));
     assert_int_equal(r2.status, TP_ETIMEDOUT);
     assert_true(r2.inner_stats_done);
@@ -441,7 +443,7 @@ static void test_cancel_races_release_exactly_once(void **state)
         cb_init(&r);
         tp_conn *out = NULL;
         uint64_t ticket = 0;
-        assert_int_equal(async(p, MS(5000), &r, &out, &ticket), TP_PENDING);
+        assert_int_equal(async(p, MS(5000), &r, &out, &ticket), TP_ACQUIRED_PENDING);
         atomic_int go = 0;
         rng = rng * 1103515245u + 12345u;
         releaser rl = {.c = held, .go = &go, .spin = (rng >> 8) % 4000};
@@ -453,7 +455,7 @@ static void test_cancel_races_release_exactly_once(void **state)
         }
         atomic_store(&go, 1);
         spin(my_spin);
-        tp_err cr = tp_pool_acquire_cancel(p, ticket);
+        tp_err cr = tp_acquire_cancel(p, ticket);
         tu_thread_join(t);
         if (cr == TP_OK) {
             won_cancel++;
@@ -487,16 +489,21 @@ static void test_invalid_arguments(void **state)
     uint64_t ticket = 0;
     cb_rec r;
     cb_init(&r);
-    assert_int_equal(tp_pool_acquire_async(p, KEY("k"), 0, NULL, &r, &out, &ticket, NULL),
+    assert_int_equal(tu_async(p, KEY("k"), 0, 0, NULL, &r, &out, &ticket, NULL),
                      TP_EINVAL);
-    assert_int_equal(tp_pool_acquire_async(NULL, KEY("k"), 0, on_acquired, &r, &out, &ticket,
+    assert_int_equal(tu_async(NULL, KEY("k"), 0, 0, on_acquired, &r, &out, &ticket,
                                            NULL),
                      TP_EINVAL);
-    assert_int_equal(tp_pool_acquire_async(p, NULL, 3, 0, on_acquired, &r, &out, &ticket, NULL),
+    assert_int_equal(tu_async(p, NULL, 3, 0, 0, on_acquired, &r, &out, &ticket, NULL),
                      TP_EINVAL);
-    assert_int_equal(tp_pool_acquire_async(p, KEY("k"), 0, on_acquired, &r, NULL, &ticket, NULL),
+    tp_acquire_req req = {.key = "k", .keylen = 1};
+    assert_int_equal(tp_acquire_async(p, &req, on_acquired, &r, NULL, NULL), TP_EINVAL);
+    assert_int_equal(tp_acquire_async(p, NULL, on_acquired, &r, &(tp_acquire_result){0}, NULL),
                      TP_EINVAL);
-    assert_int_not_equal(tp_pool_acquire_cancel(p, 987654321), TP_OK); /* unknown ticket */
+    req.flags = TP_ACQUIRE_IDLE_ONLY; /* not an asynchronous flag */
+    assert_int_equal(tp_acquire_async(p, &req, on_acquired, &r, &(tp_acquire_result){0}, NULL),
+                     TP_EINVAL);
+    assert_int_not_equal(tp_acquire_cancel(p, 987654321), TP_OK); /* unknown ticket */
     assert_int_equal(x->f.open_calls, 0);
     assert_int_equal(cb_calls(&r), 0);
     cb_fini(&r);

@@ -220,18 +220,18 @@ static void test_try_acquire(void **state)
     fx *x = *state;
     tp_pool *p = pool_fx_pool(x);
     tp_conn *c = NULL;
-    assert_int_equal(tp_pool_try_acquire(p, KEY("a"), &c), TP_EAGAIN);
+    assert_int_equal(tu_try(p, KEY("a"), &c), TP_EAGAIN);
     assert_int_equal(x->f.open_calls, 0); /* never opens */
     tp_conn *a = tu_acquire(p, "a", MS(2000));
-    assert_int_equal(tp_pool_try_acquire(p, KEY("a"), &c), TP_EAGAIN); /* in use, none idle */
+    assert_int_equal(tu_try(p, KEY("a"), &c), TP_EAGAIN); /* in use, none idle */
     tp_conn_release(a, 0);
-    assert_int_equal(tp_pool_try_acquire(p, KEY("a"), &c), TP_OK);
+    assert_int_equal(tu_try(p, KEY("a"), &c), TP_OK);
     assert_non_null(c);
     assert_int_equal(fake_of(c)->id, 1);
     assert_int_equal(x->f.open_calls, 1);
     tp_conn *other = NULL;
-    assert_int_equal(tp_pool_try_acquire(p, KEY("b"), &other), TP_EAGAIN); /* unknown key */
-    assert_int_equal(tp_pool_try_acquire(p, KEY("a"), NULL), TP_EINVAL);
+    assert_int_equal(tu_try(p, KEY("b"), &other), TP_EAGAIN); /* unknown key */
+    assert_int_equal(tu_try(p, KEY("a"), NULL), TP_EINVAL);
     tp_conn_release(c, 0);
     tp_stats st = tu_pool_stats(p);
     assert_int_equal(st.reuses, 1);
@@ -453,8 +453,8 @@ static void test_invalid_arguments(void **state)
     assert_int_equal(tp_pool_acquire(NULL, KEY("a"), 0, &c, NULL), TP_EINVAL);
     assert_int_equal(tp_pool_acquire(p, KEY("a"), 0, NULL, NULL), TP_EINVAL);
     assert_int_equal(tp_pool_acquire(p, NULL, 3, 0, &c, NULL), TP_EINVAL);
-    assert_int_equal(tp_pool_try_acquire(NULL, KEY("a"), &c), TP_EINVAL);
-    assert_int_equal(tp_pool_try_acquire(p, NULL, 3, &c), TP_EINVAL);
+    assert_int_equal(tu_try(NULL, KEY("a"), &c), TP_EINVAL);
+    assert_int_equal(tu_try(p, NULL, 3, &c), TP_EINVAL);
     assert_int_equal(x->f.open_calls, 0);
     tp_pool_destroy(NULL); /* no-op */
 }
@@ -470,7 +470,7 @@ static void test_close_closes_idle_and_refuses(void **state)
     assert_int_equal(x->f.close_reasons[TP_CLOSE_POOL_CLOSED], 1); /* idle: at once */
     tp_conn *c = NULL;
     assert_int_equal(tp_pool_acquire(p, KEY("a"), MS(100), &c, NULL), TP_ECLOSED);
-    assert_int_equal(tp_pool_try_acquire(p, KEY("a"), &c), TP_ECLOSED);
+    assert_int_equal(tu_try(p, KEY("a"), &c), TP_ECLOSED);
     tp_conn_release(b, 0); /* in use: on release */
     assert_int_equal(x->f.close_reasons[TP_CLOSE_POOL_CLOSED], 2);
     assert_int_equal(x->f.live, 0);

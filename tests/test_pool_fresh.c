@@ -37,7 +37,7 @@ static void test_fresh_never_reuses(void **state)
     uint64_t ia = fake_of(a)->id;
     tp_conn_release(a, 0);
     tp_conn *b;
-    assert_int_equal(tp_pool_acquire_ex(p, KEY("k"), 0, TP_ACQUIRE_FRESH, &b, NULL), TP_OK);
+    assert_int_equal(tu_acquire_ex(p, KEY("k"), 0, TP_ACQUIRE_FRESH, &b, NULL), TP_OK);
     assert_int_not_equal(fake_of(b)->id, ia);
     assert_int_equal(tp_conn_uses(b), 1);
     assert_int_equal(x->f.opens, 2);
@@ -62,7 +62,7 @@ static void test_fresh_makes_room_from_idle(void **state)
     tp_conn_release(b, 0);
     tp_conn *c;
     int64_t t0 = tu_now_ns();
-    assert_int_equal(tp_pool_acquire_ex(p, KEY("k"), MS(1000), TP_ACQUIRE_FRESH, &c, NULL), TP_OK);
+    assert_int_equal(tu_acquire_ex(p, KEY("k"), MS(1000), TP_ACQUIRE_FRESH, &c, NULL), TP_OK);
     assert_true(tu_ms_since(t0) < 500.0);
     assert_true(fake_of(c)->id != ia && fake_of(c)->id != ib);
     tp_close_reason r;
@@ -80,7 +80,7 @@ static void test_fresh_waits_when_all_in_use(void **state)
     tp_pool *p = make_pool(x, 1);
     tp_conn *a = tu_acquire(p, "k", 0);
     tp_conn *b = NULL;
-    assert_int_equal(tp_pool_acquire_ex(p, KEY("k"), MS(50), TP_ACQUIRE_FRESH, &b, NULL),
+    assert_int_equal(tu_acquire_ex(p, KEY("k"), MS(50), TP_ACQUIRE_FRESH, &b, NULL),
                      TP_ETIMEDOUT);
     assert_null(b);
     tp_conn_release(a, 0);
@@ -92,7 +92,7 @@ static void test_fresh_rejects_unknown_flags(void **state)
     tp_pool *p = make_pool(x, 1);
     tp_conn *c = NULL;
     tp_errinfo e;
-    assert_int_equal(tp_pool_acquire_ex(p, KEY("k"), 0, 0x80u, &c, &e), TP_EINVAL);
+    assert_int_equal(tu_acquire_ex(p, KEY("k"), 0, 0x80u, &c, &e), TP_EINVAL);
     assert_non_null(strstr(e.msg, "flags"));
     assert_null(c);
 }

@@ -223,7 +223,7 @@ static void reentrant_hook(void *ud, const tp_trace_event *ev)
     tp_err r;
     switch (ev->type) {
     case TP_TRACE_ACQUIRE:
-        r = tp_pool_try_acquire(p, KEY("side"), &c);
+        r = tu_try(p, KEY("side"), &c);
         if (r == TP_OK)
             tp_conn_release(c, 0);
         else if (r != TP_EAGAIN && r != TP_ECLOSED)
@@ -315,7 +315,7 @@ static void connector_reenter(void *ud)
     tp_stats st;
     tp_pool_stats(p, &st);
     tp_conn *c = NULL;
-    if (tp_pool_try_acquire(p, KEY("other"), &c) == TP_OK)
+    if (tu_try(p, KEY("other"), &c) == TP_OK)
         tp_conn_release(c, 0);
     atomic_fetch_add(&rc->inner_calls, 1);
 }

@@ -30,8 +30,10 @@ typedef struct async_done {
     _Atomic(tp_conn *) conn;
 } async_done;
 
-static void on_async(void *ud, tp_err status, tp_conn *conn, const tp_errinfo *err)
+static void on_async(void *ud, tp_err status, tp_acquired kind, tp_conn *conn,
+                        const tp_errinfo *err)
 {
+    (void)kind;
     async_done *d = ud;
     (void)err;
     atomic_store(&d->conn, conn);
@@ -92,7 +94,7 @@ static bool one_round(fail_alloc *fa, fake_connector *f, bool thread, int64_t nt
         tp_conn_release(c3, TP_RELEASE_DISCARD);
 
         tp_conn *c = NULL;
-        r = tp_pool_try_acquire(p, KEY("key-one"), &c);
+        r = tu_try(p, KEY("key-one"), &c);
         EXPECT_OK_OR_ENOMEM("try_acquire", r, TP_EAGAIN);
         if (r == TP_OK)
             tp_conn_release(c, 0);
@@ -101,13 +103,13 @@ static bool one_round(fail_alloc *fa, fake_connector *f, bool thread, int64_t nt
         memset(&d, 0, sizeof d);
         c = NULL;
         uint64_t ticket = 0;
-        int ar = tp_pool_acquire_async(p, KEY("key-two"), MS(1000), on_async, &d, &c, &ticket,
+        int ar = tu_async(p, KEY("key-two"), MS(1000), 0, on_async, &d, &c, &ticket,
                                        &err);
-        EXPECT_OK_OR_ENOMEM("acquire_async", ar, TP_PENDING);
+        EXPECT_OK_OR_ENOMEM("acquire_async", ar, TP_ACQUIRED_PENDING);
         if (ar == TP_OK) {
             tp_conn_release(c, 0);
-        } else if (ar == TP_PENDING) {
-            if (tp_pool_acquire_cancel(p, ticket) != TP_OK) {
+        } else if (ar == TP_ACQUIRED_PENDING) {
+            if (tp_acquire_cancel(p, ticket) != TP_OK) {
                 bool done = false;
                 TU_WAIT_UNTIL(done, atomic_load(&d.calls) == 1, 5000);
                 assert_true(done);

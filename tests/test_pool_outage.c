@@ -330,8 +330,10 @@ typedef struct async_rec {
     tp_conn *_Atomic conn;
 } async_rec;
 
-static void on_async(void *ud, tp_err status, tp_conn *conn, const tp_errinfo *err)
+static void on_async(void *ud, tp_err status, tp_acquired kind, tp_conn *conn,
+                        const tp_errinfo *err)
 {
+    (void)kind;
     (void)err;
     async_rec *r = ud;
     atomic_store(&r->status, status);
@@ -363,8 +365,8 @@ static void test_open_breaker_serves_async_waiters(void **state)
     async_rec r = {0};
     tp_conn *c = NULL;
     tp_errinfo e;
-    assert_int_equal(tp_pool_acquire_async(p, KEY("k"), MS(3000), on_async, &r, &c, NULL, &e),
-                     TP_PENDING);
+    assert_int_equal(tu_async(p, KEY("k"), MS(3000), 0, on_async, &r, &c, NULL, &e),
+                     TP_ACQUIRED_PENDING);
     tp_conn_release(held, 0);
     bool done = false;
     TU_WAIT_UNTIL(done, atomic_load(&r.calls) == 1, 2000);
@@ -373,7 +375,7 @@ static void test_open_breaker_serves_async_waiters(void **state)
     /* With nothing held, it fails fast, and says why. */
     tp_conn_release(atomic_load(&r.conn), TP_RELEASE_DISCARD);
     memset(&e, 0, sizeof e);
-    assert_int_equal(tp_pool_acquire_async(p, KEY("k"), MS(3000), on_async, &r, &c, NULL, &e),
+    assert_int_equal(tu_async(p, KEY("k"), MS(3000), 0, on_async, &r, &c, NULL, &e),
                      TP_EBREAKER);
     assert_non_null(strstr(e.msg, "last open error: fake connector: injected open failure"));
     assert_int_equal(atomic_load(&r.calls), 1);
@@ -396,8 +398,8 @@ static void test_recovery_serves_queued_async_waiters(void **state)
     tp_conn *c = NULL;
     for (int i = 0; i < 3; i++)
         assert_int_equal(
-            tp_pool_acquire_async(p, KEY("k"), MS(3000), on_async, &r[i], &c, NULL, NULL),
-            TP_PENDING);
+            tu_async(p, KEY("k"), MS(3000), 0, on_async, &r[i], &c, NULL, NULL),
+            TP_ACQUIRED_PENDING);
     /* The attempt succeeds: the waiters it held back open now, with no maintenance pass
      * (this pool has no maintenance thread, and none is run by hand). */
     fake_gate_open(&x->f);

@@ -55,19 +55,20 @@ static tp_pool *make_pool(fx *x, int64_t max_per_key)
     return x->p = tu_pool_create(&o);
 }
 
-static void on_acquired(void *ud, tp_err status, tp_conn *conn, const tp_errinfo *err)
+static void on_acquired(void *ud, tp_err status, tp_acquired kind, tp_conn *conn,
+                        const tp_errinfo *err)
 {
     (void)err;
     fx *x = ud;
     x->calls++;
-    x->last_status = status;
+    x->last_status = status != TP_OK ? (int)status : (int)kind;
     x->last_conn = conn;
 }
 
 static int acq(fx *x, tp_conn **out)
 {
-    return tp_pool_acquire_async_ex(x->p, KEY("k"), MS(5000), TP_ACQUIRE_CALLER_OPENS,
-                                    on_acquired, x, out, NULL, NULL);
+    return tu_async(x->p, KEY("k"), MS(5000), TP_ACQUIRE_CALLER_OPENS, on_acquired, x, out,
+                    NULL, NULL);
 }
 
 static void *dummy_conn(fx *x)
@@ -84,7 +85,7 @@ static void test_slot_then_done_is_a_lease(void **state)
     fx *x = *state;
     make_pool(x, 2);
     tp_conn *slot = NULL;
-    assert_int_equal(acq(x, &slot), TP_OPEN_SLOT);
+    assert_int_equal(acq(x, &slot), TP_ACQUIRED_OPEN_SLOT);
     assert_non_null(slot);
     size_t klen;
     const void *k = tp_conn_key(slot, &klen);
@@ -115,9 +116,9 @@ static void test_slots_count_against_limits_and_queue(void **state)
     fx *x = *state;
     make_pool(x, 1);
     tp_conn *slot = NULL, *c = NULL;
-    assert_int_equal(acq(x, &slot), TP_OPEN_SLOT);
+    assert_int_equal(acq(x, &slot), TP_ACQUIRED_OPEN_SLOT);
     /* The only slot is opening: the next request queues. */
-    assert_int_equal(acq(x, &c), TP_PENDING);
+    assert_int_equal(acq(x, &c), TP_ACQUIRED_PENDING);
     assert_int_equal(tp_conn_open_done(slot, dummy_conn(x)), TP_OK);
     tp_conn_release(slot, 0);
     assert_int_equal(x->calls, 1);
@@ -133,16 +134,16 @@ static void test_failed_slot_backs_off_and_is_granted_to_waiter(void **state)
     tp_conn *slot = NULL, *c = NULL;
     tp_errinfo e;
     /* A destination never reached: a refusal is the caller's answer at once. */
-    assert_int_equal(acq(x, &slot), TP_OPEN_SLOT);
+    assert_int_equal(acq(x, &slot), TP_ACQUIRED_OPEN_SLOT);
     tp_errinfo_set(&e, TP_ECONNREFUSED, 111, "connect to k: refused");
     assert_int_equal(tp_conn_open_failed(slot, TP_ECONNREFUSED, &e), TP_ECONNREFUSED);
     tu_sleep_ms(30); /* past the backoff */
     /* Reached once, then refusing (a restart): the caller should acquire again. */
-    assert_int_equal(acq(x, &slot), TP_OPEN_SLOT);
+    assert_int_equal(acq(x, &slot), TP_ACQUIRED_OPEN_SLOT);
     assert_int_equal(tp_conn_open_done(slot, dummy_conn(x)), TP_OK);
     tp_conn_release(slot, TP_RELEASE_DISCARD);
-    assert_int_equal(acq(x, &slot), TP_OPEN_SLOT);
-    assert_int_equal(acq(x, &c), TP_PENDING);
+    assert_int_equal(acq(x, &slot), TP_ACQUIRED_OPEN_SLOT);
+    assert_int_equal(acq(x, &c), TP_ACQUIRED_PENDING);
     tp_errinfo_set(&e, TP_ECONNREFUSED, 111, "connect to k: refused");
     assert_int_equal(tp_conn_open_failed(slot, TP_ECONNREFUSED, &e), TP_EAGAIN);
     tp_stats st = tu_pool_stats(x->p);
@@ -152,7 +153,7 @@ static void test_failed_slot_backs_off_and_is_granted_to_waiter(void **state)
     tu_sleep_ms(30);
     tp_pool_maintain(x->p);
     assert_int_equal(x->calls, 1);
-    assert_int_equal(x->last_status, TP_OPEN_SLOT);
+    assert_int_equal(x->last_status, TP_ACQUIRED_OPEN_SLOT);
     tp_errinfo_set(&e, TP_ECONNREFUSED, 111, "connect to k: refused");
     /* The second opens the breaker: no more waiting through it. */
     assert_int_equal(tp_conn_open_failed(x->last_conn, TP_ECONNREFUSED, &e), TP_ECONNREFUSED);
@@ -169,7 +170,7 @@ static void test_slot_done_after_close(void **state)
     fx *x = *state;
     make_pool(x, 1);
     tp_conn *slot = NULL;
-    assert_int_equal(acq(x, &slot), TP_OPEN_SLOT);
+    assert_int_equal(acq(x, &slot), TP_ACQUIRED_OPEN_SLOT);
     tp_pool_close(x->p);
     uint64_t closes = x->f.closes;
     assert_int_equal(tp_conn_open_done(slot, dummy_conn(x)), TP_ECLOSED);

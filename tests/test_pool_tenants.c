@@ -47,7 +47,7 @@ static int teardown(void **state)
 
 static tp_err acq(fx *x, const char *tenant, int64_t timeout, tp_conn **c)
 {
-    return tp_pool_acquire_tenant(x->p, tenant, KEY("k"), timeout, 0, c, NULL);
+    return tu_acquire_tenant(x->p, tenant, KEY("k"), timeout, 0, c, NULL);
 }
 
 static void test_quota_fails_fast(void **state)
@@ -59,7 +59,7 @@ static void test_quota_fails_fast(void **state)
     assert_int_equal(acq(x, "a", MS(1000), &c2), TP_OK);
     int64_t t0 = tu_now_ns();
     tp_errinfo e;
-    assert_int_equal(tp_pool_acquire_tenant(x->p, "a", KEY("k"), MS(1000), 0, &c3, &e), TP_EQUOTA);
+    assert_int_equal(tu_acquire_tenant(x->p, "a", KEY("k"), MS(1000), 0, &c3, &e), TP_EQUOTA);
     assert_true(tu_ms_since(t0) < 100); /* at once, not after the timeout */
     assert_non_null(strstr(e.msg, "\"a\""));
     assert_null(c3);

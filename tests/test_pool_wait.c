@@ -188,7 +188,7 @@ static void test_strict_fifo_when_fair_after_zero(void **state)
         /* Strictly FIFO: the connection went straight to the oldest waiter, so a newcomer
          * cannot grab it, even right after the release. */
         tp_conn *barger = NULL;
-        tp_err r = tp_pool_try_acquire(p, KEY("k"), &barger);
+        tp_err r = tu_try(p, KEY("k"), &barger);
         assert_int_equal(r, TP_EAGAIN);
         pthread_mutex_lock(&ctx.mu);
         while (ctx.mailbox == NULL)
@@ -336,7 +336,7 @@ static void test_close_with_lease_in_use(void **state)
     tp_conn *c2 = NULL;
     tp_errinfo err;
     assert_int_equal(tp_pool_acquire(p, KEY("k"), MS(100), &c2, &err), TP_ECLOSED);
-    assert_int_equal(tp_pool_try_acquire(p, KEY("k"), &c2), TP_ECLOSED);
+    assert_int_equal(tu_try(p, KEY("k"), &c2), TP_ECLOSED);
     assert_int_equal(x->f.open_calls, 1);
     tp_stats st = tu_pool_stats(p); /* still valid until destroy */
     assert_int_equal(st.total, 0);
@@ -401,8 +401,10 @@ typedef struct open_cb {
     _Atomic(tp_conn *) conn;
 } open_cb;
 
-static void on_open_cb(void *ud, tp_err status, tp_conn *conn, const tp_errinfo *err)
+static void on_open_cb(void *ud, tp_err status, tp_acquired kind, tp_conn *conn,
+                        const tp_errinfo *err)
 {
+    (void)kind;
     open_cb *r = ud;
     (void)err;
     atomic_store(&r->conn, conn);
@@ -424,9 +426,9 @@ static void test_destroy_with_open_in_flight(void **state)
     memset(&r, 0, sizeof r);
     tp_conn *out = NULL;
     uint64_t ticket = 0;
-    assert_int_equal(tp_pool_acquire_async(p, KEY("k"), MS(5000), on_open_cb, &r, &out, &ticket,
+    assert_int_equal(tu_async(p, KEY("k"), MS(5000), 0, on_open_cb, &r, &out, &ticket,
                                            NULL),
-                     TP_PENDING);
+                     TP_ACQUIRED_PENDING);
     bool ok = false;
     TU_WAIT_UNTIL(ok, fake_gate_waiting(&x->f) == 1, 3000);
     assert_true(ok);

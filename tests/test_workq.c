@@ -162,8 +162,10 @@ typedef struct cb_rec {
     _Atomic(tp_conn *) conn;
 } cb_rec;
 
-static void on_acquired(void *ud, tp_err status, tp_conn *conn, const tp_errinfo *err)
+static void on_acquired(void *ud, tp_err status, tp_acquired kind, tp_conn *conn,
+                        const tp_errinfo *err)
 {
+    (void)kind;
     (void)err;
     cb_rec *r = ud;
     if (status == TP_OK)
@@ -179,7 +181,7 @@ static void queue_acquires(tp_pool *p, cb_rec *r, int n, int64_t timeout)
     for (int i = 0; i < n; i++) {
         tp_conn *c = NULL;
         assert_int_equal(
-            tp_pool_acquire_async(p, KEY("k"), timeout, on_acquired, &r[i], &c, NULL, NULL),
+            tu_async(p, KEY("k"), timeout, 0, on_acquired, &r[i], &c, NULL, NULL),
             TP_PENDING);
     }
 }
@@ -476,7 +478,7 @@ static void test_timeouts_on_time_while_workers_block(void **state)
     int64_t t0 = tu_now_ns();
     tp_conn *c = NULL;
     assert_int_equal(
-        tp_pool_acquire_async(p, KEY("k"), MS(100), on_acquired, &r[2], &c, NULL, NULL),
+        tu_async(p, KEY("k"), MS(100), 0, on_acquired, &r[2], &c, NULL, NULL),
         TP_PENDING);
     bool failed = false;
     TU_WAIT_UNTIL(failed, atomic_load(&r[2].calls) == 1, 3000);

@@ -104,7 +104,7 @@ TP_EXTERN void tp_pg_pool_destroy(tp_pg_pool *pp);
 
 /* tp_pg_acquire: leases a connection for target (NULL: the default target), waiting up
  * to timeout (as tp_pool_acquire). flags: 0 or TP_ACQUIRE_FRESH.
- * Errors: those of tp_pool_acquire_ex(); an open failure maps to TP_ECONNREFUSED,
+ * Errors: those of tp_acquire(); an open failure maps to TP_ECONNREFUSED,
  * TP_ECONNTIMEDOUT (the deadline passed), TP_ESERVERFULL (too many clients, SQLSTATE
  * 53300 in err->backend_code), TP_EUNAVAIL (the database system is starting up or
  * shutting down, 57P03), TP_EOPEN (another refusal: authentication failed, no such

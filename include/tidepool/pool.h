@@ -201,17 +201,55 @@ TP_EXTERN void tp_pool_destroy(tp_pool *p);
 
 /* ---- acquire and release ---------------------------------------------------------- */
 
-/* tp_pool_acquire: leases a connection for key, blocking up to timeout
- * (TP_DURATION_DEFAULT: the pool's acquire_timeout; TP_DURATION_INFINITE: no limit; 0:
- * do not queue, but an idle connection or a free slot to open one is still used).
- * Reuses, in this order: the connection this thread released last for this key, if it
- * is idle (taken back without a lock: a request loop keeps its connection and its
- * caches warm); else the most recently released idle connection. Idle connections are
- * checked first if idle past check_after_idle. Else opens one in the calling thread if
- * the limits allow, else waits in the key's queue.
+/* Acquire flags. */
+#define TP_ACQUIRE_FRESH 0x1u        /* a newly opened connection, never an idle one: for
+                                        the retry of a request that failed on a reused
+                                        connection. If idle connections fill the key's
+                                        limit, the least recently used one is closed
+                                        (reason idle_overflow). */
+#define TP_ACQUIRE_CALLER_OPENS 0x2u /* tp_acquire_async() only: when a new connection is
+                                        needed, hand the caller an open slot
+                                        (TP_ACQUIRED_OPEN_SLOT) instead of opening it on a
+                                        worker: an event loop opens it without blocking,
+                                        then calls tp_conn_open_done() or
+                                        tp_conn_open_failed(). */
+#define TP_ACQUIRE_NOWAIT 0x4u       /* never queue: an idle connection, a stream, or a
+                                        free slot to open one is still used (an open
+                                        still gets connect_timeout) */
+#define TP_ACQUIRE_IDLE_ONLY 0x8u    /* only an idle connection ready now: never open,
+                                        never wait (TP_EAGAIN if there is none) */
+
+/* tp_acquire_req: one acquire, whichever verb runs it. A zero-initialised request,
+ * {.key = k, .keylen = n}, waits up to the pool's acquire_timeout, with no flags and
+ * no tenant.
+ *
+ * timeout: 0 or TP_DURATION_DEFAULT: the pool's acquire_timeout; a duration in
+ *   nanoseconds; TP_DURATION_INFINITE. (To not wait at all: TP_ACQUIRE_NOWAIT.)
+ * tenant: NULL, or a tenant made by tp_pool_tenant_set(): the lease counts against its
+ *   quota until released (over quota: wait for one of its leases, or TP_EQUOTA). */
+typedef struct tp_acquire_req {
+    const void *key;
+    size_t keylen;
+    int64_t timeout;
+    unsigned flags;
+    const char *tenant;
+} tp_acquire_req;
+
+/* tp_acquire: leases a connection for req->key, blocking up to req->timeout.
+ * Every verb decides the same way (one decision step in the core): the connection this
+ * thread released last for this key, if it is idle (taken back without a lock: a
+ * request loop keeps its connection and its caches warm); else the most recently
+ * released idle connection, checked first if idle past check_after_idle; else a stream
+ * of a multiplexed connection with room; else an open in the calling thread if the
+ * limits allow; else a place in the key's queue. Newcomers may take a connection ahead
+ * of queued acquires only until the first of those has waited fair_after; the adaptive
+ * limit, the tenant's quota, the breaker and the open backoff hold every form back
+ * alike; crossing prewarm_waiters queued acquires starts prewarming at once.
  * Errors: TP_ETIMEDOUT (err says what was in use and the last open error), TP_EBUSY
- * (max_waiters_per_key), TP_EBREAKER, TP_ECLOSED, TP_ELIMIT (max_keys), TP_ENOMEM,
- * TP_EINVAL (NULL pool or out, key NULL with keylen > 0), or the connector's open()
+ * (max_waiters_per_key), TP_EBREAKER, TP_EQUOTA (the tenant's quota, at once or after
+ * waiting until the timeout), TP_EAGAIN (TP_ACQUIRE_IDLE_ONLY: none idle), TP_ECLOSED,
+ * TP_ELIMIT (max_keys), TP_ENOMEM, TP_EINVAL (NULL pool, req or out, key NULL with
+ * keylen > 0, negative timeout, unknown flags or tenant), or the connector's open()
  * error for an open this call made. An open that fails the way a restart does
  * (TP_ECONNREFUSED, TP_ECONNRESET, TP_EUNREACH, TP_EUNAVAIL) at a destination the key
  * has reached before, while the breaker stays closed, or for lack of room
@@ -220,21 +258,28 @@ TP_EXTERN void tp_pool_destroy(tp_pool *p);
  * and a timeout names that error. TP_EBREAKER only when the key holds no connection to
  * wait for. An open cut short by this call's timeout (shorter than connect_timeout) is
  * TP_ETIMEDOUT, the connector's reason in err; an open that runs out of
- * connect_timeout keeps the connector's code (TP_ECONNTIMEDOUT...). The key
- * is copied; on success *out is the lease. */
+ * connect_timeout keeps the connector's code (TP_ECONNTIMEDOUT...). The key is copied;
+ * on success *out is the lease. */
+TP_EXTERN tp_err tp_acquire(tp_pool *p, const tp_acquire_req *req, tp_conn **out,
+                            tp_errinfo *err) TP_WARN_UNUSED;
+
+/* tp_acquire_req_for: a request for key with a timeout in tp_pool_acquire()'s terms
+ * (TP_DURATION_DEFAULT: the pool's acquire_timeout; 0: TP_ACQUIRE_NOWAIT) and flags. */
+static inline tp_acquire_req tp_acquire_req_for(const void *key, size_t keylen, int64_t timeout,
+                                                unsigned flags)
+{
+    tp_acquire_req r = {key, keylen, timeout, flags, NULL};
+    if (timeout == 0) {
+        r.timeout = TP_DURATION_DEFAULT;
+        r.flags |= TP_ACQUIRE_NOWAIT;
+    }
+    return r;
+}
+
+/* tp_pool_acquire: tp_acquire() for key with timeout (TP_DURATION_DEFAULT: the pool's
+ * acquire_timeout; 0: TP_ACQUIRE_NOWAIT), no other flag, no tenant. */
 TP_EXTERN tp_err tp_pool_acquire(tp_pool *p, const void *key, size_t keylen, int64_t timeout,
                                  tp_conn **out, tp_errinfo *err) TP_WARN_UNUSED;
-
-/* Acquire flags. */
-#define TP_ACQUIRE_FRESH 0x1u /* a newly opened connection, never an idle one: for the
-                                 retry of a request that failed on a reused connection.
-                                 If idle connections fill the key's limit, the least
-                                 recently used one is closed (reason idle_overflow). */
-
-/* tp_pool_acquire_ex: tp_pool_acquire() with flags (0 or TP_ACQUIRE_FRESH). */
-TP_EXTERN tp_err tp_pool_acquire_ex(tp_pool *p, const void *key, size_t keylen, int64_t timeout,
-                                    unsigned flags, tp_conn **out, tp_errinfo *err)
-    TP_WARN_UNUSED;
 
 /* ---- tenants ------------------------------------------------------------------------ */
 
@@ -245,14 +290,6 @@ TP_EXTERN tp_err tp_pool_acquire_ex(tp_pool *p, const void *key, size_t keylen, 
  * lowering it never takes leases away. Errors: TP_EINVAL (name, negative quota), TP_ENOMEM,
  * TP_ESYS. */
 TP_EXTERN tp_err tp_pool_tenant_set(tp_pool *p, const char *name, int64_t max_in_use, bool wait);
-
-/* tp_pool_acquire_tenant: tp_pool_acquire_ex() on behalf of tenant name (NULL: no tenant),
- * counted against its quota until the lease is released. Errors: those of
- * tp_pool_acquire_ex(), TP_EQUOTA (over quota: at once, or after waiting until the
- * timeout), TP_EINVAL (unknown tenant). */
-TP_EXTERN tp_err tp_pool_acquire_tenant(tp_pool *p, const char *name, const void *key,
-                                        size_t keylen, int64_t timeout, unsigned flags,
-                                        tp_conn **out, tp_errinfo *err) TP_WARN_UNUSED;
 
 typedef struct tp_tenant_stats {
     int64_t in_use;      /* leases held now */
@@ -270,50 +307,42 @@ TP_EXTERN tp_err tp_pool_tenant_stats(tp_pool *p, const char *name, tp_tenant_st
 typedef void (*tp_tenant_visit_fn)(void *ud, const char *name, const tp_tenant_stats *st);
 TP_EXTERN void tp_pool_tenant_visit(tp_pool *p, tp_tenant_visit_fn fn, void *ud);
 
-/* tp_pool_try_acquire: leases an idle connection for key if one is ready now; never
- * blocks, never opens. Errors: TP_EAGAIN (none idle), TP_ECLOSED, TP_EINVAL. */
-TP_EXTERN tp_err tp_pool_try_acquire(tp_pool *p, const void *key, size_t keylen, tp_conn **out)
+/* What tp_acquire_async() gave: a lease now, a promise of its callback, or an open slot. */
+typedef enum tp_acquired {
+    TP_ACQUIRED_LEASE = 0,     /* conn is the lease */
+    TP_ACQUIRED_PENDING = 1,   /* queued: the callback will run exactly once */
+    TP_ACQUIRED_OPEN_SLOT = 2, /* conn is not a connection but a slot to open one
+                                  (TP_ACQUIRE_CALLER_OPENS), counted against the limits
+                                  as "opening" until the caller reports;
+                                  tp_conn_key() names the key to connect to */
+} tp_acquired;
+
+typedef struct tp_acquire_result {
+    tp_acquired kind;
+    tp_conn *conn;   /* LEASE, OPEN_SLOT */
+    uint64_t ticket; /* PENDING: names the request for tp_acquire_cancel() */
+} tp_acquire_result;
+
+/* tp_acquire_cb: the outcome of a pending asynchronous acquire, called exactly once:
+ * status TP_OK with kind TP_ACQUIRED_LEASE or TP_ACQUIRED_OPEN_SLOT and conn, or an
+ * error (conn NULL; err has the detail, valid only during the call). It runs outside
+ * pool locks, on the thread that released or opened the connection, on a library
+ * thread (timeouts, opens on a worker), or in the caller of tp_pool_maintain() /
+ * tp_pool_close(). */
+typedef void (*tp_acquire_cb)(void *ud, tp_err status, tp_acquired kind, tp_conn *conn,
+                              const tp_errinfo *err);
+
+/* tp_acquire_async: tp_acquire() without blocking the caller, decided the same way.
+ * TP_OK: *res says what happened: a lease at once (cb is not called), an open slot at
+ * once (TP_ACQUIRE_CALLER_OPENS), or a pending request (queued, or opening on a worker,
+ * tidepool/runtime.h): cb will be called exactly once with the lease, a slot, or the
+ * error (the errors of tp_acquire(), decided when the time comes). Any error return is
+ * the request's failure and cb is never called. */
+TP_EXTERN tp_err tp_acquire_async(tp_pool *p, const tp_acquire_req *req, tp_acquire_cb cb,
+                                  void *ud, tp_acquire_result *res, tp_errinfo *err)
     TP_WARN_UNUSED;
 
-/* tp_acquire_cb: the outcome of an asynchronous acquire, called exactly once with
- * status TP_OK and the lease, or an error (conn NULL; err has the detail, valid only
- * during the call). It runs outside pool locks, on the thread that released or opened
- * the connection, on a library thread (maintenance: timeouts, opens), or in the caller of
- * tp_pool_maintain() / tp_pool_close(). */
-typedef void (*tp_acquire_cb)(void *ud, tp_err status, tp_conn *conn, const tp_errinfo *err);
-
-/* tp_pool_acquire_async: leases a connection for key without blocking the caller.
- * If one can be had at once (idle, and no waiters ahead) it is stored in *out and TP_OK
- * returned; cb is not called. Otherwise the request is queued and TP_PENDING returned:
- * cb will be called exactly once, when a connection is released to it, opened for it
- * (on a worker thread, tidepool/runtime.h), or the request fails (timeout as for tp_pool_acquire,
- * TP_ECLOSED, TP_EBREAKER, the open error). *ticket (if not NULL) identifies the request
- * for tp_pool_acquire_cancel(). Any other return is an error and cb is never called. */
-TP_EXTERN int tp_pool_acquire_async(tp_pool *p, const void *key, size_t keylen, int64_t timeout,
-                                    tp_acquire_cb cb, void *ud, tp_conn **out, uint64_t *ticket,
-                                    tp_errinfo *err) TP_WARN_UNUSED;
-
-/* Flags for tp_pool_acquire_async_ex() (TP_ACQUIRE_FRESH applies too). */
-#define TP_ACQUIRE_CALLER_OPENS 0x2u /* when a new connection is needed, hand the caller an
-                                        open slot (status TP_OPEN_SLOT) instead of opening
-                                        it on a pool thread: an event loop opens it without
-                                        blocking, then calls tp_conn_open_done() or
-                                        tp_conn_open_failed(). */
-
-/* A status of tp_pool_acquire_async_ex() and of its callback: not a connection but a
- * slot to open one, counted against the limits as "opening" until the caller reports. */
-#define TP_OPEN_SLOT 2
-
-/* tp_pool_acquire_async_ex: tp_pool_acquire_async() with flags (TP_ACQUIRE_FRESH,
- * TP_ACQUIRE_CALLER_OPENS). With TP_ACQUIRE_CALLER_OPENS it may also return
- * TP_OPEN_SLOT with the slot in *out, and the callback may receive TP_OPEN_SLOT with the
- * slot as its conn. tp_conn_key() of a slot names the key to connect to. */
-TP_EXTERN int tp_pool_acquire_async_ex(tp_pool *p, const void *key, size_t keylen,
-                                       int64_t timeout, unsigned flags, tp_acquire_cb cb,
-                                       void *ud, tp_conn **out, uint64_t *ticket,
-                                       tp_errinfo *err) TP_WARN_UNUSED;
-
-/* tp_conn_open_done: the caller opened conn for an open slot (TP_OPEN_SLOT). TP_OK: the
+/* tp_conn_open_done: the caller opened conn for an open slot (TP_ACQUIRED_OPEN_SLOT). TP_OK: the
  * slot is now a lease of conn, like any acquired connection (release it with
  * tp_conn_release()). TP_ECLOSED: the pool was closed meanwhile; conn has been closed
  * through the connector and the slot is gone. Either way the open counts in the stats
@@ -332,10 +361,10 @@ TP_EXTERN tp_err tp_conn_open_done(tp_conn *slot, void *conn);
  * for a non-negative rc), or TP_EINVAL for a NULL slot. */
 TP_EXTERN tp_err tp_conn_open_failed(tp_conn *slot, tp_err rc, const tp_errinfo *err);
 
-/* tp_pool_acquire_cancel: withdraws a pending asynchronous acquire. TP_OK: it was still
+/* tp_acquire_cancel: withdraws a pending asynchronous acquire. TP_OK: it was still
  * queued and its callback will never run. TP_ESTATE: it already completed or its
  * callback is running or about to run (the callback owns any connection it receives). */
-TP_EXTERN tp_err tp_pool_acquire_cancel(tp_pool *p, uint64_t ticket);
+TP_EXTERN tp_err tp_acquire_cancel(tp_pool *p, uint64_t ticket);
 
 /* Release flags. */
 #define TP_RELEASE_DISCARD 0x1u /* close instead of reuse (reason discarded) */

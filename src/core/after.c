@@ -89,19 +89,7 @@ void tp__after_run(tp_pool *p, tp__after *a)
     while (!tp__list_empty(&done)) {
         tp__list *n = done.next;
         tp__list_remove(n);
-        tp__waiter *w = TP__CONTAINER_OF(n, tp__waiter, done_link);
-        if (w->grant == TP__GRANT_CONN) {
-            tp__lease_begin_async(p, w->conn, tp_clock_now() - w->enqueued_at);
-            w->cb(w->ud, TP_OK, w->conn, NULL);
-        } else if (w->grant == TP__GRANT_SLOT) {
-            w->cb(w->ud, TP_OPEN_SLOT, w->conn, NULL);
-        } else {
-            w->cb(w->ud, w->err, NULL, &w->info);
-        }
-        tp__mutex_lock(&p->mu);
-        w->key->pins--;
-        tp__mutex_unlock(&p->mu);
-        tp__free(w);
+        tp__async_deliver(p, TP__CONTAINER_OF(n, tp__waiter, done_link));
     }
 
     tp__mutex_lock(&p->mu);

@@ -65,6 +65,7 @@ static void reset_key_locked(tp_pool *p, tp__key *k, tp__after *a)
     while (!tp__list_empty(&k->waiters)) {
         tp__waiter *w = TP__CONTAINER_OF(k->waiters.next, tp__waiter, link);
         tp__list_remove(&w->link);
+        w->queued = false;
         if (w->async)
             tp__free(w); /* a blocking one lives on a parent thread's stack */
     }
@@ -106,6 +107,11 @@ void tp__pool_forked(tp_pool *p)
     for (tp__tenant *t = p->tenants; t != NULL; t = t->next) {
         atomic_store(&t->in_use, 0);
         atomic_store(&t->nwaiters, 0);
+        while (!tp__list_empty(&t->async_waiters)) { /* the parent's requests */
+            tp__waiter *w = TP__CONTAINER_OF(t->async_waiters.next, tp__waiter, link);
+            tp__list_remove(&w->link);
+            tp__free(w);
+        }
         reinit_cond(&t->cv);
     }
     /* Condition variables the parent's threads were waiting on still count those

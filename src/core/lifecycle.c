@@ -156,7 +156,9 @@ static void close_all_locked(tp_pool *p, tp__after *a)
         for (tp__key *k = p->buckets[i]; k != NULL; k = k->hnext) {
             while (!tp__list_empty(&k->waiters)) {
                 tp__waiter *w = TP__CONTAINER_OF(k->waiters.next, tp__waiter, link);
-                tp__waiter_fail_locked(p, w, TP_ECLOSED, "the pool was closed", a);
+                tp_errinfo info;
+                tp_errinfo_set(&info, TP_ECLOSED, 0, "the pool is closed");
+                tp__waiter_fail_locked(p, w, TP_ECLOSED, &info, a);
             }
             tp_conn *c;
             while ((c = tp__idle_take_locked(p, k)) != NULL)
@@ -175,7 +177,7 @@ void tp_pool_close(tp_pool *p)
     tp__mutex_lock(&p->mu);
     atomic_store(&p->closed, true);
     close_all_locked(p, &a);
-    tp__tenants_close_locked(p);
+    tp__tenants_close_locked(p, &a);
     p->mstop = true; /* the scheduled pass is not armed again */
     tp__after_run(p, &a);
 }

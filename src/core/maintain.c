@@ -118,10 +118,9 @@ static int64_t expire_waiters_locked(tp_pool *p, tp__key *k, int64_t now, tp__af
             continue;
         if (now >= w->deadline) {
             TP__ADD1(k->timeouts, 1);
-            char msg[160];
-            snprintf(msg, sizeof msg, "no connection after %.1f ms (%lld open for this key)",
-                     (double)(now - w->enqueued_at) / 1e6, (long long)k->nconns);
-            tp__waiter_fail_locked(p, w, TP_ETIMEDOUT, msg, a);
+            tp_errinfo info;
+            tp__timeout_error_locked(p, k, now - w->enqueued_at, &info);
+            tp__waiter_fail_locked(p, w, TP_ETIMEDOUT, &info, a);
         } else {
             next = TP__MIN(next, w->deadline);
         }
@@ -280,8 +279,10 @@ static int64_t maintain_pass(tp_pool *p, bool dispatch)
     bool closed = atomic_load(&p->closed);
     int64_t work = 0; /* keys and connections looked at since the lock was last let go */
     int64_t cutoff = now - TP__KEY_RECLAIM_AFTER;
-    if (!closed)
+    if (!closed) {
         tp__key_graveyard_sweep_locked(p, cutoff);
+        next = TP__MIN(next, tp__tenants_expire_locked(p, now, &a)); /* tenants are few */
+    }
     for (size_t i = 0; i < p->nbuckets && !closed; i++) {
         tp__key **pp = &p->buckets[i];
         for (tp__key *k; (k = *pp) != NULL;) {

@@ -108,18 +108,6 @@ tp_err tp__open_slot_locked(tp_pool *p, tp__key *key, int64_t deadline, bool pre
     return TP_OK;
 }
 
-/* Puts an async waiter whose open failed back at the head of its key's queue (it was
- * served first, so it stays first): it waits for a live connection or the next open. */
-static void requeue_locked(tp_pool *p, tp__waiter *w, tp__after *a)
-{
-    tp__key *k = w->key;
-    w->grant = TP__GRANT_NONE;
-    tp__list_push_front(&k->waiters, &w->link);
-    atomic_fetch_add(&p->waiters_total, 1);
-    atomic_fetch_add(&k->nwaiters, 1);
-    tp__maintenance_poke_locked(p, w->deadline); /* its timeout, if nothing comes first */
-    tp__capacity_freed_locked(p, k, a);          /* and whatever is free now */
-}
 
 /* Runs on a worker: opens a connection for an async waiter granted a slot, then
  * completes it (its callback runs here), or queues it again when the failure is one to
@@ -139,17 +127,21 @@ static void open_job(tp__work *job)
     if (tp_clock_now() >= w->deadline) {
         tp__slot_release_locked(p, k, &a);
         TP__ADD1(k->timeouts, 1);
-        rc = tp_errinfo_set(&info, TP_ETIMEDOUT, 0, "no connection before the deadline");
+        rc = tp__timeout_error_locked(p, k, tp_clock_now() - w->enqueued_at, &info);
     } else {
         rc = tp__open_slot_locked(p, k, w->deadline, false, &c, &info, &a);
     }
     if (rc == TP_OK) {
         w->grant = TP__GRANT_CONN;
+        w->check = false; /* just opened */
         w->conn = c;
         tp__hist_add(&k->wait_hist, tp_clock_now() - w->enqueued_at);
     } else if (tp_clock_now() < w->deadline && !atomic_load(&p->closed) &&
                tp__open_failure_waits_locked(p, k, rc)) {
-        requeue_locked(p, w, &a);
+        /* Back at the head of its key's queue (it was served first, so it stays first):
+         * it waits for a live connection or the next open, and whatever is free now. */
+        tp__waiter_requeue_front_locked(p, w);
+        tp__capacity_freed_locked(p, k, &a);
         p->workers--;
         tp__after_run(p, &a);
         return;

@@ -22,6 +22,7 @@
 #include "release.h"
 #include "slot.h"
 #include "stats.h"
+#include "step.h"
 #include "tenant.h"
 #include "waiters.h"
 

@@ -51,34 +51,20 @@ static void make_idle_locked(tp_pool *p, tp_conn *c, int64_t now)
     atomic_store(&c->word, TP__CS_MAKE(TP__CS_GEN(w), TP__CS_LINKED, TP__CS_IDLE));
 }
 
-/* Serves key's waiters from idle connections and free open slots, in order. */
+/* Serves key's waiters in order, each as the decision step says: a connection, an open
+ * slot, or its failure (a breaker with nothing left to wait for fails them all, one
+ * after the other). Stops at the first that must wait on. */
 static void serve_waiters_locked(tp_pool *p, tp__key *k, tp__after *a)
 {
     int64_t now = tp_clock_now();
     while (!tp__list_empty(&k->waiters)) {
         tp__waiter *w = TP__CONTAINER_OF(k->waiters.next, tp__waiter, link);
-        if (!tp__key_admits_locked(p, k))
+        bool held;
+        int64_t until;
+        if (tp__waiter_step_locked(p, w, now, &held, &until, a) != TP__STEP_QUEUE)
+            continue;
+        if (held)
             break; /* the adaptive limit: the next release serves them */
-        tp_conn *c = tp__idle_take_locked(p, k);
-        if (c != NULL) {
-            tp__waiter_grant_conn_locked(p, w, c, a);
-            continue;
-        }
-        int64_t until = TP_DURATION_INFINITE;
-        tp__open_verdict v = tp__open_allowed_locked(p, k, now, false, &until, a);
-        if (v == TP__OPEN_OK) {
-            tp__waiter_grant_open_locked(p, w, a);
-            continue;
-        }
-        if (v == TP__OPEN_BREAKER && tp__breaker_fails_fast_locked(k)) {
-            /* Nothing left to wait for: the breaker's answer is theirs now. */
-            while (!tp__list_empty(&k->waiters)) {
-                tp_errinfo info;
-                w = TP__CONTAINER_OF(k->waiters.next, tp__waiter, link);
-                tp__waiter_fail_locked(p, w, tp__breaker_error_locked(p, k, &info), info.msg, a);
-            }
-            break;
-        }
         /* Blocked by limits, a backoff or the breaker while the key holds connections:
          * let the head recompute when to wake up, and make sure maintenance looks again
          * when a backoff or cool-down ends (async waiters). */
@@ -138,6 +124,12 @@ static void release_slow_locked(tp_pool *p, tp_conn *c, int64_t now, tp__after *
     bool pass_on = k->adapt == NULL || tp__key_inflight_locked(k) - 1 < tp_adapt_limit(k->adapt);
     if (!tp__list_empty(&k->waiters) && pass_on) {
         tp__waiter *w = TP__CONTAINER_OF(k->waiters.next, tp__waiter, link);
+        if (w->flags & TP_ACQUIRE_FRESH) {
+            /* It asked for a new connection (a retry after a reused one failed): this one
+             * goes idle, and the decision step makes room for the fresh one. */
+            tp__release_to_idle_locked(p, c, a);
+            return;
+        }
         if (w->async || now - w->enqueued_at >= p->o.fair_after) {
             /* Direct handoff: the connection never becomes idle, nobody can barge. */
             if (atomic_load(&c->word) & TP__CS_LINKED) {
@@ -145,7 +137,7 @@ static void release_slow_locked(tp_pool *p, tp_conn *c, int64_t now, tp__after *
                 atomic_store(&c->word, TP__CS_MAKE(gen, 0, TP__CS_INUSE));
             }
             atomic_store_explicit(&c->idle_since, now, memory_order_relaxed);
-            tp__waiter_grant_conn_locked(p, w, c, a);
+            tp__waiter_grant_conn_locked(p, w, c, false, a);
             return;
         }
         /* The first waiter has not waited long: make the connection idle and wake it;

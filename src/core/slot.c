@@ -22,6 +22,8 @@ tp_err tp_conn_open_done(tp_conn *slot, void *conn)
         return TP_EINVAL;
     tp_pool *p = slot->pool;
     tp__key *k = slot->key;
+    tp__tenant *t = slot->tenant; /* the slot held its tenant's place: the lease takes it */
+    slot->tenant = NULL;
     tp__after a;
     tp__after_init(&a);
     tp__mutex_lock(&p->mu);
@@ -34,11 +36,13 @@ tp_err tp_conn_open_done(tp_conn *slot, void *conn)
     if (atomic_load(&p->closed)) {
         tp__conn_close_locked(p, slot, TP_CLOSE_POOL_CLOSED, &a);
         tp__after_run(p, &a);
+        tp__tenant_giveback(p, t);
         return TP_ECLOSED;
     }
     tp__hist_add(&k->wait_hist, now - started);
     tp__after_run(p, &a);
     tp__lease_begin_async(p, slot, now - started);
+    tp__tenant_attach(t, slot);
     return TP_OK;
 }
 
@@ -57,6 +61,8 @@ tp_err tp_conn_open_failed(tp_conn *slot, tp_err rc, const tp_errinfo *err)
         rc = TP_EOPEN;
     tp__after a;
     tp__after_init(&a);
+    tp__tenant *t = slot->tenant; /* the slot's place in its tenant's quota goes back */
+    slot->tenant = NULL;
     tp__mutex_lock(&p->mu);
     int64_t started = slot->acquired_at;
     k->pins--;
@@ -75,5 +81,6 @@ tp_err tp_conn_open_failed(tp_conn *slot, tp_err rc, const tp_errinfo *err)
         tp__capacity_freed_locked(p, k, &a);
     }
     tp__after_run(p, &a);
+    tp__tenant_giveback(p, t);
     return verdict;
 }

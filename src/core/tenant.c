@@ -2,7 +2,8 @@
  * so a noisy client of a shared pool cannot take the others' share. The quota is a
  * counter taken before the connection is acquired (with a CAS, no lock) and given back
  * when the lease ends; over the quota an acquire fails at once with TP_EQUOTA or waits on
- * the tenant's condition variable. A release that sees waiters (the Dekker pattern
+ * the tenant's condition variable (an asynchronous acquire waits in the tenant's queue
+ * and goes on to its key when a place frees). A release that sees waiters (the Dekker pattern
  * again: the waiter publishes nwaiters then rechecks in_use under the lock; the release
  * decrements in_use then reads nwaiters) signals one under the lock, so no wake-up is
  * lost. */
@@ -10,6 +11,8 @@
 #include <string.h>
 
 #include "pool_internal.h"
+
+static void serve_async_locked(tp_pool *p, tp__tenant *t, tp__after *a);
 
 static tp__tenant *find_locked(tp_pool *p, const char *name)
 {
@@ -42,6 +45,7 @@ tp_err tp_pool_tenant_set(tp_pool *p, const char *name, int64_t max_in_use, bool
             return TP_ESYS;
         }
         snprintf(t->name, sizeof t->name, "%s", name);
+        tp__list_init(&t->async_waiters);
         t->next = p->tenants;
         p->tenants = t;
     }
@@ -49,7 +53,12 @@ tp_err tp_pool_tenant_set(tp_pool *p, const char *name, int64_t max_in_use, bool
     atomic_store(&t->wait, wait);
     /* A raised quota (or a switch to failing fast) concerns every waiter. */
     pthread_cond_broadcast(&t->cv);
-    tp__mutex_unlock(&p->mu);
+    tp__after a;
+    tp__after_init(&a);
+    serve_async_locked(p, t, &a);
+    if (!wait)
+        (void)tp__tenants_expire_locked(p, tp_clock_now(), &a);
+    tp__after_run(p, &a);
     return TP_OK;
 }
 
@@ -63,19 +72,59 @@ static bool quota_take(tp__tenant *t)
     return false;
 }
 
+/* Hands places freed in t's quota to its queued asynchronous acquires, oldest first. */
+static void serve_async_locked(tp_pool *p, tp__tenant *t, tp__after *a)
+{
+    while (!tp__list_empty(&t->async_waiters) && quota_take(t)) {
+        tp__waiter *w = TP__CONTAINER_OF(t->async_waiters.next, tp__waiter, link);
+        tp__list_remove(&w->link);
+        atomic_fetch_sub(&t->nwaiters, 1);
+        w->on_tenant_queue = false;
+        w->quota_held = true;
+        tp__async_decide_locked(p, w, a);
+    }
+}
+
 void tp__tenant_release(tp_pool *p, tp__tenant *t)
 {
     atomic_fetch_sub(&t->in_use, 1);
     if (atomic_load(&t->nwaiters) == 0)
         return;
+    tp__after a;
+    tp__after_init(&a);
     tp__mutex_lock(&p->mu);
     pthread_cond_signal(&t->cv);
-    tp__mutex_unlock(&p->mu);
+    serve_async_locked(p, t, &a);
+    tp__after_run(p, &a);
 }
 
-/* Waits on the pool lock for a place in t's quota until deadline. */
-static tp_err quota_wait_locked(tp_pool *p, tp__tenant *t, int64_t deadline)
+tp__tenant *tp__tenant_find(tp_pool *p, const char *name)
 {
+    tp__mutex_lock(&p->mu);
+    tp__tenant *t = find_locked(p, name);
+    tp__mutex_unlock(&p->mu);
+    return t;
+}
+
+static tp_err over_quota_error(tp__tenant *t, tp_err rc, tp_errinfo *err)
+{
+    if (rc == TP_EQUOTA)
+        atomic_fetch_add(&t->rejects, 1);
+    return tp_errinfo_set(err, rc, 0,
+                          rc == TP_EQUOTA ? "tenant \"%s\" holds %lld of its %lld leases"
+                                          : "the pool is closed (tenant \"%s\")",
+                          t->name, (long long)atomic_load(&t->in_use),
+                          (long long)atomic_load(&t->max));
+}
+
+tp_err tp__tenant_take_or_wait(tp_pool *p, tp__tenant *t, int64_t deadline, tp_errinfo *err)
+{
+    if (quota_take(t))
+        return TP_OK;
+    if (!atomic_load(&t->wait) || tp_clock_now() >= deadline)
+        return over_quota_error(t, TP_EQUOTA, err);
+    /* Waits on the pool lock for a place in t's quota until deadline. */
+    tp__mutex_lock(&p->mu);
     atomic_fetch_add(&t->nwaiters, 1);
     atomic_fetch_add(&t->waits, 1);
     tp_err rc = TP_EQUOTA;
@@ -93,58 +142,81 @@ static tp_err quota_wait_locked(tp_pool *p, tp__tenant *t, int64_t deadline)
         tp__cond_wait_until(&t->cv, &p->mu, deadline);
     }
     atomic_fetch_sub(&t->nwaiters, 1);
-    return rc;
+    tp__mutex_unlock(&p->mu);
+    return rc == TP_OK ? TP_OK : over_quota_error(t, rc, err);
 }
 
-tp_err tp_pool_acquire_tenant(tp_pool *p, const char *name, const void *key, size_t keylen,
-                              int64_t timeout, unsigned flags, tp_conn **out, tp_errinfo *err)
+void tp__tenant_dequeue_locked(tp__waiter *w)
 {
-    if (name == NULL)
-        return tp_pool_acquire_ex(p, key, keylen, timeout, flags, out, err);
-    tp_err rc = tp__acquire_check_args(p, key, keylen, out, err);
-    if (rc != TP_OK)
-        return rc;
-    if (timeout == TP_DURATION_DEFAULT)
-        timeout = p->o.acquire_timeout;
-    if (timeout < 0)
-        return tp_errinfo_set(err, TP_EINVAL, 0, "timeout: %lld is negative", (long long)timeout);
-    int64_t start = tp_clock_now();
-    int64_t deadline = tp__saturating_add(start, timeout);
-    tp__mutex_lock(&p->mu);
-    tp__tenant *t = find_locked(p, name);
-    if (t == NULL) {
-        tp__mutex_unlock(&p->mu);
-        return tp_errinfo_set(err, TP_EINVAL, 0, "tenant \"%s\" is unknown: set its quota first",
-                              name);
+    tp__list_remove(&w->link);
+    atomic_fetch_sub(&w->tenant->nwaiters, 1);
+    w->on_tenant_queue = false;
+}
+
+bool tp__tenant_try_take(tp__tenant *t)
+{
+    return quota_take(t);
+}
+
+tp_err tp__tenant_take_or_queue_locked(tp_pool *p, tp__tenant *t, tp__waiter *w, bool *queued,
+                                       tp_errinfo *err)
+{
+    (void)p;
+    *queued = false;
+    if (quota_take(t)) {
+        w->quota_held = true;
+        return TP_OK;
     }
-    tp__mutex_unlock(&p->mu);
-    if (!quota_take(t)) {
-        rc = TP_EQUOTA;
-        if (atomic_load(&t->wait) && timeout > 0) {
-            tp__mutex_lock(&p->mu);
-            rc = quota_wait_locked(p, t, deadline);
-            tp__mutex_unlock(&p->mu);
-        }
-        if (rc != TP_OK) {
-            if (rc == TP_EQUOTA)
-                atomic_fetch_add(&t->rejects, 1);
-            return tp_errinfo_set(err, rc, 0,
-                                  rc == TP_EQUOTA ? "tenant \"%s\" holds %lld of its %lld leases"
-                                                  : "the pool is closed (tenant \"%s\")",
-                                  name, (long long)atomic_load(&t->in_use),
-                                  (long long)atomic_load(&t->max));
-        }
+    if (!atomic_load(&t->wait) || (w->flags & TP_ACQUIRE_NOWAIT) ||
+        tp_clock_now() >= w->deadline)
+        return over_quota_error(t, TP_EQUOTA, err);
+    tp__list_push_back(&t->async_waiters, &w->link);
+    w->on_tenant_queue = true;
+    atomic_fetch_add(&t->nwaiters, 1); /* seq_cst, then look again: no lost wake-up */
+    if (quota_take(t)) {
+        tp__tenant_dequeue_locked(w);
+        w->quota_held = true;
+        return TP_OK;
     }
-    int64_t left = deadline == TP_DURATION_INFINITE ? TP_DURATION_INFINITE
-                                                    : TP__MAX(deadline - tp_clock_now(), 0);
-    rc = tp_pool_acquire_ex(p, key, keylen, timeout == 0 ? 0 : left, flags, out, err);
-    if (rc != TP_OK) {
-        tp__tenant_release(p, t);
-        return rc;
-    }
-    atomic_fetch_add(&t->acquires, 1); /* many threads: a real atomic add */
-    (*out)->tenant = t;
+    atomic_fetch_add(&t->waits, 1);
+    *queued = true;
     return TP_OK;
+}
+
+void tp__tenant_attach(tp__tenant *t, tp_conn *c)
+{
+    if (t == NULL)
+        return;
+    atomic_fetch_add(&t->acquires, 1); /* many threads: a real atomic add */
+    c->tenant = t;
+}
+
+void tp__tenant_giveback(tp_pool *p, tp__tenant *t)
+{
+    if (t != NULL)
+        tp__tenant_release(p, t);
+}
+
+int64_t tp__tenants_expire_locked(tp_pool *p, int64_t now, tp__after *a)
+{
+    TP__ASSERT_LOCKED(&p->mu);
+    int64_t next = TP_DURATION_INFINITE;
+    for (tp__tenant *t = p->tenants; t != NULL; t = t->next) {
+        tp__list *n = t->async_waiters.next;
+        while (n != &t->async_waiters) {
+            tp__waiter *w = TP__CONTAINER_OF(n, tp__waiter, link);
+            n = n->next;
+            if (now < w->deadline && atomic_load(&t->wait)) {
+                next = TP__MIN(next, w->deadline);
+                continue;
+            }
+            tp__tenant_dequeue_locked(w);
+            w->grant = TP__GRANT_FAIL;
+            w->err = over_quota_error(t, TP_EQUOTA, &w->info);
+            tp__list_push_back(&a->done, &w->done_link);
+        }
+    }
+    return next;
 }
 
 static void fill(const tp__tenant *t, tp_tenant_stats *st)
@@ -185,11 +257,19 @@ void tp_pool_tenant_visit(tp_pool *p, tp_tenant_visit_fn fn, void *ud)
     }
 }
 
-void tp__tenants_close_locked(tp_pool *p)
+void tp__tenants_close_locked(tp_pool *p, tp__after *a)
 {
     TP__ASSERT_LOCKED(&p->mu);
-    for (tp__tenant *t = p->tenants; t != NULL; t = t->next)
+    for (tp__tenant *t = p->tenants; t != NULL; t = t->next) {
         pthread_cond_broadcast(&t->cv);
+        while (!tp__list_empty(&t->async_waiters)) {
+            tp__waiter *w = TP__CONTAINER_OF(t->async_waiters.next, tp__waiter, link);
+            tp__tenant_dequeue_locked(w);
+            w->grant = TP__GRANT_FAIL;
+            w->err = over_quota_error(t, TP_ECLOSED, &w->info);
+            tp__list_push_back(&a->done, &w->done_link);
+        }
+    }
 }
 
 void tp__tenants_free_locked(tp_pool *p)

@@ -86,7 +86,8 @@ typedef struct tp__tenant {
     _Atomic bool wait;        /* over quota: wait (true) or fail with TP_EQUOTA */
     _Atomic int64_t nwaiters; /* acquires waiting for the quota (read by releases) */
     _Atomic uint64_t acquires, rejects, waits;
-    pthread_cond_t cv;        /* waiters, on the pool lock */
+    pthread_cond_t cv;        /* blocking waiters, on the pool lock */
+    tp__list async_waiters;   /* queued asynchronous acquires (tp__waiter via link) */
     struct tp__tenant *next;
 } tp__tenant;
 
@@ -108,11 +109,16 @@ typedef struct tp__waiter {
     int64_t deadline; /* TP_DURATION_INFINITE for none */
     tp__grant grant;
     tp_conn *conn;   /* GRANT_CONN */
+    bool check;      /* GRANT_CONN from the idle list: validate it (tp__reuse_verdict) */
     tp_err err;      /* GRANT_FAIL */
     tp_errinfo info; /* GRANT_FAIL detail */
     bool woken;      /* signalled to rescan (no grant): do not signal twice */
+    bool queued;     /* link is in key->waiters (counted in nwaiters) */
     bool async;
-    bool caller_opens; /* async: grant open slots (TP__GRANT_SLOT), do not open */
+    unsigned flags;          /* the request's TP_ACQUIRE_* */
+    struct tp__tenant *tenant; /* the request's tenant, or NULL */
+    bool quota_held;         /* async: holds a place in the tenant's quota */
+    bool on_tenant_queue;    /* async: link is in the tenant's queue, not the key's */
     /* blocking */
     pthread_cond_t cv;
     /* asynchronous */

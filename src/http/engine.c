@@ -62,12 +62,14 @@ void tp__eng_unwatch(tp_http_engine *e, int fd, bool forget)
 
 /* ---- cross-thread queues ----------------------------------------------------------- */
 
-void tp__eng_post_result(eng_req *rq, tp_err status, tp_conn *conn, const tp_errinfo *err)
+void tp__eng_post_result(eng_req *rq, tp_err status, tp_acquired kind, tp_conn *conn,
+                         const tp_errinfo *err)
 {
     tp_http_engine *e = rq->e;
     tp__mutex_lock(&e->mu);
     rq->has_result = true;
     rq->acq_status = status;
+    rq->acq_kind = kind;
     rq->acq_conn = conn;
     if (err != NULL)
         rq->acq_info = *err;

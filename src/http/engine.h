@@ -64,6 +64,7 @@ struct eng_req {
     /* acquire result posted by the pool's callback (guarded by e->mu) */
     bool has_result;
     tp_err acq_status;
+    tp_acquired acq_kind; /* with acq_status TP_OK: a lease or an open slot */
     tp_conn *acq_conn;
     tp_errinfo acq_info;
 
@@ -126,7 +127,8 @@ tp_err tp__eng_watch(tp_http_engine *e, eng_req *rq, int fd, uint64_t conn_id, t
 /* eng_unwatch: rq no longer owns fd (the registration stays for reuse unless forget). */
 void tp__eng_unwatch(tp_http_engine *e, int fd, bool forget);
 /* eng_post_result: records an acquire outcome for rq (any thread) and wakes the loop. */
-void tp__eng_post_result(eng_req *rq, tp_err status, tp_conn *conn, const tp_errinfo *err);
+void tp__eng_post_result(eng_req *rq, tp_err status, tp_acquired kind, tp_conn *conn,
+                         const tp_errinfo *err);
 
 /* tp__eng_wake_locked: wakes the loop unless we are on it or it is already woken. Lock
  * held. Inline: every submission calls it (engine_submit.c), and engine.c. */

@@ -81,9 +81,10 @@ static tp_err fail_code(const eng_req *rq, int64_t now, tp_errinfo *info)
 
 /* ---- acquiring ------------------------------------------------------------------------ */
 
-static void on_acquired(void *ud, tp_err status, tp_conn *conn, const tp_errinfo *err)
+static void on_acquired(void *ud, tp_err status, tp_acquired kind, tp_conn *conn,
+                        const tp_errinfo *err)
 {
-    tp__eng_post_result(ud, status, conn, err);
+    tp__eng_post_result(ud, status, kind, conn, err);
 }
 
 void tp__er_acquire(eng_req *rq)
@@ -101,21 +102,20 @@ void tp__er_acquire(eng_req *rq)
         return;
     }
     unsigned flags = TP_ACQUIRE_CALLER_OPENS | (rq->attempt > 0 ? TP_ACQUIRE_FRESH : 0u);
-    tp_conn *conn = NULL;
-    int st =
-        tp_pool_acquire_async_ex(c->pool, rq->key, rq->keylen, TP__MIN(c->acquire_timeout, left),
-                                 flags, on_acquired, rq, &conn, &rq->ticket, &info);
-    if (st == TP_OK) {
-        rq->ticket = 0;
-        tp__er_got_conn(rq, conn);
-    } else if (st == TP_OPEN_SLOT) {
-        rq->ticket = 0;
-        tp__er_got_slot(rq, conn);
-    } else if (st == TP_PENDING) {
+    tp_acquire_req areq =
+        tp_acquire_req_for(rq->key, rq->keylen, TP__MIN(c->acquire_timeout, left), flags);
+    tp_acquire_result res;
+    tp_err rc = tp_acquire_async(c->pool, &areq, on_acquired, rq, &res, &info);
+    rq->ticket = 0;
+    if (rc != TP_OK)
+        tp__er_finish(rq, rc, &info);
+    else if (res.kind == TP_ACQUIRED_LEASE)
+        tp__er_got_conn(rq, res.conn);
+    else if (res.kind == TP_ACQUIRED_OPEN_SLOT)
+        tp__er_got_slot(rq, res.conn);
+    else {
+        rq->ticket = res.ticket;
         tp__eng_timer_set(e, rq);
-    } else {
-        rq->ticket = 0;
-        tp__er_finish(rq, st, &info);
     }
 }
 
@@ -154,17 +154,17 @@ void tp__er_on_result(eng_req *rq)
     if (rq->state == ER_DONE) {
         /* Completed (timed out, canceled) while the pool was answering: give back what
          * it answered with, then let the request go. */
-        if (rq->acq_status == TP_OK)
+        if (rq->acq_status == TP_OK && rq->acq_kind == TP_ACQUIRED_LEASE)
             tp_conn_release(rq->acq_conn, 0);
-        else if (rq->acq_status == TP_OPEN_SLOT)
+        else if (rq->acq_status == TP_OK)
             tp_conn_open_failed(rq->acq_conn, TP_ECANCELED, NULL);
         e->zombies--;
         tp__er_free(rq);
         return;
     }
-    if (rq->acq_status == TP_OK)
+    if (rq->acq_status == TP_OK && rq->acq_kind == TP_ACQUIRED_LEASE)
         tp__er_got_conn(rq, rq->acq_conn);
-    else if (rq->acq_status == TP_OPEN_SLOT)
+    else if (rq->acq_status == TP_OK)
         tp__er_got_slot(rq, rq->acq_conn);
     else if (rq->acq_status == TP_ETIMEDOUT && tp_clock_now() >= rq->deadline)
         tp__er_finish(
@@ -217,7 +217,7 @@ static void abort_req(eng_req *rq, tp_err rc, tp_errinfo *info)
     case ER_ACQUIRING:
         /* Withdrawn from the pool's queue: no result will come. Too late: the result
          * arrives later and is given back (tp__er_finish() keeps the request for it). */
-        if (rq->ticket != 0 && tp_pool_acquire_cancel(rq->e->c->pool, rq->ticket) == TP_OK)
+        if (rq->ticket != 0 && tp_acquire_cancel(rq->e->c->pool, rq->ticket) == TP_OK)
             rq->ticket = 0;
         tp__er_finish(rq, rc, info);
         return;

@@ -51,8 +51,8 @@ static tp_err attempt(tp_http_client *c, const tp_http_request *req, const tp__b
     int64_t acq_timeout =
         TP__MIN(c->acquire_timeout,
                 r->deadline == TP_DURATION_INFINITE ? TP_DURATION_INFINITE : r->deadline - now);
-    tp_err rc =
-        tp_pool_acquire_ex(c->pool, r->key, r->keylen, acq_timeout, acq_flags, &r->lease, err);
+    tp_acquire_req areq = tp_acquire_req_for(r->key, r->keylen, acq_timeout, acq_flags);
+    tp_err rc = tp_acquire(c->pool, &areq, &r->lease, err);
     if (rc != TP_OK) {
         if (tp_clock_now() >= r->deadline && (rc == TP_ETIMEDOUT || rc == TP_ECONNTIMEDOUT))
             return tp_errinfo_set(err, TP_EREQTIMEDOUT, 0,

@@ -37,7 +37,8 @@ tp_err tp_pg_acquire(tp_pg_pool *pp, const tp_pg_target *target, int64_t timeout
     const tp_pg_target *t = target != NULL ? target : pp->dflt;
     if (t == NULL)
         return tp_errinfo_set(err, TP_EINVAL, 0, "target: NULL and the pool has no default");
-    return tp_pool_acquire_ex(pp->pool, t->key, t->keylen, timeout, flags, lease, err);
+    tp_acquire_req req = tp_acquire_req_for(t->key, t->keylen, timeout, flags);
+    return tp_acquire(pp->pool, &req, lease, err);
 }
 
 struct pg_conn *tp_pg_conn_get(const tp_conn *lease)

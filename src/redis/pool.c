@@ -147,7 +147,8 @@ tp_err tp_redis_acquire_ex(tp_redis_pool *rp, tp_redis_target *t, int64_t timeou
     if (t == NULL)
         t = rp->def;
     tp_conn *c = NULL;
-    tp_err rc = tp_pool_acquire_ex(rp->pool, t->key, t->keylen, timeout, flags, &c, err);
+    tp_acquire_req req = tp_acquire_req_for(t->key, t->keylen, timeout, flags);
+    tp_err rc = tp_acquire(rp->pool, &req, &c, err);
     if (rc != TP_OK)
         return rc;
     tp_redis_lease *l = tp_conn_get(c);

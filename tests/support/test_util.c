@@ -112,8 +112,8 @@ void *tu_acquire_thread(void *arg)
 {
     tu_acq_job *job = arg;
     job->start_ns = tu_now_ns();
-    job->result = tp_pool_acquire(job->p, job->key, strlen(job->key), job->timeout, &job->conn,
-                                  &job->err);
+    job->result = tu_acquire_ex(job->p, job->key, strlen(job->key), job->timeout, job->flags,
+                                &job->conn, &job->err);
     job->end_ns = tu_now_ns();
     atomic_store(&job->done, true);
     return NULL;

@@ -80,6 +80,49 @@ void tu_sleep_ns(int64_t ns);
 /* A string key's bytes and length, for the calls that take (key, keylen). */
 #define KEY(s) (s), strlen(s)
 
+/* tu_acquire_ex: tp_acquire() for key with a timeout in tp_pool_acquire()'s terms (0: do
+ * not wait) and flags. */
+static inline tp_err tu_acquire_ex(tp_pool *p, const void *key, size_t keylen, int64_t timeout,
+                                   unsigned flags, tp_conn **out, tp_errinfo *err)
+{
+    tp_acquire_req r = tp_acquire_req_for(key, keylen, timeout, flags);
+    return tp_acquire(p, &r, out, err);
+}
+
+/* tu_try: an idle connection ready now, or TP_EAGAIN (TP_ACQUIRE_IDLE_ONLY). */
+static inline tp_err tu_try(tp_pool *p, const void *key, size_t keylen, tp_conn **out)
+{
+    tp_acquire_req r = {.key = key, .keylen = keylen, .flags = TP_ACQUIRE_IDLE_ONLY};
+    return tp_acquire(p, &r, out, NULL);
+}
+
+/* tu_acquire_tenant: tu_acquire_ex() on behalf of tenant (NULL: none). */
+static inline tp_err tu_acquire_tenant(tp_pool *p, const char *tenant, const void *key,
+                                       size_t keylen, int64_t timeout, unsigned flags,
+                                       tp_conn **out, tp_errinfo *err)
+{
+    tp_acquire_req r = tp_acquire_req_for(key, keylen, timeout, flags);
+    r.tenant = tenant;
+    return tp_acquire(p, &r, out, err);
+}
+
+/* tu_async: tp_acquire_async() in one value for assertions: a negative tp_err, or what
+ * was acquired (TP_ACQUIRED_LEASE / _PENDING / _OPEN_SLOT) with the connection or slot in
+ * *out and the ticket in *ticket (either may be NULL). */
+static inline int tu_async(tp_pool *p, const void *key, size_t keylen, int64_t timeout,
+                           unsigned flags, tp_acquire_cb cb, void *ud, tp_conn **out,
+                           uint64_t *ticket, tp_errinfo *err)
+{
+    tp_acquire_req r = tp_acquire_req_for(key, keylen, timeout, flags);
+    tp_acquire_result res;
+    tp_err rc = tp_acquire_async(p, &r, cb, ud, &res, err);
+    if (out != NULL)
+        *out = rc == TP_OK ? res.conn : NULL;
+    if (ticket != NULL)
+        *ticket = rc == TP_OK ? res.ticket : 0;
+    return rc != TP_OK ? (int)rc : (int)res.kind;
+}
+
 /* Per-key snapshot of a string key; asserts that the key is known. Main thread only. */
 void tu_key_stats(tp_pool *p, const char *key, tp_stats *out);
 
@@ -107,13 +150,14 @@ tp_pool *tu_pool_create(const tp_pool_options *o);
 /* Acquires a string key; asserts TP_OK (printing the error otherwise). Main thread only. */
 tp_conn *tu_acquire(tp_pool *p, const char *key, int64_t timeout);
 
-/* A blocking acquire run on another thread: fill p, key, timeout, then
+/* A blocking acquire run on another thread: fill p, key, timeout (and flags), then
  * tu_thread_start(&t, tu_acquire_thread, &job). The thread records the result, the lease
  * and the elapsed time, and sets done last. It makes no assertions. */
 typedef struct tu_acq_job {
     tp_pool *p;
     const char *key;
     int64_t timeout;
+    unsigned flags; /* TP_ACQUIRE_* */
     tp_err result;
     tp_conn *conn;
     tp_errinfo err;

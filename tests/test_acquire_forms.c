@@ -16,12 +16,10 @@
 #include <tidepool/tidepool.h>
 
 #include "support/fake_connector.h"
+#include "support/pool_fixture.h"
 #include "support/test_util.h"
 
-typedef struct fx {
-    fake_connector f;
-    tp_pool *p;
-} fx;
+typedef pool_fx fx;
 
 /* What one asynchronous acquire's callback saw. */
 typedef struct cb_rec {
@@ -47,31 +45,10 @@ static void on_done(void *ud, tp_err status, tp_acquired kind, tp_conn *conn,
 static tp_pool *make_pool(fx *x, int64_t max_per_key)
 {
     tp_pool_options o;
-    fake_pool_options(&x->f, &o);
-    o.maintenance_thread = false;
+    pool_fx_options(x, &o);
     o.max_per_key = max_per_key;
     o.max_idle_per_key = max_per_key;
     return x->p = tu_pool_create(&o);
-}
-
-static int setup(void **state)
-{
-    fx *x = calloc(1, sizeof *x);
-    if (x == NULL)
-        return -1;
-    fake_init(&x->f);
-    *state = x;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    fx *x = *state;
-    if (x->p != NULL)
-        tp_pool_destroy(x->p);
-    fake_destroy(&x->f);
-    free(x);
-    return 0;
 }
 
 static int async_for(fx *x, const char *tenant, int64_t timeout, unsigned flags, cb_rec *r,
@@ -281,17 +258,17 @@ static void test_timeouts_read_alike(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_async_tenant_waits_for_a_place, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_async_tenant_times_out_and_fails_fast, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_async_tenant_cancel_and_close, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_async_tenant_place_returns_on_key_timeout, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_fresh_waiter_never_gets_a_reused_connection, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_idle_only_never_dials_nor_makes_keys, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_timeouts_read_alike, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_async_tenant_waits_for_a_place, pool_fx_setup, pool_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_async_tenant_times_out_and_fails_fast, pool_fx_setup,
+                                        pool_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_async_tenant_cancel_and_close, pool_fx_setup, pool_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_async_tenant_place_returns_on_key_timeout, pool_fx_setup,
+                                        pool_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_fresh_waiter_never_gets_a_reused_connection, pool_fx_setup,
+                                        pool_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_idle_only_never_dials_nor_makes_keys, pool_fx_setup,
+                                        pool_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_timeouts_read_alike, pool_fx_setup, pool_fx_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

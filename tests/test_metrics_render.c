@@ -272,6 +272,8 @@ static const char json_to_prom[] =
     "    for s in ('idle', 'in_use', 'opening'):\n"
     "      print('tidepool_connections{%s,state=\"%s\"} %d' % (L, s, g[s]))\n"
     "    print('tidepool_waiters{%s} %d' % (L, g['waiters']))\n"
+    "    print('tidepool_streams_in_use{%s} %d' % (L, g['streams_in_use']))\n"
+    "    print('tidepool_stream_capacity{%s} %d' % (L, g['stream_capacity']))\n"
     "    for h, v in k['histograms'].items():\n"
     "      print('tidepool_%s_seconds_count{%s} %d' % (H[h], L, v['count']))\n"
     "      print('tidepool_%s_seconds_sum{%s} %r' % (H[h], L, v['sum_seconds']))\n"

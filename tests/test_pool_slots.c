@@ -96,7 +96,7 @@ static void test_slot_then_done_is_a_lease(void **state)
     assert_int_equal(st.total, 1);
     assert_int_equal(x->f.open_calls, 0); /* the pool did not open anything itself */
 
-    assert_int_equal(tp_conn_open_done(slot, dummy_conn(x)), TP_OK);
+    assert_int_equal(tp_conn_open_done(slot, dummy_conn(x), &slot), TP_OK);
     st = tu_pool_stats(x->p);
     assert_int_equal(st.opening, 0);
     assert_int_equal(st.in_use, 1);
@@ -119,7 +119,7 @@ static void test_slots_count_against_limits_and_queue(void **state)
     assert_int_equal(acq(x, &slot), TP_ACQUIRED_OPEN_SLOT);
     /* The only slot is opening: the next request queues. */
     assert_int_equal(acq(x, &c), TP_ACQUIRED_PENDING);
-    assert_int_equal(tp_conn_open_done(slot, dummy_conn(x)), TP_OK);
+    assert_int_equal(tp_conn_open_done(slot, dummy_conn(x), &slot), TP_OK);
     tp_conn_release(slot, 0);
     assert_int_equal(x->calls, 1);
     assert_int_equal(x->last_status, TP_OK);
@@ -140,7 +140,7 @@ static void test_failed_slot_backs_off_and_is_granted_to_waiter(void **state)
     tu_sleep_ms(30); /* past the backoff */
     /* Reached once, then refusing (a restart): the caller should acquire again. */
     assert_int_equal(acq(x, &slot), TP_ACQUIRED_OPEN_SLOT);
-    assert_int_equal(tp_conn_open_done(slot, dummy_conn(x)), TP_OK);
+    assert_int_equal(tp_conn_open_done(slot, dummy_conn(x), &slot), TP_OK);
     tp_conn_release(slot, TP_RELEASE_DISCARD);
     assert_int_equal(acq(x, &slot), TP_ACQUIRED_OPEN_SLOT);
     assert_int_equal(acq(x, &c), TP_ACQUIRED_PENDING);
@@ -173,7 +173,7 @@ static void test_slot_done_after_close(void **state)
     assert_int_equal(acq(x, &slot), TP_ACQUIRED_OPEN_SLOT);
     tp_pool_close(x->p);
     uint64_t closes = x->f.closes;
-    assert_int_equal(tp_conn_open_done(slot, dummy_conn(x)), TP_ECLOSED);
+    assert_int_equal(tp_conn_open_done(slot, dummy_conn(x), &slot), TP_ECLOSED);
     assert_int_equal(x->f.closes, closes + 1);
     assert_int_equal(tu_pool_stats(x->p).total, 0);
 }

@@ -34,7 +34,9 @@ extern "C" {
     XX(MAX_USES, 9, "max_uses")           /* served max_uses leases */                       \
     XX(EVICTED, 10, "evicted")            /* tp_pool_evict() asked for it */                  \
     XX(UNHEALTHY, 11, "unhealthy")        /* its TCP state says the path or peer is sick */ \
-    XX(INHERITED, 12, "inherited")        /* a child process let go of its parent's one */
+    XX(INHERITED, 12, "inherited")        /* a child process let go of its parent's one */ \
+    XX(DRAINED, 13, "drained")            /* multiplexed, draining (capacity 0): its last  \
+                                             stream ended */
 
 typedef enum tp_close_reason {
 #define TP__CLOSE_ENUM(name, num, str) TP_CLOSE_##name = (num),
@@ -75,6 +77,16 @@ TP_EXTERN const char *tp_close_reason_name(int reason);
  *   comes after the pool has pointed this descriptor at /dev/null: whatever close()
  *   writes goes nowhere, and close() must not fail because of it.
  *
+ * streams (optional): called once right after a successful open(), outside pool locks:
+ *   how many leases (streams) the new connection may carry at once. A positive number
+ *   makes it a multiplexed connection (HTTP/2: the peer's SETTINGS_MAX_CONCURRENT_STREAMS
+ *   if known, else a default to assume until they arrive); 0 or less, an ordinary one
+ *   (one lease at a time). A connector with streams() may multiplex any key: until a
+ *   key's first connection has opened and said, the key dials one connection at a time
+ *   and further acquires wait for it rather than each dialing its own. Multiplexed
+ *   connections skip reset() (a stream's end is the connector's business, not a
+ *   session to undo) and change capacity live through tp_conn_set_capacity().
+ *
  * probe (optional): a cheap test that key's destination is reachable again, without
  *   making a pooled connection (a TCP connect, a ping). When a key's breaker has been
  *   open for its cool-down, the maintenance pass calls probe() instead of letting a user
@@ -89,6 +101,7 @@ typedef struct tp_connector {
     tp_err (*probe)(void *ctx, const void *key, size_t keylen, int64_t deadline, tp_errinfo *err);
     void *ctx;
     int (*fd)(void *ctx, void *conn);
+    int64_t (*streams)(void *ctx, void *conn);
 } tp_connector;
 
 #ifdef __cplusplus

@@ -342,12 +342,14 @@ TP_EXTERN tp_err tp_acquire_async(tp_pool *p, const tp_acquire_req *req, tp_acqu
                                   void *ud, tp_acquire_result *res, tp_errinfo *err)
     TP_WARN_UNUSED;
 
-/* tp_conn_open_done: the caller opened conn for an open slot (TP_ACQUIRED_OPEN_SLOT). TP_OK: the
- * slot is now a lease of conn, like any acquired connection (release it with
- * tp_conn_release()). TP_ECLOSED: the pool was closed meanwhile; conn has been closed
- * through the connector and the slot is gone. Either way the open counts in the stats
- * and closes the key's breaker. */
-TP_EXTERN tp_err tp_conn_open_done(tp_conn *slot, void *conn);
+/* tp_conn_open_done: the caller opened conn for an open slot (TP_ACQUIRED_OPEN_SLOT).
+ * TP_OK: *lease is a lease of conn, like any acquired connection (release it with
+ * tp_conn_release()): the slot itself, or for a multiplexed connection (the connector's
+ * streams()) its first stream, whose spare streams go to waiting acquires at once.
+ * TP_ECLOSED: the pool was closed meanwhile; conn has been closed through the connector
+ * and the slot is gone. TP_ENOMEM: no memory for the stream; conn is idle in the pool.
+ * Either way the open counts in the stats and closes the key's breaker. */
+TP_EXTERN tp_err tp_conn_open_done(tp_conn *slot, void *conn, tp_conn **lease);
 
 /* tp_conn_open_failed: the caller could not open a connection for the slot: rc (and
  * err, may be NULL) say why. The slot is gone; the failure counts like a failed open()
@@ -366,7 +368,9 @@ TP_EXTERN tp_err tp_conn_open_failed(tp_conn *slot, tp_err rc, const tp_errinfo 
  * callback is running or about to run (the callback owns any connection it receives). */
 TP_EXTERN tp_err tp_acquire_cancel(tp_pool *p, uint64_t ticket);
 
-/* Release flags. */
+/* Release flags. On a stream of a multiplexed connection, DISCARD and BROKEN retire the
+ * whole connection: no new leases on it, and it closes (with that reason) when its other
+ * leases return. */
 #define TP_RELEASE_DISCARD 0x1u /* close instead of reuse (reason discarded) */
 #define TP_RELEASE_BROKEN 0x2u  /* the holder saw it fail: close (reason broken) */
 #define TP_RELEASE_DROPPED 0x4u /* the request failed for capacity reasons (a timeout, a
@@ -379,6 +383,15 @@ TP_EXTERN tp_err tp_acquire_cancel(tp_pool *p, uint64_t ticket);
  * (the least recently used idle one is closed), or the pool is closed. Never fails;
  * conn must not be used afterwards. NULL is a no-op. */
 TP_EXTERN void tp_conn_release(tp_conn *c, unsigned flags);
+
+/* tp_conn_set_capacity: how many streams the multiplexed connection behind lease (any of
+ * its leases) may carry from now on (the peer's SETTINGS changed). Above the leases out,
+ * waiting acquires get streams at once; below, the leases above it finish and none
+ * start; 0 drains it: no new leases, and it closes with reason drained when its last
+ * lease returns (HTTP/2 GOAWAY). Thread-safe; may be called from any thread holding one
+ * of its leases. Errors: TP_EINVAL (NULL lease, negative capacity), TP_ESTATE (not a
+ * multiplexed connection). */
+TP_EXTERN tp_err tp_conn_set_capacity(tp_conn *lease, int64_t capacity);
 
 /* tp_conn_get: the connector's connection behind a lease (what open() returned). */
 TP_EXTERN void *tp_conn_get(const tp_conn *c);
@@ -456,6 +469,10 @@ typedef struct tp_stats {
     tp_breaker_state breaker;                                /* per key; CLOSED for a pool */
     int64_t adaptive_limit; /* per key: the adaptive in-use limit in force; 0 when off */
     int64_t keys;                                            /* pool only: live keys */
+    int64_t streams_in_use;  /* leases on multiplexed connections (part of in_use's
+                                connections: each such connection counts once there) */
+    int64_t stream_capacity; /* streams those connections may carry now (draining ones
+                                excluded) */
     /* counters */
     uint64_t acquires;      /* leases granted */
     uint64_t reuses;        /* of which served by an idle connection */

@@ -201,8 +201,8 @@ tp_err tp_acquire(tp_pool *p, const tp_acquire_req *req, tp_conn **out, tp_errin
         if (o == GOT_SLOT) {
             /* Not waiting means "do not queue"; the open itself still gets
              * connect_timeout. */
-            rc = tp__open_slot_locked(p, k, nowait ? TP_DURATION_INFINITE : q.deadline, false, &c,
-                                      err, &a);
+            rc = tp__open_slot_locked(p, k, nowait ? TP_DURATION_INFINITE : q.deadline, false,
+                                      true, &c, err, &a);
             if (rc == TP_OK) {
                 int64_t now = tp_clock_now();
                 tp__hist_add(&k->wait_hist, now - q.start);
@@ -235,7 +235,7 @@ tp_err tp_acquire(tp_pool *p, const tp_acquire_req *req, tp_conn **out, tp_errin
         }
         if (r == TP_CLOSE_CHECK_FAILED)
             TP__ADD1(k->checks_failed, 1);
-        tp__conn_close_locked(p, c, r, &a);
+        tp__claimed_close_locked(p, c, r, &a);
         tp__capacity_freed_locked(p, k, &a);
         tp__after_run(p, &a); /* closes and served waiters now, not after our wait */
         tp__mutex_lock(&p->mu);

@@ -90,7 +90,7 @@ static tp_err decide_locked(tp_pool *p, tp__acq *q, tp__waiter *w, tp_acquire_cb
             }
             if (r == TP_CLOSE_CHECK_FAILED)
                 TP__ADD1(k->checks_failed, 1);
-            tp__conn_close_locked(p, c, r, a);
+            tp__claimed_close_locked(p, c, r, a);
             tp__capacity_freed_locked(p, k, a);
             continue;
         }
@@ -217,7 +217,7 @@ void tp__async_deliver(tp_pool *p, tp__waiter *w)
             tp__mutex_lock(&p->mu);
             if (r == TP_CLOSE_CHECK_FAILED)
                 TP__ADD1(k->checks_failed, 1);
-            tp__conn_close_locked(p, c, r, &a);
+            tp__claimed_close_locked(p, c, r, &a);
             w->grant = TP__GRANT_NONE;
             w->conn = NULL;
             tp__async_decide_locked(p, w, &a);

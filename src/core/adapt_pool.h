@@ -11,10 +11,12 @@ tp_err tp__adapt_key_init_locked(tp_pool *p, tp__key *key);
 void tp__adapt_key_free(tp__key *key);
 
 /* tp__key_inflight_locked: what the adaptive limit counts: leases (connections neither
- * idle nor linked) and opens a lease waits on (not prewarm opens). */
+ * idle nor linked, a multiplexed one by its streams) and opens a lease waits on (not
+ * prewarm opens). */
 static inline int64_t tp__key_inflight_locked(const tp__key *key)
 {
-    return key->nconns - key->nlinked + key->opening - key->prewarming;
+    return key->nconns - key->nlinked - key->mux_busy + key->streams_in_use + key->opening -
+           key->prewarming;
 }
 
 /* tp__key_admits_locked: may key start another lease or open now? Always true without

@@ -13,6 +13,13 @@
 /* Records the start of a lease of c (owned by the caller, outside the lock). */
 void tp__lease_begin(tp_pool *p, tp_conn *c, int64_t now, bool reused, bool fast, int64_t waited)
 {
+    if (c->parent != NULL) {
+        /* A stream: its connection serves several at once, so its count is a real
+         * atomic add, and the stream keeps the number it drew. */
+        uint64_t before = atomic_fetch_add(&c->parent->uses, 1);
+        reused = before > 0;
+        atomic_store_explicit(&c->uses, before, memory_order_relaxed);
+    }
     c->acquired_at = now;
     c->lease_reused = reused;
     c->lease_waited_ns = waited;
@@ -22,7 +29,8 @@ void tp__lease_begin(tp_pool *p, tp_conn *c, int64_t now, bool reused, bool fast
         TP__ADD1(c->st.fast_acquires, 1);
     int64_t idle_ns = 0;
     if (reused) {
-        idle_ns = now - TP__LOAD(c->idle_since);
+        int64_t since = TP__LOAD(c->idle_since);
+        idle_ns = since < 0 ? 0 : now - since; /* < 0: a stream added to a busy one */
         TP__ADD1(c->st.reuses, 1);
         tp__hist_add(&c->st.idle, idle_ns);
     }
@@ -42,9 +50,15 @@ void tp__lease_begin(tp_pool *p, tp_conn *c, int64_t now, bool reused, bool fast
 /* Decides whether an idle connection just claimed may be handed out: not past its
  * lifetime or idle timeout, not evicted, and passing check() when idle long enough.
  * Returns TP_CLOSE__COUNT if usable, else the reason to close it. */
-tp_close_reason tp__reuse_verdict(tp_pool *p, tp_conn *c, int64_t now)
+tp_close_reason tp__reuse_verdict(tp_pool *p, tp_conn *lease, int64_t now)
 {
-    int64_t idle_ns = now - TP__LOAD(c->idle_since);
+    /* A stream is judged by its connection, for the time that connection was at rest
+     * (none, for a stream added to a busy connection: nothing to check). */
+    int64_t since = TP__LOAD(lease->idle_since);
+    tp_conn *c = lease->parent != NULL ? lease->parent : lease;
+    if (lease != c && since < 0)
+        return TP_CLOSE__COUNT;
+    int64_t idle_ns = now - since;
     if (now >= c->expires_at)
         return TP_CLOSE_LIFETIME;
     int64_t idle_timeout = TP__LOAD(c->key->idle_timeout);
@@ -59,6 +73,14 @@ tp_close_reason tp__reuse_verdict(tp_pool *p, tp_conn *c, int64_t now)
 }
 
 /* Closes a claimed connection that failed tp__reuse_verdict(). */
+void tp__claimed_close_locked(tp_pool *p, tp_conn *c, tp_close_reason reason, tp__after *a)
+{
+    if (c->parent != NULL)
+        tp__mux_stream_close_locked(p, c, reason, a);
+    else
+        tp__conn_close_locked(p, c, reason, a);
+}
+
 void tp__close_claimed(tp_pool *p, tp_conn *c, tp_close_reason reason)
 {
     tp__after a;
@@ -67,7 +89,7 @@ void tp__close_claimed(tp_pool *p, tp_conn *c, tp_close_reason reason)
     if (reason == TP_CLOSE_CHECK_FAILED)
         TP__ADD1(c->key->checks_failed, 1);
     tp__key *k = c->key;
-    tp__conn_close_locked(p, c, reason, &a);
+    tp__claimed_close_locked(p, c, reason, &a);
     tp__capacity_freed_locked(p, k, &a);
     tp__after_run(p, &a);
 }

@@ -29,4 +29,8 @@ tp_close_reason tp__reuse_verdict(tp_pool *p, tp_conn *c, int64_t now);
 /* tp__close_claimed: closes a claimed connection that failed tp__reuse_verdict(). */
 void tp__close_claimed(tp_pool *p, tp_conn *c, tp_close_reason reason);
 
+/* tp__claimed_close_locked: closes a claimed lease that failed tp__reuse_verdict(): the
+ * connection, or for a stream the stream and (when no other is out) its connection. */
+void tp__claimed_close_locked(tp_pool *p, tp_conn *c, tp_close_reason reason, tp__after *a);
+
 #endif

@@ -29,6 +29,7 @@ tp_conn *tp__conn_new_locked(tp_pool *p)
     atomic_init(&c->word, TP__CS_MAKE(UINT64_C(1), 0, TP__CS_FREE));
     tp__list_init(&c->idle_link);
     tp__list_init(&c->all_link);
+    tp__list_init(&c->spare_link);
     return c;
 }
 
@@ -40,6 +41,8 @@ void tp__conn_recycle_locked(tp_pool *p, tp_conn *c)
     atomic_store(&c->word, TP__CS_MAKE(TP__CS_GEN(w) + 1, 0, TP__CS_FREE));
     c->key = NULL;
     c->user = NULL;
+    c->mux = false;
+    c->parent = NULL;
     tp__list_push_front(&p->free_conns, &c->all_link);
 }
 
@@ -81,6 +84,7 @@ void tp__conn_close_locked(tp_pool *p, tp_conn *c, tp_close_reason reason, tp__a
      * generation until recycling, so the hint check stays exact. */
     atomic_store(&c->word, TP__CS_MAKE(TP__CS_GEN(w), 0, TP__CS_RESERVED));
     tp__list_remove(&c->all_link);
+    tp__mux_forget_locked(k, c);
     k->nconns--;
     p->total--;
     tp__room_freed_locked(k);

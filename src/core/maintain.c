@@ -209,7 +209,8 @@ static void run_job(tp_pool *p, const job *j, bool on_worker)
         if (atomic_load(&p->closed)) { /* closed while it was queued: no connect for nothing */
             k->prewarming -= j->prewarm;
             tp__slot_release_locked(p, k, &a);
-        } else if (tp__open_slot_locked(p, k, TP_DURATION_INFINITE, j->prewarm, &c, NULL, &a) ==
+        } else if (tp__open_slot_locked(p, k, TP_DURATION_INFINITE, j->prewarm, false, &c, NULL,
+                                        &a) ==
                    TP_OK) {
             tp__release_to_idle_locked(p, c, &a);
         }

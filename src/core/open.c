@@ -9,6 +9,26 @@
 
 /* ---- opening ---------------------------------------------------------------------- */
 
+tp_err tp__opened_lease_locked(tp_pool *p, tp_conn *c, bool lease, tp_conn **out,
+                               tp_errinfo *err, tp__after *a)
+{
+    tp__key *k = c->key;
+    if (c->mux && lease) {
+        tp_conn *s = tp__mux_stream_locked(p, c);
+        if (s == NULL) {
+            tp__release_to_idle_locked(p, c, a);
+            return tp_errinfo_set(err, TP_ENOMEM, 0, "allocating a stream lease");
+        }
+        c = s;
+    }
+    /* Acquires of a key that may multiplex waited for this open: its spare streams are
+     * theirs, or, if it said "one lease", they may dial their own now. */
+    if (p->o.connector.streams != NULL)
+        tp__capacity_freed_locked(p, k, a);
+    *out = c;
+    return TP_OK;
+}
+
 void tp__slot_release_locked(tp_pool *p, tp__key *key, tp__after *a)
 {
     TP__ASSERT_LOCKED(&p->mu);
@@ -46,7 +66,7 @@ static tp_err caller_deadline_error(tp_errinfo *info, int64_t spent, int64_t con
 }
 
 tp_err tp__open_slot_locked(tp_pool *p, tp__key *key, int64_t deadline, bool prewarm,
-                            tp_conn **out, tp_errinfo *err, tp__after *a)
+                            bool lease, tp_conn **out, tp_errinfo *err, tp__after *a)
 {
     TP__ASSERT_LOCKED(&p->mu);
     tp_conn *c = tp__conn_new_locked(p);
@@ -77,6 +97,9 @@ tp_err tp__open_slot_locked(tp_pool *p, tp__key *key, int64_t deadline, bool pre
     int64_t t1 = tp_clock_now();
     if (rc != TP_OK && cut_by_caller_deadline(rc, deadline, dl, t1))
         rc = caller_deadline_error(&info, t1 - t0, p->o.connect_timeout);
+    int64_t streams = 0; /* what a multiplexed connection carries */
+    if (rc == TP_OK && p->o.connector.streams != NULL)
+        streams = p->o.connector.streams(p->o.connector.ctx, user);
     if (p->o.trace != NULL) {
         tp_trace_event ev = {.type = TP_TRACE_CONNECT_DONE,
                              .key = key->bytes,
@@ -99,13 +122,13 @@ tp_err tp__open_slot_locked(tp_pool *p, tp__key *key, int64_t deadline, bool pre
         return rc;
     }
     tp__conn_attach_locked(p, key, c, user, t1);
+    tp__mux_opened_locked(p, c, streams);
     tp__open_done_locked(p, key, TP_OK, NULL, t0, a);
     if (atomic_load(&p->closed)) {
         tp__conn_close_locked(p, c, TP_CLOSE_POOL_CLOSED, a);
         return tp_errinfo_set(err, TP_ECLOSED, 0, "the pool was closed while opening");
     }
-    *out = c;
-    return TP_OK;
+    return tp__opened_lease_locked(p, c, lease, out, err, a);
 }
 
 
@@ -129,7 +152,7 @@ static void open_job(tp__work *job)
         TP__ADD1(k->timeouts, 1);
         rc = tp__timeout_error_locked(p, k, tp_clock_now() - w->enqueued_at, &info);
     } else {
-        rc = tp__open_slot_locked(p, k, w->deadline, false, &c, &info, &a);
+        rc = tp__open_slot_locked(p, k, w->deadline, false, true, &c, &info, &a);
     }
     if (rc == TP_OK) {
         w->grant = TP__GRANT_CONN;

@@ -13,7 +13,13 @@
  * lock held and the slot consumed: on success *out is a live IN_USE connection of key
  * (not yet leased). */
 tp_err tp__open_slot_locked(tp_pool *p, tp__key *key, int64_t deadline, bool prewarm,
-                            tp_conn **out, tp_errinfo *err, tp__after *a);
+                            bool lease, tp_conn **out, tp_errinfo *err, tp__after *a);
+
+/* tp__opened_lease_locked: the lease of a connection c just opened (and attached) for
+ * an acquire (lease) or for the pool (not): c itself, or its first stream if it is
+ * multiplexed; either way acquires waiting on the key's one open look again. */
+tp_err tp__opened_lease_locked(tp_pool *p, tp_conn *c, bool lease, tp_conn **out,
+                               tp_errinfo *err, tp__after *a);
 
 /* tp__slot_release_locked: gives back an open slot reserved by tp__open_allowed_locked()
  * that will not be used, and lets waiters have it. */

@@ -17,6 +17,7 @@
 #include "lease.h"
 #include "lifecycle.h"
 #include "maintain.h"
+#include "mux.h"
 #include "open.h"
 #include "options.h"
 #include "release.h"

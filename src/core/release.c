@@ -197,6 +197,35 @@ static void kick_waiters(tp_pool *p, tp__key *k)
     tp__after_run(p, &a);
 }
 
+tp_close_reason tp__release_reason(tp_pool *p, const tp_conn *c, unsigned flags, int64_t now)
+{
+    if (flags & TP_RELEASE_BROKEN)
+        return TP_CLOSE_BROKEN;
+    if (flags & TP_RELEASE_DISCARD)
+        return TP_CLOSE_DISCARDED;
+    if (atomic_load_explicit(&p->closed, memory_order_relaxed))
+        return TP_CLOSE_POOL_CLOSED;
+    if (atomic_load_explicit(&c->evict, memory_order_relaxed))
+        return TP_CLOSE_EVICTED;
+    if (p->o.max_uses != TP_UNLIMITED && (int64_t)TP__LOAD(c->uses) >= p->o.max_uses)
+        return TP_CLOSE_MAX_USES;
+    if (now >= c->expires_at)
+        return TP_CLOSE_LIFETIME;
+    return TP_CLOSE__COUNT;
+}
+
+void tp__emit_release(tp_pool *p, tp_conn *lease, tp_close_reason reason, int64_t hold)
+{
+    tp_trace_event ev = {.type = TP_TRACE_RELEASE,
+                         .key = lease->key->bytes,
+                         .keylen = lease->key->keylen,
+                         .conn = lease,
+                         .closed = reason != TP_CLOSE__COUNT,
+                         .reason = reason != TP_CLOSE__COUNT ? reason : TP_CLOSE_DISCARDED,
+                         .duration_ns = hold};
+    tp__emit(p, &ev);
+}
+
 void tp_conn_release(tp_conn *c, unsigned flags)
 {
     if (c == NULL)
@@ -214,40 +243,23 @@ void tp_conn_release(tp_conn *c, unsigned flags)
         c->tenant = NULL;
         tp__tenant_release(p, t);
     }
+    if (c->parent != NULL) { /* a stream of a multiplexed connection */
+        tp__mux_release(p, c, flags);
+        return;
+    }
     int64_t now = tp_clock_now();
     int64_t hold = now - c->acquired_at;
     tp__hist_add(&c->st.hold, hold);
     atomic_store_explicit(&c->last_hold, hold, memory_order_relaxed);
 
-    tp_close_reason reason = TP_CLOSE__COUNT;
-    if (flags & TP_RELEASE_BROKEN)
-        reason = TP_CLOSE_BROKEN;
-    else if (flags & TP_RELEASE_DISCARD)
-        reason = TP_CLOSE_DISCARDED;
-    else if (atomic_load_explicit(&p->closed, memory_order_relaxed))
-        reason = TP_CLOSE_POOL_CLOSED;
-    else if (atomic_load_explicit(&c->evict, memory_order_relaxed))
-        reason = TP_CLOSE_EVICTED;
-    else if (p->o.max_uses != TP_UNLIMITED && (int64_t)TP__LOAD(c->uses) >= p->o.max_uses)
-        reason = TP_CLOSE_MAX_USES;
-    else if (now >= c->expires_at)
-        reason = TP_CLOSE_LIFETIME;
-    else if (tp__health_on_release(p, c))
+    tp_close_reason reason = tp__release_reason(p, c, flags, now);
+    if (reason == TP_CLOSE__COUNT && tp__health_on_release(p, c))
         reason = TP_CLOSE_UNHEALTHY;
-    else if (p->o.connector.reset != NULL &&
+    else if (reason == TP_CLOSE__COUNT && p->o.connector.reset != NULL &&
              p->o.connector.reset(p->o.connector.ctx, c->user) != TP_OK)
         reason = TP_CLOSE_RESET_FAILED;
-
-    if (TP__UNLIKELY(p->o.trace != NULL)) {
-        tp_trace_event ev = {.type = TP_TRACE_RELEASE,
-                             .key = k->bytes,
-                             .keylen = k->keylen,
-                             .conn = c,
-                             .closed = reason != TP_CLOSE__COUNT,
-                             .reason = reason != TP_CLOSE__COUNT ? reason : TP_CLOSE_DISCARDED,
-                             .duration_ns = hold};
-        tp__emit(p, &ev);
-    }
+    if (TP__UNLIKELY(p->o.trace != NULL))
+        tp__emit_release(p, c, reason, hold);
 
     if (TP__UNLIKELY(reason != TP_CLOSE__COUNT)) {
         tp__after a;

@@ -15,4 +15,12 @@ void tp__capacity_freed_locked(tp_pool *p, tp__key *key, tp__after *a);
  * list (or hands it to a waiter, or closes it when the idle limits are full). */
 void tp__release_to_idle_locked(tp_pool *p, tp_conn *c, tp__after *a);
 
+/* tp__release_reason: why a lease ending now with flags closes its connection (for a
+ * stream: retires it), before health and reset have their say; TP_CLOSE__COUNT: keep
+ * it. */
+tp_close_reason tp__release_reason(tp_pool *p, const tp_conn *c, unsigned flags, int64_t now);
+
+/* tp__emit_release: the TP_TRACE_RELEASE event of lease (reason TP_CLOSE__COUNT: kept). */
+void tp__emit_release(tp_pool *p, tp_conn *lease, tp_close_reason reason, int64_t hold);
+
 #endif

@@ -16,14 +16,18 @@ tp_conn *tp__slot_new_locked(tp_pool *p, tp__key *key)
     return c;
 }
 
-tp_err tp_conn_open_done(tp_conn *slot, void *conn)
+tp_err tp_conn_open_done(tp_conn *slot, void *conn, tp_conn **lease)
 {
-    if (slot == NULL || conn == NULL)
+    if (slot == NULL || conn == NULL || lease == NULL)
         return TP_EINVAL;
+    *lease = NULL;
     tp_pool *p = slot->pool;
     tp__key *k = slot->key;
     tp__tenant *t = slot->tenant; /* the slot held its tenant's place: the lease takes it */
     slot->tenant = NULL;
+    int64_t streams = 0; /* what a multiplexed connection carries */
+    if (p->o.connector.streams != NULL)
+        streams = p->o.connector.streams(p->o.connector.ctx, conn);
     tp__after a;
     tp__after_init(&a);
     tp__mutex_lock(&p->mu);
@@ -32,6 +36,7 @@ tp_err tp_conn_open_done(tp_conn *slot, void *conn)
     k->opening--;
     k->pins--;
     tp__conn_attach_locked(p, k, slot, conn, now);
+    tp__mux_opened_locked(p, slot, streams);
     tp__open_done_locked(p, k, TP_OK, NULL, started, &a);
     if (atomic_load(&p->closed)) {
         tp__conn_close_locked(p, slot, TP_CLOSE_POOL_CLOSED, &a);
@@ -40,9 +45,16 @@ tp_err tp_conn_open_done(tp_conn *slot, void *conn)
         return TP_ECLOSED;
     }
     tp__hist_add(&k->wait_hist, now - started);
+    tp_conn *c = NULL;
+    tp_err rc = tp__opened_lease_locked(p, slot, true, &c, NULL, &a);
     tp__after_run(p, &a);
-    tp__lease_begin_async(p, slot, now - started);
-    tp__tenant_attach(t, slot);
+    if (rc != TP_OK) {
+        tp__tenant_giveback(p, t);
+        return rc;
+    }
+    tp__lease_begin_async(p, c, now - started);
+    tp__tenant_attach(t, c);
+    *lease = c;
     return TP_OK;
 }
 

@@ -38,6 +38,8 @@ static void key_snapshot_locked(tp_pool *p, tp__key *k, tp_stats *st)
     st->idle += idle;
     st->opening += k->opening;
     st->in_use += k->nconns - idle;
+    st->streams_in_use += k->streams_in_use;
+    st->stream_capacity += k->stream_capacity;
     st->waiters += atomic_load(&k->nwaiters);
     tp__shard_fold(st, &k->st);
     for (tp__list *n = k->conns.next; n != &k->conns; n = n->next)

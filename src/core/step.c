@@ -1,7 +1,8 @@
 /* step.c: the acquire decision. Every verb (tp_acquire, tp_acquire_async, the idle-only
  * form, the serving of queued waiters on release) asks tp__acquire_step_locked what a
  * request gets now, so fairness, limits, the breaker, tenants and the wording of every
- * error are decided once. The verbs only differ in how they wait: on a condition
+ * error are decided once. Order: a spare stream of a multiplexed connection in use, the
+ * most recently used idle connection, an open, a place in the queue. The verbs only differ in how they wait: on a condition
  * variable, or as a queued record whose callback runs later. */
 #include <stdio.h>
 #include <string.h>
@@ -36,12 +37,35 @@ tp__step tp__acquire_step_locked(tp_pool *p, tp__acq *q, int64_t now, tp_conn **
         }
         if (!may_take)
             break;
-        tp_conn *c = fresh ? NULL : tp__idle_take_locked(p, k);
+        /* A stream of a connection already in use with room, before anything else: it
+         * needs no validation, and leaves idle connections to rest and expire. */
+        bool nomem = false;
+        tp_conn *c = fresh ? NULL : tp__mux_spare_take_locked(p, k, now, &nomem);
+        if (c == NULL && !nomem && !fresh)
+            c = tp__idle_take_locked(p, k);
+        if (c != NULL && c->mux) {
+            /* A multiplexed connection at rest: its first stream is the lease. */
+            tp_conn *s = tp__mux_stream_locked(p, c);
+            if (s == NULL) {
+                tp__release_to_idle_locked(p, c, a);
+                nomem = true;
+            }
+            c = s;
+        }
+        if (nomem) {
+            *rc = tp_errinfo_set(err, TP_ENOMEM, 0, "allocating a stream lease");
+            return TP__STEP_FAIL;
+        }
         if (c != NULL) {
             *out = c;
             return TP__STEP_CONN;
         }
         if (idle_only)
+            break;
+        /* A key that may multiplex dials one connection at a time: what it opens may
+         * carry everyone waiting (libcurl's PIPEWAIT; without it, a burst of requests to
+         * a new HTTP/2 host dials one connection each). */
+        if (tp__mux_may_locked(p, k) && k->opening > 0)
             break;
         tp__open_verdict v = tp__open_allowed_locked(p, k, now, false, until, a);
         if (v == TP__OPEN_OK)

@@ -52,6 +52,9 @@ typedef struct tp__shard {
 
 typedef struct tp__key tp__key;
 
+/* What a key's connections are, as far as the pool knows. */
+enum { TP__MUX_UNKNOWN = 0, TP__MUX_SINGLE = 1, TP__MUX_MUX = 2 };
+
 struct tp_conn {
     _Atomic uint64_t word;        /* state word (see above) */
     tp_pool *pool;                /* the owning pool; fixed for the struct's life */
@@ -74,6 +77,16 @@ struct tp_conn {
                                    (fork.c): forgotten by the pool, closed on release */
     struct tp__tenant *tenant;    /* the lease's tenant, if any (holder-owned) */
     uint32_t last_retrans;        /* TCP retransmissions at the last health sample */
+    /* multiplexing (mux.c; pool lock). A multiplexed connection is IN_USE while any of
+       its streams is out and idle (linked, IDLE) when none is; each lease on it is a
+       stream: a struct of its own whose parent is the connection. */
+    tp_conn *parent;              /* a stream: the connection it rides on; else NULL */
+    bool mux;                     /* a multiplexed connection (connector streams() > 0) */
+    bool draining;                /* mux: no new streams; closes when its last one ends */
+    tp_close_reason drain_reason; /* mux, draining: the reason it will close with */
+    int32_t capacity;             /* mux: streams it may carry now */
+    int32_t streams;              /* mux: streams out */
+    tp__list spare_link;          /* mux: in key->spare while in use with room to spare */
     tp__shard st;                 /* this connection's share of the key's statistics */
 };
 
@@ -138,6 +151,13 @@ struct tp__key {
     tp__list idle;                /* linked connections, most recently released first */
     tp__list conns;               /* every live connection of the key */
     tp__list waiters;             /* FIFO of tp__waiter */
+    tp__list spare;               /* multiplexed connections in use with streams to spare */
+    int64_t streams_in_use;       /* streams out on its multiplexed connections */
+    int64_t stream_capacity;      /* what its multiplexed connections may carry (draining
+                                     ones excluded) */
+    int64_t mux_busy;             /* multiplexed connections with a stream out */
+    int8_t mux_state;             /* TP__MUX_UNKNOWN / _SINGLE / _MUX: what its last
+                                     opened connection said (connector streams()) */
     int64_t nconns;               /* live connections (idle + in use + reserved) */
     int64_t nlinked;              /* connections in the idle list */
     int64_t opening;              /* opens in flight */

@@ -45,13 +45,14 @@ static void open_done(eng_req *rq)
     }
     tp__eng_unwatch(e, hc->s.fd, false);
     rq->hc = NULL;
-    tp_err rc = tp_conn_open_done(slot, hc); /* on TP_ECLOSED hc is closed and freed */
+    tp_conn *lease = NULL;
+    tp_err rc = tp_conn_open_done(slot, hc, &lease); /* on TP_ECLOSED hc is closed and freed */
     if (rc != TP_OK) {
         rq->lease = NULL;
         tp__er_finish(rq, rc, NULL);
         return;
     }
-    tp__er_got_conn(rq, slot);
+    tp__er_got_conn(rq, lease);
 }
 
 void tp__er_tls_step(eng_req *rq)

@@ -123,6 +123,8 @@ static void gauges_add(tp_stats *d, const tp_stats *s)
     d->in_use += s->in_use;
     d->opening += s->opening;
     d->waiters += s->waiters;
+    d->streams_in_use += s->streams_in_use;
+    d->stream_capacity += s->stream_capacity;
     d->max_per_key = limit_add(d->max_per_key, s->max_per_key);
     d->max_idle_per_key = limit_add(d->max_idle_per_key, s->max_idle_per_key);
     d->min_idle_per_key = limit_add(d->min_idle_per_key, s->min_idle_per_key);

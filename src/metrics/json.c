@@ -86,6 +86,8 @@ static void series(tp__buf *b, const tp_stats *st, int64_t nkeys, bool breaker)
              {"opening", st->opening},
              {"total", st->total},
              {"waiters", st->waiters},
+             {"streams_in_use", st->streams_in_use},
+             {"stream_capacity", st->stream_capacity},
              {"max_per_key", st->max_per_key},
              {"max_idle_per_key", st->max_idle_per_key},
              {"min_idle_per_key", st->min_idle_per_key},

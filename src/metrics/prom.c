@@ -95,6 +95,11 @@ static void gauges(tp__buf *b, const tp__msnap *s)
     }
     gauge_family(b, s, "tidepool_waiters", "Acquires queued for a connection.",
                  offsetof(tp_stats, waiters));
+    gauge_family(b, s, "tidepool_streams_in_use", "Leases on multiplexed connections.",
+                 offsetof(tp_stats, streams_in_use));
+    gauge_family(b, s, "tidepool_stream_capacity",
+                 "Streams the multiplexed connections may carry (draining ones excluded).",
+                 offsetof(tp_stats, stream_capacity));
     gauge_family(b, s, "tidepool_limit_max_per_key",
                  "Limit on connections per key (for key=\"other\": the sum over its keys).",
                  offsetof(tp_stats, max_per_key));

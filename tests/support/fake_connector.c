@@ -31,8 +31,17 @@ tp_connector fake_vtable(fake_connector *f, bool with_probe)
     c.reset = fake_reset;
     c.close = fake_close;
     c.probe = with_probe ? fake_probe : NULL;
+    c.streams = atomic_load(&f->streams) != 0 ? fake_streams : NULL;
     c.ctx = f;
     return c;
+}
+
+int64_t fake_streams(void *ctx, void *conn)
+{
+    fake_connector *f = ctx;
+    (void)conn;
+    int64_t n = atomic_load(&f->streams);
+    return n < 0 ? 0 : n; /* -1: says "one lease" (streams() present) */
 }
 
 void fake_pool_options(fake_connector *f, tp_pool_options *o)

@@ -85,6 +85,9 @@ struct fake_connector {
     unsigned reset_fail_every; /* 0: off */
     uint64_t reset_seq;
     tp_err probe_result;
+    _Atomic int64_t streams; /* set before the pool is created: 0, no streams() (ordinary
+                                connections); n > 0, multiplexed with n streams; -1,
+                                streams() says "one lease" */
     bool gate_closed;
     atomic_int gate_waiting; /* open() calls blocked at the gate */
 
@@ -115,6 +118,7 @@ tp_err fake_check(void *ctx, void *conn, int64_t idle_ns);
 tp_err fake_reset(void *ctx, void *conn);
 void fake_close(void *ctx, void *conn, tp_close_reason reason);
 tp_err fake_probe(void *ctx, const void *key, size_t keylen, int64_t deadline, tp_errinfo *err);
+int64_t fake_streams(void *ctx, void *conn);
 
 /* knobs */
 void fake_fail_next(fake_connector *f, int n, tp_err err);

@@ -488,6 +488,47 @@ static void test_one_pass_expires_every_key_across_slices(void **state)
     assert_int_equal(x->f.live, 1);
 }
 
+static atomic_int fd_calls;
+
+static int counting_fd(void *ctx, void *conn)
+{
+    (void)ctx;
+    (void)conn;
+    atomic_fetch_add(&fd_calls, 1);
+    return -1; /* no socket: sampled, found nothing to judge */
+}
+
+/* A pass visits only the keys that are due: once every idle connection's health was
+ * sampled, a pass right after does nothing per key or per connection (before, every
+ * pass sampled the first 64 keys' idle connections again), and an idle timeout still
+ * ends on time for the key that has one due. */
+static void test_pass_visits_only_due_keys(void **state)
+{
+    fx *x = *state;
+    tp_pool_options o;
+    opts(x, &o);
+    o.connector.fd = counting_fd;
+    o.idle_timeout = MS(400);
+    o.max_per_key = 2;
+    tp_pool *p = x->p = tu_pool_create(&o);
+    enum { KEYS = 50 };
+    two_idle_per_key(p, KEYS);
+    atomic_store(&fd_calls, 0);
+    tu_sleep_ms(150); /* settled: due for their first health sample */
+    (void)tp_pool_maintain(p);
+    int sampled = atomic_load(&fd_calls);
+    assert_int_equal(sampled, 2 * KEYS);
+    (void)tp_pool_maintain(p); /* nothing due */
+    (void)tp_pool_maintain(p);
+    assert_int_equal(atomic_load(&fd_calls), sampled);
+    assert_int_equal(x->f.closes, 0);
+    int64_t left = tp_pool_maintain(p); /* next due: the idle timeouts, in ~250 ms */
+    assert_true(left > MS(100) && left <= MS(400));
+    tu_sleep_ms(left / TP_NSEC_PER_MSEC + 20);
+    (void)tp_pool_maintain(p);
+    assert_int_equal(x->f.close_reasons[TP_CLOSE_IDLE_TIMEOUT], 2 * KEYS);
+}
+
 typedef struct grow_arg {
     tp_pool *p;
     atomic_bool done;
@@ -603,6 +644,7 @@ int main(void)
         T(test_maintenance_thread_closes_idle),
         T(test_hung_open_does_not_stall_maintenance),
         T(test_destroy_waits_for_maintenance_opens),
+        T(test_pass_visits_only_due_keys),
         T(test_one_pass_expires_every_key_across_slices),
         T(test_passes_while_the_key_table_grows),
         T(test_connect_timeout_bounds_open),

@@ -126,7 +126,7 @@ static tp_err decide_locked(tp_pool *p, tp__acq *q, tp__waiter *w, tp_acquire_cb
         } else {
             tp__waiter_enqueue_locked(p, w, now);
             if (until != TP_DURATION_INFINITE)
-                tp__maintenance_poke_locked(p, until); /* its backoff or cool-down ends */
+                tp__key_due_locked(p, k, until); /* its backoff or cool-down ends */
         }
         return pending(p, w, res, a);
     }
@@ -199,7 +199,7 @@ void tp__async_decide_locked(tp_pool *p, tp__waiter *w, tp__after *a)
     int64_t until;
     if (tp__waiter_step_locked(p, w, tp_clock_now(), &held, &until, a) == TP__STEP_QUEUE &&
         until != TP_DURATION_INFINITE)
-        tp__maintenance_poke_locked(p, until);
+        tp__key_due_locked(p, w->key, until);
 }
 
 void tp__async_deliver(tp_pool *p, tp__waiter *w)

@@ -76,7 +76,7 @@ tp__open_verdict tp__open_allowed_locked(tp_pool *p, tp__key *key, int64_t now, 
             /* Short of room with connections to wait for: a request would pay for a
              * connect that most likely fails. Maintenance makes the paced try, and
              * whatever it opens goes to the waiters. */
-            tp__maintenance_poke_locked(p, TP__MAX(now, key->backoff_until));
+            tp__key_due_locked(p, key, TP__MAX(now, key->backoff_until));
             return TP__OPEN_WAIT;
         }
         if (now < key->backoff_until) {
@@ -145,7 +145,7 @@ static void open_breaker_locked(tp_pool *p, tp__key *key, int64_t now, tp__after
     key->breaker_until = tp__saturating_add(now, (int64_t)((double)key->cooldown * j));
     key->trial_inflight = false;
     set_breaker_locked(p, key, TP_BREAKER_OPEN, a);
-    tp__maintenance_poke_locked(p, key->breaker_until);
+    tp__key_due_locked(p, key, key->breaker_until);
 }
 
 static void longer_cooldown_locked(tp_pool *p, tp__key *key)
@@ -184,6 +184,8 @@ static void count_failure_locked(tp_pool *p, tp__key *key, tp__open_failure k, i
         key->failing_for_room = for_room;
     }
     key->backoff_until = tp__saturating_add(now, backoff_locked(p, now - key->failing_since));
+    /* Whatever waits on it (waiters, warm-ups, a paced try) is looked at again then. */
+    tp__key_due_locked(p, key, key->backoff_until);
     if (k == TP__FAIL_LOCAL) {
         /* Nothing learnt about the destination: a failed trial is tried again after the
          * same cool-down, not a longer one. */

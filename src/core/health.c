@@ -19,7 +19,6 @@
 
 #define TP__HEALTH_EVERY 32        /* releases between samples of one connection */
 #define TP__HEALTH_MAX_PER_PASS 64 /* idle connections sampled per key and pass */
-#define TP__HEALTH_MIN_IDLE (100 * TP_NSEC_PER_MSEC) /* settled: ACKs have arrived */
 #define TP__HEALTH_RETRANS 3           /* new retransmissions that make a connection sick */
 #define TP__HEALTH_RTT_FACTOR 4        /* RTT this many times the key's baseline ... */
 #define TP__HEALTH_RTT_EXCESS_US 10000 /* ... and this much above it is sick */

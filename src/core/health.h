@@ -4,6 +4,9 @@
 #define TP_CORE_HEALTH_H
 
 #include "types.h"
+
+/* An idle connection is sampled once it has settled this long (its ACKs arrived). */
+#define TP__HEALTH_MIN_IDLE (100 * TP_NSEC_PER_MSEC)
 #include "after.h"
 
 /* tp__health_on_release: samples an owned connection's TCP state (every 32nd lease) and

@@ -66,8 +66,13 @@ tp_conn *tp__idle_take_locked(tp_pool *p, tp__key *key)
 {
     for (;;) {
         tp_conn *c = tp__idle_pick_locked(p, key, true, NULL);
-        if (c == NULL || tp__idle_claim_locked(p, c, TP__CS_INUSE))
+        if (c != NULL && tp__idle_claim_locked(p, c, TP__CS_INUSE)) {
+            if (p->o.min_idle_per_key > 0) /* below the floor, maybe: warm up now */
+                tp__key_due_locked(p, key, tp_clock_now());
             return c;
+        }
+        if (c == NULL)
+            return NULL;
         /* A thread hint claimed it between the scan and the CAS: scan again. */
     }
 }

@@ -73,6 +73,10 @@ tp__key *tp__key_get_locked(tp_pool *p, const void *key, size_t keylen, uint64_t
         *err = TP_ELIMIT;
         return NULL;
     }
+    if (tp__sched_reserve_locked(p) != TP_OK) {
+        *err = TP_ENOMEM;
+        return NULL;
+    }
     k = tp__calloc(1, sizeof *k);
     if (k == NULL) {
         *err = TP_ENOMEM;
@@ -101,13 +105,24 @@ tp__key *tp__key_get_locked(tp_pool *p, const void *key, size_t keylen, uint64_t
     k->breaker = TP_BREAKER_CLOSED;
     k->cooldown = p->o.breaker_cooldown;
     atomic_init(&k->idle_timeout, p->o.idle_timeout);
-    k->last_active = tp_clock_now();
+    int64_t now = tp_clock_now();
+    k->last_active = now;
+    k->due = TP_DURATION_INFINITE;
+    k->heap_pos = -1;
     size_t b = hash & (p->nbuckets - 1);
     k->hnext = p->buckets[b];
     p->buckets[b] = k;
     p->nkeys++;
     if ((size_t)p->nkeys > p->nbuckets)
         key_table_grow_locked(p);
+    /* Its first pass: warm-ups now, an adaptive limit's ticks soon, and at the latest
+     * the check whether it stayed empty long enough to forget. */
+    int64_t first = tp__saturating_add(now, TP__KEY_RECLAIM_AFTER);
+    if (p->o.min_idle_per_key > 0)
+        first = now;
+    else if (k->adapt != NULL)
+        first = tp__saturating_add(now, p->o.maintenance_interval);
+    tp__key_due_locked(p, k, first);
     return k;
 }
 
@@ -156,6 +171,14 @@ void tp__key_graveyard_sweep_locked(tp_pool *p, int64_t cutoff)
     }
 }
 
+bool tp__key_retire_unused_locked(tp_pool *p, tp__key *k, int64_t cutoff)
+{
+    tp__key **pp = &p->buckets[k->hash & (p->nbuckets - 1)];
+    while (*pp != k)
+        pp = &(*pp)->hnext;
+    return tp__key_retire_if_unused_locked(p, pp, cutoff);
+}
+
 bool tp__key_retire_if_unused_locked(tp_pool *p, tp__key **pp, int64_t cutoff)
 {
     TP__ASSERT_LOCKED(&p->mu);
@@ -165,6 +188,7 @@ bool tp__key_retire_if_unused_locked(tp_pool *p, tp__key **pp, int64_t cutoff)
         return false;
     *pp = k->hnext;
     p->nkeys--;
+    tp__sched_remove_locked(p, k);
     key_retire_stats_locked(p, k);
     k->buried_at = tp_clock_now();
     k->hnext = p->graveyard;

@@ -22,6 +22,9 @@ void tp__key_graveyard_sweep_locked(tp_pool *p, int64_t cutoff);
  * closed: *pp then points at the next key. True if it did. */
 bool tp__key_retire_if_unused_locked(tp_pool *p, tp__key **pp, int64_t cutoff);
 
+/* tp__key_retire_unused_locked: tp__key_retire_if_unused_locked() for key k itself. */
+bool tp__key_retire_unused_locked(tp_pool *p, tp__key *k, int64_t cutoff);
+
 /* tp__key_free: frees a key that nothing refers to any more (table, graveyard, pins). */
 void tp__key_free(tp__key *key);
 

@@ -90,6 +90,13 @@ void tp__conn_close_locked(tp_pool *p, tp_conn *c, tp_close_reason reason, tp__a
     tp__room_freed_locked(k);
     TP__ADD1(k->closes[reason], 1);
     tp__shard_merge(&k->st, &c->st);
+    /* Below min_idle_per_key: warm up again now. Empty: see later whether to forget it. */
+    if (p->o.min_idle_per_key > 0 && reason != TP_CLOSE_POOL_CLOSED)
+        tp__key_due_locked(p, k, tp_clock_now());
+    else if (k->nconns == 0 && k->opening == 0)
+        tp__key_due_locked(p, k,
+                           tp__saturating_add(TP__MAX(k->last_active, tp_clock_now()),
+                                              TP__KEY_RECLAIM_AFTER));
     c->close_reason = reason;
     k->pins++;
     tp__list_push_back(&a->closes, &c->all_link);
@@ -211,6 +218,7 @@ bool tp__maybe_free_locked(tp_pool *p)
         tp__free(TP__CONTAINER_OF(n, tp_conn, all_link));
     }
     tp__free(p->buckets);
+    tp__free(p->kheap);
     tp__mutex_unlock(&p->mu);
     tp__mutex_destroy(&p->mu);
     pthread_cond_destroy(&p->idle_cv);

@@ -15,9 +15,6 @@
 
 #include "pool_internal.h"
 
-/* A key emptied this long ago is forgotten (its counters move to the pool totals). */
-#define TP__KEY_RECLAIM_AFTER (60 * TP_NSEC_PER_SEC)
-
 /* The walk of the key table lets acquires in after about this many keys plus
  * connections looked at: a pass over 100,000 idle connections would otherwise hold the
  * pool lock for tens of milliseconds. */
@@ -97,9 +94,15 @@ static int64_t expire_idle_locked(tp_pool *p, tp__key *k, int64_t now, tp__after
     }
     for (tp__list *n = k->idle.next; n != &k->idle; n = n->next) {
         tp_conn *c = TP__CONTAINER_OF(n, tp_conn, idle_link);
-        if (TP__CS_STATE(atomic_load(&c->word)) != TP__CS_IDLE)
-            continue;
         next = TP__MIN(next, c->expires_at);
+        if (TP__CS_STATE(atomic_load(&c->word)) != TP__CS_IDLE) {
+            /* Still linked but leased by the lock-free path: it comes back idle without
+             * the lock (so without scheduling anything), its idle time starting no
+             * earlier than now. */
+            if (idle_timeout != TP_DURATION_INFINITE)
+                next = TP__MIN(next, tp__saturating_add(now, idle_timeout));
+            continue;
+        }
         if (idle_timeout != TP_DURATION_INFINITE && idle > p->o.min_idle_per_key)
             next = TP__MIN(next, tp__saturating_add(TP__LOAD(c->idle_since), idle_timeout));
     }
@@ -180,6 +183,10 @@ static bool room_try_locked(tp_pool *p, tp__key *k, int64_t now, tp__after *a)
 {
     if (k->failing_since == 0 || !k->failing_for_room || k->nconns == 0 ||
         tp__list_empty(&k->waiters))
+        return false;
+    /* Waiters the adaptive limit holds back (a port budget capped to what the key holds,
+     * after TP_EPORTS) would not be served by one more connection. */
+    if (!tp__key_admits_locked(p, k))
         return false;
     int64_t until;
     if (tp__open_allowed_locked(p, k, now, true, &until, a) != TP__OPEN_OK)
@@ -262,15 +269,83 @@ static void start_job(tp_pool *p, const job *j, bool dispatch)
     run_job(p, j, false);
 }
 
+/* What one pass collects for after the lock: jobs, and keys for a health check. */
+typedef struct pass {
+    job jobs[32];
+    int njobs;
+    tp__key *checkups[64]; /* keys whose idle connections get a health check */
+    int nchk;
+} pass;
+
+#define TP__PASS_ROOM(ps) ((int)(sizeof (ps)->jobs / sizeof (ps)->jobs[0]) - (ps)->njobs)
+
+/* One due key's share of a pass; returns when the key is next due. */
+static int64_t maintain_key_locked(tp_pool *p, tp__key *k, int64_t now, pass *ps, tp__after *a)
+{
+    int64_t next = expire_waiters_locked(p, k, now, a);
+    if (k->adapt != NULL) { /* probes start and end on quiet keys too */
+        tp__adapt_tick_locked(p, k, now);
+        next = TP__MIN(next, tp__saturating_add(now, p->o.maintenance_interval));
+    }
+    tp__capacity_freed_locked(p, k, a); /* backoffs that ended, freed slots, a grown limit */
+    next = TP__MIN(next, expire_idle_locked(p, k, now, a));
+    if (k->breaker == TP_BREAKER_OPEN)
+        next = TP__MIN(next, k->breaker_until);
+    if (!tp__list_empty(&k->waiters) && k->backoff_until > now)
+        next = TP__MIN(next, k->backoff_until);
+    if (k->nlinked > 0 && p->o.retire_unhealthy && p->o.connector.fd != NULL) {
+        /* sampled once an interval */
+        next = TP__MIN(next, tp__saturating_add(now, p->o.maintenance_interval));
+        if (ps->nchk < (int)(sizeof ps->checkups / sizeof ps->checkups[0])) {
+            k->pins++;
+            ps->checkups[ps->nchk++] = k;
+        }
+    }
+    bool short_of_room = false; /* work left for the next pass */
+    if (tp__breaker_probe_due_locked(p, k, now, a)) {
+        if (TP__PASS_ROOM(ps) > 0) {
+            k->pins++;
+            ps->jobs[ps->njobs++] = (job){k, true, false};
+        } else {
+            short_of_room = true;
+        }
+    }
+    ps->njobs += prewarm_locked(p, k, now, ps->jobs + ps->njobs, TP__PASS_ROOM(ps), a);
+    if (TP__PASS_ROOM(ps) == 0 && p->o.prewarm_waiters != TP_UNLIMITED &&
+        atomic_load(&k->nwaiters) > p->o.prewarm_waiters)
+        short_of_room = true;
+    if (TP__PASS_ROOM(ps) > 0 && room_try_locked(p, k, now, a))
+        ps->jobs[ps->njobs++] = (job){k, false, true};
+    /* Keep min_idle_per_key warm, within the limits and never into a backoff. */
+    int64_t want = p->o.min_idle_per_key - count_idle_locked(k) - k->opening;
+    while (want > 0 && TP__PASS_ROOM(ps) > 0 && tp__list_empty(&k->waiters)) {
+        int64_t until;
+        if (tp__open_allowed_locked(p, k, now, true, &until, a) != TP__OPEN_OK)
+            break;
+        k->pins++;
+        ps->jobs[ps->njobs++] = (job){k, false, false};
+        want--;
+    }
+    if (p->o.min_idle_per_key > 0) /* leases taken without the lock lower the idle count */
+        next = TP__MIN(next, tp__saturating_add(now, p->o.maintenance_interval));
+    if (want > 0) /* not all made: after the backoff, or the next interval */
+        next = TP__MIN(next, k->backoff_until > now
+                                 ? k->backoff_until
+                                 : tp__saturating_add(now, p->o.maintenance_interval));
+    if (short_of_room)
+        next = now;
+    if (k->nconns == 0 && k->opening == 0 && tp__list_empty(&k->waiters))
+        next = TP__MIN(next, tp__saturating_add(k->last_active, TP__KEY_RECLAIM_AFTER));
+    return next;
+}
+
 static int64_t maintain_pass(tp_pool *p, bool dispatch)
 {
     tp__fork_check(p);
     tp__after a;
     tp__after_init(&a);
-    job jobs[32];
-    int njobs = 0;
-    tp__key *checkups[64]; /* keys whose idle connections get a health check */
-    int nchk = 0;
+    pass ps;
+    ps.njobs = ps.nchk = 0;
     tp__mutex_lock(&p->mu);
     int64_t now = tp_clock_now();
     int64_t next = tp__saturating_add(now, p->o.maintenance_interval);
@@ -284,78 +359,41 @@ static int64_t maintain_pass(tp_pool *p, bool dispatch)
         tp__key_graveyard_sweep_locked(p, cutoff);
         next = TP__MIN(next, tp__tenants_expire_locked(p, now, &a)); /* tenants are few */
     }
-    for (size_t i = 0; i < p->nbuckets && !closed; i++) {
-        tp__key **pp = &p->buckets[i];
-        for (tp__key *k; (k = *pp) != NULL;) {
-            next = TP__MIN(next, expire_waiters_locked(p, k, now, &a));
-            tp__adapt_tick_locked(p, k, now);    /* probes start and end on quiet keys too */
-            tp__capacity_freed_locked(p, k, &a); /* backoffs that ended, freed slots, a
-                                                    grown limit */
-            next = TP__MIN(next, expire_idle_locked(p, k, now, &a));
-            if (k->breaker == TP_BREAKER_OPEN)
-                next = TP__MIN(next, k->breaker_until);
-            if (!tp__list_empty(&k->waiters) && k->backoff_until > now)
-                next = TP__MIN(next, k->backoff_until);
-            if (nchk < (int)(sizeof checkups / sizeof checkups[0]) && k->nlinked > 0) {
-                k->pins++;
-                checkups[nchk++] = k;
-            }
-            if (njobs < (int)(sizeof jobs / sizeof jobs[0]) &&
-                tp__breaker_probe_due_locked(p, k, now, &a)) {
-                k->pins++;
-                jobs[njobs++] = (job){k, true, false};
-            }
-            njobs += prewarm_locked(p, k, now, jobs + njobs,
-                                    (int)(sizeof jobs / sizeof jobs[0]) - njobs, &a);
-            if (njobs < (int)(sizeof jobs / sizeof jobs[0]) && room_try_locked(p, k, now, &a))
-                jobs[njobs++] = (job){k, false, true};
-            /* Keep min_idle_per_key warm, within the limits and never into a backoff. */
-            int64_t want = p->o.min_idle_per_key - count_idle_locked(k) - k->opening;
-            while (want-- > 0 && njobs < (int)(sizeof jobs / sizeof jobs[0]) &&
-                   tp__list_empty(&k->waiters)) {
-                int64_t until;
-                if (tp__open_allowed_locked(p, k, now, true, &until, &a) != TP__OPEN_OK)
-                    break;
-                k->pins++;
-                jobs[njobs++] = (job){k, false, false};
-            }
-            if ((work += 1 + k->nconns) >= TP__PASS_SLICE) {
-                /* Let acquires in: the closes and callbacks of this slice run now, and
-                 * the pinned key stays in the table, so the walk goes on from it. The
-                 * table may have grown (a new bucket array) or lost the key before this
-                 * one meanwhile: find k's link again. A table that grew may make the
-                 * rest of the walk skip or revisit a few keys: the next pass sees them. */
-                work = 0;
-                k->pins++;
-                tp__after_run(p, &a);
-                tp__mutex_lock(&p->mu);
-                tp__after_init(&a);
-                k->pins--;
-                closed = atomic_load(&p->closed);
-                if (closed)
-                    break;
-                i = k->hash & (p->nbuckets - 1);
-                pp = &p->buckets[i];
-                while (*pp != k)
-                    pp = &(*pp)->hnext;
-            }
-            /* A key long empty is forgotten (its counters move to the pool totals); one
-             * this pass pinned (a warm-up open, a health check) is not. */
-            if (!tp__key_retire_if_unused_locked(p, pp, cutoff))
-                pp = &k->hnext;
+    /* Only the keys that are due: a pass with nothing due does no work per key. */
+    tp__key *k;
+    while (!closed && (k = tp__sched_pop_due_locked(p, now)) != NULL) {
+        int64_t kdue = maintain_key_locked(p, k, now, &ps, &a);
+        /* A long empty key is forgotten (its counters move to the pool totals); one this
+         * pass pinned (a warm-up open, a health check) is not. */
+        if (!tp__key_retire_unused_locked(p, k, cutoff)) {
+            if (k->heap_pos >= 0) /* made due again by this pass's own closes */
+                kdue = TP__MIN(kdue, k->due);
+            /* Still due now (no room for its jobs): the next pass, not this one again. */
+            tp__sched_set_locked(p, k, kdue == TP_DURATION_INFINITE ? kdue : TP__MAX(kdue, now + 1));
+        }
+        if ((work += 1 + k->nconns) >= TP__PASS_SLICE) {
+            /* Let acquires in: the closes and callbacks of this slice run now. The key
+             * is rescheduled or retired (retired keys are freed a grace period later),
+             * so nothing of the walk needs to survive the unlocked moment. */
+            work = 0;
+            tp__after_run(p, &a);
+            tp__mutex_lock(&p->mu);
+            tp__after_init(&a);
+            closed = atomic_load(&p->closed);
         }
     }
     /* Health checks release the lock while they sample, so they run after the walk of
      * the key table (pinned keys stay valid). */
-    for (int i = 0; i < nchk; i++) {
-        tp__health_pass_locked(p, checkups[i], now, &a);
-        checkups[i]->pins--;
+    for (int i = 0; i < ps.nchk; i++) {
+        tp__health_pass_locked(p, ps.checkups[i], now, &a);
+        ps.checkups[i]->pins--;
     }
+    next = TP__MIN(next, tp__sched_next_locked(p));
     next = TP__MIN(next, p->mdue);
     schedule_locked(p, next);
     tp__after_run(p, &a);
-    for (int i = 0; i < njobs; i++)
-        start_job(p, &jobs[i], dispatch);
+    for (int i = 0; i < ps.njobs; i++)
+        start_job(p, &ps.jobs[i], dispatch);
     int64_t left = next - tp_clock_now();
     return left > 0 ? left : 0;
 }
@@ -461,7 +499,7 @@ tp_err tp_pool_key_limit_idle_timeout(tp_pool *p, const void *key, size_t keylen
     if (k != NULL && idle_timeout < TP__LOAD(k->idle_timeout)) {
         atomic_store_explicit(&k->idle_timeout, idle_timeout, memory_order_relaxed);
         /* Idle connections may now be due: let maintenance look sooner. */
-        tp__maintenance_poke_locked(p, tp__saturating_add(tp_clock_now(), idle_timeout));
+        tp__key_due_locked(p, k, tp__saturating_add(tp_clock_now(), idle_timeout));
     }
     tp__mutex_unlock(&p->mu);
     return k != NULL ? TP_OK : rc;

@@ -21,6 +21,7 @@
 #include "open.h"
 #include "options.h"
 #include "release.h"
+#include "schedule.h"
 #include "slot.h"
 #include "stats.h"
 #include "step.h"

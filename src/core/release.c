@@ -48,6 +48,12 @@ static void make_idle_locked(tp_pool *p, tp_conn *c, int64_t now)
     }
     tp__list_push_front(&k->idle, &c->idle_link);
     atomic_store_explicit(&c->idle_since, now, memory_order_relaxed);
+    /* Its idle timeout or lifetime ends then, and its health is sampled once it has
+     * settled: the key's pass is due by then. */
+    int64_t due = TP__MIN(c->expires_at, tp__saturating_add(now, TP__LOAD(k->idle_timeout)));
+    if (p->o.retire_unhealthy && p->o.connector.fd != NULL)
+        due = TP__MIN(due, now + TP__HEALTH_MIN_IDLE);
+    tp__key_due_locked(p, k, due);
     atomic_store(&c->word, TP__CS_MAKE(TP__CS_GEN(w), TP__CS_LINKED, TP__CS_IDLE));
 }
 
@@ -73,7 +79,7 @@ static void serve_waiters_locked(tp_pool *p, tp__key *k, tp__after *a)
             pthread_cond_signal(&w->cv);
         }
         if (until != TP_DURATION_INFINITE)
-            tp__maintenance_poke_locked(p, until);
+            tp__key_due_locked(p, k, until);
         break;
     }
 }

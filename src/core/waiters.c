@@ -28,9 +28,9 @@ void tp__waiter_enqueue_locked(tp_pool *p, tp__waiter *w, int64_t now)
     /* Crossing the bound: prewarm now, not at the next pass. Only on the crossing, so a
      * long queue does not run a maintenance pass per queued acquire. */
     if (p->o.prewarm_waiters != TP_UNLIMITED && nw == p->o.prewarm_waiters + 1)
-        tp__maintenance_poke_locked(p, now);
+        tp__key_due_locked(p, k, now);
     if (w->async) /* nobody else watches its deadline */
-        tp__maintenance_poke_locked(p, w->deadline);
+        tp__key_due_locked(p, k, w->deadline);
 }
 
 void tp__waiter_requeue_front_locked(tp_pool *p, tp__waiter *w)
@@ -40,7 +40,7 @@ void tp__waiter_requeue_front_locked(tp_pool *p, tp__waiter *w)
     tp__list_push_front(&w->key->waiters, &w->link);
     counted_in_locked(p, w);
     if (w->async)
-        tp__maintenance_poke_locked(p, w->deadline);
+        tp__key_due_locked(p, w->key, w->deadline);
 }
 
 void tp__waiter_dequeue_locked(tp_pool *p, tp__waiter *w)

@@ -158,22 +158,42 @@ tp_err tp_pool_acquire(tp_pool *p, const void *key, size_t keylen, int64_t timeo
     return tp_acquire(p, &r, out, err);
 }
 
+#define TP__BLOCKING_FLAGS (TP_ACQUIRE_FRESH | TP_ACQUIRE_NOWAIT | TP_ACQUIRE_IDLE_ONLY)
+
 tp_err tp_acquire(tp_pool *p, const tp_acquire_req *req, tp_conn **out, tp_errinfo *err)
 {
+    /* The request loop's case first, with nothing but the checks it needs: no tenant, no
+     * FRESH, a valid request, the connection this thread released last still idle. */
+    if (TP__LIKELY(p != NULL && req != NULL && out != NULL && req->tenant == NULL &&
+                   (req->flags & ~(unsigned)(TP_ACQUIRE_NOWAIT | TP_ACQUIRE_IDLE_ONLY)) == 0 &&
+                   (req->timeout >= 0 || req->timeout == TP_DURATION_DEFAULT) &&
+                   (req->key != NULL || req->keylen == 0))) {
+        tp__fork_check(p); /* before any connection can be handed out */
+        tp_conn *c = tp__fast_acquire(p, req->key, req->keylen);
+        if (c != NULL) {
+            *out = c;
+            return TP_OK;
+        }
+    }
     tp__acq q;
-    tp_err rc = tp__acquire_prepare(
-        p, req, TP_ACQUIRE_FRESH | TP_ACQUIRE_NOWAIT | TP_ACQUIRE_IDLE_ONLY, &q, out, err);
+    tp_err rc = tp__acquire_prepare(p, req, TP__BLOCKING_FLAGS, &q, out, err);
     if (rc != TP_OK)
         return rc;
     bool nowait = (q.flags & (TP_ACQUIRE_NOWAIT | TP_ACQUIRE_IDLE_ONLY)) != 0;
     if (q.tenant != NULL) {
+        tp__acquire_clock(&q);
         rc = tp__tenant_take_or_wait(p, q.tenant, nowait ? q.start : q.deadline, err);
         if (rc != TP_OK)
             return rc;
     }
-    tp_conn *c = (q.flags & TP_ACQUIRE_FRESH) ? NULL : tp__fast_acquire(p, req->key, req->keylen);
-    if (c != NULL)
-        return leased(&q, c, out, err);
+    tp_conn *c = NULL;
+    if (q.tenant != NULL && !(q.flags & TP_ACQUIRE_FRESH)) {
+        c = tp__fast_acquire(p, req->key, req->keylen);
+        if (c != NULL)
+            return leased(&q, c, out, err);
+    }
+    if (q.tenant == NULL)
+        tp__acquire_clock(&q);
 
     tp__after a;
     tp__after_init(&a);

@@ -156,6 +156,7 @@ tp_err tp_acquire_async(tp_pool *p, const tp_acquire_req *req, tp_acquire_cb cb,
             return TP_OK;
         }
     }
+    tp__acquire_clock(&q);
     tp__after a;
     tp__after_init(&a);
     tp__mutex_lock(&p->mu);

@@ -108,7 +108,11 @@ tp__step tp__acquire_step_locked(tp_pool *p, tp__acq *q, int64_t now, tp_conn **
 tp_err tp__acquire_prepare(tp_pool *p, const tp_acquire_req *req, unsigned allowed, tp__acq *q,
                            tp_conn **out, tp_errinfo *err)
 {
-    memset(q, 0, sizeof *q);
+    q->k = NULL;
+    q->tenant = NULL;
+    q->self = NULL;
+    q->held_by_limit = false;
+    q->start = q->deadline = 0;
     if (req == NULL)
         return tp_errinfo_set(err, TP_EINVAL, 0, "req: NULL");
     tp_err rc = tp__acquire_check_args(p, req->key, req->keylen, out, err);
@@ -125,8 +129,7 @@ tp_err tp__acquire_prepare(tp_pool *p, const tp_acquire_req *req, unsigned allow
     q->flags = req->flags;
     if (timeout == 0) /* a pool whose acquire_timeout is 0 never queues */
         q->flags |= TP_ACQUIRE_NOWAIT;
-    q->start = tp_clock_now();
-    q->deadline = tp__saturating_add(q->start, timeout);
+    q->timeout = timeout;
     if (req->tenant != NULL) {
         q->tenant = tp__tenant_find(p, req->tenant);
         if (q->tenant == NULL)
@@ -134,6 +137,12 @@ tp_err tp__acquire_prepare(tp_pool *p, const tp_acquire_req *req, unsigned allow
                                   "tenant \"%s\" is unknown: set its quota first", req->tenant);
     }
     return TP_OK;
+}
+
+void tp__acquire_clock(tp__acq *q)
+{
+    q->start = tp_clock_now();
+    q->deadline = tp__saturating_add(q->start, q->timeout);
 }
 
 tp__key *tp__acquire_key_locked(tp_pool *p, const tp_acquire_req *req, tp_err *rc,

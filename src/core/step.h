@@ -10,7 +10,8 @@
 /* One acquire in progress, as every verb describes it to the decision step. */
 typedef struct tp__acq {
     tp__key *k;         /* the key (pinned by the verb) */
-    int64_t start;      /* when the call began */
+    int64_t timeout;    /* the request's, resolved (the pool's default applied) */
+    int64_t start;      /* when the call began (tp__acquire_clock) */
     int64_t deadline;   /* TP_DURATION_INFINITE for none */
     unsigned flags;     /* TP_ACQUIRE_* */
     tp__tenant *tenant; /* the tenant named by the request, or NULL */
@@ -37,10 +38,14 @@ tp__step tp__acquire_step_locked(tp_pool *p, tp__acq *q, int64_t now, tp_conn **
                                  int64_t *until, tp_err *rc, tp_errinfo *err, tp__after *a);
 
 /* tp__acquire_prepare: checks a request (pool, out, key, flags among allowed, timeout,
- * tenant) and fills q's start, deadline, flags and tenant (looked up, not yet counted
- * against its quota). *out is set to NULL. */
+ * tenant) and fills q's timeout, flags and tenant (looked up, not yet counted against
+ * its quota). *out is set to NULL. The clock is not read: the lock-free path needs no
+ * time. */
 tp_err tp__acquire_prepare(tp_pool *p, const tp_acquire_req *req, unsigned allowed, tp__acq *q,
                            tp_conn **out, tp_errinfo *err);
+
+/* tp__acquire_clock: the request starts now: q's start and deadline. */
+void tp__acquire_clock(tp__acq *q);
 
 /* tp__acquire_key_locked: finds or creates the key for an acquire and pins it; NULL
  * with the error (TP_ELIMIT, TP_ENOMEM) in *rc and err. */

@@ -175,14 +175,14 @@ static void on_acquired(void *ud, tp_err status, tp_acquired kind, tp_conn *conn
     atomic_fetch_add(&r->calls, 1);
 }
 
-/* n asynchronous acquires of key k that must queue (TP_PENDING), recorded in r[0..n). */
+/* n asynchronous acquires of key k that must queue (TP_ACQUIRED_PENDING), recorded in r[0..n). */
 static void queue_acquires(tp_pool *p, cb_rec *r, int n, int64_t timeout)
 {
     for (int i = 0; i < n; i++) {
         tp_conn *c = NULL;
         assert_int_equal(
             tu_async(p, KEY("k"), timeout, 0, on_acquired, &r[i], &c, NULL, NULL),
-            TP_PENDING);
+            TP_ACQUIRED_PENDING);
     }
 }
 
@@ -479,7 +479,7 @@ static void test_timeouts_on_time_while_workers_block(void **state)
     tp_conn *c = NULL;
     assert_int_equal(
         tu_async(p, KEY("k"), MS(100), 0, on_acquired, &r[2], &c, NULL, NULL),
-        TP_PENDING);
+        TP_ACQUIRED_PENDING);
     bool failed = false;
     TU_WAIT_UNTIL(failed, atomic_load(&r[2].calls) == 1, 3000);
     assert_true(failed);

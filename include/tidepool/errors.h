@@ -62,10 +62,6 @@ typedef enum tp_err {
 #undef TP__ERR_ENUM
 } tp_err;
 
-/* A pending asynchronous operation (not an error): tp_pool_acquire_async() queued the
- * request and will call its callback exactly once. */
-#define TP_PENDING 1
-
 /* Size of tp_errinfo.msg, including the terminating NUL. */
 #define TP_ERRMSG_SIZE 256
 

@@ -20,6 +20,10 @@
 #define TP__MIN(a, b) ((a) < (b) ? (a) : (b))
 #define TP__MAX(a, b) ((a) > (b) ? (a) : (b))
 
+/* A non-blocking step that must wait for its descriptor (net/, the HTTP engine): not an
+ * error, so not a tp_err, and never returned by a public call. */
+#define TP_PENDING 1
+
 /* ---- allocation (alloc.c): every byte the library takes goes through these ------- */
 
 /* As their C library namesakes, through tp_set_allocator()'s allocator. A size of 0

@@ -30,8 +30,7 @@ typedef struct cb_rec {
     char msg[TP_ERRMSG_SIZE];
 } cb_rec;
 
-static void on_done(void *ud, tp_err status, tp_acquired kind, tp_conn *conn,
-                    const tp_errinfo *err)
+static void on_done(void *ud, tp_err status, tp_acquired kind, tp_conn *conn, const tp_errinfo *err)
 {
     cb_rec *r = ud;
     if (err != NULL)
@@ -258,14 +257,16 @@ static void test_timeouts_read_alike(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_async_tenant_waits_for_a_place, pool_fx_setup, pool_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_async_tenant_waits_for_a_place, pool_fx_setup,
+                                        pool_fx_teardown),
         cmocka_unit_test_setup_teardown(test_async_tenant_times_out_and_fails_fast, pool_fx_setup,
                                         pool_fx_teardown),
-        cmocka_unit_test_setup_teardown(test_async_tenant_cancel_and_close, pool_fx_setup, pool_fx_teardown),
-        cmocka_unit_test_setup_teardown(test_async_tenant_place_returns_on_key_timeout, pool_fx_setup,
+        cmocka_unit_test_setup_teardown(test_async_tenant_cancel_and_close, pool_fx_setup,
                                         pool_fx_teardown),
-        cmocka_unit_test_setup_teardown(test_fresh_waiter_never_gets_a_reused_connection, pool_fx_setup,
-                                        pool_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_async_tenant_place_returns_on_key_timeout,
+                                        pool_fx_setup, pool_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_fresh_waiter_never_gets_a_reused_connection,
+                                        pool_fx_setup, pool_fx_teardown),
         cmocka_unit_test_setup_teardown(test_idle_only_never_dials_nor_makes_keys, pool_fx_setup,
                                         pool_fx_teardown),
         cmocka_unit_test_setup_teardown(test_timeouts_read_alike, pool_fx_setup, pool_fx_teardown),

@@ -14,6 +14,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -56,7 +58,7 @@ static void test_streams_share_one_connection(void **state)
         l[i] = tu_acquire(x->p, "k", MS(1000));
     assert_int_equal(atomic_load(&x->f.opens), 1);
     for (int i = 1; i < 4; i++) {
-        assert_ptr_not_equal(l[i], l[0]);              /* a lease each */
+        assert_ptr_not_equal(l[i], l[0]);               /* a lease each */
         assert_ptr_equal(fake_of(l[i]), fake_of(l[0])); /* on one connection */
     }
     tp_stats st = key_stats(x);
@@ -204,8 +206,7 @@ typedef struct cb_rec {
     _Atomic(tp_conn *) conn;
 } cb_rec;
 
-static void on_done(void *ud, tp_err status, tp_acquired kind, tp_conn *conn,
-                    const tp_errinfo *err)
+static void on_done(void *ud, tp_err status, tp_acquired kind, tp_conn *conn, const tp_errinfo *err)
 {
     (void)kind;
     (void)err;
@@ -225,7 +226,7 @@ static void test_capacity_raised_serves_waiters_at_once(void **state)
         assert_int_equal(tu_async(x->p, KEY("k"), MS(5000), 0, on_done, &r[i], NULL, NULL, NULL),
                          TP_ACQUIRED_PENDING);
     assert_int_equal(tp_conn_set_capacity(a, 3), TP_OK); /* the peer's SETTINGS */
-    for (int i = 0; i < 2; i++) { /* served in the call, not later */
+    for (int i = 0; i < 2; i++) {                        /* served in the call, not later */
         assert_int_equal(atomic_load(&r[i].calls), 1);
         assert_int_equal(atomic_load(&r[i].status), TP_OK);
         assert_ptr_equal(fake_of(atomic_load(&r[i].conn)), fake_of(a));
@@ -370,22 +371,77 @@ static void test_tenants_count_streams(void **state)
     assert_int_equal(ts.in_use, 0);
 }
 
+/* A child process never uses a multiplexed connection it inherited: the parent's
+ * streams it releases are let go quietly (no stream goes back to that connection, no
+ * close reaches the peer), and its own acquire dials a connection of its own. */
+static void test_child_lets_inherited_streams_go(void **state)
+{
+    if (TU_UNDER_TSAN) {
+        skip(); /* a child of a threaded process under TSan reports the runtime's locks */
+        return;
+    }
+    fx *x = *state;
+    make_pool(x, 4, 2);
+    tp_conn *a = tu_acquire(x->p, "k", MS(1000));
+    tp_conn *b = tu_acquire(x->p, "k", MS(1000));
+    uint64_t parent_id = fake_of(a)->id;
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int bad = 0;
+        tp_conn_release(a, 0);
+        tp_conn_release(b, 0);
+        tp_stats st;
+        tp_pool_stats(x->p, &st);
+        bad |= (st.streams_in_use != 0 || st.total != 0) << 0;
+        tp_conn *c = NULL;
+        bad |= (tu_acquire_ex(x->p, KEY("k"), MS(1000), 0, &c, NULL) != TP_OK) << 1;
+        bad |= (c != NULL && fake_of(c)->id == parent_id) << 2;
+        bad |= (atomic_load(&x->f.closes) != 0) << 3;
+        tp_pool_stats(x->p, &st);
+        bad |= (st.streams_in_use != 1 || st.total != 1) << 4;
+        if (c != NULL)
+            tp_conn_release(c, 0);
+        _exit(bad);
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    /* The parent's connection is intact, its streams still its own. */
+    assert_int_equal(key_stats(x).streams_in_use, 2);
+    tp_conn_release(a, 0);
+    tp_conn_release(b, 0);
+    assert_int_equal(key_stats(x).idle, 1);
+    assert_int_equal(atomic_load(&x->f.closes), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_streams_share_one_connection, pool_fx_setup, pool_fx_teardown),
-        cmocka_unit_test_setup_teardown(test_never_more_leases_than_capacity, pool_fx_setup, pool_fx_teardown),
-        cmocka_unit_test_setup_teardown(test_rest_and_reuse_keep_the_capacity, pool_fx_setup, pool_fx_teardown),
-        cmocka_unit_test_setup_teardown(test_capacity_lowered_live, pool_fx_setup, pool_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_streams_share_one_connection, pool_fx_setup,
+                                        pool_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_never_more_leases_than_capacity, pool_fx_setup,
+                                        pool_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_rest_and_reuse_keep_the_capacity, pool_fx_setup,
+                                        pool_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_capacity_lowered_live, pool_fx_setup,
+                                        pool_fx_teardown),
         cmocka_unit_test_setup_teardown(test_capacity_raised_serves_waiters_at_once, pool_fx_setup,
                                         pool_fx_teardown),
-        cmocka_unit_test_setup_teardown(test_drain_closes_after_last_lease, pool_fx_setup, pool_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_drain_closes_after_last_lease, pool_fx_setup,
+                                        pool_fx_teardown),
         cmocka_unit_test_setup_teardown(test_broken_stream_retires_its_connection, pool_fx_setup,
                                         pool_fx_teardown),
-        cmocka_unit_test_setup_teardown(test_one_dial_while_the_first_open_is_pending, pool_fx_setup,
+        cmocka_unit_test_setup_teardown(test_one_dial_while_the_first_open_is_pending,
+                                        pool_fx_setup, pool_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_single_key_dials_in_parallel, pool_fx_setup,
                                         pool_fx_teardown),
-        cmocka_unit_test_setup_teardown(test_single_key_dials_in_parallel, pool_fx_setup, pool_fx_teardown),
-        cmocka_unit_test_setup_teardown(test_tenants_count_streams, pool_fx_setup, pool_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_tenants_count_streams, pool_fx_setup,
+                                        pool_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_child_lets_inherited_streams_go, pool_fx_setup,
+                                        pool_fx_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -53,6 +53,7 @@ static void forget_locked(tp_pool *p, tp_conn *c)
     atomic_store(&c->word, TP__CS_MAKE(TP__CS_GEN(w), 0, TP__CS_INUSE));
     tp__list_remove(&c->all_link);
     tp__list_init(&c->all_link);
+    tp__mux_forget_locked(k, c); /* its streams out are the parent's: abandoned too */
     k->nconns--;
     p->total--;
     c->inherited = true;
@@ -70,6 +71,7 @@ static void reset_key_locked(tp_pool *p, tp__key *k, tp__after *a)
             tp__free(w); /* a blocking one lives on a parent thread's stack */
     }
     atomic_store(&k->nwaiters, 0);
+    k->streams_in_use = k->mux_busy = 0; /* every stream out is a parent thread's */
     p->total -= k->opening;
     k->opening = k->prewarming = 0;
     k->pins = 0;
@@ -135,6 +137,19 @@ bool tp__fork_neutralize(tp_pool *p, tp_conn *c)
     /* dup2 swaps the socket for /dev/null in one step: the connector's close then
      * closes /dev/null's copy, and its goodbye (if any) is written there. */
     return devnull >= 0 && dup2(devnull, fd) == fd;
+}
+
+void tp__stream_abandon(tp_pool *p, tp_conn *s)
+{
+    tp_conn *c = s->parent;
+    tp__mutex_lock(&p->mu);
+    s->parent = NULL;
+    s->tenant = NULL;
+    tp__conn_recycle_locked(p, s);
+    bool last = --c->streams == 0;
+    tp__mutex_unlock(&p->mu);
+    if (last) /* the connection's last stream in the child: let it go the same way */
+        tp__conn_abandon(p, c);
 }
 
 void tp__conn_abandon(tp_pool *p, tp_conn *c)

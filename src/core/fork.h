@@ -32,4 +32,8 @@ bool tp__fork_neutralize(tp_pool *p, tp_conn *c);
 /* tp__conn_abandon: ends an inherited lease released in the child (outside the lock). */
 void tp__conn_abandon(tp_pool *p, tp_conn *c);
 
+/* tp__stream_abandon: ends a stream lease of an inherited multiplexed connection in the
+ * child (outside the lock); the connection is abandoned with its last stream. */
+void tp__stream_abandon(tp_pool *p, tp_conn *s);
+
 #endif

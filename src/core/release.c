@@ -242,6 +242,10 @@ void tp_conn_release(tp_conn *c, unsigned flags)
         tp__conn_abandon(p, c); /* a lease the parent held: gone, quietly */
         return;
     }
+    if (TP__UNLIKELY(c->parent != NULL && c->parent->inherited)) {
+        tp__stream_abandon(p, c); /* a stream of one the parent held */
+        return;
+    }
     tp__key *k = c->key;
     if (c->tenant != NULL) {
         /* The lease ends here for its tenant, before the connection can be published. */

@@ -2,15 +2,15 @@
  * form, the serving of queued waiters on release) asks tp__acquire_step_locked what a
  * request gets now, so fairness, limits, the breaker, tenants and the wording of every
  * error are decided once. Order: a spare stream of a multiplexed connection in use, the
- * most recently used idle connection, an open, a place in the queue. The verbs only differ in how they wait: on a condition
- * variable, or as a queued record whose callback runs later. */
+ * most recently used idle connection, an open, a place in the queue. The verbs only differ in how
+ * they wait: on a condition variable, or as a queued record whose callback runs later. */
 #include <stdio.h>
 #include <string.h>
 
 #include "pool_internal.h"
 
-tp__step tp__acquire_step_locked(tp_pool *p, tp__acq *q, int64_t now, tp_conn **out,
-                                 int64_t *until, tp_err *rc, tp_errinfo *err, tp__after *a)
+tp__step tp__acquire_step_locked(tp_pool *p, tp__acq *q, int64_t now, tp_conn **out, int64_t *until,
+                                 tp_err *rc, tp_errinfo *err, tp__after *a)
 {
     TP__ASSERT_LOCKED(&p->mu);
     tp__key *k = q->k;
@@ -145,8 +145,7 @@ void tp__acquire_clock(tp__acq *q)
     q->deadline = tp__saturating_add(q->start, q->timeout);
 }
 
-tp__key *tp__acquire_key_locked(tp_pool *p, const tp_acquire_req *req, tp_err *rc,
-                                tp_errinfo *err)
+tp__key *tp__acquire_key_locked(tp_pool *p, const tp_acquire_req *req, tp_err *rc, tp_errinfo *err)
 {
     uint64_t hash = tp__key_hash(req->key, req->keylen);
     if (req->flags & TP_ACQUIRE_IDLE_ONLY) {

@@ -34,8 +34,8 @@ typedef enum tp__step {
  * TP_ACQUIRE_IDLE_ONLY, the deadline and max_waiters_per_key (for a request not yet
  * queued) are decided here and nowhere else, with the same error messages. Closes it
  * decides are queued on a. */
-tp__step tp__acquire_step_locked(tp_pool *p, tp__acq *q, int64_t now, tp_conn **out,
-                                 int64_t *until, tp_err *rc, tp_errinfo *err, tp__after *a);
+tp__step tp__acquire_step_locked(tp_pool *p, tp__acq *q, int64_t now, tp_conn **out, int64_t *until,
+                                 tp_err *rc, tp_errinfo *err, tp__after *a);
 
 /* tp__acquire_prepare: checks a request (pool, out, key, flags among allowed, timeout,
  * tenant) and fills q's timeout, flags and tenant (looked up, not yet counted against
@@ -49,7 +49,6 @@ void tp__acquire_clock(tp__acq *q);
 
 /* tp__acquire_key_locked: finds or creates the key for an acquire and pins it; NULL
  * with the error (TP_ELIMIT, TP_ENOMEM) in *rc and err. */
-tp__key *tp__acquire_key_locked(tp_pool *p, const tp_acquire_req *req, tp_err *rc,
-                                tp_errinfo *err);
+tp__key *tp__acquire_key_locked(tp_pool *p, const tp_acquire_req *req, tp_err *rc, tp_errinfo *err);
 
 #endif

@@ -4,7 +4,8 @@
  * finish, none start) and raised live (waiters served at once); a drained connection
  * closes after its last lease with reason drained; a broken stream retires its whole
  * connection; no second dial while a multiplexing key's first open is pending, and
- * parallel dials again once the key says "one lease"; tenants count streams; stats
+ * parallel dials again once the key says "one lease"; tenants and the adaptive limit
+ * count streams; a forked child lets the parent's streams go; stats
  * count streams in use and stream capacity. */
 #include <pthread.h>
 #include <sched.h>
@@ -371,6 +372,38 @@ static void test_tenants_count_streams(void **state)
     assert_int_equal(ts.in_use, 0);
 }
 
+/* The adaptive limit counts leases, so streams: a connection with room to spare still
+ * gives no lease beyond the limit. */
+static void test_adaptive_limit_counts_streams(void **state)
+{
+    fx *x = *state;
+    atomic_store(&x->f.streams, 10);
+    tp_adapt_options ao;
+    tp_adapt_options_init(&ao);
+    ao.min_limit = 2;
+    ao.initial_limit = 2;
+    ao.max_limit = 4;
+    tp_pool_options o;
+    pool_fx_options(x, &o);
+    o.max_per_key = 4;
+    o.adaptive = &ao;
+    x->p = tu_pool_create(&o);
+    tp_conn *a = tu_acquire(x->p, "k", MS(1000));
+    tp_conn *b = tu_acquire(x->p, "k", MS(1000));
+    tp_conn *c = NULL;
+    assert_int_equal(try_now(x, &c), TP_ETIMEDOUT); /* room for 8 more streams: the limit */
+    tp_stats st = key_stats(x);
+    assert_int_equal(st.adaptive_limit, 2);
+    assert_int_equal(st.streams_in_use, 2);
+    assert_int_equal(st.total, 1);
+    tp_conn_release(a, 0);
+    assert_int_equal(try_now(x, &c), TP_OK);
+    assert_ptr_equal(fake_of(c), fake_of(b));
+    tp_conn_release(b, 0);
+    tp_conn_release(c, 0);
+    assert_int_equal(atomic_load(&x->f.opens), 1);
+}
+
 /* A child process never uses a multiplexed connection it inherited: the parent's
  * streams it releases are let go quietly (no stream goes back to that connection, no
  * close reaches the peer), and its own acquire dials a connection of its own. */
@@ -439,6 +472,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_single_key_dials_in_parallel, pool_fx_setup,
                                         pool_fx_teardown),
         cmocka_unit_test_setup_teardown(test_tenants_count_streams, pool_fx_setup,
+                                        pool_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_adaptive_limit_counts_streams, pool_fx_setup,
                                         pool_fx_teardown),
         cmocka_unit_test_setup_teardown(test_child_lets_inherited_streams_go, pool_fx_setup,
                                         pool_fx_teardown),

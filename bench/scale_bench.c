@@ -13,6 +13,8 @@
  *                         passes ran: how long a pass keeps acquires out
  *   max_stall_quiet_us    the same over as long a time without passes: the machine's
  *                         own noise, to read max_stall_us against
+ *   cancel_us             withdrawing a queued asynchronous acquire (tp_acquire_cancel),
+ *                         median of 101: what an event loop pays per request timeout
  *   expire_all_ms         the pass that closes every connection at its idle timeout
  * Heap bytes are counted with malloc_usable_size, so they include the allocator's
  * rounding (what the process pays). */
@@ -131,6 +133,48 @@ static void *stall_probe(void *arg)
     return NULL;
 }
 
+static void never_called(void *ud, tp_err status, tp_acquired kind, tp_conn *conn,
+                         const tp_errinfo *err)
+{
+    (void)ud, (void)status, (void)kind, (void)conn, (void)err;
+    fprintf(stderr, "scale_bench: a cancelled acquire completed\n");
+    exit(1);
+}
+
+static int cmp_i64(const void *a, const void *b);
+
+/* Median time of tp_acquire_cancel() for an acquire queued on key 0 (held full). */
+static int64_t cancel_ns(void)
+{
+    tp_conn **held = malloc(sizeof *held * (size_t)per_key);
+    if (held == NULL)
+        die("memory", TP_ENOMEM);
+    for (long i = 0; i < per_key; i++) {
+        tp_err rc = tp_pool_acquire(pool, names[0], strlen(names[0]), TP_DURATION_DEFAULT,
+                                    &held[i], NULL);
+        if (rc != TP_OK)
+            die("acquire", rc);
+    }
+    int64_t t[101];
+    tp_acquire_req req = {.key = names[0], .keylen = strlen(names[0])};
+    for (int i = 0; i < 101; i++) {
+        tp_acquire_result res;
+        tp_err rc = tp_acquire_async(pool, &req, never_called, NULL, &res, NULL);
+        if (rc != TP_OK || res.kind != TP_ACQUIRED_PENDING)
+            die("queueing an acquire", rc != TP_OK ? rc : TP_ESTATE);
+        int64_t t0 = tp_clock_now();
+        rc = tp_acquire_cancel(pool, res.ticket);
+        t[i] = tp_clock_now() - t0;
+        if (rc != TP_OK)
+            die("cancel", rc);
+    }
+    for (long i = 0; i < per_key; i++)
+        tp_conn_release(held[i], 0);
+    free(held);
+    qsort(t, 101, sizeof t[0], cmp_i64);
+    return t[50];
+}
+
 static int cmp_i64(const void *a, const void *b)
 {
     int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
@@ -180,6 +224,7 @@ int main(int argc, char **argv)
     double per_key_bytes = (double)(one - base) / (double)keys - extra;
 
     double hot = ns_per_op(false), rnd = ns_per_op(true);
+    int64_t cancel = cancel_ns();
 
     pthread_t probe;
     if (pthread_create(&probe, NULL, stall_probe, NULL) != 0)
@@ -215,10 +260,11 @@ int main(int argc, char **argv)
            "\"bytes_per_idle_conn\": %.0f, \"bytes_per_extra_conn\": %.0f, "
            "\"bytes_per_key\": %.0f, \"hot_ns\": %.1f, \"random_ns\": %.1f, "
            "\"pass_nothing_due_us\": %.1f, \"max_stall_us\": %.1f, \"max_stall_quiet_us\": %.1f, "
-           "\"expire_all_ms\": %.2f, "
+           "\"cancel_us\": %.2f, \"expire_all_ms\": %.2f, "
            "\"left_idle_after_expiry\": %lld}\n",
            keys, per_key, idle, per_conn, extra, per_key_bytes, hot, rnd, (double)pass[10] / 1e3,
-           (double)stall / 1e3, (double)quiet / 1e3, (double)expire / 1e6, (long long)st.idle);
+           (double)stall / 1e3, (double)quiet / 1e3, (double)cancel / 1e3, (double)expire / 1e6,
+           (long long)st.idle);
     tp_pool_destroy(pool);
     free(names);
     return 0;

@@ -245,22 +245,15 @@ void tp__async_deliver(tp_pool *p, tp__waiter *w)
     tp__free(w);
 }
 
-/* The queued asynchronous acquire with this ticket, in a key's or a tenant's queue. */
+/* The queued asynchronous acquire with this ticket, in a key's or a tenant's queue: a
+ * walk of the queued asynchronous acquires only, not of the key table. */
 static tp__waiter *find_ticket_locked(tp_pool *p, uint64_t ticket)
 {
-    for (size_t i = 0; i < p->nbuckets; i++)
-        for (tp__key *k = p->buckets[i]; k != NULL; k = k->hnext)
-            for (tp__list *n = k->waiters.next; n != &k->waiters; n = n->next) {
-                tp__waiter *w = TP__CONTAINER_OF(n, tp__waiter, link);
-                if (w->async && w->ticket == ticket)
-                    return w;
-            }
-    for (tp__tenant *t = p->tenants; t != NULL; t = t->next)
-        for (tp__list *n = t->async_waiters.next; n != &t->async_waiters; n = n->next) {
-            tp__waiter *w = TP__CONTAINER_OF(n, tp__waiter, link);
-            if (w->ticket == ticket)
-                return w;
-        }
+    for (tp__list *n = p->async_queued.next; n != &p->async_queued; n = n->next) {
+        tp__waiter *w = TP__CONTAINER_OF(n, tp__waiter, alink);
+        if (w->ticket == ticket)
+            return w;
+    }
     return NULL;
 }
 

@@ -72,6 +72,7 @@ static void reset_key_locked(tp_pool *p, tp__key *k, tp__after *a)
     }
     atomic_store(&k->nwaiters, 0);
     k->streams_in_use = k->mux_busy = 0; /* every stream out is a parent thread's */
+    tp__list_init(&k->waiting_link);
     p->total -= k->opening;
     k->opening = k->prewarming = 0;
     k->pins = 0;
@@ -120,6 +121,8 @@ void tp__pool_forked(tp_pool *p)
      * waiters here (destroying one would wait for them forever): start them afresh. */
     reinit_cond(&p->idle_cv);
     atomic_store(&p->waiters_total, 0);
+    tp__list_init(&p->waiting_keys);
+    tp__list_init(&p->async_queued);
     p->workers = 0;
     p->mjobs = 0;
     p->callbacks = 0;

@@ -102,6 +102,7 @@ tp__key *tp__key_get_locked(tp_pool *p, const void *key, size_t keylen, uint64_t
     tp__list_init(&k->conns);
     tp__list_init(&k->waiters);
     tp__list_init(&k->spare);
+    tp__list_init(&k->waiting_link);
     k->breaker = TP_BREAKER_CLOSED;
     k->cooldown = p->o.breaker_cooldown;
     atomic_init(&k->idle_timeout, p->o.idle_timeout);

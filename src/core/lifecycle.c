@@ -130,6 +130,8 @@ tp_err tp_pool_create(const tp_pool_options *o, tp_pool **out, tp_errinfo *err)
         return tp_errinfo_set(err, TP_ENOMEM, 0, "allocating the key table");
     }
     tp__list_init(&p->free_conns);
+    tp__list_init(&p->waiting_keys);
+    tp__list_init(&p->async_queued);
     p->next_ticket = 1;
     int mu_ok = tp__mutex_init(&p->mu) == 0;
     int cv_ok = mu_ok && tp__cond_init(&p->idle_cv) == 0;

@@ -92,12 +92,15 @@ void tp__capacity_freed_locked(tp_pool *p, tp__key *key, tp__after *a)
     /* Waiters of other keys may have been held back by max_total only. */
     if (p->o.max_total == TP_UNLIMITED || atomic_load(&p->waiters_total) == 0)
         return;
-    /* Oldest waiter first would be fairer; keys in table order is what a scan gives.
-     * serve_waiters_locked() stops at the first key it cannot serve. */
-    for (size_t i = 0; i < p->nbuckets; i++)
-        for (tp__key *k = p->buckets[i]; k != NULL; k = k->hnext)
-            if (k != key && !tp__list_empty(&k->waiters))
-                serve_waiters_locked(p, k, a);
+    /* Only the keys with waiters (a list, not a walk of the table); in the order they
+     * began to wait. serve_waiters_locked() stops at the first waiter it cannot serve. */
+    tp__list *n = p->waiting_keys.next;
+    while (n != &p->waiting_keys) {
+        tp__key *k = TP__CONTAINER_OF(n, tp__key, waiting_link);
+        n = n->next; /* serving k may take k (only k) off the list */
+        if (k != key)
+            serve_waiters_locked(p, k, a);
+    }
 }
 
 static void release_slow_locked(tp_pool *p, tp_conn *c, int64_t now, tp__after *a);

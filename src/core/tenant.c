@@ -77,9 +77,7 @@ static void serve_async_locked(tp_pool *p, tp__tenant *t, tp__after *a)
 {
     while (!tp__list_empty(&t->async_waiters) && quota_take(t)) {
         tp__waiter *w = TP__CONTAINER_OF(t->async_waiters.next, tp__waiter, link);
-        tp__list_remove(&w->link);
-        atomic_fetch_sub(&t->nwaiters, 1);
-        w->on_tenant_queue = false;
+        tp__tenant_dequeue_locked(w);
         w->quota_held = true;
         tp__async_decide_locked(p, w, a);
     }
@@ -149,6 +147,7 @@ tp_err tp__tenant_take_or_wait(tp_pool *p, tp__tenant *t, int64_t deadline, tp_e
 void tp__tenant_dequeue_locked(tp__waiter *w)
 {
     tp__list_remove(&w->link);
+    tp__list_remove(&w->alink);
     atomic_fetch_sub(&w->tenant->nwaiters, 1);
     w->on_tenant_queue = false;
 }
@@ -161,7 +160,6 @@ bool tp__tenant_try_take(tp__tenant *t)
 tp_err tp__tenant_take_or_queue_locked(tp_pool *p, tp__tenant *t, tp__waiter *w, bool *queued,
                                        tp_errinfo *err)
 {
-    (void)p;
     *queued = false;
     if (quota_take(t)) {
         w->quota_held = true;
@@ -171,6 +169,7 @@ tp_err tp__tenant_take_or_queue_locked(tp_pool *p, tp__tenant *t, tp__waiter *w,
         tp_clock_now() >= w->deadline)
         return over_quota_error(t, TP_EQUOTA, err);
     tp__list_push_back(&t->async_waiters, &w->link);
+    tp__list_push_back(&p->async_queued, &w->alink);
     w->on_tenant_queue = true;
     atomic_fetch_add(&t->nwaiters, 1); /* seq_cst, then look again: no lost wake-up */
     if (quota_take(t)) {

@@ -116,6 +116,7 @@ typedef enum tp__grant {
  * are allocated and freed by the pool. All fields are guarded by the pool lock. */
 typedef struct tp__waiter {
     tp__list link; /* in key->waiters while queued */
+    tp__list alink; /* async: in pool->async_queued while queued (key's or tenant's queue) */
     tp_pool *pool;
     tp__key *key;
     int64_t enqueued_at;
@@ -152,6 +153,7 @@ struct tp__key {
     tp__list conns;               /* every live connection of the key */
     tp__list waiters;             /* FIFO of tp__waiter */
     tp__list spare;               /* multiplexed connections in use with streams to spare */
+    tp__list waiting_link;        /* in pool->waiting_keys while waiters is not empty */
     int64_t streams_in_use;       /* streams out on its multiplexed connections */
     int64_t stream_capacity;      /* what its multiplexed connections may carry (draining
                                      ones excluded) */
@@ -239,6 +241,8 @@ struct tp_pool {
     _Atomic int64_t waiters_total; /* queued acquires, all keys; read without the lock by
                                       releases when max_total can hold waiters back */
 
+    tp__list waiting_keys; /* keys with queued waiters (max_total serves them on release) */
+    tp__list async_queued; /* queued asynchronous acquires, for tp_acquire_cancel() */
     tp__list free_conns; /* closed connection structs kept for reuse: connection
                             memory stays valid while the pool lives, which is what
                             lets a thread hint be checked without a lock */

@@ -14,7 +14,10 @@ static void counted_in_locked(tp_pool *p, tp__waiter *w)
     w->queued = true;
     atomic_fetch_add(&p->waiters_total, 1);
     /* seq_cst: pairs with the releaser's CAS then load (see types.h). */
-    atomic_fetch_add(&w->key->nwaiters, 1);
+    if (atomic_fetch_add(&w->key->nwaiters, 1) == 0)
+        tp__list_push_back(&p->waiting_keys, &w->key->waiting_link);
+    if (w->async)
+        tp__list_push_back(&p->async_queued, &w->alink);
 }
 
 void tp__waiter_enqueue_locked(tp_pool *p, tp__waiter *w, int64_t now)
@@ -49,8 +52,11 @@ void tp__waiter_dequeue_locked(tp_pool *p, tp__waiter *w)
         return;
     w->queued = false;
     tp__list_remove(&w->link);
-    atomic_fetch_sub(&w->key->nwaiters, 1);
+    if (atomic_fetch_sub(&w->key->nwaiters, 1) == 1)
+        tp__list_remove(&w->key->waiting_link);
     atomic_fetch_sub(&p->waiters_total, 1);
+    if (w->async)
+        tp__list_remove(&w->alink);
 }
 
 /* A waiter left the queue with its grant: wake its thread or queue its completion. */

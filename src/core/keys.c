@@ -108,8 +108,7 @@ tp__key *tp__key_get_locked(tp_pool *p, const void *key, size_t keylen, uint64_t
     atomic_init(&k->idle_timeout, p->o.idle_timeout);
     int64_t now = tp_clock_now();
     k->last_active = now;
-    k->due = TP_DURATION_INFINITE;
-    k->heap_pos = -1;
+    tp__timer_init(&k->due);
     size_t b = hash & (p->nbuckets - 1);
     k->hnext = p->buckets[b];
     p->buckets[b] = k;

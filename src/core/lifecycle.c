@@ -130,6 +130,7 @@ tp_err tp_pool_create(const tp_pool_options *o, tp_pool **out, tp_errinfo *err)
         return tp_errinfo_set(err, TP_ENOMEM, 0, "allocating the key table");
     }
     tp__list_init(&p->free_conns);
+    tp__timers_init(&p->schedule);
     tp__list_init(&p->waiting_keys);
     tp__list_init(&p->async_queued);
     p->next_ticket = 1;
@@ -220,7 +221,7 @@ bool tp__maybe_free_locked(tp_pool *p)
         tp__free(TP__CONTAINER_OF(n, tp_conn, all_link));
     }
     tp__free(p->buckets);
-    tp__free(p->kheap);
+    tp__timers_free(&p->schedule);
     tp__mutex_unlock(&p->mu);
     tp__mutex_destroy(&p->mu);
     pthread_cond_destroy(&p->idle_cv);

@@ -366,8 +366,8 @@ static int64_t maintain_pass(tp_pool *p, bool dispatch)
         /* A long empty key is forgotten (its counters move to the pool totals); one this
          * pass pinned (a warm-up open, a health check) is not. */
         if (!tp__key_retire_unused_locked(p, k, cutoff)) {
-            if (k->heap_pos >= 0) /* made due again by this pass's own closes */
-                kdue = TP__MIN(kdue, k->due);
+            if (tp__timer_armed(&k->due)) /* made due again by this pass's own closes */
+                kdue = TP__MIN(kdue, k->due.due);
             /* Still due now (no room for its jobs): the next pass, not this one again. */
             tp__sched_set_locked(p, k, kdue == TP_DURATION_INFINITE ? kdue : TP__MAX(kdue, now + 1));
         }

@@ -25,6 +25,7 @@
 #include "base/hist.h"
 #include "base/list.h"
 #include "base/sync.h"
+#include "base/timer.h"
 #include "base/workq.h"
 
 /* ---- connection state word: gen (high 56 bits) | LINKED | state (2 bits) ------------ */
@@ -167,8 +168,7 @@ struct tp__key {
                                      the adaptive limit does not count them */
     _Atomic int64_t nwaiters;     /* length of waiters; read without the lock by releasers */
     int64_t pins;                 /* deferred work referring to this key: not reclaimable */
-    int64_t due;                  /* when it next needs a maintenance pass (schedule.c) */
-    int64_t heap_pos;             /* its place in the pool's schedule heap; -1: none */
+    tp__timer due;                /* when it next needs a maintenance pass (schedule.c) */
     int64_t last_active;          /* last acquire or release, for reclaiming empty keys */
     _Atomic int64_t idle_timeout; /* this key's idle timeout: the pool's, or lower when the
                                      server announced a shorter keep-alive */
@@ -230,8 +230,7 @@ struct tp_pool {
     tp__key **buckets;
     size_t nbuckets; /* power of two */
     int64_t nkeys;
-    tp__key **kheap;    /* keys by due time (schedule.c); room for every key reserved */
-    size_t nheap, heapcap;
+    tp__timers schedule; /* keys by due time (schedule.c); room for every key reserved */
     tp__key *graveyard; /* reclaimed keys, freed a grace period later: a lock-free
                            release may still read the key it just left */
 

@@ -254,6 +254,56 @@ static void test_timeouts_read_alike(void **state)
     tp_conn_release(held, 0);
 }
 
+typedef struct looper {
+    tp_pool *p;
+    int n, ok;
+} looper;
+
+static void *loop_main(void *arg)
+{
+    looper *l = arg;
+    for (int i = 0; i < l->n; i++) {
+        tp_conn *c = NULL;
+        if (tu_acquire_ex(l->p, KEY("k"), MS(2000), 0, &c, NULL) != TP_OK)
+            continue;
+        l->ok++;
+        tp_conn_release(c, 0);
+    }
+    return NULL;
+}
+
+/* Leases are counted exactly whichever path served them: the lock-free reuse (in the
+ * thread's own shard of the key), the locked paths (in the key's shared shard), or a
+ * lease begun on one path and ended on the other. */
+static void test_counts_add_up_across_paths_and_threads(void **state)
+{
+    fx *x = *state;
+    make_pool(x, 3); /* fewer connections than threads: both paths, and waits */
+    enum { T = 8, N = 3000 };
+    looper l[T];
+    pthread_t t[T];
+    for (int i = 0; i < T; i++) {
+        l[i] = (looper){.p = x->p, .n = N};
+        tu_thread_start(&t[i], loop_main, &l[i]);
+    }
+    int ok = 0;
+    for (int i = 0; i < T; i++) {
+        tu_thread_join(t[i]);
+        ok += l[i].ok;
+    }
+    assert_int_equal(ok, T * N);
+    tp_stats st;
+    tu_key_stats(x->p, "k", &st);
+    assert_int_equal(st.acquires, (uint64_t)ok);
+    assert_int_equal(st.hold_time.count, (uint64_t)ok);
+    assert_int_equal(st.acquire_wait.count, (uint64_t)ok);
+    assert_int_equal(st.reuses + st.opens, (uint64_t)ok); /* every lease: reused or new */
+    assert_int_equal(st.idle_time.count, st.reuses);
+    tp_stats ps;
+    tp_pool_stats(x->p, &ps);
+    assert_int_equal(ps.acquires, (uint64_t)ok);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -270,6 +320,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_idle_only_never_dials_nor_makes_keys, pool_fx_setup,
                                         pool_fx_teardown),
         cmocka_unit_test_setup_teardown(test_timeouts_read_alike, pool_fx_setup, pool_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_counts_add_up_across_paths_and_threads,
+                                        pool_fx_setup, pool_fx_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -48,6 +48,15 @@ void tp__hist_add(tp__hist *h, int64_t v)
     TP__ADD1(h->sum, (uint64_t)v);
 }
 
+void tp__hist_add_shared(tp__hist *h, int64_t v)
+{
+    if (v < 0)
+        v = 0;
+    atomic_fetch_add_explicit(&h->b[tp__hist_index(v)], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&h->count, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&h->sum, (uint64_t)v, memory_order_relaxed);
+}
+
 void tp__hist_fold(tp_histogram *dst, const tp__hist *src)
 {
     dst->count += TP__LOAD(src->count);

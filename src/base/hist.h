@@ -18,6 +18,9 @@ typedef struct tp__hist {
 int tp__hist_index(int64_t v);
 /* tp__hist_add: records v; the caller serialises writers of h (see TP__ADD1). */
 void tp__hist_add(tp__hist *h, int64_t v);
+/* tp__hist_add_shared: records v with atomic additions: for a histogram several threads
+ * write at once. */
+void tp__hist_add_shared(tp__hist *h, int64_t v);
 /* tp__hist_fold: adds src into dst (a plain snapshot). */
 void tp__hist_fold(tp_histogram *dst, const tp__hist *src);
 /* tp__hist_merge: adds src into dst (both live; dst writers serialised by the caller). */

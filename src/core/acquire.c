@@ -133,8 +133,6 @@ static wait_outcome wait_for_conn_locked(tp_pool *p, tp__acq *q, tp_conn **out, 
     if (q->self != NULL && w.grant == TP__GRANT_NONE)
         tp__waiter_dequeue_locked(p, &w);
     q->self = NULL;
-    if (res == GOT_CONN)
-        tp__hist_add(&key->wait_hist, tp_clock_now() - q->start);
     /* A waiter that got a grant it cannot use any more is not possible here: grants are
      * only given to queued waiters, and we consumed ours above. */
     if (cv_ready)
@@ -248,6 +246,7 @@ tp_err tp_acquire(tp_pool *p, const tp_acquire_req *req, tp_conn **out, tp_errin
         tp_close_reason r = tp__reuse_verdict(p, c, now);
         tp__mutex_lock(&p->mu);
         if (r == TP_CLOSE__COUNT) {
+            tp__hist_add(&k->wait_hist, now - q.start); /* once per lease, when it begins */
             k->pins--;
             tp__mutex_unlock(&p->mu);
             tp__lease_begin(p, c, now, TP__LOAD(c->uses) > 0, false, now - q.start);

@@ -109,6 +109,7 @@ tp__key *tp__key_get_locked(tp_pool *p, const void *key, size_t keylen, uint64_t
     int64_t now = tp_clock_now();
     k->last_active = now;
     tp__timer_init(&k->due);
+    k->id = ++p->next_key_id;
     size_t b = hash & (p->nbuckets - 1);
     k->hnext = p->buckets[b];
     p->buckets[b] = k;
@@ -130,6 +131,13 @@ tp__key *tp__key_get_locked(tp_pool *p, const void *key, size_t keylen, uint64_t
 static void key_retire_stats_locked(tp_pool *p, tp__key *k)
 {
     tp__retired *r = &p->retired;
+    for (const tp__tshard *t = k->tshards; t != NULL; t = t->next) {
+        r->acquires += TP__LOAD(t->st.acquires);
+        r->reuses += TP__LOAD(t->st.reuses);
+        r->fast_acquires += TP__LOAD(t->st.fast_acquires);
+        tp__hist_fold(&r->hold, &t->st.hold);
+        tp__hist_fold(&r->idle, &t->st.idle);
+    }
     r->acquires += TP__LOAD(k->st.acquires);
     r->reuses += TP__LOAD(k->st.reuses);
     r->fast_acquires += TP__LOAD(k->st.fast_acquires);
@@ -151,6 +159,11 @@ static void key_retire_stats_locked(tp_pool *p, tp__key *k)
 
 void tp__key_free(tp__key *k)
 {
+    while (k->tshards != NULL) {
+        tp__tshard *t = k->tshards;
+        k->tshards = t->next;
+        tp__free(t);
+    }
     tp__adapt_key_free(k);
     tp__free(k->bytes);
     tp__free(k);

@@ -24,16 +24,13 @@ void tp__lease_begin(tp_pool *p, tp_conn *c, int64_t now, bool reused, bool fast
     c->lease_reused = reused;
     c->lease_waited_ns = waited;
     TP__ADD1(c->uses, 1);
-    TP__ADD1(c->st.acquires, 1);
-    if (fast)
-        TP__ADD1(c->st.fast_acquires, 1);
+    c->fast = fast;
     int64_t idle_ns = 0;
     if (reused) {
         int64_t since = TP__LOAD(c->idle_since);
         idle_ns = since < 0 ? 0 : now - since; /* < 0: a stream added to a busy one */
-        TP__ADD1(c->st.reuses, 1);
-        tp__hist_add(&c->st.idle, idle_ns);
     }
+    tp__stats_lease(p, c, reused, idle_ns);
     c->lease_idle_ns = idle_ns;
     if (TP__UNLIKELY(p->o.trace != NULL)) {
         tp_trace_event ev = {.type = TP_TRACE_ACQUIRE,

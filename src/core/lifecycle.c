@@ -58,7 +58,6 @@ void tp__conn_attach_locked(tp_pool *p, tp__key *key, tp_conn *c, void *user, in
     atomic_store_explicit(&c->uses, 0, memory_order_relaxed);
     atomic_store_explicit(&c->last_hold, -1, memory_order_relaxed);
     atomic_store_explicit(&c->evict, false, memory_order_relaxed);
-    memset(&c->st, 0, sizeof c->st);
     if (p->o.max_lifetime == TP_DURATION_INFINITE) {
         c->expires_at = TP_DURATION_INFINITE;
     } else {
@@ -89,7 +88,6 @@ void tp__conn_close_locked(tp_pool *p, tp_conn *c, tp_close_reason reason, tp__a
     p->total--;
     tp__room_freed_locked(k);
     TP__ADD1(k->closes[reason], 1);
-    tp__shard_merge(&k->st, &c->st);
     /* Below min_idle_per_key: warm up again now. Empty: see later whether to forget it. */
     if (p->o.min_idle_per_key > 0 && reason != TP_CLOSE_POOL_CLOSED)
         tp__key_due_locked(p, k, tp_clock_now());

@@ -65,7 +65,6 @@ tp_conn *tp__mux_stream_locked(tp_pool *p, tp_conn *c)
     s->expires_at = c->expires_at;
     s->tenant = NULL;
     s->inherited = false;
-    memset(&s->st, 0, sizeof s->st);
     /* A stream on a connection at rest was idle as long as the connection; one added to
      * a busy connection was not idle at all (-1: nothing to validate). */
     atomic_store_explicit(&s->idle_since, c->streams == 0 ? TP__LOAD(c->idle_since) : -1,
@@ -118,8 +117,6 @@ static void stream_end_locked(tp_pool *p, tp_conn *s)
 {
     tp_conn *c = s->parent;
     tp__key *k = s->key;
-    tp__shard_merge(&k->st, &s->st);
-    memset(&s->st, 0, sizeof s->st);
     c->streams--;
     k->streams_in_use--;
     if (c->streams == 0)
@@ -163,7 +160,7 @@ void tp__mux_release(tp_pool *p, tp_conn *s, unsigned flags)
     tp__key *k = s->key;
     int64_t now = tp_clock_now();
     int64_t hold = now - s->acquired_at;
-    tp__hist_add(&s->st.hold, hold);
+    tp__stats_hold(p, s, hold);
     /* The connection's own facts decide (its uses, evicted, lifetime). */
     tp_close_reason reason = tp__release_reason(p, c, flags, now);
     if (TP__UNLIKELY(p->o.trace != NULL))

@@ -158,7 +158,6 @@ static void open_job(tp__work *job)
         w->grant = TP__GRANT_CONN;
         w->check = false; /* just opened */
         w->conn = c;
-        tp__hist_add(&k->wait_hist, tp_clock_now() - w->enqueued_at);
     } else if (tp_clock_now() < w->deadline && !atomic_load(&p->closed) &&
                tp__open_failure_waits_locked(p, k, rc)) {
         /* Back at the head of its key's queue (it was served first, so it stays first):

@@ -262,7 +262,7 @@ void tp_conn_release(tp_conn *c, unsigned flags)
     }
     int64_t now = tp_clock_now();
     int64_t hold = now - c->acquired_at;
-    tp__hist_add(&c->st.hold, hold);
+    tp__stats_hold(p, c, hold);
     atomic_store_explicit(&c->last_hold, hold, memory_order_relaxed);
 
     tp_close_reason reason = tp__release_reason(p, c, flags, now);

@@ -1,7 +1,9 @@
-/* stats.c: consistent snapshots. Gauges are counted under the pool lock from the lists
- * themselves (so idle + in_use + opening = total always holds); counters are the key's
- * own plus the shards of its live connections, which their holders update without a
- * lock (a snapshot may miss the last few operations in flight, never invent any). */
+/* stats.c: where leases are counted, and consistent snapshots. Gauges are counted under
+ * the pool lock from the lists themselves (so idle + in_use + opening = total always
+ * holds); counters are the key's shard (atomic additions by any thread) plus the shards
+ * of the threads that reused its connections without the lock (each written by its
+ * thread alone, with plain relaxed stores). A snapshot may miss the last few operations
+ * in flight, never invent any. No connection carries statistics of its own. */
 #include <string.h>
 
 #include "pool_internal.h"
@@ -17,13 +19,71 @@ void tp__shard_fold(tp_stats *st, const tp__shard *sh)
     tp__hist_fold(&st->idle_time, &sh->idle);
 }
 
-void tp__shard_merge(tp__shard *dst, const tp__shard *src)
+/* The calling thread's shard of the key it last reused a connection of without the lock
+ * (a request loop's key), checked by pool id, key address and key id: the address alone
+ * could be a freed key's reused. */
+static _Thread_local __attribute__((tls_model("initial-exec"))) struct {
+    uint64_t pool_id;
+    const tp__key *key;
+    uint64_t key_id;
+    tp__shard *sh;
+} tls;
+
+/* The calling thread's shard of k (made the first time; NULL without memory: the key's
+ * shared one serves then). The caller holds a lease of k, so k is alive. */
+static tp__shard *thread_shard(tp_pool *p, tp__key *k)
 {
-    TP__ADD1(dst->acquires, TP__LOAD(src->acquires));
-    TP__ADD1(dst->reuses, TP__LOAD(src->reuses));
-    TP__ADD1(dst->fast_acquires, TP__LOAD(src->fast_acquires));
-    tp__hist_merge(&dst->hold, &src->hold);
-    tp__hist_merge(&dst->idle, &src->idle);
+    if (TP__LIKELY(tls.key == k && tls.key_id == k->id && tls.pool_id == p->id))
+        return tls.sh;
+    const void *token = &tls; /* distinct per live thread */
+    tp__mutex_lock(&p->mu);
+    tp__tshard *t = k->tshards;
+    while (t != NULL && t->owner != token)
+        t = t->next;
+    if (t == NULL && (t = tp__calloc(1, sizeof *t)) != NULL) {
+        t->owner = token;
+        t->next = k->tshards;
+        k->tshards = t;
+    }
+    tp__mutex_unlock(&p->mu);
+    if (t == NULL)
+        return NULL;
+    tls.pool_id = p->id;
+    tls.key = k;
+    tls.key_id = k->id;
+    tls.sh = &t->st;
+    return tls.sh;
+}
+
+void tp__stats_lease(tp_pool *p, tp_conn *c, bool reused, int64_t idle_ns)
+{
+    tp__shard *sh = c->fast ? thread_shard(p, c->key) : NULL;
+    if (sh != NULL) { /* this thread's alone */
+        TP__ADD1(sh->acquires, 1);
+        TP__ADD1(sh->fast_acquires, 1);
+        if (reused) {
+            TP__ADD1(sh->reuses, 1);
+            tp__hist_add(&sh->idle, idle_ns);
+        }
+        return;
+    }
+    sh = &c->key->st;
+    atomic_fetch_add_explicit(&sh->acquires, 1, memory_order_relaxed);
+    if (c->fast)
+        atomic_fetch_add_explicit(&sh->fast_acquires, 1, memory_order_relaxed);
+    if (reused) {
+        atomic_fetch_add_explicit(&sh->reuses, 1, memory_order_relaxed);
+        tp__hist_add_shared(&sh->idle, idle_ns);
+    }
+}
+
+void tp__stats_hold(tp_pool *p, tp_conn *c, int64_t hold)
+{
+    tp__shard *sh = c->fast ? thread_shard(p, c->key) : NULL;
+    if (sh != NULL)
+        tp__hist_add(&sh->hold, hold);
+    else
+        tp__hist_add_shared(&c->key->st.hold, hold);
 }
 
 /* Adds key k's snapshot into st (gauges and counters). */
@@ -42,8 +102,8 @@ static void key_snapshot_locked(tp_pool *p, tp__key *k, tp_stats *st)
     st->stream_capacity += k->stream_capacity;
     st->waiters += atomic_load(&k->nwaiters);
     tp__shard_fold(st, &k->st);
-    for (tp__list *n = k->conns.next; n != &k->conns; n = n->next)
-        tp__shard_fold(st, &TP__CONTAINER_OF(n, tp_conn, all_link)->st);
+    for (const tp__tshard *t = k->tshards; t != NULL; t = t->next)
+        tp__shard_fold(st, &t->st);
     st->waits += TP__LOAD(k->waits);
     st->opens += TP__LOAD(k->opens);
     st->open_failures += TP__LOAD(k->open_failures);

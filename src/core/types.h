@@ -42,7 +42,10 @@ enum {
 #define TP__CS_GEN(w) ((w) >> TP__CS_GEN_SHIFT)
 #define TP__CS_MAKE(gen, linked, state) (((gen) << TP__CS_GEN_SHIFT) | (linked) | (state))
 
-/* Statistics written by whoever holds the connection (or the pool lock, for a key). */
+/* A lease's statistics. The key's own shard is written by any thread with atomic
+ * additions (the locked paths, and leases begun or ended off the lock-free path); a
+ * thread's shard of a key (tp__tshard) only by that thread, on the lock-free path, with
+ * plain relaxed stores: a request loop reusing its connection shares no line. */
 typedef struct tp__shard {
     _Atomic uint64_t acquires;      /* leases granted */
     _Atomic uint64_t reuses;        /* of which an idle connection was reused */
@@ -52,6 +55,14 @@ typedef struct tp__shard {
 } tp__shard;
 
 typedef struct tp__key tp__key;
+
+/* One thread's share of a key's statistics (stats.c): made the first time the thread
+ * reuses a connection of the key without the lock, kept until the key is freed. */
+typedef struct tp__tshard {
+    tp__shard st;
+    const void *owner; /* the thread's token (an address of its thread-local storage) */
+    struct tp__tshard *next;
+} tp__tshard;
 
 /* What a key's connections are, as far as the pool knows. */
 enum { TP__MUX_UNKNOWN = 0, TP__MUX_SINGLE = 1, TP__MUX_MUX = 2 };
@@ -78,6 +89,7 @@ struct tp_conn {
                                    (fork.c): forgotten by the pool, closed on release */
     struct tp__tenant *tenant;    /* the lease's tenant, if any (holder-owned) */
     uint32_t last_retrans;        /* TCP retransmissions at the last health sample */
+    bool fast;                    /* holder-owned: the lease was begun without the lock */
     /* multiplexing (mux.c; pool lock). A multiplexed connection is IN_USE while any of
        its streams is out and idle (linked, IDLE) when none is; each lease on it is a
        stream: a struct of its own whose parent is the connection. */
@@ -88,7 +100,6 @@ struct tp_conn {
     int32_t capacity;             /* mux: streams it may carry now */
     int32_t streams;              /* mux: streams out */
     tp__list spare_link;          /* mux: in key->spare while in use with room to spare */
-    tp__shard st;                 /* this connection's share of the key's statistics */
 };
 
 /* A tenant: a quota on how many leases one client of the pool holds at once. Created by
@@ -125,6 +136,7 @@ typedef struct tp__waiter {
     tp__grant grant;
     tp_conn *conn;   /* GRANT_CONN */
     bool check;      /* GRANT_CONN from the idle list: validate it (tp__reuse_verdict) */
+    int64_t lease_at; /* async, GRANT_CONN: when its lease began (its wait's end) */
     tp_err err;      /* GRANT_FAIL */
     tp_errinfo info; /* GRANT_FAIL detail */
     bool woken;      /* signalled to rescan (no grant): do not signal twice */
@@ -199,8 +211,11 @@ struct tp__key {
     bool ev_pending;
     _Atomic int ev_state; /* the breaker state to report */
 
-    /* statistics (pool lock), plus the shards of closed connections folded in */
+    /* statistics: the key's shard (atomic additions), the lock-free path's per-thread
+       shards, and the rest (pool lock) */
+    uint64_t id; /* unique in the pool: a thread's cached shard names its key by it */
     tp__shard st;
+    tp__tshard *tshards;
     _Atomic uint64_t waits, opens, open_failures, timeouts, rejects_busy, rejects_breaker,
         checks_failed, prewarms;
     _Atomic uint64_t closes[TP_CLOSE__COUNT];
@@ -246,6 +261,7 @@ struct tp_pool {
                             memory stays valid while the pool lives, which is what
                             lets a thread hint be checked without a lock */
     uint64_t next_ticket;
+    uint64_t next_key_id;
     tp__tenant *tenants;      /* pool lock (a list: tenants are few) */
     tp__retired retired;
 

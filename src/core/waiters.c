@@ -72,13 +72,11 @@ void tp__waiter_grant_conn_locked(tp_pool *p, tp__waiter *w, tp_conn *c, bool fr
                                   tp__after *a)
 {
     TP__ASSERT_LOCKED(&p->mu);
-    int64_t now = tp_clock_now();
     tp__waiter_dequeue_locked(p, w);
     w->grant = TP__GRANT_CONN;
     w->conn = c;
     w->check = from_idle;
-    tp__hist_add(&w->key->wait_hist, now - w->enqueued_at);
-    completed_locked(w, a);
+    completed_locked(w, a); /* its wait is counted when its lease begins */
 }
 
 void tp__waiter_fail_locked(tp_pool *p, tp__waiter *w, tp_err err, const tp_errinfo *info,

@@ -24,13 +24,25 @@ void tp__lease_begin(tp_pool *p, tp_conn *c, int64_t now, bool reused, bool fast
     c->lease_reused = reused;
     c->lease_waited_ns = waited;
     TP__ADD1(c->uses, 1);
-    c->fast = fast;
     int64_t idle_ns = 0;
     if (reused) {
         int64_t since = TP__LOAD(c->idle_since);
         idle_ns = since < 0 ? 0 : now - since; /* < 0: a stream added to a busy one */
     }
-    tp__stats_lease(p, c, reused, idle_ns);
+    /* Counted in this thread's shard of the key on the lock-free path (no shared line),
+     * in the key's shared shard otherwise; the release counts its hold in the same one. */
+    tp__shard *sh = fast ? tp__thread_shard(p, c->key) : NULL;
+    c->sh = sh;
+    if (sh != NULL) {
+        TP__ADD1(sh->acquires, 1);
+        TP__ADD1(sh->fast_acquires, 1);
+        if (reused) {
+            TP__ADD1(sh->reuses, 1);
+            tp__hist_add(&sh->idle, idle_ns);
+        }
+    } else {
+        tp__stats_lease_shared(c->key, fast, reused, idle_ns);
+    }
     c->lease_idle_ns = idle_ns;
     if (TP__UNLIKELY(p->o.trace != NULL)) {
         tp_trace_event ev = {.type = TP_TRACE_ACQUIRE,

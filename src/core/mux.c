@@ -160,7 +160,7 @@ void tp__mux_release(tp_pool *p, tp_conn *s, unsigned flags)
     tp__key *k = s->key;
     int64_t now = tp_clock_now();
     int64_t hold = now - s->acquired_at;
-    tp__stats_hold(p, s, hold);
+    tp__hist_add_shared(&k->st.hold, hold); /* streams: always the shared shard */
     /* The connection's own facts decide (its uses, evicted, lifetime). */
     tp_close_reason reason = tp__release_reason(p, c, flags, now);
     if (TP__UNLIKELY(p->o.trace != NULL))

@@ -262,7 +262,12 @@ void tp_conn_release(tp_conn *c, unsigned flags)
     }
     int64_t now = tp_clock_now();
     int64_t hold = now - c->acquired_at;
-    tp__stats_hold(p, c, hold);
+    /* In the shard its lease was counted in, if that is this thread's (a lease may have
+     * moved to another thread); else the key's shared one. */
+    if (c->sh != NULL && c->sh == tp__tls.sh)
+        tp__hist_add(&c->sh->hold, hold);
+    else
+        tp__hist_add_shared(&c->key->st.hold, hold);
     atomic_store_explicit(&c->last_hold, hold, memory_order_relaxed);
 
     tp_close_reason reason = tp__release_reason(p, c, flags, now);

@@ -19,23 +19,12 @@ void tp__shard_fold(tp_stats *st, const tp__shard *sh)
     tp__hist_fold(&st->idle_time, &sh->idle);
 }
 
-/* The calling thread's shard of the key it last reused a connection of without the lock
- * (a request loop's key), checked by pool id, key address and key id: the address alone
- * could be a freed key's reused. */
-static _Thread_local __attribute__((tls_model("initial-exec"))) struct {
-    uint64_t pool_id;
-    const tp__key *key;
-    uint64_t key_id;
-    tp__shard *sh;
-} tls;
+_Thread_local __attribute__((tls_model("initial-exec"))) tp__tls_shard tp__tls;
 
-/* The calling thread's shard of k (made the first time; NULL without memory: the key's
- * shared one serves then). The caller holds a lease of k, so k is alive. */
-static tp__shard *thread_shard(tp_pool *p, tp__key *k)
+tp__shard *tp__thread_shard_slow(tp_pool *p, tp__key *k)
 {
-    if (TP__LIKELY(tls.key == k && tls.key_id == k->id && tls.pool_id == p->id))
-        return tls.sh;
-    const void *token = &tls; /* distinct per live thread */
+    tp__tls_shard *tls = &tp__tls;
+    const void *token = tls; /* distinct per live thread */
     tp__mutex_lock(&p->mu);
     tp__tshard *t = k->tshards;
     while (t != NULL && t->owner != token)
@@ -48,42 +37,23 @@ static tp__shard *thread_shard(tp_pool *p, tp__key *k)
     tp__mutex_unlock(&p->mu);
     if (t == NULL)
         return NULL;
-    tls.pool_id = p->id;
-    tls.key = k;
-    tls.key_id = k->id;
-    tls.sh = &t->st;
-    return tls.sh;
+    tls->pool_id = p->id;
+    tls->key = k;
+    tls->key_id = k->id;
+    tls->sh = &t->st;
+    return tls->sh;
 }
 
-void tp__stats_lease(tp_pool *p, tp_conn *c, bool reused, int64_t idle_ns)
+void tp__stats_lease_shared(tp__key *k, bool fast, bool reused, int64_t idle_ns)
 {
-    tp__shard *sh = c->fast ? thread_shard(p, c->key) : NULL;
-    if (sh != NULL) { /* this thread's alone */
-        TP__ADD1(sh->acquires, 1);
-        TP__ADD1(sh->fast_acquires, 1);
-        if (reused) {
-            TP__ADD1(sh->reuses, 1);
-            tp__hist_add(&sh->idle, idle_ns);
-        }
-        return;
-    }
-    sh = &c->key->st;
+    tp__shard *sh = &k->st;
     atomic_fetch_add_explicit(&sh->acquires, 1, memory_order_relaxed);
-    if (c->fast)
+    if (fast)
         atomic_fetch_add_explicit(&sh->fast_acquires, 1, memory_order_relaxed);
     if (reused) {
         atomic_fetch_add_explicit(&sh->reuses, 1, memory_order_relaxed);
         tp__hist_add_shared(&sh->idle, idle_ns);
     }
-}
-
-void tp__stats_hold(tp_pool *p, tp_conn *c, int64_t hold)
-{
-    tp__shard *sh = c->fast ? thread_shard(p, c->key) : NULL;
-    if (sh != NULL)
-        tp__hist_add(&sh->hold, hold);
-    else
-        tp__hist_add_shared(&c->key->st.hold, hold);
 }
 
 /* Adds key k's snapshot into st (gauges and counters). */

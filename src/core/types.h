@@ -89,7 +89,8 @@ struct tp_conn {
                                    (fork.c): forgotten by the pool, closed on release */
     struct tp__tenant *tenant;    /* the lease's tenant, if any (holder-owned) */
     uint32_t last_retrans;        /* TCP retransmissions at the last health sample */
-    bool fast;                    /* holder-owned: the lease was begun without the lock */
+    struct tp__shard *sh;         /* holder-owned: the thread shard the lease is counted in
+                                     (the lock-free path), or NULL: the key's */
     /* multiplexing (mux.c; pool lock). A multiplexed connection is IN_USE while any of
        its streams is out and idle (linked, IDLE) when none is; each lease on it is a
        stream: a struct of its own whose parent is the connection. */

@@ -65,14 +65,6 @@ void tp__hist_fold(tp_histogram *dst, const tp__hist *src)
         dst->buckets[i] += TP__LOAD(src->b[i]);
 }
 
-void tp__hist_merge(tp__hist *dst, const tp__hist *src)
-{
-    TP__ADD1(dst->count, TP__LOAD(src->count));
-    TP__ADD1(dst->sum, TP__LOAD(src->sum));
-    for (int i = 0; i < TP_HIST_BUCKETS; i++)
-        TP__ADD1(dst->b[i], TP__LOAD(src->b[i]));
-}
-
 int64_t tp_histogram_quantile(const tp_histogram *h, double q)
 {
     if (h == NULL || h->count == 0)

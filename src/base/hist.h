@@ -23,7 +23,5 @@ void tp__hist_add(tp__hist *h, int64_t v);
 void tp__hist_add_shared(tp__hist *h, int64_t v);
 /* tp__hist_fold: adds src into dst (a plain snapshot). */
 void tp__hist_fold(tp_histogram *dst, const tp__hist *src);
-/* tp__hist_merge: adds src into dst (both live; dst writers serialised by the caller). */
-void tp__hist_merge(tp__hist *dst, const tp__hist *src);
 
 #endif

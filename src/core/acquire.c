@@ -178,20 +178,17 @@ tp_err tp_acquire(tp_pool *p, const tp_acquire_req *req, tp_conn **out, tp_errin
     if (rc != TP_OK)
         return rc;
     bool nowait = (q.flags & (TP_ACQUIRE_NOWAIT | TP_ACQUIRE_IDLE_ONLY)) != 0;
+    tp__acquire_clock(&q);
+    tp_conn *c = NULL;
     if (q.tenant != NULL) {
-        tp__acquire_clock(&q);
+        /* The quota first (it may wait); then the lock-free try the check above skipped. */
         rc = tp__tenant_take_or_wait(p, q.tenant, nowait ? q.start : q.deadline, err);
         if (rc != TP_OK)
             return rc;
-    }
-    tp_conn *c = NULL;
-    if (q.tenant != NULL && !(q.flags & TP_ACQUIRE_FRESH)) {
-        c = tp__fast_acquire(p, req->key, req->keylen);
+        c = (q.flags & TP_ACQUIRE_FRESH) ? NULL : tp__fast_acquire(p, req->key, req->keylen);
         if (c != NULL)
             return leased(&q, c, out, err);
     }
-    if (q.tenant == NULL)
-        tp__acquire_clock(&q);
 
     tp__after a;
     tp__after_init(&a);

@@ -186,19 +186,13 @@ void tp__key_graveyard_sweep_locked(tp_pool *p, int64_t cutoff)
 
 bool tp__key_retire_unused_locked(tp_pool *p, tp__key *k, int64_t cutoff)
 {
-    tp__key **pp = &p->buckets[k->hash & (p->nbuckets - 1)];
-    while (*pp != k)
-        pp = &(*pp)->hnext;
-    return tp__key_retire_if_unused_locked(p, pp, cutoff);
-}
-
-bool tp__key_retire_if_unused_locked(tp_pool *p, tp__key **pp, int64_t cutoff)
-{
     TP__ASSERT_LOCKED(&p->mu);
-    tp__key *k = *pp;
     if (k->nconns != 0 || k->opening != 0 || !tp__list_empty(&k->waiters) || k->pins != 0 ||
         k->last_active >= cutoff || k->breaker != TP_BREAKER_CLOSED)
         return false;
+    tp__key **pp = &p->buckets[k->hash & (p->nbuckets - 1)];
+    while (*pp != k)
+        pp = &(*pp)->hnext;
     *pp = k->hnext;
     p->nkeys--;
     tp__sched_remove_locked(p, k);

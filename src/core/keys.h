@@ -17,12 +17,9 @@ uint64_t tp__key_hash(const void *key, size_t keylen);
 
 /* tp__key_graveyard_sweep_locked: frees the keys retired before cutoff. */
 void tp__key_graveyard_sweep_locked(tp_pool *p, int64_t cutoff);
-/* tp__key_retire_if_unused_locked: retires *pp (a link of the key table's chains) to
- * the graveyard if it is empty, unpinned, unused since before cutoff and its breaker
- * closed: *pp then points at the next key. True if it did. */
-bool tp__key_retire_if_unused_locked(tp_pool *p, tp__key **pp, int64_t cutoff);
-
-/* tp__key_retire_unused_locked: tp__key_retire_if_unused_locked() for key k itself. */
+/* tp__key_retire_unused_locked: moves k out of the key table to the graveyard if it is
+ * empty, unpinned, unused since before cutoff and its breaker closed (it leaves the
+ * schedule too). True if it did. */
 bool tp__key_retire_unused_locked(tp_pool *p, tp__key *k, int64_t cutoff);
 
 /* tp__key_free: frees a key that nothing refers to any more (table, graveyard, pins). */

@@ -157,10 +157,15 @@ void tp__mux_stream_close_locked(tp_pool *p, tp_conn *s, tp_close_reason reason,
 void tp__mux_release(tp_pool *p, tp_conn *s, unsigned flags)
 {
     tp_conn *c = s->parent;
+    if (TP__UNLIKELY(c->inherited)) {
+        tp__stream_abandon(p, s); /* a stream of one the parent process held */
+        return;
+    }
     tp__key *k = s->key;
+    tp__tenant_lease_end(p, s);
     int64_t now = tp_clock_now();
     int64_t hold = now - s->acquired_at;
-    tp__hist_add_shared(&k->st.hold, hold); /* streams: always the shared shard */
+    tp__stats_hold(s, hold);
     /* The connection's own facts decide (its uses, evicted, lifetime). */
     tp_close_reason reason = tp__release_reason(p, c, flags, now);
     if (TP__UNLIKELY(p->o.trace != NULL))

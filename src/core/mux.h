@@ -36,8 +36,9 @@ tp_conn *tp__mux_spare_take_locked(tp_pool *p, tp__key *k, int64_t now, bool *no
  * stream capacity. */
 void tp__mux_forget_locked(tp__key *k, tp_conn *c);
 
-/* tp__mux_release: ends the stream lease s (outside the lock): its connection takes
- * another, goes idle when it was the last, or closes when draining. */
+/* tp__mux_release: ends the stream lease s (outside the lock): its tenant's place goes
+ * back, and its connection takes another, goes idle when it was the last, or closes when
+ * draining (in a forked child, one the parent held is let go). */
 void tp__mux_release(tp_pool *p, tp_conn *s, unsigned flags);
 
 /* tp__mux_stream_close_locked: a stream lease s that was never used (its connection,

@@ -245,29 +245,15 @@ void tp_conn_release(tp_conn *c, unsigned flags)
         tp__conn_abandon(p, c); /* a lease the parent held: gone, quietly */
         return;
     }
-    if (TP__UNLIKELY(c->parent != NULL && c->parent->inherited)) {
-        tp__stream_abandon(p, c); /* a stream of one the parent held */
-        return;
-    }
-    tp__key *k = c->key;
-    if (c->tenant != NULL) {
-        /* The lease ends here for its tenant, before the connection can be published. */
-        tp__tenant *t = c->tenant;
-        c->tenant = NULL;
-        tp__tenant_release(p, t);
-    }
-    if (c->parent != NULL) { /* a stream of a multiplexed connection */
+    if (TP__UNLIKELY(c->parent != NULL)) { /* a stream of a multiplexed connection */
         tp__mux_release(p, c, flags);
         return;
     }
+    tp__key *k = c->key;
+    tp__tenant_lease_end(p, c);
     int64_t now = tp_clock_now();
     int64_t hold = now - c->acquired_at;
-    /* In the shard its lease was counted in, if that is this thread's (a lease may have
-     * moved to another thread); else the key's shared one. */
-    if (c->sh != NULL && c->sh == tp__tls.sh)
-        tp__hist_add(&c->sh->hold, hold);
-    else
-        tp__hist_add_shared(&c->key->st.hold, hold);
+    tp__stats_hold(c, hold);
     atomic_store_explicit(&c->last_hold, hold, memory_order_relaxed);
 
     tp_close_reason reason = tp__release_reason(p, c, flags, now);

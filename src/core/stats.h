@@ -33,6 +33,17 @@ static inline tp__shard *tp__thread_shard(tp_pool *p, tp__key *k)
     return tp__thread_shard_slow(p, k);
 }
 
+/* tp__stats_hold: counts the end of c's lease after hold, in the shard its start was
+ * counted in if that is the calling thread's (a lease may have moved to another
+ * thread), else in the key's shared shard. */
+static inline void tp__stats_hold(tp_conn *c, int64_t hold)
+{
+    if (c->sh != NULL && c->sh == tp__tls.sh)
+        tp__hist_add(&c->sh->hold, hold);
+    else
+        tp__hist_add_shared(&c->key->st.hold, hold);
+}
+
 /* tp__stats_lease_shared: counts a lease of k in the key's shared shard (atomic). */
 void tp__stats_lease_shared(tp__key *k, bool fast, bool reused, int64_t idle_ns);
 

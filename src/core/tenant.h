@@ -34,6 +34,17 @@ tp_err tp__tenant_take_or_queue_locked(tp_pool *p, tp__tenant *t, tp__waiter *w,
 /* tp__tenant_dequeue_locked: takes w out of its tenant's queue. */
 void tp__tenant_dequeue_locked(tp__waiter *w);
 
+/* tp__tenant_lease_end: the lease c ends for its tenant, if it has one (before the
+ * connection can be published: the place is free for the next acquire). */
+static inline void tp__tenant_lease_end(tp_pool *p, tp_conn *c)
+{
+    tp__tenant *t = c->tenant;
+    if (t == NULL)
+        return;
+    c->tenant = NULL;
+    tp__tenant_release(p, t);
+}
+
 /* tp__tenant_attach: the lease c holds its tenant t's place (NULL t: none). */
 void tp__tenant_attach(tp__tenant *t, tp_conn *c);
 

@@ -1,7 +1,9 @@
 /* hist.c: fixed log-scale histograms of durations. Bucket i holds values up to
  * 1 us * sqrt(2)^i; 64 buckets reach about 35 minutes, the last one is unbounded.
- * Recording is a table lookup and three relaxed stores: cheap enough for every lease. */
+ * Recording is a table lookup, a scan of one cache line and three relaxed stores (or
+ * atomic additions when writers share it): cheap enough for every lease. */
 #include <limits.h>
+#include <stdlib.h>
 
 #include "base.h"
 #include "hist.h"
@@ -33,36 +35,113 @@ int tp__hist_index(int64_t v)
     int i = 2 * (msb - 10) - 2;
     if (i < 0)
         i = 0;
+    if (i > TP_HIST_BUCKETS - 1) /* hours and beyond: the unbounded last bucket */
+        i = TP_HIST_BUCKETS - 1;
     while (i < TP_HIST_BUCKETS - 1 && upper_bound(i) < v)
         i++;
     return i;
 }
 
-void tp__hist_add(tp__hist *h, int64_t v)
+#define SLOT_SHIFT 56
+#define SLOT_COUNT (((uint64_t)1 << SLOT_SHIFT) - 1)
+
+/* The full array, allocated by the first writer that needs it. NULL if memory ran out. */
+static _Atomic uint64_t *full_array(tp__hist *h, bool shared)
+{
+    _Atomic uint64_t *f = atomic_load_explicit(&h->full, memory_order_acquire);
+    if (f != NULL)
+        return f;
+    f = tp__calloc(TP_HIST_BUCKETS, sizeof *f);
+    if (f == NULL)
+        return NULL;
+    _Atomic uint64_t *none = NULL;
+    if (!shared) {
+        atomic_store_explicit(&h->full, f, memory_order_release);
+        return f;
+    }
+    if (atomic_compare_exchange_strong_explicit(&h->full, &none, f, memory_order_acq_rel,
+                                                memory_order_acquire))
+        return f;
+    tp__free(f); /* another writer's won */
+    return none;
+}
+
+static void add1(_Atomic uint64_t *v, uint64_t n, bool shared)
+{
+    if (shared)
+        atomic_fetch_add_explicit(v, n, memory_order_relaxed);
+    else
+        TP__ADD1(*v, n);
+}
+
+static void add(tp__hist *h, int64_t v, bool shared)
 {
     if (v < 0)
         v = 0;
     int i = tp__hist_index(v);
-    TP__ADD1(h->b[i], 1);
-    TP__ADD1(h->count, 1);
-    TP__ADD1(h->sum, (uint64_t)v);
+    uint64_t tag = (uint64_t)(i + 1) << SLOT_SHIFT;
+    add1(&h->count, 1, shared);
+    add1(&h->sum, (uint64_t)v, shared);
+    int nearest = 0;
+    for (int s = 0; s < TP__HIST_SLOTS; s++) {
+        uint64_t w = atomic_load_explicit(&h->slot[s], memory_order_relaxed);
+        if (w == 0) {
+            if (!shared) {
+                atomic_store_explicit(&h->slot[s], tag | 1, memory_order_relaxed);
+                return;
+            }
+            if (atomic_compare_exchange_strong_explicit(&h->slot[s], &w, tag | 1,
+                                                        memory_order_relaxed,
+                                                        memory_order_relaxed))
+                return;
+            /* Another writer took the slot: it is ours too if it took it for bucket i. */
+        }
+        if ((w & ~SLOT_COUNT) == tag) {
+            add1(&h->slot[s], 1, shared);
+            return;
+        }
+        int b = (int)(w >> SLOT_SHIFT) - 1;
+        int nb = (int)(atomic_load_explicit(&h->slot[nearest], memory_order_relaxed) >>
+                       SLOT_SHIFT) - 1;
+        if (abs(b - i) < abs(nb - i))
+            nearest = s;
+    }
+    _Atomic uint64_t *f = full_array(h, shared);
+    if (f != NULL)
+        add1(&f[i], 1, shared);
+    else /* out of memory: the nearest bucket kept, so count and sum stay exact */
+        add1(&h->slot[nearest], 1, shared);
+}
+
+void tp__hist_add(tp__hist *h, int64_t v)
+{
+    add(h, v, false);
 }
 
 void tp__hist_add_shared(tp__hist *h, int64_t v)
 {
-    if (v < 0)
-        v = 0;
-    atomic_fetch_add_explicit(&h->b[tp__hist_index(v)], 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&h->count, 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&h->sum, (uint64_t)v, memory_order_relaxed);
+    add(h, v, true);
 }
 
 void tp__hist_fold(tp_histogram *dst, const tp__hist *src)
 {
     dst->count += TP__LOAD(src->count);
     dst->sum_ns += TP__LOAD(src->sum);
-    for (int i = 0; i < TP_HIST_BUCKETS; i++)
-        dst->buckets[i] += TP__LOAD(src->b[i]);
+    for (int s = 0; s < TP__HIST_SLOTS; s++) {
+        uint64_t w = TP__LOAD(src->slot[s]);
+        if (w != 0)
+            dst->buckets[(w >> SLOT_SHIFT) - 1] += w & SLOT_COUNT;
+    }
+    _Atomic uint64_t *f = atomic_load_explicit(&src->full, memory_order_acquire);
+    if (f != NULL)
+        for (int i = 0; i < TP_HIST_BUCKETS; i++)
+            dst->buckets[i] += TP__LOAD(f[i]);
+}
+
+void tp__hist_dispose(tp__hist *h)
+{
+    tp__free((void *)atomic_load(&h->full));
+    *h = (tp__hist){0};
 }
 
 int64_t tp_histogram_quantile(const tp_histogram *h, double q)

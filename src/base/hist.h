@@ -1,5 +1,11 @@
 /* base/hist.h: the histograms behind every tp_histogram snapshot (hist.c): buckets
- * growing by sqrt(2) from 1 us, written by one writer at a time, read by any. */
+ * growing by sqrt(2) from 1 us, written by one writer at a time or by several with
+ * atomic additions, read by any.
+ *
+ * One cache line each: a key keeps four, and a pool may hold 100,000 keys. The
+ * durations one key sees fall in a few buckets, so the first TP__HIST_SLOTS distinct
+ * buckets live in slots inside the struct; only a histogram that meets more than that
+ * allocates the full array (once, kept until tp__hist_dispose). */
 #ifndef TP_BASE_HIST_H
 #define TP_BASE_HIST_H
 
@@ -8,10 +14,16 @@
 
 #include "tidepool/pool.h"
 
+#define TP__HIST_SLOTS 5
+
 typedef struct tp__hist {
     _Atomic uint64_t count;
     _Atomic uint64_t sum;
-    _Atomic uint64_t b[TP_HIST_BUCKETS];
+    /* slot: (bucket + 1) << 56 | count; 0 while unused. Slots fill in order and never
+       change bucket, so writers agree on which slot a bucket has. */
+    _Atomic uint64_t slot[TP__HIST_SLOTS];
+    /* every bucket, once a sixth distinct one was met (NULL before) */
+    _Atomic(_Atomic uint64_t *) full;
 } tp__hist;
 
 /* tp__hist_index: the bucket of a duration in nanoseconds (negative counts as 0). */
@@ -23,5 +35,8 @@ void tp__hist_add(tp__hist *h, int64_t v);
 void tp__hist_add_shared(tp__hist *h, int64_t v);
 /* tp__hist_fold: adds src into dst (a plain snapshot). */
 void tp__hist_fold(tp_histogram *dst, const tp__hist *src);
+/* tp__hist_dispose: frees what h allocated (h itself is the caller's); h reads as empty
+ * afterwards. No writer or reader may use h meanwhile. */
+void tp__hist_dispose(tp__hist *h);
 
 #endif

@@ -22,8 +22,7 @@ tp_err tp__timeout_error_locked(tp_pool *p, tp__key *k, int64_t waited, tp_errin
         "opening), %lld waiting, %lld open in the pool%s%s",
         (double)waited / 1e6, (long long)k->nconns, (long long)p->o.max_per_key, (long long)idle,
         (long long)k->opening, (long long)atomic_load(&k->nwaiters), (long long)p->total,
-        k->last_err.code != TP_OK ? "; last open error: " : "",
-        k->last_err.code != TP_OK ? k->last_err.msg : "");
+        *tp__key_last_open_error(k) ? "; last open error: " : "", tp__key_last_open_error(k));
 }
 
 typedef enum { GOT_CONN, GOT_SLOT, GOT_ERR } wait_outcome;

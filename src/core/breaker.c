@@ -172,6 +172,23 @@ static void destination_up_locked(tp_pool *p, tp__key *key, int64_t now, tp__aft
 }
 
 /* A counted failure of kind k: the streak, its backoff, and the breaker. */
+/* Keeps the open error for later messages. Allocated at a key's first failure; if that
+ * allocation fails the message is only lost, never the failure's counting. */
+static void remember_error_locked(tp__key *key, tp_err rc, const tp_errinfo *info)
+{
+    if (key->last_err == NULL && (key->last_err = tp__malloc(sizeof *key->last_err)) == NULL)
+        return;
+    if (info != NULL)
+        *key->last_err = *info;
+    else
+        tp_errinfo_set(key->last_err, rc, 0, "%s", tp_strerror(rc));
+}
+
+const char *tp__key_last_open_error(const tp__key *key)
+{
+    return key->last_err != NULL && key->last_err->code != TP_OK ? key->last_err->msg : "";
+}
+
 static void count_failure_locked(tp_pool *p, tp__key *key, tp__open_failure k, int64_t now,
                                  tp__after *a)
 {
@@ -227,10 +244,7 @@ void tp__open_done_locked(tp_pool *p, tp__key *key, tp_err rc, const tp_errinfo 
         return;
     }
     TP__ADD1(key->open_failures, 1);
-    if (info != NULL)
-        key->last_err = *info;
-    else
-        tp_errinfo_set(&key->last_err, rc, 0, "%s", tp_strerror(rc));
+    remember_error_locked(key, rc, info);
     if (started < key->outcome_at)
         return; /* began before the last outcome was seen: part of that burst */
     tp__adapt_drop_locked(p, key, now - started, now);
@@ -284,8 +298,7 @@ tp_err tp__breaker_error_locked(tp_pool *p, tp__key *key, tp_errinfo *err)
         "breaker open after %lld failed opens over %.0f ms, no connection left to wait for; "
         "next trial in %.0f ms%s%s",
         (long long)key->failures, (double)streak / 1e6, (double)TP__MAX(left, 0) / 1e6,
-        key->last_err.code != TP_OK ? "; last open error: " : "",
-        key->last_err.code != TP_OK ? key->last_err.msg : "");
+        *tp__key_last_open_error(key) ? "; last open error: " : "", tp__key_last_open_error(key));
 }
 
 bool tp__breaker_probe_due_locked(tp_pool *p, tp__key *key, int64_t now, tp__after *a)
@@ -316,7 +329,7 @@ void tp__probe_done_locked(tp_pool *p, tp__key *key, tp_err rc, const tp_errinfo
         return;
     }
     if (info != NULL)
-        key->last_err = *info;
+        remember_error_locked(key, rc, info);
     longer_cooldown_locked(p, key);
     open_breaker_locked(p, key, now, a);
 }

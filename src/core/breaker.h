@@ -63,6 +63,10 @@ bool tp__open_failure_waits_locked(tp_pool *p, tp__key *key, tp_err rc);
  * once rather than after a long capacity backoff). */
 void tp__room_freed_locked(tp__key *key);
 
+/* tp__key_last_open_error: the message of key's last failed open, for the messages of
+ * timeouts and breaker rejections; "" if none. */
+const char *tp__key_last_open_error(const tp__key *key);
+
 /* tp__breaker_fails_fast_locked: with the breaker in the way of an open, must an acquire
  * fail now? Only when the key holds no connection that a release could hand over. */
 bool tp__breaker_fails_fast_locked(const tp__key *key);

@@ -77,23 +77,19 @@ tp__key *tp__key_get_locked(tp_pool *p, const void *key, size_t keylen, uint64_t
         *err = TP_ENOMEM;
         return NULL;
     }
-    k = tp__calloc(1, sizeof *k);
+    /* The key's bytes follow the struct: one allocation, and the compare on lookup
+     * touches memory the lookup has already brought in. */
+    k = tp__calloc(1, sizeof *k + (keylen > 0 ? keylen : 1));
     if (k == NULL) {
         *err = TP_ENOMEM;
         return NULL;
     }
-    k->bytes = tp__malloc(keylen > 0 ? keylen : 1);
-    if (k->bytes == NULL) {
-        tp__free(k);
-        *err = TP_ENOMEM;
-        return NULL;
-    }
+    k->bytes = (unsigned char *)(k + 1);
     if (keylen > 0)
         memcpy(k->bytes, key, keylen);
     k->keylen = keylen;
     k->hash = hash;
     if (tp__adapt_key_init_locked(p, k) != TP_OK) {
-        tp__free(k->bytes);
         tp__free(k);
         *err = TP_ENOMEM;
         return NULL;
@@ -162,10 +158,16 @@ void tp__key_free(tp__key *k)
     while (k->tshards != NULL) {
         tp__tshard *t = k->tshards;
         k->tshards = t->next;
+        tp__hist_dispose(&t->st.hold);
+        tp__hist_dispose(&t->st.idle);
         tp__free(t);
     }
+    tp__hist_dispose(&k->st.hold);
+    tp__hist_dispose(&k->st.idle);
+    tp__hist_dispose(&k->wait_hist);
+    tp__hist_dispose(&k->open_hist);
     tp__adapt_key_free(k);
-    tp__free(k->bytes);
+    tp__free(k->last_err);
     tp__free(k);
 }
 

@@ -162,7 +162,7 @@ struct tp__key {
     int64_t buried_at; /* when it was reclaimed (graveyard only) */
     uint64_t hash;
     size_t keylen;
-    unsigned char *bytes;         /* owned copy */
+    unsigned char *bytes;         /* a copy, in the same allocation (after the struct) */
     tp__list idle;                /* linked connections, most recently released first */
     tp__list conns;               /* every live connection of the key */
     tp__list waiters;             /* FIFO of tp__waiter */
@@ -207,7 +207,8 @@ struct tp__key {
     int64_t breaker_until; /* OPEN: cool-down end */
     int64_t cooldown;      /* current cool-down length */
     bool trial_inflight;   /* HALF_OPEN: the trial open or probe is running */
-    tp_errinfo last_err;   /* the last open error, for timeout messages */
+    tp_errinfo *last_err;  /* the last open error, for timeout messages (allocated at the
+                              first failure: most keys never have one) */
     tp__list ev_link;      /* on a tp__after's breakers list while ev_pending */
     bool ev_pending;
     _Atomic int ev_state; /* the breaker state to report */

@@ -215,6 +215,72 @@ static void test_mru_reuse_across_threads(void **state)
     assert_int_equal(x->f.opens, 2);
 }
 
+/* Reuse and eviction follow the exact order of release, however each release was made:
+ * under the lock (a lease from the idle list's slow path) or without it (a thread
+ * getting back its own connection and returning it in place). Four threads own one
+ * connection each; some cycle theirs lock-free; then a thread must be given them newest
+ * first, and with one too many idle the least recently released must close. */
+static void test_exact_order_mixed_releases(void **state)
+{
+    fx *x = *state;
+    tp_pool_options o;
+    pool_fx_options(x, &o);
+    o.max_idle_per_key = 4;
+    assert_int_equal(tp_pool_create(&o, &x->p, NULL), TP_OK);
+    tp_pool *p = x->p;
+    enum { N = 4 };
+    actor t[N];
+    tp_conn *c[N];
+    uint64_t id[N];
+    for (int i = 0; i < N; i++) {
+        actor_start(&t[i], p);
+        c[i] = tu_acquire(p, "k", 0);
+        id[i] = fake_of(c[i])->id;
+    }
+    tp_conn *extra = tu_acquire(p, "k", 0); /* held: the one too many, at the end */
+    for (int i = 0; i < N; i++)
+        actor_do(&t[i], ACT_RELEASE, c[i]); /* under the lock: newest first 3 2 1 0 */
+    /* Lock-free cycles: each thread gets its own back and returns it (now the newest). */
+    const int cycles[] = {1, 3, 0, 1, 2, 0};
+    int order[N] = {3, 2, 1, 0};
+    for (size_t j = 0; j < sizeof cycles / sizeof *cycles; j++) {
+        int who = cycles[j];
+        actor_do(&t[who], ACT_CYCLE, NULL);
+        assert_int_equal(t[who].result, TP_OK);
+        assert_int_equal(t[who].got_id, id[who]);
+        int at = 0;
+        while (order[at] != who)
+            at++;
+        memmove(&order[1], &order[0], sizeof *order * (size_t)at);
+        order[0] = who;
+    }
+    /* Newest first: 0 2 1 3. This thread released nothing, so it has no own one. */
+    tp_conn *got[N];
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(tp_pool_acquire(p, KEY("k"), 0, &got[i], NULL), TP_OK);
+        print_message("reuse %d: id %llu, want %llu\n", i,
+                      (unsigned long long)fake_of(got[i])->id, (unsigned long long)id[order[i]]);
+        assert_int_equal(fake_of(got[i])->id, id[order[i]]);
+    }
+    assert_int_equal(x->f.opens, N + 1);
+    /* Back through their own threads, oldest first (under the lock): newest first is
+     * order[] again. Then the oldest cycles lock-free and becomes the newest, which
+     * leaves order[N - 2] the least recently released. */
+    for (int i = N - 1; i >= 0; i--)
+        actor_do(&t[order[i]], ACT_RELEASE, got[i]);
+    actor_do(&t[order[N - 1]], ACT_CYCLE, NULL);
+    assert_int_equal(t[order[N - 1]].got_id, id[order[N - 1]]);
+    tp_conn_release(extra, 0); /* five idle, room for four */
+    for (int i = 0; i < N; i++)
+        actor_stop(&t[i]);
+    uint64_t lru = id[order[N - 2]];
+    tp_close_reason why;
+    assert_int_equal(fake_close_count_for(&x->f, lru), 1);
+    assert_true(fake_close_reason_for(&x->f, lru, &why));
+    assert_int_equal(why, TP_CLOSE_IDLE_OVERFLOW);
+    assert_int_equal(x->f.closes, 1);
+}
+
 static void test_try_acquire(void **state)
 {
     fx *x = *state;
@@ -487,6 +553,7 @@ int main(void)
         T(test_zero_timeout_still_opens),
         T(test_lifo_reuse),
         T(test_mru_reuse_across_threads),
+        T(test_exact_order_mixed_releases),
         T(test_try_acquire),
         T(test_release_discard_and_broken),
         T(test_reset_failure_closes),

@@ -51,6 +51,9 @@ static void forget_locked(tp_pool *p, tp_conn *c)
     if (w & TP__CS_LINKED)
         tp__unlink_locked(p, c);
     atomic_store(&c->word, TP__CS_MAKE(TP__CS_GEN(w), 0, TP__CS_INUSE));
+    /* Settled before (reset_key_locked): if still set, a parent thread was pushing it
+     * when the process forked, and it is on no stack. */
+    atomic_store(&c->dqueued, false);
     tp__list_remove(&c->all_link);
     tp__list_init(&c->all_link);
     tp__mux_forget_locked(k, c); /* its streams out are the parent's: abandoned too */
@@ -78,6 +81,7 @@ static void reset_key_locked(tp_pool *p, tp__key *k, tp__after *a)
     k->pins = 0;
     k->paced_open = false;
     k->trial_inflight = false;
+    tp__idle_settle_locked(p, k); /* pushes finished in the parent are on the stack */
     tp_conn *c;
     while ((c = tp__idle_take_locked(p, k)) != NULL)
         tp__conn_close_locked(p, c, TP_CLOSE_INHERITED, a);

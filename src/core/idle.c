@@ -1,5 +1,7 @@
-/* idle.c: the idle list of a key: claiming the most (or least) recently released
- * idle connection under the lock, and dropping links the lock-free path made stale. */
+/* idle.c: the idle list of a key, in the order of release (most recent first): claiming
+ * its most or least recently released idle connection under the lock in O(1), settling
+ * the connections the lock-free path released at a stale place, and dropping links the
+ * lock-free path made stale. */
 #include <sched.h>
 #include <stdio.h>
 #include <string.h>
@@ -16,33 +18,93 @@ void tp__unlink_locked(tp_pool *p, tp_conn *c)
     p->linked_total--;
 }
 
+/* Drops c's link if a thread hint holds it (IN_USE, LINKED). False if it was released
+ * meanwhile: the caller looks at it again. */
+static bool drop_stale_link_locked(tp_pool *p, tp_conn *c, uint64_t w)
+{
+    if (!atomic_compare_exchange_strong(&c->word, &w, w & ~TP__CS_LINKED))
+        return false;
+    tp__unlink_locked(p, c);
+    return true;
+}
+
+void tp__idle_push_displaced(tp__key *k, tp_conn *c)
+{
+    tp_conn *head = atomic_load_explicit(&k->displaced, memory_order_relaxed);
+    do
+        c->dnext = head;
+    while (!atomic_compare_exchange_weak_explicit(&k->displaced, &head, c, memory_order_release,
+                                                  memory_order_relaxed));
+}
+
+/* Puts c (IDLE, linked) at its place by idle_since: after every connection released
+ * later. Settled connections are the most recent, so the walk is short. */
+static void place_locked(tp__key *k, tp_conn *c)
+{
+    int64_t since = TP__LOAD(c->idle_since);
+    tp__list_remove(&c->idle_link);
+    tp__list *n = k->idle.next;
+    while (n != &k->idle && TP__LOAD(TP__CONTAINER_OF(n, tp_conn, idle_link)->idle_since) > since)
+        n = n->next;
+    tp__list_push_front(n->prev, &c->idle_link); /* before n */
+}
+
+void tp__idle_settle_locked(tp_pool *p, tp__key *k)
+{
+    TP__ASSERT_LOCKED(&p->mu);
+    if (atomic_load_explicit(&k->displaced, memory_order_relaxed) == NULL)
+        return;
+    tp_conn *d = atomic_exchange_explicit(&k->displaced, NULL, memory_order_acquire);
+    /* Oldest push first, so that later releases end up nearer the head. dnext is ours
+     * while dqueued is set: reverse the stack before clearing any flag. */
+    tp_conn *rev = NULL;
+    while (d != NULL) {
+        tp_conn *next = d->dnext;
+        d->dnext = rev;
+        rev = d;
+        d = next;
+    }
+    while (rev != NULL) {
+        tp_conn *c = rev;
+        rev = c->dnext;
+        /* From here a new lock-free release of c pushes it again. Clearing before the
+         * state is read below is what makes this exact: a release that saw the flag
+         * still set (and did not push) has published IDLE before our read, and is
+         * placed here, or has not, and then its CAS fails on the link we drop. */
+        atomic_store(&c->dqueued, false);
+        for (;;) {
+            uint64_t w = atomic_load(&c->word);
+            if (!(w & TP__CS_LINKED))
+                break; /* the slow path linked or will link it afresh */
+            if (TP__CS_STATE(w) == TP__CS_IDLE)
+                place_locked(k, c);
+            else if (TP__CS_STATE(w) == TP__CS_INUSE && !drop_stale_link_locked(p, c, w))
+                continue;
+            break; /* RESERVED: a health check has it and puts it back where it was */
+        }
+    }
+}
+
+/* The first IDLE connection from the head (newest) or the tail, dropping stale links
+ * met on the way (each is dropped once, so the cost is amortised O(1)). */
 tp_conn *tp__idle_pick_locked(tp_pool *p, tp__key *key, bool newest, const tp_conn *except)
 {
     TP__ASSERT_LOCKED(&p->mu);
-    /* The list is ordered by the time of linking, but a connection reused and released
-     * through a thread hint keeps its old place: choose by idle_since. Drop stale links
-     * (hint-claimed connections) on the way. */
-    tp_conn *best = NULL;
-    int64_t best_t = newest ? INT64_MIN : INT64_MAX;
-    tp__list *n = key->idle.next;
+    tp__idle_settle_locked(p, key);
+    tp__list *n = newest ? key->idle.next : key->idle.prev;
     while (n != &key->idle) {
         tp_conn *c = TP__CONTAINER_OF(n, tp_conn, idle_link);
-        tp__list *next = n->next;
+        tp__list *next = newest ? n->next : n->prev;
         uint64_t w = atomic_load(&c->word);
         if (TP__CS_STATE(w) == TP__CS_INUSE) {
-            if (!atomic_compare_exchange_strong(&c->word, &w, w & ~TP__CS_LINKED))
+            if (!drop_stale_link_locked(p, c, w))
                 continue; /* released meanwhile: look at it again */
-            tp__unlink_locked(p, c);
         } else if (TP__CS_STATE(w) == TP__CS_IDLE && c != except) {
-            int64_t t = TP__LOAD(c->idle_since);
-            if (newest ? t > best_t : t < best_t) {
-                best_t = t;
-                best = c;
-            }
+            return c;
         }
         n = next;
     }
-    return best;
+    return NULL;
 }
 
 bool tp__idle_claim_locked(tp_pool *p, tp_conn *c, int state)
@@ -73,7 +135,7 @@ tp_conn *tp__idle_take_locked(tp_pool *p, tp__key *key)
         }
         if (c == NULL)
             return NULL;
-        /* A thread hint claimed it between the scan and the CAS: scan again. */
+        /* A thread hint claimed it between the pick and the CAS: pick again. */
     }
 }
 

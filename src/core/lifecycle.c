@@ -76,6 +76,11 @@ void tp__conn_close_locked(tp_pool *p, tp_conn *c, tp_close_reason reason, tp__a
 {
     TP__ASSERT_LOCKED(&p->mu);
     tp__key *k = c->key;
+    /* Off the displaced stack before the struct can be recycled. Not IDLE, it cannot be
+     * mid-push (only its holder pushes it), so dqueued means it is on the stack. */
+    if (atomic_load(&c->dqueued))
+        tp__idle_settle_locked(p, k);
+    assert(!atomic_load(&c->dqueued));
     uint64_t w = atomic_load(&c->word);
     if (w & TP__CS_LINKED)
         tp__unlink_locked(p, c);

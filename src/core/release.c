@@ -283,6 +283,11 @@ void tp_conn_release(tp_conn *c, unsigned flags)
         atomic_store_explicit(&c->idle_since, now, memory_order_relaxed);
         /* Set the hint while the connection is still ours to read. */
         tp__hint_set(p, c, TP__CS_GEN(w));
+        /* Its place in the idle list is stale now: note it for the next lock holder,
+         * once per settle (a request loop reusing it pays this only once). The first
+         * load is seq_cst so that a settle's clearing is seen (idle.c). */
+        if (!atomic_load(&c->dqueued) && !atomic_exchange(&c->dqueued, true))
+            tp__idle_push_displaced(k, c);
         uint64_t idle = (w & ~TP__CS_MASK) | (uint64_t)TP__CS_IDLE;
         if (atomic_compare_exchange_strong(&c->word, &w, idle)) {
             /* seq_cst CAS then seq_cst load: a waiter that queued after our check above

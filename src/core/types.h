@@ -13,6 +13,12 @@
  * "linked" >= "idle", and limits on idle connections are enforced on the linked count,
  * which is exact under the lock.
  *
+ * The idle list is kept in the order of release, most recent first, so reuse takes the
+ * head and eviction the tail. A lock-free release cannot move its connection to the
+ * head; instead it pushes the connection on its key's displaced stack (a lock-free
+ * LIFO, at most once until the lock holder next looks: the dqueued flag), and the lock
+ * holder settles the stack into the list before it picks (idle.c).
+ *
  * Lost wake-ups between a lock-free release and a waiter that is queuing are ruled out
  * by the Dekker pattern: the waiter publishes nwaiters (seq_cst) and then rescans the
  * idle list under the lock; the releaser publishes IDLE (seq_cst CAS) and then reads
@@ -83,6 +89,8 @@ struct tp_conn {
     _Atomic int64_t last_hold;    /* duration of the last finished lease; -1 before */
     _Atomic bool evict;           /* soft-evicted: close on release */
     tp__list idle_link;           /* in key->idle iff LINKED (pool lock) */
+    tp_conn *dnext;               /* next on key->displaced (while dqueued) */
+    _Atomic bool dqueued;         /* on key->displaced, or being pushed there */
     tp__list all_link;            /* in key->conns while live, else on a free or close list */
     tp_close_reason close_reason; /* set when queued for closing */
     bool inherited;               /* a child process's copy of a lease its parent held
@@ -163,7 +171,11 @@ struct tp__key {
     uint64_t hash;
     size_t keylen;
     unsigned char *bytes;         /* a copy, in the same allocation (after the struct) */
-    tp__list idle;                /* linked connections, most recently released first */
+    tp__list idle;                /* linked connections, most recently released first
+                                     (once the displaced stack is settled) */
+    _Atomic(tp_conn *) displaced; /* released without the lock since the last settle, at
+                                     a stale place in idle: pushed by the releaser, taken
+                                     whole under the lock (idle.c) */
     tp__list conns;               /* every live connection of the key */
     tp__list waiters;             /* FIFO of tp__waiter */
     tp__list spare;               /* multiplexed connections in use with streams to spare */

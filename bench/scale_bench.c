@@ -7,6 +7,9 @@
  *                         connections, keys included
  *   bytes_per_extra_conn  each connection beyond a key's first (CONNS_PER_KEY > 1)
  *   bytes_per_key         a key with one connection, less one extra connection
+ *   bytes_per_idle_conn_after_traffic   bytes_per_idle_conn again after the hot and
+ *                         random phases (a key's histograms grow once its durations
+ *                         spread over more than a few buckets)
  *   hot_ns, random_ns     acquire + release on one key, and on a random key each time
  *   pass_nothing_due_us   a maintenance pass when nothing is due (median of 21)
  *   max_stall_us          the longest acquire + release on another thread while those
@@ -224,6 +227,8 @@ int main(int argc, char **argv)
     double per_key_bytes = (double)(one - base) / (double)keys - extra;
 
     double hot = ns_per_op(false), rnd = ns_per_op(true);
+    /* After traffic: the histograms of every key used have seen real durations. */
+    double per_conn_used = (double)(atomic_load(&live_bytes) - base) / idle;
     int64_t cancel = cancel_ns();
 
     pthread_t probe;
@@ -258,11 +263,11 @@ int main(int argc, char **argv)
 
     printf("{\"tool\": \"tidepool\", \"keys\": %ld, \"conns_per_key\": %ld, \"idle\": %.0f, "
            "\"bytes_per_idle_conn\": %.0f, \"bytes_per_extra_conn\": %.0f, "
-           "\"bytes_per_key\": %.0f, \"hot_ns\": %.1f, \"random_ns\": %.1f, "
+           "\"bytes_per_key\": %.0f, \"bytes_per_idle_conn_after_traffic\": %.0f, \"hot_ns\": %.1f, \"random_ns\": %.1f, "
            "\"pass_nothing_due_us\": %.1f, \"max_stall_us\": %.1f, \"max_stall_quiet_us\": %.1f, "
            "\"cancel_us\": %.2f, \"expire_all_ms\": %.2f, "
            "\"left_idle_after_expiry\": %lld}\n",
-           keys, per_key, idle, per_conn, extra, per_key_bytes, hot, rnd, (double)pass[10] / 1e3,
+           keys, per_key, idle, per_conn, extra, per_key_bytes, per_conn_used, hot, rnd, (double)pass[10] / 1e3,
            (double)stall / 1e3, (double)quiet / 1e3, (double)cancel / 1e3, (double)expire / 1e6,
            (long long)st.idle);
     tp_pool_destroy(pool);

@@ -9,20 +9,29 @@
 #include "hist.h"
 
 /* upper[i]: inclusive upper bound of bucket i, in ns. Even i: 1000 << i/2; odd i:
- * 1414 << i/2 (1000 * sqrt 2, rounded). */
+ * 1414 << i/2 (1000 * sqrt 2, rounded). A table: the bucket is looked up on every lease. */
+_Static_assert(TP_HIST_BUCKETS == 64, "the table below has 64 bounds");
+static const int64_t upper[TP_HIST_BUCKETS] = {
+#define TP__UP2(h) 1000LL << (h), 1414LL << (h)
+    TP__UP2(0),  TP__UP2(1),  TP__UP2(2),  TP__UP2(3),  TP__UP2(4),  TP__UP2(5),
+    TP__UP2(6),  TP__UP2(7),  TP__UP2(8),  TP__UP2(9),  TP__UP2(10), TP__UP2(11),
+    TP__UP2(12), TP__UP2(13), TP__UP2(14), TP__UP2(15), TP__UP2(16), TP__UP2(17),
+    TP__UP2(18), TP__UP2(19), TP__UP2(20), TP__UP2(21), TP__UP2(22), TP__UP2(23),
+    TP__UP2(24), TP__UP2(25), TP__UP2(26), TP__UP2(27), TP__UP2(28), TP__UP2(29),
+    TP__UP2(30), 1000LL << 31, INT64_MAX,
+#undef TP__UP2
+};
+
 static int64_t upper_bound(int i)
 {
-    if (i >= TP_HIST_BUCKETS - 1)
-        return INT64_MAX;
-    int64_t base = (i % 2 == 0) ? 1000 : 1414;
-    return base << (i / 2);
+    return upper[i];
 }
 
 int64_t tp_histogram_bucket_upper(int i)
 {
     if (i < 0)
         return 0;
-    return upper_bound(i);
+    return upper_bound(i < TP_HIST_BUCKETS ? i : TP_HIST_BUCKETS - 1);
 }
 
 int tp__hist_index(int64_t v)
@@ -37,7 +46,7 @@ int tp__hist_index(int64_t v)
         i = 0;
     if (i > TP_HIST_BUCKETS - 1) /* hours and beyond: the unbounded last bucket */
         i = TP_HIST_BUCKETS - 1;
-    while (i < TP_HIST_BUCKETS - 1 && upper_bound(i) < v)
+    while (upper[i] < v) /* upper[last] is INT64_MAX: the walk ends there */
         i++;
     return i;
 }
@@ -82,7 +91,6 @@ static void add(tp__hist *h, int64_t v, bool shared)
     uint64_t tag = (uint64_t)(i + 1) << SLOT_SHIFT;
     add1(&h->count, 1, shared);
     add1(&h->sum, (uint64_t)v, shared);
-    int nearest = 0;
     for (int s = 0; s < TP__HIST_SLOTS; s++) {
         uint64_t w = atomic_load_explicit(&h->slot[s], memory_order_relaxed);
         if (w == 0) {
@@ -100,17 +108,22 @@ static void add(tp__hist *h, int64_t v, bool shared)
             add1(&h->slot[s], 1, shared);
             return;
         }
-        int b = (int)(w >> SLOT_SHIFT) - 1;
-        int nb = (int)(atomic_load_explicit(&h->slot[nearest], memory_order_relaxed) >>
-                       SLOT_SHIFT) - 1;
-        if (abs(b - i) < abs(nb - i))
-            nearest = s;
     }
     _Atomic uint64_t *f = full_array(h, shared);
-    if (f != NULL)
+    if (f != NULL) {
         add1(&f[i], 1, shared);
-    else /* out of memory: the nearest bucket kept, so count and sum stay exact */
-        add1(&h->slot[nearest], 1, shared);
+        return;
+    }
+    /* Out of memory: the nearest bucket held gets it, so count and sum stay exact. */
+    int nearest = 0, best = TP_HIST_BUCKETS;
+    for (int s = 0; s < TP__HIST_SLOTS; s++) {
+        int b = (int)(atomic_load_explicit(&h->slot[s], memory_order_relaxed) >> SLOT_SHIFT) - 1;
+        if (abs(b - i) < best) {
+            best = abs(b - i);
+            nearest = s;
+        }
+    }
+    add1(&h->slot[nearest], 1, shared);
 }
 
 void tp__hist_add(tp__hist *h, int64_t v)

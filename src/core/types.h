@@ -74,38 +74,40 @@ typedef struct tp__tshard {
 enum { TP__MUX_UNKNOWN = 0, TP__MUX_SINGLE = 1, TP__MUX_MUX = 2 };
 
 struct tp_conn {
+    /* The first cache line is what a reuse and a release touch. */
     _Atomic uint64_t word;        /* state word (see above) */
     tp_pool *pool;                /* the owning pool; fixed for the struct's life */
     tp__key *key;                 /* the key (set while live; pool lock) */
     void *user;                   /* the connector's connection */
+    tp__list idle_link;           /* in key->idle iff LINKED (pool lock) */
+    _Atomic int64_t idle_since;   /* set by the releaser before it publishes IDLE */
     int64_t acquired_at;          /* holder-owned: start of the current lease */
+
     int64_t lease_idle_ns;        /* holder-owned: the current lease's facts */
     int64_t lease_waited_ns;      /*   (tp_conn_lease_info) */
-    bool lease_reused;
     int64_t created_at;           /* when open() returned */
     int64_t expires_at;           /* jittered end of life; TP_DURATION_INFINITE if none */
-    _Atomic int64_t idle_since;   /* set by the releaser before it publishes IDLE */
     _Atomic uint64_t uses;        /* leases served (holder-written) */
     _Atomic int64_t last_hold;    /* duration of the last finished lease; -1 before */
-    _Atomic bool evict;           /* soft-evicted: close on release */
-    tp__list idle_link;           /* in key->idle iff LINKED (pool lock) */
     tp_conn *dnext;               /* next on key->displaced (while dqueued) */
-    _Atomic bool dqueued;         /* on key->displaced, or being pushed there */
     tp__list all_link;            /* in key->conns while live, else on a free or close list */
-    tp_close_reason close_reason; /* set when queued for closing */
-    bool inherited;               /* a child process's copy of a lease its parent held
-                                   (fork.c): forgotten by the pool, closed on release */
     struct tp__tenant *tenant;    /* the lease's tenant, if any (holder-owned) */
-    uint32_t last_retrans;        /* TCP retransmissions at the last health sample */
     struct tp__shard *sh;         /* holder-owned: the thread shard the lease is counted in
                                      (the lock-free path), or NULL: the key's */
+    uint32_t last_retrans;        /* TCP retransmissions at the last health sample */
+    uint8_t close_reason;         /* a tp_close_reason, set when queued for closing */
+    _Atomic bool dqueued;         /* on key->displaced, or being pushed there */
+    _Atomic bool evict;           /* soft-evicted: close on release */
+    bool lease_reused;            /* holder-owned, with the lease's facts */
+    bool inherited;               /* a child process's copy of a lease its parent held
+                                     (fork.c): forgotten by the pool, closed on release */
     /* multiplexing (mux.c; pool lock). A multiplexed connection is IN_USE while any of
        its streams is out and idle (linked, IDLE) when none is; each lease on it is a
        stream: a struct of its own whose parent is the connection. */
-    tp_conn *parent;              /* a stream: the connection it rides on; else NULL */
     bool mux;                     /* a multiplexed connection (connector streams() > 0) */
     bool draining;                /* mux: no new streams; closes when its last one ends */
-    tp_close_reason drain_reason; /* mux, draining: the reason it will close with */
+    uint8_t drain_reason;         /* mux, draining: the tp_close_reason it will close with */
+    tp_conn *parent;              /* a stream: the connection it rides on; else NULL */
     int32_t capacity;             /* mux: streams it may carry now */
     int32_t streams;              /* mux: streams out */
     tp__list spare_link;          /* mux: in key->spare while in use with room to spare */
@@ -166,16 +168,7 @@ typedef struct tp__waiter {
 } tp__waiter;
 
 struct tp__key {
-    tp__key *hnext;    /* hash chain, or the graveyard list once reclaimed */
     int64_t buried_at; /* when it was reclaimed (graveyard only) */
-    uint64_t hash;
-    size_t keylen;
-    unsigned char *bytes;         /* a copy, in the same allocation (after the struct) */
-    tp__list idle;                /* linked connections, most recently released first
-                                     (once the displaced stack is settled) */
-    _Atomic(tp_conn *) displaced; /* released without the lock since the last settle, at
-                                     a stale place in idle: pushed by the releaser, taken
-                                     whole under the lock (idle.c) */
     tp__list conns;               /* every live connection of the key */
     tp__list waiters;             /* FIFO of tp__waiter */
     tp__list spare;               /* multiplexed connections in use with streams to spare */
@@ -228,13 +221,25 @@ struct tp__key {
     /* statistics: the key's shard (atomic additions), the lock-free path's per-thread
        shards, and the rest (pool lock) */
     uint64_t id; /* unique in the pool: a thread's cached shard names its key by it */
-    tp__shard st;
     tp__tshard *tshards;
     _Atomic uint64_t waits, opens, open_failures, timeouts, rejects_busy, rejects_breaker,
         checks_failed, prewarms;
     _Atomic uint64_t closes[TP_CLOSE__COUNT];
     tp__hist wait_hist;
     tp__hist open_hist;
+
+    /* Last, next to the key's bytes that follow the struct: what a lookup, a reuse and
+       its statistics touch, so that a random key costs as few cache lines as can be. */
+    tp__shard st;
+    uint64_t hash;
+    tp__key *hnext; /* hash chain, or the graveyard list once reclaimed */
+    size_t keylen;
+    unsigned char *bytes;         /* a copy, in the same allocation (after the struct) */
+    tp__list idle;                /* linked connections, most recently released first
+                                     (once the displaced stack is settled) */
+    _Atomic(tp_conn *) displaced; /* released without the lock since the last settle, at
+                                     a stale place in idle: pushed by the releaser, taken
+                                     whole under the lock (idle.c) */
 };
 
 /* Totals of keys that were reclaimed, so pool-wide counters never go backwards. */

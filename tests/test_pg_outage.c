@@ -106,9 +106,11 @@ static void test_connection_limit_under_load(void **state)
     ol_print("postgres with 8 free slots, 16 workers", &r);
     tp_stats st;
     tp_pool_stats(tp_pg_pool_tp(l.pp), &st);
-    print_message("opens %llu, open failures %llu, breaker rejects %llu, %lld open\n",
+    print_message("opens %llu, open failures %llu, breaker rejects %llu, %lld open, "
+                  "%lld opening\n",
                   (unsigned long long)st.opens, (unsigned long long)st.open_failures,
-                  (unsigned long long)st.rejects_breaker, (long long)st.total);
+                  (unsigned long long)st.rejects_breaker, (long long)(st.idle + st.in_use),
+                  (long long)st.opening);
     for (int k = 0; k < TP_CLOSE__COUNT; k++)
         if (st.closes[k] > 0)
             print_message("  %llu closed: %s\n", (unsigned long long)st.closes[k],
@@ -119,7 +121,9 @@ static void test_connection_limit_under_load(void **state)
     assert_int_equal(r.failed, 0);
     assert_true(r.ok > 1000);
     assert_int_equal(st.rejects_breaker, 0);
-    assert_true(st.total <= 8);
+    /* Held connections: total also counts an open still in flight (maintenance's
+     * prewarm may be trying a ninth, which the server will refuse). */
+    assert_true(st.idle + st.in_use <= 8);
     assert_true(st.opens <= 8 + tu_closes_total(&st)); /* only replacements beyond 8 */
     assert_true(st.open_failures >= 1); /* the limit was met */
 }

@@ -239,7 +239,7 @@ static void test_exact_order_mixed_releases(void **state)
     }
     tp_conn *extra = tu_acquire(p, "k", 0); /* held: the one too many, at the end */
     for (int i = 0; i < N; i++)
-        actor_do(&t[i], ACT_RELEASE, c[i]); /* under the lock: newest first 3 2 1 0 */
+        actor_do(&t[i], ACT_RELEASE, c[i]); /* newest first: 3 2 1 0 */
     /* Lock-free cycles: each thread gets its own back and returns it (now the newest). */
     const int cycles[] = {1, 3, 0, 1, 2, 0};
     int order[N] = {3, 2, 1, 0};
@@ -263,7 +263,7 @@ static void test_exact_order_mixed_releases(void **state)
         assert_int_equal(fake_of(got[i])->id, id[order[i]]);
     }
     assert_int_equal(x->f.opens, N + 1);
-    /* Back through their own threads, oldest first (under the lock): newest first is
+    /* Back through their own threads, oldest first: newest first is
      * order[] again. Then the oldest cycles lock-free and becomes the newest, which
      * leaves order[N - 2] the least recently released. */
     for (int i = N - 1; i >= 0; i--)
@@ -279,6 +279,37 @@ static void test_exact_order_mixed_releases(void **state)
     assert_true(fake_close_reason_for(&x->f, lru, &why));
     assert_int_equal(why, TP_CLOSE_IDLE_OVERFLOW);
     assert_int_equal(x->f.closes, 1);
+}
+
+/* An idle connection leased under the lock keeps its place in the idle list (so that its
+ * release is lock-free): max_idle_per_key must still count only what is idle. */
+static void test_idle_cap_with_leased_links(void **state)
+{
+    fx *x = *state;
+    tp_pool_options o;
+    pool_fx_options(x, &o);
+    o.max_per_key = 4;
+    o.max_idle_per_key = 2;
+    assert_int_equal(tp_pool_create(&o, &x->p, NULL), TP_OK);
+    tp_pool *p = x->p;
+    tp_conn *c[4];
+    for (int round = 0; round < 3; round++) {
+        for (int i = 0; i < 4; i++)
+            c[i] = tu_acquire(p, "k", 0); /* two idle ones reused, then two opened */
+        tp_stats st;
+        tp_pool_stats(p, &st);
+        assert_int_equal(st.in_use, 4);
+        assert_int_equal(st.idle, 0);
+        for (int i = 0; i < 4; i++)
+            tp_conn_release(c[i], 0);
+        tp_pool_stats(p, &st);
+        assert_int_equal(st.idle, 2);
+        assert_int_equal(st.in_use, 0);
+        assert_int_equal(st.total, 2);
+        assert_int_equal(st.closes[TP_CLOSE_IDLE_OVERFLOW], 2 * (round + 1));
+    }
+    assert_int_equal(x->f.opens, 4 + 2 + 2);
+    assert_int_equal(x->f.closes, 6);
 }
 
 static void test_try_acquire(void **state)
@@ -554,6 +585,7 @@ int main(void)
         T(test_lifo_reuse),
         T(test_mru_reuse_across_threads),
         T(test_exact_order_mixed_releases),
+        T(test_idle_cap_with_leased_links),
         T(test_try_acquire),
         T(test_release_discard_and_broken),
         T(test_reset_failure_closes),

@@ -91,6 +91,12 @@ static void add(tp__hist *h, int64_t v, bool shared)
     uint64_t tag = (uint64_t)(i + 1) << SLOT_SHIFT;
     add1(&h->count, 1, shared);
     add1(&h->sum, (uint64_t)v, shared);
+    /* Spilled already: every bucket has its place there (what the slots hold stays). */
+    _Atomic uint64_t *spill = atomic_load_explicit(&h->full, memory_order_acquire);
+    if (spill != NULL) {
+        add1(&spill[i], 1, shared);
+        return;
+    }
     for (int s = 0; s < TP__HIST_SLOTS; s++) {
         uint64_t w = atomic_load_explicit(&h->slot[s], memory_order_relaxed);
         if (w == 0) {

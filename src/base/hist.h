@@ -5,7 +5,8 @@
  * One cache line each: a key keeps four, and a pool may hold 100,000 keys. The
  * durations one key sees fall in a few buckets, so the first TP__HIST_SLOTS distinct
  * buckets live in slots inside the struct; only a histogram that meets more than that
- * allocates the full array (once, kept until tp__hist_dispose). */
+ * allocates the full array (once, kept until tp__hist_dispose); from then on every value
+ * is counted there, without a look at the slots. */
 #ifndef TP_BASE_HIST_H
 #define TP_BASE_HIST_H
 

@@ -56,8 +56,8 @@ static wait_outcome wait_for_conn_locked(tp_pool *p, tp__acq *q, tp_conn **out, 
                                          tp_errinfo *err, tp__after *a)
 {
     tp__key *key = q->k;
-    tp__waiter w;
-    memset(&w, 0, sizeof w);
+    tp__waiter w; /* filled when it queues: most acquires never do */
+    w.grant = TP__GRANT_NONE;
     bool cv_ready = false;
     int64_t spin_until = -1; /* not decided yet */
     wait_outcome res = GOT_ERR;
@@ -104,6 +104,7 @@ static wait_outcome wait_for_conn_locked(tp_pool *p, tp__acq *q, tp_conn **out, 
         }
         if (q->self == NULL) {
             if (!cv_ready) {
+                memset(&w, 0, sizeof w);
                 if (tp__cond_init(&w.cv) != 0) {
                     *rc = tp_errinfo_set(err, TP_ESYS, 0, "initialising a condition variable");
                     break;
@@ -178,6 +179,9 @@ tp_err tp_acquire(tp_pool *p, const tp_acquire_req *req, tp_conn **out, tp_errin
         return rc;
     bool nowait = (q.flags & (TP_ACQUIRE_NOWAIT | TP_ACQUIRE_IDLE_ONLY)) != 0;
     tp__acquire_clock(&q);
+    /* Lease an idle connection with its link in place: the release is then lock-free.
+     * (An adaptive pool counts every lease under the lock.) */
+    q.keep_link = !p->adaptive;
     tp_conn *c = NULL;
     if (q.tenant != NULL) {
         /* The quota first (it may wait); then the lock-free try the check above skipped. */
@@ -236,15 +240,20 @@ tp_err tp_acquire(tp_pool *p, const tp_acquire_req *req, tp_conn **out, tp_errin
             }
             break;
         }
-        /* An idle connection, claimed: validate it outside the lock. */
-        tp__after_run(p, &a);
+        /* An idle connection, claimed: validate it, outside the lock if the connector's
+         * check is to be asked. */
         int64_t now = tp_clock_now();
-        tp_close_reason r = tp__reuse_verdict(p, c, now);
-        tp__mutex_lock(&p->mu);
+        bool check;
+        tp_close_reason r = tp__reuse_precheck(p, c, now, &check);
+        if (r == TP_CLOSE__COUNT && check) {
+            tp__after_run(p, &a);
+            r = tp__reuse_verdict(p, c, now);
+            tp__mutex_lock(&p->mu);
+        }
         if (r == TP_CLOSE__COUNT) {
             tp__hist_add(&k->wait_hist, now - q.start); /* once per lease, when it begins */
             k->pins--;
-            tp__mutex_unlock(&p->mu);
+            tp__after_run(p, &a);
             tp__lease_begin(p, c, now, TP__LOAD(c->uses) > 0, false, now - q.start);
             return leased(&q, c, out, err);
         }

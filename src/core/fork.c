@@ -83,7 +83,7 @@ static void reset_key_locked(tp_pool *p, tp__key *k, tp__after *a)
     k->trial_inflight = false;
     tp__idle_settle_locked(p, k); /* pushes finished in the parent are on the stack */
     tp_conn *c;
-    while ((c = tp__idle_take_locked(p, k)) != NULL)
+    while ((c = tp__idle_take_locked(p, k, false)) != NULL)
         tp__conn_close_locked(p, c, TP_CLOSE_INHERITED, a);
     while (!tp__list_empty(&k->conns))
         forget_locked(p, TP__CONTAINER_OF(k->conns.next, tp_conn, all_link));

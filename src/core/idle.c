@@ -124,11 +124,22 @@ bool tp__idle_claim_locked(tp_pool *p, tp_conn *c, int state)
     return atomic_compare_exchange_strong(&c->word, &w, (w & ~TP__CS_MASK) | (uint64_t)state);
 }
 
-tp_conn *tp__idle_take_locked(tp_pool *p, tp__key *key)
+/* Claims c (IDLE) as IN_USE but leaves it in the list: a stale link, which its holder's
+ * release makes good without the lock (the displaced stack puts it back at the head) and
+ * which anyone else picking meets as IN_USE and drops. */
+static bool claim_keep_link_locked(tp_conn *c)
+{
+    uint64_t w = atomic_load(&c->word);
+    return TP__CS_STATE(w) == TP__CS_IDLE &&
+           atomic_compare_exchange_strong(&c->word, &w, (w & ~TP__CS_MASK) | TP__CS_INUSE);
+}
+
+tp_conn *tp__idle_take_locked(tp_pool *p, tp__key *key, bool keep_link)
 {
     for (;;) {
         tp_conn *c = tp__idle_pick_locked(p, key, true, NULL);
-        if (c != NULL && tp__idle_claim_locked(p, c, TP__CS_INUSE)) {
+        if (c != NULL && (keep_link ? claim_keep_link_locked(c)
+                                    : tp__idle_claim_locked(p, c, TP__CS_INUSE))) {
             if (p->o.min_idle_per_key > 0) /* below the floor, maybe: warm up now */
                 tp__key_due_locked(p, key, tp_clock_now());
             return c;

@@ -7,8 +7,9 @@
 #include "types.h"
 
 /* tp__idle_take_locked: claims the most recently used idle connection of key (IN_USE,
- * unlinked), dropping stale links on the way; NULL if none. */
-tp_conn *tp__idle_take_locked(tp_pool *p, tp__key *key);
+ * unlinked; or still linked if keep_link, so that its release needs no lock), dropping
+ * stale links on the way; NULL if none. */
+tp_conn *tp__idle_take_locked(tp_pool *p, tp__key *key, bool keep_link);
 
 /* tp__idle_pick_locked: the most (newest) or least recently released IDLE connection
  * of key other than except, unclaimed; settles the key and drops stale links on the

@@ -59,8 +59,9 @@ void tp__lease_begin(tp_pool *p, tp_conn *c, int64_t now, bool reused, bool fast
 /* Decides whether an idle connection just claimed may be handed out: not past its
  * lifetime or idle timeout, not evicted, and passing check() when idle long enough.
  * Returns TP_CLOSE__COUNT if usable, else the reason to close it. */
-tp_close_reason tp__reuse_verdict(tp_pool *p, tp_conn *lease, int64_t now)
+tp_close_reason tp__reuse_precheck(tp_pool *p, tp_conn *lease, int64_t now, bool *check)
 {
+    *check = false;
     /* A stream is judged by its connection, for the time that connection was at rest
      * (none, for a stream added to a busy connection: nothing to check). */
     int64_t since = TP__LOAD(lease->idle_since);
@@ -75,8 +76,19 @@ tp_close_reason tp__reuse_verdict(tp_pool *p, tp_conn *lease, int64_t now)
         return TP_CLOSE_IDLE_TIMEOUT;
     if (atomic_load_explicit(&c->evict, memory_order_relaxed))
         return TP_CLOSE_EVICTED;
-    if (p->o.connector.check != NULL && idle_ns >= p->o.check_after_idle &&
-        p->o.connector.check(p->o.connector.ctx, c->user, idle_ns) != TP_OK)
+    *check = p->o.connector.check != NULL && idle_ns >= p->o.check_after_idle;
+    return TP_CLOSE__COUNT;
+}
+
+tp_close_reason tp__reuse_verdict(tp_pool *p, tp_conn *lease, int64_t now)
+{
+    bool check;
+    tp_close_reason r = tp__reuse_precheck(p, lease, now, &check);
+    if (r != TP_CLOSE__COUNT || !check)
+        return r;
+    tp_conn *c = lease->parent != NULL ? lease->parent : lease;
+    int64_t idle_ns = now - TP__LOAD(lease->idle_since);
+    if (p->o.connector.check(p->o.connector.ctx, c->user, idle_ns) != TP_OK)
         return TP_CLOSE_CHECK_FAILED;
     return TP_CLOSE__COUNT;
 }

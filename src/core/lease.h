@@ -26,6 +26,11 @@ void tp__lease_begin(tp_pool *p, tp_conn *c, int64_t now, bool reused, bool fast
  * close it. Outside the lock (check() may run). */
 tp_close_reason tp__reuse_verdict(tp_pool *p, tp_conn *c, int64_t now);
 
+/* tp__reuse_precheck: the part of tp__reuse_verdict that calls nothing (so it may run
+ * under the lock): a reason to close, or TP_CLOSE__COUNT with *check set if check() is
+ * still to be asked, outside the lock. */
+tp_close_reason tp__reuse_precheck(tp_pool *p, tp_conn *c, int64_t now, bool *check);
+
 /* tp__close_claimed: closes a claimed connection that failed tp__reuse_verdict(). */
 void tp__close_claimed(tp_pool *p, tp_conn *c, tp_close_reason reason);
 

@@ -178,7 +178,7 @@ static void close_all_locked(tp_pool *p, tp__after *a)
                 tp__waiter_fail_locked(p, w, TP_ECLOSED, &info, a);
             }
             tp_conn *c;
-            while ((c = tp__idle_take_locked(p, k)) != NULL)
+            while ((c = tp__idle_take_locked(p, k, false)) != NULL)
                 tp__conn_close_locked(p, c, TP_CLOSE_POOL_CLOSED, a);
         }
     }

@@ -155,7 +155,7 @@ static int prewarm_locked(tp_pool *p, tp__key *k, int64_t now, job *jobs, int ro
     int64_t nw = atomic_load(&k->nwaiters);
     if (p->o.prewarm_waiters == TP_UNLIMITED || nw <= p->o.prewarm_waiters)
         return 0;
-    int64_t spares = k->nlinked + k->prewarming;
+    int64_t spares = count_idle_locked(k) + k->prewarming; /* not the stale links */
     int64_t want = nw - spares;
     if (k->adapt != NULL)
         want = TP__MIN(want, tp_adapt_limit(k->adapt) - spares);
@@ -476,7 +476,7 @@ int64_t tp_pool_evict(tp_pool *p, const void *key, size_t keylen)
                 atomic_store_explicit(&c->evict, true, memory_order_relaxed);
             }
             tp_conn *c;
-            while ((c = tp__idle_take_locked(p, k)) != NULL) {
+            while ((c = tp__idle_take_locked(p, k, false)) != NULL) {
                 tp__conn_close_locked(p, c, TP_CLOSE_EVICTED, &a);
                 closed++;
             }

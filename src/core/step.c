@@ -42,7 +42,7 @@ tp__step tp__acquire_step_locked(tp_pool *p, tp__acq *q, int64_t now, tp_conn **
         bool nomem = false;
         tp_conn *c = fresh ? NULL : tp__mux_spare_take_locked(p, k, now, &nomem);
         if (c == NULL && !nomem && !fresh)
-            c = tp__idle_take_locked(p, k);
+            c = tp__idle_take_locked(p, k, q->keep_link && !tp__mux_may_locked(p, k));
         if (c != NULL && c->mux) {
             /* A multiplexed connection at rest: its first stream is the lease. */
             tp_conn *s = tp__mux_stream_locked(p, c);
@@ -112,6 +112,7 @@ tp_err tp__acquire_prepare(tp_pool *p, const tp_acquire_req *req, unsigned allow
     q->tenant = NULL;
     q->self = NULL;
     q->held_by_limit = false;
+    q->keep_link = false;
     q->start = q->deadline = 0;
     if (req == NULL)
         return tp_errinfo_set(err, TP_EINVAL, 0, "req: NULL");

@@ -17,11 +17,12 @@ typedef struct tp__acq {
     tp__tenant *tenant; /* the tenant named by the request, or NULL */
     tp__waiter *self;   /* its place in the key's queue while queued, else NULL */
     bool held_by_limit; /* out: the adaptive limit said QUEUE (a release will serve it) */
+    bool keep_link;     /* an idle connection stays linked (its release is lock-free) */
 } tp__acq;
 
 typedef enum tp__step {
-    TP__STEP_CONN = 0,  /* an idle connection, claimed (IN_USE, unlinked): validate it
-                           outside the lock (tp__reuse_verdict) */
+    TP__STEP_CONN = 0,  /* an idle connection, claimed (IN_USE, unlinked unless
+                           keep_link): validate it (tp__reuse_verdict) */
     TP__STEP_OPEN = 1,  /* a slot to open one is reserved (opening counted) */
     TP__STEP_QUEUE = 2, /* wait in the key's queue (until *until at most, if finite) */
     TP__STEP_FAIL = 3,  /* *rc and err say why */

@@ -75,7 +75,8 @@ static _Atomic uint64_t *full_array(tp__hist *h, bool shared)
     return none;
 }
 
-static void add1(_Atomic uint64_t *v, uint64_t n, bool shared)
+static inline __attribute__((always_inline)) void add1(_Atomic uint64_t *v, uint64_t n,
+                                                       bool shared)
 {
     if (shared)
         atomic_fetch_add_explicit(v, n, memory_order_relaxed);
@@ -83,7 +84,30 @@ static void add1(_Atomic uint64_t *v, uint64_t n, bool shared)
         TP__ADD1(*v, n);
 }
 
-static void add(tp__hist *h, int64_t v, bool shared)
+/* A seventh distinct bucket (or a sixth) with no full array yet: make it, or without
+ * memory count in the nearest slot. Out of line: the common add is a leaf, and stays
+ * one function's worth of registers. */
+static __attribute__((noinline, cold)) void add_spill(tp__hist *h, int i, bool shared)
+{
+    _Atomic uint64_t *f = full_array(h, shared);
+    if (f != NULL) {
+        add1(&f[i], 1, shared);
+        return;
+    }
+    /* Out of memory: the nearest bucket held gets it, so count and sum stay exact. */
+    int nearest = 0, best = TP_HIST_BUCKETS;
+    for (int s = 0; s < TP__HIST_SLOTS; s++) {
+        int b = (int)(atomic_load_explicit(&h->slot[s], memory_order_relaxed) >> SLOT_SHIFT) - 1;
+        if (abs(b - i) < best) {
+            best = abs(b - i);
+            nearest = s;
+        }
+    }
+    add1(&h->slot[nearest], 1, shared);
+}
+
+/* Inlined into each of the two entry points, so each is specialised for its writers. */
+static inline __attribute__((always_inline)) void add(tp__hist *h, int64_t v, bool shared)
 {
     if (v < 0)
         v = 0;
@@ -115,21 +139,7 @@ static void add(tp__hist *h, int64_t v, bool shared)
             return;
         }
     }
-    _Atomic uint64_t *f = full_array(h, shared);
-    if (f != NULL) {
-        add1(&f[i], 1, shared);
-        return;
-    }
-    /* Out of memory: the nearest bucket held gets it, so count and sum stay exact. */
-    int nearest = 0, best = TP_HIST_BUCKETS;
-    for (int s = 0; s < TP__HIST_SLOTS; s++) {
-        int b = (int)(atomic_load_explicit(&h->slot[s], memory_order_relaxed) >> SLOT_SHIFT) - 1;
-        if (abs(b - i) < best) {
-            best = abs(b - i);
-            nearest = s;
-        }
-    }
-    add1(&h->slot[nearest], 1, shared);
+    add_spill(h, i, shared);
 }
 
 void tp__hist_add(tp__hist *h, int64_t v)

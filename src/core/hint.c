@@ -35,6 +35,8 @@ static uint64_t key_prefix(const void *key, size_t keylen)
 
 void tp__hint_set(tp_pool *p, tp_conn *c, uint64_t gen)
 {
+    if (hint.conn == c && hint.gen == gen && hint.pool == p && hint.pool_id == p->id)
+        return; /* a request loop: the hint names this life of c already */
     hint.pool = p;
     hint.pool_id = p->id;
     hint.conn = c;

@@ -18,5 +18,6 @@
 #include "sizing.h"
 #include "metrics.h"
 #include "diag.h"
+#include "chaos.h"
 
 #endif

@@ -1,0 +1,119 @@
+/* chaos/chaos.h: what the fault proxy's files define for each other (internal). The
+ * proxy (proxy.c) owns one epoll loop on its own thread: the listener, the wake-up
+ * eventfd and every link. A link (link.c) is one client connection and its upstream
+ * connection, with a direction each way; everything here runs on the loop's thread
+ * only, except the counters (atomic) and the pending-fault hand-over (its mutex). */
+#ifndef TP_CHAOS_CHAOS_H
+#define TP_CHAOS_CHAOS_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "base/base.h"
+#include "base/list.h"
+#include "tidepool/chaos.h"
+
+/* Data read from one side, waiting to be delivered to the other at `due`. */
+typedef struct tp__chunk {
+    struct tp__chunk *next;
+    int64_t due;
+    size_t len, off;
+    unsigned char data[];
+} tp__chunk;
+
+/* One direction of a link: bytes read from `from`, queued, written to `to`. */
+typedef struct tp__dir {
+    int from, to;
+    unsigned bit;           /* TP_CHAOS_UP or TP_CHAOS_DOWN */
+    tp__chunk *head, *tail;
+    size_t queued;          /* bytes in the chunks */
+    int64_t last_due;       /* the newest chunk's due time: data keeps its order */
+    uint64_t forwarded;     /* bytes written to `to` */
+    bool eof;               /* `from` sent its FIN */
+    int64_t fin_due;        /* when to pass the FIN on (after the data) */
+    bool fin_sent;
+    bool blocked;           /* the last write met a full send buffer: wait for EPOLLOUT */
+    double tokens;          /* bandwidth: bytes that may go now */
+    int64_t tokens_at;
+} tp__dir;
+
+typedef struct tp__chaos_counters {
+    _Atomic uint64_t accepted, open, upstream_failures, bytes_up, bytes_down, bytes_dropped,
+        faulted, resets, limits, half_opened, refused;
+} tp__chaos_counters;
+
+/* A client connection and its upstream one. */
+typedef struct tp__link {
+    tp__list node;          /* in the proxy's links */
+    struct tp_chaos *proxy;
+    int cfd, ufd;           /* client, upstream (-1 once closed) */
+    unsigned cev, uev;      /* the epoll events registered for each */
+    bool connecting;        /* the upstream connect is in flight */
+    int64_t connect_deadline;
+    int64_t accepted_at;
+    bool faulted;           /* drawn against the probability */
+    bool frozen;            /* half-open: nothing more either way, nothing closed */
+    bool dead;              /* closed: free after this round */
+    tp__dir up, down;
+} tp__link;
+
+struct tp_chaos {
+    tp_chaos_options o;
+    char *listen_host, *upstream_host; /* copies */
+    struct sockaddr_storage listen_addr, upstream_addr;
+    socklen_t listen_len, upstream_len;
+    uint16_t port;
+    int epfd, lfd, wakefd;
+    pthread_t thread;
+    _Atomic bool stop;
+    uint64_t seed;               /* the generator's seed (given, or from the clock) */
+    uint64_t rng;                /* the loop's generator (xorshift64*) */
+    tp_chaos_fault fault;        /* in force (loop thread) */
+    tp__list links;
+    tp__chaos_counters n;
+    /* tp_chaos_set_fault hands a fault to the loop and waits for its answer */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool pending;                /* a fault waits for the loop */
+    tp_chaos_fault next;
+    uint64_t applied;            /* hand-overs the loop finished */
+    tp_err apply_rc;
+    tp_errinfo apply_err;
+};
+
+/* ---- link.c ---------------------------------------------------------------------- */
+
+/* tp__link_new: a link for an accepted client fd: starts the upstream connect, counts
+ * it, draws whether it is faulted. NULL (client reset, fd closed) on failure. */
+tp__link *tp__link_new(struct tp_chaos *p, int cfd, int64_t now);
+
+/* tp__link_pump: moves what can move now (the upstream connect's outcome, reads, due
+ * writes, FINs, faults), then registers the epoll events the link waits for. */
+void tp__link_pump(tp__link *l, int64_t now);
+
+/* tp__link_next_due: the earliest time the link must be pumped again without an event
+ * (a chunk due, bandwidth tokens, a slow FIN, a reset timer); INT64_MAX if none. */
+int64_t tp__link_next_due(const tp__link *l, int64_t now);
+
+/* tp__link_redraw: draws the link against the current probability again. */
+void tp__link_redraw(tp__link *l);
+
+/* tp__link_close: closes both sides (reset: RST, else FIN) and marks the link dead. */
+void tp__link_close(tp__link *l, bool reset);
+
+/* tp__link_free: frees a dead link (its fds are closed). */
+void tp__link_free(tp__link *l);
+
+/* ---- proxy.c --------------------------------------------------------------------- */
+
+/* tp__chaos_rand: the loop's next 64 random bits. */
+uint64_t tp__chaos_rand(struct tp_chaos *p);
+
+/* tp__chaos_watch: sets fd's registered events to ev (0: none) in the loop's epoll;
+ * *cur holds what is registered now. */
+void tp__chaos_watch(struct tp_chaos *p, int fd, unsigned *cur, unsigned ev, void *tag);
+
+#endif

@@ -19,6 +19,8 @@ static void usage(FILE *f)
                "                `tidepool recommend --help`\n"
                "  doctor        the host's TCP sockets per destination, port headroom\n"
                "                and findings with remedies; `tidepool doctor --help`\n"
+               "  chaos         a fault-injecting TCP proxy (latency, bandwidth, resets,\n"
+               "                black holes, half-open peers...); `tidepool chaos --help`\n"
                "  version       print the library version\n");
 }
 
@@ -83,6 +85,8 @@ int main(int argc, char **argv)
         return cmd_recommend(argc - 1, argv + 1);
     if (strcmp(cmd, "doctor") == 0)
         return cmd_doctor(argc - 1, argv + 1);
+    if (strcmp(cmd, "chaos") == 0)
+        return cmd_chaos(argc - 1, argv + 1);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         printf("tidepool %s\n", tp_version_string());
         return 0;

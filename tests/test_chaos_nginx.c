@@ -1,5 +1,6 @@
 /* test_chaos_nginx.c: the HTTP client's pool behind the fault proxy (tidepool/chaos.h) in
- * front of the real nginx of the "nginx" fixture, one fault at a time: what the caller
+ * front of the real nginx of the "nginx" fixture, one fault at a time, for the blocking
+ * call and for the engine (each scenario runs once each way): what the caller
  * sees (an error with a name, never a wrong or short body reported as success), what the
  * pool does with the connections the fault spoiled, and that service comes back once the
  * fault is lifted. Then the same proxy from the command line (`tidepool chaos`).
@@ -31,11 +32,15 @@ static nginx_env env;
 typedef struct rig {
     tp_chaos *proxy;
     tp_http_client *c;
+    tp_http_engine *eng; /* the engine way; NULL: the blocking call */
     char url[128], big[128];
 } rig;
 
-static void rig_start(rig *r, int64_t header_timeout)
+static const int BLOCKING = 0, ENGINE = 1;
+
+static void rig_start(rig *r, int64_t header_timeout, void **state)
 {
+    r->eng = NULL;
     tp_chaos_options o;
     tp_chaos_options_init(&o);
     o.upstream_host = "127.0.0.1";
@@ -52,10 +57,13 @@ static void rig_start(rig *r, int64_t header_timeout)
         co.response_header_timeout = header_timeout;
     co.pool.breaker_threshold = 1000; /* the faults are the point here, not the breaker */
     assert_int_equal(tp_http_client_create(&co, &r->c, &e), TP_OK);
+    if (*(const int *)*state == ENGINE)
+        assert_int_equal(tp_http_engine_create(r->c, &r->eng, &e), TP_OK);
 }
 
 static void rig_stop(rig *r)
 {
+    tp_http_engine_destroy(r->eng);
     tp_stats st;
     tp_pool_stats(tp_http_client_pool(r->c), &st);
     assert_int_equal(st.in_use, 0); /* no lease left behind */
@@ -77,12 +85,46 @@ static void clear_fault(rig *r)
     set_fault(r, &f);
 }
 
+typedef struct done_rec {
+    bool done;
+    tp_err rc;
+    tp_http_response *resp;
+    tp_errinfo err;
+} done_rec;
+
+static void on_done(void *ud, tp_err rc, tp_http_response *resp, const tp_errinfo *err)
+{
+    done_rec *d = ud;
+    d->rc = rc;
+    d->resp = resp;
+    if (err != NULL)
+        d->err = *err;
+    d->done = true;
+}
+
+/* GET url the rig's way. */
+static tp_err get(rig *r, const char *url, tp_http_response **resp, tp_errinfo *e)
+{
+    if (r->eng == NULL)
+        return tp_http_get(r->c, url, resp, e);
+    tp_http_request req = {.method = "GET", .url = url, .timeout = TP_DURATION_DEFAULT};
+    done_rec d = {0};
+    tp_err rc = tp_http_engine_submit(r->eng, &req, on_done, &d, NULL, e);
+    if (rc != TP_OK)
+        return rc;
+    while (!d.done)
+        (void)tp_http_engine_poll(r->eng, MS(100));
+    *resp = d.resp;
+    *e = d.err;
+    return d.rc;
+}
+
 /* GET url: TP_OK only with status 200 and exactly the expected body. */
 static tp_err get_checked(rig *r, const char *url, bool big)
 {
     tp_http_response *resp = NULL;
     tp_errinfo e;
-    tp_err rc = tp_http_get(r->c, url, &resp, &e);
+    tp_err rc = get(r, url, &resp, &e);
     if (rc != TP_OK) {
         print_message("GET %s: %s (%s)\n", url, tp_err_name(rc), e.msg);
         return rc;
@@ -121,9 +163,8 @@ static void wait_proxy_open(rig *r, uint64_t want)
 /* Latency: every exchange pays it both ways, on a fresh and on a reused connection. */
 static void test_latency(void **state)
 {
-    (void)state;
     rig r;
-    rig_start(&r, 0);
+    rig_start(&r, 0, state);
     tp_chaos_fault f;
     tp_chaos_fault_init(&f);
     f.latency = MS(25);
@@ -143,9 +184,8 @@ static void test_latency(void **state)
  * is not pooled again; after the heal the whole body arrives. */
 static void test_reset_mid_body(void **state)
 {
-    (void)state;
     rig r;
-    rig_start(&r, 0);
+    rig_start(&r, 0, state);
     tp_chaos_fault f;
     tp_chaos_fault_init(&f);
     f.direction = TP_CHAOS_DOWN;
@@ -166,9 +206,8 @@ static void test_reset_mid_body(void **state)
  * next GETs all succeed, on new connections. */
 static void test_idle_connections_reset(void **state)
 {
-    (void)state;
     rig r;
-    rig_start(&r, 0);
+    rig_start(&r, 0, state);
     for (int i = 0; i < 4; i++)
         assert_int_equal(get_checked(&r, r.url, false), TP_OK);
     tp_chaos_fault f;
@@ -181,9 +220,13 @@ static void test_idle_connections_reset(void **state)
         assert_int_equal(get_checked(&r, r.url, false), TP_OK);
     tp_stats st;
     tp_pool_stats(tp_http_client_pool(r.c), &st);
-    print_message("after the reset: %llu opens, %llu failed reuses retried\n",
-                  (unsigned long long)st.opens, (unsigned long long)st.closes[TP_CLOSE_BROKEN]);
+    for (int k = 0; k < TP_CLOSE__COUNT; k++)
+        if (st.closes[k] > 0)
+            print_message("after the reset: %llu closed: %s\n", (unsigned long long)st.closes[k],
+                          tp_close_reason_name(k));
     assert_true(st.opens >= 2);
+    /* the dead connection was caught before a request went out on it */
+    assert_true(st.closes[TP_CLOSE_CHECK_FAILED] >= 1);
     rig_stop(&r);
 }
 
@@ -192,9 +235,8 @@ static void test_idle_connections_reset(void **state)
  * heal, succeeds on a new connection. */
 static void test_half_open_pooled_connection(void **state)
 {
-    (void)state;
     rig r;
-    rig_start(&r, MS(300));
+    rig_start(&r, MS(300), state);
     assert_int_equal(get_checked(&r, r.url, false), TP_OK);
     tp_chaos_fault f;
     tp_chaos_fault_init(&f);
@@ -216,9 +258,8 @@ static void test_half_open_pooled_connection(void **state)
 /* Connects refused: the error says so at once; back when the listener is. */
 static void test_refused(void **state)
 {
-    (void)state;
     rig r;
-    rig_start(&r, 0);
+    rig_start(&r, 0, state);
     tp_chaos_fault f;
     tp_chaos_fault_init(&f);
     f.refuse = true;
@@ -313,11 +354,13 @@ int main(void)
     if (nginx_env_load(&env) != 0)
         return 77;
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_latency),
-        cmocka_unit_test(test_reset_mid_body),
-        cmocka_unit_test(test_idle_connections_reset),
-        cmocka_unit_test(test_half_open_pooled_connection),
-        cmocka_unit_test(test_refused),
+#define BOTH_WAYS(t)                                                                       \
+    cmocka_unit_test_prestate(t, (void *)&BLOCKING), cmocka_unit_test_prestate(t, (void *)&ENGINE)
+        BOTH_WAYS(test_latency),
+        BOTH_WAYS(test_reset_mid_body),
+        BOTH_WAYS(test_idle_connections_reset),
+        BOTH_WAYS(test_half_open_pooled_connection),
+        BOTH_WAYS(test_refused),
         cmocka_unit_test(test_cli),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -25,6 +25,7 @@ PACKAGES=(
     postgresql        # its tests run against a throwaway cluster on loopback
     libhiredis-dev    # the Redis connector
     redis-server      # its tests run against a throwaway server on loopback
+    libjansson-dev    # the fault proxy's JSON schedules and control API
 )
 
 if ! command -v dpkg-query >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1; then

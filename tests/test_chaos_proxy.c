@@ -649,6 +649,134 @@ static void test_same_seed_same_draws(void **state)
     upstream_stop(&u);
 }
 
+/* ---- text, JSON and schedules ------------------------------------------------------- */
+
+static void test_fault_text_and_json(void **state)
+{
+    (void)state;
+    tp_chaos_fault f;
+    tp_chaos_fault_init(&f);
+    tp_errinfo e;
+    assert_int_equal(tp_chaos_fault_set(&f, "latency", "50ms", &e), TP_OK);
+    assert_int_equal(f.latency, MS(50));
+    assert_int_equal(tp_chaos_fault_set(&f, "bandwidth", "1MB/s", &e), TP_OK);
+    assert_int_equal(f.bandwidth, 1024 * 1024);
+    assert_int_equal(tp_chaos_fault_set(&f, "reset-after", "10KB", &e), TP_OK);
+    assert_int_equal(f.reset_after_bytes, 10240);
+    assert_int_equal(tp_chaos_fault_set(&f, "reset_after", "2s", &e), TP_OK);
+    assert_int_equal(f.reset_after, 2 * TP_NSEC_PER_SEC);
+    assert_int_equal(tp_chaos_fault_set(&f, "half-open", NULL, &e), TP_OK);
+    assert_true(f.half_open);
+    assert_int_equal(tp_chaos_fault_set(&f, "direction", "sideways", &e), TP_EINVAL);
+    assert_non_null(strstr(e.msg, "direction"));
+    assert_int_equal(tp_chaos_fault_set(&f, "probability", "1.5", &e), TP_EINVAL);
+    assert_int_equal(tp_chaos_fault_set(&f, "colour", "red", &e), TP_EINVAL);
+    assert_non_null(strstr(e.msg, "colour"));
+
+    tp_err rc = tp_chaos_fault_parse("{\"latency\": \"200ms\", \"direction\": \"down\", "
+                                     "\"probability\": 0.25, \"blackhole\": true}",
+                                     &f, &e);
+    if (rc == TP_ESTATE) {
+        print_message("built without jansson: %s\n", e.msg);
+        return;
+    }
+    assert_int_equal(rc, TP_OK);
+    assert_int_equal(f.latency, MS(200));
+    assert_int_equal(f.direction, TP_CHAOS_DOWN);
+    assert_true(f.probability == 0.25);
+    assert_true(f.blackhole);
+    assert_int_equal(f.reset_after, -1); /* not named: as tp_chaos_fault_init leaves it */
+    assert_int_equal(tp_chaos_fault_parse("{\"latency\": ", &f, &e), TP_EINVAL);
+    assert_non_null(strstr(e.msg, "JSON"));
+    assert_int_equal(tp_chaos_fault_parse("[1]", &f, &e), TP_EINVAL);
+    assert_int_equal(tp_chaos_fault_parse("{\"latency\": []}", &f, &e), TP_EINVAL);
+
+    tp_chaos_step *st;
+    size_t n;
+    assert_int_equal(tp_chaos_schedule_parse("[{\"at\":\"5s\",\"reset_all\":true},"
+                                             "{\"at\":\"8s\",\"for\":\"3s\",\"latency\":"
+                                             "\"200ms\"},{\"at\":\"12s\",\"down\":\"2s\"}]",
+                                             &st, &n, &e),
+                     TP_OK);
+    assert_int_equal(n, 3);
+    assert_int_equal(st[0].at, 5 * TP_NSEC_PER_SEC);
+    assert_true(st[0].reset_all);
+    assert_false(st[0].set_fault); /* names no fault: those in force stay */
+    assert_int_equal(st[0].duration, -1);
+    assert_int_equal(st[1].duration, 3 * TP_NSEC_PER_SEC);
+    assert_true(st[1].set_fault);
+    assert_int_equal(st[1].fault.latency, MS(200));
+    assert_true(st[2].down);
+    assert_int_equal(st[2].duration, 2 * TP_NSEC_PER_SEC);
+    tp_free(st);
+    assert_int_equal(tp_chaos_schedule_parse("[{\"for\":\"1s\"}]", &st, &n, &e), TP_EINVAL);
+    assert_non_null(strstr(e.msg, "step 0"));
+    assert_int_equal(tp_chaos_schedule_parse("[{\"at\":\"1s\",\"down\":\"1s\",\"for\":"
+                                             "\"1s\"}]",
+                                             &st, &n, &e),
+                     TP_EINVAL);
+    assert_null(st);
+}
+
+/* Sleeps until t0 + ms. */
+static void sleep_until(int64_t t0, int ms)
+{
+    int64_t left = t0 + MS(ms) - tp_clock_now();
+    if (left > 0)
+        usleep((useconds_t)(left / 1000));
+}
+
+static void test_schedule_timeline(void **state)
+{
+    (void)state;
+    upstream u;
+    upstream_start(&u, 0);
+    tp_chaos *c = proxy_start(&u, NULL, 1);
+    int fd = dial(tp_chaos_port(c));
+    assert_true(fd >= 0);
+    tp_chaos_step st[3];
+    memset(st, 0, sizeof st);
+    for (int i = 0; i < 3; i++) {
+        tp_chaos_fault_init(&st[i].fault);
+        st[i].duration = -1;
+    }
+    /* given out of order: sorted by time */
+    st[0].at = MS(600);
+    st[0].down = true;
+    st[0].duration = MS(300);
+    st[1].at = 0;
+    st[1].set_fault = true;
+    st[1].fault.latency = MS(30);
+    st[1].duration = MS(250);
+    st[2].at = MS(400);
+    st[2].reset_all = true;
+    int64_t t0 = tp_clock_now();
+    tp_errinfo e;
+    assert_int_equal(tp_chaos_schedule(c, st, 3, &e), TP_OK);
+    assert_true(ping(fd) >= MS(60)); /* 0 to 250 ms: the latency, both ways */
+    sleep_until(t0, 300);
+    assert_true(ping(fd) < MS(30)); /* the step ended: the faults before it are back */
+    sleep_until(t0, 450);
+    int err;
+    assert_int_equal(read_all(fd, NULL, 0, &err), 0); /* reset at 400 ms */
+    assert_int_equal(err, ECONNRESET);
+    close(fd);
+    sleep_until(t0, 650);
+    assert_int_equal(dial(tp_chaos_port(c)), -1); /* down from 600 to 900 ms */
+    assert_int_equal(errno, ECONNREFUSED);
+    sleep_until(t0, 1000);
+    fd = dial(tp_chaos_port(c));
+    assert_true(fd >= 0); /* up again */
+    ping(fd);
+    close(fd);
+    tp_chaos_counters k = counters(c);
+    assert_int_equal(k.steps, 3);
+    assert_int_equal(k.resets, 1);
+    assert_int_equal(k.refused, 1);
+    tp_chaos_stop(c);
+    upstream_stop(&u);
+}
+
 static void test_invalid_options(void **state)
 {
     (void)state;
@@ -689,6 +817,8 @@ int main(void)
         cmocka_unit_test(test_half_open_peer),
         cmocka_unit_test(test_stop_reading_fills_the_senders_buffer),
         cmocka_unit_test(test_same_seed_same_draws),
+        cmocka_unit_test(test_fault_text_and_json),
+        cmocka_unit_test(test_schedule_timeline),
         cmocka_unit_test(test_invalid_options),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tidepool/alloc.h"
 #include "tidepool/chaos.h"
 #include "tidepool/clock.h"
 
@@ -37,42 +38,12 @@ static void usage(FILE *f)
             "  --direction D       up (client to upstream), down or both (default both)\n"
             "  --probability P     fault a connection with probability P (default 1)\n"
             "  --seed N            seed of the random draws (replays a run)\n"
+            "  --schedule FILE     a timeline of faults (JSON), from the start, e.g.\n"
+            "                      [{\"at\":\"5s\",\"reset_all\":true},\n"
+            "                       {\"at\":\"8s\",\"for\":\"3s\",\"latency\":\"200ms\"},\n"
+            "                       {\"at\":\"12s\",\"down\":\"2s\"}]\n"
             "options:\n"
             "  --json              print the counters as one JSON object\n");
-}
-
-/* BYTES with an optional unit: B, K/KB/KiB, M/MB/MiB, G/GB/GiB (powers of 1024). */
-static bool parse_bytes(const char *s, int64_t *out)
-{
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (end == s || v < 0 || errno != 0)
-        return false;
-    double mult = 1;
-    if (*end == 'K' || *end == 'k')
-        mult = 1024.0, end++;
-    else if (*end == 'M')
-        mult = 1024.0 * 1024.0, end++;
-    else if (*end == 'G')
-        mult = 1024.0 * 1024.0 * 1024.0, end++;
-    if (mult > 1 && *end == 'i')
-        end++;
-    if (*end == 'B')
-        end++;
-    if (*end != '\0' || v * mult > 9e18)
-        return false;
-    *out = (int64_t)(v * mult);
-    return true;
-}
-
-static bool parse_duration_ns(const char *s, int64_t *out)
-{
-    double secs;
-    if (!parse_duration_s(s, &secs) || secs > 9e9)
-        return false;
-    *out = (int64_t)(secs * 1e9);
-    return true;
 }
 
 /* HOST:PORT, [V6]:PORT. host is a copy the caller frees. */
@@ -97,6 +68,8 @@ static bool parse_hostport(const char *s, char **host, uint16_t *port)
 typedef struct chaos_args {
     tp_chaos_options o;
     char *listen_host, *upstream_host;
+    tp_chaos_step *steps; /* --schedule (tp_free) */
+    size_t nsteps;
     bool json;
 } chaos_args;
 
@@ -107,6 +80,52 @@ static int bad(const char *opt, const char *v)
     return 2;
 }
 
+/* Reads a whole file (the schedule); NULL with errno on failure. */
+static char *read_file(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        return NULL;
+    size_t cap = 4096, n = 0;
+    char *buf = malloc(cap);
+    while (buf != NULL) {
+        size_t got = fread(buf + n, 1, cap - n - 1, f);
+        n += got;
+        if (got == 0)
+            break;
+        if (n + 1 == cap) {
+            char *bigger = realloc(buf, cap * 2);
+            if (bigger == NULL) {
+                free(buf);
+                buf = NULL;
+                break;
+            }
+            buf = bigger;
+            cap *= 2;
+        }
+    }
+    fclose(f);
+    if (buf != NULL)
+        buf[n] = '\0';
+    return buf;
+}
+
+/* The fault options: flags take no value; the rest name a field of tp_chaos_fault_set. */
+static const char *const fault_flags[] = {"--blackhole", "--half-open", "--stop-reading",
+                                          "--refuse", NULL};
+static const char *const fault_values[] = {"--latency",    "--jitter",      "--bandwidth",
+                                           "--slice",      "--reset-after", "--limit-data",
+                                           "--slow-close", "--direction",   "--probability",
+                                           NULL};
+
+static bool listed(const char *const *list, const char *o)
+{
+    for (; *list != NULL; list++)
+        if (strcmp(*list, o) == 0)
+            return true;
+    return false;
+}
+
 /* Parses argv into a; -1 to go on, else the exit status. */
 static int parse_args(int argc, char **argv, chaos_args *a)
 {
@@ -115,32 +134,30 @@ static int parse_args(int argc, char **argv, chaos_args *a)
     for (int i = 1; i < argc; i++) {
         const char *o = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        int64_t n;
-        bool flag = true;
+        tp_errinfo err;
         if (strcmp(o, "--help") == 0 || strcmp(o, "-h") == 0) {
             usage(stdout);
             return 0;
-        } else if (strcmp(o, "--json") == 0) {
-            a->json = true;
-        } else if (strcmp(o, "--blackhole") == 0) {
-            f->blackhole = true;
-        } else if (strcmp(o, "--half-open") == 0) {
-            f->half_open = true;
-        } else if (strcmp(o, "--stop-reading") == 0) {
-            f->stop_reading = true;
-        } else if (strcmp(o, "--refuse") == 0) {
-            f->refuse = true;
-        } else {
-            flag = false;
         }
-        if (flag)
+        if (strcmp(o, "--json") == 0) {
+            a->json = true;
             continue;
+        }
+        if (listed(fault_flags, o)) {
+            (void)tp_chaos_fault_set(f, o + 2, NULL, &err); /* a flag cannot be wrong */
+            continue;
+        }
         if (v == NULL) {
             fprintf(stderr, "tidepool chaos: unknown option or missing value: %s\n", o);
             return 2;
         }
         i++;
-        if (strcmp(o, "--listen") == 0) {
+        if (listed(fault_values, o)) {
+            if (tp_chaos_fault_set(f, o + 2, v, &err) != TP_OK) {
+                fprintf(stderr, "tidepool chaos: %s\n", err.msg);
+                return 2;
+            }
+        } else if (strcmp(o, "--listen") == 0) {
             free(a->listen_host);
             if (!parse_hostport(v, &a->listen_host, &a->o.listen_port))
                 return bad(o, v);
@@ -151,54 +168,19 @@ static int parse_args(int argc, char **argv, chaos_args *a)
                 a->o.upstream_port == 0)
                 return bad(o, v);
             a->o.upstream_host = a->upstream_host;
-        } else if (strcmp(o, "--latency") == 0) {
-            if (!parse_duration_ns(v, &f->latency))
-                return bad(o, v);
-        } else if (strcmp(o, "--jitter") == 0) {
-            if (!parse_duration_ns(v, &f->jitter))
-                return bad(o, v);
-        } else if (strcmp(o, "--slow-close") == 0) {
-            if (!parse_duration_ns(v, &f->slow_close))
-                return bad(o, v);
-        } else if (strcmp(o, "--bandwidth") == 0) {
-            char rate[64];
-            size_t len = strlen(v);
-            if (len >= sizeof rate)
-                return bad(o, v);
-            memcpy(rate, v, len + 1);
-            if (len > 2 && strcmp(rate + len - 2, "/s") == 0)
-                rate[len - 2] = '\0';
-            if (!parse_bytes(rate, &n) || n == 0)
-                return bad(o, v);
-            f->bandwidth = n;
-        } else if (strcmp(o, "--slice") == 0) {
-            if (!parse_bytes(v, &n) || n == 0)
-                return bad(o, v);
-            f->slice = (size_t)n;
-        } else if (strcmp(o, "--limit-data") == 0) {
-            if (!parse_bytes(v, &f->limit_data))
-                return bad(o, v);
-        } else if (strcmp(o, "--reset-after") == 0) {
-            /* bytes unless it carries a time unit */
-            if (!parse_bytes(v, &f->reset_after_bytes)) {
-                f->reset_after_bytes = -1;
-                if (!parse_duration_ns(v, &f->reset_after))
-                    return bad(o, v);
+        } else if (strcmp(o, "--schedule") == 0) {
+            char *text = read_file(v);
+            if (text == NULL) {
+                fprintf(stderr, "tidepool chaos: --schedule %s: %s\n", v, strerror(errno));
+                return 2;
             }
-        } else if (strcmp(o, "--direction") == 0) {
-            if (strcmp(v, "up") == 0)
-                f->direction = TP_CHAOS_UP;
-            else if (strcmp(v, "down") == 0)
-                f->direction = TP_CHAOS_DOWN;
-            else if (strcmp(v, "both") == 0)
-                f->direction = TP_CHAOS_BOTH;
-            else
-                return bad(o, v);
-        } else if (strcmp(o, "--probability") == 0) {
-            char *end;
-            f->probability = strtod(v, &end);
-            if (end == v || *end != '\0')
-                return bad(o, v);
+            tp_free(a->steps);
+            tp_err rc = tp_chaos_schedule_parse(text, &a->steps, &a->nsteps, &err);
+            free(text);
+            if (rc != TP_OK) {
+                fprintf(stderr, "tidepool chaos: --schedule %s: %s\n", v, err.msg);
+                return 2;
+            }
         } else if (strcmp(o, "--seed") == 0) {
             char *end;
             errno = 0;
@@ -210,7 +192,7 @@ static int parse_args(int argc, char **argv, chaos_args *a)
             return 2;
         }
     }
-    if (a->o.listen_host == NULL || a->listen_host == NULL || a->o.upstream_host == NULL) {
+    if (a->listen_host == NULL || a->upstream_host == NULL) {
         fprintf(stderr, "tidepool chaos: --listen and --upstream are required (see --help)\n");
         return 2;
     }
@@ -252,6 +234,7 @@ int cmd_chaos(int argc, char **argv)
     if (rc >= 0) {
         free(a.listen_host);
         free(a.upstream_host);
+        tp_free(a.steps);
         return rc;
     }
     /* Block the signals before the proxy's thread exists, and wait for them here. */
@@ -265,8 +248,12 @@ int cmd_chaos(int argc, char **argv)
     tp_err e = tp_chaos_start(&a.o, &c, &err);
     free(a.listen_host);
     free(a.upstream_host);
+    if (e == TP_OK && a.nsteps > 0)
+        e = tp_chaos_schedule(c, a.steps, a.nsteps, &err); /* from now */
+    tp_free(a.steps);
     if (e != TP_OK) {
         fprintf(stderr, "tidepool chaos: %s\n", err.msg);
+        tp_chaos_stop(c);
         return 1;
     }
     /* Where it listens, at once (a port of 0 picks one): scripts read this line. */

@@ -12,6 +12,9 @@
  * spike reaches pooled connections too. Randomness (jitter, which connections a
  * probability picks) comes from one seeded generator, so a run can be replayed.
  *
+ * A schedule (tp_chaos_schedule) is a timeline of faults: at 5 s reset every connection,
+ * from 8 s add 200 ms of latency for 3 s, at 12 s take the upstream down for 2 s.
+ *
  * Threads: every function may be called from any thread; tp_chaos_stop() not from two
  * at once for the same proxy. */
 #ifndef TIDEPOOL_CHAOS_H
@@ -65,6 +68,17 @@ typedef struct tp_chaos_fault {
                                   (ECONNREFUSED) until this is cleared */
 } tp_chaos_fault;
 
+/* tp_chaos_fault_set: sets one field of f from text, as the command line and the JSON
+ * forms name them: "latency", "jitter", "slow_close" (a duration: "50ms", "2s", "1.5";
+ * a bare number is seconds), "bandwidth" (bytes per second: "1MB/s", "65536"), "slice",
+ * "limit_data" (bytes: "10KB"; K, M, G are powers of 1024), "reset_after" (bytes, or a
+ * duration when it carries a time unit: "10KB", "2s"), "direction" ("up", "down",
+ * "both"), "probability" ("0.3"), and the flags "blackhole", "half_open",
+ * "stop_reading", "refuse" ("true", "false"; NULL or "" means true). A '-' in a name
+ * reads as '_'. Errors: TP_EINVAL naming the field and the value. */
+TP_EXTERN tp_err tp_chaos_fault_set(tp_chaos_fault *f, const char *name, const char *value,
+                                    tp_errinfo *err);
+
 typedef struct tp_chaos_options {
     unsigned version;          /* TP_CHAOS_OPTIONS_VERSION */
     const char *listen_host;   /* numeric address to listen on. "127.0.0.1" */
@@ -94,9 +108,23 @@ typedef struct tp_chaos_counters {
     uint64_t limits;            /* connections closed by limit_data */
     uint64_t half_opened;       /* connections made half-open */
     uint64_t refused;           /* times the listener was closed to refuse connects */
+    uint64_t steps;             /* schedule steps applied */
 } tp_chaos_counters;
 
 typedef struct tp_chaos tp_chaos;
+
+/* One step of a schedule. */
+typedef struct tp_chaos_step {
+    int64_t at;           /* ns from the schedule's start */
+    int64_t duration;     /* the step lasts this long, then the faults in force before the
+                             schedule return; -1: until a later step */
+    bool set_fault;       /* the step puts `fault` in force (replacing the faults before
+                             it); false: those in force stay */
+    tp_chaos_fault fault;
+    bool reset_all;       /* at `at`, every open connection is reset */
+    bool down;            /* the upstream is down for `duration`: connects are refused and
+                             every open connection is reset */
+} tp_chaos_step;
 
 /* tp_chaos_fault_init: no fault (direction BOTH, probability 1, bounds off). */
 TP_EXTERN void tp_chaos_fault_init(tp_chaos_fault *f);
@@ -118,6 +146,30 @@ TP_EXTERN uint16_t tp_chaos_port(const tp_chaos *c);
  * force, or lifted, when this returns). Errors: TP_EINVAL (a value out of range), TP_EIO
  * (the listener could not be bound again after a refusal). */
 TP_EXTERN tp_err tp_chaos_set_fault(tp_chaos *c, const tp_chaos_fault *f, tp_errinfo *err);
+
+/* tp_chaos_schedule: starts a timeline of n steps now (sorted by `at` here; copied),
+ * replacing any schedule still running; n = 0 stops one. Returns once the loop has it.
+ * Errors: TP_EINVAL (a step's fault or times out of range), TP_ENOMEM. */
+TP_EXTERN tp_err tp_chaos_schedule(tp_chaos *c, const tp_chaos_step *steps, size_t n,
+                                   tp_errinfo *err);
+
+/* tp_chaos_fault_parse: a fault from one JSON object of the fields tp_chaos_fault_set
+ * names (strings, numbers or booleans: {"latency": "200ms", "direction": "down"}); the
+ * fields not named stay as tp_chaos_fault_init leaves them. Errors: TP_EINVAL (not JSON,
+ * not an object, an unknown field or a bad value, named), TP_ESTATE (built without
+ * jansson). */
+TP_EXTERN tp_err tp_chaos_fault_parse(const char *json, tp_chaos_fault *f, tp_errinfo *err);
+
+/* tp_chaos_schedule_parse: a schedule from a JSON array of steps, each an object with
+ * "at" (a duration), optionally "for" (its duration), "reset_all": true, "down": DURATION
+ * (the upstream down that long), and fault fields as in tp_chaos_fault_parse (a step
+ * that names any sets its faults, one that names none leaves those in force):
+ *   [{"at": "5s", "reset_all": true}, {"at": "8s", "for": "3s", "latency": "200ms"},
+ *    {"at": "12s", "down": "2s"}]
+ * *steps (n of them) is freed with tp_free(). Errors as tp_chaos_fault_parse, and
+ * TP_ENOMEM. */
+TP_EXTERN tp_err tp_chaos_schedule_parse(const char *json, tp_chaos_step **steps, size_t *n,
+                                         tp_errinfo *err);
 
 /* tp_chaos_counters_read: a snapshot of the counters. */
 TP_EXTERN void tp_chaos_counters_read(const tp_chaos *c, tp_chaos_counters *out);

@@ -42,7 +42,7 @@ typedef struct tp__dir {
 
 typedef struct tp__chaos_counters {
     _Atomic uint64_t accepted, open, upstream_failures, bytes_up, bytes_down, bytes_dropped,
-        faulted, resets, limits, half_opened, refused;
+        faulted, resets, limits, half_opened, refused, steps;
 } tp__chaos_counters;
 
 /* A client connection and its upstream one. */
@@ -74,11 +74,21 @@ struct tp_chaos {
     tp_chaos_fault fault;        /* in force (loop thread) */
     tp__list links;
     tp__chaos_counters n;
-    /* tp_chaos_set_fault hands a fault to the loop and waits for its answer */
+    /* the schedule in force (loop thread) */
+    tp_chaos_step *steps;
+    size_t nsteps, step_next;    /* the next step to apply */
+    int64_t sched_start;
+    int64_t step_end;            /* when the running step ends; INT64_MAX: it does not */
+    tp_chaos_fault base;         /* the faults in force when the schedule started */
+    /* tp_chaos_set_fault and tp_chaos_schedule hand their request to the loop and wait
+     * for its answer */
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    bool pending;                /* a fault waits for the loop */
+    bool pending;                /* a request waits for the loop */
+    bool pending_schedule;       /* it is a schedule (next_steps), not a fault (next) */
     tp_chaos_fault next;
+    tp_chaos_step *next_steps;
+    size_t next_n;
     uint64_t applied;            /* hand-overs the loop finished */
     tp_err apply_rc;
     tp_errinfo apply_err;
@@ -107,7 +117,30 @@ void tp__link_close(tp__link *l, bool reset);
 /* tp__link_free: frees a dead link (its fds are closed). */
 void tp__link_free(tp__link *l);
 
+/* ---- fault_text.c ---------------------------------------------------------------- */
+
+/* tp__chaos_parse_duration: "50ms", "2s", "1.5" (seconds), "10us", "3m" -> ns. */
+bool tp__chaos_parse_duration(const char *s, int64_t *out);
+/* tp__chaos_parse_bytes: "10KB", "1MiB", "512" -> bytes (K, M, G: powers of 1024). */
+bool tp__chaos_parse_bytes(const char *s, int64_t *out);
+
+/* ---- schedule.c (loop thread) ------------------------------------------------------ */
+
+/* tp__chaos_sched_start: the loop takes steps (sorted, owned now) as its schedule from
+ * now, freeing the one before. */
+void tp__chaos_sched_start(struct tp_chaos *p, tp_chaos_step *steps, size_t n, int64_t now);
+/* tp__chaos_sched_tick: applies the steps (and the ends of steps) that are due. */
+void tp__chaos_sched_tick(struct tp_chaos *p, int64_t now);
+/* tp__chaos_sched_next_due: when the schedule next needs the loop; INT64_MAX if never. */
+int64_t tp__chaos_sched_next_due(const struct tp_chaos *p);
+
 /* ---- proxy.c --------------------------------------------------------------------- */
+
+/* tp__chaos_install: puts f in force (the listener closed or bound again for `refuse`,
+ * every link drawn again). TP_EIO if the listener could not be bound again. */
+tp_err tp__chaos_install(struct tp_chaos *p, const tp_chaos_fault *f, tp_errinfo *err);
+/* tp__chaos_reset_all: resets every open connection (counted as resets). */
+void tp__chaos_reset_all(struct tp_chaos *p);
 
 /* tp__chaos_rand: the loop's next 64 random bits. */
 uint64_t tp__chaos_rand(struct tp_chaos *p);

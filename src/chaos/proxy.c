@@ -102,7 +102,9 @@ static tp_err listen_open(struct tp_chaos *p, tp_errinfo *err)
     }
     struct sockaddr_storage got;
     socklen_t len = sizeof got;
-    if (getsockname(fd, (struct sockaddr *)&got, &len) == 0) {
+    /* The first bind (in tp_chaos_start, before the loop runs) learns the port; a bind
+     * after a refusal reuses it and writes nothing other threads read. */
+    if (p->port == 0 && getsockname(fd, (struct sockaddr *)&got, &len) == 0) {
         uint16_t port = got.ss_family == AF_INET6
                             ? ntohs(((struct sockaddr_in6 *)&got)->sin6_port)
                             : ntohs(((struct sockaddr_in *)&got)->sin_port);
@@ -145,28 +147,56 @@ static void accept_all(struct tp_chaos *p, int64_t now)
 
 /* ---- the loop -------------------------------------------------------------------- */
 
-/* A fault handed over by tp_chaos_set_fault: in force from now, for every link. */
-static void apply_pending(struct tp_chaos *p)
+tp_err tp__chaos_install(struct tp_chaos *p, const tp_chaos_fault *f, tp_errinfo *err)
+{
+    tp_errinfo_clear(err);
+    tp_err rc = TP_OK;
+    if (f->refuse)
+        listen_close(p);
+    else if (p->lfd < 0)
+        rc = listen_open(p, err);
+    p->fault = *f;
+    for (tp__list *n = p->links.next; n != &p->links; n = n->next)
+        tp__link_redraw(TP__CONTAINER_OF(n, tp__link, node));
+    return rc;
+}
+
+void tp__chaos_reset_all(struct tp_chaos *p)
+{
+    for (tp__list *n = p->links.next; n != &p->links; n = n->next) {
+        tp__link *l = TP__CONTAINER_OF(n, tp__link, node);
+        if (!l->dead) {
+            atomic_fetch_add(&p->n.resets, 1);
+            tp__link_close(l, true); /* freed by the loop's sweep */
+        }
+    }
+}
+
+/* A request handed over by tp_chaos_set_fault or tp_chaos_schedule: in force from now. */
+static void apply_pending(struct tp_chaos *p, int64_t now)
 {
     pthread_mutex_lock(&p->mu);
     if (!p->pending) {
         pthread_mutex_unlock(&p->mu);
         return;
     }
+    bool sched = p->pending_schedule;
     tp_chaos_fault f = p->next;
+    tp_chaos_step *steps = p->next_steps;
+    size_t n = p->next_n;
     p->pending = false;
+    p->next_steps = NULL;
     pthread_mutex_unlock(&p->mu);
 
     tp_errinfo err;
     tp_errinfo_clear(&err);
     tp_err rc = TP_OK;
-    if (f.refuse)
-        listen_close(p);
-    else if (p->lfd < 0)
-        rc = listen_open(p, &err);
-    p->fault = f;
-    for (tp__list *n = p->links.next; n != &p->links; n = n->next)
-        tp__link_redraw(TP__CONTAINER_OF(n, tp__link, node));
+    if (sched) {
+        tp__chaos_sched_start(p, steps, n, now);
+        tp__chaos_sched_tick(p, now); /* steps at 0 apply before this returns */
+    } else {
+        rc = tp__chaos_install(p, &f, &err);
+    }
 
     pthread_mutex_lock(&p->mu);
     p->apply_rc = rc;
@@ -182,7 +212,14 @@ static void *loop_main(void *arg)
     struct epoll_event ev[TP__CHAOS_EVENTS];
     while (!atomic_load(&p->stop)) {
         int64_t now = tp_clock_now();
-        int64_t due = INT64_MAX;
+        tp__chaos_sched_tick(p, now);
+        if (!p->fault.refuse && p->lfd < 0) { /* a rebind that failed: again */
+            tp_errinfo err;
+            (void)listen_open(p, &err);
+        }
+        int64_t due = tp__chaos_sched_next_due(p);
+        if (!p->fault.refuse && p->lfd < 0)
+            due = TP__MIN(due, now + 100 * TP_NSEC_PER_MSEC);
         for (tp__list *n = p->links.next; n != &p->links; n = n->next)
             due = TP__MIN(due, tp__link_next_due(TP__CONTAINER_OF(n, tp__link, node), now));
         int timeout_ms = 1000; /* the stop flag is also looked at by a wake-up */
@@ -196,7 +233,7 @@ static void *loop_main(void *arg)
             if (ev[i].data.ptr == &wake_tag) {
                 uint64_t v;
                 (void)!read(p->wakefd, &v, sizeof v);
-                apply_pending(p);
+                apply_pending(p, now);
             } else if (ev[i].data.ptr == &listener_tag) {
                 accept_all(p, now);
             }
@@ -251,6 +288,8 @@ static void proxy_free(struct tp_chaos *p)
         close(p->wakefd);
     if (p->epfd >= 0)
         close(p->epfd);
+    tp__free(p->steps);
+    tp__free(p->next_steps);
     pthread_cond_destroy(&p->cv);
     pthread_mutex_destroy(&p->mu);
     tp__free(p->listen_host);
@@ -331,15 +370,11 @@ uint16_t tp_chaos_port(const tp_chaos *c)
     return c != NULL ? c->port : 0;
 }
 
-tp_err tp_chaos_set_fault(tp_chaos *c, const tp_chaos_fault *f, tp_errinfo *err)
+/* Hands the request in c->next or c->next_steps to the loop (c->mu held) and waits for
+ * its answer. */
+static tp_err hand_over_locked(tp_chaos *c, tp_errinfo *err)
 {
-    if (c == NULL)
-        return tp_errinfo_set(err, TP_EINVAL, 0, "proxy: NULL");
-    tp_err rc = fault_validate(f, err);
-    if (rc != TP_OK)
-        return rc;
-    pthread_mutex_lock(&c->mu);
-    c->next = *f;
+    tp_err rc;
     c->pending = true;
     uint64_t want = c->applied + 1;
     uint64_t one = 1;
@@ -349,6 +384,66 @@ tp_err tp_chaos_set_fault(tp_chaos *c, const tp_chaos_fault *f, tp_errinfo *err)
     rc = c->apply_rc;
     if (err != NULL)
         *err = c->apply_err;
+    return rc;
+}
+
+tp_err tp_chaos_set_fault(tp_chaos *c, const tp_chaos_fault *f, tp_errinfo *err)
+{
+    if (c == NULL)
+        return tp_errinfo_set(err, TP_EINVAL, 0, "proxy: NULL");
+    tp_err rc = fault_validate(f, err);
+    if (rc != TP_OK)
+        return rc;
+    pthread_mutex_lock(&c->mu);
+    c->next = *f;
+    c->pending_schedule = false;
+    rc = hand_over_locked(c, err);
+    pthread_mutex_unlock(&c->mu);
+    return rc;
+}
+
+/* By time, steps of the same time in the order given (insertion: schedules are short). */
+static void sort_steps(tp_chaos_step *s, size_t n)
+{
+    for (size_t i = 1; i < n; i++) {
+        tp_chaos_step v = s[i];
+        size_t j = i;
+        while (j > 0 && s[j - 1].at > v.at) {
+            s[j] = s[j - 1];
+            j--;
+        }
+        s[j] = v;
+    }
+}
+
+tp_err tp_chaos_schedule(tp_chaos *c, const tp_chaos_step *steps, size_t n, tp_errinfo *err)
+{
+    if (c == NULL || (steps == NULL && n > 0))
+        return tp_errinfo_set(err, TP_EINVAL, 0, "proxy or steps: NULL");
+    for (size_t i = 0; i < n; i++) {
+        if (steps[i].at < 0 || steps[i].duration < -1)
+            return tp_errinfo_set(err, TP_EINVAL, 0, "step %zu: at must be >= 0, duration -1 "
+                                  "or >= 0", i);
+        if (steps[i].down && steps[i].duration < 0)
+            return tp_errinfo_set(err, TP_EINVAL, 0, "step %zu: down needs a duration", i);
+        tp_err rc = steps[i].set_fault ? fault_validate(&steps[i].fault, err) : TP_OK;
+        if (rc != TP_OK)
+            return rc;
+    }
+    tp_chaos_step *copy = NULL;
+    if (n > 0) {
+        copy = tp__calloc(n, sizeof *copy);
+        if (copy == NULL)
+            return tp_errinfo_set(err, TP_ENOMEM, 0, "copying %zu steps", n);
+        memcpy(copy, steps, n * sizeof *copy);
+        sort_steps(copy, n);
+    }
+    pthread_mutex_lock(&c->mu);
+    tp__free(c->next_steps); /* a request the loop has not taken yet */
+    c->next_steps = copy;
+    c->next_n = n;
+    c->pending_schedule = true;
+    tp_err rc = hand_over_locked(c, err);
     pthread_mutex_unlock(&c->mu);
     return rc;
 }
@@ -373,6 +468,7 @@ void tp_chaos_counters_read(const tp_chaos *c, tp_chaos_counters *out)
     out->limits = atomic_load(&n->limits);
     out->half_opened = atomic_load(&n->half_opened);
     out->refused = atomic_load(&n->refused);
+    out->steps = atomic_load(&n->steps);
 }
 
 void tp_chaos_stop(tp_chaos *c)

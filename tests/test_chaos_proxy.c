@@ -14,6 +14,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -777,6 +778,103 @@ static void test_schedule_timeline(void **state)
     upstream_stop(&u);
 }
 
+/* ---- the control API ------------------------------------------------------------- */
+
+/* METHOD url with body through the library's own HTTP client: the status, *out the body. */
+static int control_call(tp_http_client *hc, const char *method, const char *url,
+                        const char *body, char *out, size_t cap)
+{
+    tp_http_request req = {.method = method,
+                           .url = url,
+                           .body = body,
+                           .body_len = body != NULL ? strlen(body) : 0,
+                           .timeout = TP_DURATION_DEFAULT,
+                           .flags = TP_HTTP_NO_RETRY};
+    tp_http_response *r = NULL;
+    tp_errinfo e;
+    tp_err rc = tp_http_client_do(hc, &req, &r, &e);
+    if (rc != TP_OK)
+        print_message("%s %s: %s\n", method, url, e.msg);
+    assert_int_equal(rc, TP_OK);
+    size_t len;
+    const char *b = tp_http_response_body(r, &len);
+    snprintf(out, cap, "%.*s", (int)len, b);
+    int status = tp_http_response_status(r);
+    tp_http_response_free(r);
+    return status;
+}
+
+static void test_control_api(void **state)
+{
+    (void)state;
+    upstream u;
+    upstream_start(&u, 0);
+    tp_chaos_options o;
+    tp_chaos_options_init(&o);
+    o.upstream_host = "127.0.0.1";
+    o.upstream_port = u.port;
+    o.control = true;
+    tp_chaos *c = NULL;
+    tp_errinfo e;
+    tp_err rc = tp_chaos_start(&o, &c, &e);
+    if (rc == TP_ESTATE) { /* built without libmicrohttpd */
+        print_message("%s\n", e.msg);
+        upstream_stop(&u);
+        return;
+    }
+    assert_int_equal(rc, TP_OK);
+    assert_true(tp_chaos_control_port(c) > 0);
+    char base[64], url[96], body[512];
+    snprintf(base, sizeof base, "http://127.0.0.1:%u", (unsigned)tp_chaos_control_port(c));
+    tp_http_client_options ho;
+    tp_http_client_options_init(&ho);
+    tp_http_client *hc;
+    assert_int_equal(tp_http_client_create(&ho, &hc, &e), TP_OK);
+    int fd = dial(tp_chaos_port(c));
+    assert_true(fd >= 0);
+    ping(fd);
+
+    snprintf(url, sizeof url, "%s/fault", base);
+    int st = control_call(hc, "PUT", url, "{\"latency\": \"30ms\"}", body, sizeof body);
+    if (st == 501) { /* built without jansson */
+        print_message("%s\n", body);
+    } else {
+        assert_int_equal(st, 200);
+        assert_non_null(strstr(body, "\"ok\": true"));
+        assert_true(ping(fd) >= MS(60)); /* in force on the open connection */
+        assert_int_equal(control_call(hc, "PUT", url, "{\"latency\": \"soon\"}", body,
+                                      sizeof body),
+                         400);
+        assert_non_null(strstr(body, "latency: bad value"));
+        assert_int_equal(control_call(hc, "PUT", url, "not json", body, sizeof body), 400);
+        assert_int_equal(control_call(hc, "DELETE", url, NULL, body, sizeof body), 200);
+        assert_true(ping(fd) < MS(30));
+        snprintf(url, sizeof url, "%s/schedule", base);
+        assert_int_equal(control_call(hc, "POST", url, "[{\"at\": \"0s\", \"reset_all\": true}]",
+                                      body, sizeof body),
+                         200);
+        int err;
+        assert_int_equal(read_all(fd, NULL, 0, &err), 0);
+        assert_int_equal(err, ECONNRESET);
+    }
+    close(fd);
+    snprintf(url, sizeof url, "%s/counters", base);
+    assert_int_equal(control_call(hc, "GET", url, NULL, body, sizeof body), 200);
+    assert_non_null(strstr(body, "\"accepted\": 1,"));
+    snprintf(url, sizeof url, "%s/fault", base);
+    assert_int_equal(control_call(hc, "GET", url, NULL, body, sizeof body), 405);
+    snprintf(url, sizeof url, "%s/nothing", base);
+    assert_int_equal(control_call(hc, "GET", url, NULL, body, sizeof body), 404);
+    tp_http_client_destroy(hc);
+    tp_chaos_stop(c);
+
+    o.control_host = "192.0.2.1"; /* not loopback: refused */
+    assert_int_equal(tp_chaos_start(&o, &c, &e), TP_EINVAL);
+    assert_non_null(strstr(e.msg, "loopback"));
+    assert_null(c);
+    upstream_stop(&u);
+}
+
 static void test_invalid_options(void **state)
 {
     (void)state;
@@ -819,6 +917,7 @@ int main(void)
         cmocka_unit_test(test_same_seed_same_draws),
         cmocka_unit_test(test_fault_text_and_json),
         cmocka_unit_test(test_schedule_timeline),
+        cmocka_unit_test(test_control_api),
         cmocka_unit_test(test_invalid_options),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

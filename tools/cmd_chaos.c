@@ -43,6 +43,9 @@ static void usage(FILE *f)
             "                       {\"at\":\"8s\",\"for\":\"3s\",\"latency\":\"200ms\"},\n"
             "                       {\"at\":\"12s\",\"down\":\"2s\"}]\n"
             "options:\n"
+            "  --control HOST:PORT a JSON API on loopback to change faults while it runs:\n"
+            "                      GET /counters, PUT or DELETE /fault, POST or DELETE\n"
+            "                      /schedule (bodies as in --schedule)\n"
             "  --json              print the counters as one JSON object\n");
 }
 
@@ -67,7 +70,7 @@ static bool parse_hostport(const char *s, char **host, uint16_t *port)
 
 typedef struct chaos_args {
     tp_chaos_options o;
-    char *listen_host, *upstream_host;
+    char *listen_host, *upstream_host, *control_host;
     tp_chaos_step *steps; /* --schedule (tp_free) */
     size_t nsteps;
     bool json;
@@ -168,6 +171,12 @@ static int parse_args(int argc, char **argv, chaos_args *a)
                 a->o.upstream_port == 0)
                 return bad(o, v);
             a->o.upstream_host = a->upstream_host;
+        } else if (strcmp(o, "--control") == 0) {
+            free(a->control_host);
+            if (!parse_hostport(v, &a->control_host, &a->o.control_port))
+                return bad(o, v);
+            a->o.control_host = a->control_host;
+            a->o.control = true;
         } else if (strcmp(o, "--schedule") == 0) {
             char *text = read_file(v);
             if (text == NULL) {
@@ -202,28 +211,22 @@ static int parse_args(int argc, char **argv, chaos_args *a)
 static void print_counters(const tp_chaos_counters *n, uint16_t port, bool json)
 {
     if (json) {
-        printf("{\"tool\": \"tidepool-chaos\", \"port\": %u, \"seed\": %llu, \"accepted\": %llu, "
-               "\"open\": %llu, \"upstream_failures\": %llu, \"bytes_up\": %llu, "
-               "\"bytes_down\": %llu, \"bytes_dropped\": %llu, \"faulted\": %llu, "
-               "\"resets\": %llu, \"limits\": %llu, \"half_opened\": %llu, \"refused\": %llu}\n",
-               (unsigned)port, (unsigned long long)n->seed, (unsigned long long)n->accepted,
-               (unsigned long long)n->open, (unsigned long long)n->upstream_failures,
-               (unsigned long long)n->bytes_up, (unsigned long long)n->bytes_down,
-               (unsigned long long)n->bytes_dropped, (unsigned long long)n->faulted,
-               (unsigned long long)n->resets, (unsigned long long)n->limits,
-               (unsigned long long)n->half_opened, (unsigned long long)n->refused);
+        char buf[1024];
+        tp_chaos_counters_json(n, buf, sizeof buf);
+        printf("%s\n", buf);
         return;
     }
     printf("port %u, seed %llu\n"
            "connections: %llu accepted, %llu open, %llu upstream connects failed, %llu faulted\n"
            "bytes: %llu up, %llu down, %llu dropped\n"
-           "faults: %llu resets, %llu data limits, %llu half-open, %llu refusals\n",
+           "faults: %llu resets, %llu data limits, %llu half-open, %llu refusals, %llu steps\n",
            (unsigned)port, (unsigned long long)n->seed, (unsigned long long)n->accepted,
            (unsigned long long)n->open, (unsigned long long)n->upstream_failures,
            (unsigned long long)n->faulted, (unsigned long long)n->bytes_up,
            (unsigned long long)n->bytes_down, (unsigned long long)n->bytes_dropped,
            (unsigned long long)n->resets, (unsigned long long)n->limits,
-           (unsigned long long)n->half_opened, (unsigned long long)n->refused);
+           (unsigned long long)n->half_opened, (unsigned long long)n->refused,
+           (unsigned long long)n->steps);
 }
 
 int cmd_chaos(int argc, char **argv)
@@ -234,6 +237,7 @@ int cmd_chaos(int argc, char **argv)
     if (rc >= 0) {
         free(a.listen_host);
         free(a.upstream_host);
+        free(a.control_host);
         tp_free(a.steps);
         return rc;
     }
@@ -248,6 +252,7 @@ int cmd_chaos(int argc, char **argv)
     tp_err e = tp_chaos_start(&a.o, &c, &err);
     free(a.listen_host);
     free(a.upstream_host);
+    free(a.control_host);
     if (e == TP_OK && a.nsteps > 0)
         e = tp_chaos_schedule(c, a.steps, a.nsteps, &err); /* from now */
     tp_free(a.steps);
@@ -256,8 +261,11 @@ int cmd_chaos(int argc, char **argv)
         tp_chaos_stop(c);
         return 1;
     }
-    /* Where it listens, at once (a port of 0 picks one): scripts read this line. */
+    /* Where it listens, at once (a port of 0 picks one): scripts read these lines. */
     fprintf(stderr, "tidepool chaos: listening on port %u\n", (unsigned)tp_chaos_port(c));
+    if (tp_chaos_control_port(c) != 0)
+        fprintf(stderr, "tidepool chaos: control API on port %u\n",
+                (unsigned)tp_chaos_control_port(c));
     int sig = 0;
     sigwait(&set, &sig);
     tp_chaos_counters n;

@@ -93,6 +93,19 @@ typedef struct tp_chaos_options {
                                   fails). 5 s */
     size_t buffer;             /* bytes a direction holds before the proxy stops reading
                                   its sender. 256 KiB */
+    bool control;              /* serve the control API (libmicrohttpd) on control_host:
+                                  control_port, loopback only:
+                                    GET /counters       the counters (JSON)
+                                    PUT /fault          a fault as tp_chaos_fault_parse
+                                                        reads it, in force at once
+                                    DELETE /fault       no fault
+                                    POST /schedule      a schedule as
+                                                        tp_chaos_schedule_parse reads it
+                                    DELETE /schedule    stops the schedule
+                                  answers 200 {"ok": true} or 4xx {"error": "..."}.
+                                  false */
+    const char *control_host;  /* "127.0.0.1" */
+    uint16_t control_port;     /* 0: any free port (tp_chaos_control_port) */
 } tp_chaos_options;
 
 typedef struct tp_chaos_counters {
@@ -133,9 +146,18 @@ TP_EXTERN void tp_chaos_fault_init(tp_chaos_fault *f);
 TP_EXTERN void tp_chaos_options_init(tp_chaos_options *o);
 
 /* tp_chaos_start: binds, resolves the upstream and starts the proxy's thread. Errors:
- * TP_EINVAL (an option out of range, named in err), TP_ERESOLVE, TP_EIO (bind or listen
- * failed, with errno), TP_ENOMEM, TP_ESYS (a thread or an eventfd). */
+ * TP_EINVAL (an option out of range, named in err; a control address not on loopback),
+ * TP_ERESOLVE, TP_EIO (bind or listen failed, with errno), TP_ENOMEM, TP_ESYS (a thread,
+ * an eventfd, or the control API's daemon), TP_ESTATE (control asked for, built without
+ * libmicrohttpd). */
 TP_EXTERN tp_err tp_chaos_start(const tp_chaos_options *o, tp_chaos **out, tp_errinfo *err);
+
+/* tp_chaos_control_port: the control API's port; 0 without one. */
+TP_EXTERN uint16_t tp_chaos_control_port(const tp_chaos *c);
+
+/* tp_chaos_counters_json: n as one JSON object (the CLI's and the control API's form),
+ * written to buf as snprintf does: the length it needs, truncated to cap. */
+TP_EXTERN size_t tp_chaos_counters_json(const tp_chaos_counters *n, char *buf, size_t cap);
 
 /* tp_chaos_port: the port the proxy listens on (the one bound at start, kept across
  * refusals). */

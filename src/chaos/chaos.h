@@ -69,6 +69,8 @@ struct tp_chaos {
     int epfd, lfd, wakefd;
     pthread_t thread;
     _Atomic bool stop;
+    void *control;               /* the control API's daemon (control.c), or NULL */
+    uint16_t control_port;
     uint64_t seed;               /* the generator's seed (given, or from the clock) */
     uint64_t rng;                /* the loop's generator (xorshift64*) */
     tp_chaos_fault fault;        /* in force (loop thread) */
@@ -134,7 +136,19 @@ void tp__chaos_sched_tick(struct tp_chaos *p, int64_t now);
 /* tp__chaos_sched_next_due: when the schedule next needs the loop; INT64_MAX if never. */
 int64_t tp__chaos_sched_next_due(const struct tp_chaos *p);
 
+/* ---- control.c -------------------------------------------------------------------- */
+
+/* tp__chaos_control_start: serves the control API (the loop runs already). */
+tp_err tp__chaos_control_start(struct tp_chaos *p, tp_errinfo *err);
+/* tp__chaos_control_stop: stops it (no request runs afterwards); no-op without one. */
+void tp__chaos_control_stop(struct tp_chaos *p);
+
 /* ---- proxy.c --------------------------------------------------------------------- */
+
+/* tp__chaos_numeric_addr: a numeric host and a port as a socket address; TP_EINVAL if
+ * host is not a numeric address. */
+tp_err tp__chaos_numeric_addr(const char *host, uint16_t port, struct sockaddr_storage *ss,
+                              socklen_t *len, tp_errinfo *err);
 
 /* tp__chaos_install: puts f in force (the listener closed or bound again for `refuse`,
  * every link drawn again). TP_EIO if the listener could not be bound again. */

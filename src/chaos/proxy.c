@@ -274,6 +274,12 @@ static tp_err resolve_into(const char *host, uint16_t port, bool numeric,
     return TP_OK;
 }
 
+tp_err tp__chaos_numeric_addr(const char *host, uint16_t port, struct sockaddr_storage *ss,
+                              socklen_t *len, tp_errinfo *err)
+{
+    return resolve_into(host, port, true, ss, len, err);
+}
+
 static void proxy_free(struct tp_chaos *p)
 {
     while (!tp__list_empty(&p->links)) {
@@ -359,6 +365,13 @@ tp_err tp_chaos_start(const tp_chaos_options *o, tp_chaos **out, tp_errinfo *err
     if (tp__thread_start(&p->thread, loop_main, p) != 0) {
         proxy_free(p);
         return tp_errinfo_set(err, TP_ESYS, 0, "starting the proxy's thread");
+    }
+    if (o->control && (rc = tp__chaos_control_start(p, err)) != TP_OK) {
+        tp_errinfo keep = err != NULL ? *err : (tp_errinfo){0};
+        tp_chaos_stop(p);
+        if (err != NULL)
+            *err = keep;
+        return rc;
     }
     tp_errinfo_clear(err);
     *out = p;
@@ -475,6 +488,7 @@ void tp_chaos_stop(tp_chaos *c)
 {
     if (c == NULL)
         return;
+    tp__chaos_control_stop(c); /* no request can reach the loop after this */
     atomic_store(&c->stop, true);
     uint64_t one = 1;
     (void)!write(c->wakefd, &one, sizeof one);

@@ -63,6 +63,12 @@ typedef struct tp_pg_options {
     bool learn_idle_timeout; /* after connecting, read the server's idle_session_timeout
                                 and keep the key's idle timeout below it (one extra
                                 round trip per open). true */
+    int64_t query_timeout;   /* bound on the reply to one statement of
+                                tp_pg_query_simple() and tp_pg_exec(): past it the call
+                                fails with TP_EREQTIMEDOUT and the connection is closed
+                                (the statement may still run on the server). A server
+                                that hangs, or a peer gone half-open, otherwise holds the
+                                caller forever. TP_DURATION_INFINITE (default), as libpq */
 } tp_pg_options;
 
 /* tp_pg_options_init: fills o with the defaults above (pool: tp_pool_options_init()). */

@@ -34,6 +34,7 @@ struct tp_pg_pool {
     tp_pool *pool;
     bool strict_reset;
     bool learn_idle_timeout;
+    int64_t query_timeout; /* a statement's reply; TP_DURATION_INFINITE: none */
     char *reset_query; /* NULL: no reset statement */
     unsigned char secret[32]; /* keys the credential digest; never leaves the process */
     tp__mutex mu;       /* guards the target list */

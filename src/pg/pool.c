@@ -19,6 +19,7 @@ void tp_pg_options_init(tp_pg_options *o)
     o->strict_reset = false;
     o->reset_query = NULL;
     o->learn_idle_timeout = true;
+    o->query_timeout = TP_DURATION_INFINITE;
 }
 
 static void target_free(tp_pg_target *t)
@@ -58,10 +59,15 @@ tp_err tp_pg_pool_create(const tp_pg_options *o, tp_pg_pool **out, tp_errinfo *e
                               "version: %u is not TP_PG_OPTIONS_VERSION; call "
                               "tp_pg_options_init()",
                               o->version);
+    if (o->query_timeout <= 0 && o->query_timeout != TP_DURATION_INFINITE)
+        return tp_errinfo_set(err, TP_EINVAL, 0,
+                              "query_timeout: %lld must be positive or TP_DURATION_INFINITE",
+                              (long long)o->query_timeout);
     tp_pg_pool *pp = tp__calloc(1, sizeof *pp);
     if (pp == NULL)
         return tp_errinfo_set(err, TP_ENOMEM, 0, "pg pool: out of memory");
     pp->strict_reset = o->strict_reset;
+    pp->query_timeout = o->query_timeout;
     pp->learn_idle_timeout = o->learn_idle_timeout;
     const char *rq = o->reset_query != NULL ? o->reset_query : "DISCARD ALL";
     if (rq[0] != '\0' && (pp->reset_query = tp__strdup(rq)) == NULL) {

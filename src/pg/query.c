@@ -3,6 +3,8 @@
  * connection, and tp_pg_exec(), which retries a statement once on a fresh connection
  * when, and only when, the statement cannot have reached the server. */
 #ifdef TIDEPOOL_HAVE_LIBPQ
+#include <errno.h>
+#include <limits.h>
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
@@ -92,6 +94,29 @@ static tp_err conn_error(tp__pg_conn *pc, const char *what, const char *msg, int
     return TP_ECONNRESET;
 }
 
+/* Waits until PQgetResult() would not block, or the deadline. False at the deadline. */
+static bool reply_ready(PGconn *pg, int64_t deadline)
+{
+    while (PQisBusy(pg)) {
+        int ms = -1;
+        if (deadline != TP_DURATION_INFINITE) {
+            int64_t left = deadline - tp_clock_now();
+            if (left <= 0)
+                return false;
+            ms = (int)TP__MIN((left + TP_NSEC_PER_MSEC - 1) / TP_NSEC_PER_MSEC, (int64_t)INT_MAX);
+        }
+        struct pollfd pfd = {.fd = PQsocket(pg), .events = POLLIN};
+        if (pfd.fd < 0)
+            return true; /* PQgetResult reports the broken connection */
+        int n = poll(&pfd, 1, ms);
+        if (n < 0 && errno != EINTR)
+            return true;
+        if (n > 0 && PQconsumeInput(pg) == 0)
+            return true; /* the connection failed: PQgetResult says how */
+    }
+    return true;
+}
+
 /* Runs sql; *sent tells whether it may have reached the server. On TP_OK and a non-NULL
  * out the result is handed over. */
 static tp_err run(tp__pg_conn *pc, const char *sql, PGresult **out, bool *sent, tp_errinfo *err)
@@ -120,8 +145,23 @@ static tp_err run(tp__pg_conn *pc, const char *sql, PGresult **out, bool *sent, 
     tp_err rc = TP_OK;
     char state[6] = "";
     char msg[TP_ERRMSG_SIZE] = "";
+    int64_t deadline = pc->pp->query_timeout == TP_DURATION_INFINITE
+                           ? TP_DURATION_INFINITE
+                           : tp__saturating_add(tp_clock_now(), pc->pp->query_timeout);
     /* Read every result so the connection is idle again; keep the last good one. */
-    while ((r = PQgetResult(pg)) != NULL) {
+    for (;;) {
+        if (!reply_ready(pg, deadline)) {
+            PQclear(keep);
+            pc->broken = true; /* a reply may still come: the connection is not ours */
+            return tp_errinfo_set(err, TP_EREQTIMEDOUT, 0,
+                                  "postgres %.120s: no reply within query_timeout (%lld ms); "
+                                  "the connection is closed, the statement may still run on "
+                                  "the server",
+                                  pc->t->dest,
+                                  (long long)(pc->pp->query_timeout / TP_NSEC_PER_MSEC));
+        }
+        if ((r = PQgetResult(pg)) == NULL)
+            break;
         ExecStatusType st = PQresultStatus(r);
         if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK || st == PGRES_EMPTY_QUERY) {
             PQclear(keep);

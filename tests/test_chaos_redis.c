@@ -1,0 +1,180 @@
+/* test_chaos_redis.c: the Redis pool behind the fault proxy (tidepool/chaos.h) in front
+ * of the throwaway redis-server of scripts/redis-test.sh: idle connections reset while
+ * pooled (no command fails), a half-open peer (bounded by command_timeout, the pool then
+ * opens afresh), latency on every command, refused connects (a clear error, then
+ * service back). Skipped (77) without redis-server. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "redis_test_env.h"
+#include "support/test_util.h"
+#include "tidepool/chaos.h"
+
+#define MS(x) ((int64_t)(x) * TP_NSEC_PER_MSEC)
+
+static rt_env env;
+
+typedef struct rig {
+    tp_chaos *proxy;
+    tp_redis_pool *rp;
+} rig;
+
+static void rig_start(rig *r, int64_t command_timeout)
+{
+    tp_chaos_options o;
+    tp_chaos_options_init(&o);
+    o.upstream_host = "127.0.0.1";
+    o.upstream_port = (uint16_t)env.port;
+    o.seed = 11;
+    tp_errinfo e;
+    assert_int_equal(tp_chaos_start(&o, &r->proxy, &e), TP_OK);
+    char url[128];
+    snprintf(url, sizeof url, "redis://127.0.0.1:%u/0", (unsigned)tp_chaos_port(r->proxy));
+    tp_redis_options ro;
+    tp_redis_options_init(&ro);
+    ro.url = url;
+    ro.command_timeout = command_timeout;
+    ro.pool.breaker_threshold = 1000; /* the faults are the point here, not the breaker */
+    assert_int_equal(tp_redis_pool_create(&ro, &r->rp, &e), TP_OK);
+}
+
+static void rig_stop(rig *r)
+{
+    tp_stats st;
+    tp_pool_stats(tp_redis_pool_tp(r->rp), &st);
+    assert_int_equal(st.in_use, 0);
+    assert_int_equal(st.idle + st.in_use + st.opening, st.total);
+    tp_redis_pool_destroy(r->rp);
+    tp_chaos_stop(r->proxy);
+}
+
+static void set_fault(rig *r, const tp_chaos_fault *f)
+{
+    tp_errinfo e;
+    assert_int_equal(tp_chaos_set_fault(r->proxy, f, &e), TP_OK);
+}
+
+static void clear_fault(rig *r)
+{
+    tp_chaos_fault f;
+    tp_chaos_fault_init(&f);
+    set_fault(r, &f);
+}
+
+static void wait_proxy_open(rig *r, uint64_t want)
+{
+    int64_t end = tp_clock_now() + 5 * TP_NSEC_PER_SEC;
+    tp_chaos_counters n;
+    do {
+        tp_chaos_counters_read(r->proxy, &n);
+        if (n.open == want)
+            return;
+        usleep(2000);
+    } while (tp_clock_now() < end);
+    assert_int_equal(n.open, want);
+}
+
+static void test_idle_connections_reset(void **state)
+{
+    (void)state;
+    rig r;
+    rig_start(&r, TP_DURATION_INFINITE);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(rt_ping_through(r.rp, MS(5000)), TP_OK);
+    tp_chaos_fault f;
+    tp_chaos_fault_init(&f);
+    f.reset_after = 0; /* every connection open now */
+    set_fault(&r, &f);
+    wait_proxy_open(&r, 0);
+    clear_fault(&r);
+    for (int i = 0; i < 10; i++)
+        assert_int_equal(rt_ping_through(r.rp, MS(5000)), TP_OK);
+    tp_stats st;
+    tp_pool_stats(tp_redis_pool_tp(r.rp), &st);
+    assert_true(st.closes[TP_CLOSE_CHECK_FAILED] >= 1); /* caught before a command went out */
+    rig_stop(&r);
+}
+
+static void test_half_open_bounded_by_command_timeout(void **state)
+{
+    (void)state;
+    rig r;
+    rig_start(&r, MS(300));
+    assert_int_equal(rt_ping_through(r.rp, MS(5000)), TP_OK);
+    tp_chaos_fault f;
+    tp_chaos_fault_init(&f);
+    f.half_open = true;
+    set_fault(&r, &f);
+    int64_t t0 = tp_clock_now();
+    tp_err rc = rt_ping_through(r.rp, MS(5000));
+    int64_t took = tp_clock_now() - t0;
+    print_message("PING on a half-open connection: %s after %.1f ms\n", tp_err_name(rc),
+                  (double)took / 1e6);
+    assert_int_equal(rc, TP_EREQTIMEDOUT);
+    assert_true(took >= MS(300));
+    assert_true(took < MS(3000));
+    clear_fault(&r);
+    assert_int_equal(rt_ping_through(r.rp, MS(5000)), TP_OK); /* on a new connection */
+    tp_stats st;
+    tp_pool_stats(tp_redis_pool_tp(r.rp), &st);
+    assert_int_equal(st.opens, 2);
+    rig_stop(&r);
+}
+
+static void test_latency(void **state)
+{
+    (void)state;
+    rig r;
+    rig_start(&r, TP_DURATION_INFINITE);
+    assert_int_equal(rt_ping_through(r.rp, MS(5000)), TP_OK);
+    tp_chaos_fault f;
+    tp_chaos_fault_init(&f);
+    f.latency = MS(20);
+    set_fault(&r, &f);
+    for (int i = 0; i < 3; i++) {
+        int64_t t0 = tp_clock_now();
+        assert_int_equal(rt_ping_through(r.rp, MS(5000)), TP_OK);
+        assert_true(tp_clock_now() - t0 >= 2 * f.latency);
+    }
+    rig_stop(&r);
+}
+
+static void test_refused(void **state)
+{
+    (void)state;
+    rig r;
+    rig_start(&r, TP_DURATION_INFINITE);
+    tp_chaos_fault f;
+    tp_chaos_fault_init(&f);
+    f.refuse = true;
+    set_fault(&r, &f);
+    assert_int_equal(rt_ping_through(r.rp, MS(1000)), TP_ECONNREFUSED);
+    clear_fault(&r);
+    int64_t end = tp_clock_now() + 5 * TP_NSEC_PER_SEC;
+    tp_err rc;
+    while ((rc = rt_ping_through(r.rp, MS(1000))) != TP_OK && tp_clock_now() < end)
+        usleep(20000); /* the open's backoff after the refusal */
+    assert_int_equal(rc, TP_OK);
+    rig_stop(&r);
+}
+
+int main(void)
+{
+    tu_watchdog(150);
+    int rc = rt_start(&env);
+    if (rc != 0)
+        return rc;
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_idle_connections_reset),
+        cmocka_unit_test(test_half_open_bounded_by_command_timeout),
+        cmocka_unit_test(test_latency),
+        cmocka_unit_test(test_refused),
+    };
+    rc = cmocka_run_group_tests(tests, NULL, NULL);
+    rt_stop(&env);
+    return rc;
+}

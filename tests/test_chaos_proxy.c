@@ -487,6 +487,60 @@ static void test_reset_after_time_and_slow_close(void **state)
 
 /* ---- the listener ----------------------------------------------------------------- */
 
+/* A non-blocking connect started now; true in *done once it completes within ms. */
+static int dial_start(uint16_t port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_port = htons(port),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    int rc = connect(fd, (struct sockaddr *)&sa, sizeof sa);
+    assert_true(rc == 0 || errno == EINPROGRESS);
+    return fd;
+}
+
+static bool connected_within(int fd, int ms)
+{
+    struct pollfd pf = {.fd = fd, .events = POLLOUT};
+    if (poll(&pf, 1, ms) != 1)
+        return false;
+    int e = 0;
+    socklen_t len = sizeof e;
+    assert_int_equal(getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &len), 0);
+    assert_int_equal(e, 0);
+    return true;
+}
+
+static void test_accept_delay(void **state)
+{
+    (void)state;
+    upstream u;
+    upstream_start(&u, 0);
+    tp_chaos_fault f;
+    tp_chaos_fault_init(&f);
+    f.accept_delay = MS(400);
+    tp_chaos *c = proxy_start(&u, &f, 1);
+    int64_t t0 = tp_clock_now();
+    int a = dial(tp_chaos_port(c)); /* the kernel completes it: the queue holds one */
+    assert_true(a >= 0);
+    int b = dial_start(tp_chaos_port(c));
+    assert_false(connected_within(b, 250)); /* no SYN-ACK: the queue is full */
+    int64_t rtt = ping(a); /* served once accepted, 400 ms after the fault began */
+    assert_true(tp_clock_now() - t0 >= MS(390));
+    print_message("first connection served after %.0f ms (ping %.1f ms)\n",
+                  (double)(tp_clock_now() - t0) / 1e6, (double)rtt / 1e6);
+    tp_chaos_fault_init(&f);
+    set_fault(c, &f);
+    assert_true(connected_within(b, 4000)); /* at a SYN retransmission */
+    ping(b);
+    close(a);
+    close(b);
+    tp_chaos_stop(c);
+    upstream_stop(&u);
+}
+
+
 static void test_refuse_then_accept_on_the_same_port(void **state)
 {
     (void)state;
@@ -911,6 +965,7 @@ int main(void)
         cmocka_unit_test(test_reset_after_time_and_slow_close),
         cmocka_unit_test(test_refuse_then_accept_on_the_same_port),
         cmocka_unit_test(test_upstream_down_resets_the_client),
+        cmocka_unit_test(test_accept_delay),
         cmocka_unit_test(test_blackhole_then_heal),
         cmocka_unit_test(test_half_open_peer),
         cmocka_unit_test(test_stop_reading_fills_the_senders_buffer),

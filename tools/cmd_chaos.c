@@ -35,6 +35,8 @@ static void usage(FILE *f)
             "  --half-open         the peer vanishes: nothing more either way, no FIN, no RST\n"
             "  --stop-reading      stop reading from the sender: its send buffer fills\n"
             "  --refuse            refuse connects (the listening socket is closed)\n"
+            "  --accept-delay DUR  accept one connection per DUR; the kernel's queue holds\n"
+            "                      one, later connects get no SYN-ACK (connect timeouts)\n"
             "  --direction D       up (client to upstream), down or both (default both)\n"
             "  --probability P     fault a connection with probability P (default 1)\n"
             "  --seed N            seed of the random draws (replays a run)\n"
@@ -119,7 +121,7 @@ static const char *const fault_flags[] = {"--blackhole", "--half-open", "--stop-
 static const char *const fault_values[] = {"--latency",    "--jitter",      "--bandwidth",
                                            "--slice",      "--reset-after", "--limit-data",
                                            "--slow-close", "--direction",   "--probability",
-                                           NULL};
+                                           "--accept-delay", NULL};
 
 static bool listed(const char *const *list, const char *o)
 {

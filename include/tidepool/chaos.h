@@ -66,13 +66,20 @@ typedef struct tp_chaos_fault {
                                   direction: its send buffer fills */
     bool refuse;               /* the listening socket is closed: connects are refused
                                   (ECONNREFUSED) until this is cleared */
+    int64_t accept_delay;      /* the proxy accepts one connection per accept_delay and
+                                  shrinks the kernel's accept queue to one: the
+                                  connection waiting there has its handshake done but is
+                                  served late, further connects get no SYN-ACK (connect
+                                  timeouts; they complete at a SYN retransmission once
+                                  there is room). 0: none */
 } tp_chaos_fault;
 
 /* tp_chaos_fault_set: sets one field of f from text, as the command line and the JSON
  * forms name them: "latency", "jitter", "slow_close" (a duration: "50ms", "2s", "1.5";
  * a bare number is seconds), "bandwidth" (bytes per second: "1MB/s", "65536"), "slice",
  * "limit_data" (bytes: "10KB"; K, M, G are powers of 1024), "reset_after" (bytes, or a
- * duration when it carries a time unit: "10KB", "2s"), "direction" ("up", "down",
+ * duration when it carries a time unit: "10KB", "2s"), "accept_delay" (a duration),
+ * "direction" ("up", "down",
  * "both"), "probability" ("0.3"), and the flags "blackhole", "half_open",
  * "stop_reading", "refuse" ("true", "false"; NULL or "" means true). A '-' in a name
  * reads as '_'. Errors: TP_EINVAL naming the field and the value. */

@@ -67,6 +67,9 @@ struct tp_chaos {
     socklen_t listen_len, upstream_len;
     uint16_t port;
     int epfd, lfd, wakefd;
+    unsigned lev;                /* the listener's registered epoll events */
+    bool delaying;               /* accept_delay in force on the listener */
+    int64_t next_accept;         /* then: when the next connection may be accepted */
     pthread_t thread;
     _Atomic bool stop;
     void *control;               /* the control API's daemon (control.c), or NULL */
@@ -75,6 +78,7 @@ struct tp_chaos {
     uint64_t rng;                /* the loop's generator (xorshift64*) */
     tp_chaos_fault fault;        /* in force (loop thread) */
     tp__list links;
+    bool new_links;              /* links made since the loop last computed its wait */
     tp__chaos_counters n;
     /* the schedule in force (loop thread) */
     tp_chaos_step *steps;

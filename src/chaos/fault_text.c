@@ -100,6 +100,8 @@ tp_err tp_chaos_fault_set(tp_chaos_fault *f, const char *name, const char *value
         ok = tp__chaos_parse_duration(v, &f->jitter);
     else if (strcmp(key, "slow_close") == 0)
         ok = tp__chaos_parse_duration(v, &f->slow_close);
+    else if (strcmp(key, "accept_delay") == 0)
+        ok = tp__chaos_parse_duration(v, &f->accept_delay);
     else if (strcmp(key, "bandwidth") == 0) {
         char rate[64];
         size_t len = strlen(v);

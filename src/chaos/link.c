@@ -149,6 +149,7 @@ tp__link *tp__link_new(struct tp_chaos *p, int cfd, int64_t now)
     dir_init(&l->up, cfd, ufd, TP_CHAOS_UP, now);
     dir_init(&l->down, ufd, cfd, TP_CHAOS_DOWN, now);
     tp__list_push_back(&p->links, &l->node);
+    p->new_links = true;
     atomic_fetch_add(&p->n.accepted, 1);
     atomic_fetch_add(&p->n.open, 1);
     tp__link_redraw(l);

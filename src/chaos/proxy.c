@@ -15,6 +15,7 @@
 
 #define TP__CHAOS_BUFFER (256 * 1024)
 #define TP__CHAOS_EVENTS 64
+#define TP__CHAOS_BACKLOG 1024
 
 /* Tags of the loop's own fds in epoll (links are tagged with their address). */
 static char listener_tag, wake_tag;
@@ -53,9 +54,11 @@ static tp_err fault_validate(const tp_chaos_fault *f, tp_errinfo *err)
     if (!(f->probability >= 0.0 && f->probability <= 1.0))
         return tp_errinfo_set(err, TP_EINVAL, 0, "probability: %g is not within 0..1",
                               f->probability);
-    if (f->latency < 0 || f->jitter < 0 || f->bandwidth < 0 || f->slow_close < 0)
+    if (f->latency < 0 || f->jitter < 0 || f->bandwidth < 0 || f->slow_close < 0 ||
+        f->accept_delay < 0)
         return tp_errinfo_set(err, TP_EINVAL, 0,
-                              "latency, jitter, bandwidth and slow_close must not be negative");
+                              "latency, jitter, bandwidth, slow_close and accept_delay must "
+                              "not be negative");
     if (f->reset_after_bytes < -1 || f->reset_after < -1 || f->limit_data < -1)
         return tp_errinfo_set(err, TP_EINVAL, 0,
                               "reset_after_bytes, reset_after and limit_data: -1 or a bound");
@@ -84,6 +87,21 @@ void tp__chaos_watch(struct tp_chaos *p, int fd, unsigned *cur, unsigned ev, voi
 
 /* ---- the listener ---------------------------------------------------------------- */
 
+/* Follows the fault's accept_delay: a full queue of one and accepts paced by the loop,
+ * or the usual backlog and accepts as connections come. */
+static void listen_mode(struct tp_chaos *p, int64_t now, bool fresh)
+{
+    bool delay = p->fault.accept_delay > 0;
+    if (p->lfd < 0 || (!fresh && delay == p->delaying))
+        return;
+    /* listen() again changes the accept queue's bound; 0 holds one connection (Linux
+     * drops a SYN while the queue holds more than its bound). */
+    (void)listen(p->lfd, delay ? 0 : TP__CHAOS_BACKLOG);
+    tp__chaos_watch(p, p->lfd, &p->lev, delay ? 0 : EPOLLIN, &listener_tag);
+    p->delaying = delay;
+    p->next_accept = tp__saturating_add(now, p->fault.accept_delay);
+}
+
 static tp_err listen_open(struct tp_chaos *p, tp_errinfo *err)
 {
     const struct sockaddr *sa = (const struct sockaddr *)&p->listen_addr;
@@ -94,7 +112,7 @@ static tp_err listen_open(struct tp_chaos *p, tp_errinfo *err)
                               tp__errno_text(errno, ebuf, sizeof ebuf));
     int one = 1;
     (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (bind(fd, sa, p->listen_len) != 0 || listen(fd, 1024) != 0) {
+    if (bind(fd, sa, p->listen_len) != 0 || listen(fd, TP__CHAOS_BACKLOG) != 0) {
         int e = errno;
         close(fd);
         return tp_errinfo_set(err, TP_EIO, e, "listening on %s port %u: %s", p->listen_host,
@@ -116,8 +134,8 @@ static tp_err listen_open(struct tp_chaos *p, tp_errinfo *err)
             ((struct sockaddr_in *)&p->listen_addr)->sin_port = htons(port);
     }
     p->lfd = fd;
-    unsigned cur = 0;
-    tp__chaos_watch(p, fd, &cur, EPOLLIN, &listener_tag);
+    p->lev = 0;
+    listen_mode(p, tp_clock_now(), true);
     return TP_OK;
 }
 
@@ -125,24 +143,36 @@ static void listen_close(struct tp_chaos *p)
 {
     if (p->lfd < 0)
         return;
-    unsigned cur = EPOLLIN;
-    tp__chaos_watch(p, p->lfd, &cur, 0, &listener_tag);
+    tp__chaos_watch(p, p->lfd, &p->lev, 0, &listener_tag);
     close(p->lfd);
     p->lfd = -1;
+    p->delaying = false;
     atomic_fetch_add(&p->n.refused, 1);
 }
 
-static void accept_all(struct tp_chaos *p, int64_t now)
+/* Accepts what the queue holds: everything, or under accept_delay one connection.
+ * Returns how many. */
+static int accept_all(struct tp_chaos *p, int64_t now)
 {
+    int n = 0;
     while (p->lfd >= 0) {
+        if (p->delaying) {
+            if (now < p->next_accept)
+                return n;
+            p->next_accept = tp__saturating_add(now, p->fault.accept_delay);
+        }
         int fd = accept4(p->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno == EINTR || errno == ECONNABORTED)
                 continue;
-            return; /* EAGAIN, or out of descriptors: the backlog keeps them */
+            return n; /* EAGAIN, or out of descriptors: the backlog keeps them */
         }
         tp__link_new(p, fd, now);
+        n++;
+        if (p->delaying)
+            return n;
     }
+    return n;
 }
 
 /* ---- the loop -------------------------------------------------------------------- */
@@ -151,11 +181,16 @@ tp_err tp__chaos_install(struct tp_chaos *p, const tp_chaos_fault *f, tp_errinfo
 {
     tp_errinfo_clear(err);
     tp_err rc = TP_OK;
+    bool was_delaying = p->delaying;
+    p->fault = *f;
     if (f->refuse)
         listen_close(p);
     else if (p->lfd < 0)
         rc = listen_open(p, err);
-    p->fault = *f;
+    else
+        listen_mode(p, tp_clock_now(), false);
+    if (was_delaying && !p->delaying)
+        accept_all(p, tp_clock_now()); /* what waited in the queue */
     for (tp__list *n = p->links.next; n != &p->links; n = n->next)
         tp__link_redraw(TP__CONTAINER_OF(n, tp__link, node));
     return rc;
@@ -218,6 +253,13 @@ static void *loop_main(void *arg)
             (void)listen_open(p, &err);
         }
         int64_t due = tp__chaos_sched_next_due(p);
+        if (p->delaying && p->lfd >= 0) {
+            accept_all(p, now); /* one, if its time has come */
+            due = TP__MIN(due, p->next_accept);
+        }
+        if (p->new_links) /* made above (a step, a paced accept): pump them first */
+            due = now;
+        p->new_links = false;
         if (!p->fault.refuse && p->lfd < 0)
             due = TP__MIN(due, now + 100 * TP_NSEC_PER_MSEC);
         for (tp__list *n = p->links.next; n != &p->links; n = n->next)

@@ -17,7 +17,8 @@
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: tidepool chaos --listen HOST:PORT --upstream HOST:PORT [faults] [--json]\n\n"
+            "usage: tidepool chaos --listen HOST:PORT --upstream HOST:PORT [faults] [--json]\n"
+            "       tidepool chaos run SCENARIO.json [--url URL] [--json]\n\n"
             "A TCP proxy that forwards every connection to the upstream, with faults per\n"
             "direction and per connection. Without a fault it forwards bytes unchanged.\n"
             "It runs until SIGINT or SIGTERM, then prints its counters.\n\n"
@@ -233,6 +234,8 @@ static void print_counters(const tp_chaos_counters *n, uint16_t port, bool json)
 
 int cmd_chaos(int argc, char **argv)
 {
+    if (argc > 1 && strcmp(argv[1], "run") == 0)
+        return cmd_chaos_run(argc - 1, argv + 1);
     chaos_args a;
     memset(&a, 0, sizeof a);
     int rc = parse_args(argc, argv, &a);

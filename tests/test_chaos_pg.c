@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "pg_common.h"
+#include "support/chaos_cli.h"
 #include "tidepool/chaos.h"
 
 #ifdef PG_TESTS_HAVE_LIBPQ
@@ -171,6 +172,23 @@ static void test_refused(void **state)
     rig_stop(&r);
 }
 
+/* The database scenarios of scenarios/db, through `tidepool chaos run`. */
+static void test_db_scenarios(void **state)
+{
+    (void)state;
+    const char *cli = chaos_cli_path();
+    if (cli == NULL) {
+        print_message("TIDEPOOL_CLI not set: skipped\n");
+        return;
+    }
+    char url[128];
+    snprintf(url, sizeof url, "postgres://postgres@127.0.0.1:%d/postgres", env.port);
+    int failed;
+    int ran = chaos_cli_run_dir(cli, "scenarios/db", url, &failed);
+    assert_int_equal(failed, 0);
+    assert_true(ran >= 3);
+}
+
 static void test_invalid_query_timeout(void **state)
 {
     (void)state;
@@ -195,6 +213,7 @@ int main(void)
         cmocka_unit_test(test_slow_statement_past_query_timeout),
         cmocka_unit_test(test_latency),
         cmocka_unit_test(test_refused),
+        cmocka_unit_test(test_db_scenarios),
         cmocka_unit_test(test_invalid_query_timeout),
     };
     PG_MAIN("chaos_pg", tests);

@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include "redis_test_env.h"
+#include "support/chaos_cli.h"
 #include "support/test_util.h"
 #include "tidepool/chaos.h"
 
@@ -162,6 +163,23 @@ static void test_refused(void **state)
     rig_stop(&r);
 }
 
+/* The database scenarios of scenarios/db, through `tidepool chaos run`. */
+static void test_db_scenarios(void **state)
+{
+    (void)state;
+    const char *cli = chaos_cli_path();
+    if (cli == NULL) {
+        print_message("TIDEPOOL_CLI not set: skipped\n");
+        return;
+    }
+    char url[128];
+    snprintf(url, sizeof url, "redis://127.0.0.1:%d/0", env.port);
+    int failed;
+    int ran = chaos_cli_run_dir(cli, "scenarios/db", url, &failed);
+    assert_int_equal(failed, 0);
+    assert_true(ran >= 3);
+}
+
 int main(void)
 {
     tu_watchdog(150);
@@ -173,6 +191,7 @@ int main(void)
         cmocka_unit_test(test_half_open_bounded_by_command_timeout),
         cmocka_unit_test(test_latency),
         cmocka_unit_test(test_refused),
+        cmocka_unit_test(test_db_scenarios),
     };
     rc = cmocka_run_group_tests(tests, NULL, NULL);
     rt_stop(&env);

@@ -1,10 +1,11 @@
 /* cmd_chaos_run.c: `tidepool chaos run SCENARIO.json`: the fault proxy in front of a real
- * HTTP server, load through a tidepool pool, the scenario's schedule of faults, and a
- * verdict per assertion. Each request carries its own id (as the body of a POST to an
- * echoing location, or in the query of a GET), so a response handed to the wrong request
- * is caught; a sampler reads the pool's gauges every 2 ms; the process's descriptors are
- * counted before and after. Exit status 0 when every verdict passes, 1 when one fails,
- * 2 for a bad scenario. */
+ * server (HTTP through the blocking call or the engine, PostgreSQL, Redis), load through
+ * a tidepool pool, the scenario's schedule of faults, and a verdict per assertion. Each
+ * request carries its own id (the body of a POST to an echoing location or the query of
+ * a GET, SELECT 'id', ECHO id), so a response handed to the wrong request is caught; a
+ * sampler reads the pool's gauges every 2 ms; the process's descriptors are counted
+ * before and after. Exit status 0 when every verdict passes, 1 when one fails, 2 for a
+ * bad scenario. */
 #include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
@@ -25,10 +26,15 @@
 #define MAX_WORKERS 256
 #define NERR 64
 
+typedef enum kind { K_HTTP, K_ENGINE, K_PG, K_REDIS } kind;
+
 typedef struct scenario {
     char name[128];
+    kind k;
     char url[512];       /* the real server's URL; requests go to the proxy */
     char proxied[600];   /* the same through the proxy */
+    char host[256];      /* the real server */
+    uint16_t port;
     bool post_echo;      /* POST the id, the body must come back */
     int concurrency;
     int64_t duration;
@@ -36,15 +42,18 @@ typedef struct scenario {
     tp_chaos_step *steps;
     size_t nsteps;
     int64_t header_timeout, request_timeout;
+    int64_t connect_timeout; /* the pool's; 0: its default */
     int64_t max_per_key;
     int64_t recovery_within;
     int64_t max_opens_after_heal; /* -1: twice the concurrency */
     unsigned allowed;             /* bit per -tp_err of the failures the faults explain */
 } scenario;
 
+typedef struct target target;
+
 typedef struct run {
     const scenario *sc;
-    tp_http_client *c;
+    target *t;
     int64_t t0, heal; /* heal: when the last step ends, from t0; -1: no heal */
     atomic_bool stop;
     _Atomic uint64_t ok, misdelivered, gauge_breaks, samples, failed_after_heal;
@@ -149,10 +158,24 @@ static int load_scenario(const char *path, const char *url_override, scenario *s
     const char *url = url_override;
     if (url == NULL && json_is_string(v = json_object_get(root, "url")))
         url = json_string_value(v);
-    if (url == NULL || strncmp(url, "http://", 7) != 0)
-        rc = bad_scenario(path, "\"url\": an http:// URL of the real server is required");
+    if (url == NULL)
+        rc = bad_scenario(path, "\"url\": the real server's URL is required");
+    else if (strncmp(url, "http://", 7) == 0)
+        sc->k = K_HTTP;
+    else if (strncmp(url, "postgres://", 11) == 0 || strncmp(url, "postgresql://", 13) == 0)
+        sc->k = K_PG;
+    else if (strncmp(url, "redis://", 8) == 0)
+        sc->k = K_REDIS;
     else
+        rc = bad_scenario(path, "\"url\": http://, postgres:// or redis://");
+    if (rc == 0)
         snprintf(sc->url, sizeof sc->url, "%s", url);
+    if (rc == 0 && json_is_string(v = json_object_get(root, "client"))) {
+        if (strcmp(json_string_value(v), "engine") == 0 && sc->k == K_HTTP)
+            sc->k = K_ENGINE;
+        else if (strcmp(json_string_value(v), "blocking") != 0)
+            rc = bad_scenario(path, "\"client\": \"blocking\" or \"engine\" (HTTP)");
+    }
     if (rc == 0 && (v = json_object_get(root, "method")) != NULL)
         sc->post_echo = json_is_string(v) && strcmp(json_string_value(v), "POST") == 0;
     if (rc == 0 && json_is_integer(v = json_object_get(root, "concurrency")))
@@ -165,7 +188,8 @@ static int load_scenario(const char *path, const char *url_override, scenario *s
     } durs[] = {{"duration", &sc->duration},
                 {"response_header_timeout", &sc->header_timeout},
                 {"request_timeout", &sc->request_timeout},
-                {"recovery_within", &sc->recovery_within}};
+                {"recovery_within", &sc->recovery_within},
+                {"connect_timeout", &sc->connect_timeout}};
     for (size_t i = 0; rc == 0 && i < sizeof durs / sizeof *durs; i++)
         if ((v = json_object_get(root, durs[i].key)) != NULL && !dur_of(v, durs[i].out))
             rc = bad_scenario(path, durs[i].key);
@@ -209,6 +233,176 @@ static int load_scenario(const char *path, const char *url_override, scenario *s
     return 0;
 }
 
+/* ---- targets: the client a scenario drives, and one request carrying its id -------- */
+
+/* The pool of one kind, made for url (the real server's, or the proxied one). */
+typedef struct target {
+    kind k;
+    tp_http_client *http;
+    tp_pg_pool *pg;
+    tp_redis_pool *rd;
+} target;
+
+static tp_err target_new(const scenario *sc, const char *url, target *t, tp_errinfo *err)
+{
+    memset(t, 0, sizeof *t);
+    t->k = sc->k;
+    tp_pool_options po;
+    tp_pool_options_init(&po);
+    po.max_per_key = sc->max_per_key;
+    if (sc->connect_timeout > 0)
+        po.connect_timeout = sc->connect_timeout;
+    if (t->k == K_PG) {
+        tp_pg_options o;
+        tp_pg_options_init(&o);
+        o.pool = po;
+        o.query_timeout = sc->header_timeout;
+        tp_err rc = tp_pg_pool_create(&o, &t->pg, err);
+        tp_pg_target *tg;
+        if (rc == TP_OK && (rc = tp_pg_pool_add(t->pg, url, &tg, err)) != TP_OK)
+            tp_pg_pool_destroy(t->pg);
+        return rc;
+    }
+    if (t->k == K_REDIS) {
+        tp_redis_options o;
+        tp_redis_options_init(&o);
+        o.url = url;
+        o.pool = po;
+        o.command_timeout = sc->header_timeout;
+        return tp_redis_pool_create(&o, &t->rd, err);
+    }
+    tp_http_client_options co;
+    tp_http_client_options_init(&co);
+    co.response_header_timeout = sc->header_timeout;
+    co.request_timeout = sc->request_timeout;
+    co.pool.max_per_key = sc->max_per_key; /* the client's own defaults otherwise */
+    if (sc->connect_timeout > 0)
+        co.pool.connect_timeout = sc->connect_timeout;
+    return tp_http_client_create(&co, &t->http, err);
+}
+
+static tp_pool *target_pool(const target *t)
+{
+    return t->k == K_PG      ? tp_pg_pool_tp(t->pg)
+           : t->k == K_REDIS ? tp_redis_pool_tp(t->rd)
+                             : tp_http_client_pool(t->http);
+}
+
+static void target_free(target *t)
+{
+    tp_pg_pool_destroy(t->pg);
+    tp_redis_pool_destroy(t->rd);
+    tp_http_client_destroy(t->http);
+}
+
+typedef struct engine_done {
+    bool done;
+    tp_err rc;
+    tp_http_response *resp;
+} engine_done;
+
+static void on_engine_done(void *ud, tp_err rc, tp_http_response *resp, const tp_errinfo *err)
+{
+    (void)err;
+    engine_done *d = ud;
+    d->rc = rc;
+    d->resp = resp;
+    d->done = true;
+}
+
+/* One request for id to url (the proxied one) through t (eng: the worker's engine for
+ * K_ENGINE). TP_OK with *right telling whether the answer was this request's. */
+static tp_err request_once(const scenario *sc, target *t, tp_http_engine *eng, const char *url,
+                           const char *id, bool *right)
+{
+    *right = false;
+    size_t idlen = strlen(id);
+    if (t->k == K_PG) {
+        char sql[128];
+        snprintf(sql, sizeof sql, "SELECT '%s'", id); /* ids are [a-z0-9-]: no quoting */
+        struct pg_result *res = NULL;
+        tp_err rc = tp_pg_exec(t->pg, NULL, sql, &res, NULL);
+        const char *v = tp_pg_result_value(res, 0, 0);
+        *right = rc == TP_OK && v != NULL && strcmp(v, id) == 0;
+        tp_pg_result_free(res);
+        return rc;
+    }
+    if (t->k == K_REDIS) {
+        tp_redis_lease *l = NULL;
+        tp_err rc = tp_redis_acquire(t->rd, TP_DURATION_DEFAULT, &l, NULL);
+        if (rc != TP_OK)
+            return rc;
+        struct redisReply *reply = NULL;
+        rc = tp_redis_command(l, &reply, NULL, "ECHO %s", id);
+        size_t len;
+        const char *v = tp_redis_reply_str(reply, &len);
+        *right = rc == TP_OK && v != NULL && len == idlen && memcmp(v, id, len) == 0;
+        tp_redis_reply_free(reply);
+        tp_redis_release(l, 0);
+        return rc;
+    }
+    char get_url[700];
+    tp_http_request req = {.timeout = TP_DURATION_DEFAULT};
+    if (sc->post_echo) {
+        req.method = "POST";
+        req.url = url;
+        req.body = id;
+        req.body_len = idlen;
+    } else {
+        snprintf(get_url, sizeof get_url, "%s%cid=%s", url, strchr(url, '?') != NULL ? '&' : '?',
+                 id);
+        req.method = "GET";
+        req.url = get_url;
+    }
+    tp_http_response *resp = NULL;
+    tp_err rc;
+    if (t->k == K_ENGINE) {
+        engine_done d = {0};
+        rc = tp_http_engine_submit(eng, &req, on_engine_done, &d, NULL, NULL);
+        while (rc == TP_OK && !d.done)
+            (void)tp_http_engine_poll(eng, 100 * TP_NSEC_PER_MSEC);
+        if (rc == TP_OK)
+            rc = d.rc;
+        resp = d.resp;
+    } else {
+        rc = tp_http_client_do(t->http, &req, &resp, NULL);
+    }
+    if (rc == TP_OK) {
+        int st = tp_http_response_status(resp);
+        size_t len;
+        const char *body = tp_http_response_body(resp, &len);
+        *right = st >= 200 && st < 300 &&
+                 (!sc->post_echo || (len == idlen && memcmp(body, id, len) == 0));
+    }
+    tp_http_response_free(resp);
+    return rc;
+}
+
+/* url with its host:port replaced by 127.0.0.1:port (userinfo, path and query kept);
+ * *host and *hport receive what it named (80, 5432 or 6379 when it names no port). */
+static bool rewrite_url(const char *url, uint16_t port, char *out, size_t cap, char *host,
+                        size_t hcap, uint16_t *hport, uint16_t dflt)
+{
+    const char *auth = strstr(url, "://");
+    if (auth == NULL)
+        return false;
+    auth += 3;
+    size_t alen = strcspn(auth, "/?#");
+    const char *at = memchr(auth, '@', alen);
+    const char *hp = at != NULL ? at + 1 : auth;
+    size_t hplen = alen - (size_t)(hp - auth);
+    const char *colon = memchr(hp, ':', hplen);
+    size_t hlen = colon != NULL ? (size_t)(colon - hp) : hplen;
+    if (hlen == 0 || hlen >= hcap)
+        return false;
+    memcpy(host, hp, hlen);
+    host[hlen] = '\0';
+    *hport = colon != NULL ? (uint16_t)atoi(colon + 1) : dflt;
+    int n = snprintf(out, cap, "%.*s127.0.0.1:%u%s", (int)(hp - url), url, (unsigned)port,
+                     auth + alen);
+    return n > 0 && (size_t)n < cap;
+}
+
 /* ---- the load -------------------------------------------------------------------- */
 
 static void *worker_main(void *arg)
@@ -216,33 +410,20 @@ static void *worker_main(void *arg)
     wk *w = arg;
     run *r = w->r;
     const scenario *sc = r->sc;
-    char id[64], url[700];
+    tp_http_engine *eng = NULL;
+    if (r->t->k == K_ENGINE && tp_http_engine_create(r->t->http, &eng, NULL) != TP_OK) {
+        atomic_fetch_add(&r->failed_by[-TP_ENOMEM], 1);
+        return NULL;
+    }
+    char id[64];
     for (uint64_t n = 0; !atomic_load(&r->stop); n++) {
         snprintf(id, sizeof id, "tidepool-chaos-%d-%llu", w->id, (unsigned long long)n);
-        tp_http_request req = {.timeout = TP_DURATION_DEFAULT};
-        if (sc->post_echo) {
-            req.method = "POST";
-            req.url = sc->proxied;
-            req.body = id;
-            req.body_len = strlen(id);
-        } else {
-            snprintf(url, sizeof url, "%s%cid=%s", sc->proxied,
-                     strchr(sc->proxied, '?') != NULL ? '&' : '?', id);
-            req.method = "GET";
-            req.url = url;
-        }
         int64_t start = tp_clock_now() - r->t0;
-        tp_http_response *resp = NULL;
-        tp_err rc = tp_http_client_do(r->c, &req, &resp, NULL);
+        bool right;
+        tp_err rc = request_once(sc, r->t, eng, sc->proxied, id, &right);
         int64_t end = tp_clock_now() - r->t0;
         if (rc == TP_OK) {
-            int st = tp_http_response_status(resp);
-            size_t len;
-            const char *body = tp_http_response_body(resp, &len);
-            bool right = st >= 200 && st < 300 &&
-                         (!sc->post_echo || (len == strlen(id) && memcmp(body, id, len) == 0));
             atomic_fetch_add(right ? &r->ok : &r->misdelivered, 1);
-            tp_http_response_free(resp);
             if (right && r->heal >= 0 && end >= r->heal) {
                 int64_t none = -1;
                 atomic_compare_exchange_strong(&r->first_ok_after_heal, &none, end);
@@ -254,13 +435,14 @@ static void *worker_main(void *arg)
             usleep(1000); /* a failing client does not spin */
         }
     }
+    tp_http_engine_destroy(eng);
     return NULL;
 }
 
 static void *sampler_main(void *arg)
 {
     run *r = arg;
-    tp_pool *p = tp_http_client_pool(r->c);
+    tp_pool *p = target_pool(r->t);
     while (!atomic_load(&r->stop)) {
         tp_stats st;
         tp_pool_stats(p, &st);
@@ -286,16 +468,6 @@ static int count_fds(void)
         n++;
     closedir(d);
     return n;
-}
-
-static tp_err client_new(const scenario *sc, tp_http_client **out, tp_errinfo *err)
-{
-    tp_http_client_options co;
-    tp_http_client_options_init(&co);
-    co.response_header_timeout = sc->header_timeout;
-    co.request_timeout = sc->request_timeout;
-    co.pool.max_per_key = sc->max_per_key;
-    return tp_http_client_create(&co, out, err);
 }
 
 /* ---- verdicts -------------------------------------------------------------------- */
@@ -329,51 +501,49 @@ static void verdict(verdicts *v, const char *name, bool pass, const char *fmt, .
 
 static int run_scenario(const scenario *sc, bool json)
 {
-    /* The proxy in front of the URL's host:port; requests keep the URL's path. */
-    const char *hp = sc->url + 7;
-    const char *slash = strchr(hp, '/');
-    char host[256];
-    size_t hl = slash != NULL ? (size_t)(slash - hp) : strlen(hp);
-    snprintf(host, sizeof host, "%.*s", (int)hl, hp);
-    char *colon = strrchr(host, ':');
-    uint16_t port = 80;
-    if (colon != NULL) {
-        *colon = '\0';
-        port = (uint16_t)atoi(colon + 1);
+    scenario s = *sc;
+    uint16_t dflt = s.k == K_PG ? 5432 : s.k == K_REDIS ? 6379 : 80;
+    char scratch[600];
+    if (!rewrite_url(s.url, 1, scratch, sizeof scratch, s.host, sizeof s.host, &s.port, dflt)) {
+        fprintf(stderr, "tidepool chaos run: cannot read host and port in %s\n", s.url);
+        return 2;
     }
     /* Start the library's threads once, straight to the server (they keep their
      * descriptors for the process's life), then count. */
-    tp_http_client *c;
+    target warm;
     tp_errinfo err;
-    if (client_new(sc, &c, &err) != TP_OK) {
+    if (target_new(&s, s.url, &warm, &err) != TP_OK) {
         fprintf(stderr, "tidepool chaos run: %s\n", err.msg);
         return 2;
     }
-    tp_http_response *warm = NULL;
-    tp_err wrc = tp_http_get(c, sc->url, &warm, NULL);
-    (void)wrc; /* only the threads it starts matter */
-    tp_http_response_free(warm);
-    tp_http_client_destroy(c);
+    tp_http_engine *weng = NULL;
+    bool right;
+    if (warm.k != K_ENGINE || tp_http_engine_create(warm.http, &weng, NULL) == TP_OK)
+        (void)request_once(&s, &warm, weng, s.url, "warm-up", &right);
+    tp_http_engine_destroy(weng);
+    target_free(&warm);
     int fds_before = count_fds();
 
     tp_chaos_options o;
     tp_chaos_options_init(&o);
-    o.upstream_host = host;
-    o.upstream_port = port;
-    o.fault = sc->fault;
+    o.upstream_host = s.host;
+    o.upstream_port = s.port;
+    o.fault = s.fault;
     tp_chaos *px;
     if (tp_chaos_start(&o, &px, &err) != TP_OK) {
         fprintf(stderr, "tidepool chaos run: %s\n", err.msg);
         return 2;
     }
-    scenario s = *sc;
-    snprintf(s.proxied, sizeof s.proxied, "http://127.0.0.1:%u%s",
-             (unsigned)tp_chaos_port(px), slash != NULL ? slash : "/");
-
+    char host[256];
+    uint16_t hport;
+    (void)rewrite_url(s.url, tp_chaos_port(px), s.proxied, sizeof s.proxied, host, sizeof host,
+                      &hport, dflt);
 
     static run r;
+    static target t;
     memset(&r, 0, sizeof r);
     r.sc = &s;
+    r.t = &t;
     atomic_store(&r.first_ok_after_heal, -1);
     r.heal = -1;
     for (size_t i = 0; i < s.nsteps; i++)
@@ -381,7 +551,7 @@ static int run_scenario(const scenario *sc, bool json)
         int64_t e = s.steps[i].at + (s.steps[i].duration > 0 ? s.steps[i].duration : 0);
         r.heal = e > r.heal ? e : r.heal;
     }
-    if (client_new(&s, &r.c, &err) != TP_OK) {
+    if (target_new(&s, s.proxied, &t, &err) != TP_OK) {
         fprintf(stderr, "tidepool chaos run: %s\n", err.msg);
         tp_chaos_stop(px);
         return 2;
@@ -389,15 +559,15 @@ static int run_scenario(const scenario *sc, bool json)
     r.t0 = tp_clock_now();
     if (s.nsteps > 0 && tp_chaos_schedule(px, s.steps, s.nsteps, &err) != TP_OK) {
         fprintf(stderr, "tidepool chaos run: %s\n", err.msg);
-        tp_http_client_destroy(r.c);
+        target_free(&t);
         tp_chaos_stop(px);
         return 2;
     }
-    pthread_t t[MAX_WORKERS], smp;
+    pthread_t th[MAX_WORKERS], smp;
     wk w[MAX_WORKERS];
     for (int i = 0; i < s.concurrency; i++) {
         w[i] = (wk){&r, i};
-        pthread_create(&t[i], NULL, worker_main, &w[i]);
+        pthread_create(&th[i], NULL, worker_main, &w[i]);
     }
     pthread_create(&smp, NULL, sampler_main, &r);
     int64_t end = r.t0 + s.duration;
@@ -405,12 +575,12 @@ static int run_scenario(const scenario *sc, bool json)
         usleep(10000);
     atomic_store(&r.stop, true);
     for (int i = 0; i < s.concurrency; i++)
-        pthread_join(t[i], NULL);
+        pthread_join(th[i], NULL);
     pthread_join(smp, NULL);
 
     tp_stats st;
-    tp_pool_stats(tp_http_client_pool(r.c), &st);
-    tp_http_client_destroy(r.c);
+    tp_pool_stats(target_pool(&t), &st);
+    target_free(&t);
     tp_chaos_counters k;
     tp_chaos_counters_read(px, &k);
     tp_chaos_stop(px); /* half-open links too: only the client's descriptors are counted */
@@ -466,10 +636,10 @@ static int run_scenario(const scenario *sc, bool json)
                 (long long)s.max_opens_after_heal);
     }
     int64_t p99 = tp_histogram_quantile(&st.acquire_wait, 0.99);
-    tp_pool_options dflt;
-    tp_pool_options_init(&dflt);
-    verdict(&v, "acquire_p99", p99 <= dflt.acquire_timeout, "acquire wait p99 %.1f ms (timeout %.0f ms)",
-            (double)p99 / 1e6, (double)dflt.acquire_timeout / 1e6);
+    tp_pool_options po;
+    tp_pool_options_init(&po);
+    verdict(&v, "acquire_p99", p99 <= po.acquire_timeout, "acquire wait p99 %.1f ms (timeout %.0f ms)",
+            (double)p99 / 1e6, (double)po.acquire_timeout / 1e6);
     if (json)
         printf("{\"scenario\": \"%s\", \"ok\": %llu, \"failed\": %llu, \"misdelivered\": %llu, "
                "\"opens\": %llu, \"verdicts\": [%s], \"pass\": %s}\n",

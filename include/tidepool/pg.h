@@ -152,6 +152,15 @@ TP_EXTERN void tp_pg_release(tp_conn *lease, unsigned flags);
 TP_EXTERN tp_err tp_pg_exec(tp_pg_pool *pp, const tp_pg_target *target, const char *sql,
                             struct pg_result **result, tp_errinfo *err);
 
+/* tp_pg_result_value: the text of row, column col of a result from tp_pg_exec() (libpq's
+ * PQgetvalue), or NULL when the result has no such cell (NULL result included); for
+ * callers that do not include libpq-fe.h. Valid until the result is freed. */
+TP_EXTERN const char *tp_pg_result_value(const struct pg_result *r, int row, int col);
+
+/* tp_pg_result_free: PQclear() for callers that do not include libpq-fe.h; NULL is a
+ * no-op. */
+TP_EXTERN void tp_pg_result_free(struct pg_result *r);
+
 /* tp_pg_sqlstate: decodes a backend_code set by this connector into the 5-character
  * SQLSTATE (out must hold 6 bytes); "" when code is 0. Returns out. */
 TP_EXTERN char *tp_pg_sqlstate(int backend_code, char out[6]);

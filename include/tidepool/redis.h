@@ -185,6 +185,11 @@ TP_EXTERN void tp_redis_release(tp_redis_lease *l, unsigned flags);
  * included): for callers that do not include hiredis.h. */
 TP_EXTERN bool tp_redis_reply_is_error(const struct redisReply *reply);
 
+/* tp_redis_reply_str: the text of a string, status or error reply (*len its
+ * length, if len is not NULL), or NULL for another kind (NULL included): for callers
+ * that do not include hiredis.h. Valid until the reply is freed. */
+TP_EXTERN const char *tp_redis_reply_str(const struct redisReply *reply, size_t *len);
+
 /* tp_redis_reply_free: frees a reply returned by tp_redis_command() and friends (NULL is
  * a no-op). */
 TP_EXTERN void tp_redis_reply_free(struct redisReply *reply);

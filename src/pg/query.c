@@ -206,6 +206,18 @@ static tp_err run(tp__pg_conn *pc, const char *sql, PGresult **out, bool *sent, 
     return rc;
 }
 
+const char *tp_pg_result_value(const struct pg_result *r, int row, int col)
+{
+    if (r == NULL || row < 0 || col < 0 || row >= PQntuples(r) || col >= PQnfields(r))
+        return NULL;
+    return PQgetvalue(r, row, col);
+}
+
+void tp_pg_result_free(struct pg_result *r)
+{
+    PQclear(r);
+}
+
 tp_err tp_pg_query_simple(tp_conn *lease, const char *sql, tp_errinfo *err)
 {
     tp__pg_conn *pc = lease != NULL ? tp_conn_get(lease) : NULL;

@@ -237,6 +237,16 @@ bool tp_redis_reply_is_error(const struct redisReply *reply)
     return reply != NULL && reply->type == REDIS_REPLY_ERROR;
 }
 
+const char *tp_redis_reply_str(const struct redisReply *reply, size_t *len)
+{
+    bool text = reply != NULL &&
+                (reply->type == REDIS_REPLY_STRING || reply->type == REDIS_REPLY_STATUS ||
+                 reply->type == REDIS_REPLY_ERROR);
+    if (len != NULL)
+        *len = text ? reply->len : 0;
+    return text ? reply->str : NULL;
+}
+
 void tp_redis_reply_free(struct redisReply *reply)
 {
     if (reply != NULL)

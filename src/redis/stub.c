@@ -124,6 +124,14 @@ bool tp_redis_reply_is_error(const struct redisReply *reply)
     return false;
 }
 
+const char *tp_redis_reply_str(const struct redisReply *reply, size_t *len)
+{
+    (void)reply;
+    if (len != NULL)
+        *len = 0;
+    return NULL;
+}
+
 void tp_redis_reply_free(struct redisReply *reply) { (void)reply; }
 
 #else

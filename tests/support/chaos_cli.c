@@ -1,0 +1,72 @@
+/* chaos_cli.c: see chaos_cli.h. */
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "chaos_cli.h"
+
+const char *chaos_cli_path(void)
+{
+    const char *cli = getenv("TIDEPOOL_CLI");
+    return cli != NULL && access(cli, X_OK) == 0 ? cli : NULL;
+}
+
+int chaos_cli_run(const char *cli, const char *scenario, const char *url, char *out, size_t cap)
+{
+    int pipefd[2];
+    if (pipe(pipefd) != 0)
+        return 128;
+    pid_t pid = fork();
+    if (pid < 0)
+        return 128;
+    if (pid == 0) {
+        dup2(pipefd[1], 1);
+        close(pipefd[0]);
+        execl(cli, cli, "chaos", "run", scenario, "--url", url, "--json", (char *)NULL);
+        _exit(127);
+    }
+    close(pipefd[1]);
+    size_t n = 0;
+    for (;;) {
+        ssize_t r = read(pipefd[0], out + n, cap - 1 - n);
+        if (r <= 0 || (n += (size_t)r) + 1 >= cap)
+            break;
+    }
+    out[n] = '\0';
+    close(pipefd[0]);
+    int st;
+    if (waitpid(pid, &st, 0) != pid)
+        return 128;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+int chaos_cli_run_dir(const char *cli, const char *subdir, const char *url, int *failed)
+{
+    char dir[600];
+    snprintf(dir, sizeof dir, "%s/%s", TIDEPOOL_SOURCE_DIR, subdir);
+    *failed = 0;
+    DIR *d = opendir(dir);
+    if (d == NULL)
+        return 0;
+    int ran = 0;
+    static char out[65536];
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        size_t len = strlen(e->d_name);
+        if (len < 6 || strcmp(e->d_name + len - 5, ".json") != 0)
+            continue;
+        char path[1200];
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        int st = chaos_cli_run(cli, path, url, out, sizeof out);
+        printf("%s/%s: exit %d: %s", subdir, e->d_name, st, out);
+        if (st != 0 || strstr(out, "\"pass\": true}") == NULL || strstr(out, "\"pass\": false") != NULL)
+            (*failed)++;
+        ran++;
+    }
+    closedir(d);
+    fflush(stdout);
+    return ran;
+}

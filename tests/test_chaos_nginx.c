@@ -23,6 +23,7 @@
 
 #include <tidepool/tidepool.h>
 
+#include "support/chaos_rig.h"
 #include "support/nginx_env.h"
 
 #define MS(x) ((int64_t)(x) * TP_NSEC_PER_MSEC)
@@ -41,13 +42,8 @@ static const int BLOCKING = 0, ENGINE = 1;
 static void rig_start(rig *r, int64_t header_timeout, void **state)
 {
     r->eng = NULL;
-    tp_chaos_options o;
-    tp_chaos_options_init(&o);
-    o.upstream_host = "127.0.0.1";
-    o.upstream_port = env.http_port;
-    o.seed = 7;
+    r->proxy = chaos_rig_start(env.http_port, 7);
     tp_errinfo e;
-    assert_int_equal(tp_chaos_start(&o, &r->proxy, &e), TP_OK);
     snprintf(r->url, sizeof r->url, "http://127.0.0.1:%u/", (unsigned)tp_chaos_port(r->proxy));
     snprintf(r->big, sizeof r->big, "http://127.0.0.1:%u/big",
              (unsigned)tp_chaos_port(r->proxy));
@@ -70,19 +66,6 @@ static void rig_stop(rig *r)
     assert_int_equal(st.idle + st.in_use + st.opening, st.total);
     tp_http_client_destroy(r->c);
     tp_chaos_stop(r->proxy);
-}
-
-static void set_fault(rig *r, const tp_chaos_fault *f)
-{
-    tp_errinfo e;
-    assert_int_equal(tp_chaos_set_fault(r->proxy, f, &e), TP_OK);
-}
-
-static void clear_fault(rig *r)
-{
-    tp_chaos_fault f;
-    tp_chaos_fault_init(&f);
-    set_fault(r, &f);
 }
 
 typedef struct done_rec {
@@ -147,19 +130,6 @@ static tp_err get_checked(rig *r, const char *url, bool big)
     return TP_OK;
 }
 
-static void wait_proxy_open(rig *r, uint64_t want)
-{
-    int64_t end = tp_clock_now() + 5 * TP_NSEC_PER_SEC;
-    tp_chaos_counters n;
-    do {
-        tp_chaos_counters_read(r->proxy, &n);
-        if (n.open == want)
-            return;
-        usleep(2000);
-    } while (tp_clock_now() < end);
-    assert_int_equal(n.open, want);
-}
-
 /* Latency: every exchange pays it both ways, on a fresh and on a reused connection. */
 static void test_latency(void **state)
 {
@@ -168,7 +138,7 @@ static void test_latency(void **state)
     tp_chaos_fault f;
     tp_chaos_fault_init(&f);
     f.latency = MS(25);
-    set_fault(&r, &f);
+    chaos_rig_set(r.proxy, &f);
     for (int i = 0; i < 3; i++) {
         int64_t t0 = tp_clock_now();
         assert_int_equal(get_checked(&r, r.url, false), TP_OK);
@@ -190,11 +160,11 @@ static void test_reset_mid_body(void **state)
     tp_chaos_fault_init(&f);
     f.direction = TP_CHAOS_DOWN;
     f.reset_after_bytes = 100000;
-    set_fault(&r, &f);
+    chaos_rig_set(r.proxy, &f);
     tp_err rc = get_checked(&r, r.big, true);
     assert_int_not_equal(rc, TP_OK);
     assert_int_equal(rc, TP_ECONNRESET);
-    clear_fault(&r);
+    chaos_rig_clear(r.proxy);
     assert_int_equal(get_checked(&r, r.big, true), TP_OK);
     tp_stats st;
     tp_pool_stats(tp_http_client_pool(r.c), &st);
@@ -213,9 +183,9 @@ static void test_idle_connections_reset(void **state)
     tp_chaos_fault f;
     tp_chaos_fault_init(&f);
     f.reset_after = 0; /* every connection open now, at once */
-    set_fault(&r, &f);
-    wait_proxy_open(&r, 0);
-    clear_fault(&r);
+    chaos_rig_set(r.proxy, &f);
+    chaos_rig_wait_open(r.proxy, 0);
+    chaos_rig_clear(r.proxy);
     for (int i = 0; i < 10; i++)
         assert_int_equal(get_checked(&r, r.url, false), TP_OK);
     tp_stats st;
@@ -241,7 +211,7 @@ static void test_half_open_pooled_connection(void **state)
     tp_chaos_fault f;
     tp_chaos_fault_init(&f);
     f.half_open = true;
-    set_fault(&r, &f);
+    chaos_rig_set(r.proxy, &f);
     int64_t t0 = tp_clock_now();
     tp_err rc = get_checked(&r, r.url, false);
     int64_t took = tp_clock_now() - t0;
@@ -250,7 +220,7 @@ static void test_half_open_pooled_connection(void **state)
     assert_int_equal(rc, TP_EHDRTIMEDOUT);
     assert_true(took >= MS(300));
     assert_true(took < MS(3000));
-    clear_fault(&r);
+    chaos_rig_clear(r.proxy);
     assert_int_equal(get_checked(&r, r.url, false), TP_OK);
     rig_stop(&r);
 }
@@ -263,11 +233,11 @@ static void test_refused(void **state)
     tp_chaos_fault f;
     tp_chaos_fault_init(&f);
     f.refuse = true;
-    set_fault(&r, &f);
+    chaos_rig_set(r.proxy, &f);
     int64_t t0 = tp_clock_now();
     assert_int_equal(get_checked(&r, r.url, false), TP_ECONNREFUSED);
     assert_true(tp_clock_now() - t0 < MS(1000));
-    clear_fault(&r);
+    chaos_rig_clear(r.proxy);
     int64_t end = tp_clock_now() + 5 * TP_NSEC_PER_SEC;
     tp_err rc;
     while ((rc = get_checked(&r, r.url, false)) != TP_OK && tp_clock_now() < end)

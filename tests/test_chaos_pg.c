@@ -7,6 +7,7 @@
 
 #include "pg_common.h"
 #include "support/chaos_cli.h"
+#include "support/chaos_rig.h"
 #include "tidepool/chaos.h"
 
 #ifdef PG_TESTS_HAVE_LIBPQ
@@ -18,13 +19,8 @@ typedef struct rig {
 
 static void rig_start(rig *r, int64_t query_timeout)
 {
-    tp_chaos_options o;
-    tp_chaos_options_init(&o);
-    o.upstream_host = "127.0.0.1";
-    o.upstream_port = (uint16_t)env.port;
-    o.seed = 13;
+    r->proxy = chaos_rig_start((uint16_t)env.port, 13);
     tp_errinfo e;
-    assert_int_equal(tp_chaos_start(&o, &r->proxy, &e), TP_OK);
     tp_pg_options po;
     tp_pg_options_init(&po);
     po.query_timeout = query_timeout;
@@ -57,19 +53,6 @@ static tp_err select_one(rig *r)
     return rc;
 }
 
-static void set_fault(rig *r, const tp_chaos_fault *f)
-{
-    tp_errinfo e;
-    assert_int_equal(tp_chaos_set_fault(r->proxy, f, &e), TP_OK);
-}
-
-static void clear_fault(rig *r)
-{
-    tp_chaos_fault f;
-    tp_chaos_fault_init(&f);
-    set_fault(r, &f);
-}
-
 static void test_idle_connections_reset(void **state)
 {
     (void)state;
@@ -80,15 +63,9 @@ static void test_idle_connections_reset(void **state)
     tp_chaos_fault f;
     tp_chaos_fault_init(&f);
     f.reset_after = 0;
-    set_fault(&r, &f);
-    int64_t end = tp_clock_now() + 5 * TP_NSEC_PER_SEC;
-    tp_chaos_counters n;
-    do {
-        tp_chaos_counters_read(r.proxy, &n);
-        usleep(2000);
-    } while (n.open > 0 && tp_clock_now() < end);
-    assert_int_equal(n.open, 0);
-    clear_fault(&r);
+    chaos_rig_set(r.proxy, &f);
+    chaos_rig_wait_open(r.proxy, 0);
+    chaos_rig_clear(r.proxy);
     for (int i = 0; i < 10; i++)
         assert_int_equal(select_one(&r), TP_OK);
     rig_stop(&r);
@@ -103,7 +80,7 @@ static void test_half_open_bounded_by_query_timeout(void **state)
     tp_chaos_fault f;
     tp_chaos_fault_init(&f);
     f.half_open = true;
-    set_fault(&r, &f);
+    chaos_rig_set(r.proxy, &f);
     int64_t t0 = tp_clock_now();
     tp_err rc = select_one(&r);
     int64_t took = tp_clock_now() - t0;
@@ -112,7 +89,7 @@ static void test_half_open_bounded_by_query_timeout(void **state)
     assert_int_equal(rc, TP_EREQTIMEDOUT);
     assert_true(took >= MS(300));
     assert_true(took < MS(3000));
-    clear_fault(&r);
+    chaos_rig_clear(r.proxy);
     assert_int_equal(select_one(&r), TP_OK); /* on a new connection */
     tp_stats st;
     tp_pool_stats(tp_pg_pool_tp(r.pp), &st);
@@ -144,7 +121,7 @@ static void test_latency(void **state)
     tp_chaos_fault f;
     tp_chaos_fault_init(&f);
     f.latency = MS(20);
-    set_fault(&r, &f);
+    chaos_rig_set(r.proxy, &f);
     for (int i = 0; i < 3; i++) {
         int64_t t0 = tp_clock_now();
         assert_int_equal(select_one(&r), TP_OK);
@@ -161,9 +138,9 @@ static void test_refused(void **state)
     tp_chaos_fault f;
     tp_chaos_fault_init(&f);
     f.refuse = true;
-    set_fault(&r, &f);
+    chaos_rig_set(r.proxy, &f);
     assert_int_equal(select_one(&r), TP_ECONNREFUSED);
-    clear_fault(&r);
+    chaos_rig_clear(r.proxy);
     int64_t end = tp_clock_now() + 5 * TP_NSEC_PER_SEC;
     tp_err rc;
     while ((rc = select_one(&r)) != TP_OK && tp_clock_now() < end)

@@ -24,6 +24,8 @@
 
 #include "tidepool/tidepool.h"
 
+#include "support/chaos_rig.h"
+
 #define MS(x) ((int64_t)(x) * TP_NSEC_PER_MSEC)
 
 /* ---- the upstream ----------------------------------------------------------------- */
@@ -174,15 +176,6 @@ static tp_chaos *proxy_start(const upstream *u, const tp_chaos_fault *f, uint64_
     return c;
 }
 
-static void set_fault(tp_chaos *c, const tp_chaos_fault *f)
-{
-    tp_errinfo e;
-    tp_err rc = tp_chaos_set_fault(c, f, &e);
-    if (rc != TP_OK)
-        print_message("tp_chaos_set_fault: %s\n", e.msg);
-    assert_int_equal(rc, TP_OK);
-}
-
 /* A connected client socket, or -1 with errno (ECONNREFUSED...). */
 static int dial(uint16_t port)
 {
@@ -240,15 +233,6 @@ static tp_chaos_counters counters(tp_chaos *c)
     tp_chaos_counters n;
     tp_chaos_counters_read(c, &n);
     return n;
-}
-
-/* The proxy closes its side of a link on its own loop: wait for it. */
-static void wait_open(tp_chaos *c, uint64_t want)
-{
-    int64_t end = tp_clock_now() + 5 * TP_NSEC_PER_SEC;
-    while (counters(c).open != want && tp_clock_now() < end)
-        usleep(2000);
-    assert_int_equal(counters(c).open, want);
 }
 
 /* One byte there and back: the round trip in ns. */
@@ -318,7 +302,7 @@ static void test_bytes_unchanged(void **state)
     assert_int_equal(e, 0); /* the echo's FIN came through after the data */
     assert_int_equal(n, LEN);
     assert_memory_equal(got, sent, LEN);
-    wait_open(c, 0);
+    chaos_rig_wait_open(c, 0); /* the proxy closes its side on its loop */
     tp_chaos_counters k = counters(c);
     assert_int_equal(k.accepted, 1);
     assert_int_equal(k.bytes_up, LEN);
@@ -344,7 +328,7 @@ static void test_latency_each_direction(void **state)
     tp_chaos_fault f;
     tp_chaos_fault_init(&f);
     f.latency = MS(40);
-    set_fault(c, &f); /* reaches the connection already open */
+    chaos_rig_set(c, &f); /* reaches the connection already open */
     enum { N = 7 };
     int64_t rtt[N];
     for (int i = 0; i < N; i++) {
@@ -357,7 +341,7 @@ static void test_latency_each_direction(void **state)
     assert_true(rtt[N / 2] <= 2 * f.latency * 11 / 10); /* within 10 % */
     /* One direction only: half of it. */
     f.direction = TP_CHAOS_DOWN;
-    set_fault(c, &f);
+    chaos_rig_set(c, &f);
     for (int i = 0; i < N; i++) {
         rtt[i] = ping(fd);
         assert_true(rtt[i] >= f.latency);
@@ -428,7 +412,7 @@ static void test_reset_and_limit_at_the_stated_byte(void **state)
 
     tp_chaos_fault_init(&f);
     f.limit_data = 12345;
-    set_fault(c, &f);
+    chaos_rig_set(c, &f);
     fd = dial(tp_chaos_port(c));
     assert_true(fd >= 0);
     n = read_all(fd, buf, sizeof buf, &e);
@@ -436,7 +420,7 @@ static void test_reset_and_limit_at_the_stated_byte(void **state)
     assert_int_equal(n, 12345);
     assert_int_equal(e, 0); /* a FIN, not a reset */
     assert_int_equal(counters(c).limits, 1);
-    wait_open(c, 0);
+    chaos_rig_wait_open(c, 0);
     tp_chaos_stop(c);
     upstream_stop(&u);
 }
@@ -531,7 +515,7 @@ static void test_accept_delay(void **state)
     print_message("first connection served after %.0f ms (ping %.1f ms)\n",
                   (double)(tp_clock_now() - t0) / 1e6, (double)rtt / 1e6);
     tp_chaos_fault_init(&f);
-    set_fault(c, &f);
+    chaos_rig_set(c, &f);
     assert_true(connected_within(b, 4000)); /* at a SYN retransmission */
     ping(b);
     close(a);
@@ -551,11 +535,11 @@ static void test_refuse_then_accept_on_the_same_port(void **state)
     tp_chaos_fault f;
     tp_chaos_fault_init(&f);
     f.refuse = true;
-    set_fault(c, &f);
+    chaos_rig_set(c, &f);
     assert_int_equal(dial(port), -1);
     assert_int_equal(errno, ECONNREFUSED);
     f.refuse = false;
-    set_fault(c, &f);
+    chaos_rig_set(c, &f);
     assert_int_equal(tp_chaos_port(c), port);
     int fd = dial(port);
     assert_true(fd >= 0);
@@ -581,7 +565,7 @@ static void test_upstream_down_resets_the_client(void **state)
     assert_int_equal(n, 0);
     assert_int_equal(e, ECONNRESET);
     assert_int_equal(counters(c).upstream_failures, 1);
-    wait_open(c, 0);
+    chaos_rig_wait_open(c, 0);
     tp_chaos_stop(c);
 }
 
@@ -607,7 +591,7 @@ static void test_blackhole_then_heal(void **state)
     assert_int_equal(counters(c).bytes_dropped, 4);
     assert_int_equal(atomic_load(&u.received), 0);
     tp_chaos_fault_init(&f);
-    set_fault(c, &f);
+    chaos_rig_set(c, &f);
     ping(fd); /* healed: what is sent now goes through */
     close(fd);
     tp_chaos_stop(c);
@@ -626,7 +610,7 @@ static void test_half_open_peer(void **state)
     tp_chaos_fault f;
     tp_chaos_fault_init(&f);
     f.half_open = true;
-    set_fault(c, &f);
+    chaos_rig_set(c, &f);
     uint64_t before = atomic_load(&u.received);
     assert_int_equal(send(fd, "gone", 4, MSG_NOSIGNAL), 4);
     assert_false(readable_within(fd, 300)); /* nothing comes back, not even a FIN */

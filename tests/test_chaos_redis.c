@@ -12,6 +12,7 @@
 
 #include "redis_test_env.h"
 #include "support/chaos_cli.h"
+#include "support/chaos_rig.h"
 #include "support/test_util.h"
 #include "tidepool/chaos.h"
 
@@ -26,13 +27,8 @@ typedef struct rig {
 
 static void rig_start(rig *r, int64_t command_timeout)
 {
-    tp_chaos_options o;
-    tp_chaos_options_init(&o);
-    o.upstream_host = "127.0.0.1";
-    o.upstream_port = (uint16_t)env.port;
-    o.seed = 11;
+    r->proxy = chaos_rig_start((uint16_t)env.port, 11);
     tp_errinfo e;
-    assert_int_equal(tp_chaos_start(&o, &r->proxy, &e), TP_OK);
     char url[128];
     snprintf(url, sizeof url, "redis://127.0.0.1:%u/0", (unsigned)tp_chaos_port(r->proxy));
     tp_redis_options ro;
@@ -53,32 +49,6 @@ static void rig_stop(rig *r)
     tp_chaos_stop(r->proxy);
 }
 
-static void set_fault(rig *r, const tp_chaos_fault *f)
-{
-    tp_errinfo e;
-    assert_int_equal(tp_chaos_set_fault(r->proxy, f, &e), TP_OK);
-}
-
-static void clear_fault(rig *r)
-{
-    tp_chaos_fault f;
-    tp_chaos_fault_init(&f);
-    set_fault(r, &f);
-}
-
-static void wait_proxy_open(rig *r, uint64_t want)
-{
-    int64_t end = tp_clock_now() + 5 * TP_NSEC_PER_SEC;
-    tp_chaos_counters n;
-    do {
-        tp_chaos_counters_read(r->proxy, &n);
-        if (n.open == want)
-            return;
-        usleep(2000);
-    } while (tp_clock_now() < end);
-    assert_int_equal(n.open, want);
-}
-
 static void test_idle_connections_reset(void **state)
 {
     (void)state;
@@ -89,9 +59,9 @@ static void test_idle_connections_reset(void **state)
     tp_chaos_fault f;
     tp_chaos_fault_init(&f);
     f.reset_after = 0; /* every connection open now */
-    set_fault(&r, &f);
-    wait_proxy_open(&r, 0);
-    clear_fault(&r);
+    chaos_rig_set(r.proxy, &f);
+    chaos_rig_wait_open(r.proxy, 0);
+    chaos_rig_clear(r.proxy);
     for (int i = 0; i < 10; i++)
         assert_int_equal(rt_ping_through(r.rp, MS(5000)), TP_OK);
     tp_stats st;
@@ -109,7 +79,7 @@ static void test_half_open_bounded_by_command_timeout(void **state)
     tp_chaos_fault f;
     tp_chaos_fault_init(&f);
     f.half_open = true;
-    set_fault(&r, &f);
+    chaos_rig_set(r.proxy, &f);
     int64_t t0 = tp_clock_now();
     tp_err rc = rt_ping_through(r.rp, MS(5000));
     int64_t took = tp_clock_now() - t0;
@@ -118,7 +88,7 @@ static void test_half_open_bounded_by_command_timeout(void **state)
     assert_int_equal(rc, TP_EREQTIMEDOUT);
     assert_true(took >= MS(300));
     assert_true(took < MS(3000));
-    clear_fault(&r);
+    chaos_rig_clear(r.proxy);
     assert_int_equal(rt_ping_through(r.rp, MS(5000)), TP_OK); /* on a new connection */
     tp_stats st;
     tp_pool_stats(tp_redis_pool_tp(r.rp), &st);
@@ -135,7 +105,7 @@ static void test_latency(void **state)
     tp_chaos_fault f;
     tp_chaos_fault_init(&f);
     f.latency = MS(20);
-    set_fault(&r, &f);
+    chaos_rig_set(r.proxy, &f);
     for (int i = 0; i < 3; i++) {
         int64_t t0 = tp_clock_now();
         assert_int_equal(rt_ping_through(r.rp, MS(5000)), TP_OK);
@@ -152,9 +122,9 @@ static void test_refused(void **state)
     tp_chaos_fault f;
     tp_chaos_fault_init(&f);
     f.refuse = true;
-    set_fault(&r, &f);
+    chaos_rig_set(r.proxy, &f);
     assert_int_equal(rt_ping_through(r.rp, MS(1000)), TP_ECONNREFUSED);
-    clear_fault(&r);
+    chaos_rig_clear(r.proxy);
     int64_t end = tp_clock_now() + 5 * TP_NSEC_PER_SEC;
     tp_err rc;
     while ((rc = rt_ping_through(r.rp, MS(1000))) != TP_OK && tp_clock_now() < end)

@@ -31,8 +31,8 @@ static void test_shipped_scenarios_pass(void **state)
     int failed;
     int ran = chaos_cli_run_dir(cli, "scenarios", url, &failed);
     assert_int_equal(failed, 0);
-    assert_true(ran >= 9); /* restart, resets, latency, black hole, half-open, stop-reading,
-                              bandwidth, refused and delayed accepts, mixed */
+    assert_true(ran >= 10); /* restart, resets, latency, black hole, half-open, stop-reading,
+                               bandwidth, refused and delayed accepts, mixed, long outage */
 }
 
 static void test_a_failing_verdict_fails(void **state)

@@ -46,6 +46,7 @@ typedef struct scenario {
     int64_t max_per_key;
     int64_t recovery_within;
     int64_t max_opens_after_heal; /* -1: twice the concurrency */
+    bool expect_breaker;          /* the outage is long enough to open the breaker */
     unsigned allowed;             /* bit per -tp_err of the failures the faults explain */
 } scenario;
 
@@ -197,6 +198,8 @@ static int load_scenario(const char *path, const char *url_override, scenario *s
         sc->max_per_key = json_integer_value(v);
     if (rc == 0 && json_is_integer(v = json_object_get(root, "max_opens_after_heal")))
         sc->max_opens_after_heal = json_integer_value(v);
+    if (rc == 0 && json_is_boolean(v = json_object_get(root, "expect_breaker")))
+        sc->expect_breaker = json_is_true(v);
     tp_errinfo err;
     if (rc == 0 && (v = json_object_get(root, "fault")) != NULL) {
         char *f = json_dumps(v, 0);
@@ -491,7 +494,7 @@ static void verdict(verdicts *v, const char *name, bool pass, const char *fmt, .
     va_end(ap);
     v->all = v->all && pass;
     if (!v->json)
-        printf("%s  %-22s %s\n", pass ? "PASS" : "FAIL", name, detail);
+        printf("%s  %-26s %s\n", pass ? "PASS" : "FAIL", name, detail);
     else if (v->len < sizeof v->buf)
         v->len += (size_t)snprintf(v->buf + v->len, sizeof v->buf - v->len,
                                    "%s{\"name\": \"%s\", \"pass\": %s, \"detail\": \"%s\"}",
@@ -635,6 +638,12 @@ static int run_scenario(const scenario *sc, bool json)
                 "%llu opens after the heal (bound %lld)", (unsigned long long)opens_after,
                 (long long)s.max_opens_after_heal);
     }
+    if (s.expect_breaker)
+        verdict(&v, "breaker_opens_and_closes",
+                st.rejects_breaker > 0 && atomic_load(&r.first_ok_after_heal) >= 0,
+                "%llu acquires refused while it was open; served again after the heal: %s",
+                (unsigned long long)st.rejects_breaker,
+                atomic_load(&r.first_ok_after_heal) >= 0 ? "yes" : "no");
     int64_t p99 = tp_histogram_quantile(&st.acquire_wait, 0.99);
     tp_pool_options po;
     tp_pool_options_init(&po);

@@ -156,6 +156,9 @@ static int load_scenario(const char *path, const char *url_override, scenario *s
     json_t *v;
     snprintf(sc->name, sizeof sc->name, "%s",
              json_is_string(v = json_object_get(root, "name")) ? json_string_value(v) : path);
+    for (char *c = sc->name; *c != '\0'; c++) /* it is printed inside JSON strings */
+        if (*c == '"' || *c == '\\' || (unsigned char)*c < 0x20)
+            *c = '\'';
     const char *url = url_override;
     if (url == NULL && json_is_string(v = json_object_get(root, "url")))
         url = json_string_value(v);

@@ -172,7 +172,8 @@ TP_EXTERN uint16_t tp_chaos_port(const tp_chaos *c);
 
 /* tp_chaos_set_fault: replaces the faults; open connections are drawn again against the
  * new probability. Returns once the proxy's loop has applied them (a refusal is in
- * force, or lifted, when this returns). Errors: TP_EINVAL (a value out of range), TP_EIO
+ * force, or lifted, when this returns). A schedule still running replaces them in turn
+ * at its next step, or when its running step ends. Errors: TP_EINVAL (a value out of range), TP_EIO
  * (the listener could not be bound again after a refusal). */
 TP_EXTERN tp_err tp_chaos_set_fault(tp_chaos *c, const tp_chaos_fault *f, tp_errinfo *err);
 

@@ -1,6 +1,7 @@
 /* test_chaos_scenarios.c: every scenario shipped under scenarios/ run by the CLI
- * (`tidepool chaos run FILE --url ... --json`) against the fixture's nginx: each must
- * exit 0 with every verdict passing. Then a scenario that must fail (no error allowed,
+ * (`tidepool chaos run FILE --url ... --client blocking|engine --json`) against the
+ * fixture's nginx, through the blocking call and through the engine: each must exit 0
+ * with every verdict passing. Then a scenario that must fail (no error allowed,
  * while every connection is reset five times under load) exits 1 with that verdict
  * failing: the verdicts can fail. Skipped (77) without the fixture or the CLI. */
 #include <setjmp.h>
@@ -29,8 +30,11 @@ static void test_shipped_scenarios_pass(void **state)
     char url[128];
     snprintf(url, sizeof url, "http://127.0.0.1:%u/echo", (unsigned)env.http_port);
     int failed;
-    int ran = chaos_cli_run_dir(cli, "scenarios", url, &failed);
+    int ran = chaos_cli_run_dir(cli, "scenarios", url, "blocking", &failed);
     assert_int_equal(failed, 0);
+    int ran_engine = chaos_cli_run_dir(cli, "scenarios", url, "engine", &failed);
+    assert_int_equal(failed, 0);
+    assert_int_equal(ran_engine, ran);
     assert_true(ran >= 10); /* restart, resets, latency, black hole, half-open, stop-reading,
                                bandwidth, refused and delayed accepts, mixed, long outage */
 }
@@ -53,7 +57,7 @@ static void test_a_failing_verdict_fails(void **state)
     static char out[65536];
     char url[128];
     snprintf(url, sizeof url, "http://127.0.0.1:%u/echo", (unsigned)env.http_port);
-    int st = chaos_cli_run(cli, path, url, out, sizeof out);
+    int st = chaos_cli_run(cli, path, url, NULL, out, sizeof out);
     unlink(path);
     print_message("exit %d: %s", st, out);
     assert_int_equal(st, 1);

@@ -131,7 +131,8 @@ static char *slurp(const char *path)
     return buf;
 }
 
-static int load_scenario(const char *path, const char *url_override, scenario *sc)
+static int load_scenario(const char *path, const char *url_override,
+                         const char *client_override, scenario *sc)
 {
     memset(sc, 0, sizeof *sc);
     tp_chaos_fault_init(&sc->fault);
@@ -174,11 +175,14 @@ static int load_scenario(const char *path, const char *url_override, scenario *s
         rc = bad_scenario(path, "\"url\": http://, postgres:// or redis://");
     if (rc == 0)
         snprintf(sc->url, sizeof sc->url, "%s", url);
-    if (rc == 0 && json_is_string(v = json_object_get(root, "client"))) {
-        if (strcmp(json_string_value(v), "engine") == 0 && sc->k == K_HTTP)
+    const char *client = client_override;
+    if (client == NULL && json_is_string(v = json_object_get(root, "client")))
+        client = json_string_value(v);
+    if (rc == 0 && client != NULL) {
+        if (strcmp(client, "engine") == 0 && sc->k == K_HTTP)
             sc->k = K_ENGINE;
-        else if (strcmp(json_string_value(v), "blocking") != 0)
-            rc = bad_scenario(path, "\"client\": \"blocking\" or \"engine\" (HTTP)");
+        else if (strcmp(client, "blocking") != 0 && strcmp(client, "engine") != 0)
+            rc = bad_scenario(path, "\"client\": \"blocking\" or \"engine\"");
     }
     if (rc == 0 && (v = json_object_get(root, "method")) != NULL)
         sc->post_echo = json_is_string(v) && strcmp(json_string_value(v), "POST") == 0;
@@ -665,18 +669,22 @@ static int run_scenario(const scenario *sc, bool json)
 
 int cmd_chaos_run(int argc, char **argv)
 {
-    const char *path = NULL, *url = NULL;
+    const char *path = NULL, *url = NULL, *client = NULL;
     bool json = false;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--json") == 0)
             json = true;
         else if (strcmp(argv[i], "--url") == 0 && i + 1 < argc)
             url = argv[++i];
+        else if (strcmp(argv[i], "--client") == 0 && i + 1 < argc)
+            client = argv[++i];
         else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            printf("usage: tidepool chaos run SCENARIO.json [--url URL] [--json]\n\n"
+            printf("usage: tidepool chaos run SCENARIO.json [--url URL] [--client blocking|engine]\n"
+                   "                          [--json]\n\n"
                    "Runs the scenario's load through a tidepool pool and the fault proxy in\n"
-                   "front of its server (--url replaces the scenario's), applies its\n"
-                   "schedule and prints a verdict per assertion. See scenarios/.\n");
+                   "front of its server (--url and --client replace the scenario's; the engine\n"
+                   "is for http:// only, a database URL ignores it), applies its schedule\n"
+                   "and prints a verdict per assertion. See scenarios/ and docs/chaos.md.\n");
             return 0;
         } else if (path == NULL && argv[i][0] != '-')
             path = argv[i];
@@ -690,7 +698,7 @@ int cmd_chaos_run(int argc, char **argv)
         return 2;
     }
     scenario sc;
-    int rc = load_scenario(path, url, &sc);
+    int rc = load_scenario(path, url, client, &sc);
     if (rc != 0)
         return rc;
     rc = run_scenario(&sc, json);

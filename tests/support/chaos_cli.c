@@ -14,7 +14,8 @@ const char *chaos_cli_path(void)
     return cli != NULL && access(cli, X_OK) == 0 ? cli : NULL;
 }
 
-int chaos_cli_run(const char *cli, const char *scenario, const char *url, char *out, size_t cap)
+int chaos_cli_run(const char *cli, const char *scenario, const char *url, const char *client,
+                  char *out, size_t cap)
 {
     int pipefd[2];
     if (pipe(pipefd) != 0)
@@ -25,7 +26,11 @@ int chaos_cli_run(const char *cli, const char *scenario, const char *url, char *
     if (pid == 0) {
         dup2(pipefd[1], 1);
         close(pipefd[0]);
-        execl(cli, cli, "chaos", "run", scenario, "--url", url, "--json", (char *)NULL);
+        if (client != NULL)
+            execl(cli, cli, "chaos", "run", scenario, "--url", url, "--client", client, "--json",
+                  (char *)NULL);
+        else
+            execl(cli, cli, "chaos", "run", scenario, "--url", url, "--json", (char *)NULL);
         _exit(127);
     }
     close(pipefd[1]);
@@ -43,7 +48,8 @@ int chaos_cli_run(const char *cli, const char *scenario, const char *url, char *
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
 }
 
-int chaos_cli_run_dir(const char *cli, const char *subdir, const char *url, int *failed)
+int chaos_cli_run_dir(const char *cli, const char *subdir, const char *url, const char *client,
+                      int *failed)
 {
     char dir[600];
     snprintf(dir, sizeof dir, "%s/%s", TIDEPOOL_SOURCE_DIR, subdir);
@@ -60,8 +66,9 @@ int chaos_cli_run_dir(const char *cli, const char *subdir, const char *url, int 
             continue;
         char path[1200];
         snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-        int st = chaos_cli_run(cli, path, url, out, sizeof out);
-        printf("%s/%s: exit %d: %s", subdir, e->d_name, st, out);
+        int st = chaos_cli_run(cli, path, url, client, out, sizeof out);
+        printf("%s/%s (%s): exit %d: %s", subdir, e->d_name, client != NULL ? client : "as written",
+               st, out);
         if (st != 0 || strstr(out, "\"pass\": true}") == NULL || strstr(out, "\"pass\": false") != NULL)
             (*failed)++;
         ran++;

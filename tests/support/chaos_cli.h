@@ -9,13 +9,16 @@
 /* chaos_cli_path: $TIDEPOOL_CLI when it names an executable, else NULL. */
 const char *chaos_cli_path(void);
 
-/* chaos_cli_run: `CLI chaos run scenario --url url --json`: its exit status (128: killed),
- * its output in out (NUL-terminated, truncated to cap). */
-int chaos_cli_run(const char *cli, const char *scenario, const char *url, char *out, size_t cap);
+/* chaos_cli_run: `CLI chaos run scenario --url url --client client --json` (client NULL:
+ * the scenario's): its exit status (128: killed), its output in out (NUL-terminated,
+ * truncated to cap). */
+int chaos_cli_run(const char *cli, const char *scenario, const char *url, const char *client,
+                  char *out, size_t cap);
 
-/* chaos_cli_run_dir: every *.json of TIDEPOOL_SOURCE_DIR/subdir against url, each
- * printed; returns how many ran, *failed how many did not exit 0 with every verdict
- * passing. */
-int chaos_cli_run_dir(const char *cli, const char *subdir, const char *url, int *failed);
+/* chaos_cli_run_dir: every *.json of TIDEPOOL_SOURCE_DIR/subdir against url (client as
+ * above), each printed; returns how many ran, *failed how many did not exit 0 with every
+ * verdict passing. */
+int chaos_cli_run_dir(const char *cli, const char *subdir, const char *url, const char *client,
+                      int *failed);
 
 #endif

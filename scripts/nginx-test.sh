@@ -19,7 +19,9 @@
 #     /ka-hint  the 13-byte body plus "Keep-Alive: timeout=3"; the server really closes
 #               that connection after 3 s idle
 #     /echo     200 with the request body as the response body (Content-Length), any
-#               method, bodies up to 1 MiB (413 beyond), chunked request bodies accepted
+#               method, bodies up to 1 MiB (413 beyond), chunked request bodies accepted;
+#               each request it answers is logged in DIR/echo.log as its $request_uri
+#               (one line each: what the server saw, for at-most-once checks)
 #     /chunked  "hello, world\n" in two chunks (Transfer-Encoding: chunked); only when
 #               the echo module is installed (NGINX_CHUNKED=1 in DIR/env), else 404
 #   server 2, NGINX_HTTP_SHORT_KA_PORT: keepalive_timeout 1s; / as above
@@ -259,6 +261,7 @@ worker_rlimit_nofile 8192;
 events { worker_connections 4096; }
 http {
   access_log off;
+  log_format request_uri '\$request_uri';
   server_tokens off;
   keepalive_requests 1000000;
   client_body_temp_path $dir/tmp/body;
@@ -288,7 +291,12 @@ http {
       error_page 418 = @echo;
     }
     location = /echo-teapot { return 418; }
-    location @echo { default_type application/octet-stream; return 200 \$request_body; }
+    # The request ends here, so here it is logged (as the client sent it, /echo?...).
+    location @echo {
+      access_log $dir/echo.log request_uri;
+      default_type application/octet-stream;
+      return 200 \$request_body;
+    }
     $chunked
   }
   server {

@@ -161,7 +161,7 @@ static void test_db_scenarios(void **state)
     char url[128];
     snprintf(url, sizeof url, "postgres://postgres@127.0.0.1:%d/postgres", env.port);
     int failed;
-    int ran = chaos_cli_run_dir(cli, "scenarios/db", url, NULL, &failed);
+    int ran = chaos_cli_run_dir(cli, "scenarios/db", &(chaos_cli_opts){.url = url}, &failed);
     assert_int_equal(failed, 0);
     assert_true(ran >= 3);
 }

@@ -1,6 +1,7 @@
 /* test_chaos_scenarios.c: every scenario shipped under scenarios/ run by the CLI
  * (`tidepool chaos run FILE --url ... --client blocking|engine --json`) against the
- * fixture's nginx, through the blocking call and through the engine: each must exit 0
+ * fixture's nginx, through the blocking call and through the engine, with nginx's log of
+ * what /echo received (so each POST must have reached it at most once): each must exit 0
  * with every verdict passing. Then a scenario that must fail (no error allowed,
  * while every connection is reset five times under load) exits 1 with that verdict
  * failing: the verdicts can fail. Skipped (77) without the fixture or the CLI. */
@@ -29,10 +30,14 @@ static void test_shipped_scenarios_pass(void **state)
     (void)state;
     char url[128];
     snprintf(url, sizeof url, "http://127.0.0.1:%u/echo", (unsigned)env.http_port);
+    char log[600];
+    snprintf(log, sizeof log, "%s/echo.log", env.dir); /* nginx-test.sh: what /echo saw */
     int failed;
-    int ran = chaos_cli_run_dir(cli, "scenarios", url, "blocking", &failed);
+    chaos_cli_opts o = {.url = url, .client = "blocking", .server_log = log};
+    int ran = chaos_cli_run_dir(cli, "scenarios", &o, &failed);
     assert_int_equal(failed, 0);
-    int ran_engine = chaos_cli_run_dir(cli, "scenarios", url, "engine", &failed);
+    o.client = "engine";
+    int ran_engine = chaos_cli_run_dir(cli, "scenarios", &o, &failed);
     assert_int_equal(failed, 0);
     assert_int_equal(ran_engine, ran);
     assert_true(ran >= 10); /* restart, resets, latency, black hole, half-open, stop-reading,
@@ -57,7 +62,7 @@ static void test_a_failing_verdict_fails(void **state)
     static char out[65536];
     char url[128];
     snprintf(url, sizeof url, "http://127.0.0.1:%u/echo", (unsigned)env.http_port);
-    int st = chaos_cli_run(cli, path, url, NULL, out, sizeof out);
+    int st = chaos_cli_run(cli, path, &(chaos_cli_opts){.url = url}, out, sizeof out);
     unlink(path);
     print_message("exit %d: %s", st, out);
     assert_int_equal(st, 1);

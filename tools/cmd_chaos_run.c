@@ -55,6 +55,7 @@ typedef struct target target;
 typedef struct run {
     const scenario *sc;
     target *t;
+    char prefix[48]; /* of this run's ids: tc<pid>-<clock>, unique in a shared server log */
     int64_t t0, heal; /* heal: when the last step ends, from t0; -1: no heal */
     atomic_bool stop;
     _Atomic uint64_t ok, misdelivered, gauge_breaks, samples, failed_after_heal;
@@ -351,18 +352,14 @@ static tp_err request_once(const scenario *sc, target *t, tp_http_engine *eng, c
         tp_redis_release(l, 0);
         return rc;
     }
-    char get_url[700];
-    tp_http_request req = {.timeout = TP_DURATION_DEFAULT};
+    /* The id in the query too: a server's access log then shows what it received. */
+    char id_url[700];
+    snprintf(id_url, sizeof id_url, "%s%cid=%s", url, strchr(url, '?') != NULL ? '&' : '?', id);
+    tp_http_request req = {.timeout = TP_DURATION_DEFAULT, .url = id_url, .method = "GET"};
     if (sc->post_echo) {
         req.method = "POST";
-        req.url = url;
         req.body = id;
         req.body_len = idlen;
-    } else {
-        snprintf(get_url, sizeof get_url, "%s%cid=%s", url, strchr(url, '?') != NULL ? '&' : '?',
-                 id);
-        req.method = "GET";
-        req.url = get_url;
     }
     tp_http_response *resp = NULL;
     tp_err rc;
@@ -427,7 +424,7 @@ static void *worker_main(void *arg)
     }
     char id[64];
     for (uint64_t n = 0; !atomic_load(&r->stop); n++) {
-        snprintf(id, sizeof id, "tidepool-chaos-%d-%llu", w->id, (unsigned long long)n);
+        snprintf(id, sizeof id, "%s-%d-%llu", r->prefix, w->id, (unsigned long long)n);
         int64_t start = tp_clock_now() - r->t0;
         bool right;
         tp_err rc = request_once(sc, r->t, eng, sc->proxied, id, &right);
@@ -509,7 +506,52 @@ static void verdict(verdicts *v, const char *name, bool pass, const char *fmt, .
     v->n++;
 }
 
-static int run_scenario(const scenario *sc, bool json)
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* What the server's log (one request URI a line) shows of this run's ids: how many it
+ * received, and how many of those more than once. False if the log cannot be read. */
+static bool server_view(const char *log, const char *prefix, uint64_t *seen, uint64_t *twice)
+{
+    *seen = *twice = 0;
+    FILE *f = fopen(log, "r");
+    if (f == NULL)
+        return false;
+    char needle[64];
+    snprintf(needle, sizeof needle, "id=%s-", prefix);
+    size_t n = 0, cap = 0;
+    char **ids = NULL, line[1024];
+    while (fgets(line, sizeof line, f) != NULL) {
+        char *p = strstr(line, needle);
+        if (p == NULL)
+            continue;
+        p += 3;
+        p[strcspn(p, "&\r\n ")] = '\0';
+        if (n == cap) {
+            cap = cap * 2 + 1024;
+            char **bigger = realloc(ids, cap * sizeof *ids);
+            if (bigger == NULL)
+                break;
+            ids = bigger;
+        }
+        if ((ids[n] = strdup(p)) != NULL)
+            n++;
+    }
+    fclose(f);
+    qsort(ids, n, sizeof *ids, cmp_str);
+    for (size_t i = 0; i < n; i++) {
+        if (i > 0 && strcmp(ids[i], ids[i - 1]) == 0)
+            (*twice)++;
+        free(ids[i]);
+    }
+    free(ids);
+    *seen = n;
+    return true;
+}
+
+static int run_scenario(const scenario *sc, bool json, const char *server_log)
 {
     scenario s = *sc;
     uint16_t dflt = s.k == K_PG ? 5432 : s.k == K_REDIS ? 6379 : 80;
@@ -554,6 +596,8 @@ static int run_scenario(const scenario *sc, bool json)
     memset(&r, 0, sizeof r);
     r.sc = &s;
     r.t = &t;
+    snprintf(r.prefix, sizeof r.prefix, "tc%ld-%llx", (long)getpid(),
+             (unsigned long long)(tp_clock_now() & 0xffffffffffull));
     atomic_store(&r.first_ok_after_heal, -1);
     r.heal = -1;
     for (size_t i = 0; i < s.nsteps; i++)
@@ -645,6 +689,26 @@ static int run_scenario(const scenario *sc, bool json)
                 "%llu opens after the heal (bound %lld)", (unsigned long long)opens_after,
                 (long long)s.max_opens_after_heal);
     }
+    if (server_log != NULL && (s.k == K_HTTP || s.k == K_ENGINE)) {
+        /* A server logs a request after its answer is out: the last few lines may come
+         * a moment after the client has its response. Read until the log is still. */
+        uint64_t seen = 0, twice = 0, before = UINT64_MAX;
+        bool read = false;
+        for (int i = 0; i < 20 && seen != before; i++) {
+            before = seen;
+            if (i > 0)
+                usleep(50000);
+            read = server_view(server_log, r.prefix, &seen, &twice);
+        }
+        /* A POST is never retried once it may have reached the server: each id at most
+         * once. And every answered request was received. */
+        verdict(&v, s.post_echo ? "post_at_most_once" : "server_view",
+                read && twice == 0 && seen >= r.ok + r.misdelivered,
+                "the server received %llu of this run's requests, %llu of them twice or more; "
+                "%llu answered%s",
+                (unsigned long long)seen, (unsigned long long)twice,
+                (unsigned long long)(r.ok + r.misdelivered), read ? "" : " (log unreadable)");
+    }
     if (s.expect_breaker)
         verdict(&v, "breaker_opens_and_closes",
                 st.rejects_breaker > 0 && atomic_load(&r.first_ok_after_heal) >= 0,
@@ -669,7 +733,7 @@ static int run_scenario(const scenario *sc, bool json)
 
 int cmd_chaos_run(int argc, char **argv)
 {
-    const char *path = NULL, *url = NULL, *client = NULL;
+    const char *path = NULL, *url = NULL, *client = NULL, *server_log = NULL;
     bool json = false;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--json") == 0)
@@ -678,13 +742,17 @@ int cmd_chaos_run(int argc, char **argv)
             url = argv[++i];
         else if (strcmp(argv[i], "--client") == 0 && i + 1 < argc)
             client = argv[++i];
+        else if (strcmp(argv[i], "--server-log") == 0 && i + 1 < argc)
+            server_log = argv[++i];
         else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             printf("usage: tidepool chaos run SCENARIO.json [--url URL] [--client blocking|engine]\n"
-                   "                          [--json]\n\n"
+                   "                          [--server-log FILE] [--json]\n\n"
                    "Runs the scenario's load through a tidepool pool and the fault proxy in\n"
                    "front of its server (--url and --client replace the scenario's; the engine\n"
                    "is for http:// only, a database URL ignores it), applies its schedule\n"
-                   "and prints a verdict per assertion. See scenarios/ and docs/chaos.md.\n");
+                   "and prints a verdict per assertion. --server-log names the server's log\n"
+                   "of request URIs (each request carries ?id=): a POST must reach the server\n"
+                   "at most once. See scenarios/ and docs/chaos.md.\n");
             return 0;
         } else if (path == NULL && argv[i][0] != '-')
             path = argv[i];
@@ -701,7 +769,7 @@ int cmd_chaos_run(int argc, char **argv)
     int rc = load_scenario(path, url, client, &sc);
     if (rc != 0)
         return rc;
-    rc = run_scenario(&sc, json);
+    rc = run_scenario(&sc, json, server_log);
     tp_free(sc.steps);
     return rc;
 }

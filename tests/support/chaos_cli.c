@@ -14,9 +14,24 @@ const char *chaos_cli_path(void)
     return cli != NULL && access(cli, X_OK) == 0 ? cli : NULL;
 }
 
-int chaos_cli_run(const char *cli, const char *scenario, const char *url, const char *client,
-                  char *out, size_t cap)
+int chaos_cli_run(const char *cli, const char *scenario, const chaos_cli_opts *o, char *out,
+                  size_t cap)
 {
+    const char *argv[16];
+    int n = 0;
+    argv[n++] = cli;
+    argv[n++] = "chaos";
+    argv[n++] = "run";
+    argv[n++] = scenario;
+    const char *flags[] = {"--url", "--client", "--server-log"};
+    const char *vals[] = {o->url, o->client, o->server_log};
+    for (int i = 0; i < 3; i++)
+        if (vals[i] != NULL) {
+            argv[n++] = flags[i];
+            argv[n++] = vals[i];
+        }
+    argv[n++] = "--json";
+    argv[n] = NULL;
     int pipefd[2];
     if (pipe(pipefd) != 0)
         return 128;
@@ -26,21 +41,17 @@ int chaos_cli_run(const char *cli, const char *scenario, const char *url, const 
     if (pid == 0) {
         dup2(pipefd[1], 1);
         close(pipefd[0]);
-        if (client != NULL)
-            execl(cli, cli, "chaos", "run", scenario, "--url", url, "--client", client, "--json",
-                  (char *)NULL);
-        else
-            execl(cli, cli, "chaos", "run", scenario, "--url", url, "--json", (char *)NULL);
+        execv(cli, (char *const *)argv);
         _exit(127);
     }
     close(pipefd[1]);
-    size_t n = 0;
+    size_t got = 0;
     for (;;) {
-        ssize_t r = read(pipefd[0], out + n, cap - 1 - n);
-        if (r <= 0 || (n += (size_t)r) + 1 >= cap)
+        ssize_t r = read(pipefd[0], out + got, cap - 1 - got);
+        if (r <= 0 || (got += (size_t)r) + 1 >= cap)
             break;
     }
-    out[n] = '\0';
+    out[got] = '\0';
     close(pipefd[0]);
     int st;
     if (waitpid(pid, &st, 0) != pid)
@@ -48,7 +59,7 @@ int chaos_cli_run(const char *cli, const char *scenario, const char *url, const 
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
 }
 
-int chaos_cli_run_dir(const char *cli, const char *subdir, const char *url, const char *client,
+int chaos_cli_run_dir(const char *cli, const char *subdir, const chaos_cli_opts *o,
                       int *failed)
 {
     char dir[600];
@@ -66,9 +77,9 @@ int chaos_cli_run_dir(const char *cli, const char *subdir, const char *url, cons
             continue;
         char path[1200];
         snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-        int st = chaos_cli_run(cli, path, url, client, out, sizeof out);
-        printf("%s/%s (%s): exit %d: %s", subdir, e->d_name, client != NULL ? client : "as written",
-               st, out);
+        int st = chaos_cli_run(cli, path, o, out, sizeof out);
+        printf("%s/%s (%s): exit %d: %s", subdir, e->d_name,
+               o->client != NULL ? o->client : "as written", st, out);
         if (st != 0 || strstr(out, "\"pass\": true}") == NULL || strstr(out, "\"pass\": false") != NULL)
             (*failed)++;
         ran++;

@@ -9,16 +9,22 @@
 /* chaos_cli_path: $TIDEPOOL_CLI when it names an executable, else NULL. */
 const char *chaos_cli_path(void);
 
-/* chaos_cli_run: `CLI chaos run scenario --url url --client client --json` (client NULL:
- * the scenario's): its exit status (128: killed), its output in out (NUL-terminated,
- * truncated to cap). */
-int chaos_cli_run(const char *cli, const char *scenario, const char *url, const char *client,
-                  char *out, size_t cap);
+/* The options of a run beside the scenario: NULL leaves each out. */
+typedef struct chaos_cli_opts {
+    const char *url;        /* --url */
+    const char *client;     /* --client blocking|engine */
+    const char *server_log; /* --server-log */
+} chaos_cli_opts;
 
-/* chaos_cli_run_dir: every *.json of TIDEPOOL_SOURCE_DIR/subdir against url (client as
- * above), each printed; returns how many ran, *failed how many did not exit 0 with every
- * verdict passing. */
-int chaos_cli_run_dir(const char *cli, const char *subdir, const char *url, const char *client,
+/* chaos_cli_run: `CLI chaos run scenario [options] --json`: its exit status (128: killed),
+ * its output in out (NUL-terminated, truncated to cap). */
+int chaos_cli_run(const char *cli, const char *scenario, const chaos_cli_opts *o, char *out,
+                  size_t cap);
+
+/* chaos_cli_run_dir: every *.json of TIDEPOOL_SOURCE_DIR/subdir with options o, each
+ * printed; returns how many ran, *failed how many did not exit 0 with every verdict
+ * passing. */
+int chaos_cli_run_dir(const char *cli, const char *subdir, const chaos_cli_opts *o,
                       int *failed);
 
 #endif

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -598,6 +599,36 @@ static void test_blackhole_then_heal(void **state)
     upstream_stop(&u);
 }
 
+/* A FIN into a black hole is swallowed, and the proxy then waits for nothing: it must
+ * not spin (it once took its FIN as due, now, for ever). */
+static void test_blackholed_fin_does_not_spin(void **state)
+{
+    (void)state;
+    upstream u;
+    upstream_start(&u, 0);
+    tp_chaos_fault f;
+    tp_chaos_fault_init(&f);
+    f.blackhole = true;
+    f.direction = TP_CHAOS_UP;
+    tp_chaos *c = proxy_start(&u, &f, 1);
+    int fd = dial(tp_chaos_port(c));
+    assert_true(fd >= 0);
+    assert_int_equal(send(fd, "x", 1, MSG_NOSIGNAL), 1);
+    assert_int_equal(shutdown(fd, SHUT_WR), 0);
+    usleep(50000); /* the proxy reads the FIN */
+    struct timespec a, b;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &a);
+    usleep(400000);
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &b);
+    double cpu_ms = (double)(b.tv_sec - a.tv_sec) * 1e3 + (double)(b.tv_nsec - a.tv_nsec) / 1e6;
+    print_message("CPU while the link waits: %.1f ms in 400 ms\n", cpu_ms);
+    assert_true(cpu_ms < 100.0);
+    assert_false(readable_within(fd, 10)); /* and still nothing answers */
+    close(fd);
+    tp_chaos_stop(c);
+    upstream_stop(&u);
+}
+
 static void test_half_open_peer(void **state)
 {
     (void)state;
@@ -951,6 +982,7 @@ int main(void)
         cmocka_unit_test(test_upstream_down_resets_the_client),
         cmocka_unit_test(test_accept_delay),
         cmocka_unit_test(test_blackhole_then_heal),
+        cmocka_unit_test(test_blackholed_fin_does_not_spin),
         cmocka_unit_test(test_half_open_peer),
         cmocka_unit_test(test_stop_reading_fills_the_senders_buffer),
         cmocka_unit_test(test_same_seed_same_draws),

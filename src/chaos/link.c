@@ -400,7 +400,8 @@ static int64_t dir_next_due(const tp__link *l, const tp__dir *d, int64_t now)
             due = now + (int64_t)(need * 1e9 / (double)f->bandwidth) + 1;
         }
     }
-    if (d->head == NULL && d->eof && !d->fin_sent && d->fin_due < due)
+    /* A FIN a black hole swallows is never due. */
+    if (d->head == NULL && d->eof && !d->fin_sent && !blackholed(l, d) && d->fin_due < due)
         due = d->fin_due;
     return due;
 }

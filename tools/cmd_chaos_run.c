@@ -541,11 +541,11 @@ static bool server_view(const char *log, const char *prefix, uint64_t *seen, uin
     }
     fclose(f);
     qsort(ids, n, sizeof *ids, cmp_str);
-    for (size_t i = 0; i < n; i++) {
-        if (i > 0 && strcmp(ids[i], ids[i - 1]) == 0)
+    for (size_t i = 1; i < n; i++)
+        if (strcmp(ids[i], ids[i - 1]) == 0)
             (*twice)++;
+    for (size_t i = 0; i < n; i++)
         free(ids[i]);
-    }
     free(ids);
     *seen = n;
     return true;

@@ -237,8 +237,11 @@ static int load_scenario(const char *path, const char *url_override,
             (void)err_bit(dflt[i], &sc->allowed);
     }
     json_decref(root);
-    if (rc != 0)
+    if (rc != 0) {
+        tp_free(sc->steps); /* a schedule read before a later member failed */
+        sc->steps = NULL;
         return rc;
+    }
     if (sc->max_opens_after_heal < 0)
         sc->max_opens_after_heal = 2 * sc->concurrency;
     return 0;

@@ -298,17 +298,16 @@ static void *loop_main(void *arg)
 
 /* ---- the API --------------------------------------------------------------------- */
 
-static tp_err resolve_into(const char *host, uint16_t port, bool numeric,
-                           struct sockaddr_storage *ss, socklen_t *len, tp_errinfo *err)
+tp_err tp__chaos_numeric_addr(const char *host, uint16_t port, struct sockaddr_storage *ss,
+                              socklen_t *len, tp_errinfo *err)
 {
-    struct addrinfo hints = {.ai_socktype = SOCK_STREAM,
-                             .ai_flags = numeric ? AI_NUMERICHOST | AI_PASSIVE : 0};
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICHOST | AI_PASSIVE};
     char service[8];
     snprintf(service, sizeof service, "%u", (unsigned)port);
     struct addrinfo *ai = NULL;
     int rc = getaddrinfo(host, service, &hints, &ai);
     if (rc != 0 || ai == NULL)
-        return tp_errinfo_set(err, numeric ? TP_EINVAL : TP_ERESOLVE, 0, "%s: %s", host,
+        return tp_errinfo_set(err, TP_EINVAL, 0, "%s: not a numeric address (%s)", host,
                               rc != 0 ? gai_strerror(rc) : "no address");
     memcpy(ss, ai->ai_addr, ai->ai_addrlen);
     *len = ai->ai_addrlen;
@@ -316,10 +315,17 @@ static tp_err resolve_into(const char *host, uint16_t port, bool numeric,
     return TP_OK;
 }
 
-tp_err tp__chaos_numeric_addr(const char *host, uint16_t port, struct sockaddr_storage *ss,
-                              socklen_t *len, tp_errinfo *err)
+/* The upstream's first address, through the library's resolver (its error mapping). */
+static tp_err upstream_addr(struct tp_chaos *p, tp_errinfo *err)
 {
-    return resolve_into(host, port, true, ss, len, err);
+    struct addrinfo *ai = NULL;
+    tp_err rc = tp__resolve(p->upstream_host, p->o.upstream_port, &ai, err);
+    if (rc != TP_OK)
+        return rc;
+    memcpy(&p->upstream_addr, ai->ai_addr, ai->ai_addrlen);
+    p->upstream_len = ai->ai_addrlen;
+    freeaddrinfo(ai);
+    return TP_OK;
 }
 
 static void proxy_free(struct tp_chaos *p)
@@ -380,10 +386,9 @@ tp_err tp_chaos_start(const tp_chaos_options *o, tp_chaos **out, tp_errinfo *err
     p->fault = o->fault;
     p->seed = o->seed != 0 ? o->seed : (uint64_t)tp_clock_now() | 1;
     p->rng = p->seed;
-    if ((rc = resolve_into(p->listen_host, o->listen_port, true, &p->listen_addr,
-                           &p->listen_len, err)) != TP_OK ||
-        (rc = resolve_into(p->upstream_host, o->upstream_port, false, &p->upstream_addr,
-                           &p->upstream_len, err)) != TP_OK) {
+    if ((rc = tp__chaos_numeric_addr(p->listen_host, o->listen_port, &p->listen_addr,
+                                     &p->listen_len, err)) != TP_OK ||
+        (rc = upstream_addr(p, err)) != TP_OK) {
         proxy_free(p);
         return rc;
     }

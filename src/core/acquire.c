@@ -247,7 +247,7 @@ tp_err tp_acquire(tp_pool *p, const tp_acquire_req *req, tp_conn **out, tp_errin
         tp_close_reason r = tp__reuse_precheck(p, c, now, &check);
         if (r == TP_CLOSE__COUNT && check) {
             tp__after_run(p, &a);
-            r = tp__reuse_verdict(p, c, now);
+            r = tp__reuse_check(p, c, now);
             tp__mutex_lock(&p->mu);
         }
         if (r == TP_CLOSE__COUNT) {

@@ -80,17 +80,20 @@ tp_close_reason tp__reuse_precheck(tp_pool *p, tp_conn *lease, int64_t now, bool
     return TP_CLOSE__COUNT;
 }
 
-tp_close_reason tp__reuse_verdict(tp_pool *p, tp_conn *lease, int64_t now)
+tp_close_reason tp__reuse_check(tp_pool *p, tp_conn *lease, int64_t now)
 {
-    bool check;
-    tp_close_reason r = tp__reuse_precheck(p, lease, now, &check);
-    if (r != TP_CLOSE__COUNT || !check)
-        return r;
     tp_conn *c = lease->parent != NULL ? lease->parent : lease;
     int64_t idle_ns = now - TP__LOAD(lease->idle_since);
     if (p->o.connector.check(p->o.connector.ctx, c->user, idle_ns) != TP_OK)
         return TP_CLOSE_CHECK_FAILED;
     return TP_CLOSE__COUNT;
+}
+
+tp_close_reason tp__reuse_verdict(tp_pool *p, tp_conn *lease, int64_t now)
+{
+    bool check;
+    tp_close_reason r = tp__reuse_precheck(p, lease, now, &check);
+    return r == TP_CLOSE__COUNT && check ? tp__reuse_check(p, lease, now) : r;
 }
 
 /* Closes a claimed connection that failed tp__reuse_verdict(). */

@@ -28,8 +28,12 @@ tp_close_reason tp__reuse_verdict(tp_pool *p, tp_conn *c, int64_t now);
 
 /* tp__reuse_precheck: the part of tp__reuse_verdict that calls nothing (so it may run
  * under the lock): a reason to close, or TP_CLOSE__COUNT with *check set if check() is
- * still to be asked, outside the lock. */
+ * still to be asked, outside the lock (tp__reuse_check). */
 tp_close_reason tp__reuse_precheck(tp_pool *p, tp_conn *c, int64_t now, bool *check);
+
+/* tp__reuse_check: the rest of tp__reuse_verdict once tp__reuse_precheck said check():
+ * asks it. TP_CLOSE__COUNT if it passed, else TP_CLOSE_CHECK_FAILED. Outside the lock. */
+tp_close_reason tp__reuse_check(tp_pool *p, tp_conn *c, int64_t now);
 
 /* tp__close_claimed: closes a claimed connection that failed tp__reuse_verdict(). */
 void tp__close_claimed(tp_pool *p, tp_conn *c, tp_close_reason reason);

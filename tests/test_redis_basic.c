@@ -218,6 +218,51 @@ static void test_url_errors(void **state)
     assert_non_null(strstr(err.msg, "command_timeout"));
 }
 
+/* client_name: every connection of the pool names itself (CLIENT SETNAME at connect),
+ * so the server's CLIENT LIST shows which are this pool's; a name Redis would refuse is
+ * refused at create. */
+static void test_client_name(void **state)
+{
+    (void)state;
+    char url[256];
+    tp_redis_options o;
+    tp_redis_options_init(&o);
+    o.url = rt_url(&env, url, sizeof url, NULL, 0);
+    o.client_name = "tp-named-pool";
+    tp_redis_pool *rp = NULL;
+    tp_errinfo err = {0};
+    assert_int_equal(tp_redis_pool_create(&o, &rp, &err), TP_OK);
+    tp_redis_lease *a = lease(rp, NULL), *b = lease(rp, NULL);
+    redisReply *r = cmd(a, "CLIENT GETNAME", NULL);
+    assert_int_equal(r->type, REDIS_REPLY_STRING);
+    assert_string_equal(r->str, "tp-named-pool");
+    freeReplyObject(r);
+    r = cmd(b, "CLIENT LIST TYPE normal", NULL);
+    assert_int_equal(r->type, REDIS_REPLY_STRING);
+    int named = 0;
+    for (const char *p = r->str; (p = strstr(p, " name=tp-named-pool ")) != NULL; p++)
+        named++;
+    freeReplyObject(r);
+    assert_int_equal(named, 2);
+    /* Naming is part of the handshake, not the caller's session: the leases go back. */
+    tp_redis_release(a, 0);
+    tp_redis_release(b, 0);
+    tp_stats st;
+    tp_pool_stats(tp_redis_pool_tp(rp), &st);
+    assert_int_equal(st.idle, 2);
+    tp_redis_pool_destroy(rp);
+
+    const char *bad[] = {"", "two words", "line\nbreak", "\x7f",
+                         "a-name-longer-than-sixty-four-characters-is-refused-when-the-pool-is-made"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        o.client_name = bad[i];
+        rp = NULL;
+        assert_int_equal(tp_redis_pool_create(&o, &rp, &err), TP_EINVAL);
+        assert_null(rp);
+        assert_non_null(strstr(err.msg, "client_name"));
+    }
+}
+
 static void test_refused(void **state)
 {
     (void)state;
@@ -240,6 +285,7 @@ int main(void)
         cmocka_unit_test(test_db_isolation),
         cmocka_unit_test(test_user_isolation_and_redaction),
         cmocka_unit_test(test_url_errors),
+        cmocka_unit_test(test_client_name),
         cmocka_unit_test(test_refused),
     };
     rc = cmocka_run_group_tests(tests, NULL, NULL);

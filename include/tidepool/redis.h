@@ -79,10 +79,14 @@ typedef struct tp_redis_options {
     int64_t command_timeout; /* bound on one command's send and reply (socket timeouts);
                                 TP_DURATION_INFINITE (default): none, as hiredis. A
                                 command that times out breaks its connection. */
+    const char *client_name; /* NULL (default): none; else every connection sends CLIENT
+                                SETNAME with it once connected, so the server's CLIENT
+                                LIST tells this pool's connections from others'. 1 to 64
+                                printable ASCII characters, no space; copied. */
 } tp_redis_options;
 
 /* tp_redis_options_init: defaults: tp_pool_options_init() for pool, no URL,
- * command_timeout TP_DURATION_INFINITE. */
+ * command_timeout TP_DURATION_INFINITE, no client name. */
 TP_EXTERN void tp_redis_options_init(tp_redis_options *o);
 
 /* tp_redis_pool_create: validates o (TP_EINVAL naming the field: url, command_timeout,

@@ -92,8 +92,8 @@ static tp_err hs_command(redisContext *c, const tp_redis_target *t, const char *
     return rc;
 }
 
-static tp_err handshake(redisContext *c, const tp_redis_target *t, const char *dest,
-                        tp_errinfo *err)
+static tp_err handshake(redisContext *c, const tp_redis_target *t, const char *name,
+                        const char *dest, tp_errinfo *err)
 {
     tp_err rc = TP_OK;
     if (t->has_password) {
@@ -107,7 +107,11 @@ static tp_err handshake(redisContext *c, const tp_redis_target *t, const char *d
         const char *av[2] = {"SELECT", db};
         rc = hs_command(c, t, dest, "SELECT", 2, av, err);
     }
-    if (rc == TP_OK && !t->has_password && t->db == 0) {
+    if (rc == TP_OK && name[0] != '\0') {
+        const char *av[3] = {"CLIENT", "SETNAME", name};
+        rc = hs_command(c, t, dest, "CLIENT SETNAME", 3, av, err);
+    }
+    if (rc == TP_OK && !t->has_password && t->db == 0 && name[0] == '\0') {
         /* Nothing else would talk to the server before the first lease: a refusal sent
          * at accept (max clients, protected mode, NOAUTH) must fail the open, not it. */
         const char *av[1] = {"PING"};
@@ -165,7 +169,7 @@ static tp_err redis_open(void *ctx, const void *key, size_t keylen, int64_t dead
     if (rc == TP_OK)
         rc = tp__redis_set_timeout(c, left, err);
     if (rc == TP_OK)
-        rc = handshake(c, t, dest, err);
+        rc = handshake(c, t, rp->client_name, dest, err);
     if (rc == TP_OK && left != rp->command_timeout)
         rc = tp__redis_set_timeout(c, rp->command_timeout, err);
     if (rc != TP_OK) {

@@ -16,6 +16,18 @@ void tp_redis_options_init(tp_redis_options *o)
     o->command_timeout = TP_DURATION_INFINITE;
 }
 
+/* What CLIENT SETNAME accepts (Redis refuses spaces and newlines), within our bound. */
+static bool valid_name(const char *name)
+{
+    size_t n = strlen(name);
+    if (n == 0 || n > TP__REDIS_NAME_MAX)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)name[i] <= 0x20 || (unsigned char)name[i] >= 0x7f)
+            return false;
+    return true;
+}
+
 tp_err tp_redis_pool_create(const tp_redis_options *o, tp_redis_pool **out, tp_errinfo *err)
 {
     if (out == NULL || o == NULL)
@@ -26,6 +38,10 @@ tp_err tp_redis_pool_create(const tp_redis_options *o, tp_redis_pool **out, tp_e
                               o->version);
     if (o->command_timeout < 0)
         return tp_errinfo_set(err, TP_EINVAL, 0, "command_timeout: must not be negative");
+    if (o->client_name != NULL && !valid_name(o->client_name))
+        return tp_errinfo_set(err, TP_EINVAL, 0,
+                              "client_name: 1 to %d printable ASCII characters, no space",
+                              TP__REDIS_NAME_MAX);
     tp_redis_target *t = NULL;
     tp_err rc = tp__redis_target_parse(o->url, &t, err);
     if (rc != TP_OK)
@@ -42,6 +58,8 @@ tp_err tp_redis_pool_create(const tp_redis_options *o, tp_redis_pool **out, tp_e
     }
     tp__fork_guard_add(&rp->fork_guard, &rp->mu, TP__RANK_LEAF, NULL);
     rp->command_timeout = o->command_timeout;
+    if (o->client_name != NULL)
+        memcpy(rp->client_name, o->client_name, strlen(o->client_name) + 1);
     rp->targets = rp->def = t;
     tp_pool_options po = o->pool;
     po.connector = tp__redis_connector(rp);

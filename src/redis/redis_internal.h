@@ -51,9 +51,12 @@ struct tp_redis_lease {
     int64_t command_timeout;
 };
 
+#define TP__REDIS_NAME_MAX 64
+
 struct tp_redis_pool {
     tp_pool *pool;
     int64_t command_timeout;
+    char client_name[TP__REDIS_NAME_MAX + 1]; /* "" = none */
     tp__mutex mu; /* guards the target list */
     tp__fork_guard fork_guard; /* mu, locked around fork() */
     tp_redis_target *targets;

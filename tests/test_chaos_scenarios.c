@@ -1,7 +1,8 @@
 /* test_chaos_scenarios.c: every scenario shipped under scenarios/ run by the CLI
  * (`tidepool chaos run FILE --url ... --client blocking|engine --json`) against the
  * fixture's nginx, through the blocking call and through the engine, with nginx's log of
- * what /echo received (so each POST must have reached it at most once): each must exit 0
+ * what /echo received (so each POST must have reached it at most once) and the fixture's
+ * script as the command that restarts it: each must exit 0
  * with every verdict passing. Then a scenario that must fail (no error allowed,
  * while every connection is reset five times under load) exits 1 with that verdict
  * failing: the verdicts can fail. Skipped (77) without the fixture or the CLI. */
@@ -33,15 +34,19 @@ static void test_shipped_scenarios_pass(void **state)
     char log[600];
     snprintf(log, sizeof log, "%s/echo.log", env.dir); /* nginx-test.sh: what /echo saw */
     int failed;
-    chaos_cli_opts o = {.url = url, .client = "blocking", .server_log = log};
+    char restart[1200]; /* the real server restarted (scenarios/server-restart.json) */
+    snprintf(restart, sizeof restart, "bash '%s/scripts/nginx-test.sh' restart '%s'",
+             TIDEPOOL_SOURCE_DIR, env.dir);
+    chaos_cli_opts o = {.url = url, .client = "blocking", .server_log = log, .restart_cmd = restart};
     int ran = chaos_cli_run_dir(cli, "scenarios", &o, &failed);
     assert_int_equal(failed, 0);
     o.client = "engine";
     int ran_engine = chaos_cli_run_dir(cli, "scenarios", &o, &failed);
     assert_int_equal(failed, 0);
     assert_int_equal(ran_engine, ran);
-    assert_true(ran >= 10); /* restart, resets, latency, black hole, half-open, stop-reading,
-                               bandwidth, refused and delayed accepts, mixed, long outage */
+    assert_true(ran >= 11); /* restart, upstream down, resets, latency, black hole, half-open,
+                               stop-reading, bandwidth, refused and delayed accepts, mixed,
+                               long outage */
 }
 
 static void test_a_failing_verdict_fails(void **state)

@@ -23,9 +23,9 @@ int chaos_cli_run(const char *cli, const char *scenario, const chaos_cli_opts *o
     argv[n++] = "chaos";
     argv[n++] = "run";
     argv[n++] = scenario;
-    const char *flags[] = {"--url", "--client", "--server-log"};
-    const char *vals[] = {o->url, o->client, o->server_log};
-    for (int i = 0; i < 3; i++)
+    const char *flags[] = {"--url", "--client", "--server-log", "--restart-cmd"};
+    const char *vals[] = {o->url, o->client, o->server_log, o->restart_cmd};
+    for (size_t i = 0; i < sizeof flags / sizeof *flags; i++)
         if (vals[i] != NULL) {
             argv[n++] = flags[i];
             argv[n++] = vals[i];
@@ -41,6 +41,7 @@ int chaos_cli_run(const char *cli, const char *scenario, const chaos_cli_opts *o
     if (pid == 0) {
         dup2(pipefd[1], 1);
         close(pipefd[0]);
+        close(pipefd[1]); /* only as stdout: a server the run starts must not hold it */
         execv(cli, (char *const *)argv);
         _exit(127);
     }

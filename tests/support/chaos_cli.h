@@ -14,6 +14,7 @@ typedef struct chaos_cli_opts {
     const char *url;        /* --url */
     const char *client;     /* --client blocking|engine */
     const char *server_log; /* --server-log */
+    const char *restart_cmd; /* --restart-cmd */
 } chaos_cli_opts;
 
 /* chaos_cli_run: `CLI chaos run scenario [options] --json`: its exit status (128: killed),

@@ -1,9 +1,10 @@
 /* test_hist_compact.c: the internal histograms (base/hist.h) that every key keeps four
- * of. They hold a few buckets inline and spill to a full array on the sixth distinct
- * bucket; whatever the path, a snapshot must count every sample in its own bucket
- * (dashboards read quantiles from it), with one writer, with writers racing on the same
- * empty slots, and when the spill array cannot be allocated (then count and sum stay
- * exact and the sample lands in the nearest bucket held). Disposing frees the spill. */
+ * of. They hold a few buckets inline, spill to a range of 16 buckets around them on the
+ * sixth distinct bucket, and to the full array when a value falls outside that range;
+ * whatever the path, a snapshot must count every sample in its own bucket (dashboards
+ * read quantiles from it), with one writer, with writers racing on the same empty slots
+ * and on the widening, and when a spill cannot be allocated (then count and sum stay
+ * exact and the sample lands in the nearest bucket held). Disposing frees the spills. */
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -57,7 +58,8 @@ static void test_inline_then_spill(void **state)
     sum += (uint64_t)(INT64_MAX / 2);
     tp__hist_add(&h, -5);
     want[0]++;
-    assert_int_equal(atomic_load(&fa.live), live0 + 1); /* the one spill array */
+    /* Buckets 0 to 21 span more than a range: the full array at once, and only it. */
+    assert_int_equal(atomic_load(&fa.live), live0 + 1);
     tp_histogram s = snap(&h);
     uint64_t n = 0;
     for (int i = 0; i < TP_HIST_BUCKETS; i++) {
@@ -105,8 +107,66 @@ static void test_shared_writers(void **state)
         assert_int_equal(s.buckets[i], per_bucket[i]);
     for (int i = 12; i < TP_HIST_BUCKETS; i++)
         assert_int_equal(s.buckets[i], 0);
-    /* Racing writers allocate at most one array that stays (losers free theirs). */
+    /* Twelve neighbouring buckets fit one range: racing writers leave one spill (losers
+       free theirs). */
     assert_int_equal(atomic_load(&fa.live), live0 + 1);
+    tp__hist_dispose(&shared);
+    assert_int_equal(atomic_load(&fa.live), live0);
+}
+
+/* Six buckets close together take one range spill, not the full array; a bucket far
+ * from it widens to the full array, and what the range counted stays counted. */
+static void test_range_then_widen(void **state)
+{
+    (void)state;
+    tp__hist h = {0};
+    int64_t live0 = atomic_load(&fa.live), bytes0 = atomic_load(&fa.live_bytes);
+    for (int i = 0; i < 6; i++)
+        tp__hist_add(&h, in_bucket(20 + i));
+    for (int r = 0; r < 3; r++)
+        tp__hist_add(&h, in_bucket(30)); /* inside the range: no allocation */
+    assert_int_equal(atomic_load(&fa.live), live0 + 1);
+    assert_true(atomic_load(&fa.live_bytes) - bytes0 <= 160); /* not the 512 of every bucket */
+    tp__hist_add(&h, in_bucket(60));
+    tp__hist_add(&h, in_bucket(21));
+    assert_int_equal(atomic_load(&fa.live), live0 + 2);
+    tp_histogram s = snap(&h);
+    assert_int_equal(s.count, 11);
+    for (int i = 20; i < 26; i++)
+        assert_int_equal(s.buckets[i], i == 21 ? 2 : 1);
+    assert_int_equal(s.buckets[30], 3);
+    assert_int_equal(s.buckets[60], 1);
+    tp__hist_dispose(&h);
+    assert_int_equal(atomic_load(&fa.live), live0);
+}
+
+static void *wide_writer(void *arg)
+{
+    int t = (int)(intptr_t)arg;
+    for (int i = 0; i < PER_THREAD; i++)
+        tp__hist_add_shared(&shared, in_bucket((i * 7 + t) % 40)); /* 40 buckets: widens */
+    return NULL;
+}
+
+static void test_shared_writers_widen(void **state)
+{
+    (void)state;
+    memset(&shared, 0, sizeof shared);
+    int64_t live0 = atomic_load(&fa.live);
+    pthread_t th[THREADS];
+    for (int t = 0; t < THREADS; t++)
+        assert_int_equal(pthread_create(&th[t], NULL, wide_writer, (void *)(intptr_t)t), 0);
+    for (int t = 0; t < THREADS; t++)
+        pthread_join(th[t], NULL);
+    tp_histogram s = snap(&shared);
+    assert_int_equal(s.count, THREADS * PER_THREAD);
+    uint64_t per_bucket[40] = {0};
+    for (int t = 0; t < THREADS; t++)
+        for (int i = 0; i < PER_THREAD; i++)
+            per_bucket[(i * 7 + t) % 40]++;
+    for (int i = 0; i < 40; i++)
+        assert_int_equal(s.buckets[i], per_bucket[i]);
+    assert_true(atomic_load(&fa.live) <= live0 + 2); /* at most a range and the full array */
     tp__hist_dispose(&shared);
     assert_int_equal(atomic_load(&fa.live), live0);
 }
@@ -118,14 +178,14 @@ static void test_spill_out_of_memory(void **state)
     for (int i = 0; i < TP__HIST_SLOTS; i++)
         tp__hist_add(&h, in_bucket(i * 10)); /* buckets 0, 10, 20, 30, 40 */
     fail_alloc_arm(&fa, 1, true);
-    tp__hist_add(&h, in_bucket(22)); /* nearest held: 20 */
+    tp__hist_add(&h, in_bucket(22));        /* nearest held: 20 */
     tp__hist_add_shared(&h, in_bucket(47)); /* nearest held: 40 */
     fail_alloc_arm(&fa, 0, false);
     tp_histogram s = snap(&h);
     assert_int_equal(s.count, TP__HIST_SLOTS + 2);
-    assert_int_equal(s.sum_ns, (uint64_t)(in_bucket(0) + in_bucket(10) + in_bucket(20) +
-                                          in_bucket(30) + in_bucket(40) + in_bucket(22) +
-                                          in_bucket(47)));
+    assert_int_equal(s.sum_ns,
+                     (uint64_t)(in_bucket(0) + in_bucket(10) + in_bucket(20) + in_bucket(30) +
+                                in_bucket(40) + in_bucket(22) + in_bucket(47)));
     assert_int_equal(s.buckets[20], 2);
     assert_int_equal(s.buckets[40], 2);
     assert_int_equal(s.buckets[22], 0);
@@ -142,8 +202,8 @@ int main(void)
     if (tp_set_allocator(&fa.a) != TP_OK)
         return 1;
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_inline_then_spill),
-        cmocka_unit_test(test_shared_writers),
+        cmocka_unit_test(test_inline_then_spill),   cmocka_unit_test(test_shared_writers),
+        cmocka_unit_test(test_range_then_widen),    cmocka_unit_test(test_shared_writers_widen),
         cmocka_unit_test(test_spill_out_of_memory),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

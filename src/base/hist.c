@@ -13,12 +13,11 @@
 _Static_assert(TP_HIST_BUCKETS == 64, "the table below has 64 bounds");
 static const int64_t upper[TP_HIST_BUCKETS] = {
 #define TP__UP2(h) 1000LL << (h), 1414LL << (h)
-    TP__UP2(0),  TP__UP2(1),  TP__UP2(2),  TP__UP2(3),  TP__UP2(4),  TP__UP2(5),
-    TP__UP2(6),  TP__UP2(7),  TP__UP2(8),  TP__UP2(9),  TP__UP2(10), TP__UP2(11),
-    TP__UP2(12), TP__UP2(13), TP__UP2(14), TP__UP2(15), TP__UP2(16), TP__UP2(17),
-    TP__UP2(18), TP__UP2(19), TP__UP2(20), TP__UP2(21), TP__UP2(22), TP__UP2(23),
-    TP__UP2(24), TP__UP2(25), TP__UP2(26), TP__UP2(27), TP__UP2(28), TP__UP2(29),
-    TP__UP2(30), 1000LL << 31, INT64_MAX,
+    TP__UP2(0),  TP__UP2(1),  TP__UP2(2),  TP__UP2(3),   TP__UP2(4),  TP__UP2(5),  TP__UP2(6),
+    TP__UP2(7),  TP__UP2(8),  TP__UP2(9),  TP__UP2(10),  TP__UP2(11), TP__UP2(12), TP__UP2(13),
+    TP__UP2(14), TP__UP2(15), TP__UP2(16), TP__UP2(17),  TP__UP2(18), TP__UP2(19), TP__UP2(20),
+    TP__UP2(21), TP__UP2(22), TP__UP2(23), TP__UP2(24),  TP__UP2(25), TP__UP2(26), TP__UP2(27),
+    TP__UP2(28), TP__UP2(29), TP__UP2(30), 1000LL << 31, INT64_MAX,
 #undef TP__UP2
 };
 
@@ -54,29 +53,14 @@ int tp__hist_index(int64_t v)
 #define SLOT_SHIFT 56
 #define SLOT_COUNT (((uint64_t)1 << SLOT_SHIFT) - 1)
 
-/* The full array, allocated by the first writer that needs it. NULL if memory ran out. */
-static _Atomic uint64_t *full_array(tp__hist *h, bool shared)
-{
-    _Atomic uint64_t *f = atomic_load_explicit(&h->full, memory_order_acquire);
-    if (f != NULL)
-        return f;
-    f = tp__calloc(TP_HIST_BUCKETS, sizeof *f);
-    if (f == NULL)
-        return NULL;
-    _Atomic uint64_t *none = NULL;
-    if (!shared) {
-        atomic_store_explicit(&h->full, f, memory_order_release);
-        return f;
-    }
-    if (atomic_compare_exchange_strong_explicit(&h->full, &none, f, memory_order_acq_rel,
-                                                memory_order_acquire))
-        return f;
-    tp__free(f); /* another writer's won */
-    return none;
-}
+/* Counts of buckets [lo, lo + n). prev: the narrower spill this one replaced. */
+typedef struct tp__hist_spill {
+    struct tp__hist_spill *prev;
+    int lo, n;
+    _Atomic uint64_t counts[];
+} tp__hist_spill;
 
-static inline __attribute__((always_inline)) void add1(_Atomic uint64_t *v, uint64_t n,
-                                                       bool shared)
+static inline __attribute__((always_inline)) void add1(_Atomic uint64_t *v, uint64_t n, bool shared)
 {
     if (shared)
         atomic_fetch_add_explicit(v, n, memory_order_relaxed);
@@ -84,20 +68,74 @@ static inline __attribute__((always_inline)) void add1(_Atomic uint64_t *v, uint
         TP__ADD1(*v, n);
 }
 
-/* A seventh distinct bucket (or a sixth) with no full array yet: make it, or without
- * memory count in the nearest slot. Out of line: the common add is a leaf, and stays
- * one function's worth of registers. */
+static int slot_bucket(const tp__hist *h, int s)
+{
+    return (int)(atomic_load_explicit(&h->slot[s], memory_order_relaxed) >> SLOT_SHIFT) - 1;
+}
+
+/* The spill that replaces cur for a value of bucket i: the full array once cur is
+ * there (or the buckets seen span more than a range), else a range around them. */
+static tp__hist_spill *new_spill(const tp__hist *h, const tp__hist_spill *cur, int i)
+{
+    int lo = i, hi = i;
+    for (int s = 0; cur == NULL && s < TP__HIST_SLOTS; s++) {
+        int b = slot_bucket(h, s);
+        if (b >= 0) {
+            lo = b < lo ? b : lo;
+            hi = b > hi ? b : hi;
+        }
+    }
+    int n = TP_HIST_BUCKETS;
+    if (cur == NULL && hi - lo < TP__HIST_RANGE) {
+        n = TP__HIST_RANGE;
+        lo -= (TP__HIST_RANGE - (hi - lo + 1)) / 2; /* the room split on both sides */
+        lo = lo < 0 ? 0 : lo > TP_HIST_BUCKETS - n ? TP_HIST_BUCKETS - n : lo;
+    } else {
+        lo = 0;
+    }
+    tp__hist_spill *sp = tp__calloc(1, sizeof *sp + (size_t)n * sizeof sp->counts[0]);
+    if (sp == NULL)
+        return NULL;
+    sp->prev = (tp__hist_spill *)cur;
+    sp->lo = lo;
+    sp->n = n;
+    return sp;
+}
+
+/* A value of bucket i that the newest spill (cur, maybe NULL) has no place for: a
+ * wider spill takes it; without memory, the nearest bucket held does, so count and
+ * sum stay exact. Out of line: the common add is a leaf, and stays one function's
+ * worth of registers. */
 static __attribute__((noinline, cold)) void add_spill(tp__hist *h, int i, bool shared)
 {
-    _Atomic uint64_t *f = full_array(h, shared);
-    if (f != NULL) {
-        add1(&f[i], 1, shared);
+    tp__hist_spill *cur = atomic_load_explicit(&h->spill, memory_order_acquire);
+    for (;;) {
+        if (cur != NULL && (unsigned)(i - cur->lo) < (unsigned)cur->n) {
+            add1(&cur->counts[i - cur->lo], 1, shared); /* another writer widened it */
+            return;
+        }
+        tp__hist_spill *sp = new_spill(h, cur, i);
+        if (sp == NULL)
+            break;
+        if (!shared) {
+            atomic_store_explicit(&h->spill, sp, memory_order_release);
+            cur = sp;
+            continue;
+        }
+        if (atomic_compare_exchange_strong_explicit(&h->spill, &cur, sp, memory_order_acq_rel,
+                                                    memory_order_acquire))
+            cur = sp;
+        else
+            tp__free(sp); /* another writer's won: cur is now theirs */
+    }
+    if (cur != NULL) { /* out of memory: the nearest bucket of the spill */
+        int j = i < cur->lo ? 0 : cur->n - 1;
+        add1(&cur->counts[j], 1, shared);
         return;
     }
-    /* Out of memory: the nearest bucket held gets it, so count and sum stay exact. */
     int nearest = 0, best = TP_HIST_BUCKETS;
     for (int s = 0; s < TP__HIST_SLOTS; s++) {
-        int b = (int)(atomic_load_explicit(&h->slot[s], memory_order_relaxed) >> SLOT_SHIFT) - 1;
+        int b = slot_bucket(h, s);
         if (abs(b - i) < best) {
             best = abs(b - i);
             nearest = s;
@@ -115,10 +153,13 @@ static inline __attribute__((always_inline)) void add(tp__hist *h, int64_t v, bo
     uint64_t tag = (uint64_t)(i + 1) << SLOT_SHIFT;
     add1(&h->count, 1, shared);
     add1(&h->sum, (uint64_t)v, shared);
-    /* Spilled already: every bucket has its place there (what the slots hold stays). */
-    _Atomic uint64_t *spill = atomic_load_explicit(&h->full, memory_order_acquire);
-    if (spill != NULL) {
-        add1(&spill[i], 1, shared);
+    /* Spilled already: every value goes to the newest spill (what the slots hold stays). */
+    tp__hist_spill *sp = atomic_load_explicit(&h->spill, memory_order_acquire);
+    if (sp != NULL) {
+        if (TP__LIKELY((unsigned)(i - sp->lo) < (unsigned)sp->n))
+            add1(&sp->counts[i - sp->lo], 1, shared);
+        else
+            add_spill(h, i, shared);
         return;
     }
     for (int s = 0; s < TP__HIST_SLOTS; s++) {
@@ -129,8 +170,7 @@ static inline __attribute__((always_inline)) void add(tp__hist *h, int64_t v, bo
                 return;
             }
             if (atomic_compare_exchange_strong_explicit(&h->slot[s], &w, tag | 1,
-                                                        memory_order_relaxed,
-                                                        memory_order_relaxed))
+                                                        memory_order_relaxed, memory_order_relaxed))
                 return;
             /* Another writer took the slot: it is ours too if it took it for bucket i. */
         }
@@ -161,15 +201,20 @@ void tp__hist_fold(tp_histogram *dst, const tp__hist *src)
         if (w != 0)
             dst->buckets[(w >> SLOT_SHIFT) - 1] += w & SLOT_COUNT;
     }
-    _Atomic uint64_t *f = atomic_load_explicit(&src->full, memory_order_acquire);
-    if (f != NULL)
-        for (int i = 0; i < TP_HIST_BUCKETS; i++)
-            dst->buckets[i] += TP__LOAD(f[i]);
+    for (const tp__hist_spill *sp = atomic_load_explicit(&src->spill, memory_order_acquire);
+         sp != NULL; sp = sp->prev)
+        for (int j = 0; j < sp->n; j++)
+            dst->buckets[sp->lo + j] += TP__LOAD(sp->counts[j]);
 }
 
 void tp__hist_dispose(tp__hist *h)
 {
-    tp__free((void *)atomic_load(&h->full));
+    tp__hist_spill *sp = atomic_load(&h->spill);
+    while (sp != NULL) {
+        tp__hist_spill *prev = sp->prev;
+        tp__free(sp);
+        sp = prev;
+    }
     *h = (tp__hist){0};
 }
 

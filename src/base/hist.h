@@ -4,9 +4,12 @@
  *
  * One cache line each: a key keeps four, and a pool may hold 100,000 keys. The
  * durations one key sees fall in a few buckets, so the first TP__HIST_SLOTS distinct
- * buckets live in slots inside the struct; only a histogram that meets more than that
- * allocates the full array (once, kept until tp__hist_dispose); from then on every value
- * is counted there, without a look at the slots. */
+ * buckets live in slots inside the struct. A histogram that meets more allocates a
+ * spill: first one of TP__HIST_RANGE buckets around those it has seen (a factor of 256
+ * in duration, 144 bytes), and only when a value falls outside it, the full array
+ * (every bucket). From the first spill on every value is counted in the newest spill,
+ * without a look at the slots; a spill replaced by a wider one is kept and still read,
+ * so nothing counted is lost and no reader ever meets freed memory. */
 #ifndef TP_BASE_HIST_H
 #define TP_BASE_HIST_H
 
@@ -16,6 +19,9 @@
 #include "tidepool/pool.h"
 
 #define TP__HIST_SLOTS 5
+#define TP__HIST_RANGE 16
+
+struct tp__hist_spill;
 
 typedef struct tp__hist {
     _Atomic uint64_t count;
@@ -23,8 +29,8 @@ typedef struct tp__hist {
     /* slot: (bucket + 1) << 56 | count; 0 while unused. Slots fill in order and never
        change bucket, so writers agree on which slot a bucket has. */
     _Atomic uint64_t slot[TP__HIST_SLOTS];
-    /* every bucket, once a sixth distinct one was met (NULL before) */
-    _Atomic(_Atomic uint64_t *) full;
+    /* the newest spill, once a sixth distinct bucket was met (NULL before) */
+    _Atomic(struct tp__hist_spill *) spill;
 } tp__hist;
 
 /* tp__hist_index: the bucket of a duration in nanoseconds (negative counts as 0). */

@@ -37,7 +37,8 @@ static void test_shipped_scenarios_pass(void **state)
     char restart[1200]; /* the real server restarted (scenarios/server-restart.json) */
     snprintf(restart, sizeof restart, "bash '%s/scripts/nginx-test.sh' restart '%s'",
              TIDEPOOL_SOURCE_DIR, env.dir);
-    chaos_cli_opts o = {.url = url, .client = "blocking", .server_log = log, .restart_cmd = restart};
+    chaos_cli_opts o = {
+        .url = url, .client = "blocking", .server_log = log, .restart_cmd = restart};
     int ran = chaos_cli_run_dir(cli, "scenarios", &o, &failed);
     assert_int_equal(failed, 0);
     o.client = "engine";
@@ -75,6 +76,34 @@ static void test_a_failing_verdict_fails(void **state)
     assert_non_null(strstr(out, "{\"name\": \"no_misdelivery\", \"pass\": true"));
 }
 
+/* A scenario that restarts its server needs the command that does it, and a restart
+ * step says only when: each refused before any load runs (exit 2), with the reason. */
+static void test_restart_steps_checked(void **state)
+{
+    (void)state;
+    const char *cases[][2] = {
+        {"{\"schedule\": [{\"at\": \"100ms\", \"restart\": true}]}", NULL}, /* no command */
+        {"{\"schedule\": [{\"at\": \"100ms\", \"restart\": false}]}", "true"},
+        {"{\"schedule\": [{\"at\": \"100ms\", \"restart\": true, \"for\": \"1s\"}]}", "true"},
+    };
+    char url[128];
+    snprintf(url, sizeof url, "http://127.0.0.1:%u/echo", (unsigned)env.http_port);
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char path[] = "/tmp/tp-chaos-scenario-XXXXXX";
+        int fd = mkstemp(path);
+        assert_true(fd >= 0);
+        assert_int_equal(write(fd, cases[i][0], strlen(cases[i][0])), (ssize_t)strlen(cases[i][0]));
+        close(fd);
+        static char out[4096];
+        chaos_cli_opts o = {.url = url, .restart_cmd = cases[i][1]};
+        int64_t t0 = tp_clock_now();
+        int st = chaos_cli_run(cli, path, &o, out, sizeof out);
+        unlink(path);
+        assert_int_equal(st, 2);
+        assert_true(tp_clock_now() - t0 < 2 * TP_NSEC_PER_SEC); /* no load ran */
+    }
+}
+
 int main(void)
 {
     if (nginx_env_load(&env) != 0)
@@ -88,6 +117,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_shipped_scenarios_pass),
         cmocka_unit_test(test_a_failing_verdict_fails),
+        cmocka_unit_test(test_restart_steps_checked),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

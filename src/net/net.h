@@ -72,16 +72,87 @@ tp_err tp__tcp_connect_start(const struct sockaddr *addr, socklen_t addrlen, int
  * caller closes fd. */
 tp_err tp__tcp_connect_finish(int fd, const char *dest, tp_errinfo *err);
 
-/* tp__tcp_connect: resolves host (bounded by the deadline) and connects to each address
- * in turn until one works or the deadline passes (blocking). With several addresses, an
- * attempt gets an equal share of the remaining time (at least 2 s, as Go's dialer), so
- * one black-holed address cannot eat the whole budget. The last address's error is
- * returned (TP_ETIMEDOUT if the deadline passed); local failures (TP_ENOFD, TP_ENOMEM)
- * stop at once. On success *fd is a connected non-blocking socket with TCP_NODELAY.
- * trace_dns_ns / trace_connect_ns (if not NULL) receive the time spent resolving and
- * connecting. */
+/* tp__tcp_connect: tp__dial_host() with the dialer's defaults (Happy Eyeballs over
+ * every address, one deadline for all, no TCP options beyond TCP_NODELAY). */
 tp_err tp__tcp_connect(const char *host, uint16_t port, int64_t deadline, int *fd,
                        int64_t *trace_dns_ns, int64_t *trace_connect_ns, tp_errinfo *err);
+
+/* ---- the dialer (dial.c): the one connect policy of every connector ---------------- */
+
+typedef struct tp__dial_options {
+    int64_t attempt_delay; /* Happy Eyeballs (RFC 8305): an attempt not connected after
+                              this long gets the next address started beside it; a
+                              failed one starts it at once. 0: 250 ms */
+    int64_t user_timeout;  /* TCP_USER_TIMEOUT: data unacknowledged this long kills the
+                              connection (ns, rounded up to ms), so a peer that vanished
+                              while we send is found. 0: the kernel's (about 15 min) */
+    int keepalive_idle_s;  /* TCP keepalive after connect: first probe after this much
+                              silence, then every idle/3 s (at least 1), 3 probes. 0: off */
+    const char *local_address; /* an IP literal to bind before connect, its port left to
+                                  connect() (IP_BIND_ADDRESS_NO_PORT); only addresses of
+                                  its family are tried. NULL: the kernel's choice */
+    const char *unix_path; /* a Unix domain stream socket instead of host and port (no
+                              resolution, no TCP options) */
+    /* Event loops: an attempt's socket was made (watch it for writable) or is about to
+       be closed or handed over (stop watching). NULL for the blocking call. */
+    void (*on_socket)(void *ud, int fd, bool added);
+    void *ud;
+} tp__dial_options;
+
+#define TP__DIAL_MAX_ADDRS 16  /* addresses tried per dial, in Happy Eyeballs order */
+#define TP__DIAL_MAX_INFLIGHT 4 /* attempts at once */
+
+/* One dial in progress; the caller's memory, one thread at a time. */
+typedef struct tp__dial {
+    tp__dial_options o;
+    char host[256]; /* for messages (the socket path for a Unix socket) */
+    uint16_t port;
+    struct addrinfo *list; /* owned until the dial ends */
+    const struct addrinfo *order[TP__DIAL_MAX_ADDRS];
+    int naddrs, next; /* addresses in order[]; the next to try */
+    struct {
+        int fd;
+        int idx; /* its address in order[] */
+    } live[TP__DIAL_MAX_INFLIGHT];
+    int nlive;
+    int64_t deadline, next_start; /* next_start: when the next attempt may begin */
+    tp_err rc;                    /* the last attempt's failure */
+    tp_errinfo err;
+    struct sockaddr_storage local, unix_addr;
+    socklen_t local_len, unix_len; /* 0: none */
+    int local_family;              /* AF_UNSPEC: no local address */
+} tp__dial;
+
+/* tp__dial_begin: prepares a dial of host:port over list (from tp__resolve; owned by d
+ * from now on, whatever the outcome; NULL with o->unix_path), by deadline for the whole
+ * dial. TP_EINVAL (a bad local address or socket path), TP_ERESOLVE (no address to
+ * try). Nothing is started yet: the first tp__dial_step() does. */
+tp_err tp__dial_begin(tp__dial *d, const char *host, uint16_t port, struct addrinfo *list,
+                      const tp__dial_options *o, int64_t deadline, tp_errinfo *err);
+
+/* tp__dial_step: the non-blocking step, at now: finishes attempts whose socket is
+ * ready, starts those that are due. TP_OK: *fd is connected (non-blocking, close-on-
+ * exec, options set), every other attempt closed. TP_PENDING: watch tp__dial_fds() for
+ * writable and call again then or at tp__dial_due(). Otherwise the dial is over: the
+ * last address's error (TP_ECONNREFUSED, TP_EUNREACH...), a local one at once (TP_ENOFD,
+ * TP_ENOMEM, TP_EPORTS), or TP_ETIMEDOUT when the deadline passed. */
+tp_err tp__dial_step(tp__dial *d, int64_t now, int *fd, tp_errinfo *err);
+/* tp__dial_due: when the dial needs a step without an event (the next attempt's start,
+ * or the deadline). */
+int64_t tp__dial_due(const tp__dial *d);
+/* tp__dial_fds: the sockets of the attempts in flight (at most cap), their count. */
+int tp__dial_fds(const tp__dial *d, int *fds, int cap);
+/* tp__dial_abort: closes every attempt and frees the addresses; the dial is over. */
+void tp__dial_abort(tp__dial *d);
+/* tp__dial_run: steps d to its end, polling between steps (blocking). */
+tp_err tp__dial_run(tp__dial *d, int *fd, tp_errinfo *err);
+
+/* tp__dial_host: resolves host (bounded by the deadline; not for a Unix socket) and
+ * dials it (blocking). trace_dns_ns / trace_connect_ns (if not NULL) receive the time
+ * spent resolving and connecting. */
+tp_err tp__dial_host(const char *host, uint16_t port, const tp__dial_options *o,
+                     int64_t deadline, int *fd, int64_t *trace_dns_ns,
+                     int64_t *trace_connect_ns, tp_errinfo *err);
 
 /* tp__tcp_keepalive: turns on TCP keepalive on fd: first probe after idle_s seconds of
  * silence, then every interval_s, giving up after count probes. TP_EINVAL unless all

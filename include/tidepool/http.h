@@ -81,6 +81,25 @@ typedef struct tp_http_client_options {
     int64_t drain_timeout;           /* and time spent draining it. 100 ms */
     int tcp_keepalive_idle_s;        /* TCP keepalive on every connection: first probe
                                         after this much silence (0: off). 30 */
+    int64_t tcp_user_timeout;        /* TCP_USER_TIMEOUT on every connection: data sent
+                                        and unacknowledged this long kills it, so a peer
+                                        that vanished while we were sending is found.
+                                        0 (default): the smaller of
+                                        response_header_timeout and request_timeout;
+                                        TP_DURATION_INFINITE: the kernel's (~15 min) */
+    int64_t happy_eyeballs_delay;    /* a connect attempt that has not succeeded after
+                                        this long gets the next address (IPv6 and IPv4
+                                        alternating) started beside it (RFC 8305). 0
+                                        (default): 250 ms */
+    const char *local_address;       /* an IP literal every connection is made from
+                                        (the port chosen per destination at connect:
+                                        IP_BIND_ADDRESS_NO_PORT); copied. NULL: the
+                                        kernel's choice */
+    const char *unix_socket;         /* every request goes over this Unix domain socket
+                                        path whatever its URL's host (curl's
+                                        --unix-socket); the path is part of every pool
+                                        key (https:// runs TLS over it, checked against
+                                        the URL's host). Copied; NULL: TCP */
     const char *ca_file;             /* PEM CA bundle (copied); NULL: system default */
     const char *ca_dir;              /* CA directory (copied); NULL: none */
     bool tls_insecure_skip_verify;   /* no certificate or host name check. Insecure:

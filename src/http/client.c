@@ -1,4 +1,5 @@
 /* client.c: the HTTP client's life: options, create, destroy. */
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +23,19 @@ void tp_http_client_options_init(tp_http_client_options *o)
     o->tcp_keepalive_idle_s = 30;
 }
 
+/* TCP_USER_TIMEOUT: a request fails by its own timeouts anyway once data has gone
+ * unacknowledged that long, so by default the connection dies with it, not after the
+ * kernel's quarter of an hour of retransmissions. */
+static int64_t user_timeout(const tp_http_client_options *o)
+{
+    if (o->tcp_user_timeout == TP_DURATION_INFINITE)
+        return 0;
+    if (o->tcp_user_timeout > 0)
+        return o->tcp_user_timeout;
+    int64_t t = TP__MIN(o->response_header_timeout, o->request_timeout);
+    return t == TP_DURATION_INFINITE ? 0 : t;
+}
+
 static char *dup_or_null(const char *s, bool *fail)
 {
     if (s == NULL)
@@ -32,8 +46,7 @@ static char *dup_or_null(const char *s, bool *fail)
     return d;
 }
 
-tp_err tp_http_client_create(const tp_http_client_options *o, tp_http_client **out,
-                             tp_errinfo *err)
+tp_err tp_http_client_create(const tp_http_client_options *o, tp_http_client **out, tp_errinfo *err)
 {
     if (out == NULL)
         return tp_errinfo_set(err, TP_EINVAL, 0, "out: NULL");
@@ -54,13 +67,28 @@ tp_err tp_http_client_create(const tp_http_client_options *o, tp_http_client **o
              {"drain_timeout", o->drain_timeout}};
     for (size_t i = 0; i < sizeof d / sizeof d[0]; i++)
         if (d[i].v <= 0)
-            return tp_errinfo_set(err, TP_EINVAL, 0, "%s: %lld must be positive (or "
-                                  "TP_DURATION_INFINITE)", d[i].name, (long long)d[i].v);
+            return tp_errinfo_set(err, TP_EINVAL, 0,
+                                  "%s: %lld must be positive (or "
+                                  "TP_DURATION_INFINITE)",
+                                  d[i].name, (long long)d[i].v);
     if (o->max_header_bytes < 256)
         return tp_errinfo_set(err, TP_EINVAL, 0, "max_header_bytes: %zu is too small (< 256)",
                               o->max_header_bytes);
     if (o->tcp_keepalive_idle_s < 0)
         return tp_errinfo_set(err, TP_EINVAL, 0, "tcp_keepalive_idle_s: negative");
+    if (o->tcp_user_timeout < 0 || o->happy_eyeballs_delay < 0)
+        return tp_errinfo_set(err, TP_EINVAL, 0, "%s: negative",
+                              o->tcp_user_timeout < 0 ? "tcp_user_timeout"
+                                                      : "happy_eyeballs_delay");
+    if (o->unix_socket != NULL && (o->unix_socket[0] == '\0' || strlen(o->unix_socket) > 107))
+        return tp_errinfo_set(err, TP_EINVAL, 0, "unix_socket: a path of 1 to 107 bytes");
+    unsigned char ip[16];
+    if (o->local_address != NULL && inet_pton(AF_INET, o->local_address, ip) != 1 &&
+        inet_pton(AF_INET6, o->local_address, ip) != 1)
+        return tp_errinfo_set(err, TP_EINVAL, 0, "local_address: %.64s is not an IP address",
+                              o->local_address);
+    if (o->unix_socket != NULL && o->local_address != NULL)
+        return tp_errinfo_set(err, TP_EINVAL, 0, "local_address: not with unix_socket");
 
     tp_http_client *c = tp__calloc(1, sizeof *c);
     if (c == NULL)
@@ -72,9 +100,18 @@ tp_err tp_http_client_create(const tp_http_client_options *o, tp_http_client **o
     char ua[64];
     snprintf(ua, sizeof ua, "tidepool/%s", tp_version_string());
     c->user_agent = dup_or_null(o->user_agent != NULL ? o->user_agent : ua, &fail);
+    c->local_address = dup_or_null(o->local_address, &fail);
+    c->unix_socket = dup_or_null(o->unix_socket, &fail);
     c->o.ca_file = c->ca_file;
     c->o.ca_dir = c->ca_dir;
     c->o.user_agent = c->user_agent;
+    c->o.local_address = c->local_address;
+    c->o.unix_socket = c->unix_socket;
+    c->dial = (tp__dial_options){.attempt_delay = o->happy_eyeballs_delay,
+                                 .user_timeout = user_timeout(o),
+                                 .keepalive_idle_s = o->tcp_keepalive_idle_s,
+                                 .local_address = c->local_address,
+                                 .unix_path = c->unix_socket};
     if (fail) {
         tp_http_client_destroy(c);
         return tp_errinfo_set(err, TP_ENOMEM, 0, "copying options");
@@ -110,6 +147,8 @@ void tp_http_client_destroy(tp_http_client *c)
     tp__free(c->ca_file);
     tp__free(c->ca_dir);
     tp__free(c->user_agent);
+    tp__free(c->local_address);
+    tp__free(c->unix_socket);
     tp__free(c);
 }
 

@@ -11,8 +11,10 @@
 #define TP__HTTP_RBUF 16384 /* per-connection read buffer */
 
 struct tp_http_client {
-    tp_http_client_options o; /* ca_file, ca_dir, user_agent point at copies below */
-    char *ca_file, *ca_dir, *user_agent;
+    tp_http_client_options o; /* ca_file, ca_dir, user_agent, local_address and
+                                 unix_socket point at copies below */
+    char *ca_file, *ca_dir, *user_agent, *local_address, *unix_socket;
+    tp__dial_options dial; /* every connection's dial options (no callback) */
     tp_pool *pool;
     /* NULL until the first https:// request needs it; set once, by compare-and-swap
        (no lock is held while OpenSSL loads the CA files) */
@@ -56,10 +58,10 @@ struct tp_http_response {
 
 /* ---- conn.c: the pool connector ------------------------------------------------------ */
 
-/* tp__http_key: the pool key of a destination ("http://host:port", "https://[::1]:443"),
- * human-readable because keys appear in stats and metrics. Returns its length, or 0 if
- * it does not fit. */
-size_t tp__http_key(const tp__http_url *u, char *out, size_t cap);
+/* tp__http_key: the pool key of a destination ("http://host:port", "https://[::1]:443",
+ * "unix:/run/app.sock http://host:80" through a Unix socket), human-readable because
+ * keys appear in stats and metrics. Returns its length, or 0 if it does not fit. */
+size_t tp__http_key(const tp_http_client *c, const tp__http_url *u, char *out, size_t cap);
 
 /* tp__http_conn_id: a new connection id (process-wide, never 0). */
 uint64_t tp__http_conn_id(void);

@@ -1,7 +1,7 @@
-/* conn.c: the HTTP client's pool connector. open() resolves, connects (each address in
- * turn, non-blocking, by the deadline) and, for https, runs the TLS handshake with
- * session resumption per key; check() is the stale test for an idle connection;
- * probe() is a bare TCP connect for the breaker's half-open trial; close() closes,
+/* conn.c: the HTTP client's pool connector. open() resolves, dials (net/dial.c: Happy
+ * Eyeballs, the client's socket options, or its Unix socket) and, for https, runs the
+ * TLS handshake with session resumption per key; check() is the stale test for an idle
+ * connection; probe() is a bare dial for the breaker's half-open trial; close() closes,
  * with an RST when the connection's state is unknown. */
 #include <netdb.h>
 #include <stdio.h>
@@ -17,9 +17,11 @@ uint64_t tp__http_conn_id(void)
     return atomic_fetch_add(&next, 1);
 }
 
-size_t tp__http_key(const tp__http_url *u, char *out, size_t cap)
+size_t tp__http_key(const tp_http_client *c, const tp__http_url *u, char *out, size_t cap)
 {
-    int n = snprintf(out, cap, u->host_is_ipv6 ? "%s://[%s]:%u" : "%s://%s:%u",
+    const char *sock = c->unix_socket;
+    int n = snprintf(out, cap, u->host_is_ipv6 ? "%s%s%s%s://[%s]:%u" : "%s%s%s%s://%s:%u",
+                     sock != NULL ? "unix:" : "", sock != NULL ? sock : "", sock != NULL ? " " : "",
                      u->tls ? "https" : "http", u->host, (unsigned)u->port);
     return n > 0 && (size_t)n < cap ? (size_t)n : 0;
 }
@@ -68,30 +70,21 @@ tp_err tp__http_tls_ctx(tp_http_client *c, tp__tls_ctx **out, tp_errinfo *err)
     return TP_OK;
 }
 
-/* Tries each resolved address in turn until one connects or the deadline passes. */
-static tp_err connect_addrs(struct addrinfo *ai, const char *dest, int64_t deadline, int *fd,
-                            tp_errinfo *err)
+/* Resolves (unless over a Unix socket) and dials the destination by deadline, as an
+ * open does: for the breaker's probe. TP_ETIMEDOUT when the deadline passed. */
+static tp_err dial(tp_http_client *c, const tp__http_url *u, int64_t deadline, int *fd,
+                   tp_errinfo *err)
 {
-    tp_err rc = tp_errinfo_set(err, TP_ERESOLVE, 0, "%s: no address", dest);
-    for (struct addrinfo *a = ai; a != NULL; a = a->ai_next) {
-        int s = -1;
-        rc = tp__tcp_connect_start(a->ai_addr, a->ai_addrlen, &s, dest, err);
-        if (rc == TP_PENDING) {
-            rc = tp__net_wait(s, TP__WANT_WRITE, deadline, "connect to", dest, err);
-            if (rc == TP_OK)
-                rc = tp__tcp_connect_finish(s, dest, err);
-        }
-        if (rc == TP_OK) {
-            *fd = s;
-            return TP_OK;
-        }
-        if (s >= 0)
-            close(s);
-        /* A full descriptor table or port range will not get better with the next
-         * address; a deadline that passed leaves no time for it. */
-        if (rc == TP_ETIMEDOUT || rc == TP_ENOFD || rc == TP_EPORTS)
-            break;
-    }
+    struct addrinfo *ai = NULL;
+    tp_err rc = TP_OK;
+    if (c->unix_socket == NULL)
+        rc = tp__resolve_until(u->host, u->port, deadline, &ai, err);
+    if (rc != TP_OK)
+        return rc;
+    tp__dial d;
+    rc = tp__dial_begin(&d, u->host, u->port, ai, &c->dial, deadline, err);
+    if (rc == TP_OK)
+        rc = tp__dial_run(&d, fd, err);
     return rc;
 }
 
@@ -103,7 +96,10 @@ static tp_err key_parse(const void *key, size_t keylen, char *k, size_t cap, tp_
         return tp_errinfo_set(err, TP_EINVAL, 0, "key too long");
     memcpy(k, key, keylen);
     k[keylen] = '\0';
-    return tp__http_url_parse(k, u, err);
+    const char *url = k;
+    if (strncmp(k, "unix:", 5) == 0 && (url = strchr(k, ' ')) != NULL)
+        url++; /* "unix:PATH URL": the path is the client's, the URL follows */
+    return tp__http_url_parse(url != NULL ? url : k, u, err);
 }
 
 static tp_err http_open(void *ctx, const void *key, size_t keylen, int64_t deadline, void **out,
@@ -123,22 +119,30 @@ static tp_err http_open(void *ctx, const void *key, size_t keylen, int64_t deadl
     hc->tls = u.tls;
     hc->s.fd = -1;
     hc->id = tp__http_conn_id();
-    const char *dest = k + (u.tls ? 8 : 7); /* host:port for messages */
+    char dest[400]; /* for messages: host:port, or the socket's path */
+    if (c->unix_socket != NULL)
+        snprintf(dest, sizeof dest, "unix:%s", c->unix_socket);
+    else
+        snprintf(dest, sizeof dest, u.host_is_ipv6 ? "[%s]:%u" : "%s:%u", u.host, (unsigned)u.port);
 
     int64_t t0 = tp_clock_now();
-    emit(c, hc, TP_HTTP_TRACE_DNS_START, TP_OK, 0);
     struct addrinfo *ai = NULL;
-    rc = tp__resolve_until(u.host, u.port, deadline, &ai, err);
+    if (c->unix_socket == NULL) {
+        emit(c, hc, TP_HTTP_TRACE_DNS_START, TP_OK, 0);
+        rc = tp__resolve_until(u.host, u.port, deadline, &ai, err);
+        if (rc == TP_ETIMEDOUT)
+            rc = tp_errinfo_set(err, TP_ECONNTIMEDOUT, 0, "resolving %s timed out", u.host);
+        emit(c, hc, TP_HTTP_TRACE_DNS_DONE, rc, tp_clock_now() - t0);
+        if (rc != TP_OK)
+            goto fail;
+    }
     int64_t t1 = tp_clock_now();
-    if (rc == TP_ETIMEDOUT)
-        rc = tp_errinfo_set(err, TP_ECONNTIMEDOUT, 0, "resolving %s timed out", u.host);
-    emit(c, hc, TP_HTTP_TRACE_DNS_DONE, rc, t1 - t0);
-    if (rc != TP_OK)
-        goto fail;
     emit(c, hc, TP_HTTP_TRACE_CONNECT_START, TP_OK, 0);
     int fd = -1;
-    rc = connect_addrs(ai, dest, deadline, &fd, err);
-    freeaddrinfo(ai);
+    tp__dial d;
+    rc = tp__dial_begin(&d, u.host, u.port, ai, &c->dial, deadline, err);
+    if (rc == TP_OK)
+        rc = tp__dial_run(&d, &fd, err);
     int64_t t2 = tp_clock_now();
     if (rc == TP_ETIMEDOUT)
         rc = tp_errinfo_set(err, TP_ECONNTIMEDOUT, 0, "connect to %s timed out after %.0f ms", dest,
@@ -147,9 +151,6 @@ static tp_err http_open(void *ctx, const void *key, size_t keylen, int64_t deadl
     if (rc != TP_OK)
         goto fail;
     tp__stream_init(&hc->s, fd);
-    if (c->o.tcp_keepalive_idle_s > 0)
-        tp__tcp_keepalive(fd, c->o.tcp_keepalive_idle_s, TP__MAX(1, c->o.tcp_keepalive_idle_s / 3),
-                          3);
 
     if (u.tls) {
         emit(c, hc, TP_HTTP_TRACE_TLS_START, TP_OK, 0);
@@ -207,19 +208,14 @@ static void http_close(void *ctx, void *conn, tp_close_reason reason)
 static tp_err http_probe(void *ctx, const void *key, size_t keylen, int64_t deadline,
                          tp_errinfo *err)
 {
-    (void)ctx;
+    tp_http_client *c = ctx;
     char k[300];
     tp__http_url u;
     tp_err rc = key_parse(key, keylen, k, sizeof k, &u, err);
     if (rc != TP_OK)
         return rc;
-    struct addrinfo *ai = NULL;
-    rc = tp__resolve_until(u.host, u.port, deadline, &ai, err);
-    if (rc != TP_OK)
-        return rc;
     int fd = -1;
-    rc = connect_addrs(ai, k, deadline, &fd, err);
-    freeaddrinfo(ai);
+    rc = dial(c, &u, deadline, &fd, err);
     if (fd >= 0)
         close(fd);
     return rc;

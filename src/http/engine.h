@@ -46,13 +46,14 @@ struct eng_req {
     size_t sent; /* bytes of head + body written */
 
     /* progress */
-    int attempt;                   /* 0, or 1 for the retry on a fresh connection */
-    tp_http_response *r;           /* parse state, body, info; handed to cb on success */
-    tp_conn *lease;                /* a lease, or an open slot while connecting */
-    tp__http_conn *hc;             /* the connection being opened (slot) or used */
-    struct addrinfo *ai, *ai_next; /* addresses being tried (connecting) */
-    tp_err connect_rc;             /* the last address's failure */
-    tp_errinfo connect_info;
+    int attempt;         /* 0, or 1 for the retry on a fresh connection */
+    tp_http_response *r; /* parse state, body, info; handed to cb on success */
+    tp_conn *lease;      /* a lease, or an open slot while connecting */
+    tp__http_conn *hc;   /* the connection being opened (slot) or used */
+    tp__dial dial;       /* connecting: the dial in progress (net/dial.c) */
+    bool dialing;        /* dial holds addresses or attempts */
+    tp_err watch_rc;     /* an attempt's socket epoll refused, if any */
+    tp_errinfo watch_info;
     uint64_t ticket;         /* pool ticket while ACQUIRING */
     bool cancel;             /* cancel requested (guarded by e->mu until seen) */
     int64_t start, deadline; /* whole request */
@@ -111,7 +112,7 @@ struct tp_http_engine {
     _Atomic size_t pending; /* submitted and not completed */
 
     /* loop thread only */
-    eng_req *active; /* every started, not completed request */
+    eng_req *active;   /* every started, not completed request */
     tp__timers timers; /* the started requests' timers */
     fd_slot *fds;
     size_t nfds;
@@ -146,10 +147,12 @@ static inline void tp__eng_wake_locked(tp_http_engine *e)
 
 /* ---- engine_timer.c: the requests' timers (base/timer.h) ------------------------------ */
 
-/* tp__eng_due: when rq's timer fires: the nearer of its deadline and phase deadline. */
+/* tp__eng_due: when rq's timer fires: the nearer of its deadline and phase deadline,
+ * or while dialing the dial's next attempt if that comes first. */
 static inline int64_t tp__eng_due(const eng_req *rq)
 {
-    return TP__MIN(rq->deadline, rq->phase_deadline);
+    int64_t due = TP__MIN(rq->deadline, rq->phase_deadline);
+    return rq->dialing ? TP__MIN(due, tp__dial_due(&rq->dial)) : due;
 }
 
 /* eng_timer_set: (re)arms rq's timer at the earlier of its deadlines. */
@@ -181,8 +184,9 @@ void tp__er_acquire(eng_req *rq);
 
 /* tp__er_got_slot: the pool gave rq an open slot: resolve and connect. */
 void tp__er_got_slot(eng_req *rq, tp_conn *slot);
-/* tp__er_try_connect: starts a connect to the next address; none left: tp__er_open_failed. */
-void tp__er_try_connect(eng_req *rq);
+/* tp__er_dial_step: advances the dial (an attempt's socket is ready, or the next one is
+ * due); connected: tp__er_connected; over: tp__er_open_failed. */
+void tp__er_dial_step(eng_req *rq);
 /* tp__er_connected: the TCP connect succeeded: start TLS, or hand the connection over. */
 void tp__er_connected(eng_req *rq);
 /* tp__er_tls_step: advances the TLS handshake; hands the connection over when done. */

@@ -16,8 +16,8 @@ void tp__er_free(eng_req *rq)
 {
     if (rq->r != NULL)
         tp_http_response_free(rq->r);
-    if (rq->ai != NULL)
-        freeaddrinfo(rq->ai);
+    if (rq->dialing)
+        tp__dial_abort(&rq->dial);
     tp__buf_free(&rq->head);
     tp__free(rq->body);
     tp__free(rq->method);
@@ -180,22 +180,9 @@ void tp__er_on_events(eng_req *rq, uint32_t events)
 {
     (void)events; /* every step below tries its operation and learns the state from it */
     switch (rq->state) {
-    case ER_CONNECTING: {
-        tp_errinfo info;
-        tp_err rc = tp__tcp_connect_finish(rq->hc->s.fd, rq->key, &info);
-        if (rc == TP_PENDING)
-            return;
-        if (rc == TP_OK) {
-            tp__er_connected(rq);
-            return;
-        }
-        rq->connect_rc = rc;
-        rq->connect_info = info;
-        tp__eng_unwatch(rq->e, rq->hc->s.fd, true);
-        tp__stream_close(&rq->hc->s);
-        tp__er_try_connect(rq); /* the next address, or tp__er_open_failed */
+    case ER_CONNECTING:
+        tp__er_dial_step(rq);
         return;
-    }
     case ER_TLS:
         tp__er_tls_step(rq);
         return;
@@ -246,6 +233,11 @@ void tp__er_on_timer(eng_req *rq, int64_t now)
     tp_err rc = fail_code(rq, now, &info);
     if (rq->state == ER_ACQUIRING && now < rq->deadline)
         return; /* only the whole deadline applies while waiting */
+    if (rq->state == ER_CONNECTING && rq->dialing &&
+        now < TP__MIN(rq->deadline, rq->phase_deadline)) {
+        tp__er_dial_step(rq); /* the next address's turn */
+        return;
+    }
     abort_req(rq, rc, &info);
 }
 

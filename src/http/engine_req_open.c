@@ -1,7 +1,8 @@
 /* engine_req_open.c: the event engine's opening of a connection on an open slot the
- * pool handed out: resolve, a non-blocking connect to each address in turn, the TLS
- * handshake, then the connection goes to the pool (tp_conn_open_done) and on to the
- * exchange; or the slot is given back as failed. */
+ * pool handed out: resolve, the client's dialer stepped from the loop (each attempt's
+ * socket watched, the next address started by the request's timer), the TLS handshake,
+ * then the connection goes to the pool (tp_conn_open_done) and on to the exchange; or
+ * the slot is given back as failed. */
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -18,9 +19,9 @@ void tp__er_open_failed(eng_req *rq, tp_err rc, const tp_errinfo *info)
         tp__free(hc);
         rq->hc = NULL;
     }
-    if (rq->ai != NULL) {
-        freeaddrinfo(rq->ai);
-        rq->ai = rq->ai_next = NULL;
+    if (rq->dialing) {
+        tp__dial_abort(&rq->dial); /* every attempt unwatched and closed */
+        rq->dialing = false;
     }
     /* A cancellation is not the destination's fault: no backoff for it. */
     tp_err verdict = tp_conn_open_failed(rq->lease, rc, info);
@@ -39,10 +40,6 @@ static void open_done(eng_req *rq)
     tp_http_engine *e = rq->e;
     tp__http_conn *hc = rq->hc;
     tp_conn *slot = rq->lease;
-    if (rq->ai != NULL) {
-        freeaddrinfo(rq->ai);
-        rq->ai = rq->ai_next = NULL;
-    }
     tp__eng_unwatch(e, hc->s.fd, false);
     rq->hc = NULL;
     tp_conn *lease = NULL;
@@ -95,9 +92,6 @@ void tp__er_connected(eng_req *rq)
                                   .duration_ns = tp_clock_now() - rq->phase_start};
         tp__http_emit(c, &ev);
     }
-    if (c->o.tcp_keepalive_idle_s > 0)
-        tp__tcp_keepalive(hc->s.fd, c->o.tcp_keepalive_idle_s,
-                          TP__MAX(1, c->o.tcp_keepalive_idle_s / 3), 3);
     if (!hc->tls) {
         open_done(rq);
         return;
@@ -119,33 +113,55 @@ void tp__er_connected(eng_req *rq)
     tp__er_tls_step(rq);
 }
 
-/* Starts a connect to the next address; TP_PENDING means wait for the writable edge. */
-void tp__er_try_connect(eng_req *rq)
+/* The dialer's callback: each attempt's socket is watched while it is in flight. */
+static void on_dial_socket(void *ud, int fd, bool added)
+{
+    eng_req *rq = ud;
+    if (!added) {
+        tp__eng_unwatch(rq->e, fd, true);
+        return;
+    }
+    tp_errinfo info;
+    tp_err rc = tp__eng_watch(rq->e, rq, fd, rq->hc->id, &info);
+    if (rc != TP_OK && rq->watch_rc == TP_OK) { /* the step that made it fails the dial */
+        rq->watch_rc = rc;
+        rq->watch_info = info;
+    }
+}
+
+void tp__er_dial_step(eng_req *rq)
 {
     tp_http_engine *e = rq->e;
-    tp__http_conn *hc = rq->hc;
-    tp_errinfo info = rq->connect_info;
-    tp_err rc = rq->connect_rc;
-    while (rq->ai_next != NULL) {
-        struct addrinfo *a = rq->ai_next;
-        rq->ai_next = a->ai_next;
-        int fd = -1;
-        rc = tp__tcp_connect_start(a->ai_addr, a->ai_addrlen, &fd, rq->key, &info);
-        if (rc == TP_OK || rc == TP_PENDING) {
-            tp__stream_init(&hc->s, fd);
-            tp_err wrc = tp__eng_watch(e, rq, fd, hc->id, &info);
-            if (wrc != TP_OK) {
-                rc = wrc;
-                break;
-            }
-            if (rc == TP_OK)
-                tp__er_connected(rq);
-            return;
-        }
-        if (rc == TP_ENOFD || rc == TP_EPORTS)
-            break;
+    int fd = -1;
+    tp_errinfo info;
+    tp_err rc = tp__dial_step(&rq->dial, tp_clock_now(), &fd, &info);
+    if (rq->watch_rc != TP_OK) {
+        if (rc == TP_OK)
+            close(fd);
+        tp__dial_abort(&rq->dial);
+        rc = rq->watch_rc;
+        info = rq->watch_info;
     }
-    tp__er_open_failed(rq, rc, &info);
+    if (rc == TP_PENDING) {
+        tp__eng_timer_set(e, rq); /* the next attempt's start may come first */
+        return;
+    }
+    rq->dialing = false;
+    if (rc == TP_ETIMEDOUT) /* the dial's deadline is the phase's or the request's */
+        rc = tp_errinfo_set(&info,
+                            rq->deadline < rq->phase_deadline ? TP_EREQTIMEDOUT : TP_ECONNTIMEDOUT,
+                            0, "connect to %s timed out after %.0f ms", rq->key,
+                            (double)(tp_clock_now() - rq->phase_start) / 1e6);
+    if (rc == TP_OK) {
+        tp__stream_init(&rq->hc->s, fd);
+        rc = tp__eng_watch(e, rq, fd, rq->hc->id, &info);
+    }
+    if (rc != TP_OK) {
+        tp__er_open_failed(rq, rc, &info);
+        return;
+    }
+    tp__eng_timer_set(e, rq);
+    tp__er_connected(rq);
 }
 
 void tp__er_got_slot(eng_req *rq, tp_conn *slot)
@@ -179,14 +195,24 @@ void tp__er_got_slot(eng_req *rq, tp_conn *slot)
         tp__http_emit(c, &ev);
     }
     /* Name resolution blocks the loop (see http.h); literals do not. */
-    tp_err rc = tp__resolve_until(hc->host, hc->port, TP__MIN(rq->phase_deadline, rq->deadline),
-                                  &rq->ai, &info);
+    struct addrinfo *ai = NULL;
+    int64_t dial_deadline = TP__MIN(rq->phase_deadline, rq->deadline);
+    tp_err rc = TP_OK;
+    if (c->unix_socket == NULL)
+        rc = tp__resolve_until(hc->host, hc->port, dial_deadline, &ai, &info);
     if (rc != TP_OK) {
-        rq->ai = NULL;
         tp__er_open_failed(rq, rc == TP_ETIMEDOUT ? TP_ECONNTIMEDOUT : rc, &info);
         return;
     }
-    rq->ai_next = rq->ai;
-    rq->connect_rc = tp_errinfo_set(&rq->connect_info, TP_ERESOLVE, 0, "%s: no address", hc->host);
-    tp__er_try_connect(rq);
+    tp__dial_options o = c->dial;
+    o.on_socket = on_dial_socket;
+    o.ud = rq;
+    rq->watch_rc = TP_OK;
+    rc = tp__dial_begin(&rq->dial, hc->host, hc->port, ai, &o, dial_deadline, &info);
+    if (rc != TP_OK) {
+        tp__er_open_failed(rq, rc, &info);
+        return;
+    }
+    rq->dialing = true;
+    tp__er_dial_step(rq);
 }

@@ -64,7 +64,7 @@ static tp_err prepare(tp_http_engine *e, const tp_http_request *req, const char 
     memcpy(rq->host, u.host, sizeof rq->host);
     rq->port = u.port;
     rq->tls = u.tls;
-    rq->keylen = tp__http_key(&u, rq->key, sizeof rq->key);
+    rq->keylen = tp__http_key(e->c, &u, rq->key, sizeof rq->key);
     if (rq->keylen == 0)
         return tp_errinfo_set(err, TP_EINVAL, 0, "url: host too long");
     rc = tp__http_build_head(e->c, req, method, &u, &rq->head, err);

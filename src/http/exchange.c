@@ -137,7 +137,7 @@ tp_err tp_http_client_do(tp_http_client *c, const tp_http_request *req, tp_http_
     tp__http_url u;
     tp_err rc = tp__http_url_parse(req->url, &u, err);
     if (rc == TP_OK) {
-        r->keylen = tp__http_key(&u, r->key, sizeof r->key);
+        r->keylen = tp__http_key(c, &u, r->key, sizeof r->key);
         if (r->keylen == 0)
             rc = tp_errinfo_set(err, TP_EINVAL, 0, "url: host too long");
     }

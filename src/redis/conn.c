@@ -1,6 +1,7 @@
-/* conn.c: the Redis pool connector. open() connects with the pool's deadline (our own
- * non-blocking connect: hiredis 0.14 has no connect-with-deadline that also reports
- * refusals distinctly), hands the socket to hiredis, then AUTH and SELECT (or PING);
+/* conn.c: the Redis pool connector. open() dials with the pool's deadline (the library's
+ * dialer, net/dial.c: hiredis 0.14 has no connect-with-deadline that also reports
+ * refusals distinctly), hands the socket to hiredis, then AUTH, SELECT and CLIENT
+ * SETNAME (or PING);
  * check() is the stale test for an idle connection; reset() applies the release rules;
  * probe() is a bare TCP connect for the breaker's half-open trial. */
 #ifdef TIDEPOOL_HAVE_HIREDIS
@@ -120,6 +121,17 @@ static tp_err handshake(redisContext *c, const tp_redis_target *t, const char *n
     return rc;
 }
 
+/* The dialer's options for every connection: a peer that stops acknowledging what we
+ * send is given up with the command it would have answered (command_timeout), not after
+ * the kernel's quarter of an hour. */
+static tp__dial_options dial_options(const tp_redis_pool *rp)
+{
+    tp__dial_options o = {0};
+    if (rp->command_timeout != TP_DURATION_INFINITE)
+        o.user_timeout = rp->command_timeout;
+    return o;
+}
+
 static tp_err redis_open(void *ctx, const void *key, size_t keylen, int64_t deadline, void **out,
                          tp_errinfo *err)
 {
@@ -132,7 +144,8 @@ static tp_err redis_open(void *ctx, const void *key, size_t keylen, int64_t dead
              (unsigned)t->port);
     int fd = -1;
     int64_t t0 = tp_clock_now();
-    tp_err rc = tp__tcp_connect(t->host, t->port, deadline, &fd, NULL, NULL, err);
+    tp__dial_options dop = dial_options(rp);
+    tp_err rc = tp__dial_host(t->host, t->port, &dop, deadline, &fd, NULL, NULL, err);
     if (rc == TP_ETIMEDOUT)
         return tp_errinfo_set(err, TP_ECONNTIMEDOUT, 0,
                               "connect to %s timed out after %.1f ms (of %.1f ms allowed)", dest,
@@ -224,7 +237,8 @@ static tp_err redis_probe(void *ctx, const void *key, size_t keylen, int64_t dea
     if (t == NULL)
         return tp_errinfo_set(err, TP_EINVAL, 0, "no Redis target for this key");
     int fd = -1;
-    tp_err rc = tp__tcp_connect(t->host, t->port, deadline, &fd, NULL, NULL, err);
+    tp__dial_options dop = dial_options(ctx);
+    tp_err rc = tp__dial_host(t->host, t->port, &dop, deadline, &fd, NULL, NULL, err);
     if (fd >= 0)
         close(fd);
     return rc;

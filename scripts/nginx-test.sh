@@ -24,6 +24,9 @@
 #               (one line each: what the server saw, for at-most-once checks)
 #     /chunked  "hello, world\n" in two chunks (Transfer-Encoding: chunked); only when
 #               the echo module is installed (NGINX_CHUNKED=1 in DIR/env), else 404
+#     /remote   200, the client's address as nginx saw it ($remote_addr; "unix:" over
+#               the socket)
+#     the same server also listens on the Unix socket DIR/nginx.sock (NGINX_UNIX_SOCKET)
 #   server 2, NGINX_HTTP_SHORT_KA_PORT: keepalive_timeout 1s; / as above
 #   server 3, NGINX_HTTPS_PORT: TLS 1.2 and 1.3, certificate for DNS:localhost,
 #     IP:127.0.0.1 and IP:::1 signed by DIR/ca.pem, session cache and tickets on; / and /big
@@ -273,8 +276,10 @@ http {
   default_type text/plain;
   server {
     listen 127.0.0.1:$p1;
+    listen unix:$dir/nginx.sock;
     keepalive_timeout 75s;
     location = / { try_files /body =404; }
+    location = /remote { return 200 "\$remote_addr"; }
     location = /close { keepalive_timeout 0; try_files /body =404; }
     location = /status { return 204; }
     location = /big { try_files /big =404; }
@@ -331,6 +336,7 @@ CONF
 # 3 when a port was taken (the caller may pick others), 1 on any other failure.
 launch() {
     local out i
+    rm -f "$dir/nginx.sock" # a socket file left by a killed nginx would fail the bind
     if ! out=$(nginx -c "$dir/nginx.conf" -p "$dir/" -e "$dir/error.log" 2>&1); then
         [[ "$out" == *"Address already in use"* ]] && return 3
         echo "nginx-test: nginx failed to start: $out" >&2
@@ -362,6 +368,7 @@ NGINX_CA_FILE=$dir/ca.pem
 NGINX_PID_FILE=$dir/nginx.pid
 NGINX_DIR=$dir
 NGINX_CHUNKED=$NGINX_CHUNKED
+NGINX_UNIX_SOCKET=$dir/nginx.sock
 ENV
     mv -f "$dir/env.tmp" "$dir/env" # readers never see a half-written file
 }

@@ -63,6 +63,8 @@ static int apply_line(nginx_env *e, char *line)
         return copy_value(e->pid_file, sizeof e->pid_file, v);
     if (strcmp(k, "NGINX_DIR") == 0)
         return copy_value(e->dir, sizeof e->dir, v);
+    if (strcmp(k, "NGINX_UNIX_SOCKET") == 0)
+        return copy_value(e->unix_socket, sizeof e->unix_socket, v);
     return 0; /* newer keys: ignored, so old tests keep working */
 }
 

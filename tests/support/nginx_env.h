@@ -34,6 +34,7 @@ typedef struct nginx_env {
     char ca_file[512];              /* NGINX_CA_FILE: PEM of the CA that signed the server */
     char pid_file[512];             /* NGINX_PID_FILE */
     char dir[512];                  /* NGINX_DIR: the script's DIR argument, absolute */
+    char unix_socket[512];          /* NGINX_UNIX_SOCKET: server 1 on a Unix socket */
 } nginx_env;
 
 /* Reads $TIDEPOOL_NGINX_ENV (KEY=VALUE lines written by nginx-test.sh start) into *out.

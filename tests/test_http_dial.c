@@ -2,8 +2,8 @@
  * fixture's nginx, in the blocking call and in the engine: over a Unix socket (the path
  * in the key, nginx sees "unix:"), from a chosen local address (nginx sees it); the
  * defaults the client gives the dialer (TCP_USER_TIMEOUT tied to the request's
- * timeouts); and the options refused at create. Happy Eyeballs itself is
- * test_net_dial's (it needs addresses of its own choosing). Skipped (77) without the
+ * timeouts); `tidepool bench --unix-socket`; and the options refused at create. Happy Eyeballs
+ * itself is test_net_dial's (it needs addresses of its own choosing). Skipped (77) without the
  * fixture. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -17,6 +17,7 @@
 #include <tidepool/tidepool.h>
 
 #include "http/client.h"
+#include "support/chaos_cli.h"
 #include "support/nginx_env.h"
 #include "support/test_util.h"
 
@@ -180,6 +181,39 @@ static void test_dial_defaults(void **state)
     tp_http_client_destroy(c);
 }
 
+/* `tidepool bench URL --unix-socket PATH`: every request over the socket. */
+static void test_bench_over_unix_socket(void **state)
+{
+    (void)state;
+    const char *cli = chaos_cli_path();
+    if (cli == NULL)
+        skip();
+    char cmd[1400];
+    snprintf(cmd, sizeof cmd,
+             "'%s' bench http://localhost/ --unix-socket '%s' -n 400 -c 4 --json -q", cli,
+             env.unix_socket);
+    FILE *f = popen(cmd, "r");
+    assert_non_null(f);
+    char out[4096] = "";
+    size_t n = fread(out, 1, sizeof out - 1, f);
+    out[n] = '\0';
+    assert_int_equal(pclose(f), 0);
+    print_message("%s", out);
+    assert_non_null(strstr(out, "\"requests\":400,"));
+    assert_non_null(strstr(out, "\"errors\":0,"));
+    const char *c = strstr(out, "\"connects\":");
+    assert_non_null(c);
+    assert_true(atoi(c + 11) >= 1 && atoi(c + 11) <= 4);
+    /* Refused without an HTTP URL. */
+    snprintf(cmd, sizeof cmd, "'%s' bench redis://127.0.0.1:1 --unix-socket /tmp/x -n 1 -q 2>&1",
+             cli);
+    f = popen(cmd, "r");
+    n = fread(out, 1, sizeof out - 1, f);
+    out[n] = '\0';
+    assert_true(pclose(f) != 0);
+    assert_non_null(strstr(out, "--unix-socket"));
+}
+
 static void test_bad_options(void **state)
 {
     (void)state;
@@ -218,9 +252,9 @@ int main(void)
     }
     tu_watchdog(60);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_unix_socket_blocking), cmocka_unit_test(test_unix_socket_engine),
-        cmocka_unit_test(test_local_address),        cmocka_unit_test(test_dial_defaults),
-        cmocka_unit_test(test_bad_options),
+        cmocka_unit_test(test_unix_socket_blocking),   cmocka_unit_test(test_unix_socket_engine),
+        cmocka_unit_test(test_local_address),          cmocka_unit_test(test_dial_defaults),
+        cmocka_unit_test(test_bench_over_unix_socket), cmocka_unit_test(test_bad_options),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -42,6 +42,7 @@ typedef struct bench_cfg {
     bool adaptive;             /* --adaptive: the pool's adaptive limit per key */
     const char *server_phases; /* --server-phases SPEC: the built-in server's capacity */
     const char *plot;          /* --plot FILE.svg: limit, in use, latency over time */
+    const char *unix_socket;   /* --unix-socket PATH: HTTP over this socket (curl's) */
 } bench_cfg;
 
 typedef struct worker worker;

@@ -122,6 +122,7 @@ int cmd_bench(int argc, char **argv)
         }
         o.ca_file = cfg.cacert;
         o.tls_insecure_skip_verify = cfg.insecure;
+        o.unix_socket = cfg.unix_socket;
         rc = tp_http_client_create(&o, &client, &e);
         if (rc == TP_OK)
             pool = tp_http_client_pool(client);

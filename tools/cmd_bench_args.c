@@ -30,6 +30,8 @@ static void usage(FILE *f)
         "      --timeout D       whole-request timeout (default none)\n"
         "      --cacert FILE     trust this CA for https\n"
         "      --insecure        do not verify the server's certificate\n"
+        "      --unix-socket P   HTTP: connect to the Unix socket P, whatever the URL's\n"
+        "                        host (which still names the Host header)\n"
         "      --json            print one JSON line at the end\n"
         "      --heatmap FILE    write an SVG heat map of latency over time, with\n"
         "                        connection opens marked\n"
@@ -73,6 +75,7 @@ int bench_parse_args(int argc, char **argv, bench_cfg *cfg)
                                           {"adaptive", no_argument, NULL, 11},
                                           {"server-phases", required_argument, NULL, 12},
                                           {"plot", required_argument, NULL, 13},
+                                          {"unix-socket", required_argument, NULL, 14},
                                           {NULL, 0, NULL, 0}};
     *cfg = (bench_cfg){
         .concurrency = 16, .threads = 1, .seconds = 10, .method = "GET", .idle_timeout_s = -1};
@@ -172,6 +175,9 @@ int bench_parse_args(int argc, char **argv, bench_cfg *cfg)
         case 13:
             cfg->plot = optarg;
             break;
+        case 14:
+            cfg->unix_socket = optarg;
+            break;
         case 'q':
             cfg->quiet = true;
             break;
@@ -189,5 +195,10 @@ int bench_parse_args(int argc, char **argv, bench_cfg *cfg)
         return fprintf(stderr, "bench: unexpected argument '%s'\n", argv[optind]), -1;
     if (have_n && !have_d)
         cfg->seconds = 1e9; /* -n alone: run until the count */
+    if (cfg->unix_socket != NULL &&
+        (cfg->url == NULL || (strncmp(cfg->url, "http://", 7) != 0 &&
+                              strncmp(cfg->url, "https://", 8) != 0)))
+        return fprintf(stderr, "bench: --unix-socket: only with an http:// or https:// URL\n"),
+               -1;
     return 0;
 }

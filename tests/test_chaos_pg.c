@@ -2,7 +2,11 @@
  * of the throwaway cluster of scripts/pg-test.sh: idle connections reset while pooled
  * (no statement fails), a half-open peer (bounded by query_timeout; before that option a
  * statement on such a connection waited forever), a slow statement past query_timeout,
- * latency on every statement, refused connects. Skipped (77) without libpq/PostgreSQL. */
+ * latency on every statement, refused connects; query_timeout also sets the socket's
+ * TCP_USER_TIMEOUT. Skipped (77) without libpq/PostgreSQL. */
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "pg_common.h"
@@ -170,6 +174,43 @@ static void test_db_scenarios(void **state)
     assert_true(ran >= 4); /* half-open, latency spike, restart, upstream down */
 }
 
+/* The TCP_USER_TIMEOUT (ms; 0: none) of a connection made with query_timeout and the
+ * conninfo options extra. */
+static unsigned lease_user_timeout(int64_t query_timeout, const char *extra)
+{
+    tp_pg_options po;
+    tp_pg_options_init(&po);
+    po.query_timeout = query_timeout;
+    tp_pg_pool *pp = NULL;
+    tp_errinfo e;
+    assert_int_equal(tp_pg_pool_create(&po, &pp, &e), TP_OK);
+    char ci[256];
+    snprintf(ci, sizeof ci, "host=127.0.0.1 port=%d user=postgres dbname=postgres %s", env.port,
+             extra);
+    tp_pg_target *t;
+    assert_int_equal(tp_pg_pool_add(pp, ci, &t, &e), TP_OK);
+    tp_conn *lease = NULL;
+    assert_int_equal(tp_pg_acquire(pp, t, MS(5000), 0, &lease, &e), TP_OK);
+    unsigned ut = 99;
+    socklen_t len = sizeof ut;
+    assert_int_equal(getsockopt(PQsocket(tp_pg_conn_get(lease)), IPPROTO_TCP, TCP_USER_TIMEOUT,
+                                &ut, &len),
+                     0);
+    tp_conn_release(lease, 0);
+    tp_pg_pool_destroy(pp);
+    return ut;
+}
+
+/* A query_timeout also bounds unacknowledged sends (libpq's tcp_user_timeout), unless
+ * the conninfo sets its own. */
+static void test_query_timeout_sets_tcp_user_timeout(void **state)
+{
+    (void)state;
+    assert_int_equal(lease_user_timeout(MS(1500), ""), 1500);
+    assert_int_equal(lease_user_timeout(MS(1500), "tcp_user_timeout=700"), 700);
+    assert_int_equal(lease_user_timeout(TP_DURATION_INFINITE, ""), 0);
+}
+
 static void test_invalid_query_timeout(void **state)
 {
     (void)state;
@@ -195,6 +236,7 @@ int main(void)
         cmocka_unit_test(test_latency),
         cmocka_unit_test(test_refused),
         cmocka_unit_test(test_db_scenarios),
+        cmocka_unit_test(test_query_timeout_sets_tcp_user_timeout),
         cmocka_unit_test(test_invalid_query_timeout),
     };
     PG_MAIN("chaos_pg", tests);

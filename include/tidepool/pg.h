@@ -68,7 +68,9 @@ typedef struct tp_pg_options {
                                 fails with TP_EREQTIMEDOUT and the connection is closed
                                 (the statement may still run on the server). A server
                                 that hangs, or a peer gone half-open, otherwise holds the
-                                caller forever. TP_DURATION_INFINITE (default), as libpq */
+                                caller forever. Also libpq's tcp_user_timeout unless the
+                                conninfo sets one. TP_DURATION_INFINITE (default), as
+                                libpq */
 } tp_pg_options;
 
 /* tp_pg_options_init: fills o with the defaults above (pool: tp_pool_options_init()). */

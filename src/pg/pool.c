@@ -3,6 +3,7 @@
  * the pool is destroyed: a key in the pool always has its conninfo at hand, and the hot
  * path (acquire with a target) never touches the registry's lock. */
 #ifdef TIDEPOOL_HAVE_LIBPQ
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -104,22 +105,41 @@ tp_err tp_pg_pool_create(const tp_pg_options *o, tp_pg_pool **out, tp_errinfo *e
     return TP_OK;
 }
 
-/* Copies the non-empty options of a parsed conninfo into t. */
-static tp_err take_options(tp_pg_target *t, PQconninfoOption *opts, tp_errinfo *err)
+/* The value t gets for option o: its own, or for tcp_user_timeout left unset while a
+ * query_timeout is set, that bound (where this libpq knows the keyword): a statement
+ * whose bytes the peer stopped acknowledging then fails with its socket, not after the
+ * kernel's 15 minutes of retransmissions. NULL: the option stays unset. */
+static const char *option_value(const PQconninfoOption *o, const char *user_timeout)
 {
+    if (o->val != NULL && o->val[0] != '\0')
+        return o->val;
+    if (user_timeout != NULL && strcmp(o->keyword, "tcp_user_timeout") == 0)
+        return user_timeout;
+    return NULL;
+}
+
+/* Copies the set options of a parsed conninfo into t. */
+static tp_err take_options(tp_pg_target *t, PQconninfoOption *opts, int64_t query_timeout,
+                           tp_errinfo *err)
+{
+    char ut[24];
+    snprintf(ut, sizeof ut, "%lld",
+             (long long)((query_timeout + TP_NSEC_PER_MSEC - 1) / TP_NSEC_PER_MSEC));
+    const char *user_timeout = query_timeout != TP_DURATION_INFINITE ? ut : NULL;
     size_t n = 0;
     for (PQconninfoOption *o = opts; o->keyword != NULL; o++)
-        n += o->val != NULL && o->val[0] != '\0';
+        n += option_value(o, user_timeout) != NULL;
     t->keywords = tp__calloc(n + 1, sizeof *t->keywords);
     t->values = tp__calloc(n + 1, sizeof *t->values);
     if (t->keywords == NULL || t->values == NULL)
         return tp_errinfo_set(err, TP_ENOMEM, 0, "pg target: out of memory");
     size_t i = 0;
     for (PQconninfoOption *o = opts; o->keyword != NULL; o++) {
-        if (o->val == NULL || o->val[0] == '\0')
+        const char *v = option_value(o, user_timeout);
+        if (v == NULL)
             continue;
         t->keywords[i] = tp__strdup(o->keyword);
-        t->values[i] = tp__strdup(o->val);
+        t->values[i] = tp__strdup(v);
         if (t->keywords[i] == NULL || t->values[i] == NULL) {
             tp__free((char *)t->keywords[i]);
             tp__free((char *)t->values[i]);
@@ -159,7 +179,7 @@ tp_err tp_pg_pool_add(tp_pg_pool *pp, const char *conninfo, tp_pg_target **out, 
     }
     tp_pg_target *t = tp__calloc(1, sizeof *t);
     tp_err rc = t == NULL ? tp_errinfo_set(err, TP_ENOMEM, 0, "pg target: out of memory")
-                          : take_options(t, opts, err);
+                          : take_options(t, opts, pp->query_timeout, err);
     PQconninfoFree(opts);
     if (rc == TP_OK)
         rc = tp__pg_key_build(pp, t, err);

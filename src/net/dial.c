@@ -180,6 +180,15 @@ static tp_err finish_options(tp__dial *d, int s, tp_errinfo *err)
     return TP_OK;
 }
 
+/* What an error names for the attempt at order[idx]: "unix:PATH" or the address. */
+static void attempt_dest(const tp__dial *d, int idx, char *buf, size_t cap)
+{
+    if (d->unix_len > 0)
+        snprintf(buf, cap, "unix:%s", d->host);
+    else
+        format_dest(d->host, d->order[idx]->ai_addr, d->port, buf, cap);
+}
+
 static void drop_live(tp__dial *d, int i)
 {
     if (d->o.on_socket != NULL)
@@ -197,15 +206,13 @@ static tp_err start_next(tp__dial *d, int64_t now, int *fd)
     const struct sockaddr *sa;
     socklen_t len;
     char dest[320];
+    attempt_dest(d, d->next, dest, sizeof dest);
     if (d->unix_len > 0) {
         sa = (const struct sockaddr *)&d->unix_addr;
         len = d->unix_len;
-        snprintf(dest, sizeof dest, "unix:%s", d->host);
     } else {
-        const struct addrinfo *a = d->order[d->next];
-        sa = a->ai_addr;
-        len = a->ai_addrlen;
-        format_dest(d->host, sa, d->port, dest, sizeof dest);
+        sa = d->order[d->next]->ai_addr;
+        len = d->order[d->next]->ai_addrlen;
     }
     d->next++;
     d->next_start = tp__saturating_add(now, d->o.attempt_delay);
@@ -246,12 +253,7 @@ static tp_err start_next(tp__dial *d, int64_t now, int *fd)
 
 static tp_err won(tp__dial *d, int s, int *fd, tp_errinfo *err)
 {
-    while (d->nlive > 0)
-        drop_live(d, 0);
-    if (d->list != NULL)
-        freeaddrinfo(d->list);
-    d->list = NULL;
-    d->next = d->naddrs;
+    tp__dial_abort(d); /* the other attempts and the addresses: s is no longer among them */
     tp_err rc = finish_options(d, s, err);
     if (rc != TP_OK) {
         close(s);
@@ -285,10 +287,7 @@ tp_err tp__dial_step(tp__dial *d, int64_t now, int *fd, tp_errinfo *err)
             return won(d, s, fd, err);
         }
         char dest[320];
-        if (d->unix_len > 0)
-            snprintf(dest, sizeof dest, "unix:%s", d->host);
-        else
-            format_dest(d->host, d->order[d->live[i].idx]->ai_addr, d->port, dest, sizeof dest);
+        attempt_dest(d, d->live[i].idx, dest, sizeof dest);
         d->rc = tp__net_error(e, "connect to", dest, &d->err);
         drop_live(d, i);
         d->next_start = now;
@@ -358,10 +357,11 @@ tp_err tp__dial_run(tp__dial *d, int *fd, tp_errinfo *err)
         tp_err rc = tp__dial_step(d, now, fd, err);
         if (rc != TP_PENDING)
             return rc;
+        int fds[TP__DIAL_MAX_INFLIGHT];
+        int n = tp__dial_fds(d, fds, TP__DIAL_MAX_INFLIGHT);
         struct pollfd p[TP__DIAL_MAX_INFLIGHT];
-        int n = 0;
-        for (int i = 0; i < d->nlive; i++)
-            p[n++] = (struct pollfd){.fd = d->live[i].fd, .events = POLLOUT};
+        for (int i = 0; i < n; i++)
+            p[i] = (struct pollfd){.fd = fds[i], .events = POLLOUT};
         int64_t due = tp__dial_due(d), wait_ns = due - tp_clock_now();
         int ms = wait_ns <= 0 ? 0
                  : wait_ns >= (int64_t)INT32_MAX * TP_NSEC_PER_MSEC

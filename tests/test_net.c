@@ -43,36 +43,6 @@ static void on_sigpipe(int sig)
 
 /* ---- helpers ------------------------------------------------------------------------ */
 
-/* A listener on the loopback address of family on an ephemeral port, or -1. */
-static int listen_on(int family, int backlog, uint16_t *port)
-{
-    int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return -1;
-    struct sockaddr_storage ss;
-    memset(&ss, 0, sizeof ss);
-    socklen_t len;
-    if (family == AF_INET6) {
-        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
-        a->sin6_family = AF_INET6;
-        a->sin6_addr = in6addr_loopback;
-        len = sizeof *a;
-    } else {
-        struct sockaddr_in *a = (struct sockaddr_in *)&ss;
-        a->sin_family = AF_INET;
-        a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        len = sizeof *a;
-    }
-    if (bind(fd, (struct sockaddr *)&ss, len) != 0 || listen(fd, backlog) != 0 ||
-        getsockname(fd, (struct sockaddr *)&ss, &len) != 0) {
-        close(fd);
-        return -1;
-    }
-    *port = ntohs(family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
-                                     : ((struct sockaddr_in *)&ss)->sin_port);
-    return fd;
-}
-
 /* Accepts one connection within timeout_ms, or -1. */
 static int accept_within(int lfd, int timeout_ms)
 {
@@ -86,7 +56,7 @@ static int accept_within(int lfd, int timeout_ms)
 static void make_pair(tp__stream *s, int *peer)
 {
     uint16_t port = 0;
-    int lfd = listen_on(AF_INET, 8, &port);
+    int lfd = tu_listen_loopback(AF_INET, 8, &port);
     assert_true(lfd >= 0);
     int fd;
     tp_errinfo ei;
@@ -105,23 +75,10 @@ static void make_pair(tp__stream *s, int *peer)
 static uint16_t closed_port(void)
 {
     uint16_t port = 0;
-    int fd = listen_on(AF_INET, 1, &port);
+    int fd = tu_listen_loopback(AF_INET, 1, &port);
     assert_true(fd >= 0);
     close(fd);
     return port;
-}
-
-/* Open descriptors of this process: error paths must close what they opened. */
-static int count_fds(void)
-{
-    DIR *d = opendir("/proc/self/fd");
-    if (d == NULL)
-        return -1;
-    int n = 0;
-    while (readdir(d) != NULL)
-        n++;
-    closedir(d);
-    return n;
 }
 
 static void reset_close(int fd)
@@ -207,7 +164,7 @@ static void test_resolve_failure(void **state)
 {
     struct addrinfo *ai = (struct addrinfo *)&ai;
     tp_errinfo ei;
-    int fds = count_fds();
+    int fds = tu_count_fds();
     assert_int_equal(tp__resolve("no-such-host.invalid", 80, &ai, &ei), TP_ERESOLVE);
     assert_null(ai);
     print_message("%s\n", ei.msg);
@@ -222,7 +179,7 @@ static void test_resolve_failure(void **state)
     /* A deadline already past never starts the lookup. */
     assert_int_equal(tp__resolve_until("localhost", 80, tp_clock_now() - 1, &ai, &ei),
                      TP_ETIMEDOUT);
-    assert_int_equal(count_fds(), fds);
+    assert_int_equal(tu_count_fds(), fds);
 }
 
 /* Deadlines too short for the helper thread: the caller gives up, the helper finishes
@@ -270,7 +227,7 @@ static void check_connected(int fd, int lfd, int family)
 static void test_connect_v4(void **state)
 {
     uint16_t port = 0;
-    int lfd = listen_on(AF_INET, 8, &port);
+    int lfd = tu_listen_loopback(AF_INET, 8, &port);
     assert_true(lfd >= 0);
     int fd;
     int64_t dns = -1, conn = -1;
@@ -293,7 +250,7 @@ static void test_connect_v4(void **state)
 static void test_connect_v6(void **state)
 {
     uint16_t port = 0;
-    int lfd = listen_on(AF_INET6, 8, &port);
+    int lfd = tu_listen_loopback(AF_INET6, 8, &port);
     if (lfd < 0) {
         print_message("::1 is not available here: IPv6 connect skipped\n");
         skip();
@@ -310,7 +267,7 @@ static void test_connect_v6(void **state)
 static void test_connect_steps(void **state)
 {
     uint16_t port = 0;
-    int lfd = listen_on(AF_INET, 8, &port);
+    int lfd = tu_listen_loopback(AF_INET, 8, &port);
     assert_true(lfd >= 0);
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -336,7 +293,7 @@ static void test_connect_refused(void **state)
     snprintf(dest, sizeof dest, "127.0.0.1:%u", port);
     int fd = 7;
     tp_errinfo ei;
-    int fds = count_fds();
+    int fds = tu_count_fds();
     assert_int_equal(
         tp__tcp_connect("127.0.0.1", port, tp_deadline_after(MS(2000)), &fd, NULL, NULL, &ei),
         TP_ECONNREFUSED);
@@ -346,13 +303,13 @@ static void test_connect_refused(void **state)
     print_message("%s\n", ei.msg);
     assert_non_null(strstr(ei.msg, dest));
     assert_non_null(strstr(ei.msg, "connection refused"));
-    assert_int_equal(count_fds(), fds);
+    assert_int_equal(tu_count_fds(), fds);
 }
 
 static void test_connect_timeout(void **state)
 {
     uint16_t port = 0;
-    int lfd = listen_on(AF_INET, 0, &port);
+    int lfd = tu_listen_loopback(AF_INET, 0, &port);
     assert_true(lfd >= 0);
     /* Fill the accept queue until a connect stays pending: its SYN was dropped. */
     int fillers[16];
@@ -377,7 +334,7 @@ static void test_connect_timeout(void **state)
     }
     int fd = 7;
     tp_errinfo ei;
-    int fds = count_fds();
+    int fds = tu_count_fds();
     int64_t t0 = tu_now_ns();
     tp_err rc =
         tp__tcp_connect("127.0.0.1", port, tp_deadline_after(MS(300)), &fd, NULL, NULL, &ei);
@@ -394,7 +351,7 @@ static void test_connect_timeout(void **state)
     assert_int_equal(tp__tcp_connect("127.0.0.1", port, tp_clock_now() - 1, &fd, NULL, NULL, &ei),
                      TP_ETIMEDOUT);
     assert_true(tu_ms_since(t0) < 50.0);
-    assert_int_equal(count_fds(), fds);
+    assert_int_equal(tu_count_fds(), fds);
     for (int i = 0; i < nf; i++)
         close(fillers[i]);
     close(lfd);
@@ -433,7 +390,7 @@ static void test_connect_emfile(void **state)
     if (TU_UNDER_TSAN)
         skip();
     uint16_t port = 0;
-    int lfd = listen_on(AF_INET, 8, &port);
+    int lfd = tu_listen_loopback(AF_INET, 8, &port);
     assert_true(lfd >= 0);
     fflush(NULL);
     pid_t pid = fork();

@@ -28,35 +28,6 @@
 
 /* ---- helpers ------------------------------------------------------------------------ */
 
-static int listen_on(int family, int backlog, uint16_t *port)
-{
-    int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return -1;
-    struct sockaddr_storage ss;
-    memset(&ss, 0, sizeof ss);
-    socklen_t len;
-    if (family == AF_INET6) {
-        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
-        a->sin6_family = AF_INET6;
-        a->sin6_addr = in6addr_loopback;
-        len = sizeof *a;
-    } else {
-        struct sockaddr_in *a = (struct sockaddr_in *)&ss;
-        a->sin_family = AF_INET;
-        a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        len = sizeof *a;
-    }
-    if (bind(fd, (struct sockaddr *)&ss, len) != 0 || listen(fd, backlog) != 0 ||
-        getsockname(fd, (struct sockaddr *)&ss, &len) != 0) {
-        close(fd);
-        return -1;
-    }
-    *port = ntohs(family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
-                                     : ((struct sockaddr_in *)&ss)->sin_port);
-    return fd;
-}
-
 /* A listener whose accept queue is full: a further connect's SYN is dropped, so it
  * stays pending (a black hole on loopback). false if the queue never filled. */
 typedef struct blackhole {
@@ -69,7 +40,7 @@ typedef struct blackhole {
 static bool blackhole_open(blackhole *b)
 {
     memset(b, 0, sizeof *b);
-    b->lfd = listen_on(AF_INET, 0, &b->port);
+    b->lfd = tu_listen_loopback(AF_INET, 0, &b->port);
     assert_true(b->lfd >= 0);
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(b->port)};
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -115,22 +86,10 @@ static struct addrinfo *chain(struct addrinfo *a, struct addrinfo *b)
 static uint16_t closed_port(void)
 {
     uint16_t port = 0;
-    int fd = listen_on(AF_INET, 1, &port);
+    int fd = tu_listen_loopback(AF_INET, 1, &port);
     assert_true(fd >= 0);
     close(fd);
     return port;
-}
-
-static int count_fds(void)
-{
-    DIR *d = opendir("/proc/self/fd");
-    if (d == NULL)
-        return -1;
-    int n = 0;
-    while (readdir(d) != NULL)
-        n++;
-    closedir(d);
-    return n;
 }
 
 static uint16_t peer_port(int fd)
@@ -173,9 +132,9 @@ static void test_stalled_address_costs_the_delay(void **state)
         skip();
     }
     uint16_t good = 0;
-    int lfd = listen_on(AF_INET, 16, &good);
+    int lfd = tu_listen_loopback(AF_INET, 16, &good);
     assert_true(lfd >= 0);
-    int fds = count_fds();
+    int fds = tu_count_fds();
     seen s = {0};
     tp__dial_options o = {.on_socket = on_socket, .ud = &s};
     tp__dial d;
@@ -196,7 +155,7 @@ static void test_stalled_address_costs_the_delay(void **state)
     assert_int_equal(s.removed, 2); /* the loser closed, the winner handed over */
     assert_int_equal(s.live, 0);
     close(fd);
-    assert_int_equal(count_fds(), fds);
+    assert_int_equal(tu_count_fds(), fds);
     close(lfd);
     blackhole_close(&b);
 }
@@ -206,7 +165,7 @@ static void test_refused_address_hands_over_at_once(void **state)
 {
     (void)state;
     uint16_t good = 0;
-    int lfd = listen_on(AF_INET, 16, &good);
+    int lfd = tu_listen_loopback(AF_INET, 16, &good);
     assert_true(lfd >= 0);
     tp__dial d;
     tp_errinfo ei;
@@ -256,7 +215,7 @@ static void test_one_deadline_for_every_address(void **state)
         blackhole_close(&b);
         skip();
     }
-    int fds = count_fds();
+    int fds = tu_count_fds();
     seen s = {0};
     tp__dial_options o = {.on_socket = on_socket, .ud = &s};
     tp__dial d;
@@ -277,7 +236,7 @@ static void test_one_deadline_for_every_address(void **state)
         fail_msg("the dial ended after %.1f ms, its deadline was 600", ms);
     assert_int_equal(s.added, 3);
     assert_int_equal(s.live, 0);
-    assert_int_equal(count_fds(), fds);
+    assert_int_equal(tu_count_fds(), fds);
     blackhole_close(&b);
 }
 
@@ -285,7 +244,7 @@ static void test_one_deadline_for_every_address(void **state)
 static void test_all_refused(void **state)
 {
     (void)state;
-    int fds = count_fds();
+    int fds = tu_count_fds();
     tp__dial d;
     tp_errinfo ei;
     struct addrinfo *list = chain(lookup("127.0.0.1", closed_port()), lookup("::1", closed_port()));
@@ -295,7 +254,7 @@ static void test_all_refused(void **state)
     assert_int_equal(tp__dial_run(&d, &fd, &ei), TP_ECONNREFUSED);
     assert_int_equal(fd, -1);
     assert_non_null(strstr(ei.msg, "localhost ("));
-    assert_int_equal(count_fds(), fds);
+    assert_int_equal(tu_count_fds(), fds);
 }
 
 /* ---- options ------------------------------------------------------------------------ */
@@ -304,7 +263,7 @@ static void test_local_address_and_socket_options(void **state)
 {
     (void)state;
     uint16_t port = 0;
-    int lfd = listen_on(AF_INET, 16, &port);
+    int lfd = tu_listen_loopback(AF_INET, 16, &port);
     assert_true(lfd >= 0);
     tp__dial_options o = {.local_address = "127.0.0.2",
                           .user_timeout = MS(4500) + 1, /* rounded up to 4501 ms */
@@ -374,12 +333,12 @@ static void test_unix_socket(void **state)
     close(lfd);
     unlink(path);
     /* Nobody there: an error naming the path. */
-    int fds = count_fds();
+    int fds = tu_count_fds();
     assert_true(tp__dial_host("ignored", 0, &o, tp_deadline_after(MS(2000)), &fd, NULL, NULL,
                               &ei) != TP_OK);
     assert_non_null(strstr(ei.msg, path));
     assert_int_equal(fd, -1);
-    assert_int_equal(count_fds(), fds);
+    assert_int_equal(tu_count_fds(), fds);
     /* A path too long for sun_path. */
     char lng[200];
     memset(lng, 'x', sizeof lng - 1);

@@ -53,6 +53,14 @@ int64_t tu_now_ns(void);
 /* Milliseconds elapsed since start_ns (a tu_now_ns() value), as a double. */
 double tu_ms_since(int64_t start_ns);
 
+/* tu_listen_loopback: a listener on the loopback address of family (AF_INET, AF_INET6)
+ * on an ephemeral port (*port), with backlog; -1 on failure. */
+int tu_listen_loopback(int family, int backlog, uint16_t *port);
+
+/* tu_count_fds: the process's open descriptors (error paths must close what they open),
+ * -1 if /proc cannot be read. */
+int tu_count_fds(void);
+
 /* Sleeps at least ms milliseconds (restarts on EINTR). Thread-safe. */
 void tu_sleep_ms(int64_t ms);
 void tu_sleep_ns(int64_t ns);

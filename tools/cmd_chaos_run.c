@@ -3,9 +3,9 @@
  * a tidepool pool, the scenario's schedule of faults and server restarts, and a verdict
  * per assertion. Each request carries its own id (the body of a POST to an echoing
  * location or the query of a GET, SELECT 'id', ECHO id), so a response handed to the
- * wrong request is caught; a sampler reads the pool's gauges every 2 ms and the server's
- * count of the run's connections every 100 ms; the process's descriptors are counted
- * before and after. Exit status 0 when every verdict passes, 1 when one fails, 2 for a
+ * wrong request is caught; a sampler reads the pool's gauges every 2 ms, another the
+ * server's count of the run's connections every 100 ms; the process's descriptors are
+ * counted before and after. Exit status 0 when every verdict passes, 1 when one fails, 2 for a
  * bad scenario. */
 #include <dirent.h>
 #include <errno.h>
@@ -135,7 +135,6 @@ static void *sampler_main(void *arg)
 {
     run *r = arg;
     tp_pool *p = chaos_target_pool(r->t);
-    int64_t next_server = 0;
     while (!atomic_load(&r->stop)) {
         tp_stats st;
         tp_pool_stats(p, &st);
@@ -147,14 +146,21 @@ static void *sampler_main(void *arg)
             atomic_store(&r->opens_at_heal, st.opens);
             atomic_store(&r->heal_seen, true);
         }
-        long n;
-        if (r->direct != NULL && now >= next_server) {
-            /* A server that is restarting cannot be asked: that sample is skipped. */
-            if (chaos_server_conns(r->direct, r->prefix, &n) && n > atomic_load(&r->server_max))
-                atomic_store(&r->server_max, n);
-            next_server = tp_clock_now() + 100 * TP_NSEC_PER_MSEC;
-        }
         usleep(2000);
+    }
+    return NULL;
+}
+
+/* The server's count of our connections every 100 ms, on its own thread: a query to a
+ * server that is restarting may wait seconds, and the gauges' sampler must not. */
+static void *server_sampler_main(void *arg)
+{
+    run *r = arg;
+    while (!atomic_load(&r->stop)) {
+        long n; /* a server that cannot be asked now: that sample is skipped */
+        if (chaos_server_conns(r->direct, r->prefix, &n) && n > atomic_load(&r->server_max))
+            atomic_store(&r->server_max, n);
+        usleep(100000);
     }
     return NULL;
 }
@@ -438,13 +444,14 @@ static void warm_up(const chaos_scenario *s)
 static void load(run *r)
 {
     const chaos_scenario *s = r->sc;
-    pthread_t th[CHAOS_MAX_WORKERS], smp, rst;
+    pthread_t th[CHAOS_MAX_WORKERS], smp, srv, rst;
     wk w[CHAOS_MAX_WORKERS];
     for (int i = 0; i < s->concurrency; i++) {
         w[i] = (wk){r, i};
         pthread_create(&th[i], NULL, worker_main, &w[i]);
     }
     pthread_create(&smp, NULL, sampler_main, r);
+    bool server = r->direct != NULL && pthread_create(&srv, NULL, server_sampler_main, r) == 0;
     bool restarts = s->nrestarts > 0 && pthread_create(&rst, NULL, restarter_main, r) == 0;
     int64_t end = r->t0 + s->duration;
     while (tp_clock_now() < end)
@@ -453,6 +460,8 @@ static void load(run *r)
     for (int i = 0; i < s->concurrency; i++)
         pthread_join(th[i], NULL);
     pthread_join(smp, NULL);
+    if (server)
+        pthread_join(srv, NULL);
     if (restarts)
         pthread_join(rst, NULL);
 }

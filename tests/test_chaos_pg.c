@@ -4,6 +4,7 @@
  * statement on such a connection waited forever), a slow statement past query_timeout,
  * latency on every statement, refused connects; query_timeout also sets the socket's
  * TCP_USER_TIMEOUT. Skipped (77) without libpq/PostgreSQL. */
+#include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
@@ -209,6 +210,8 @@ static void test_query_timeout_sets_tcp_user_timeout(void **state)
     assert_int_equal(lease_user_timeout(MS(1500), ""), 1500);
     assert_int_equal(lease_user_timeout(MS(1500), "tcp_user_timeout=700"), 700);
     assert_int_equal(lease_user_timeout(TP_DURATION_INFINITE, ""), 0);
+    /* libpq takes an int of ms: 30 days (2,592,000,000 ms) is clamped, not wrapped. */
+    assert_int_equal(lease_user_timeout(30 * 24 * 3600 * TP_NSEC_PER_SEC, ""), INT_MAX);
 }
 
 static void test_invalid_query_timeout(void **state)

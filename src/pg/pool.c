@@ -3,6 +3,7 @@
  * the pool is destroyed: a key in the pool always has its conninfo at hand, and the hot
  * path (acquire with a target) never touches the registry's lock. */
 #ifdef TIDEPOOL_HAVE_LIBPQ
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -122,10 +123,14 @@ static const char *option_value(const PQconninfoOption *o, const char *user_time
 static tp_err take_options(tp_pg_target *t, PQconninfoOption *opts, int64_t query_timeout,
                            tp_errinfo *err)
 {
+    /* libpq reads the value as an int of milliseconds: a longer bound is clamped. */
     char ut[24];
-    snprintf(ut, sizeof ut, "%lld",
-             (long long)((query_timeout + TP_NSEC_PER_MSEC - 1) / TP_NSEC_PER_MSEC));
-    const char *user_timeout = query_timeout != TP_DURATION_INFINITE ? ut : NULL;
+    const char *user_timeout = NULL;
+    if (query_timeout != TP_DURATION_INFINITE) {
+        int64_t ms = query_timeout / TP_NSEC_PER_MSEC + (query_timeout % TP_NSEC_PER_MSEC != 0);
+        snprintf(ut, sizeof ut, "%lld", (long long)(ms > INT_MAX ? INT_MAX : ms));
+        user_timeout = ut;
+    }
     size_t n = 0;
     for (PQconninfoOption *o = opts; o->keyword != NULL; o++)
         n += option_value(o, user_timeout) != NULL;

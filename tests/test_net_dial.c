@@ -64,7 +64,7 @@ static void blackhole_close(blackhole *b)
 }
 
 /* getaddrinfo() of one literal: lists are chained from several, so freeaddrinfo() of
- * the head frees them all, as the dialer does. */
+ * the head frees them all. */
 static struct addrinfo *lookup(const char *ip, uint16_t port)
 {
     struct addrinfo *ai = NULL;
@@ -81,6 +81,14 @@ static struct addrinfo *chain(struct addrinfo *a, struct addrinfo *b)
         t = t->ai_next;
     t->ai_next = b;
     return a;
+}
+
+/* list as the dialer takes it (a copy); list is freed. */
+static const tp__addrs *to_addrs(struct addrinfo *list, tp__addrs *out)
+{
+    tp__addrs_from_ai(list, out);
+    freeaddrinfo(list);
+    return out;
 }
 
 static uint16_t closed_port(void)
@@ -139,8 +147,9 @@ static void test_stalled_address_costs_the_delay(void **state)
     tp__dial_options o = {.on_socket = on_socket, .ud = &s};
     tp__dial d;
     tp_errinfo ei;
+    tp__addrs addrs;
     struct addrinfo *list = chain(lookup("127.0.0.1", b.port), lookup("127.0.0.1", good));
-    assert_int_equal(tp__dial_begin(&d, "127.0.0.1", 0, list, &o, tp_deadline_after(MS(5000)), &ei),
+    assert_int_equal(tp__dial_begin(&d, "127.0.0.1", 0, to_addrs(list, &addrs), &o, tp_deadline_after(MS(5000)), &ei),
                      TP_OK);
     int64_t t0 = tu_now_ns();
     int fd = -1;
@@ -169,9 +178,10 @@ static void test_refused_address_hands_over_at_once(void **state)
     assert_true(lfd >= 0);
     tp__dial d;
     tp_errinfo ei;
+    tp__addrs addrs;
     struct addrinfo *list = chain(lookup("127.0.0.1", closed_port()), lookup("127.0.0.1", good));
     assert_int_equal(
-        tp__dial_begin(&d, "127.0.0.1", 0, list, NULL, tp_deadline_after(MS(5000)), &ei), TP_OK);
+        tp__dial_begin(&d, "127.0.0.1", 0, to_addrs(list, &addrs), NULL, tp_deadline_after(MS(5000)), &ei), TP_OK);
     int64_t t0 = tu_now_ns();
     int fd = -1;
     assert_int_equal(tp__dial_run(&d, &fd, &ei), TP_OK);
@@ -185,17 +195,18 @@ static void test_refused_address_hands_over_at_once(void **state)
 static void test_order_ipv6_first_alternating(void **state)
 {
     (void)state;
+    tp__addrs addrs;
     struct addrinfo *list = chain(
         chain(lookup("127.0.0.1", 1), lookup("127.0.0.2", 2)),
         chain(lookup("127.0.0.3", 3), chain(lookup("::1", 4), lookup("::ffff:127.0.0.9", 5))));
     tp__dial d;
     tp_errinfo ei;
-    assert_int_equal(tp__dial_begin(&d, "h", 0, list, NULL, TP_DURATION_INFINITE, &ei), TP_OK);
+    assert_int_equal(tp__dial_begin(&d, "h", 0, to_addrs(list, &addrs), NULL, TP_DURATION_INFINITE, &ei), TP_OK);
     assert_int_equal(d.naddrs, 5);
     int want_port[] = {4, 1, 5, 2, 3};
     int want_family[] = {AF_INET6, AF_INET, AF_INET6, AF_INET, AF_INET};
     for (int i = 0; i < 5; i++) {
-        const struct sockaddr *sa = d.order[i]->ai_addr;
+        const struct sockaddr *sa = &d.order[i].u.sa;
         assert_int_equal(sa->sa_family, want_family[i]);
         uint16_t p = ntohs(sa->sa_family == AF_INET6
                                ? ((const struct sockaddr_in6 *)(const void *)sa)->sin6_port
@@ -220,10 +231,11 @@ static void test_one_deadline_for_every_address(void **state)
     tp__dial_options o = {.on_socket = on_socket, .ud = &s};
     tp__dial d;
     tp_errinfo ei;
+    tp__addrs addrs;
     struct addrinfo *list = chain(lookup("127.0.0.1", b.port),
                                   chain(lookup("127.0.0.1", b.port), lookup("127.0.0.1", b.port)));
     assert_int_equal(
-        tp__dial_begin(&d, "127.0.0.1", b.port, list, &o, tp_deadline_after(MS(600)), &ei), TP_OK);
+        tp__dial_begin(&d, "127.0.0.1", b.port, to_addrs(list, &addrs), &o, tp_deadline_after(MS(600)), &ei), TP_OK);
     int64_t t0 = tu_now_ns();
     int fd = 5;
     tp_err rc = tp__dial_run(&d, &fd, &ei);
@@ -247,9 +259,10 @@ static void test_all_refused(void **state)
     int fds = tu_count_fds();
     tp__dial d;
     tp_errinfo ei;
+    tp__addrs addrs;
     struct addrinfo *list = chain(lookup("127.0.0.1", closed_port()), lookup("::1", closed_port()));
     assert_int_equal(
-        tp__dial_begin(&d, "localhost", 0, list, NULL, tp_deadline_after(MS(2000)), &ei), TP_OK);
+        tp__dial_begin(&d, "localhost", 0, to_addrs(list, &addrs), NULL, tp_deadline_after(MS(2000)), &ei), TP_OK);
     int fd = 5;
     assert_int_equal(tp__dial_run(&d, &fd, &ei), TP_ECONNREFUSED);
     assert_int_equal(fd, -1);

@@ -100,6 +100,14 @@ typedef struct tp_http_client_options {
                                         --unix-socket); the path is part of every pool
                                         key (https:// runs TLS over it, checked against
                                         the URL's host). Copied; NULL: TCP */
+    int64_t dns_cache_ttl;           /* a name's addresses are reused for this long by
+                                        later opens (getaddrinfo() gives no TTL, so
+                                        this is the bound). 0 (default): 30 s */
+    int64_t dns_negative_ttl;        /* a name the resolver said does not exist is
+                                        answered from the cache this long. 0
+                                        (default): 1 s */
+    size_t dns_cache_max_entries;    /* names kept (least recently used go). 0: 1024 */
+    bool dns_cache_off;              /* every open looks its name up. false */
     const char *ca_file;             /* PEM CA bundle (copied); NULL: system default */
     const char *ca_dir;              /* CA directory (copied); NULL: none */
     bool tls_insecure_skip_verify;   /* no certificate or host name check. Insecure:

@@ -80,6 +80,9 @@ tp_err tp_http_client_create(const tp_http_client_options *o, tp_http_client **o
         return tp_errinfo_set(err, TP_EINVAL, 0, "%s: negative",
                               o->tcp_user_timeout < 0 ? "tcp_user_timeout"
                                                       : "happy_eyeballs_delay");
+    if (o->dns_cache_ttl < 0 || o->dns_negative_ttl < 0)
+        return tp_errinfo_set(err, TP_EINVAL, 0, "%s: negative",
+                              o->dns_cache_ttl < 0 ? "dns_cache_ttl" : "dns_negative_ttl");
     if (o->unix_socket != NULL && (o->unix_socket[0] == '\0' || strlen(o->unix_socket) > 107))
         return tp_errinfo_set(err, TP_EINVAL, 0, "unix_socket: a path of 1 to 107 bytes");
     unsigned char ip[16];
@@ -116,6 +119,17 @@ tp_err tp_http_client_create(const tp_http_client_options *o, tp_http_client **o
         tp_http_client_destroy(c);
         return tp_errinfo_set(err, TP_ENOMEM, 0, "copying options");
     }
+    if (!o->dns_cache_off && o->unix_socket == NULL) {
+        tp__dns_cache_options dco = {
+            .ttl = o->dns_cache_ttl > 0 ? o->dns_cache_ttl : 30 * TP_NSEC_PER_SEC,
+            .negative_ttl = o->dns_negative_ttl > 0 ? o->dns_negative_ttl : TP_NSEC_PER_SEC,
+            .max_entries = o->dns_cache_max_entries > 0 ? o->dns_cache_max_entries : 1024};
+        tp_err rc = tp__dns_cache_create(&dco, &c->dns, err);
+        if (rc != TP_OK) {
+            tp_http_client_destroy(c);
+            return rc;
+        }
+    }
     tp_pool_options po = o->pool;
     c->acquire_timeout = po.acquire_timeout;
     c->connect_timeout = po.connect_timeout;
@@ -144,6 +158,7 @@ void tp_http_client_destroy(tp_http_client *c)
         return;
     tp_pool_destroy(c->pool); /* closes every connection before the TLS context goes */
     tp__tls_ctx_destroy(atomic_load(&c->tls));
+    tp__dns_cache_destroy(c->dns);
     tp__free(c->ca_file);
     tp__free(c->ca_dir);
     tp__free(c->user_agent);

@@ -15,6 +15,7 @@ struct tp_http_client {
                                  unix_socket point at copies below */
     char *ca_file, *ca_dir, *user_agent, *local_address, *unix_socket;
     tp__dial_options dial; /* every connection's dial options (no callback) */
+    tp__dns_cache *dns;    /* names looked up, for every thread; NULL: off (or a Unix socket) */
     tp_pool *pool;
     /* NULL until the first https:// request needs it; set once, by compare-and-swap
        (no lock is held while OpenSSL loads the CA files) */

@@ -75,14 +75,15 @@ tp_err tp__http_tls_ctx(tp_http_client *c, tp__tls_ctx **out, tp_errinfo *err)
 static tp_err dial(tp_http_client *c, const tp__http_url *u, int64_t deadline, int *fd,
                    tp_errinfo *err)
 {
-    struct addrinfo *ai = NULL;
+    tp__addrs addrs = {0};
+    bool cached;
     tp_err rc = TP_OK;
     if (c->unix_socket == NULL)
-        rc = tp__resolve_until(u->host, u->port, deadline, &ai, err);
+        rc = tp__resolve_cached(c->dns, u->host, u->port, deadline, &addrs, &cached, err);
     if (rc != TP_OK)
         return rc;
     tp__dial d;
-    rc = tp__dial_begin(&d, u->host, u->port, ai, &c->dial, deadline, err);
+    rc = tp__dial_begin(&d, u->host, u->port, &addrs, &c->dial, deadline, err);
     if (rc == TP_OK)
         rc = tp__dial_run(&d, fd, err);
     return rc;
@@ -126,10 +127,11 @@ static tp_err http_open(void *ctx, const void *key, size_t keylen, int64_t deadl
         snprintf(dest, sizeof dest, u.host_is_ipv6 ? "[%s]:%u" : "%s:%u", u.host, (unsigned)u.port);
 
     int64_t t0 = tp_clock_now();
-    struct addrinfo *ai = NULL;
+    tp__addrs addrs = {0};
     if (c->unix_socket == NULL) {
         emit(c, hc, TP_HTTP_TRACE_DNS_START, TP_OK, 0);
-        rc = tp__resolve_until(u.host, u.port, deadline, &ai, err);
+        bool cached;
+        rc = tp__resolve_cached(c->dns, u.host, u.port, deadline, &addrs, &cached, err);
         if (rc == TP_ETIMEDOUT)
             rc = tp_errinfo_set(err, TP_ECONNTIMEDOUT, 0, "resolving %s timed out", u.host);
         emit(c, hc, TP_HTTP_TRACE_DNS_DONE, rc, tp_clock_now() - t0);
@@ -140,7 +142,7 @@ static tp_err http_open(void *ctx, const void *key, size_t keylen, int64_t deadl
     emit(c, hc, TP_HTTP_TRACE_CONNECT_START, TP_OK, 0);
     int fd = -1;
     tp__dial d;
-    rc = tp__dial_begin(&d, u.host, u.port, ai, &c->dial, deadline, err);
+    rc = tp__dial_begin(&d, u.host, u.port, &addrs, &c->dial, deadline, err);
     if (rc == TP_OK)
         rc = tp__dial_run(&d, &fd, err);
     int64_t t2 = tp_clock_now();

@@ -116,14 +116,17 @@ tp_err tp_http_engine_create(tp_http_client *c, tp_http_engine **out, tp_errinfo
     return TP_OK;
 }
 
-/* Moves submissions and results out of the locked queues. */
-static void drain_queues(tp_http_engine *e, eng_req **inbox, eng_req **results)
+/* Moves submissions, results and finished lookups out of the locked queues. */
+static void drain_queues(tp_http_engine *e, eng_req **inbox, eng_req **results,
+                         eng_lookup **lookups)
 {
     tp__mutex_lock(&e->mu);
     *inbox = e->inbox;
     *results = e->results;
+    *lookups = e->lookups;
     e->inbox = e->inbox_tail = NULL;
     e->results = e->results_tail = NULL;
+    e->lookups = e->lookups_tail = NULL;
     tp__mutex_unlock(&e->mu);
 }
 
@@ -140,8 +143,14 @@ static void activate(tp_http_engine *e, eng_req *rq)
 static bool process_queues(tp_http_engine *e)
 {
     eng_req *inbox, *results;
-    drain_queues(e, &inbox, &results);
-    bool any = inbox != NULL || results != NULL;
+    eng_lookup *lookups;
+    drain_queues(e, &inbox, &results, &lookups);
+    bool any = inbox != NULL || results != NULL || lookups != NULL;
+    while (lookups != NULL) {
+        eng_lookup *el = lookups;
+        lookups = el->next_q;
+        tp__eng_lookup_done(e, el);
+    }
     while (inbox != NULL) {
         eng_req *rq = inbox;
         inbox = rq->next_q;
@@ -174,7 +183,8 @@ void tp_http_engine_destroy(tp_http_engine *e)
             tp__er_cancel(rq);
             rq = next;
         }
-        if (atomic_load(&e->pending) == 0 && e->zombies == 0)
+        /* A lookup whose worker is posting it must arrive before the engine goes. */
+        if (atomic_load(&e->pending) == 0 && e->zombies == 0 && e->outstanding == NULL)
             break;
         struct epoll_event evs[16];
         epoll_wait(e->epfd, evs, 16, 10);

@@ -16,6 +16,7 @@
 typedef enum er_state {
     ER_NEW = 0,    /* submitted, not started by the loop yet */
     ER_ACQUIRING,  /* waiting for the pool (a connection or an open slot) */
+    ER_RESOLVING,  /* on an open slot, waiting for a name lookup on a worker */
     ER_CONNECTING, /* non-blocking connect on an open slot */
     ER_TLS,        /* TLS handshake on an open slot */
     ER_SENDING,    /* writing the request */
@@ -24,6 +25,19 @@ typedef enum er_state {
 } er_state;
 
 typedef struct eng_req eng_req;
+
+/* A name lookup a request started on a worker (net.h's tp__lookup): outstanding from
+ * its start until the loop has taken its outcome, even when the request gave up on it
+ * (then rq is NULL and the outcome is dropped). */
+typedef struct eng_lookup {
+    tp_http_engine *e;
+    eng_req *rq; /* loop thread; NULL once nobody waits for it */
+    tp__lookup *l;
+    char host[256]; /* what it looks up, for the cache */
+    uint16_t port;
+    struct eng_lookup *next_q;      /* in e->lookups once done (e->mu) */
+    struct eng_lookup *prev, *next; /* in e->outstanding (loop thread) */
+} eng_lookup;
 
 struct eng_req {
     tp_http_engine *e;
@@ -50,6 +64,7 @@ struct eng_req {
     tp_http_response *r; /* parse state, body, info; handed to cb on success */
     tp_conn *lease;      /* a lease, or an open slot while connecting */
     tp__http_conn *hc;   /* the connection being opened (slot) or used */
+    eng_lookup *lookup;  /* resolving: the lookup waited for */
     tp__dial dial;       /* connecting: the dial in progress (net/dial.c) */
     bool dialing;        /* dial holds addresses or attempts */
     tp_err watch_rc;     /* an attempt's socket epoll refused, if any */
@@ -91,9 +106,10 @@ struct tp_http_engine {
     pthread_t loop_thread;
     bool loop_thread_known;
 
-    tp__mutex mu; /* guards: inbox, results, woken, next_id, cancels */
+    tp__mutex mu; /* guards: inbox, results, lookups, woken, next_id, cancels */
     eng_req *inbox, *inbox_tail;
     eng_req *results, *results_tail;
+    eng_lookup *lookups, *lookups_tail; /* done, not yet taken by the loop */
     bool woken; /* the eventfd has been written and not yet drained */
     cancel_note *cancels;
     /* The last header-less request submitted, parsed and serialised: a client sending
@@ -113,6 +129,7 @@ struct tp_http_engine {
 
     /* loop thread only */
     eng_req *active;   /* every started, not completed request */
+    eng_lookup *outstanding; /* every lookup started and not yet taken */
     tp__timers timers; /* the started requests' timers */
     fd_slot *fds;
     size_t nfds;
@@ -182,8 +199,14 @@ void tp__er_acquire(eng_req *rq);
 
 /* ---- engine_req_open.c: opening a connection on an open slot -------------------------- */
 
-/* tp__er_got_slot: the pool gave rq an open slot: resolve and connect. */
+/* tp__er_got_slot: the pool gave rq an open slot: resolve (a name on a worker, so the
+ * loop never waits for DNS; a literal at once) and connect. */
 void tp__er_got_slot(eng_req *rq, tp_conn *slot);
+/* tp__eng_lookup_done: the loop takes a finished lookup: the request it is for (if it
+ * still waits) dials the addresses, or fails. */
+void tp__eng_lookup_done(tp_http_engine *e, eng_lookup *el);
+/* tp__eng_lookup_drop: rq no longer waits for its lookup (it ends, or was canceled). */
+void tp__eng_lookup_drop(eng_req *rq);
 /* tp__er_dial_step: advances the dial (an attempt's socket is ready, or the next one is
  * due); connected: tp__er_connected; over: tp__er_open_failed. */
 void tp__er_dial_step(eng_req *rq);

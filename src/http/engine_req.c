@@ -208,6 +208,7 @@ static void abort_req(eng_req *rq, tp_err rc, tp_errinfo *info)
             rq->ticket = 0;
         tp__er_finish(rq, rc, info);
         return;
+    case ER_RESOLVING:
     case ER_CONNECTING:
     case ER_TLS:
         tp__er_open_failed(rq, rc, info);

@@ -23,6 +23,7 @@ void tp__er_open_failed(eng_req *rq, tp_err rc, const tp_errinfo *info)
         tp__dial_abort(&rq->dial); /* every attempt unwatched and closed */
         rq->dialing = false;
     }
+    tp__eng_lookup_drop(rq);
     /* A cancellation is not the destination's fault: no backoff for it. */
     tp_err verdict = tp_conn_open_failed(rq->lease, rc, info);
     rq->lease = NULL;
@@ -164,6 +165,75 @@ void tp__er_dial_step(eng_req *rq)
     tp__er_connected(rq);
 }
 
+/* The worker's notice that a lookup is over: to the loop's queue, and wake it. */
+static void lookup_finished(void *ud, tp__lookup *l)
+{
+    (void)l;
+    eng_lookup *el = ud;
+    tp_http_engine *e = el->e;
+    tp__mutex_lock(&e->mu);
+    el->next_q = NULL;
+    if (e->lookups_tail != NULL)
+        e->lookups_tail->next_q = el;
+    else
+        e->lookups = el;
+    e->lookups_tail = el;
+    tp__eng_wake_locked(e);
+    tp__mutex_unlock(&e->mu);
+}
+
+/* The DNS trace events, as the blocking open emits them. */
+static void emit_dns(eng_req *rq, tp_http_trace_type type, tp_err rc, int64_t duration)
+{
+    tp_http_client *c = rq->e->c;
+    if (c->o.trace == NULL)
+        return;
+    tp_http_trace_event ev = {.type = type,
+                              .host = rq->hc->host,
+                              .port = rq->hc->port,
+                              .tls = rq->hc->tls,
+                              .err = rc,
+                              .duration_ns = duration};
+    tp__http_emit(c, &ev);
+}
+
+/* The addresses are known (or not, rc): dial them. */
+static void start_dial(eng_req *rq, tp_err rc, const tp__addrs *addrs, tp_errinfo *info)
+{
+    tp_http_client *c = rq->e->c;
+    tp__http_conn *hc = rq->hc;
+    if (rc != TP_OK) {
+        tp__er_open_failed(rq, rc, info);
+        return;
+    }
+    tp__dial_options o = c->dial;
+    o.on_socket = on_dial_socket;
+    o.ud = rq;
+    rq->watch_rc = TP_OK;
+    rc = tp__dial_begin(&rq->dial, hc->host, hc->port, addrs, &o,
+                        TP__MIN(rq->phase_deadline, rq->deadline), info);
+    if (rc != TP_OK) {
+        tp__er_open_failed(rq, rc, info);
+        return;
+    }
+    rq->dialing = true;
+    tp__er_dial_step(rq);
+}
+
+/* Resolves a literal, or a name when no worker takes its lookup (bounded by the open's
+ * deadline), on the loop; dials the outcome. */
+static void resolve_here(eng_req *rq)
+{
+    tp__http_conn *hc = rq->hc;
+    tp__addrs addrs = {0};
+    bool cached;
+    tp_errinfo info;
+    tp_err rc = tp__resolve_cached(rq->e->c->dns, hc->host, hc->port,
+                                   TP__MIN(rq->phase_deadline, rq->deadline), &addrs, &cached,
+                                   &info);
+    start_dial(rq, rc == TP_ETIMEDOUT ? TP_ECONNTIMEDOUT : rc, &addrs, &info);
+}
+
 void tp__er_got_slot(eng_req *rq, tp_conn *slot)
 {
     tp_http_engine *e = rq->e;
@@ -194,25 +264,89 @@ void tp__er_got_slot(eng_req *rq, tp_conn *slot)
                                   .tls = hc->tls};
         tp__http_emit(c, &ev);
     }
-    /* Name resolution blocks the loop (see http.h); literals do not. */
+    if (c->unix_socket != NULL) {
+        start_dial(rq, TP_OK, NULL, &info);
+        return;
+    }
+    if (tp__is_ip_literal(hc->host)) { /* no lookup, nothing to wait for */
+        resolve_here(rq);
+        return;
+    }
+    emit_dns(rq, TP_HTTP_TRACE_DNS_START, TP_OK, 0);
+    tp__addrs addrs;
+    tp_err rc;
+    if (tp__dns_cache_get(c->dns, hc->host, hc->port, rq->phase_start, &addrs, &rc, &info)) {
+        emit_dns(rq, TP_HTTP_TRACE_DNS_DONE, rc, tp_clock_now() - rq->phase_start);
+        start_dial(rq, rc, &addrs, &info);
+        return;
+    }
+    /* A name not cached: looked up on a worker, the loop goes on meanwhile. */
+    eng_lookup *el = tp__calloc(1, sizeof *el);
+    if (el == NULL) {
+        tp_errinfo_set(&info, TP_ENOMEM, 0, "allocating a lookup");
+        tp__er_open_failed(rq, TP_ENOMEM, &info);
+        return;
+    }
+    el->e = e;
+    el->rq = rq;
+    snprintf(el->host, sizeof el->host, "%s", hc->host);
+    el->port = hc->port;
+    rc = tp__lookup_start(hc->host, hc->port, lookup_finished, el, &el->l, &info);
+    if (rc != TP_OK) {
+        tp__free(el);
+        resolve_here(rq); /* no worker took it (a full queue): bounded, rather than fail */
+        return;
+    }
+    el->next = e->outstanding;
+    if (e->outstanding != NULL)
+        e->outstanding->prev = el;
+    e->outstanding = el;
+    rq->lookup = el;
+    rq->state = ER_RESOLVING;
+}
+
+static void unlink_lookup(tp_http_engine *e, eng_lookup *el)
+{
+    if (el->prev != NULL)
+        el->prev->next = el->next;
+    else
+        e->outstanding = el->next;
+    if (el->next != NULL)
+        el->next->prev = el->prev;
+}
+
+void tp__eng_lookup_done(tp_http_engine *e, eng_lookup *el)
+{
+    unlink_lookup(e, el);
+    eng_req *rq = el->rq;
     struct addrinfo *ai = NULL;
-    int64_t dial_deadline = TP__MIN(rq->phase_deadline, rq->deadline);
-    tp_err rc = TP_OK;
-    if (c->unix_socket == NULL)
-        rc = tp__resolve_until(hc->host, hc->port, dial_deadline, &ai, &info);
-    if (rc != TP_OK) {
-        tp__er_open_failed(rq, rc == TP_ETIMEDOUT ? TP_ECONNTIMEDOUT : rc, &info);
-        return;
+    tp_errinfo info;
+    tp_err rc = tp__lookup_take(el->l, &ai, &info);
+    tp__addrs addrs = {0};
+    if (ai != NULL) {
+        tp__addrs_from_ai(ai, &addrs);
+        freeaddrinfo(ai);
     }
-    tp__dial_options o = c->dial;
-    o.on_socket = on_dial_socket;
-    o.ud = rq;
-    rq->watch_rc = TP_OK;
-    rc = tp__dial_begin(&rq->dial, hc->host, hc->port, ai, &o, dial_deadline, &info);
-    if (rc != TP_OK) {
-        tp__er_open_failed(rq, rc, &info);
+    /* Kept even when its request gave up: the next open to the name needs it. */
+    tp__dns_cache_put(e->c->dns, el->host, el->port, tp_clock_now(), rc, &addrs, &info);
+    tp__free(el);
+    if (rq == NULL) /* the request gave up on it */
         return;
-    }
-    rq->dialing = true;
-    tp__er_dial_step(rq);
+    rq->lookup = NULL;
+    rq->state = ER_CONNECTING;
+    emit_dns(rq, TP_HTTP_TRACE_DNS_DONE, rc, tp_clock_now() - rq->phase_start);
+    start_dial(rq, rc, &addrs, &info);
+}
+
+void tp__eng_lookup_drop(eng_req *rq)
+{
+    eng_lookup *el = rq->lookup;
+    if (el == NULL)
+        return;
+    rq->lookup = NULL;
+    el->rq = NULL;
+    if (tp__lookup_abandon(el->l)) { /* the worker frees the lookup */
+        unlink_lookup(rq->e, el);
+        tp__free(el);
+    } /* else its outcome is on its way to the loop, which drops it */
 }

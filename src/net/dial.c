@@ -48,24 +48,26 @@ static void format_dest(const char *host, const struct sockaddr *sa, uint16_t po
 /* RFC 8305 section 4: IPv6 first, then the families alternate, each in the resolver's
  * order (which already sorted them by RFC 6724). Addresses of a family the local
  * address cannot bind are left out. */
-static void order_addresses(tp__dial *d)
+static void order_addresses(tp__dial *d, const tp__addrs *addrs)
 {
-    const struct addrinfo *v6[TP__DIAL_MAX_ADDRS], *v4[TP__DIAL_MAX_ADDRS];
+    const tp__addr *v6[TP__DIAL_MAX_ADDRS], *v4[TP__DIAL_MAX_ADDRS];
     int n6 = 0, n4 = 0;
-    for (const struct addrinfo *a = d->list; a != NULL; a = a->ai_next) {
-        if (d->local_family != AF_UNSPEC && a->ai_family != d->local_family)
+    for (int k = 0; addrs != NULL && k < addrs->n; k++) {
+        const tp__addr *a = &addrs->a[k];
+        int family = a->u.sa.sa_family;
+        if (d->local_family != AF_UNSPEC && family != d->local_family)
             continue;
-        if (a->ai_family == AF_INET6 && n6 < TP__DIAL_MAX_ADDRS)
+        if (family == AF_INET6 && n6 < TP__DIAL_MAX_ADDRS)
             v6[n6++] = a;
-        else if (a->ai_family == AF_INET && n4 < TP__DIAL_MAX_ADDRS)
+        else if (family == AF_INET && n4 < TP__DIAL_MAX_ADDRS)
             v4[n4++] = a;
     }
     d->naddrs = 0;
     for (int i = 0; d->naddrs < TP__DIAL_MAX_ADDRS && (i < n6 || i < n4); i++) {
         if (i < n6)
-            d->order[d->naddrs++] = v6[i];
+            d->order[d->naddrs++] = *v6[i];
         if (i < n4 && d->naddrs < TP__DIAL_MAX_ADDRS)
-            d->order[d->naddrs++] = v4[i];
+            d->order[d->naddrs++] = *v4[i];
     }
 }
 
@@ -89,11 +91,10 @@ static tp_err parse_local(tp__dial *d, const char *local, tp_errinfo *err)
     return tp_errinfo_set(err, TP_EINVAL, 0, "local_address: %.64s is not an IP address", local);
 }
 
-tp_err tp__dial_begin(tp__dial *d, const char *host, uint16_t port, struct addrinfo *list,
+tp_err tp__dial_begin(tp__dial *d, const char *host, uint16_t port, const tp__addrs *addrs,
                       const tp__dial_options *o, int64_t deadline, tp_errinfo *err)
 {
     memset(d, 0, sizeof *d);
-    d->list = list;
     d->o = o != NULL ? *o : (tp__dial_options){0};
     d->o.local_address = NULL; /* parsed below; the caller's string is not kept */
     d->o.unix_path = NULL;
@@ -124,7 +125,7 @@ tp_err tp__dial_begin(tp__dial *d, const char *host, uint16_t port, struct addri
         if (o != NULL && o->local_address != NULL)
             rc = parse_local(d, o->local_address, err);
         if (rc == TP_OK) {
-            order_addresses(d);
+            order_addresses(d, addrs);
             if (d->naddrs == 0)
                 rc = tp_errinfo_set(err, TP_ERESOLVE, 0,
                                     d->local_family != AF_UNSPEC
@@ -132,11 +133,6 @@ tp_err tp__dial_begin(tp__dial *d, const char *host, uint16_t port, struct addri
                                         : "%s: no address",
                                     d->host);
         }
-    }
-    if (rc != TP_OK) {
-        if (d->list != NULL)
-            freeaddrinfo(d->list);
-        d->list = NULL;
     }
     return rc;
 }
@@ -186,7 +182,7 @@ static void attempt_dest(const tp__dial *d, int idx, char *buf, size_t cap)
     if (d->unix_len > 0)
         snprintf(buf, cap, "unix:%s", d->host);
     else
-        format_dest(d->host, d->order[idx]->ai_addr, d->port, buf, cap);
+        format_dest(d->host, &d->order[idx].u.sa, d->port, buf, cap);
 }
 
 static void drop_live(tp__dial *d, int i)
@@ -211,8 +207,8 @@ static tp_err start_next(tp__dial *d, int64_t now, int *fd)
         sa = (const struct sockaddr *)&d->unix_addr;
         len = d->unix_len;
     } else {
-        sa = d->order[d->next]->ai_addr;
-        len = d->order[d->next]->ai_addrlen;
+        sa = &d->order[d->next].u.sa;
+        len = d->order[d->next].len;
     }
     d->next++;
     d->next_start = tp__saturating_add(now, d->o.attempt_delay);
@@ -344,9 +340,6 @@ void tp__dial_abort(tp__dial *d)
 {
     while (d->nlive > 0)
         drop_live(d, 0);
-    if (d->list != NULL)
-        freeaddrinfo(d->list);
-    d->list = NULL;
     d->next = d->naddrs;
 }
 
@@ -383,9 +376,14 @@ tp_err tp__dial_host(const char *host, uint16_t port, const tp__dial_options *o,
     *fd = -1;
     int64_t t0 = tp_clock_now();
     struct addrinfo *list = NULL;
+    tp__addrs addrs = {0};
     tp_err rc = TP_OK;
     if (o == NULL || o->unix_path == NULL)
         rc = tp__resolve_until(host, port, deadline, &list, err);
+    if (list != NULL) {
+        tp__addrs_from_ai(list, &addrs);
+        freeaddrinfo(list);
+    }
     int64_t t1 = tp_clock_now();
     if (trace_dns_ns != NULL)
         *trace_dns_ns = t1 - t0;
@@ -394,7 +392,7 @@ tp_err tp__dial_host(const char *host, uint16_t port, const tp__dial_options *o,
     if (rc != TP_OK)
         return rc;
     tp__dial d;
-    rc = tp__dial_begin(&d, host, port, list, o, deadline, err);
+    rc = tp__dial_begin(&d, host, port, &addrs, o, deadline, err);
     if (rc == TP_OK)
         rc = tp__dial_run(&d, fd, err);
     if (trace_connect_ns != NULL)

@@ -48,6 +48,9 @@ tp_err tp__net_wait(int fd, int want, int64_t deadline, const char *what, const 
 
 /* ---- resolution ------------------------------------------------------------------ */
 
+/* tp__is_ip_literal: host is an IPv4 or IPv6 address literal (no lookup needed). */
+bool tp__is_ip_literal(const char *host);
+
 /* tp__resolve: getaddrinfo(host, port) for TCP streams, IPv4 and IPv6 (AI_ADDRCONFIG
  * unless the host is a literal), in the resolver's order. On success *out must be freed
  * with freeaddrinfo(). Errors: TP_ERESOLVE (message has gai_strerror), TP_ENOMEM. */
@@ -59,6 +62,77 @@ tp_err tp__resolve(const char *host, uint16_t port, struct addrinfo **out, tp_er
  * TP_ETIMEDOUT. Literals and TP_DURATION_INFINITE resolve on the calling thread. */
 tp_err tp__resolve_until(const char *host, uint16_t port, int64_t deadline, struct addrinfo **out,
                          tp_errinfo *err);
+
+/* An address list as the dialer and the lookup cache hold it: copies, not getaddrinfo()'s
+ * nodes, so a cached answer serves any number of dials. */
+#define TP__ADDRS_MAX 16 /* addresses kept per name (the dialer tries as many) */
+typedef struct tp__addr {
+    union {
+        struct sockaddr sa;
+        struct sockaddr_in in;
+        struct sockaddr_in6 in6;
+    } u;
+    socklen_t len;
+} tp__addr;
+typedef struct tp__addrs {
+    int n;
+    tp__addr a[TP__ADDRS_MAX];
+} tp__addrs;
+/* tp__addrs_from_ai: the first TP__ADDRS_MAX IPv4/IPv6 addresses of list, in its order. */
+void tp__addrs_from_ai(const struct addrinfo *list, tp__addrs *out);
+
+/* ---- the lookup cache (dns_cache.c): answers reused across opens ------------------- */
+
+typedef struct tp__dns_cache tp__dns_cache;
+typedef struct tp__dns_cache_options {
+    int64_t ttl;          /* an answer is reused this long (getaddrinfo() gives no TTL) */
+    int64_t negative_ttl; /* a TP_ERESOLVE answer (no such name) this long; 0: not kept */
+    size_t max_entries;   /* beyond: the least recently used entry goes */
+} tp__dns_cache_options;
+typedef struct tp__dns_cache_stats {
+    uint64_t hits, negative_hits, misses, evictions;
+    size_t entries;
+} tp__dns_cache_stats;
+
+/* tp__dns_cache_create: TP_EINVAL (ttl or max_entries not positive), TP_ENOMEM. */
+tp_err tp__dns_cache_create(const tp__dns_cache_options *o, tp__dns_cache **out, tp_errinfo *err);
+void tp__dns_cache_destroy(tp__dns_cache *c);
+/* tp__dns_cache_get: true when host:port has an entry fresh at now: *rc TP_OK with *out,
+ * or the kept failure (TP_ERESOLVE, err says it was cached). false (also for c NULL):
+ * look it up. Any thread. */
+bool tp__dns_cache_get(tp__dns_cache *c, const char *host, uint16_t port, int64_t now,
+                       tp__addrs *out, tp_err *rc, tp_errinfo *err);
+/* tp__dns_cache_put: keeps a lookup's outcome from now: addresses (rc TP_OK) for ttl, a
+ * TP_ERESOLVE failure (err's message) for negative_ttl; any other outcome (a timeout, no
+ * memory) is not an answer and is not kept. No-op for c NULL. Any thread. */
+void tp__dns_cache_put(tp__dns_cache *c, const char *host, uint16_t port, int64_t now, tp_err rc,
+                       const tp__addrs *addrs, const tp_errinfo *err);
+void tp__dns_cache_stats_get(tp__dns_cache *c, tp__dns_cache_stats *out);
+/* tp__resolve_cached: host:port's addresses from c (NULL: no cache) or, on a miss,
+ * tp__resolve_until() by deadline, kept in c. Literals skip the cache. *cached: the
+ * answer came from c. Errors as tp__resolve_until(). Blocking. */
+tp_err tp__resolve_cached(tp__dns_cache *c, const char *host, uint16_t port, int64_t deadline,
+                          tp__addrs *out, bool *cached, tp_errinfo *err);
+
+/* An event loop's lookup (resolve.c): getaddrinfo() on one of the library's workers, so
+ * a slow name never stalls the loop; the outcome comes back through a callback. */
+typedef struct tp__lookup tp__lookup;
+/* done runs on the worker once the lookup is over (unless abandoned first): it must not
+ * block (post l to the loop and wake it); the loop then calls tp__lookup_take(). */
+typedef void (*tp__lookup_fn)(void *ud, tp__lookup *l);
+
+/* tp__lookup_start: resolves host:port as tp__resolve() does, on a worker. TP_OK with
+ * *out; TP_EINVAL, TP_ENOMEM, or TP_EBUSY / TP_ESYS when no worker takes it (the caller
+ * may then resolve another way). */
+tp_err tp__lookup_start(const char *host, uint16_t port, tp__lookup_fn done, void *ud,
+                        tp__lookup **out, tp_errinfo *err);
+/* tp__lookup_take: after done ran: the addresses (*out, freeaddrinfo() them) or the
+ * error as tp__resolve() gives it; frees l. */
+tp_err tp__lookup_take(tp__lookup *l, struct addrinfo **out, tp_errinfo *err);
+/* tp__lookup_abandon: the caller no longer wants l. true: done will never run and l is
+ * freed by the worker; false: done has run or is running, and l is still the caller's
+ * to take once done's notice arrives. */
+bool tp__lookup_abandon(tp__lookup *l);
 
 /* ---- TCP ------------------------------------------------------------------------- */
 
@@ -99,7 +173,7 @@ typedef struct tp__dial_options {
     void *ud;
 } tp__dial_options;
 
-#define TP__DIAL_MAX_ADDRS 16  /* addresses tried per dial, in Happy Eyeballs order */
+#define TP__DIAL_MAX_ADDRS TP__ADDRS_MAX /* addresses tried per dial */
 #define TP__DIAL_MAX_INFLIGHT 4 /* attempts at once */
 
 /* One dial in progress; the caller's memory, one thread at a time. */
@@ -107,8 +181,7 @@ typedef struct tp__dial {
     tp__dial_options o;
     char host[256]; /* for messages (the socket path for a Unix socket) */
     uint16_t port;
-    struct addrinfo *list; /* owned until the dial ends */
-    const struct addrinfo *order[TP__DIAL_MAX_ADDRS];
+    tp__addr order[TP__DIAL_MAX_ADDRS]; /* in Happy Eyeballs order */
     int naddrs, next; /* addresses in order[]; the next to try */
     struct {
         int fd;
@@ -123,11 +196,11 @@ typedef struct tp__dial {
     int local_family;              /* AF_UNSPEC: no local address */
 } tp__dial;
 
-/* tp__dial_begin: prepares a dial of host:port over list (from tp__resolve; owned by d
- * from now on, whatever the outcome; NULL with o->unix_path), by deadline for the whole
- * dial. TP_EINVAL (a bad local address or socket path), TP_ERESOLVE (no address to
- * try). Nothing is started yet: the first tp__dial_step() does. */
-tp_err tp__dial_begin(tp__dial *d, const char *host, uint16_t port, struct addrinfo *list,
+/* tp__dial_begin: prepares a dial of host:port over addrs (copied; NULL with
+ * o->unix_path), by deadline for the whole dial. TP_EINVAL (a bad local address or
+ * socket path), TP_ERESOLVE (no address to try). Nothing is started yet: the first
+ * tp__dial_step() does. */
+tp_err tp__dial_begin(tp__dial *d, const char *host, uint16_t port, const tp__addrs *addrs,
                       const tp__dial_options *o, int64_t deadline, tp_errinfo *err);
 
 /* tp__dial_step: the non-blocking step, at now: finishes attempts whose socket is
@@ -142,7 +215,7 @@ tp_err tp__dial_step(tp__dial *d, int64_t now, int *fd, tp_errinfo *err);
 int64_t tp__dial_due(const tp__dial *d);
 /* tp__dial_fds: the sockets of the attempts in flight (at most cap), their count. */
 int tp__dial_fds(const tp__dial *d, int *fds, int cap);
-/* tp__dial_abort: closes every attempt and frees the addresses; the dial is over. */
+/* tp__dial_abort: closes every attempt; the dial is over. */
 void tp__dial_abort(tp__dial *d);
 /* tp__dial_run: steps d to its end, polling between steps (blocking). */
 tp_err tp__dial_run(tp__dial *d, int *fd, tp_errinfo *err);

@@ -1,5 +1,5 @@
-/* resolve.c: host names to TCP addresses, with getaddrinfo(), optionally bounded by a
- * deadline.
+/* resolve.c: host names to TCP addresses, with getaddrinfo(): at once, bounded by a
+ * deadline, or asynchronously for an event loop (tp__lookup).
  *
  * getaddrinfo() has no timeout and cannot be interrupted, yet a connect deadline must
  * include name resolution (a dead DNS server would otherwise block for resolv.conf's
@@ -19,7 +19,7 @@
 #include "net/net.h"
 
 /* A literal needs no lookup: it is resolved with AI_NUMERICHOST, synchronously. */
-static bool is_literal(const char *host)
+bool tp__is_ip_literal(const char *host)
 {
     unsigned char buf[sizeof(struct in6_addr)];
     return inet_pton(AF_INET, host, buf) == 1 || inet_pton(AF_INET6, host, buf) == 1;
@@ -48,6 +48,20 @@ static tp_err resolve_error(int rc, int sys_errno, const char *host, uint16_t po
                               tp__errno_text(sys_errno, buf, sizeof buf));
     }
     return tp_errinfo_set(err, TP_ERESOLVE, 0, "resolve %s:%u: %s", host, port, gai_strerror(rc));
+}
+
+void tp__addrs_from_ai(const struct addrinfo *list, tp__addrs *out)
+{
+    out->n = 0;
+    for (const struct addrinfo *a = list; a != NULL && out->n < TP__ADDRS_MAX; a = a->ai_next) {
+        if ((a->ai_family != AF_INET && a->ai_family != AF_INET6) ||
+            a->ai_addrlen > sizeof out->a[0].u)
+            continue;
+        tp__addr *d = &out->a[out->n++];
+        memset(d, 0, sizeof *d);
+        memcpy(&d->u, a->ai_addr, a->ai_addrlen);
+        d->len = a->ai_addrlen;
+    }
 }
 
 tp_err tp__resolve(const char *host, uint16_t port, struct addrinfo **out, tp_errinfo *err)
@@ -168,7 +182,7 @@ tp_err tp__resolve_until(const char *host, uint16_t port, int64_t deadline, stru
     *out = NULL;
     if (host == NULL || host[0] == '\0')
         return tp_errinfo_set(err, TP_EINVAL, 0, "resolve: empty host name");
-    bool literal = is_literal(host);
+    bool literal = tp__is_ip_literal(host);
     struct addrinfo hints;
     fill_hints(&hints, literal);
     char service[8];
@@ -196,4 +210,111 @@ tp_err tp__resolve_until(const char *host, uint16_t port, int64_t deadline, stru
         return tp_errinfo_set(err, TP_ERESOLVE, 0, "resolve %s:%u: no addresses", host, port);
     *out = res;
     return TP_OK;
+}
+
+/* ---- asynchronous lookup on a worker ----------------------------------------------- */
+
+/* An event loop's lookup: the worker calls done when getaddrinfo() returns, unless the
+ * caller abandoned it first. state, under mu: RUNNING, then either ABANDONED (the worker
+ * frees it) or DONE (the caller takes the result and frees it). */
+enum { LOOKUP_RUNNING, LOOKUP_ABANDONED, LOOKUP_DONE };
+
+struct tp__lookup {
+    tp__work work;
+    tp__mutex mu;
+    int state;
+    tp__lookup_fn done;
+    void *ud;
+    int rc, sys_errno;
+    struct addrinfo *res;
+    struct addrinfo hints;
+    uint16_t port;
+    char service[8];
+    char host[];
+};
+
+static void lookup_free(tp__lookup *l)
+{
+    if (l->res != NULL)
+        freeaddrinfo(l->res);
+    tp__mutex_destroy(&l->mu);
+    tp__free(l);
+}
+
+static void lookup_work(tp__work *w)
+{
+    tp__lookup *l = TP__CONTAINER_OF(w, tp__lookup, work);
+    struct addrinfo *res = NULL;
+    int rc = getaddrinfo(l->host, l->service, &l->hints, &res);
+    int e = errno;
+    tp__mutex_lock(&l->mu);
+    l->rc = rc;
+    l->sys_errno = e;
+    l->res = res;
+    bool abandoned = l->state == LOOKUP_ABANDONED;
+    if (!abandoned)
+        l->state = LOOKUP_DONE;
+    tp__mutex_unlock(&l->mu);
+    if (abandoned)
+        lookup_free(l);
+    else
+        l->done(l->ud, l); /* the caller's from here on */
+}
+
+tp_err tp__lookup_start(const char *host, uint16_t port, tp__lookup_fn done, void *ud,
+                        tp__lookup **out, tp_errinfo *err)
+{
+    *out = NULL;
+    if (host == NULL || host[0] == '\0')
+        return tp_errinfo_set(err, TP_EINVAL, 0, "resolve: empty host name");
+    size_t n = strlen(host) + 1;
+    tp__lookup *l = tp__calloc(1, sizeof *l + n);
+    if (l == NULL)
+        return tp_errinfo_set(err, TP_ENOMEM, 0, "resolve %s: out of memory", host);
+    if (tp__mutex_init(&l->mu) != 0) {
+        tp__free(l);
+        return tp_errinfo_set(err, TP_ESYS, 0, "resolve %s: creating a lock failed", host);
+    }
+    memcpy(l->host, host, n);
+    l->port = port;
+    snprintf(l->service, sizeof l->service, "%u", (unsigned)port);
+    fill_hints(&l->hints, tp__is_ip_literal(host));
+    l->done = done;
+    l->ud = ud;
+    l->work.fn = lookup_work;
+    tp_err rc = tp__work_submit(&l->work);
+    if (rc != TP_OK) {
+        lookup_free(l);
+        return tp_errinfo_set(err, rc, 0, "resolve %s: no worker took the lookup (%s)", host,
+                              tp_err_name(rc));
+    }
+    *out = l;
+    return TP_OK;
+}
+
+tp_err tp__lookup_take(tp__lookup *l, struct addrinfo **out, tp_errinfo *err)
+{
+    *out = NULL;
+    tp_err rc = TP_OK;
+    if (l->rc != 0)
+        rc = resolve_error(l->rc, l->sys_errno, l->host, l->port, err);
+    else if (l->res == NULL)
+        rc = tp_errinfo_set(err, TP_ERESOLVE, 0, "resolve %s:%u: no addresses", l->host,
+                            (unsigned)l->port);
+    else {
+        *out = l->res;
+        l->res = NULL;
+    }
+    lookup_free(l);
+    return rc;
+}
+
+bool tp__lookup_abandon(tp__lookup *l)
+{
+    tp__mutex_lock(&l->mu);
+    bool running = l->state == LOOKUP_RUNNING;
+    if (running)
+        l->state = LOOKUP_ABANDONED;
+    tp__mutex_unlock(&l->mu);
+    return running;
 }

@@ -220,8 +220,8 @@ TP_EXTERN void tp_http_response_free(tp_http_response *r);
  * TLS, writes and parsing, all in its loop. Its connections come from the client's pool
  * (through the asynchronous acquire, with every limit, waiter queue, deadline, stale check
  * and retry rule of the blocking call), so engines on several threads, and blocking calls,
- * share one pool. Host names are resolved in the loop (blocking: use IP literals or a
- * caching resolver where that matters).
+ * share one pool. Host names are looked up on the library's workers (the client's cache
+ * first), so a slow resolver delays only the requests waiting for that name.
  *
  * Threads: tp_http_engine_submit() and tp_http_engine_cancel() may be called from any
  * thread; everything else only from the thread that runs the loop. Completion callbacks run

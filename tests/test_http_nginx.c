@@ -239,6 +239,54 @@ static void test_echo_post(void **state)
     tp_http_response_free(r);
 }
 
+static void on_done_413(void *ud, tp_err rc, tp_http_response *r, const tp_errinfo *err)
+{
+    (void)err;
+    int *status = ud;
+    *status = rc == TP_OK ? tp_http_response_status(r) : -(int)rc;
+    tp_http_response_free(r);
+}
+
+/* 16 MiB to a location that takes 1 MiB: nginx answers 413 after the header; the
+ * caller gets that answer in both paths, and the connection is not reused. */
+static void test_echo_too_large_answered(void **state)
+{
+    tp_http_client *c = client(*state, NULL);
+    char u[128];
+    url(u, sizeof u, false, env.http_port, "/echo");
+    size_t n = 16u << 20;
+    char *big = malloc(n);
+    assert_non_null(big);
+    memset(big, 'z', n);
+    tp_http_request req = {.method = "POST", .url = u, .body = big, .body_len = n,
+                           .timeout = 10 * TP_NSEC_PER_SEC};
+    tp_http_response *r = NULL;
+    tp_errinfo e;
+    tp_err rc = tp_http_client_do(c, &req, &r, &e);
+    if (rc != TP_OK)
+        fail_msg("blocking: %s: %s", tp_err_name(rc), e.msg);
+    assert_int_equal(tp_http_response_status(r), 413);
+    tp_http_response_info info;
+    tp_http_response_get_info(r, &info);
+    assert_true(info.early);
+    assert_false(info.keep_alive);
+    tp_http_response_free(r);
+
+    tp_http_engine *eng = NULL;
+    assert_int_equal(tp_http_engine_create(c, &eng, &e), TP_OK);
+    int status = 0;
+    assert_int_equal(tp_http_engine_submit(eng, &req, on_done_413, &status, NULL, &e), TP_OK);
+    int64_t t0 = tu_now_ns();
+    while (status == 0 && tu_now_ns() - t0 < 15 * TP_NSEC_PER_SEC)
+        (void)tp_http_engine_poll(eng, 50 * TP_NSEC_PER_MSEC);
+    tp_http_engine_destroy(eng);
+    assert_int_equal(status, 413);
+    tp_stats st = stats(c);
+    assert_int_equal(st.opens, 2); /* neither connection was reused */
+    assert_int_equal(st.idle, 0);
+    free(big);
+}
+
 static void test_tls_verified_and_resumed(void **state)
 {
     tp_http_client_options o;
@@ -360,6 +408,7 @@ int main(void)
         T(test_no_body_responses),
         T(test_keepalive_hint),
         T(test_echo_post),
+        T(test_echo_too_large_answered),
         T(test_tls_verified_and_resumed),
         T(test_tls_wrong_host_name),
         T(test_tls_untrusted_ca),

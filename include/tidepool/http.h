@@ -199,6 +199,8 @@ typedef struct tp_http_response_info {
     bool retried;      /* the first attempt failed and this is the retry's response */
     bool keep_alive;   /* the connection may be reused (known once the body is read) */
     bool tls_resumed;  /* the TLS session was resumed (new connections only) */
+    bool early;        /* the server answered before the request body was all sent
+                          (413, 401...): the rest was not sent, the connection closed */
     int http_minor;    /* 1 for HTTP/1.1, 0 for 1.0 */
     int64_t content_length;   /* -1 if none */
     uint64_t body_bytes;      /* read so far */

@@ -50,6 +50,8 @@ struct tp_http_response {
     uint64_t drain_limit;    /* stop draining past this many body bytes */
     bool got_byte;           /* a response byte arrived for this attempt */
     int64_t written_at;      /* when the request was written */
+    bool early;              /* the server answered before the request was all sent: the
+                                rest was not sent, the connection is not reused */
     tp_err err;              /* sticky error of the exchange */
     int64_t deadline;        /* the request's deadline */
     char key[300];
@@ -98,6 +100,16 @@ int tp__http_on_body(void *ud, const char *data, size_t len);
 void tp__http_got_bytes(tp_http_response *r, size_t got);
 /* tp__http_feed: parses the buffered bytes of r->conn (ETOOBIG when the body cap hit). */
 tp_err tp__http_feed(tp_http_response *r, tp_errinfo *err);
+/* tp__http_take_early: while the request is being written: parses what the server sent
+ * so far, without blocking. true: a final response header is complete, an early answer
+ * (413, 401...; RFC 9112 section 9.5): stop sending, read it, do not reuse the
+ * connection (r->early). false: nothing final yet; read errors and end of stream are
+ * left for the writes to report. */
+bool tp__http_take_early(tp_http_response *r);
+/* tp__http_send_slice: how much of a body of len bytes to write from off on before
+ * looking for an early answer (the slice's end is fixed, so a write the transport left
+ * pending is retried with the same bytes, as TLS requires). */
+size_t tp__http_send_slice(size_t off, size_t len);
 /* tp__http_keepalive_hint: applies "Keep-Alive: timeout=N" to the destination's key. */
 void tp__http_keepalive_hint(tp_http_response *r);
 /* tp__http_retry_safe: may a request that failed on a reused connection before any

@@ -67,6 +67,8 @@ struct eng_req {
     eng_lookup *lookup;  /* resolving: the lookup waited for */
     tp__dial dial;       /* connecting: the dial in progress (net/dial.c) */
     bool dialing;        /* dial holds addresses or attempts */
+    bool readable;       /* sending: a readable edge came (edge-triggered: the bytes it
+                            announced must be read once sending ends, no edge repeats it) */
     tp_err watch_rc;     /* an attempt's socket epoll refused, if any */
     tp_errinfo watch_info;
     uint64_t ticket;         /* pool ticket while ACQUIRING */

@@ -7,6 +7,7 @@
  * engine_req_exchange.c. */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 
 #include "engine.h"
 
@@ -178,7 +179,10 @@ void tp__er_on_result(eng_req *rq)
 
 void tp__er_on_events(eng_req *rq, uint32_t events)
 {
-    (void)events; /* every step below tries its operation and learns the state from it */
+    /* Every step below tries its operation and learns the state from it; only a
+     * readable edge while sending must be remembered for the receive that follows. */
+    if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+        rq->readable = true;
     switch (rq->state) {
     case ER_CONNECTING:
         tp__er_dial_step(rq);

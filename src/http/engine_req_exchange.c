@@ -63,6 +63,10 @@ void tp__er_receive(eng_req *rq)
     tp__http_conn *hc = rq->hc;
     tp_errinfo info;
     for (;;) {
+        if (r->parse.done) { /* an early answer may be complete before we read here */
+            complete(rq);
+            return;
+        }
         if (hc->rpos == hc->rlen) {
             size_t got = 0;
             int want = 0;
@@ -102,11 +106,24 @@ void tp__er_receive(eng_req *rq)
     }
 }
 
-/* Writes what is left of the request; then waits for the response. */
+/* The server answered before the request was all sent: read that answer. */
+static void answered_early(eng_req *rq)
+{
+    rq->state = ER_RECEIVING;
+    rq->phase_deadline = TP_DURATION_INFINITE; /* the header is here */
+    tp__eng_timer_set(rq->e, rq);
+    tp__er_receive(rq);
+}
+
+/* Writes what is left of the request, watching for an early answer whenever the socket
+ * will not take more (the connection is registered for both edges); then waits for the
+ * response. */
 void tp__er_send_request(eng_req *rq)
 {
     tp__http_conn *hc = rq->hc;
     tp_errinfo info;
+    if (rq->sent == 0)
+        rq->r->written_at = 0;
     while (rq->sent < rq->head.len + rq->body_len) {
         const char *p;
         size_t left;
@@ -114,15 +131,22 @@ void tp__er_send_request(eng_req *rq)
             p = rq->head.data + rq->sent;
             left = rq->head.len - rq->sent;
         } else {
-            p = rq->body + (rq->sent - rq->head.len);
-            left = rq->body_len - (rq->sent - rq->head.len);
+            size_t off = rq->sent - rq->head.len;
+            p = rq->body + off;
+            left = tp__http_send_slice(off, rq->body_len);
         }
         size_t put = 0;
         int want = 0;
         tp_err rc = tp__stream_write_step(&hc->s, p, left, &put, &want, &info);
         rq->sent += put;
+        bool slice_done = rc == TP_OK && rq->sent > rq->head.len &&
+                          rq->sent < rq->head.len + rq->body_len;
+        if ((rc != TP_OK || slice_done) && tp__http_take_early(rq->r)) {
+            answered_early(rq);
+            return;
+        }
         if (rc == TP_PENDING)
-            return; /* wait for the writable edge */
+            return; /* wait for the next edge: writable, or the server's answer */
         if (rc != TP_OK) {
             exchange_failed(rq, rc, &info);
             return;
@@ -130,7 +154,8 @@ void tp__er_send_request(eng_req *rq)
     }
     tp_http_client *c = rq->e->c;
     rq->state = ER_RECEIVING;
-    rq->r->written_at = tp_clock_now();
+    if (rq->r->written_at == 0)
+        rq->r->written_at = tp_clock_now();
     if (c->o.trace != NULL) {
         tp_http_trace_event ev = {.type = TP_HTTP_TRACE_WROTE_REQUEST,
                                   .host = hc->host,
@@ -141,8 +166,9 @@ void tp__er_send_request(eng_req *rq)
     rq->phase_deadline = tp__saturating_add(rq->r->written_at, c->o.response_header_timeout);
     rq->phase_code = TP_EHDRTIMEDOUT;
     tp__eng_timer_set(rq->e, rq);
-    /* TLS may already hold decrypted bytes that no edge will announce. */
-    if (hc->tls)
+    /* TLS may already hold decrypted bytes that no edge will announce; an answer that
+     * came while we were sending had its edge then. */
+    if (hc->tls || rq->readable)
         tp__er_receive(rq);
 }
 
@@ -184,6 +210,7 @@ void tp__er_got_conn(eng_req *rq, tp_conn *lease)
     }
     rq->state = ER_SENDING;
     rq->sent = 0;
+    rq->readable = false;
     rq->phase_deadline = TP_DURATION_INFINITE;
     tp__eng_timer_set(e, rq);
     tp__er_send_request(rq);

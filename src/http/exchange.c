@@ -1,6 +1,8 @@
 /* exchange.c: one HTTP request on a pooled connection, blocking: acquire, write, read
  * the response header (and body), the Keep-Alive hint, and the single safe retry on a
  * fresh connection when a reused one turns out to be dead. */
+#include <errno.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -37,6 +39,48 @@ static tp_err map_timeout(tp_err rc, int64_t phase_deadline, int64_t deadline, t
     if (phase_deadline < deadline)
         return tp_errinfo_set(err, phase_code, 0, "%s", tp_strerror(phase_code));
     return tp_errinfo_set(err, TP_EREQTIMEDOUT, 0, "the request's deadline passed");
+}
+
+/* Writes buf while watching for an early answer: when the socket will not take more,
+ * waits for writable or readable; what the server sent meanwhile is parsed, and a final
+ * response header ends the sending (true in *early). A write that fails (the server
+ * reset or closed after answering) still yields that answer when it is in the socket. */
+static tp_err send_part(tp_http_response *r, const char *buf, size_t len, size_t *written,
+                        bool *early, tp_errinfo *err)
+{
+    tp__http_conn *hc = r->conn;
+    size_t off = 0;
+    while (off < len) {
+        size_t put = 0;
+        int want = 0;
+        tp_err rc = tp__stream_write_step(&hc->s, buf + off, tp__http_send_slice(off, len), &put,
+                                          &want, err);
+        off += put;
+        *written += put;
+        if (rc == TP_OK) {
+            if (off < len && (*early = tp__http_take_early(r)))
+                return TP_OK;
+            continue;
+        }
+        if (rc != TP_PENDING) {
+            *early = tp__http_take_early(r);
+            return *early ? TP_OK : rc;
+        }
+        struct pollfd pfd = {.fd = hc->s.fd, .events = POLLIN};
+        if (want & TP__WANT_WRITE)
+            pfd.events |= POLLOUT;
+        int64_t now = tp_clock_now();
+        if (now >= r->deadline)
+            return tp_errinfo_set(err, TP_ETIMEDOUT, 0, "sending the request: timed out");
+        int64_t left = r->deadline == TP_DURATION_INFINITE ? -1 : r->deadline - now;
+        int ms = left < 0 ? -1 : (int)TP__MIN((left + TP_NSEC_PER_MSEC - 1) / TP_NSEC_PER_MSEC, 60000);
+        int n = poll(&pfd, 1, ms);
+        if (n < 0 && errno != EINTR)
+            return tp__net_error(errno, "poll", hc->host, err);
+        if (n > 0 && (pfd.revents & (POLLIN | POLLHUP | POLLERR)) && (*early = tp__http_take_early(r)))
+            return TP_OK;
+    }
+    return TP_OK;
 }
 
 /* One attempt: acquire, write, read the header. On failure *written says how much of
@@ -78,13 +122,13 @@ static tp_err attempt(tp_http_client *c, const tp_http_request *req, const tp__b
     }
 
     tp__http_conn *hc = r->conn;
-    rc = tp__stream_write_all(&hc->s, head->data, head->len, written, r->deadline, err);
-    if (rc == TP_OK && req->body_len > 0) {
-        size_t w = 0;
-        rc = tp__stream_write_all(&hc->s, req->body, req->body_len, &w, r->deadline, err);
-        *written += w;
-    }
-    r->written_at = tp_clock_now();
+    bool early = false;
+    r->written_at = 0;
+    rc = send_part(r, head->data, head->len, written, &early, err);
+    if (rc == TP_OK && !early && req->body_len > 0)
+        rc = send_part(r, req->body, req->body_len, written, &early, err);
+    if (r->written_at == 0)
+        r->written_at = tp_clock_now();
     if (c->o.trace != NULL) {
         tp_http_trace_event ev = {.type = TP_HTTP_TRACE_WROTE_REQUEST,
                                   .host = hc->host,

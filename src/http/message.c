@@ -92,6 +92,39 @@ tp_err tp__http_feed(tp_http_response *r, tp_errinfo *err)
     return rc;
 }
 
+/* A look at the socket (one recv()) per 256 KiB sent: nothing beside the copy itself,
+ * and a server that answered 413 at the start of a 16 MiB upload sees at most this much
+ * more of it (plus what the socket buffers held). */
+#define SEND_SLICE (256u * 1024u)
+
+size_t tp__http_send_slice(size_t off, size_t len)
+{
+    size_t end = (off / SEND_SLICE + 1) * SEND_SLICE;
+    return (end < len ? end : len) - off;
+}
+
+bool tp__http_take_early(tp_http_response *r)
+{
+    tp__http_conn *hc = r->conn;
+    tp_errinfo info;
+    for (;;) {
+        if (hc->rpos < hc->rlen && tp__http_feed(r, &info) != TP_OK)
+            return false; /* a sticky parse error: the header read reports it */
+        if (r->parse.headers_done) {
+            r->early = true;
+            return true;
+        }
+        size_t got = 0;
+        int want = 0;
+        tp_err rc = tp__stream_read_step(&hc->s, hc->rbuf, sizeof hc->rbuf, &got, &want, &info);
+        if (rc != TP_OK || got == 0)
+            return false; /* nothing yet, or the stream ended: the writes find out */
+        if (r->written_at == 0)
+            r->written_at = tp_clock_now(); /* time to first byte counts from here */
+        tp__http_got_bytes(r, got);
+    }
+}
+
 void tp__http_keepalive_hint(tp_http_response *r)
 {
     if (r->parse.keepalive_timeout_s <= 0)
@@ -123,6 +156,8 @@ unsigned tp__http_release_flags(const tp_http_response *r)
 {
     if (r->err != TP_OK || r->parse.err != TP_OK || !r->parse.done)
         return TP_RELEASE_BROKEN;
+    if (r->early) /* the request was cut short: the server still expects its rest */
+        return TP_RELEASE_DISCARD;
     /* 503 and 429 say the server is over capacity: the adaptive limit backs off. */
     unsigned dropped = r->parse.status == 503 || r->parse.status == 429 ? TP_RELEASE_DROPPED : 0;
     /* The server closes it, or sent more than was asked: do not reuse. */

@@ -82,7 +82,8 @@ void tp_http_response_get_info(const tp_http_response *r, tp_http_response_info 
     if (r == NULL)
         return;
     *out = r->info;
-    out->keep_alive = r->parse.done && r->parse.keep_alive;
+    out->keep_alive = r->parse.done && r->parse.keep_alive && !r->early;
+    out->early = r->early;
     out->http_minor = r->parse.http_minor;
     out->content_length = r->parse.content_length;
 }

@@ -90,6 +90,8 @@ int hts__act(hts_conn *c, const hts_behavior *b, const hts_req *req, size_t pend
         return HTS__CLOSE;
     case HTS_RESET_BEFORE_RESPONSE:
         return HTS__RESET;
+    case HTS_EARLY_RESPONSE: /* served before any request is framed (conn_main) */
+        return HTS__CLOSE;
     }
     return HTS__CLOSE;
 }

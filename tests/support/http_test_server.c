@@ -40,9 +40,10 @@ static int copy_behavior(hts_behavior *dst, const hts_behavior *src)
     *dst = *src;
     const char *body = src->body != NULL ? src->body : HTS_DEFAULT_BODY;
     dst->body_len = src->body != NULL && src->body_len > 0 ? src->body_len : strlen(body);
-    const char *raw = src->raw != NULL               ? src->raw
-                      : src->mode == HTS_UNSOLICITED ? HTS_DEFAULT_UNSOLICITED
-                                                     : "";
+    const char *raw = src->raw != NULL                  ? src->raw
+                      : src->mode == HTS_UNSOLICITED    ? HTS_DEFAULT_UNSOLICITED
+                      : src->mode == HTS_EARLY_RESPONSE ? HTS_DEFAULT_EARLY
+                                                        : "";
     dst->raw_len = src->raw != NULL && src->raw_len > 0 ? src->raw_len : strlen(raw);
     dst->body = dup_bytes(body, dst->body_len);
     dst->raw = dup_bytes(raw, dst->raw_len);
@@ -142,12 +143,47 @@ static void record_last(hts_server *s, const char *p, size_t n)
     pthread_mutex_unlock(&s->mu);
 }
 
+/* HTS_EARLY_RESPONSE: the answer once the header is in, the body never read. */
+static int early_response(hts_conn *c, cbuf *in)
+{
+    hts_server *s = c->s;
+    const hts_behavior *b = &s->dflt;
+    while (memmem(in->p, in->len, "\r\n\r\n", 4) == NULL) {
+        if (in->len == in->cap || hts__wait_fd(s, c->fd, POLLIN, -1) <= 0)
+            return HTS__CLOSE;
+        ssize_t n = recv(c->fd, in->p + in->len, in->cap - in->len, 0);
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+            return HTS__CLOSE;
+        if (n > 0)
+            in->len += (size_t)n;
+    }
+    atomic_fetch_add(&s->requests, 1);
+    if (hts__write_all(s, c->fd, b->raw, b->raw_len) != 0)
+        return HTS__CLOSE;
+    if (b->delay_ms > 0 && hts__stall(s, b->delay_ms) != 0)
+        return HTS__CLOSE;
+    if (b->close_after)
+        return HTS__CLOSE; /* unread body in the socket: close() sends RST */
+    char sink[65536];
+    while (hts__wait_fd(s, c->fd, POLLIN, -1) == 1) {
+        ssize_t n = recv(c->fd, sink, sizeof sink, 0);
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+            break;
+    }
+    return HTS__CLOSE;
+}
+
 static void *conn_main(void *arg)
 {
     hts_conn *c = arg;
     hts_server *s = c->s;
     cbuf in = {.p = malloc(16384), .len = 0, .cap = 16384};
     int idle_ms = -1, how = HTS__CLOSE;
+    if (in.p != NULL && s->dflt.mode == HTS_EARLY_RESPONSE) {
+        how = early_response(c, &in);
+        free(in.p);
+        in.p = NULL;
+    }
     while (in.p != NULL) {
         hts_req req;
         if (read_request(c, &in, &req, idle_ms) != 1)

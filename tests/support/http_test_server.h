@@ -22,6 +22,8 @@
 #define HTS_DEFAULT_BODY "hello, world\n"
 /* HTS_UNSOLICITED's bytes when none are configured. */
 #define HTS_DEFAULT_UNSOLICITED "HTTP/1.1 408 Request Timeout\r\n\r\n"
+#define HTS_DEFAULT_EARLY                                                                      \
+    "HTTP/1.1 413 Content Too Large\r\nContent-Length: 9\r\nConnection: close\r\n\r\ntoo large"
 
 /* What the server does with a request. "Normal response" below means
  * "HTTP/1.1 200 OK\r\nContent-Length: <n>\r\nContent-Type: text/plain\r\n\r\n<body>" (no
@@ -57,6 +59,12 @@ typedef enum hts_mode {
     HTS_CLOSE_BEFORE_RESPONSE,
     /* Resets (RST via SO_LINGER 0) without writing a byte. */
     HTS_RESET_BEFORE_RESPONSE,
+    /* Answers as soon as the request's header is in, without reading its body: writes
+     * raw (default HTS_DEFAULT_EARLY, a 413), stalls delay_ms, then, with close_after,
+     * closes with the body unread (the kernel answers it with RST), else reads and
+     * discards until the client closes (a lingering close, as nginx does). Only as the
+     * server's behaviour (not per request: the body is never framed). */
+    HTS_EARLY_RESPONSE,
 } hts_mode;
 
 /* One behaviour. Pointers are read during hts_start() only (copied). */
@@ -66,7 +74,8 @@ typedef struct hts_behavior {
     size_t body_len;  /* its length; 0 with a body: strlen(body) */
     int delay_ms;     /* UNSOLICITED: idle time before writing; CLOSE_IDLE_AFTER: idle limit;
                          SLOW_HEADERS: stall after the status line */
-    const char *raw;  /* RAW: the response; UNSOLICITED: the bytes (NULL: default) */
+    const char *raw;  /* RAW: the response; UNSOLICITED, EARLY_RESPONSE: the bytes
+                         (NULL: default) */
     size_t raw_len;   /* its length; 0 with raw: strlen(raw) */
     bool close_after; /* RAW, UNSOLICITED: close after writing raw */
 } hts_behavior;

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # scripts/nginx-test.sh: a throwaway loopback nginx for the HTTP integration tests.
 #
-#   nginx-test.sh start DIR     fresh certificates, four free ports, nginx started, DIR/env
+#   nginx-test.sh start DIR     fresh certificates, five free ports, nginx started, DIR/env
 #   nginx-test.sh stop DIR      stops it; succeeds when nothing runs
 #   nginx-test.sh restart DIR   stop, then start again with the SAME ports and certificates
 #                               (also starts a stopped one), for "server restarted while
@@ -34,6 +34,11 @@
 #     the same CA) names only DNS:wrong-name.invalid, so https://127.0.0.1:PORT/ and
 #     https://localhost:PORT/ fail host name verification while the chain is trusted
 #     (only 127.0.0.1 may be used, so a second address cannot play the wrong host); /
+#   server 5, NGINX_HTTPS_MTLS_PORT: TLS as server 3, and a client certificate signed by
+#     DIR/ca.pem is required (ssl_verify_client on): / answers 200 with the certificate's
+#     subject ("CN=tidepool test client"); without one nginx answers 400. The client's
+#     certificate is DIR/client.pem with the key DIR/client.key, and the same key
+#     encrypted with the passphrase "tidepool" in DIR/client-enc.key
 #
 # DIR/env holds KEY=VALUE lines, no quotes, no comments: both `. DIR/env` and a
 # line-by-line split at the first '=' read it. That is why DIR may only contain
@@ -88,12 +93,12 @@ children_of() {
     return 0
 }
 
-# The four ports recorded in DIR/env by the last start, on one line.
+# The five ports recorded in DIR/env by the last start, on one line.
 env_ports() {
     local k p found=()
     [[ -f "$dir/env" ]] || return 1
     for k in NGINX_HTTP_PORT NGINX_HTTP_SHORT_KA_PORT NGINX_HTTPS_PORT \
-        NGINX_HTTPS_WRONG_NAME_PORT; do
+        NGINX_HTTPS_WRONG_NAME_PORT NGINX_HTTPS_MTLS_PORT; do
         p=$(sed -n "s/^$k=//p" "$dir/env")
         [[ "$p" =~ ^[0-9]+$ ]] || return 1
         found+=("$p")
@@ -133,7 +138,7 @@ do_stop() {
     return 0
 }
 
-# Free ports for the four servers. Chosen below the kernel's ephemeral range when there
+# Free ports for the five servers. Chosen below the kernel's ephemeral range when there
 # is room, so that no outgoing connection of a test can take one between stop and
 # restart; each candidate is checked by binding it (with SO_REUSEADDR, as nginx binds).
 pick_ports() {
@@ -147,7 +152,7 @@ import random, socket, sys
 lo, hi = int(sys.argv[1]), int(sys.argv[2])
 held = []
 for _ in range(500):
-    if len(held) == 4:
+    if len(held) == 5:
         break
     s = socket.socket()
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -156,7 +161,7 @@ for _ in range(500):
         held.append(s)
     except OSError:
         s.close()
-if len(held) < 4:
+if len(held) < 5:
     sys.exit(1)
 print(" ".join(str(s.getsockname()[1]) for s in held))
 PY
@@ -167,12 +172,12 @@ PY
     # retries with new ports.
     ((hi > 0)) || { lo=20000 && hi=29999; }
     local found=() p tries
-    for ((tries = 0; tries < 500 && ${#found[@]} < 4; tries++)); do
+    for ((tries = 0; tries < 500 && ${#found[@]} < 5; tries++)); do
         p=$((lo + (RANDOM * 32768 + RANDOM) % (hi - lo + 1)))
         [[ " ${found[*]} " == *" $p "* ]] && continue
         port_open "$p" || found+=("$p")
     done
-    ((${#found[@]} == 4)) || return 1
+    ((${#found[@]} == 5)) || return 1
     echo "${found[*]}"
 }
 
@@ -196,6 +201,12 @@ basicConstraints = critical,CA:FALSE
 keyUsage = critical,digitalSignature
 extendedKeyUsage = serverAuth
 subjectAltName = DNS:localhost,IP:127.0.0.1,IP:::1
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid,issuer
+[client_ext]
+basicConstraints = critical,CA:FALSE
+keyUsage = critical,digitalSignature
+extendedKeyUsage = clientAuth
 subjectKeyIdentifier = hash
 authorityKeyIdentifier = keyid,issuer
 [wrong_ext]
@@ -225,8 +236,16 @@ CNF
         openssl x509 -req -in "$c/wrong.csr" -CA "$dir/ca.pem" -CAkey "$c/ca.key" \
             -set_serial "0x$(openssl rand -hex 8)" -days 30 \
             -extfile "$c/openssl.cnf" -extensions wrong_ext -out "$c/wrong.pem"
+        openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$dir/client.key"
+        openssl req -config "$c/openssl.cnf" -new -key "$dir/client.key" \
+            -subj "/CN=tidepool test client" -out "$c/client.csr"
+        openssl x509 -req -in "$c/client.csr" -CA "$dir/ca.pem" -CAkey "$c/ca.key" \
+            -set_serial "0x$(openssl rand -hex 8)" -days 30 \
+            -extfile "$c/openssl.cnf" -extensions client_ext -out "$dir/client.pem"
+        openssl pkey -in "$dir/client.key" -aes-256-cbc -passout pass:tidepool \
+            -out "$dir/client-enc.key"
     ) || die "certificate generation failed: $(tail -n 5 "$c/openssl.log")"
-    chmod 600 "$dir/server.key" "$c/ca.key" "$c/wrong.key"
+    chmod 600 "$dir/server.key" "$c/ca.key" "$c/wrong.key" "$dir/client.key" "$dir/client-enc.key"
 }
 
 # The static files behind the locations (see the header comment).
@@ -238,7 +257,7 @@ gen_files() {
 }
 
 write_conf() {
-    local p1=$1 p2=$2 p3=$3 p4=$4 user="" echo_mod="" chunked=""
+    local p1=$1 p2=$2 p3=$3 p4=$4 p5=$5 user="" echo_mod="" chunked=""
     # As root, nginx's workers drop to "nobody", who may not be able to read DIR (a build
     # tree under /root, say). Keep them root: this nginx only ever listens on loopback.
     [[ $EUID -eq 0 ]] && user="user root;"
@@ -328,11 +347,21 @@ http {
     ssl_protocols TLSv1.2 TLSv1.3;
     location = / { try_files /body =404; }
   }
+  server {
+    listen 127.0.0.1:$p5 ssl;
+    keepalive_timeout 75s;
+    ssl_certificate $dir/server.pem;
+    ssl_certificate_key $dir/server.key;
+    ssl_protocols TLSv1.2 TLSv1.3;
+    ssl_client_certificate $dir/ca.pem;
+    ssl_verify_client on;
+    location = / { return 200 "\$ssl_client_s_dn"; }
+  }
 }
 CONF
 }
 
-# Starts nginx on the current config. Returns 0 when it runs and all four ports accept,
+# Starts nginx on the current config. Returns 0 when it runs and all five ports accept,
 # 3 when a port was taken (the caller may pick others), 1 on any other failure.
 launch() {
     local out i
@@ -346,12 +375,12 @@ launch() {
     # master writes its pid file: wait for both.
     for ((i = 0; i < 50; i++)); do
         if master_pid >/dev/null && port_open "$P1" && port_open "$P2" && port_open "$P3" &&
-            port_open "$P4"; then
+            port_open "$P4" && port_open "$P5"; then
             return 0
         fi
         sleep 0.1
     done
-    echo "nginx-test: nginx did not accept on 127.0.0.1 ports $P1 $P2 $P3 $P4 within 5 s;" \
+    echo "nginx-test: nginx did not accept on 127.0.0.1 ports $P1 $P2 $P3 $P4 $P5 within 5 s;" \
         "error log $dir/error.log:" >&2
     tail -n 20 "$dir/error.log" >&2 || true
     do_stop
@@ -364,6 +393,10 @@ NGINX_HTTP_PORT=$P1
 NGINX_HTTP_SHORT_KA_PORT=$P2
 NGINX_HTTPS_PORT=$P3
 NGINX_HTTPS_WRONG_NAME_PORT=$P4
+NGINX_HTTPS_MTLS_PORT=$P5
+NGINX_CLIENT_CERT=$dir/client.pem
+NGINX_CLIENT_KEY=$dir/client.key
+NGINX_CLIENT_KEY_ENCRYPTED=$dir/client-enc.key
 NGINX_CA_FILE=$dir/ca.pem
 NGINX_PID_FILE=$dir/nginx.pid
 NGINX_DIR=$dir
@@ -405,7 +438,7 @@ do_stop
 
 if [[ "$cmd" == restart ]]; then
     ports=$(env_ports) || die "$dir/env is missing or incomplete: run '$0 start $dir' first"
-    read -r P1 P2 P3 P4 <<<"$ports"
+    read -r P1 P2 P3 P4 P5 <<<"$ports"
     [[ -f "$dir/nginx.conf" && -f "$dir/server.pem" ]] || die "$dir was not set up by start"
     # The old ports are ours unless someone grabbed one since stop: retry for a while
     # rather than move (the tests' connections point at these ports).
@@ -415,7 +448,7 @@ if [[ "$cmd" == restart ]]; then
         ((rc == 3)) || exit 1
         sleep 0.5
     done
-    die "ports $P1 $P2 $P3 $P4 stayed in use; restart is not possible"
+    die "ports $P1 $P2 $P3 $P4 $P5 stayed in use; restart is not possible"
 fi
 
 # start: everything fresh.
@@ -423,16 +456,16 @@ rm -rf "$dir/www" "$dir/tmp" "$dir/tls" "$dir/env" "$dir/nginx.conf" "$dir/error
 gen_certs
 gen_files
 for ((try = 0; try < 5; try++)); do
-    ports=$(pick_ports) || die "could not find four free TCP ports on 127.0.0.1"
-    read -r P1 P2 P3 P4 <<<"$ports"
-    write_conf "$P1" "$P2" "$P3" "$P4"
+    ports=$(pick_ports) || die "could not find five free TCP ports on 127.0.0.1"
+    read -r P1 P2 P3 P4 P5 <<<"$ports"
+    write_conf "$P1" "$P2" "$P3" "$P4" "$P5"
     rc=0 && launch || rc=$?
     if ((rc == 0)); then
         write_env
         echo "nginx-test: nginx on 127.0.0.1 ports $P1 (http) $P2 (http, 1 s keep-alive)" \
-            "$P3 (https) $P4 (https, wrong name); $dir/env"
+            "$P3 (https) $P4 (https, wrong name) $P5 (https, client certificates); $dir/env"
         exit 0
     fi
     ((rc == 3)) || exit 1
 done
-die "every attempt to bind four free ports failed (ports taken while starting)"
+die "every attempt to bind five free ports failed (ports taken while starting)"

@@ -43,6 +43,7 @@ typedef struct bench_cfg {
     const char *server_phases; /* --server-phases SPEC: the built-in server's capacity */
     const char *plot;          /* --plot FILE.svg: limit, in use, latency over time */
     const char *unix_socket;   /* --unix-socket PATH: HTTP over this socket (curl's) */
+    const char *cert, *key, *pass; /* --cert, --key, --pass: a client certificate (curl's) */
 } bench_cfg;
 
 typedef struct worker worker;

@@ -123,6 +123,9 @@ int cmd_bench(int argc, char **argv)
         o.ca_file = cfg.cacert;
         o.tls_insecure_skip_verify = cfg.insecure;
         o.unix_socket = cfg.unix_socket;
+        o.tls_client_cert = cfg.cert;
+        o.tls_client_key = cfg.key;
+        o.tls_client_key_passphrase = cfg.pass;
         rc = tp_http_client_create(&o, &client, &e);
         if (rc == TP_OK)
             pool = tp_http_client_pool(client);

@@ -30,6 +30,9 @@ static void usage(FILE *f)
         "      --timeout D       whole-request timeout (default none)\n"
         "      --cacert FILE     trust this CA for https\n"
         "      --insecure        do not verify the server's certificate\n"
+        "      --cert FILE       https: present this client certificate (PEM)\n"
+        "      --key FILE        its private key (default: in the --cert file)\n"
+        "      --pass PHRASE     the key's passphrase\n"
         "      --unix-socket P   HTTP: connect to the Unix socket P, whatever the URL's\n"
         "                        host (which still names the Host header)\n"
         "      --json            print one JSON line at the end\n"
@@ -76,6 +79,9 @@ int bench_parse_args(int argc, char **argv, bench_cfg *cfg)
                                           {"server-phases", required_argument, NULL, 12},
                                           {"plot", required_argument, NULL, 13},
                                           {"unix-socket", required_argument, NULL, 14},
+                                          {"cert", required_argument, NULL, 15},
+                                          {"key", required_argument, NULL, 16},
+                                          {"pass", required_argument, NULL, 17},
                                           {NULL, 0, NULL, 0}};
     *cfg = (bench_cfg){
         .concurrency = 16, .threads = 1, .seconds = 10, .method = "GET", .idle_timeout_s = -1};
@@ -177,6 +183,15 @@ int bench_parse_args(int argc, char **argv, bench_cfg *cfg)
             break;
         case 14:
             cfg->unix_socket = optarg;
+            break;
+        case 15:
+            cfg->cert = optarg;
+            break;
+        case 16:
+            cfg->key = optarg;
+            break;
+        case 17:
+            cfg->pass = optarg;
             break;
         case 'q':
             cfg->quiet = true;

@@ -110,6 +110,13 @@ typedef struct tp_http_client_options {
     bool dns_cache_off;              /* every open looks its name up. false */
     const char *ca_file;             /* PEM CA bundle (copied); NULL: system default */
     const char *ca_dir;              /* CA directory (copied); NULL: none */
+    const char *tls_client_cert;     /* mTLS: a client certificate (PEM; any chain after
+                                        it), presented to every server that asks;
+                                        loaded and checked at create. Copied; NULL: none */
+    const char *tls_client_key;      /* its private key (PEM). Copied; NULL: in
+                                        tls_client_cert */
+    const char *tls_client_key_passphrase; /* for an encrypted key; used at create and
+                                        not kept. NULL: none */
     bool tls_insecure_skip_verify;   /* no certificate or host name check. Insecure:
                                         tests only. false */
     const char *user_agent;          /* copied; NULL: "tidepool/<version>"; "" for none */

@@ -90,6 +90,8 @@ tp_err tp_http_client_create(const tp_http_client_options *o, tp_http_client **o
         inet_pton(AF_INET6, o->local_address, ip) != 1)
         return tp_errinfo_set(err, TP_EINVAL, 0, "local_address: %.64s is not an IP address",
                               o->local_address);
+    if (o->tls_client_key != NULL && o->tls_client_cert == NULL)
+        return tp_errinfo_set(err, TP_EINVAL, 0, "tls_client_key: needs tls_client_cert");
     if (o->unix_socket != NULL && o->local_address != NULL)
         return tp_errinfo_set(err, TP_EINVAL, 0, "local_address: not with unix_socket");
 
@@ -105,11 +107,16 @@ tp_err tp_http_client_create(const tp_http_client_options *o, tp_http_client **o
     c->user_agent = dup_or_null(o->user_agent != NULL ? o->user_agent : ua, &fail);
     c->local_address = dup_or_null(o->local_address, &fail);
     c->unix_socket = dup_or_null(o->unix_socket, &fail);
+    c->client_cert = dup_or_null(o->tls_client_cert, &fail);
+    c->client_key = dup_or_null(o->tls_client_key, &fail);
     c->o.ca_file = c->ca_file;
     c->o.ca_dir = c->ca_dir;
     c->o.user_agent = c->user_agent;
     c->o.local_address = c->local_address;
     c->o.unix_socket = c->unix_socket;
+    c->o.tls_client_cert = c->client_cert;
+    c->o.tls_client_key = c->client_key;
+    c->o.tls_client_key_passphrase = NULL;
     c->dial = (tp__dial_options){.attempt_delay = o->happy_eyeballs_delay,
                                  .user_timeout = user_timeout(o),
                                  .keepalive_idle_s = o->tcp_keepalive_idle_s,
@@ -139,10 +146,11 @@ tp_err tp_http_client_create(const tp_http_client_options *o, tp_http_client **o
         tp_http_client_destroy(c);
         return rc;
     }
-    /* Load the CA now when one is named, so a wrong path fails create, not a request. */
-    if (c->ca_file != NULL || c->ca_dir != NULL) {
+    /* Load the CA and the client certificate now when named, so a wrong path or
+     * passphrase fails create, not a request. The passphrase is only read here. */
+    if (c->ca_file != NULL || c->ca_dir != NULL || c->client_cert != NULL) {
         tp__tls_ctx *t;
-        rc = tp__http_tls_ctx(c, &t, err);
+        rc = tp__http_tls_ctx_make(c, o->tls_client_key_passphrase, &t, err);
         if (rc != TP_OK) {
             tp_http_client_destroy(c);
             return rc;
@@ -164,6 +172,8 @@ void tp_http_client_destroy(tp_http_client *c)
     tp__free(c->user_agent);
     tp__free(c->local_address);
     tp__free(c->unix_socket);
+    tp__free(c->client_cert);
+    tp__free(c->client_key);
     tp__free(c);
 }
 

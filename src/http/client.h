@@ -14,6 +14,7 @@ struct tp_http_client {
     tp_http_client_options o; /* ca_file, ca_dir, user_agent, local_address and
                                  unix_socket point at copies below */
     char *ca_file, *ca_dir, *user_agent, *local_address, *unix_socket;
+    char *client_cert, *client_key; /* mTLS files (the passphrase is never kept) */
     tp__dial_options dial; /* every connection's dial options (no callback) */
     tp__dns_cache *dns;    /* names looked up, for every thread; NULL: off (or a Unix socket) */
     tp_pool *pool;
@@ -75,8 +76,12 @@ tp_connector tp__http_connector(tp_http_client *c);
 /* tp__http_emit: calls the client's trace hook, if any. */
 void tp__http_emit(tp_http_client *c, const tp_http_trace_event *ev);
 
-/* tp__http_tls_ctx: the client's TLS context, created on first use. */
+/* tp__http_tls_ctx: the client's TLS context, created on first use (at create when a CA
+ * or a client certificate is named: the context exists by then). */
 tp_err tp__http_tls_ctx(tp_http_client *c, tp__tls_ctx **out, tp_errinfo *err);
+/* tp__http_tls_ctx_make: the same, at create, with the client key's passphrase. */
+tp_err tp__http_tls_ctx_make(tp_http_client *c, const char *key_passphrase, tp__tls_ctx **out,
+                             tp_errinfo *err);
 
 /* ---- exchange.c ----------------------------------------------------------------- */
 

@@ -49,6 +49,12 @@ static void emit(tp_http_client *c, const tp__http_conn *hc, tp_http_trace_type 
 
 tp_err tp__http_tls_ctx(tp_http_client *c, tp__tls_ctx **out, tp_errinfo *err)
 {
+    return tp__http_tls_ctx_make(c, NULL, out, err);
+}
+
+tp_err tp__http_tls_ctx_make(tp_http_client *c, const char *key_passphrase, tp__tls_ctx **out,
+                             tp_errinfo *err)
+{
     *out = atomic_load(&c->tls);
     if (*out != NULL)
         return TP_OK;
@@ -56,7 +62,10 @@ tp_err tp__http_tls_ctx(tp_http_client *c, tp__tls_ctx **out, tp_errinfo *err)
      * request installed one meanwhile, ours goes. */
     tp__tls_options to = {.ca_file = c->ca_file,
                           .ca_dir = c->ca_dir,
-                          .insecure_skip_verify = c->o.tls_insecure_skip_verify};
+                          .insecure_skip_verify = c->o.tls_insecure_skip_verify,
+                          .cert_file = c->client_cert,
+                          .key_file = c->client_key,
+                          .key_passphrase = key_passphrase};
     tp__tls_ctx *mine = NULL;
     tp_err rc = tp__tls_ctx_create(&to, &mine, err);
     if (rc != TP_OK)

@@ -238,6 +238,9 @@ typedef struct tp__tls_options {
     const char *ca_file;       /* PEM bundle; NULL: the system default paths */
     const char *ca_dir;        /* hashed directory; NULL: none */
     bool insecure_skip_verify; /* no peer or host name verification: tests only */
+    const char *cert_file;     /* a client certificate (PEM, the chain after it); NULL: none */
+    const char *key_file;      /* its private key (PEM); NULL: in cert_file */
+    const char *key_passphrase; /* for an encrypted key; NULL: none (read only here) */
 } tp__tls_options;
 
 /* A TLS client configuration (an SSL_CTX) plus a session cache keyed by an opaque

@@ -89,6 +89,48 @@ static int on_new_session(SSL *ssl, SSL_SESSION *sess)
     return 1;
 }
 
+/* The passphrase of an encrypted key, handed to OpenSSL while the key loads only. */
+static int passphrase_cb(char *buf, int size, int rwflag, void *ud)
+{
+    (void)rwflag;
+    const char *pass = ud;
+    if (pass == NULL || size <= 0)
+        return 0;
+    size_t n = strlen(pass);
+    if (n > (size_t)size)
+        return 0; /* longer than OpenSSL takes: refuse rather than truncate */
+    memcpy(buf, pass, n);
+    return (int)n;
+}
+
+/* mTLS: the certificate chain and its key, checked against each other now, so a wrong
+ * file or passphrase fails the context's creation, not a request's handshake. */
+static tp_err load_client_cert(SSL_CTX *ctx, const tp__tls_options *o, tp_errinfo *err)
+{
+    char buf[256];
+    const char *key = o->key_file != NULL ? o->key_file : o->cert_file;
+    if (SSL_CTX_use_certificate_chain_file(ctx, o->cert_file) != 1)
+        return tp_errinfo_set(err, TP_ETLS, 0, "TLS: client certificate %s: %s", o->cert_file,
+                              ssl_reason(buf, sizeof buf));
+    SSL_CTX_set_default_passwd_cb(ctx, passphrase_cb);
+    SSL_CTX_set_default_passwd_cb_userdata(ctx, (void *)o->key_passphrase);
+    int ok = SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM);
+    SSL_CTX_set_default_passwd_cb_userdata(ctx, NULL); /* the caller's string is not kept */
+    if (ok != 1) {
+        const char *why = ssl_reason(buf, sizeof buf);
+        if (strstr(why, "mismatch") != NULL) /* OpenSSL checks the pair as it loads */
+            return tp_errinfo_set(err, TP_ETLS, 0, "TLS: client key %s does not match %s: %s",
+                                  key, o->cert_file, why);
+        return tp_errinfo_set(err, TP_ETLS, 0, "TLS: client key %s: %s%s", key, why,
+                              o->key_passphrase == NULL ? " (encrypted? no passphrase given)"
+                                                        : "");
+    }
+    if (SSL_CTX_check_private_key(ctx) != 1)
+        return tp_errinfo_set(err, TP_ETLS, 0, "TLS: client key %s does not match %s: %s", key,
+                              o->cert_file, ssl_reason(buf, sizeof buf));
+    return TP_OK;
+}
+
 static tp_err configure(tp__tls_ctx *t, const tp__tls_options *o, tp_errinfo *err)
 {
     char buf[256];
@@ -115,6 +157,11 @@ static tp_err configure(tp__tls_ctx *t, const tp__tls_options *o, tp_errinfo *er
         return tp_errinfo_set(err, TP_ETLS, 0, "TLS: loading the system CA paths: %s",
                               ssl_reason(buf, sizeof buf));
     }
+    if (o->cert_file != NULL) {
+        tp_err rc = load_client_cert(ctx, o, err);
+        if (rc != TP_OK)
+            return rc;
+    }
     SSL_CTX_set_verify(ctx, o->insecure_skip_verify ? SSL_VERIFY_NONE : SSL_VERIFY_PEER, NULL);
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
     SSL_CTX_sess_set_new_cb(ctx, on_new_session);
@@ -123,7 +170,7 @@ static tp_err configure(tp__tls_ctx *t, const tp__tls_options *o, tp_errinfo *er
 
 tp_err tp__tls_ctx_create(const tp__tls_options *o, tp__tls_ctx **out, tp_errinfo *err)
 {
-    static const tp__tls_options defaults = {NULL, NULL, false};
+    static const tp__tls_options defaults = {0};
     *out = NULL;
     if (o == NULL)
         o = &defaults;

@@ -53,6 +53,14 @@ static int apply_line(nginx_env *e, char *line)
         return parse_port(v, &e->https_port);
     if (strcmp(k, "NGINX_HTTPS_WRONG_NAME_PORT") == 0)
         return parse_port(v, &e->https_wrong_name_port);
+    if (strcmp(k, "NGINX_HTTPS_MTLS_PORT") == 0)
+        return parse_port(v, &e->https_mtls_port);
+    if (strcmp(k, "NGINX_CLIENT_CERT") == 0)
+        return copy_value(e->client_cert, sizeof e->client_cert, v);
+    if (strcmp(k, "NGINX_CLIENT_KEY") == 0)
+        return copy_value(e->client_key, sizeof e->client_key, v);
+    if (strcmp(k, "NGINX_CLIENT_KEY_ENCRYPTED") == 0)
+        return copy_value(e->client_key_encrypted, sizeof e->client_key_encrypted, v);
     if (strcmp(k, "NGINX_CHUNKED") == 0) {
         e->chunked = strcmp(v, "1") == 0;
         return 0;

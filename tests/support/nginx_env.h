@@ -7,7 +7,8 @@
  * /chunked with a 75 s keep-alive; http_short_ka_port has / with a 1 s keep-alive;
  * https_port has / and /big over TLS 1.2/1.3 for "localhost" and 127.0.0.1, signed by
  * ca_file; https_wrong_name_port serves / with a certificate from the same CA that names
- * only "wrong-name.invalid" (the host name mismatch test: a trusted chain, a wrong name).
+ * only "wrong-name.invalid" (the host name mismatch test: a trusted chain, a wrong name);
+ * https_mtls_port requires a client certificate and answers / with its subject.
  * Every address is 127.0.0.1.
  *
  * A test that cannot load the file should skip (exit 77: the fixture marks the
@@ -35,6 +36,10 @@ typedef struct nginx_env {
     char pid_file[512];             /* NGINX_PID_FILE */
     char dir[512];                  /* NGINX_DIR: the script's DIR argument, absolute */
     char unix_socket[512];          /* NGINX_UNIX_SOCKET: server 1 on a Unix socket */
+    uint16_t https_mtls_port;       /* NGINX_HTTPS_MTLS_PORT: client certificate required */
+    char client_cert[512];          /* NGINX_CLIENT_CERT: PEM, signed by ca_file */
+    char client_key[512];           /* NGINX_CLIENT_KEY: its key, PEM */
+    char client_key_encrypted[512]; /* NGINX_CLIENT_KEY_ENCRYPTED: passphrase "tidepool" */
 } nginx_env;
 
 /* Reads $TIDEPOOL_NGINX_ENV (KEY=VALUE lines written by nginx-test.sh start) into *out.

@@ -108,6 +108,20 @@ typedef struct tp_http_client_options {
                                         (default): 1 s */
     size_t dns_cache_max_entries;    /* names kept (least recently used go). 0: 1024 */
     bool dns_cache_off;              /* every open looks its name up. false */
+    const char *proxy;               /* every request goes through this HTTP proxy,
+                                        "http://[user:password@]host[:port]" (port 1080
+                                        when absent; userinfo percent-encoded, sent as
+                                        Basic credentials): http:// requests in absolute
+                                        form, https:// through a CONNECT tunnel. The
+                                        proxy is part of every pool key. Copied; NULL:
+                                        none (or the environment, below) */
+    const char *no_proxy;            /* destinations reached directly: comma-separated
+                                        names (covering their subdomains), IP literals,
+                                        each with an optional :port; "*" for all.
+                                        Copied; NULL: none (or $no_proxy, below) */
+    bool proxy_from_env;             /* with proxy NULL: take http_proxy (lower case
+                                        only, as curl), https_proxy / HTTPS_PROXY and
+                                        no_proxy / NO_PROXY at create. false */
     const char *ca_file;             /* PEM CA bundle (copied); NULL: system default */
     const char *ca_dir;              /* CA directory (copied); NULL: none */
     const char *tls_client_cert;     /* mTLS: a client certificate (PEM; any chain after

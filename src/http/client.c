@@ -126,6 +126,13 @@ tp_err tp_http_client_create(const tp_http_client_options *o, tp_http_client **o
         tp_http_client_destroy(c);
         return tp_errinfo_set(err, TP_ENOMEM, 0, "copying options");
     }
+    tp_err prc = tp__http_proxy_setup(c, o, err);
+    if (prc != TP_OK) {
+        tp_http_client_destroy(c);
+        return prc;
+    }
+    c->o.proxy = NULL; /* parsed above; the caller's strings are not kept */
+    c->o.no_proxy = c->no_proxy;
     if (!o->dns_cache_off && o->unix_socket == NULL) {
         tp__dns_cache_options dco = {
             .ttl = o->dns_cache_ttl > 0 ? o->dns_cache_ttl : 30 * TP_NSEC_PER_SEC,
@@ -174,6 +181,7 @@ void tp_http_client_destroy(tp_http_client *c)
     tp__free(c->unix_socket);
     tp__free(c->client_cert);
     tp__free(c->client_key);
+    tp__free(c->no_proxy);
     tp__free(c);
 }
 

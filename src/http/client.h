@@ -9,6 +9,27 @@
 #include "parse.h"
 
 #define TP__HTTP_RBUF 16384 /* per-connection read buffer */
+#define TP__HTTP_KEY_MAX 640 /* a pool key: "proxy:HOST:PORT " or "unix:PATH ", then the URL's */
+
+/* A proxy (proxy.c): where to connect, and the credentials for it. */
+typedef struct tp__http_proxy {
+    bool set;
+    char host[256]; /* without brackets */
+    bool host_is_ipv6;
+    uint16_t port;
+    char name[300];  /* "host:port", for keys and messages */
+    char auth[700];  /* "Basic <base64>", or "" without credentials */
+} tp__http_proxy;
+
+/* One CONNECT exchange on a connection to the proxy (proxy.c). */
+typedef struct tp__http_tunnel {
+    tp__buf req;
+    size_t sent;
+    char resp[4096]; /* the proxy's answer so far, NUL-terminated */
+    size_t rlen;
+    int status;
+    char dest[640]; /* "host:port via proxy p:port", for messages */
+} tp__http_tunnel;
 
 struct tp_http_client {
     tp_http_client_options o; /* ca_file, ca_dir, user_agent, local_address and
@@ -17,6 +38,8 @@ struct tp_http_client {
     char *client_cert, *client_key; /* mTLS files (the passphrase is never kept) */
     tp__dial_options dial; /* every connection's dial options (no callback) */
     tp__dns_cache *dns;    /* names looked up, for every thread; NULL: off (or a Unix socket) */
+    tp__http_proxy proxy_http, proxy_https; /* per destination scheme; .set false: direct */
+    char *no_proxy;        /* destinations reached directly; NULL: none */
     tp_pool *pool;
     /* NULL until the first https:// request needs it; set once, by compare-and-swap
        (no lock is held while OpenSSL loads the CA files) */
@@ -55,7 +78,7 @@ struct tp_http_response {
                                 rest was not sent, the connection is not reused */
     tp_err err;              /* sticky error of the exchange */
     int64_t deadline;        /* the request's deadline */
-    char key[300];
+    char key[TP__HTTP_KEY_MAX];
     size_t keylen;
     tp_http_response_info info;
 };
@@ -82,6 +105,28 @@ tp_err tp__http_tls_ctx(tp_http_client *c, tp__tls_ctx **out, tp_errinfo *err);
 /* tp__http_tls_ctx_make: the same, at create, with the client key's passphrase. */
 tp_err tp__http_tls_ctx_make(tp_http_client *c, const char *key_passphrase, tp__tls_ctx **out,
                              tp_errinfo *err);
+
+/* ---- proxy.c: the proxy's choice and the CONNECT tunnel ------------------------------ */
+
+/* tp__http_proxy_parse: "http://[user:password@]host[:port][/]" (userinfo percent-
+ * decoded; port 1080 when absent). TP_EINVAL says what is wrong. */
+tp_err tp__http_proxy_parse(const char *url, tp__http_proxy *out, tp_errinfo *err);
+/* tp__http_proxy_setup: the client's proxies and no_proxy from o (or the environment
+ * with proxy_from_env). TP_EINVAL, TP_ENOMEM. At create. */
+tp_err tp__http_proxy_setup(tp_http_client *c, const tp_http_client_options *o, tp_errinfo *err);
+/* tp__http_proxy_for: the proxy a request to u goes through, NULL: direct. Any thread. */
+const tp__http_proxy *tp__http_proxy_for(const tp_http_client *c, const tp__http_url *u);
+/* tp__http_tunnel_begin: prepares "CONNECT host:port" to proxy p. TP_ENOMEM, TP_EINVAL. */
+tp_err tp__http_tunnel_begin(tp__http_tunnel *t, const tp_http_client *c, const tp__http_proxy *p,
+                             const char *host, uint16_t port, tp_errinfo *err);
+/* tp__http_tunnel_step: the non-blocking step: writes the request, reads the answer.
+ * TP_OK: the tunnel is open (2xx, and nothing after the answer); TP_PENDING with *want;
+ * TP_EPROXY (the proxy refused: its status line in the message; 407 says credentials),
+ * TP_EPROTO (not HTTP, too long, bytes after it), or the stream's error. */
+tp_err tp__http_tunnel_step(tp__http_tunnel *t, tp__stream *s, int *want, tp_errinfo *err);
+/* tp__http_tunnel_run: the same, blocking until deadline (TP_ETIMEDOUT). */
+tp_err tp__http_tunnel_run(tp__http_tunnel *t, tp__stream *s, int64_t deadline, tp_errinfo *err);
+void tp__http_tunnel_free(tp__http_tunnel *t);
 
 /* ---- exchange.c ----------------------------------------------------------------- */
 

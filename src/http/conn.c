@@ -20,9 +20,12 @@ uint64_t tp__http_conn_id(void)
 size_t tp__http_key(const tp_http_client *c, const tp__http_url *u, char *out, size_t cap)
 {
     const char *sock = c->unix_socket;
-    int n = snprintf(out, cap, u->host_is_ipv6 ? "%s%s%s%s://[%s]:%u" : "%s%s%s%s://%s:%u",
-                     sock != NULL ? "unix:" : "", sock != NULL ? sock : "", sock != NULL ? " " : "",
-                     u->tls ? "https" : "http", u->host, (unsigned)u->port);
+    const tp__http_proxy *px = tp__http_proxy_for(c, u);
+    const char *pre = sock != NULL ? "unix:" : px != NULL ? "proxy:" : "";
+    const char *via = sock != NULL ? sock : px != NULL ? px->name : "";
+    int n = snprintf(out, cap, u->host_is_ipv6 ? "%s%s%s%s://[%s]:%u" : "%s%s%s%s://%s:%u", pre,
+                     via, pre[0] != '\0' ? " " : "", u->tls ? "https" : "http", u->host,
+                     (unsigned)u->port);
     return n > 0 && (size_t)n < cap ? (size_t)n : 0;
 }
 
@@ -84,15 +87,18 @@ tp_err tp__http_tls_ctx_make(tp_http_client *c, const char *key_passphrase, tp__
 static tp_err dial(tp_http_client *c, const tp__http_url *u, int64_t deadline, int *fd,
                    tp_errinfo *err)
 {
+    const tp__http_proxy *px = tp__http_proxy_for(c, u);
+    const char *host = px != NULL ? px->host : u->host;
+    uint16_t port = px != NULL ? px->port : u->port;
     tp__addrs addrs = {0};
     bool cached;
     tp_err rc = TP_OK;
     if (c->unix_socket == NULL)
-        rc = tp__resolve_cached(c->dns, u->host, u->port, deadline, &addrs, &cached, err);
+        rc = tp__resolve_cached(c->dns, host, port, deadline, &addrs, &cached, err);
     if (rc != TP_OK)
         return rc;
     tp__dial d;
-    rc = tp__dial_begin(&d, u->host, u->port, &addrs, &c->dial, deadline, err);
+    rc = tp__dial_begin(&d, host, port, &addrs, &c->dial, deadline, err);
     if (rc == TP_OK)
         rc = tp__dial_run(&d, fd, err);
     return rc;
@@ -107,8 +113,9 @@ static tp_err key_parse(const void *key, size_t keylen, char *k, size_t cap, tp_
     memcpy(k, key, keylen);
     k[keylen] = '\0';
     const char *url = k;
-    if (strncmp(k, "unix:", 5) == 0 && (url = strchr(k, ' ')) != NULL)
-        url++; /* "unix:PATH URL": the path is the client's, the URL follows */
+    if ((strncmp(k, "unix:", 5) == 0 || strncmp(k, "proxy:", 6) == 0) &&
+        (url = strchr(k, ' ')) != NULL)
+        url++; /* "unix:PATH URL", "proxy:HOST:PORT URL": the client's, the URL follows */
     return tp__http_url_parse(url != NULL ? url : k, u, err);
 }
 
@@ -116,7 +123,7 @@ static tp_err http_open(void *ctx, const void *key, size_t keylen, int64_t deadl
                         tp_errinfo *err)
 {
     tp_http_client *c = ctx;
-    char k[300];
+    char k[TP__HTTP_KEY_MAX];
     tp__http_url u;
     tp_err rc = key_parse(key, keylen, k, sizeof k, &u, err);
     if (rc != TP_OK)
@@ -129,20 +136,26 @@ static tp_err http_open(void *ctx, const void *key, size_t keylen, int64_t deadl
     hc->tls = u.tls;
     hc->s.fd = -1;
     hc->id = tp__http_conn_id();
-    char dest[400]; /* for messages: host:port, or the socket's path */
+    /* Through a proxy the socket goes to it; TLS, the key and messages name the
+     * destination. */
+    const tp__http_proxy *px = tp__http_proxy_for(c, &u);
+    const char *dial_host = px != NULL ? px->host : u.host;
+    uint16_t dial_port = px != NULL ? px->port : u.port;
+    char dest[700]; /* for messages: host:port, or the socket's path */
     if (c->unix_socket != NULL)
         snprintf(dest, sizeof dest, "unix:%s", c->unix_socket);
     else
-        snprintf(dest, sizeof dest, u.host_is_ipv6 ? "[%s]:%u" : "%s:%u", u.host, (unsigned)u.port);
+        snprintf(dest, sizeof dest, u.host_is_ipv6 ? "[%s]:%u%s%s" : "%s:%u%s%s", u.host,
+                 (unsigned)u.port, px != NULL ? " via proxy " : "", px != NULL ? px->name : "");
 
     int64_t t0 = tp_clock_now();
     tp__addrs addrs = {0};
     if (c->unix_socket == NULL) {
         emit(c, hc, TP_HTTP_TRACE_DNS_START, TP_OK, 0);
         bool cached;
-        rc = tp__resolve_cached(c->dns, u.host, u.port, deadline, &addrs, &cached, err);
+        rc = tp__resolve_cached(c->dns, dial_host, dial_port, deadline, &addrs, &cached, err);
         if (rc == TP_ETIMEDOUT)
-            rc = tp_errinfo_set(err, TP_ECONNTIMEDOUT, 0, "resolving %s timed out", u.host);
+            rc = tp_errinfo_set(err, TP_ECONNTIMEDOUT, 0, "resolving %s timed out", dial_host);
         emit(c, hc, TP_HTTP_TRACE_DNS_DONE, rc, tp_clock_now() - t0);
         if (rc != TP_OK)
             goto fail;
@@ -151,9 +164,18 @@ static tp_err http_open(void *ctx, const void *key, size_t keylen, int64_t deadl
     emit(c, hc, TP_HTTP_TRACE_CONNECT_START, TP_OK, 0);
     int fd = -1;
     tp__dial d;
-    rc = tp__dial_begin(&d, u.host, u.port, &addrs, &c->dial, deadline, err);
+    rc = tp__dial_begin(&d, dial_host, dial_port, &addrs, &c->dial, deadline, err);
     if (rc == TP_OK)
         rc = tp__dial_run(&d, &fd, err);
+    if (rc == TP_OK)
+        tp__stream_init(&hc->s, fd);
+    if (rc == TP_OK && px != NULL && u.tls) { /* the tunnel is part of connecting */
+        tp__http_tunnel t;
+        rc = tp__http_tunnel_begin(&t, c, px, u.host, u.port, err);
+        if (rc == TP_OK)
+            rc = tp__http_tunnel_run(&t, &hc->s, deadline, err);
+        tp__http_tunnel_free(&t);
+    }
     int64_t t2 = tp_clock_now();
     if (rc == TP_ETIMEDOUT)
         rc = tp_errinfo_set(err, TP_ECONNTIMEDOUT, 0, "connect to %s timed out after %.0f ms", dest,
@@ -161,7 +183,6 @@ static tp_err http_open(void *ctx, const void *key, size_t keylen, int64_t deadl
     emit(c, hc, TP_HTTP_TRACE_CONNECT_DONE, rc, t2 - t1);
     if (rc != TP_OK)
         goto fail;
-    tp__stream_init(&hc->s, fd);
 
     if (u.tls) {
         emit(c, hc, TP_HTTP_TRACE_TLS_START, TP_OK, 0);
@@ -220,7 +241,7 @@ static tp_err http_probe(void *ctx, const void *key, size_t keylen, int64_t dead
                          tp_errinfo *err)
 {
     tp_http_client *c = ctx;
-    char k[300];
+    char k[TP__HTTP_KEY_MAX];
     tp__http_url u;
     tp_err rc = key_parse(key, keylen, k, sizeof k, &u, err);
     if (rc != TP_OK)

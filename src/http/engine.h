@@ -18,6 +18,7 @@ typedef enum er_state {
     ER_ACQUIRING,  /* waiting for the pool (a connection or an open slot) */
     ER_RESOLVING,  /* on an open slot, waiting for a name lookup on a worker */
     ER_CONNECTING, /* non-blocking connect on an open slot */
+    ER_TUNNEL,     /* the proxy's CONNECT exchange on an open slot */
     ER_TLS,        /* TLS handshake on an open slot */
     ER_SENDING,    /* writing the request */
     ER_RECEIVING,  /* reading the response */
@@ -51,7 +52,7 @@ struct eng_req {
     char host[256]; /* the destination */
     uint16_t port;
     bool tls;
-    char key[300]; /* the pool key of the destination */
+    char key[TP__HTTP_KEY_MAX]; /* the pool key of the destination */
     size_t keylen;
     tp__buf head; /* serialised request line and headers */
     char *body;   /* owned copy */
@@ -65,6 +66,8 @@ struct eng_req {
     tp_conn *lease;      /* a lease, or an open slot while connecting */
     tp__http_conn *hc;   /* the connection being opened (slot) or used */
     eng_lookup *lookup;  /* resolving: the lookup waited for */
+    const tp__http_proxy *proxy; /* opening: the proxy dialed, NULL: direct */
+    tp__http_tunnel *tunnel;     /* ER_TUNNEL: its CONNECT exchange */
     tp__dial dial;       /* connecting: the dial in progress (net/dial.c) */
     bool dialing;        /* dial holds addresses or attempts */
     bool readable;       /* sending: a readable edge came (edge-triggered: the bytes it
@@ -122,7 +125,7 @@ struct tp_http_engine {
         char host[256];
         uint16_t port;
         bool tls;
-        char key[300];
+        char key[TP__HTTP_KEY_MAX];
         size_t keylen;
         tp__buf head;
     } memo;
@@ -209,6 +212,8 @@ void tp__er_got_slot(eng_req *rq, tp_conn *slot);
 void tp__eng_lookup_done(tp_http_engine *e, eng_lookup *el);
 /* tp__eng_lookup_drop: rq no longer waits for its lookup (it ends, or was canceled). */
 void tp__eng_lookup_drop(eng_req *rq);
+/* tp__er_tunnel_step: advances the CONNECT exchange; open: TLS begins. */
+void tp__er_tunnel_step(eng_req *rq);
 /* tp__er_dial_step: advances the dial (an attempt's socket is ready, or the next one is
  * due); connected: tp__er_connected; over: tp__er_open_failed. */
 void tp__er_dial_step(eng_req *rq);

@@ -187,6 +187,9 @@ void tp__er_on_events(eng_req *rq, uint32_t events)
     case ER_CONNECTING:
         tp__er_dial_step(rq);
         return;
+    case ER_TUNNEL:
+        tp__er_tunnel_step(rq);
+        return;
     case ER_TLS:
         tp__er_tls_step(rq);
         return;
@@ -213,6 +216,7 @@ static void abort_req(eng_req *rq, tp_err rc, tp_errinfo *info)
         tp__er_finish(rq, rc, info);
         return;
     case ER_RESOLVING:
+    case ER_TUNNEL:
     case ER_CONNECTING:
     case ER_TLS:
         tp__er_open_failed(rq, rc, info);

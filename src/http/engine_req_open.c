@@ -5,6 +5,7 @@
  * the slot is given back as failed. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "engine.h"
 
@@ -24,6 +25,11 @@ void tp__er_open_failed(eng_req *rq, tp_err rc, const tp_errinfo *info)
         rq->dialing = false;
     }
     tp__eng_lookup_drop(rq);
+    if (rq->tunnel != NULL) {
+        tp__http_tunnel_free(rq->tunnel);
+        tp__free(rq->tunnel);
+        rq->tunnel = NULL;
+    }
     /* A cancellation is not the destination's fault: no backoff for it. */
     tp_err verdict = tp_conn_open_failed(rq->lease, rc, info);
     rq->lease = NULL;
@@ -80,7 +86,8 @@ void tp__er_tls_step(eng_req *rq)
     open_done(rq);
 }
 
-void tp__er_connected(eng_req *rq)
+/* The socket to the destination (or the tunnel through the proxy) is up: TLS, or done. */
+static void start_tls(eng_req *rq)
 {
     tp_http_engine *e = rq->e;
     tp_http_client *c = e->c;
@@ -112,6 +119,44 @@ void tp__er_connected(eng_req *rq)
     rq->phase_code = TP_ETLSTIMEDOUT;
     tp__eng_timer_set(e, rq);
     tp__er_tls_step(rq);
+}
+
+void tp__er_tunnel_step(eng_req *rq)
+{
+    int want = 0;
+    tp_errinfo info;
+    tp_err rc = tp__http_tunnel_step(rq->tunnel, &rq->hc->s, &want, &info);
+    if (rc == TP_PENDING)
+        return; /* the connection is watched for both edges */
+    if (rc != TP_OK) {
+        tp__er_open_failed(rq, rc, &info);
+        return;
+    }
+    tp__http_tunnel_free(rq->tunnel);
+    tp__free(rq->tunnel);
+    rq->tunnel = NULL;
+    start_tls(rq);
+}
+
+void tp__er_connected(eng_req *rq)
+{
+    if (rq->proxy == NULL || !rq->hc->tls) {
+        start_tls(rq);
+        return;
+    }
+    /* An https:// destination through a proxy: CONNECT first, within connect_timeout. */
+    tp_errinfo info;
+    rq->tunnel = tp__calloc(1, sizeof *rq->tunnel);
+    tp_err rc = rq->tunnel == NULL
+                    ? tp_errinfo_set(&info, TP_ENOMEM, 0, "allocating the tunnel")
+                    : tp__http_tunnel_begin(rq->tunnel, rq->e->c, rq->proxy, rq->hc->host,
+                                            rq->hc->port, &info);
+    if (rc != TP_OK) {
+        tp__er_open_failed(rq, rc, &info);
+        return;
+    }
+    rq->state = ER_TUNNEL;
+    tp__er_tunnel_step(rq);
 }
 
 /* The dialer's callback: each attempt's socket is watched while it is in flight. */
@@ -182,6 +227,17 @@ static void lookup_finished(void *ud, tp__lookup *l)
     tp__mutex_unlock(&e->mu);
 }
 
+/* Where the socket goes: the proxy, or the destination itself. */
+static const char *dial_host(const eng_req *rq)
+{
+    return rq->proxy != NULL ? rq->proxy->host : rq->hc->host;
+}
+
+static uint16_t dial_port(const eng_req *rq)
+{
+    return rq->proxy != NULL ? rq->proxy->port : rq->hc->port;
+}
+
 /* The DNS trace events, as the blocking open emits them. */
 static void emit_dns(eng_req *rq, tp_http_trace_type type, tp_err rc, int64_t duration)
 {
@@ -210,7 +266,8 @@ static void start_dial(eng_req *rq, tp_err rc, const tp__addrs *addrs, tp_errinf
     o.on_socket = on_dial_socket;
     o.ud = rq;
     rq->watch_rc = TP_OK;
-    rc = tp__dial_begin(&rq->dial, hc->host, hc->port, addrs, &o,
+    (void)hc;
+    rc = tp__dial_begin(&rq->dial, dial_host(rq), dial_port(rq), addrs, &o,
                         TP__MIN(rq->phase_deadline, rq->deadline), info);
     if (rc != TP_OK) {
         tp__er_open_failed(rq, rc, info);
@@ -224,11 +281,10 @@ static void start_dial(eng_req *rq, tp_err rc, const tp__addrs *addrs, tp_errinf
  * deadline), on the loop; dials the outcome. */
 static void resolve_here(eng_req *rq)
 {
-    tp__http_conn *hc = rq->hc;
     tp__addrs addrs = {0};
     bool cached;
     tp_errinfo info;
-    tp_err rc = tp__resolve_cached(rq->e->c->dns, hc->host, hc->port,
+    tp_err rc = tp__resolve_cached(rq->e->c->dns, dial_host(rq), dial_port(rq),
                                    TP__MIN(rq->phase_deadline, rq->deadline), &addrs, &cached,
                                    &info);
     start_dial(rq, rc == TP_ETIMEDOUT ? TP_ECONNTIMEDOUT : rc, &addrs, &info);
@@ -253,6 +309,9 @@ void tp__er_got_slot(eng_req *rq, tp_conn *slot)
     hc->s.fd = -1;
     hc->id = tp__http_conn_id();
     rq->hc = hc;
+    tp__http_url dest = {.tls = hc->tls, .port = hc->port};
+    memcpy(dest.host, hc->host, sizeof dest.host);
+    rq->proxy = tp__http_proxy_for(c, &dest);
     rq->phase_start = tp_clock_now();
     rq->phase_deadline = tp__saturating_add(rq->phase_start, c->connect_timeout);
     rq->phase_code = TP_ECONNTIMEDOUT;
@@ -268,14 +327,16 @@ void tp__er_got_slot(eng_req *rq, tp_conn *slot)
         start_dial(rq, TP_OK, NULL, &info);
         return;
     }
-    if (tp__is_ip_literal(hc->host)) { /* no lookup, nothing to wait for */
+    const char *host = dial_host(rq);
+    uint16_t port = dial_port(rq);
+    if (tp__is_ip_literal(host)) { /* no lookup, nothing to wait for */
         resolve_here(rq);
         return;
     }
     emit_dns(rq, TP_HTTP_TRACE_DNS_START, TP_OK, 0);
     tp__addrs addrs;
     tp_err rc;
-    if (tp__dns_cache_get(c->dns, hc->host, hc->port, rq->phase_start, &addrs, &rc, &info)) {
+    if (tp__dns_cache_get(c->dns, host, port, rq->phase_start, &addrs, &rc, &info)) {
         emit_dns(rq, TP_HTTP_TRACE_DNS_DONE, rc, tp_clock_now() - rq->phase_start);
         start_dial(rq, rc, &addrs, &info);
         return;
@@ -289,9 +350,9 @@ void tp__er_got_slot(eng_req *rq, tp_conn *slot)
     }
     el->e = e;
     el->rq = rq;
-    snprintf(el->host, sizeof el->host, "%s", hc->host);
-    el->port = hc->port;
-    rc = tp__lookup_start(hc->host, hc->port, lookup_finished, el, &el->l, &info);
+    snprintf(el->host, sizeof el->host, "%s", host);
+    el->port = port;
+    rc = tp__lookup_start(host, port, lookup_finished, el, &el->l, &info);
     if (rc != TP_OK) {
         tp__free(el);
         resolve_here(rq); /* no worker took it (a full queue): bounded, rather than fail */

@@ -2,6 +2,7 @@
  * request head, the body sink, feeding buffered bytes to the parser, the first response
  * byte, the Keep-Alive hint, the retry rule, and what a finished response means for its
  * connection. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -17,23 +18,41 @@ tp_err tp__http_build_head(tp_http_client *c, const tp_http_request *req, const 
     for (size_t i = 0; i < n && !has_ua; i++)
         has_ua =
             req->header_names[i] != NULL && strcasecmp(req->header_names[i], "User-Agent") == 0;
-    /* Room for the caller's headers and User-Agent: on the stack for the usual few. */
+    /* A plain request through a proxy names its whole URL and carries the proxy's
+     * credentials (a tunnel's requests are the destination's own). */
+    const tp__http_proxy *px = u->tls ? NULL : tp__http_proxy_for(c, u);
+    tp__http_url absolute;
+    if (px != NULL) {
+        absolute = *u;
+        int w = snprintf(absolute.target, sizeof absolute.target,
+                         u->host_is_ipv6 ? "http://[%s]:%u%s" : "http://%s:%u%s", u->host,
+                         (unsigned)u->port, u->target);
+        if (w < 0 || (size_t)w >= sizeof absolute.target)
+            return tp_errinfo_set(err, TP_EINVAL, 0, "url: too long for a proxy request");
+        u = &absolute;
+    }
+    /* Room for the caller's headers, User-Agent and Proxy-Authorization: on the stack
+     * for the usual few. */
     const char *stack_names[16], *stack_values[16];
-    bool heap = n + 1 > 16;
-    const char **names = heap ? tp__malloc((n + 1) * sizeof *names) : stack_names;
-    const char **values = heap ? tp__malloc((n + 1) * sizeof *values) : stack_values;
+    bool heap = n + 2 > 16;
+    const char **names = heap ? tp__malloc((n + 2) * sizeof *names) : stack_names;
+    const char **values = heap ? tp__malloc((n + 2) * sizeof *values) : stack_values;
     tp_err rc = TP_ENOMEM;
     if (names != NULL && values != NULL) {
-        for (size_t i = 0; i < n; i++) {
-            names[i] = req->header_names[i];
-            values[i] = req->header_values[i];
+        size_t k = 0;
+        for (size_t i = 0; i < n; i++, k++) {
+            names[k] = req->header_names[i];
+            values[k] = req->header_values[i];
         }
         if (!has_ua) {
-            names[n] = "User-Agent";
-            values[n] = c->user_agent;
+            names[k] = "User-Agent";
+            values[k++] = c->user_agent;
         }
-        rc = tp__http_req_build(out, method, u, names, values, has_ua ? n : n + 1, req->body_len,
-                                true, err);
+        if (px != NULL && px->auth[0] != '\0') {
+            names[k] = "Proxy-Authorization";
+            values[k++] = px->auth;
+        }
+        rc = tp__http_req_build(out, method, u, names, values, k, req->body_len, true, err);
     } else {
         tp_errinfo_set(err, TP_ENOMEM, 0, "building the request");
     }

@@ -26,6 +26,11 @@
 #               the echo module is installed (NGINX_CHUNKED=1 in DIR/env), else 404
 #     /remote   200, the client's address as nginx saw it ($remote_addr; "unix:" over
 #               the socket)
+#     /redir/301, /redir/302 -> /; /redir/303, /redir/307, /redir/308 -> /echo;
+#     /redir/rel -> "../remote" (a relative Location); /redir/loop -> itself;
+#     /redir/tls -> https://localhost:NGINX_HTTPS_PORT/auth (another origin)
+#     /auth     200, "auth=<Authorization> cookie=<Cookie>" as received (also on server 3,
+#               with /redir/same -> /auth there)
 #     the same server also listens on the Unix socket DIR/nginx.sock (NGINX_UNIX_SOCKET)
 #   server 2, NGINX_HTTP_SHORT_KA_PORT: keepalive_timeout 1s; / as above
 #   server 3, NGINX_HTTPS_PORT: TLS 1.2 and 1.3, certificate for DNS:localhost,
@@ -315,6 +320,16 @@ http {
       error_page 418 = @echo;
     }
     location = /echo-teapot { return 418; }
+    # Redirects (the client follows them only with max_redirects).
+    location = /redir/301 { return 301 /; }
+    location = /redir/302 { return 302 /; }
+    location = /redir/303 { return 303 /echo; }
+    location = /redir/307 { return 307 /echo; }
+    location = /redir/308 { return 308 /echo; }
+    location = /redir/rel { absolute_redirect off; return 302 ../remote; }
+    location = /redir/loop { return 302 /redir/loop; }
+    location = /redir/tls { return 302 https://localhost:$p3/auth; }
+    location = /auth { return 200 "auth=\$http_authorization cookie=\$http_cookie"; }
     # The request ends here, so here it is logged (as the client sent it, /echo?...).
     location @echo {
       access_log $dir/echo.log request_uri;
@@ -339,6 +354,8 @@ http {
     ssl_session_tickets on;
     location = / { try_files /body =404; }
     location = /big { try_files /big =404; }
+    location = /redir/same { return 302 /auth; }
+    location = /auth { return 200 "auth=\$http_authorization cookie=\$http_cookie"; }
   }
   server {
     listen 127.0.0.1:$p4 ssl;

@@ -75,6 +75,14 @@ typedef struct tp_http_client_options {
                                         response header. 30 s */
     int64_t request_timeout;         /* whole request (wait, connect, exchange, body read
                                         in full). TP_DURATION_INFINITE */
+    int max_redirects;               /* follow up to this many redirects (301, 302,
+                                        303, 307, 308 with Location): 303 (and a POST
+                                        answered 301/302) becomes a GET without the
+                                        body, 307/308 keep method and body;
+                                        Authorization, Cookie and Proxy-Authorization
+                                        are dropped once a hop leaves the first origin.
+                                        More: TP_ELIMIT. 0 (default): none, the 3xx is
+                                        the response */
     size_t max_header_bytes;         /* status line + headers. 64 KiB */
     size_t max_body_bytes;           /* a body read in full. 64 MiB */
     size_t drain_max_bytes;          /* unread body drained on free. 256 KiB */
@@ -220,6 +228,7 @@ typedef struct tp_http_response_info {
     bool retried;      /* the first attempt failed and this is the retry's response */
     bool keep_alive;   /* the connection may be reused (known once the body is read) */
     bool tls_resumed;  /* the TLS session was resumed (new connections only) */
+    int redirects;     /* redirects followed to reach this response */
     bool early;        /* the server answered before the request body was all sent
                           (413, 401...): the rest was not sent, the connection closed */
     int http_minor;    /* 1 for HTTP/1.1, 0 for 1.0 */

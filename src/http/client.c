@@ -74,6 +74,8 @@ tp_err tp_http_client_create(const tp_http_client_options *o, tp_http_client **o
     if (o->max_header_bytes < 256)
         return tp_errinfo_set(err, TP_EINVAL, 0, "max_header_bytes: %zu is too small (< 256)",
                               o->max_header_bytes);
+    if (o->max_redirects < 0)
+        return tp_errinfo_set(err, TP_EINVAL, 0, "max_redirects: negative");
     if (o->tcp_keepalive_idle_s < 0)
         return tp_errinfo_set(err, TP_EINVAL, 0, "tcp_keepalive_idle_s: negative");
     if (o->tcp_user_timeout < 0 || o->happy_eyeballs_delay < 0)

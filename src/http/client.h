@@ -128,6 +128,44 @@ tp_err tp__http_tunnel_step(tp__http_tunnel *t, tp__stream *s, int *want, tp_err
 tp_err tp__http_tunnel_run(tp__http_tunnel *t, tp__stream *s, int64_t deadline, tp_errinfo *err);
 void tp__http_tunnel_free(tp__http_tunnel *t);
 
+/* ---- redirect.c: following redirects (both paths) --------------------------------- */
+
+/* The request a redirect is followed with: owned copies (the caller's strings may go). */
+typedef struct tp__http_hop {
+    tp__http_url url;
+    char *method;
+    char **names, **values; /* the caller's headers, minus credentials once off-origin */
+    size_t nheaders;
+    const void *body; /* the caller's (blocking) or the engine's copy */
+    size_t body_len;
+    int redirects;    /* followed so far */
+} tp__http_hop;
+
+bool tp__http_is_redirect(int status);
+/* tp__http_redirect_method / _keeps_body: RFC 9110 15.4 as browsers apply it: 303 is a
+ * GET (a HEAD stays HEAD), 301 and 302 turn a POST into a GET, 307 and 308 keep both. */
+const char *tp__http_redirect_method(int status, const char *method);
+bool tp__http_redirect_keeps_body(int status, const char *method);
+bool tp__http_same_origin(const tp__http_url *a, const tp__http_url *b);
+bool tp__http_header_is_credential(const char *name);
+/* tp__http_redirect_target: Location resolved against base (RFC 3986 5.2: absolute,
+ * "//host/...", "/path", "?query", "relative/path", dot segments removed, fragment
+ * dropped). TP_EPROTO: missing, not http(s), or not a valid URL. */
+tp_err tp__http_redirect_target(const tp__http_url *base, const char *location, tp__http_url *out,
+                                tp_errinfo *err);
+/* tp__http_hop_init: copies req (URL parsed into hop->url) for later hops. TP_ENOMEM. */
+tp_err tp__http_hop_init(tp__http_hop *hop, const tp_http_request *req, const char *method,
+                         const tp__http_url *u, tp_errinfo *err);
+/* tp__http_hop_next: the hop after response status/location: URL, method, body and
+ * headers changed as the rules say. TP_ELIMIT past max (message names the last hop),
+ * TP_EPROTO (bad Location), TP_ENOMEM. */
+tp_err tp__http_hop_next(tp__http_hop *hop, int status, const char *location, int max,
+                         tp_errinfo *err);
+/* tp__http_hop_request: hop as a request for the next attempt (url points into buf). */
+void tp__http_hop_request(const tp__http_hop *hop, const tp_http_request *orig, char *buf,
+                          size_t cap, tp_http_request *out);
+void tp__http_hop_free(tp__http_hop *hop);
+
 /* ---- exchange.c ----------------------------------------------------------------- */
 
 /* tp__http_read_until: reads and parses until the response header is complete

@@ -59,6 +59,7 @@ struct eng_req {
     size_t body_len;
     unsigned flags;
     size_t sent; /* bytes of head + body written */
+    tp__http_hop *hop; /* with max_redirects: the chain so far (redirect.c); else NULL */
 
     /* progress */
     int attempt;         /* 0, or 1 for the retry on a fresh connection */
@@ -201,6 +202,18 @@ void tp__er_free(eng_req *rq);
 void tp__er_finish(eng_req *rq, tp_err rc, const tp_errinfo *info);
 /* tp__er_acquire: asks the pool for a connection or an open slot (again for the retry). */
 void tp__er_acquire(eng_req *rq);
+
+/* tp__er_new_response: rq->r, fresh for an attempt or a hop; false: out of memory. */
+bool tp__er_new_response(eng_req *rq);
+
+/* ---- engine_req_redirect.c: the next hop of a redirect ------------------------------ */
+
+/* tp__er_redirect: rq completed; if its response is a redirect to follow, sends rq on to
+ * the next hop (or finishes it with the hop's error) and returns true; false: deliver. */
+bool tp__er_redirect(eng_req *rq);
+/* tp__er_hop_init: at submit, with max_redirects: keeps what later hops need. */
+tp_err tp__er_hop_init(eng_req *rq, const tp_http_request *req, const char *method,
+                       tp_errinfo *err);
 
 /* ---- engine_req_open.c: opening a connection on an open slot -------------------------- */
 

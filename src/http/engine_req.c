@@ -22,6 +22,10 @@ void tp__er_free(eng_req *rq)
     tp__buf_free(&rq->head);
     tp__free(rq->body);
     tp__free(rq->method);
+    if (rq->hop != NULL) {
+        tp__http_hop_free(rq->hop);
+        tp__free(rq->hop);
+    }
     tp__free(rq);
 }
 
@@ -31,6 +35,8 @@ void tp__er_free(eng_req *rq)
 void tp__er_finish(eng_req *rq, tp_err rc, const tp_errinfo *info)
 {
     tp_http_engine *e = rq->e;
+    if (rc == TP_OK && rq->hop != NULL && tp__er_redirect(rq))
+        return; /* on its way to the next hop, or finished there */
     tp__eng_timer_clear(e, rq);
     if (rq->state != ER_NEW) {
         if (rq->prev_a != NULL)
@@ -122,21 +128,28 @@ void tp__er_acquire(eng_req *rq)
 
 void tp__er_start(eng_req *rq)
 {
-    tp_http_client *c = rq->e->c;
     if (rq->cancel) {
         rq->state = ER_ACQUIRING; /* so tp__er_finish() unlinks it from the active list */
         tp_errinfo info;
         tp__er_finish(rq, tp_errinfo_set(&info, TP_ECANCELED, 0, "canceled"), &info);
         return;
     }
-    tp_http_response *r = tp__calloc(1, sizeof *r);
-    rq->r = r;
-    if (r == NULL) {
+    if (!tp__er_new_response(rq)) {
         rq->state = ER_ACQUIRING;
         tp_errinfo info;
         tp__er_finish(rq, tp_errinfo_set(&info, TP_ENOMEM, 0, "allocating the response"), &info);
         return;
     }
+    tp__er_acquire(rq);
+}
+
+bool tp__er_new_response(eng_req *rq)
+{
+    tp_http_client *c = rq->e->c;
+    tp_http_response *r = tp__calloc(1, sizeof *r);
+    rq->r = r;
+    if (r == NULL)
+        return false;
     r->client = c;
     r->max_body = c->o.max_body_bytes;
     r->deadline = rq->deadline;
@@ -145,7 +158,7 @@ void tp__er_start(eng_req *rq)
     r->keylen = rq->keylen;
     tp__buf_init(&r->body);
     tp__http_resp_init(&r->parse, rq->method, c->o.max_header_bytes, tp__http_on_body, r);
-    tp__er_acquire(rq);
+    return true;
 }
 
 void tp__er_on_result(eng_req *rq)

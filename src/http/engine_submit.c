@@ -107,6 +107,8 @@ tp_err tp_http_engine_submit(tp_http_engine *e, const tp_http_request *req, tp_h
             memcpy(rq->body, req->body, req->body_len);
         rq->body_len = req->body_len;
     }
+    if (rc == TP_OK && c->o.max_redirects > 0)
+        rc = tp__er_hop_init(rq, req, method, err);
     int64_t timeout = req->timeout == TP_DURATION_DEFAULT ? c->o.request_timeout : req->timeout;
     if (rc == TP_OK && timeout <= 0)
         rc = tp_errinfo_set(err, TP_EINVAL, 0, "timeout: must be positive");

@@ -2,6 +2,7 @@
  * the response header (and body), the Keep-Alive hint, and the single safe retry on a
  * fresh connection when a reused one turns out to be dead. */
 #include <errno.h>
+#include <stdio.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
@@ -153,8 +154,9 @@ static tp_err attempt(tp_http_client *c, const tp_http_request *req, const tp__b
     return rc;
 }
 
-tp_err tp_http_client_do(tp_http_client *c, const tp_http_request *req, tp_http_response **out,
-                         tp_errinfo *err)
+/* One request, no redirect followed. */
+static tp_err do_once(tp_http_client *c, const tp_http_request *req, tp_http_response **out,
+                      tp_errinfo *err)
 {
     if (c == NULL || req == NULL || out == NULL || req->url == NULL)
         return tp_errinfo_set(err, TP_EINVAL, 0, "client, request, url and out are required");
@@ -245,6 +247,70 @@ tp_err tp_http_client_do(tp_http_client *c, const tp_http_request *req, tp_http_
     tp_errinfo_clear(err);
     *out = r;
     return TP_OK;
+}
+
+/* Follows redirects: each hop is a request of its own (its own connection, retry and
+ * checks), all within the first request's deadline. */
+static tp_err follow(tp_http_client *c, const tp_http_request *req, tp_http_response **out,
+                     tp_errinfo *err)
+{
+    const char *method = req->method != NULL ? req->method : "GET";
+    int64_t timeout = req->timeout == TP_DURATION_DEFAULT ? c->o.request_timeout : req->timeout;
+    if (timeout <= 0)
+        return tp_errinfo_set(err, TP_EINVAL, 0, "timeout: must be positive");
+    int64_t deadline = tp__saturating_add(tp_clock_now(), timeout);
+    tp__http_url u;
+    tp_err rc = tp__http_url_parse(req->url, &u, err);
+    if (rc != TP_OK)
+        return rc;
+    tp__http_hop hop;
+    rc = tp__http_hop_init(&hop, req, method, &u, err);
+    if (rc != TP_OK)
+        return rc;
+    tp_http_request cur = *req;
+    char url[2400];
+    for (;;) {
+        if (deadline != TP_DURATION_INFINITE) {
+            int64_t left = deadline - tp_clock_now();
+            if (left <= 0) {
+                rc = tp_errinfo_set(err, TP_EREQTIMEDOUT, 0,
+                                    "the request's deadline passed after %d redirects",
+                                    hop.redirects);
+                break;
+            }
+            cur.timeout = left;
+        }
+        tp_http_response *r = NULL;
+        rc = do_once(c, &cur, &r, err);
+        if (rc != TP_OK)
+            break;
+        int status = tp_http_response_status(r);
+        const char *loc = tp_http_response_header(r, "Location");
+        if (!tp__http_is_redirect(status) || loc == NULL || (req->flags & TP_HTTP_STREAM)) {
+            r->info.redirects = hop.redirects;
+            *out = r;
+            break;
+        }
+        char location[2048];
+        snprintf(location, sizeof location, "%s", loc);
+        tp_http_response_free(r); /* its connection goes back (or is closed) first */
+        rc = tp__http_hop_next(&hop, status, location, c->o.max_redirects, err);
+        if (rc != TP_OK)
+            break;
+        tp__http_hop_request(&hop, req, url, sizeof url, &cur);
+    }
+    tp__http_hop_free(&hop);
+    return rc;
+}
+
+tp_err tp_http_client_do(tp_http_client *c, const tp_http_request *req, tp_http_response **out,
+                         tp_errinfo *err)
+{
+    if (c != NULL && req != NULL && out != NULL && req->url != NULL && c->o.max_redirects > 0) {
+        *out = NULL;
+        return follow(c, req, out, err);
+    }
+    return do_once(c, req, out, err);
 }
 
 tp_err tp_http_get(tp_http_client *c, const char *url, tp_http_response **out, tp_errinfo *err)

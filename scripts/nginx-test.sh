@@ -16,6 +16,7 @@
 #     /close    the same body with "Connection: close" (keepalive_timeout 0)
 #     /status   204, no body
 #     /big      1 MiB (1048576 bytes): 65536 lines of 16 bytes, line k = printf("%015d\n", k)
+#     /huge     100 MiB (104857600 bytes) of zeros (a sparse file)
 #     /ka-hint  the 13-byte body plus "Keep-Alive: timeout=3"; the server really closes
 #               that connection after 3 s idle
 #     /echo     200 with the request body as the response body (Content-Length), any
@@ -259,6 +260,7 @@ gen_files() {
     printf 'hello, world\n' >"$dir/www/body"
     awk 'BEGIN { for (i = 0; i < 65536; i++) printf "%015d\n", i }' >"$dir/www/big"
     [[ $(wc -c <"$dir/www/big") -eq 1048576 ]] || die "could not write $dir/www/big"
+    truncate -s 104857600 "$dir/www/huge" # sparse: 100 MiB of zeros, no disk
 }
 
 write_conf() {
@@ -307,6 +309,7 @@ http {
     location = /close { keepalive_timeout 0; try_files /body =404; }
     location = /status { return 204; }
     location = /big { try_files /big =404; }
+    location = /huge { try_files /huge =404; }
     location = /ka-hint { keepalive_timeout 3s; add_header Keep-Alive "timeout=3"; try_files /body =404; }
     # Stock nginx cannot echo a body directly: proxying makes it read the body into
     # \$request_body, the upstream (ourselves) answers 418, and error_page hands the

@@ -81,8 +81,9 @@ typedef struct tp_http_client_options {
                                         body, 307/308 keep method and body;
                                         Authorization, Cookie and Proxy-Authorization
                                         are dropped once a hop leaves the first origin.
-                                        More: TP_ELIMIT. 0 (default): none, the 3xx is
-                                        the response */
+                                        More: TP_ELIMIT. Not for a body_source (it
+                                        cannot be sent twice): its 3xx is the answer.
+                                        0 (default): none, the 3xx is the response */
     size_t max_header_bytes;         /* status line + headers. 64 KiB */
     size_t max_body_bytes;           /* a body read in full. 64 MiB */
     size_t drain_max_bytes;          /* unread body drained on free. 256 KiB */
@@ -172,6 +173,25 @@ TP_EXTERN tp_pool *tp_http_client_pool(tp_http_client *c);
                                    (the request carries an idempotency key) */
 #define TP_HTTP_NO_RETRY 0x4u   /* never retry */
 
+/* TP_HTTP_PAUSE: returned by a body callback (below): nothing more for now. The engine
+ * calls it again after tp_http_engine_resume() for that request. */
+#define TP_HTTP_PAUSE 1
+
+/* A request body produced as it is sent: writes up to cap bytes into buf and their
+ * count into *len (0: the body is complete) and returns 0; or TP_HTTP_PAUSE (engine
+ * only: no bytes yet, resume the request when there are); or a negative tp_err, which
+ * ends the request with it. The blocking call runs it on its thread; the engine on its
+ * loop thread, where it must not block. A request whose source was called once is
+ * never retried (its bytes cannot be produced again). */
+typedef int (*tp_http_body_source_fn)(void *ud, char *buf, size_t cap, size_t *len);
+
+/* The engine's streamed response body: each decoded chunk as it arrives (valid during
+ * the call). Return 0 to go on; TP_HTTP_PAUSE to stop reading (the socket's window
+ * closes: the server is held back, memory stays flat) until tp_http_engine_resume();
+ * anything else ends the request with TP_ECANCELED. The response handed to the done
+ * callback then has an empty body. Loop thread. */
+typedef int (*tp_http_body_sink_fn)(void *ud, const char *data, size_t len);
+
 typedef struct tp_http_request {
     const char *method;  /* "GET", "POST", ... (NULL: GET) */
     const char *url;     /* absolute http:// or https:// URL */
@@ -182,6 +202,12 @@ typedef struct tp_http_request {
     size_t body_len;
     int64_t timeout;     /* whole request; TP_DURATION_DEFAULT: the client's */
     unsigned flags;
+    tp_http_body_source_fn body_source; /* instead of body: produced while sending */
+    void *body_source_ud;
+    int64_t body_source_len; /* its length (Content-Length), or -1: unknown, sent
+                                chunked (Transfer-Encoding: chunked) */
+    tp_http_body_sink_fn on_body; /* engine only: stream the response body to it */
+    void *on_body_ud;
 } tp_http_request;
 
 /* tp_http_client_do: sends the request and reads the response header and (unless
@@ -289,6 +315,11 @@ TP_EXTERN tp_err tp_http_engine_submit(tp_http_engine *e, const tp_http_request 
  * will end with TP_ECANCELED unless it completes first (its callback runs once either
  * way); TP_ESTATE: no such id was ever issued; TP_ENOMEM. Any thread. */
 TP_EXTERN tp_err tp_http_engine_cancel(tp_http_engine *e, uint64_t id);
+
+/* tp_http_engine_resume: a request whose body_source or on_body returned TP_HTTP_PAUSE
+ * goes on (a request that is not paused is unaffected). Any thread. TP_EINVAL for an id
+ * never issued; TP_ENOMEM. */
+TP_EXTERN tp_err tp_http_engine_resume(tp_http_engine *e, uint64_t id);
 
 /* tp_http_engine_fd: a descriptor that is readable when the engine has work; for callers
  * that integrate it into their own loop (then call tp_http_engine_poll(e, 0)). */

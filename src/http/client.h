@@ -74,6 +74,12 @@ struct tp_http_response {
     uint64_t drain_limit;    /* stop draining past this many body bytes */
     bool got_byte;           /* a response byte arrived for this attempt */
     int64_t written_at;      /* when the request was written */
+    tp_http_body_sink_fn sink; /* engine: the caller's chunk callback (on_body), or NULL */
+    void *sink_ud;
+    bool paused;             /* sink said TP_HTTP_PAUSE: chunks wait in body (bounded by
+                                one read: nothing is read while paused) */
+    bool sink_stopped;       /* sink ended the request */
+    bool source_started;     /* the request's body_source was called: no retry */
     bool early;              /* the server answered before the request was all sent: the
                                 rest was not sent, the connection is not reused */
     tp_err err;              /* sticky error of the exchange */
@@ -188,6 +194,13 @@ int tp__http_on_body(void *ud, const char *data, size_t len);
 void tp__http_got_bytes(tp_http_response *r, size_t got);
 /* tp__http_feed: parses the buffered bytes of r->conn (ETOOBIG when the body cap hit). */
 tp_err tp__http_feed(tp_http_response *r, tp_errinfo *err);
+/* tp__http_sink_flush: a paused sink resumed: hands it what waited, until it pauses
+ * again (true: all delivered). */
+bool tp__http_sink_flush(tp_http_response *r);
+/* tp__http_chunk_frame: the chunked framing of a body piece of n bytes: its size line
+ * into head (cap >= 20), "\r\n" after the data; n 0 is the last chunk ("0\r\n\r\n"
+ * as head). Returns the head's length. */
+size_t tp__http_chunk_frame(size_t n, char *head, size_t cap);
 /* tp__http_take_early: while the request is being written: parses what the server sent
  * so far, without blocking. true: a final response header is complete, an early answer
  * (413, 401...; RFC 9112 section 9.5): stop sending, read it, do not reuse the

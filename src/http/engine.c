@@ -217,7 +217,10 @@ static void process_cancels(tp_http_engine *e)
         cancel_note *next = n->next;
         for (eng_req *rq = e->active; rq != NULL; rq = rq->next_a)
             if (rq->id == n->id) {
-                tp__er_cancel(rq);
+                if (n->resume)
+                    tp__er_resume(rq);
+                else
+                    tp__er_cancel(rq);
                 break;
             }
         tp__free(n);

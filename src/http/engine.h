@@ -60,6 +60,15 @@ struct eng_req {
     unsigned flags;
     size_t sent; /* bytes of head + body written */
     tp__http_hop *hop; /* with max_redirects: the chain so far (redirect.c); else NULL */
+    tp_http_body_source_fn source; /* the body produced while sending, or NULL */
+    void *source_ud;
+    int64_t source_len;  /* -1: chunked */
+    char *piece;         /* the source's current piece, framed; NULL until needed */
+    size_t piece_off, piece_len; /* written of it, its length */
+    uint64_t source_total; /* bytes the source gave */
+    bool source_started, source_done, source_paused;
+    tp_http_body_sink_fn sink; /* on_body */
+    void *sink_ud;
 
     /* progress */
     int attempt;         /* 0, or 1 for the retry on a fresh connection */
@@ -100,9 +109,11 @@ typedef struct fd_slot {
     uint64_t conn_id; /* the connection whose fd is registered in our epoll; 0: none */
 } fd_slot;
 
-/* A cancellation for a request the loop has started (any thread leaves it). */
+/* A cancellation (or a resume) for a request the loop has started (any thread leaves
+ * it). */
 typedef struct cancel_note {
     uint64_t id;
+    bool resume; /* tp_http_engine_resume(), not a cancel */
     struct cancel_note *next;
 } cancel_note;
 
@@ -195,6 +206,8 @@ void tp__er_on_events(eng_req *rq, uint32_t events);
 void tp__er_on_timer(eng_req *rq, int64_t now);
 /* Ends it with TP_ECANCELED (cancel or engine destroy). */
 void tp__er_cancel(eng_req *rq);
+/* tp__er_resume: a paused body source or sink goes on. */
+void tp__er_resume(eng_req *rq);
 /* Frees a request that has completed or never started. */
 void tp__er_free(eng_req *rq);
 /* tp__er_finish: ends rq with rc (the response on TP_OK) through its callback; frees it

@@ -21,6 +21,7 @@ void tp__er_free(eng_req *rq)
         tp__dial_abort(&rq->dial);
     tp__buf_free(&rq->head);
     tp__free(rq->body);
+    tp__free(rq->piece);
     tp__free(rq->method);
     if (rq->hop != NULL) {
         tp__http_hop_free(rq->hop);
@@ -157,6 +158,8 @@ bool tp__er_new_response(eng_req *rq)
     memcpy(r->key, rq->key, rq->keylen);
     r->keylen = rq->keylen;
     tp__buf_init(&r->body);
+    r->sink = rq->sink;
+    r->sink_ud = rq->sink_ud;
     tp__http_resp_init(&r->parse, rq->method, c->o.max_header_bytes, tp__http_on_body, r);
     return true;
 }

@@ -2,6 +2,8 @@
  * it, write the request, read and parse the response, release the connection with the
  * blocking call's decision, and the retry on a fresh connection when a reused one turns
  * out dead before any response byte. */
+#include <string.h>
+
 #include "engine.h"
 
 /* ---- the exchange on a leased connection --------------------------------------------- */
@@ -16,7 +18,8 @@ static void exchange_failed(eng_req *rq, tp_err rc, const tp_errinfo *info)
     rq->lease = NULL;
     rq->hc = NULL;
     r->conn = NULL;
-    if (rq->attempt == 0 && reused && !r->got_byte && tp__http_conn_died(rc) &&
+    if (rq->attempt == 0 && reused && !r->got_byte && !rq->source_started &&
+        tp__http_conn_died(rc) &&
         tp__http_retry_safe(rq->flags, rq->method, rq->body_len, rq->sent)) {
         tp_http_client *c = e->c;
         if (c->o.trace != NULL) {
@@ -63,6 +66,8 @@ void tp__er_receive(eng_req *rq)
     tp__http_conn *hc = rq->hc;
     tp_errinfo info;
     for (;;) {
+        if (r->paused)
+            return; /* nothing is read until tp_http_engine_resume(): the window closes */
         if (r->parse.done) { /* an early answer may be complete before we read here */
             complete(rq);
             return;
@@ -103,6 +108,76 @@ void tp__er_receive(eng_req *rq)
             complete(rq);
             return;
         }
+    }
+}
+
+/* The next framed piece of the body source into rq->piece. TP_OK (piece_len 0 and
+ * source_done: nothing more), TP_PENDING (paused), or the error that ends the request. */
+static tp_err next_piece(eng_req *rq, tp_errinfo *info)
+{
+    enum { PIECE = 64 * 1024 };
+    if (rq->piece == NULL && (rq->piece = tp__malloc(PIECE + 32)) == NULL)
+        return tp_errinfo_set(info, TP_ENOMEM, 0, "allocating the body buffer");
+    bool chunked = rq->source_len < 0;
+    size_t n = 0;
+    rq->source_started = true;
+    int v = rq->source(rq->source_ud, rq->piece + 24, PIECE, &n);
+    if (v == TP_HTTP_PAUSE) {
+        rq->source_paused = true;
+        return TP_PENDING;
+    }
+    if (v != 0)
+        return tp_errinfo_set(info, v < 0 ? (tp_err)v : TP_EINVAL, 0,
+                              "the body source ended the request (%d)", v);
+    if (n > PIECE)
+        return tp_errinfo_set(info, TP_EINVAL, 0, "the body source wrote %zu bytes into %d", n,
+                              (int)PIECE);
+    rq->source_total += n;
+    if (!chunked && (rq->source_total > (uint64_t)rq->source_len ||
+                     (n == 0 && rq->source_total != (uint64_t)rq->source_len)))
+        return tp_errinfo_set(info, TP_EINVAL, 0,
+                              "the body source gave %llu bytes, %lld were announced",
+                              (unsigned long long)rq->source_total, (long long)rq->source_len);
+    rq->piece_off = 24;
+    rq->piece_len = 24 + n;
+    if (chunked) {
+        char head[24];
+        size_t hl = tp__http_chunk_frame(n, head, sizeof head);
+        rq->piece_off = 24 - hl;
+        memcpy(rq->piece + rq->piece_off, head, hl);
+        if (n > 0) {
+            memcpy(rq->piece + 24 + n, "\r\n", 2);
+            rq->piece_len += 2;
+        }
+    }
+    rq->source_done = n == 0;
+    return TP_OK;
+}
+
+/* Writes the body source's pieces; TP_OK when all is sent, TP_PENDING (wait for an edge
+ * or a resume), or the error. An early answer: *early. */
+static tp_err send_source(eng_req *rq, bool *early, tp_errinfo *info)
+{
+    tp__http_conn *hc = rq->hc;
+    for (;;) {
+        if (rq->piece_off == rq->piece_len) {
+            if (rq->source_done)
+                return TP_OK;
+            tp_err rc = next_piece(rq, info);
+            if (rc != TP_OK)
+                return rc;
+            continue;
+        }
+        size_t put = 0;
+        int want = 0;
+        tp_err rc = tp__stream_write_step(&hc->s, rq->piece + rq->piece_off,
+                                          rq->piece_len - rq->piece_off, &put, &want, info);
+        rq->piece_off += put;
+        rq->sent += put;
+        if (rc != TP_OK && (*early = tp__http_take_early(rq->r)))
+            return TP_OK;
+        if (rc != TP_OK)
+            return rc;
     }
 }
 
@@ -151,6 +226,22 @@ void tp__er_send_request(eng_req *rq)
             exchange_failed(rq, rc, &info);
             return;
         }
+    }
+    if (rq->source != NULL && !rq->source_paused) {
+        bool early = false;
+        tp_err rc = send_source(rq, &early, &info);
+        if (early) {
+            answered_early(rq);
+            return;
+        }
+        if (rc == TP_PENDING)
+            return; /* writable edge, or tp_http_engine_resume() */
+        if (rc != TP_OK) {
+            exchange_failed(rq, rc, &info);
+            return;
+        }
+    } else if (rq->source != NULL) {
+        return; /* paused: tp_http_engine_resume() comes back here */
     }
     tp_http_client *c = rq->e->c;
     rq->state = ER_RECEIVING;
@@ -214,4 +305,26 @@ void tp__er_got_conn(eng_req *rq, tp_conn *lease)
     rq->phase_deadline = TP_DURATION_INFINITE;
     tp__eng_timer_set(e, rq);
     tp__er_send_request(rq);
+}
+
+void tp__er_resume(eng_req *rq)
+{
+    if (rq->state == ER_SENDING && rq->source_paused) {
+        rq->source_paused = false;
+        tp__er_send_request(rq);
+        return;
+    }
+    tp_http_response *r = rq->r;
+    if (rq->state != ER_RECEIVING || r == NULL || !r->paused)
+        return;
+    if (!tp__http_sink_flush(r)) {
+        if (r->sink_stopped) {
+            tp_errinfo info;
+            tp_errinfo_set(&info, TP_ECANCELED, 0, "response body callback stopped the transfer");
+            r->err = TP_ECANCELED;
+            exchange_failed(rq, TP_ECANCELED, &info);
+        }
+        return; /* paused again */
+    }
+    tp__er_receive(rq); /* reads until the socket has nothing: no edge repeats what came */
 }

@@ -64,7 +64,8 @@ bool tp__er_redirect(eng_req *rq)
     tp_http_response *r = rq->r;
     int status = r->parse.status;
     const char *loc = tp_http_response_header(r, "Location");
-    if (!tp__http_is_redirect(status) || loc == NULL) {
+    /* A body source cannot be produced again: its 3xx is the answer. */
+    if (!tp__http_is_redirect(status) || loc == NULL || rq->source != NULL) {
         r->info.redirects = rq->hop->redirects;
         return false;
     }

@@ -10,7 +10,8 @@
 
 static bool memo_matches(tp_http_engine *e, const tp_http_request *req, const char *method)
 {
-    return req->nheaders == 0 && e->memo.url != NULL && req->body_len == e->memo.body_len &&
+    return req->nheaders == 0 && req->body_source == NULL && e->memo.url != NULL &&
+           req->body_len == e->memo.body_len &&
            strcmp(e->memo.url, req->url) == 0 && strcmp(e->memo.method, method) == 0;
 }
 
@@ -68,7 +69,7 @@ static tp_err prepare(tp_http_engine *e, const tp_http_request *req, const char 
     if (rq->keylen == 0)
         return tp_errinfo_set(err, TP_EINVAL, 0, "url: host too long");
     rc = tp__http_build_head(e->c, req, method, &u, &rq->head, err);
-    if (rc == TP_OK && req->nheaders == 0) {
+    if (rc == TP_OK && req->nheaders == 0 && req->body_source == NULL) {
         tp__mutex_lock(&e->mu);
         memo_store(e, req, method, rq);
         tp__mutex_unlock(&e->mu);
@@ -85,6 +86,8 @@ tp_err tp_http_engine_submit(tp_http_engine *e, const tp_http_request *req, tp_h
         return tp_errinfo_set(err, TP_EINVAL, 0, "TP_HTTP_STREAM is not supported by the engine");
     if (req->body_len > 0 && req->body == NULL)
         return tp_errinfo_set(err, TP_EINVAL, 0, "body: NULL with body_len %zu", req->body_len);
+    if (req->body_source != NULL && req->body_len > 0)
+        return tp_errinfo_set(err, TP_EINVAL, 0, "body and body_source: one or the other");
     tp_http_client *c = e->c;
     eng_req *rq = tp__calloc(1, sizeof *rq);
     if (rq == NULL)
@@ -93,6 +96,11 @@ tp_err tp_http_engine_submit(tp_http_engine *e, const tp_http_request *req, tp_h
     rq->cb = cb;
     rq->ud = ud;
     rq->flags = req->flags;
+    rq->source = req->body_source;
+    rq->source_ud = req->body_source_ud;
+    rq->source_len = req->body_source_len;
+    rq->sink = req->on_body;
+    rq->sink_ud = req->on_body_ud;
     tp__timer_init(&rq->timer);
     tp__buf_init(&rq->head);
     const char *method = req->method != NULL ? req->method : "GET";
@@ -153,6 +161,7 @@ tp_err tp_http_engine_cancel(tp_http_engine *e, uint64_t id)
             return TP_ENOMEM;
         }
         n->id = id;
+        n->resume = false;
         n->next = e->cancels;
         e->cancels = n;
         rc = TP_OK;
@@ -160,4 +169,27 @@ tp_err tp_http_engine_cancel(tp_http_engine *e, uint64_t id)
     }
     tp__mutex_unlock(&e->mu);
     return rc;
+}
+
+tp_err tp_http_engine_resume(tp_http_engine *e, uint64_t id)
+{
+    if (e == NULL || id == 0)
+        return TP_EINVAL;
+    tp__mutex_lock(&e->mu);
+    if (id >= e->next_id) {
+        tp__mutex_unlock(&e->mu);
+        return TP_EINVAL;
+    }
+    cancel_note *n = tp__malloc(sizeof *n);
+    if (n == NULL) {
+        tp__mutex_unlock(&e->mu);
+        return TP_ENOMEM;
+    }
+    n->id = id;
+    n->resume = true;
+    n->next = e->cancels;
+    e->cancels = n;
+    tp__eng_wake_locked(e);
+    tp__mutex_unlock(&e->mu);
+    return TP_OK;
 }

@@ -84,6 +84,71 @@ static tp_err send_part(tp_http_response *r, const char *buf, size_t len, size_t
     return TP_OK;
 }
 
+/* The body from the caller's source: each piece framed as a chunk when the length is
+ * unknown, checked against the announced length otherwise, every write watching for an
+ * early answer. *started: the source was called (the attempt can no longer be
+ * repeated). */
+static tp_err send_source(tp_http_response *r, const tp_http_request *req, size_t *written,
+                          bool *early, bool *started, tp_errinfo *err)
+{
+    enum { PIECE = 64 * 1024 };
+    char *buf = tp__malloc(PIECE + 32);
+    if (buf == NULL)
+        return tp_errinfo_set(err, TP_ENOMEM, 0, "allocating the body buffer");
+    bool chunked = req->body_source_len < 0;
+    uint64_t total = 0;
+    tp_err rc = TP_OK;
+    for (;;) {
+        size_t n = 0;
+        *started = true;
+        int v = req->body_source(req->body_source_ud, buf + 24, PIECE, &n);
+        if (v != 0) {
+            rc = v < 0 ? tp_errinfo_set(err, (tp_err)v, 0, "the body source ended the request (%s)",
+                                        tp_err_name(v))
+                       : tp_errinfo_set(err, TP_EINVAL, 0,
+                                        "the body source paused: only the engine can resume");
+            break;
+        }
+        if (n > PIECE) {
+            rc = tp_errinfo_set(err, TP_EINVAL, 0, "the body source wrote %zu bytes into %d", n,
+                                (int)PIECE);
+            break;
+        }
+        total += n;
+        if (!chunked && total > (uint64_t)req->body_source_len) {
+            rc = tp_errinfo_set(err, TP_EINVAL, 0,
+                                "the body source gave more than the %lld bytes announced",
+                                (long long)req->body_source_len);
+            break;
+        }
+        if (n == 0 && !chunked && total != (uint64_t)req->body_source_len) {
+            rc = tp_errinfo_set(err, TP_EINVAL, 0,
+                                "the body source ended after %llu of the %lld bytes announced",
+                                (unsigned long long)total, (long long)req->body_source_len);
+            break;
+        }
+        const char *p = buf + 24;
+        size_t len = n;
+        if (chunked) { /* the size line right before the data, CRLF after it */
+            char head[24];
+            size_t hl = tp__http_chunk_frame(n, head, sizeof head);
+            p = buf + 24 - hl;
+            memcpy(buf + 24 - hl, head, hl);
+            len = hl + n;
+            if (n > 0) {
+                memcpy(buf + 24 + n, "\r\n", 2);
+                len += 2;
+            }
+        }
+        if (len > 0)
+            rc = send_part(r, p, len, written, early, err);
+        if (rc != TP_OK || *early || n == 0)
+            break;
+    }
+    tp__free(buf);
+    return rc;
+}
+
 /* One attempt: acquire, write, read the header. On failure *written says how much of
  * the request reached the transport (for the retry decision) and the lease is gone. */
 static tp_err attempt(tp_http_client *c, const tp_http_request *req, const tp__buf *head,
@@ -128,6 +193,8 @@ static tp_err attempt(tp_http_client *c, const tp_http_request *req, const tp__b
     rc = send_part(r, head->data, head->len, written, &early, err);
     if (rc == TP_OK && !early && req->body_len > 0)
         rc = send_part(r, req->body, req->body_len, written, &early, err);
+    if (rc == TP_OK && !early && req->body_source != NULL)
+        rc = send_source(r, req, written, &early, &r->source_started, err);
     if (r->written_at == 0)
         r->written_at = tp_clock_now();
     if (c->o.trace != NULL) {
@@ -163,6 +230,12 @@ static tp_err do_once(tp_http_client *c, const tp_http_request *req, tp_http_res
     *out = NULL;
     if (req->body_len > 0 && req->body == NULL)
         return tp_errinfo_set(err, TP_EINVAL, 0, "body: NULL with body_len %zu", req->body_len);
+    if (req->body_source != NULL && req->body_len > 0)
+        return tp_errinfo_set(err, TP_EINVAL, 0, "body and body_source: one or the other");
+    if (req->on_body != NULL)
+        return tp_errinfo_set(err, TP_EINVAL, 0,
+                              "on_body: the engine's; the blocking call streams with "
+                              "TP_HTTP_STREAM and tp_http_response_read()");
     const char *method = req->method != NULL ? req->method : "GET";
     int64_t start = tp_clock_now();
     int64_t timeout = req->timeout == TP_DURATION_DEFAULT ? c->o.request_timeout : req->timeout;
@@ -202,7 +275,8 @@ static tp_err do_once(tp_http_client *c, const tp_http_request *req, tp_http_res
         if (rc == TP_OK)
             break;
         bool reused = r->info.reused;
-        bool retry = n == 0 && reused && !r->got_byte && tp__http_conn_died(rc) &&
+        bool retry = n == 0 && reused && !r->got_byte && !r->source_started &&
+                     tp__http_conn_died(rc) &&
                      tp__http_retry_safe(req->flags, method, req->body_len, written);
         tp__http_resp_free(&r->parse);
         if (!retry)
@@ -286,7 +360,9 @@ static tp_err follow(tp_http_client *c, const tp_http_request *req, tp_http_resp
             break;
         int status = tp_http_response_status(r);
         const char *loc = tp_http_response_header(r, "Location");
-        if (!tp__http_is_redirect(status) || loc == NULL || (req->flags & TP_HTTP_STREAM)) {
+        /* A streamed response or a body source (it cannot be produced again) stops here. */
+        if (!tp__http_is_redirect(status) || loc == NULL || (req->flags & TP_HTTP_STREAM) ||
+            req->body_source != NULL) {
             r->info.redirects = hop.redirects;
             *out = r;
             break;

@@ -52,7 +52,10 @@ tp_err tp__http_build_head(tp_http_client *c, const tp_http_request *req, const 
             names[k] = "Proxy-Authorization";
             values[k++] = px->auth;
         }
-        rc = tp__http_req_build(out, method, u, names, values, k, req->body_len, true, err);
+        size_t body_len = req->body_source == NULL    ? req->body_len
+                          : req->body_source_len >= 0 ? (size_t)req->body_source_len
+                                                      : TP__HTTP_BODY_CHUNKED;
+        rc = tp__http_req_build(out, method, u, names, values, k, body_len, true, err);
     } else {
         tp_errinfo_set(err, TP_ENOMEM, 0, "building the request");
     }
@@ -71,6 +74,16 @@ int tp__http_on_body(void *ud, const char *data, size_t len)
     r->info.body_bytes += len;
     if (r->draining)
         return r->info.body_bytes > r->drain_limit ? 1 : 0;
+    if (r->sink != NULL) { /* streamed to the caller; kept only while it is paused */
+        if (r->paused || r->body.len > r->body_pos)
+            return tp__buf_append(&r->body, data, len) == TP_OK ? 0 : (r->body.oom = true, 1);
+        int v = r->sink(r->sink_ud, data, len);
+        if (v == TP_HTTP_PAUSE)
+            r->paused = true;
+        else if (v != 0)
+            r->sink_stopped = true;
+        return v == 0 || v == TP_HTTP_PAUSE ? 0 : 1;
+    }
     if (!r->stream && r->body.len + len > r->max_body) {
         r->too_big = true;
         return 1;
@@ -120,6 +133,33 @@ size_t tp__http_send_slice(size_t off, size_t len)
 {
     size_t end = (off / SEND_SLICE + 1) * SEND_SLICE;
     return (end < len ? end : len) - off;
+}
+
+bool tp__http_sink_flush(tp_http_response *r)
+{
+    r->paused = false;
+    while (r->body.len > r->body_pos) {
+        size_t n = TP__MIN(r->body.len - r->body_pos, (size_t)TP__HTTP_RBUF);
+        int v = r->sink(r->sink_ud, r->body.data + r->body_pos, n);
+        if (v != 0 && v != TP_HTTP_PAUSE) {
+            r->sink_stopped = true;
+            return false;
+        }
+        r->body_pos += n;
+        if (v == TP_HTTP_PAUSE) {
+            r->paused = true;
+            return false;
+        }
+    }
+    tp__buf_reset(&r->body);
+    r->body_pos = 0;
+    return true;
+}
+
+size_t tp__http_chunk_frame(size_t n, char *head, size_t cap)
+{
+    int w = n == 0 ? snprintf(head, cap, "0\r\n\r\n") : snprintf(head, cap, "%zx\r\n", n);
+    return w > 0 ? (size_t)w : 0;
 }
 
 bool tp__http_take_early(tp_http_response *r)

@@ -53,10 +53,12 @@ tp_err tp__http_url_parse(const char *url, tp__http_url *out, tp_errinfo *err);
 /* tp__http_req_build: appends to out the request line and headers:
  *   "<method> <target> HTTP/1.1\r\nHost: <host[:port]>\r\n" + the caller's headers +
  *   "Content-Length: <n>\r\n" when a body is sent (or the method is POST/PUT/PATCH),
+ *   "Transfer-Encoding: chunked\r\n" instead for body_len TP__HTTP_BODY_CHUNKED,
  *   "Connection: close\r\n" when keepalive is false, then "\r\n" (not the body).
  * The caller's Host, Content-Length, Transfer-Encoding and Connection headers are
  * refused (TP_EINVAL): the client owns framing. Method must be a token; header names
  * tokens; names and values must not contain CR, LF or NUL (no header injection). */
+#define TP__HTTP_BODY_CHUNKED SIZE_MAX /* body_len: unknown length, chunked framing */
 tp_err tp__http_req_build(tp__buf *out, const char *method, const tp__http_url *url,
                           const char *const *names, const char *const *values, size_t nheaders,
                           size_t body_len, bool keepalive, tp_errinfo *err);

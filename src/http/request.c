@@ -117,7 +117,9 @@ static tp_err write_head(tp__buf *out, const char *method, const tp__http_url *u
         if (rc == TP_OK)
             rc = tp__buf_append(out, "\r\n", 2);
     }
-    if (rc == TP_OK && send_length) {
+    if (rc == TP_OK && body_len == TP__HTTP_BODY_CHUNKED) {
+        rc = append_str(out, "Transfer-Encoding: chunked\r\n");
+    } else if (rc == TP_OK && send_length) {
         snprintf(num, sizeof num, "Content-Length: %zu\r\n", body_len);
         rc = append_str(out, num);
     }

@@ -33,6 +33,8 @@ static void usage(FILE *f)
         "      --cert FILE       https: present this client certificate (PEM)\n"
         "      --key FILE        its private key (default: in the --cert file)\n"
         "      --pass PHRASE     the key's passphrase\n"
+        "      --proxy URL       HTTP: through this proxy (http://[user:pw@]host:port;\n"
+        "                        https:// URLs through a CONNECT tunnel)\n"
         "      --unix-socket P   HTTP: connect to the Unix socket P, whatever the URL's\n"
         "                        host (which still names the Host header)\n"
         "      --json            print one JSON line at the end\n"
@@ -82,6 +84,7 @@ int bench_parse_args(int argc, char **argv, bench_cfg *cfg)
                                           {"cert", required_argument, NULL, 15},
                                           {"key", required_argument, NULL, 16},
                                           {"pass", required_argument, NULL, 17},
+                                          {"proxy", required_argument, NULL, 18},
                                           {NULL, 0, NULL, 0}};
     *cfg = (bench_cfg){
         .concurrency = 16, .threads = 1, .seconds = 10, .method = "GET", .idle_timeout_s = -1};
@@ -192,6 +195,9 @@ int bench_parse_args(int argc, char **argv, bench_cfg *cfg)
             break;
         case 17:
             cfg->pass = optarg;
+            break;
+        case 18:
+            cfg->proxy = optarg;
             break;
         case 'q':
             cfg->quiet = true;

@@ -16,6 +16,9 @@ PACKAGES=(
     libcmocka-dev
     libssl-dev        # TLS (OpenSSL 3)
     libhttp-parser-dev # HTTP/1.1 response framing
+    zlib1g-dev        # Content-Encoding gzip and deflate
+    libbrotli-dev     # Content-Encoding br (the tests use its encoder too)
+    libzstd-dev       # Content-Encoding zstd
     openssl           # the tests generate their certificates with it
     nginx-light       # the HTTP integration tests run against a real nginx
     libmicrohttpd-dev # the metrics exporter

@@ -32,6 +32,11 @@
 #     /redir/tls -> https://localhost:NGINX_HTTPS_PORT/auth (another origin)
 #     /auth     200, "auth=<Authorization> cookie=<Cookie>" as received (also on server 3,
 #               with /redir/same -> /auth there)
+#     /gz       /big compressed by nginx itself (gzip on: chunked, Content-Encoding gzip)
+#               when the request accepts gzip; /big as it is otherwise
+#     /enc/C/F  the file DIR/www/enc/C/F that a test wrote (already encoded) with
+#               "Content-Encoding: C" added, for C in gzip, br, zstd, compress (a
+#               coding no client offers) and gzip-br ("Content-Encoding: gzip, br")
 #     the same server also listens on the Unix socket DIR/nginx.sock (NGINX_UNIX_SOCKET)
 #   server 2, NGINX_HTTP_SHORT_KA_PORT: keepalive_timeout 1s; / as above
 #   server 3, NGINX_HTTPS_PORT: TLS 1.2 and 1.3, certificate for DNS:localhost,
@@ -261,6 +266,8 @@ gen_files() {
     awk 'BEGIN { for (i = 0; i < 65536; i++) printf "%015d\n", i }' >"$dir/www/big"
     [[ $(wc -c <"$dir/www/big") -eq 1048576 ]] || die "could not write $dir/www/big"
     truncate -s 104857600 "$dir/www/huge" # sparse: 100 MiB of zeros, no disk
+    mkdir -p "$dir/www/enc/gzip" "$dir/www/enc/br" "$dir/www/enc/zstd" \
+        "$dir/www/enc/compress" "$dir/www/enc/gzip-br"
 }
 
 write_conf() {
@@ -310,6 +317,16 @@ http {
     location = /status { return 204; }
     location = /big { try_files /big =404; }
     location = /huge { try_files /huge =404; }
+    location = /gz {
+      gzip on; gzip_min_length 0; gzip_types text/plain; gzip_comp_level 6;
+      try_files /big =404;
+    }
+    # Bodies the tests encoded: nginx frames them (Content-Length) and names the coding.
+    location /enc/gzip/ { add_header Content-Encoding gzip; }
+    location /enc/br/ { add_header Content-Encoding br; }
+    location /enc/zstd/ { add_header Content-Encoding zstd; }
+    location /enc/compress/ { add_header Content-Encoding compress; }
+    location /enc/gzip-br/ { add_header Content-Encoding "gzip, br"; }
     location = /ka-hint { keepalive_timeout 3s; add_header Keep-Alive "timeout=3"; try_files /body =404; }
     # Stock nginx cannot echo a body directly: proxying makes it read the body into
     # \$request_body, the upstream (ourselves) answers 418, and error_page hands the

@@ -45,6 +45,7 @@ typedef struct bench_cfg {
     const char *unix_socket;   /* --unix-socket PATH: HTTP over this socket (curl's) */
     const char *cert, *key, *pass; /* --cert, --key, --pass: a client certificate (curl's) */
     const char *proxy;         /* --proxy URL: an HTTP proxy (curl's -x) */
+    bool compressed;           /* --compressed: decompress on (curl's) */
 } bench_cfg;
 
 typedef struct worker worker;

@@ -127,6 +127,7 @@ int cmd_bench(int argc, char **argv)
         o.tls_client_key = cfg.key;
         o.tls_client_key_passphrase = cfg.pass;
         o.proxy = cfg.proxy;
+        o.decompress = cfg.compressed;
         rc = tp_http_client_create(&o, &client, &e);
         if (rc == TP_OK)
             pool = tp_http_client_pool(client);

@@ -35,6 +35,7 @@ static void usage(FILE *f)
         "      --pass PHRASE     the key's passphrase\n"
         "      --proxy URL       HTTP: through this proxy (http://[user:pw@]host:port;\n"
         "                        https:// URLs through a CONNECT tunnel)\n"
+        "      --compressed      HTTP: ask for gzip, deflate, br, zstd and decode them\n"
         "      --unix-socket P   HTTP: connect to the Unix socket P, whatever the URL's\n"
         "                        host (which still names the Host header)\n"
         "      --json            print one JSON line at the end\n"
@@ -85,6 +86,7 @@ int bench_parse_args(int argc, char **argv, bench_cfg *cfg)
                                           {"key", required_argument, NULL, 16},
                                           {"pass", required_argument, NULL, 17},
                                           {"proxy", required_argument, NULL, 18},
+                                          {"compressed", no_argument, NULL, 19},
                                           {NULL, 0, NULL, 0}};
     *cfg = (bench_cfg){
         .concurrency = 16, .threads = 1, .seconds = 10, .method = "GET", .idle_timeout_s = -1};
@@ -199,6 +201,9 @@ int bench_parse_args(int argc, char **argv, bench_cfg *cfg)
         case 18:
             cfg->proxy = optarg;
             break;
+        case 19:
+            cfg->compressed = true;
+            break;
         case 'q':
             cfg->quiet = true;
             break;
@@ -216,10 +221,16 @@ int bench_parse_args(int argc, char **argv, bench_cfg *cfg)
         return fprintf(stderr, "bench: unexpected argument '%s'\n", argv[optind]), -1;
     if (have_n && !have_d)
         cfg->seconds = 1e9; /* -n alone: run until the count */
-    if (cfg->unix_socket != NULL &&
-        (cfg->url == NULL || (strncmp(cfg->url, "http://", 7) != 0 &&
-                              strncmp(cfg->url, "https://", 8) != 0)))
-        return fprintf(stderr, "bench: --unix-socket: only with an http:// or https:// URL\n"),
+    /* The HTTP client's own flags mean nothing to the other targets: say so. */
+    const char *http_only = cfg->unix_socket != NULL ? "--unix-socket"
+                            : cfg->proxy != NULL     ? "--proxy"
+                            : cfg->cert != NULL      ? "--cert"
+                            : cfg->compressed        ? "--compressed"
+                                                     : NULL;
+    bool http = cfg->url != NULL &&
+                (strncmp(cfg->url, "http://", 7) == 0 || strncmp(cfg->url, "https://", 8) == 0);
+    if (http_only != NULL && !http)
+        return fprintf(stderr, "bench: %s: only with an http:// or https:// URL\n", http_only),
                -1;
     return 0;
 }

@@ -73,6 +73,9 @@ typedef struct tp_http_client_options {
     int64_t tls_handshake_timeout;   /* 10 s */
     int64_t response_header_timeout; /* from the request written to the end of the
                                         response header. 30 s */
+    int64_t expect_continue_timeout; /* TP_HTTP_EXPECT_CONTINUE: the wait for the
+                                        server's 100 before the body goes anyway. 1 s
+                                        (as curl's and Go's) */
     int64_t request_timeout;         /* whole request (wait, connect, exchange, body read
                                         in full). TP_DURATION_INFINITE */
     int max_redirects;               /* follow up to this many redirects (301, 302,
@@ -85,7 +88,21 @@ typedef struct tp_http_client_options {
                                         cannot be sent twice): its 3xx is the answer.
                                         0 (default): none, the 3xx is the response */
     size_t max_header_bytes;         /* status line + headers. 64 KiB */
-    size_t max_body_bytes;           /* a body read in full. 64 MiB */
+    size_t max_body_bytes;           /* a body read in full (decoded, when
+                                        decompress undid its coding). 64 MiB */
+    bool decompress;                 /* ask for and undo compressed bodies: requests
+                                        without an Accept-Encoding of the caller's
+                                        carry "Accept-Encoding: gzip, deflate, br,
+                                        zstd", and their responses' Content-Encoding
+                                        (up to 4 layers) is decoded as the body
+                                        arrives, in both paths and for streams. A
+                                        caller's own Accept-Encoding gets the body as
+                                        sent. Corrupt data or a coding we did not
+                                        offer: TP_EPROTO. false */
+    unsigned max_decoded_ratio;      /* decompression bomb bound: the most decoded
+                                        bytes per encoded byte, checked once a body
+                                        decoded past 1 MiB (TP_ETOOBIG). 0: 200;
+                                        UINT_MAX: practically none */
     size_t drain_max_bytes;          /* unread body drained on free. 256 KiB */
     int64_t drain_timeout;           /* and time spent draining it. 100 ms */
     int tcp_keepalive_idle_s;        /* TCP keepalive on every connection: first probe
@@ -172,6 +189,12 @@ TP_EXTERN tp_pool *tp_http_client_pool(tp_http_client *c);
 #define TP_HTTP_IDEMPOTENT 0x2u /* safe to retry although the method is not idempotent
                                    (the request carries an idempotency key) */
 #define TP_HTTP_NO_RETRY 0x4u   /* never retry */
+#define TP_HTTP_EXPECT_CONTINUE 0x8u /* a request with a body sends "Expect: 100-continue"
+                                   and its header alone, then waits up to the client's
+                                   expect_continue_timeout: a 100 from the server sends
+                                   the body; a final answer first (401, 413, 417...) is
+                                   the response, the body never sent (info.early, the
+                                   connection closed); silence sends the body anyway */
 
 /* TP_HTTP_PAUSE: returned by a body callback (below): nothing more for now. The engine
  * calls it again after tp_http_engine_resume() for that request. */
@@ -258,8 +281,13 @@ typedef struct tp_http_response_info {
     bool early;        /* the server answered before the request body was all sent
                           (413, 401...): the rest was not sent, the connection closed */
     int http_minor;    /* 1 for HTTP/1.1, 0 for 1.0 */
-    int64_t content_length;   /* -1 if none */
-    uint64_t body_bytes;      /* read so far */
+    int64_t content_length;   /* -1 if none (the encoded length when decoded) */
+    uint64_t body_bytes;      /* read so far (decoded) */
+    uint64_t wire_body_bytes; /* as they came from the server (encoded); equal to
+                                 body_bytes when nothing was decoded */
+    const char *content_encoding; /* the codings undone, as applied ("gzip", "br,
+                                 gzip"), NULL if none; valid until the response is
+                                 freed */
     int64_t waited_ns;        /* waiting for a connection */
     int64_t ttfb_ns;          /* request written -> first response byte */
     int64_t total_ns;         /* call start -> header (or body, when read in full) */

@@ -15,6 +15,7 @@ void tp_http_client_options_init(tp_http_client_options *o)
     tp_pool_options_init(&o->pool); /* check_after_idle 0: every reuse is polled */
     o->tls_handshake_timeout = 10 * TP_NSEC_PER_SEC;
     o->response_header_timeout = 30 * TP_NSEC_PER_SEC;
+    o->expect_continue_timeout = TP_NSEC_PER_SEC;
     o->request_timeout = TP_DURATION_INFINITE;
     o->max_header_bytes = 64 * 1024;
     o->max_body_bytes = 64 * 1024 * 1024;
@@ -64,6 +65,7 @@ tp_err tp_http_client_create(const tp_http_client_options *o, tp_http_client **o
     } d[] = {{"tls_handshake_timeout", o->tls_handshake_timeout},
              {"response_header_timeout", o->response_header_timeout},
              {"request_timeout", o->request_timeout},
+             {"expect_continue_timeout", o->expect_continue_timeout},
              {"drain_timeout", o->drain_timeout}};
     for (size_t i = 0; i < sizeof d / sizeof d[0]; i++)
         if (d[i].v <= 0)
@@ -119,6 +121,8 @@ tp_err tp_http_client_create(const tp_http_client_options *o, tp_http_client **o
     c->o.tls_client_cert = c->client_cert;
     c->o.tls_client_key = c->client_key;
     c->o.tls_client_key_passphrase = NULL;
+    if (c->o.max_decoded_ratio == 0)
+        c->o.max_decoded_ratio = 200;
     c->dial = (tp__dial_options){.attempt_delay = o->happy_eyeballs_delay,
                                  .user_timeout = user_timeout(o),
                                  .keepalive_idle_s = o->tcp_keepalive_idle_s,

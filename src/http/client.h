@@ -6,6 +6,7 @@
 #include "base/base.h"
 #include "base/sync.h"
 #include "net/net.h"
+#include "decode.h"
 #include "parse.h"
 
 #define TP__HTTP_RBUF 16384 /* per-connection read buffer */
@@ -74,6 +75,10 @@ struct tp_http_response {
     uint64_t drain_limit;    /* stop draining past this many body bytes */
     bool got_byte;           /* a response byte arrived for this attempt */
     int64_t written_at;      /* when the request was written */
+    bool decode;             /* the request offered our codings: undo the body's */
+    bool decode_checked;     /* the first body byte came and decode was settled */
+    tp__decoder *decoder;    /* the body's codings being undone, or NULL */
+    tp_errinfo decode_err;   /* why the decoder could not be made */
     tp_http_body_sink_fn sink; /* engine: the caller's chunk callback (on_body), or NULL */
     void *sink_ud;
     bool paused;             /* sink said TP_HTTP_PAUSE: chunks wait in body (bounded by
@@ -180,23 +185,40 @@ void tp__http_hop_free(tp__http_hop *hop);
 tp_err tp__http_read_until(tp_http_response *r, bool want_body, int64_t deadline,
                            tp_errinfo *err);
 
+/* ---- body.c: the response body, from the parser to the caller --------------------- */
+
+/* tp__http_offers_codings: req goes out with our Accept-Encoding (decompress on, and the
+ * caller named none of its own), so its response's codings are undone. */
+bool tp__http_offers_codings(const tp_http_client *c, const tp_http_request *req);
+/* tp__http_accept_encoding: the codings we offer, as the header's value. */
+const char *tp__http_accept_encoding(void);
+/* tp__http_on_body: the parser's body sink (ud = the response): undoes the codings (from
+ * the first body byte on, when r->decode), then buffers the body (stops past max_body),
+ * keeps it for a streaming reader or hands it to the sink; counts and drops it while
+ * draining. */
+int tp__http_on_body(void *ud, const char *data, size_t len);
+/* tp__http_feed: parses the buffered bytes of r->conn. A body that stopped says why
+ * (TP_ETOOBIG: the cap; TP_EPROTO, TP_ETOOBIG: the decoder's; TP_ENOMEM); a complete
+ * message whose coding did not end is TP_EPROTO. */
+tp_err tp__http_feed(tp_http_response *r, tp_errinfo *err);
+/* tp__http_eof: the server closed: completes a read-until-close body (and its coding),
+ * else TP_ECONNRESET (tp__http_resp_eof). */
+tp_err tp__http_eof(tp_http_response *r, tp_errinfo *err);
+/* tp__http_sink_flush: a paused sink resumed: hands it what waited, until it pauses
+ * again (true: all delivered). */
+bool tp__http_sink_flush(tp_http_response *r);
+/* tp__http_body_free: frees the body buffer and the decoder. */
+void tp__http_body_free(tp_http_response *r);
+
 /* ---- message.c: shared by the blocking call and the engine ---------------------- */
 
 /* tp__http_build_head: the request line and headers of req (the caller's headers plus
  * User-Agent unless they set one) into out. */
 tp_err tp__http_build_head(tp_http_client *c, const tp_http_request *req, const char *method,
                            const tp__http_url *u, tp__buf *out, tp_errinfo *err);
-/* tp__http_on_body: the parser's body sink (ud = the response): buffers the body, counts
- * and drops it while draining, stops past max_body. */
-int tp__http_on_body(void *ud, const char *data, size_t len);
 /* tp__http_got_bytes: got bytes were just read into r->conn->rbuf: records the first
  * response byte (time, trace). */
 void tp__http_got_bytes(tp_http_response *r, size_t got);
-/* tp__http_feed: parses the buffered bytes of r->conn (ETOOBIG when the body cap hit). */
-tp_err tp__http_feed(tp_http_response *r, tp_errinfo *err);
-/* tp__http_sink_flush: a paused sink resumed: hands it what waited, until it pauses
- * again (true: all delivered). */
-bool tp__http_sink_flush(tp_http_response *r);
 /* tp__http_chunk_frame: the chunked framing of a body piece of n bytes: its size line
  * into head (cap >= 20), "\r\n" after the data; n 0 is the last chunk ("0\r\n\r\n"
  * as head). Returns the head's length. */
@@ -207,6 +229,13 @@ size_t tp__http_chunk_frame(size_t n, char *head, size_t cap);
  * connection (r->early). false: nothing final yet; read errors and end of stream are
  * left for the writes to report. */
 bool tp__http_take_early(tp_http_response *r);
+/* tp__http_expects_continue: req sends Expect: 100-continue (the flag, and a body). */
+bool tp__http_expects_continue(const tp_http_request *req);
+/* tp__http_continue_step: after an Expect: 100-continue header went out, the non-blocking
+ * step of the wait: TP_OK when decided (a 100 came: send the body; or a final answer
+ * came: r->early, read it); TP_PENDING: nothing yet; or the error (TP_ECONNRESET: closed
+ * without an answer; TP_EPROTO...). */
+tp_err tp__http_continue_step(tp_http_response *r, tp_errinfo *err);
 /* tp__http_send_slice: how much of a body of len bytes to write from off on before
  * looking for an early answer (the slice's end is fixed, so a write the transport left
  * pending is retried with the same bytes, as TLS requires). */

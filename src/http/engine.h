@@ -67,6 +67,10 @@ struct eng_req {
     size_t piece_off, piece_len; /* written of it, its length */
     uint64_t source_total; /* bytes the source gave */
     bool source_started, source_done, source_paused;
+    bool decode;               /* the request offers our codings (decompress) */
+    enum { EXPECT_NONE, EXPECT_AHEAD, EXPECT_WAITING } expect; /* TP_HTTP_EXPECT_CONTINUE:
+                                  header not all sent, waiting for the 100 (the phase
+                                  deadline is the end of the wait), or no wait (left) */
     tp_http_body_sink_fn sink; /* on_body */
     void *sink_ud;
 
@@ -256,6 +260,8 @@ void tp__er_open_failed(eng_req *rq, tp_err rc, const tp_errinfo *info);
 void tp__er_got_conn(eng_req *rq, tp_conn *lease);
 /* tp__er_send_request: writes what is left of the request; then waits for the response. */
 void tp__er_send_request(eng_req *rq);
+/* tp__er_continue_timeout: the wait for a 100 (Continue) ended: the body goes. */
+void tp__er_continue_timeout(eng_req *rq);
 /* tp__er_receive: reads and parses until the response is complete or the socket is dry. */
 void tp__er_receive(eng_req *rq);
 

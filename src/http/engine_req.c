@@ -160,6 +160,7 @@ bool tp__er_new_response(eng_req *rq)
     tp__buf_init(&r->body);
     r->sink = rq->sink;
     r->sink_ud = rq->sink_ud;
+    r->decode = rq->decode;
     tp__http_resp_init(&r->parse, rq->method, c->o.max_header_bytes, tp__http_on_body, r);
     return true;
 }
@@ -258,6 +259,10 @@ void tp__er_on_timer(eng_req *rq, int64_t now)
     tp_err rc = fail_code(rq, now, &info);
     if (rq->state == ER_ACQUIRING && now < rq->deadline)
         return; /* only the whole deadline applies while waiting */
+    if (rq->state == ER_SENDING && rq->expect == EXPECT_WAITING && now < rq->deadline) {
+        tp__er_continue_timeout(rq);
+        return;
+    }
     if (rq->state == ER_CONNECTING && rq->dialing &&
         now < TP__MIN(rq->deadline, rq->phase_deadline)) {
         tp__er_dial_step(rq); /* the next address's turn */

@@ -83,11 +83,11 @@ void tp__er_receive(eng_req *rq)
                 return;
             }
             if (got == 0) {
-                rc = tp__http_resp_eof(&r->parse, &info);
-                if (rc == TP_OK)
-                    complete(rq);
-                else
+                rc = tp__http_eof(r, &info);
+                if (rc != TP_OK)
                     exchange_failed(rq, rc, &info);
+                else if (!r->paused) /* else the resume delivers the rest, then completes */
+                    complete(rq);
                 return;
             }
             tp__http_got_bytes(r, got);
@@ -104,7 +104,9 @@ void tp__er_receive(eng_req *rq)
             rq->phase_deadline = TP_DURATION_INFINITE;
             tp__eng_timer_set(rq->e, rq);
         }
-        if (r->parse.done) {
+        /* One read can end the message and still leave chunks for a paused sink (several
+         * chunks, or one read decoded into several pieces): they go first, on resume. */
+        if (r->parse.done && !r->paused) {
             complete(rq);
             return;
         }
@@ -190,6 +192,45 @@ static void answered_early(eng_req *rq)
     tp__er_receive(rq);
 }
 
+/* Expect: 100-continue, once the header is out: true to send the body now (a 100 came, or
+ * the wait ended: tp__er_continue_timeout()); false when the request waits for an edge or
+ * the timer, answered early, or failed. */
+static bool may_send_body(eng_req *rq)
+{
+    if (rq->expect == EXPECT_NONE || rq->sent < rq->head.len)
+        return true;
+    tp_http_client *c = rq->e->c;
+    if (rq->expect == EXPECT_AHEAD) {
+        rq->expect = EXPECT_WAITING;
+        rq->phase_deadline = tp_deadline_after(c->o.expect_continue_timeout);
+        tp__eng_timer_set(rq->e, rq);
+    }
+    tp_errinfo info;
+    tp_err rc = tp__http_continue_step(rq->r, &info);
+    if (rc == TP_PENDING)
+        return false;
+    rq->expect = EXPECT_NONE;
+    rq->phase_deadline = TP_DURATION_INFINITE;
+    tp__eng_timer_set(rq->e, rq);
+    if (rc != TP_OK) {
+        exchange_failed(rq, rc, &info);
+        return false;
+    }
+    if (rq->r->early) {
+        answered_early(rq);
+        return false;
+    }
+    return true;
+}
+
+void tp__er_continue_timeout(eng_req *rq)
+{
+    rq->expect = EXPECT_NONE; /* no word from the server: the body goes */
+    rq->phase_deadline = TP_DURATION_INFINITE;
+    tp__eng_timer_set(rq->e, rq);
+    tp__er_send_request(rq);
+}
+
 /* Writes what is left of the request, watching for an early answer whenever the socket
  * will not take more (the connection is registered for both edges); then waits for the
  * response. */
@@ -200,6 +241,8 @@ void tp__er_send_request(eng_req *rq)
     if (rq->sent == 0)
         rq->r->written_at = 0;
     while (rq->sent < rq->head.len + rq->body_len) {
+        if (!may_send_body(rq))
+            return;
         const char *p;
         size_t left;
         if (rq->sent < rq->head.len) {
@@ -227,6 +270,8 @@ void tp__er_send_request(eng_req *rq)
             return;
         }
     }
+    if (!may_send_body(rq))
+        return;
     if (rq->source != NULL && !rq->source_paused) {
         bool early = false;
         tp_err rc = send_source(rq, &early, &info);
@@ -302,6 +347,9 @@ void tp__er_got_conn(eng_req *rq, tp_conn *lease)
     rq->state = ER_SENDING;
     rq->sent = 0;
     rq->readable = false;
+    /* As the head says (tp__http_expects_continue): a redirect may have dropped the body. */
+    bool has_body = rq->body_len > 0 || rq->source != NULL;
+    rq->expect = (rq->flags & TP_HTTP_EXPECT_CONTINUE) && has_body ? EXPECT_AHEAD : EXPECT_NONE;
     rq->phase_deadline = TP_DURATION_INFINITE;
     tp__eng_timer_set(e, rq);
     tp__er_send_request(rq);

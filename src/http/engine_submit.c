@@ -101,6 +101,7 @@ tp_err tp_http_engine_submit(tp_http_engine *e, const tp_http_request *req, tp_h
     rq->source_len = req->body_source_len;
     rq->sink = req->on_body;
     rq->sink_ud = req->on_body_ud;
+    rq->decode = tp__http_offers_codings(c, req);
     tp__timer_init(&rq->timer);
     tp__buf_init(&rq->head);
     const char *method = req->method != NULL ? req->method : "GET";

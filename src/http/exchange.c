@@ -23,7 +23,7 @@ tp_err tp__http_read_until(tp_http_response *r, bool want_body, int64_t deadline
             if (rc != TP_OK)
                 return rc;
             if (got == 0) /* the server closed: completes a read-until-close body */
-                return tp__http_resp_eof(&r->parse, err);
+                return tp__http_eof(r, err);
             tp__http_got_bytes(r, got);
         }
         tp_err rc = tp__http_feed(r, err);
@@ -82,6 +82,28 @@ static tp_err send_part(tp_http_response *r, const char *buf, size_t len, size_t
             return TP_OK;
     }
     return TP_OK;
+}
+
+/* Expect: 100-continue: the header went out; waits for the server's 100 (send the body),
+ * its final answer (*early), or the end of the client's wait (send the body anyway). */
+static tp_err await_continue(tp_http_response *r, bool *early, tp_errinfo *err)
+{
+    tp__http_conn *hc = r->conn;
+    int64_t until = TP__MIN(r->deadline, tp_deadline_after(r->client->o.expect_continue_timeout));
+    for (;;) {
+        tp_err rc = tp__http_continue_step(r, err);
+        if (rc != TP_PENDING) {
+            *early = rc == TP_OK && r->early;
+            return rc;
+        }
+        int64_t now = tp_clock_now();
+        if (now >= until)
+            return TP_OK; /* no word from the server: the body goes */
+        int ms = (int)TP__MIN((until - now + TP_NSEC_PER_MSEC - 1) / TP_NSEC_PER_MSEC, 60000);
+        struct pollfd pfd = {.fd = hc->s.fd, .events = POLLIN};
+        if (poll(&pfd, 1, ms) < 0 && errno != EINTR)
+            return tp__net_error(errno, "poll", hc->host, err);
+    }
 }
 
 /* The body from the caller's source: each piece framed as a chunk when the length is
@@ -191,6 +213,8 @@ static tp_err attempt(tp_http_client *c, const tp_http_request *req, const tp__b
     bool early = false;
     r->written_at = 0;
     rc = send_part(r, head->data, head->len, written, &early, err);
+    if (rc == TP_OK && !early && tp__http_expects_continue(req))
+        rc = await_continue(r, &early, err);
     if (rc == TP_OK && !early && req->body_len > 0)
         rc = send_part(r, req->body, req->body_len, written, &early, err);
     if (rc == TP_OK && !early && req->body_source != NULL)
@@ -247,6 +271,7 @@ static tp_err do_once(tp_http_client *c, const tp_http_request *req, tp_http_res
         return tp_errinfo_set(err, TP_ENOMEM, 0, "allocating the response");
     r->client = c;
     r->stream = (req->flags & TP_HTTP_STREAM) != 0;
+    r->decode = tp__http_offers_codings(c, req);
     r->max_body = c->o.max_body_bytes;
     r->deadline = tp__saturating_add(start, timeout);
     r->info.content_length = -1;

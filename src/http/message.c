@@ -1,7 +1,6 @@
 /* message.c: what the blocking call and the event engine share about one exchange: the
- * request head, the body sink, feeding buffered bytes to the parser, the first response
- * byte, the Keep-Alive hint, the retry rule, and what a finished response means for its
- * connection. */
+ * request head, the first response byte, early answers, the send slices, the Keep-Alive
+ * hint, the retry rule, and what a finished response means for its connection. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,12 +30,12 @@ tp_err tp__http_build_head(tp_http_client *c, const tp_http_request *req, const 
             return tp_errinfo_set(err, TP_EINVAL, 0, "url: too long for a proxy request");
         u = &absolute;
     }
-    /* Room for the caller's headers, User-Agent and Proxy-Authorization: on the stack
-     * for the usual few. */
+    /* Room for the caller's headers, User-Agent, Accept-Encoding, Expect and
+     * Proxy-Authorization: on the stack for the usual few. */
     const char *stack_names[16], *stack_values[16];
-    bool heap = n + 2 > 16;
-    const char **names = heap ? tp__malloc((n + 2) * sizeof *names) : stack_names;
-    const char **values = heap ? tp__malloc((n + 2) * sizeof *values) : stack_values;
+    bool heap = n + 4 > 16;
+    const char **names = heap ? tp__malloc((n + 4) * sizeof *names) : stack_names;
+    const char **values = heap ? tp__malloc((n + 4) * sizeof *values) : stack_values;
     tp_err rc = TP_ENOMEM;
     if (names != NULL && values != NULL) {
         size_t k = 0;
@@ -47,6 +46,14 @@ tp_err tp__http_build_head(tp_http_client *c, const tp_http_request *req, const 
         if (!has_ua) {
             names[k] = "User-Agent";
             values[k++] = c->user_agent;
+        }
+        if (tp__http_offers_codings(c, req)) {
+            names[k] = "Accept-Encoding";
+            values[k++] = tp__http_accept_encoding();
+        }
+        if (tp__http_expects_continue(req)) {
+            names[k] = "Expect";
+            values[k++] = "100-continue";
         }
         if (px != NULL && px->auth[0] != '\0') {
             names[k] = "Proxy-Authorization";
@@ -66,36 +73,10 @@ tp_err tp__http_build_head(tp_http_client *c, const tp_http_request *req, const 
     return rc;
 }
 
-/* The parser's body sink: buffer the body (read in full, or pending for a streaming
- * reader), or count and drop it while draining. */
-int tp__http_on_body(void *ud, const char *data, size_t len)
-{
-    tp_http_response *r = ud;
-    r->info.body_bytes += len;
-    if (r->draining)
-        return r->info.body_bytes > r->drain_limit ? 1 : 0;
-    if (r->sink != NULL) { /* streamed to the caller; kept only while it is paused */
-        if (r->paused || r->body.len > r->body_pos)
-            return tp__buf_append(&r->body, data, len) == TP_OK ? 0 : (r->body.oom = true, 1);
-        int v = r->sink(r->sink_ud, data, len);
-        if (v == TP_HTTP_PAUSE)
-            r->paused = true;
-        else if (v != 0)
-            r->sink_stopped = true;
-        return v == 0 || v == TP_HTTP_PAUSE ? 0 : 1;
-    }
-    if (!r->stream && r->body.len + len > r->max_body) {
-        r->too_big = true;
-        return 1;
-    }
-    return tp__buf_append(&r->body, data, len) == TP_OK ? 0 : 1;
-}
-
-void tp__http_got_bytes(tp_http_response *r, size_t got)
+/* The first byte of the response (time, trace), once per attempt. */
+static void first_byte(tp_http_response *r)
 {
     tp__http_conn *hc = r->conn;
-    hc->rpos = 0;
-    hc->rlen = got;
     if (r->got_byte)
         return;
     r->got_byte = true;
@@ -110,18 +91,11 @@ void tp__http_got_bytes(tp_http_response *r, size_t got)
     }
 }
 
-tp_err tp__http_feed(tp_http_response *r, tp_errinfo *err)
+void tp__http_got_bytes(tp_http_response *r, size_t got)
 {
-    tp__http_conn *hc = r->conn;
-    size_t used = 0;
-    tp_err rc = tp__http_resp_feed(&r->parse, hc->rbuf + hc->rpos, hc->rlen - hc->rpos, &used, err);
-    hc->rpos += used;
-    if (rc == TP_ECANCELED && r->too_big)
-        return tp_errinfo_set(err, TP_ETOOBIG, 0, "response body exceeds max_body_bytes (%zu)",
-                              r->max_body);
-    if (rc == TP_ECANCELED && r->body.oom) /* tp__http_on_body could not keep it */
-        return tp_errinfo_set(err, TP_ENOMEM, 0, "out of memory for the response body");
-    return rc;
+    r->conn->rpos = 0;
+    r->conn->rlen = got;
+    first_byte(r);
 }
 
 /* A look at the socket (one recv()) per 256 KiB sent: nothing beside the copy itself,
@@ -135,31 +109,48 @@ size_t tp__http_send_slice(size_t off, size_t len)
     return (end < len ? end : len) - off;
 }
 
-bool tp__http_sink_flush(tp_http_response *r)
-{
-    r->paused = false;
-    while (r->body.len > r->body_pos) {
-        size_t n = TP__MIN(r->body.len - r->body_pos, (size_t)TP__HTTP_RBUF);
-        int v = r->sink(r->sink_ud, r->body.data + r->body_pos, n);
-        if (v != 0 && v != TP_HTTP_PAUSE) {
-            r->sink_stopped = true;
-            return false;
-        }
-        r->body_pos += n;
-        if (v == TP_HTTP_PAUSE) {
-            r->paused = true;
-            return false;
-        }
-    }
-    tp__buf_reset(&r->body);
-    r->body_pos = 0;
-    return true;
-}
-
 size_t tp__http_chunk_frame(size_t n, char *head, size_t cap)
 {
     int w = n == 0 ? snprintf(head, cap, "0\r\n\r\n") : snprintf(head, cap, "%zx\r\n", n);
     return w > 0 ? (size_t)w : 0;
+}
+
+bool tp__http_expects_continue(const tp_http_request *req)
+{
+    return (req->flags & TP_HTTP_EXPECT_CONTINUE) != 0 &&
+           (req->body_len > 0 || req->body_source != NULL);
+}
+
+tp_err tp__http_continue_step(tp_http_response *r, tp_errinfo *err)
+{
+    tp__http_conn *hc = r->conn;
+    for (;;) {
+        if (hc->rpos < hc->rlen) {
+            tp_err rc = tp__http_feed(r, err);
+            if (rc != TP_OK)
+                return rc;
+        }
+        if (r->parse.headers_done) { /* a final answer: the body is not wanted */
+            r->early = true;
+            if (r->written_at == 0)
+                r->written_at = tp_clock_now();
+            first_byte(r);
+            return TP_OK;
+        }
+        if (r->parse.got_continue)
+            return TP_OK;
+        size_t got = 0;
+        int want = 0;
+        tp_err rc = tp__stream_read_step(&hc->s, hc->rbuf, sizeof hc->rbuf, &got, &want, err);
+        if (rc != TP_OK)
+            return rc; /* TP_PENDING: nothing yet */
+        if (got == 0)
+            return tp__http_eof(r, err); /* closed before answering: TP_ECONNRESET */
+        /* Not the response's first byte yet: a 100 is not the answer, and the header
+         * timeout counts from the end of the body. */
+        hc->rpos = 0;
+        hc->rlen = got;
+    }
 }
 
 bool tp__http_take_early(tp_http_response *r)

@@ -90,6 +90,7 @@ typedef struct tp__http_resp {
     int status;                /* 0 until the status line is parsed */
     int http_minor;            /* 1 for HTTP/1.1, 0 for HTTP/1.0 */
     bool headers_done;         /* status line and headers complete */
+    bool got_continue;         /* a 100 (Continue) came before the final response */
     bool done;                 /* the whole message is complete */
     bool keep_alive;           /* the connection may carry another request (valid once
                                   done: HTTP/1.1 without Connection: close, or 1.0 with

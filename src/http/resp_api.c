@@ -95,7 +95,7 @@ static bool drain(tp_http_response *r)
     r->draining = true;
     tp__buf_reset(&r->body); /* pending streamed bytes are dropped too */
     r->body_pos = 0;
-    r->drain_limit = r->info.body_bytes + c->o.drain_max_bytes;
+    r->drain_limit = r->info.wire_body_bytes + c->o.drain_max_bytes;
     int64_t dl = TP__MIN(r->deadline, tp_deadline_after(c->o.drain_timeout));
     tp_errinfo e;
     return tp__http_read_until(r, true, dl, &e) == TP_OK && r->parse.done;
@@ -114,6 +114,6 @@ void tp_http_response_free(tp_http_response *r)
         r->lease = NULL;
     }
     tp__http_resp_free(&r->parse);
-    tp__buf_free(&r->body);
+    tp__http_body_free(r);
     tp__free(r);
 }

@@ -117,6 +117,8 @@ static int on_headers_complete(http_parser *p)
         return -1;
     }
     if (r->status < 200) {
+        if (r->status == 100)
+            r->got_continue = true; /* an Expect: 100-continue request sends its body */
         r->last_cb = TP__CB_INTERIM; /* skipped when its (empty) message completes */
         return 1;
     }

@@ -11,6 +11,10 @@
  * and there is no body. Responses with malformed or ambiguous framing fail with
  * TP_EPROTO (or TP_ETOOBIG) and their connection is closed, never reused.
  *
+ * The blocking call and the engine are one exchange: tp_http_client_do() runs the
+ * request on a private engine on the calling thread (as curl's easy interface runs a
+ * multi handle), so both have the same steps, errors, retries and trace events.
+ *
  * Threads: the client is thread-safe; a tp_http_response belongs to one thread at a
  * time. */
 #ifndef TIDEPOOL_HTTP_H
@@ -184,7 +188,8 @@ TP_EXTERN tp_pool *tp_http_client_pool(tp_http_client *c);
 /* ---- requests ------------------------------------------------------------------------ */
 
 /* Request flags. */
-#define TP_HTTP_STREAM 0x1u     /* return after the response header; read the body with
+#define TP_HTTP_STREAM 0x1u     /* return after the response header (of the last hop, with
+                                   max_redirects); read the body with
                                    tp_http_response_read() */
 #define TP_HTTP_IDEMPOTENT 0x2u /* safe to retry although the method is not idempotent
                                    (the request carries an idempotency key) */
@@ -304,9 +309,9 @@ TP_EXTERN void tp_http_response_free(tp_http_response *r);
 
 /* An engine drives many requests from one thread with epoll: connects without blocking,
  * TLS, writes and parsing, all in its loop. Its connections come from the client's pool
- * (through the asynchronous acquire, with every limit, waiter queue, deadline, stale check
- * and retry rule of the blocking call), so engines on several threads, and blocking calls,
- * share one pool. Host names are looked up on the library's workers (the client's cache
+ * (through the asynchronous acquire, with every limit, waiter queue, deadline and stale
+ * check), so engines on several threads, and blocking calls (each on an engine of its
+ * own), share one pool. Host names are looked up on the library's workers (the client's cache
  * first), so a slow resolver delays only the requests waiting for that name.
  *
  * Threads: tp_http_engine_submit() and tp_http_engine_cancel() may be called from any

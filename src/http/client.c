@@ -102,6 +102,8 @@ tp_err tp_http_client_create(const tp_http_client_options *o, tp_http_client **o
     tp_http_client *c = tp__calloc(1, sizeof *c);
     if (c == NULL)
         return tp_errinfo_set(err, TP_ENOMEM, 0, "allocating the client");
+    tp__mutex_init(&c->engines_mu);
+    tp__fork_guard_add(&c->engines_guard, &c->engines_mu, TP__RANK_LEAF, NULL);
     c->o = *o;
     bool fail = false;
     c->ca_file = dup_or_null(o->ca_file, &fail);
@@ -177,6 +179,9 @@ void tp_http_client_destroy(tp_http_client *c)
 {
     if (c == NULL)
         return;
+    tp__http_engines_free(c); /* before the pool: they may hold a late grant */
+    tp__fork_guard_remove(&c->engines_guard);
+    tp__mutex_destroy(&c->engines_mu);
     tp_pool_destroy(c->pool); /* closes every connection before the TLS context goes */
     tp__tls_ctx_destroy(atomic_load(&c->tls));
     tp__dns_cache_destroy(c->dns);

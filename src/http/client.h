@@ -4,6 +4,7 @@
 #define TP_HTTP_CLIENT_H
 
 #include "base/base.h"
+#include "base/fork.h"
 #include "base/sync.h"
 #include "net/net.h"
 #include "decode.h"
@@ -47,6 +48,10 @@ struct tp_http_client {
     _Atomic(tp__tls_ctx *) tls;
     int64_t acquire_timeout;     /* the pool's, read on every request */
     int64_t connect_timeout;
+    /* the blocking calls' private engines not in use (blocking.c), a stack */
+    tp__mutex engines_mu;
+    tp__fork_guard engines_guard;
+    tp_http_engine *idle_engines;
 };
 
 /* A pooled connection: the connector's connection object. */
@@ -177,9 +182,9 @@ void tp__http_hop_request(const tp__http_hop *hop, const tp_http_request *orig, 
                           size_t cap, tp_http_request *out);
 void tp__http_hop_free(tp__http_hop *hop);
 
-/* ---- exchange.c ----------------------------------------------------------------- */
+/* ---- resp_api.c: the response, and a streamed body read on the caller's thread ---- */
 
-/* tp__http_read_until: reads and parses until the response header is complete
+/* tp__http_read_until: with poll(), reads and parses until the response header is complete
  * (want_body false) or the whole message (true; for a streaming reader: until decoded
  * body bytes are pending), the server closes, an error, or deadline (TP_ETIMEDOUT). */
 tp_err tp__http_read_until(tp_http_response *r, bool want_body, int64_t deadline,
@@ -209,6 +214,11 @@ tp_err tp__http_eof(tp_http_response *r, tp_errinfo *err);
 bool tp__http_sink_flush(tp_http_response *r);
 /* tp__http_body_free: frees the body buffer and the decoder. */
 void tp__http_body_free(tp_http_response *r);
+
+/* ---- blocking.c: the blocking call on a private engine ------------------------------ */
+
+/* tp__http_engines_free: destroys the client's idle private engines (at destroy). */
+void tp__http_engines_free(tp_http_client *c);
 
 /* ---- message.c: shared by the blocking call and the engine ---------------------- */
 

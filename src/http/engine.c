@@ -112,8 +112,17 @@ tp_err tp_http_engine_create(tp_http_client *c, tp_http_engine **out, tp_errinfo
     tp__mutex_init(&e->mu);
     tp__buf_init(&e->memo.head);
     e->next_id = 1;
+    e->fork_gen = atomic_load(&tp__fork_generation);
     *out = e;
     return TP_OK;
+}
+
+void tp__eng_adopt(tp_http_engine *e)
+{
+    tp__mutex_lock(&e->mu); /* submitters and the pool's callbacks read it */
+    e->loop_thread = pthread_self();
+    e->loop_thread_known = true;
+    tp__mutex_unlock(&e->mu);
 }
 
 /* Moves submissions, results and finished lookups out of the locked queues. */
@@ -165,6 +174,25 @@ static bool process_queues(tp_http_engine *e)
     return any;
 }
 
+/* What every engine holds, freed (its requests are gone). */
+static void free_engine(tp_http_engine *e)
+{
+    close(e->epfd);
+    close(e->evfd);
+    tp__free(e->memo.method);
+    tp__free(e->memo.url);
+    tp__buf_free(&e->memo.head);
+    while (e->cancels != NULL) {
+        cancel_note *n = e->cancels;
+        e->cancels = n->next;
+        tp__free(n);
+    }
+    tp__mutex_destroy(&e->mu);
+    tp__timers_free(&e->timers);
+    tp__free(e->fds);
+    tp__free(e);
+}
+
 void tp_http_engine_destroy(tp_http_engine *e)
 {
     if (e == NULL)
@@ -189,20 +217,12 @@ void tp_http_engine_destroy(tp_http_engine *e)
         struct epoll_event evs[16];
         epoll_wait(e->epfd, evs, 16, 10);
     }
-    close(e->epfd);
-    close(e->evfd);
-    tp__free(e->memo.method);
-    tp__free(e->memo.url);
-    tp__buf_free(&e->memo.head);
-    while (e->cancels != NULL) {
-        cancel_note *n = e->cancels;
-        e->cancels = n->next;
-        tp__free(n);
-    }
-    tp__mutex_destroy(&e->mu);
-    tp__timers_free(&e->timers);
-    tp__free(e->fds);
-    tp__free(e);
+    free_engine(e);
+}
+
+void tp__eng_abandon(tp_http_engine *e)
+{
+    free_engine(e);
 }
 
 /* ---- the loop -------------------------------------------------------------------------- */

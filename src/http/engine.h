@@ -1,8 +1,9 @@
 /* engine.h: the event engine's internal structures (never installed), shared by its
  * files: engine.c (the loop, descriptor table, life), engine_submit.c (submission and
  * cancellation), engine_timer.c (the timer heap), and one request's state machine in
- * engine_req.c (start, dispatch, completion), engine_req_open.c (opening a connection)
- * and engine_req_exchange.c (the exchange on a leased connection). */
+ * engine_req.c (start, dispatch, completion), engine_req_open.c (opening a connection),
+ * engine_req_exchange.c (the exchange on a leased connection) and engine_req_redirect.c
+ * (the next hop). blocking.c runs the blocking call on a private engine. */
 #ifndef TP_HTTP_ENGINE_H
 #define TP_HTTP_ENGINE_H
 
@@ -55,8 +56,12 @@ struct eng_req {
     char key[TP__HTTP_KEY_MAX]; /* the pool key of the destination */
     size_t keylen;
     tp__buf head; /* serialised request line and headers */
-    char *body;   /* owned copy */
+    char *body;   /* owned copy, or the blocking caller's (body_borrowed) */
     size_t body_len;
+    bool body_borrowed; /* body is the blocking caller's: valid until it returns */
+    bool handover;      /* TP_HTTP_STREAM (blocking): delivered at the header, the lease
+                           and the rest of the body going to the caller's response */
+    bool blocking;      /* a blocking call's: nothing can resume a paused source */
     unsigned flags;
     size_t sent; /* bytes of head + body written */
     tp__http_hop *hop; /* with max_redirects: the chain so far (redirect.c); else NULL */
@@ -156,7 +161,31 @@ struct tp_http_engine {
     size_t nfds;
     int completed;  /* completions in the current round */
     size_t zombies; /* completed requests kept until a late pool result arrives */
+
+    /* a blocking call's private engine (blocking.c) */
+    tp_http_engine *next_idle; /* in the client's stack of idle ones */
+    unsigned fork_gen;         /* tp__fork_generation at create: a child makes its own */
 };
+
+/* ---- engine_submit.c: submission ---------------------------------------------------- */
+
+/* How a submission differs from tp_http_engine_submit()'s: a blocking call's. */
+typedef struct tp__eng_submit_opts {
+    bool borrow_body; /* req->body stays valid until the request completes: not copied */
+    bool handover;    /* TP_HTTP_STREAM: complete at the header, lease in the response */
+    bool blocking;    /* a body source may not pause */
+} tp__eng_submit_opts;
+
+/* tp__eng_submit: tp_http_engine_submit() with opts (NULL: none). */
+tp_err tp__eng_submit(tp_http_engine *e, const tp_http_request *req,
+                      const tp__eng_submit_opts *opts, tp_http_done_fn cb, void *ud, uint64_t *id,
+                      tp_errinfo *err);
+/* tp__eng_abandon: frees an idle engine inherited through fork() without touching its
+ * epoll set, which the parent still uses (closing our descriptors only drops ours). */
+void tp__eng_abandon(tp_http_engine *e);
+/* tp__eng_adopt: the calling thread runs e's loop from now on (a private engine that
+ * moves between threads: the wake-up rule needs to know which thread polls). */
+void tp__eng_adopt(tp_http_engine *e);
 
 /* ---- engine.c: the loop ----------------------------------------------------------- */
 

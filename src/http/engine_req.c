@@ -1,9 +1,10 @@
 /* engine_req.c: one request in the event engine, as a state machine driven by the loop:
  * its start, the acquire from the pool, the dispatch of the loop's events, timers and
- * cancellations to the step for its state, and its completion. The rules are the
- * blocking call's: the same retry on a fresh connection, the same release decision, the
- * same timeouts (connect, TLS, response header, whole request). Opening a connection on
- * an open slot is in engine_req_open.c, the exchange on a leased connection in
+ * cancellations to the step for its state, and its completion. It is the only exchange:
+ * the blocking call runs it on a private engine (blocking.c), so there is one retry on a
+ * fresh connection, one release decision, one mapping of timeouts to errors (connect,
+ * TLS, response header, whole request: fail_code). Opening a connection on an open slot
+ * is in engine_req_open.c, the exchange on a leased connection in
  * engine_req_exchange.c. */
 #include <stdlib.h>
 #include <string.h>
@@ -20,7 +21,8 @@ void tp__er_free(eng_req *rq)
     if (rq->dialing)
         tp__dial_abort(&rq->dial);
     tp__buf_free(&rq->head);
-    tp__free(rq->body);
+    if (!rq->body_borrowed)
+        tp__free(rq->body);
     tp__free(rq->piece);
     tp__free(rq->method);
     if (rq->hop != NULL) {
@@ -80,11 +82,24 @@ void tp__er_finish(eng_req *rq, tp_err rc, const tp_errinfo *info)
         tp__er_free(rq);
 }
 
+/* The one mapping of a timer that fired to the error it means: the whole request's
+ * deadline, or the phase's own (connect, TLS, response header), naming the destination
+ * and how long the phase ran. */
 static tp_err fail_code(const eng_req *rq, int64_t now, tp_errinfo *info)
 {
+    double ms = (double)(now - rq->phase_start) / (double)TP_NSEC_PER_MSEC;
+    const char *br = strchr(rq->host, ':') != NULL ? "[" : "", *ket = *br ? "]" : "";
     if (now >= rq->deadline)
-        return tp_errinfo_set(info, TP_EREQTIMEDOUT, 0, "the request's deadline passed");
-    return tp_errinfo_set(info, rq->phase_code, 0, "%s", tp_strerror(rq->phase_code));
+        return tp_errinfo_set(info, TP_EREQTIMEDOUT, 0,
+                              "the request's deadline passed (%s%s%s:%u, after %.0f ms)", br,
+                              rq->host, ket, (unsigned)rq->port,
+                              (double)(now - rq->start) / (double)TP_NSEC_PER_MSEC);
+    const char *what = rq->phase_code == TP_ECONNTIMEDOUT  ? "connect to"
+                       : rq->phase_code == TP_ETLSTIMEDOUT ? "TLS handshake with"
+                       : rq->phase_code == TP_EHDRTIMEDOUT ? "response header from"
+                                                           : "waiting for";
+    return tp_errinfo_set(info, rq->phase_code, 0, "%s %s%s%s:%u timed out after %.0f ms", what, br,
+                          rq->host, ket, (unsigned)rq->port, ms);
 }
 
 /* ---- acquiring ------------------------------------------------------------------------ */
@@ -161,6 +176,7 @@ bool tp__er_new_response(eng_req *rq)
     r->sink = rq->sink;
     r->sink_ud = rq->sink_ud;
     r->decode = rq->decode;
+    r->stream = rq->handover; /* body bytes wait for tp_http_response_read() */
     tp__http_resp_init(&r->parse, rq->method, c->o.max_header_bytes, tp__http_on_body, r);
     return true;
 }

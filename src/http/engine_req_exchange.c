@@ -1,6 +1,7 @@
-/* engine_req_exchange.c: the event engine's exchange on a leased connection: register
- * it, write the request, read and parse the response, release the connection with the
- * blocking call's decision, and the retry on a fresh connection when a reused one turns
+/* engine_req_exchange.c: the exchange on a leased connection: register it, write the
+ * request (watching for an early answer, waiting for a 100 when asked), read and parse
+ * the response, release the connection (or hand it to a blocking caller's streamed
+ * response at the header), and the retry on a fresh connection when a reused one turns
  * out dead before any response byte. */
 #include <string.h>
 
@@ -43,6 +44,26 @@ static void exchange_failed(eng_req *rq, tp_err rc, const tp_errinfo *info)
         return;
     }
     tp__er_finish(rq, rc, info);
+}
+
+/* TP_HTTP_STREAM: the header is in; the caller's response takes the lease and reads
+ * the rest itself (resp_api.c). A redirect to follow is read whole first. */
+static bool hand_over(eng_req *rq)
+{
+    tp_http_response *r = rq->r;
+    if (!rq->handover || !r->parse.headers_done)
+        return false;
+    if (rq->hop != NULL && rq->source == NULL && tp__http_is_redirect(r->parse.status) &&
+        tp_http_response_header(r, "Location") != NULL)
+        return false;
+    tp__http_keepalive_hint(r);
+    tp__eng_unwatch(rq->e, rq->hc->s.fd, false); /* read with poll() from now on */
+    r->lease = rq->lease;
+    r->conn = rq->hc;
+    rq->lease = NULL;
+    rq->hc = NULL;
+    tp__er_finish(rq, TP_OK, NULL);
+    return true;
 }
 
 static void complete(eng_req *rq)
@@ -104,6 +125,8 @@ void tp__er_receive(eng_req *rq)
             rq->phase_deadline = TP_DURATION_INFINITE;
             tp__eng_timer_set(rq->e, rq);
         }
+        if (hand_over(rq))
+            return;
         /* One read can end the message and still leave chunks for a paused sink (several
          * chunks, or one read decoded into several pieces): they go first, on resume. */
         if (r->parse.done && !r->paused) {
@@ -124,6 +147,9 @@ static tp_err next_piece(eng_req *rq, tp_errinfo *info)
     size_t n = 0;
     rq->source_started = true;
     int v = rq->source(rq->source_ud, rq->piece + 24, PIECE, &n);
+    if (v == TP_HTTP_PAUSE && rq->blocking)
+        return tp_errinfo_set(info, TP_EINVAL, 0,
+                              "the body source paused: only the engine can resume");
     if (v == TP_HTTP_PAUSE) {
         rq->source_paused = true;
         return TP_PENDING;
@@ -299,6 +325,7 @@ void tp__er_send_request(eng_req *rq)
                                   .tls = hc->tls};
         tp__http_emit(c, &ev);
     }
+    rq->phase_start = rq->r->written_at;
     rq->phase_deadline = tp__saturating_add(rq->r->written_at, c->o.response_header_timeout);
     rq->phase_code = TP_EHDRTIMEDOUT;
     tp__eng_timer_set(rq->e, rq);

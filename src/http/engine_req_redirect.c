@@ -34,7 +34,8 @@ static tp_err retarget(eng_req *rq, tp_errinfo *err)
     tp_http_client *c = rq->e->c;
     tp__http_hop *hop = rq->hop;
     if (hop->body == NULL && rq->body != NULL) { /* the hop dropped the body */
-        tp__free(rq->body);
+        if (!rq->body_borrowed)
+            tp__free(rq->body);
         rq->body = NULL;
         rq->body_len = 0;
     }

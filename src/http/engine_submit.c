@@ -8,10 +8,17 @@
 
 /* ---- submission ---------------------------------------------------------------------- */
 
+/* Only a request whose head depends on nothing but its method, URL and body length (no
+ * headers of its own, no body source, no Expect) is remembered. */
+static bool memo_worthy(const tp_http_request *req)
+{
+    return req->nheaders == 0 && req->body_source == NULL &&
+           (req->flags & TP_HTTP_EXPECT_CONTINUE) == 0;
+}
+
 static bool memo_matches(tp_http_engine *e, const tp_http_request *req, const char *method)
 {
-    return req->nheaders == 0 && req->body_source == NULL && e->memo.url != NULL &&
-           req->body_len == e->memo.body_len &&
+    return memo_worthy(req) && e->memo.url != NULL && req->body_len == e->memo.body_len &&
            strcmp(e->memo.url, req->url) == 0 && strcmp(e->memo.method, method) == 0;
 }
 
@@ -69,7 +76,7 @@ static tp_err prepare(tp_http_engine *e, const tp_http_request *req, const char 
     if (rq->keylen == 0)
         return tp_errinfo_set(err, TP_EINVAL, 0, "url: host too long");
     rc = tp__http_build_head(e->c, req, method, &u, &rq->head, err);
-    if (rc == TP_OK && req->nheaders == 0 && req->body_source == NULL) {
+    if (rc == TP_OK && memo_worthy(req)) {
         tp__mutex_lock(&e->mu);
         memo_store(e, req, method, rq);
         tp__mutex_unlock(&e->mu);
@@ -80,10 +87,20 @@ static tp_err prepare(tp_http_engine *e, const tp_http_request *req, const char 
 tp_err tp_http_engine_submit(tp_http_engine *e, const tp_http_request *req, tp_http_done_fn cb,
                              void *ud, uint64_t *id, tp_errinfo *err)
 {
+    if (req != NULL && (req->flags & TP_HTTP_STREAM))
+        return tp_errinfo_set(err, TP_EINVAL, 0, "TP_HTTP_STREAM is not supported by the engine");
+    return tp__eng_submit(e, req, NULL, cb, ud, id, err);
+}
+
+tp_err tp__eng_submit(tp_http_engine *e, const tp_http_request *req,
+                      const tp__eng_submit_opts *opts, tp_http_done_fn cb, void *ud, uint64_t *id,
+                      tp_errinfo *err)
+{
+    static const tp__eng_submit_opts none = {0};
+    if (opts == NULL)
+        opts = &none;
     if (e == NULL || req == NULL || cb == NULL || req->url == NULL)
         return tp_errinfo_set(err, TP_EINVAL, 0, "engine, request, url and cb are required");
-    if (req->flags & TP_HTTP_STREAM)
-        return tp_errinfo_set(err, TP_EINVAL, 0, "TP_HTTP_STREAM is not supported by the engine");
     if (req->body_len > 0 && req->body == NULL)
         return tp_errinfo_set(err, TP_EINVAL, 0, "body: NULL with body_len %zu", req->body_len);
     if (req->body_source != NULL && req->body_len > 0)
@@ -102,13 +119,19 @@ tp_err tp_http_engine_submit(tp_http_engine *e, const tp_http_request *req, tp_h
     rq->sink = req->on_body;
     rq->sink_ud = req->on_body_ud;
     rq->decode = tp__http_offers_codings(c, req);
+    rq->handover = opts->handover && (req->flags & TP_HTTP_STREAM) != 0;
+    rq->blocking = opts->blocking;
     tp__timer_init(&rq->timer);
     tp__buf_init(&rq->head);
     const char *method = req->method != NULL ? req->method : "GET";
     rq->method = tp__strdup(method);
     tp_err rc = rq->method == NULL ? tp_errinfo_set(err, TP_ENOMEM, 0, "copying the method")
                                    : prepare(e, req, method, rq, err);
-    if (rc == TP_OK && req->body_len > 0) {
+    if (rc == TP_OK && req->body_len > 0 && opts->borrow_body) {
+        rq->body = (char *)req->body; /* the blocking caller waits for the request */
+        rq->body_borrowed = true;
+        rq->body_len = req->body_len;
+    } else if (rc == TP_OK && req->body_len > 0) {
         rq->body = tp__malloc(req->body_len);
         if (rq->body == NULL)
             rc = tp_errinfo_set(err, TP_ENOMEM, 0, "copying the body");

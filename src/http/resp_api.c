@@ -43,6 +43,31 @@ const char *tp_http_response_body(const tp_http_response *r, size_t *len)
     return r->body.data != NULL ? r->body.data : "";
 }
 
+/* A streamed body (TP_HTTP_STREAM) and the drain on free are read here, blocking on the
+ * connection the response holds, not through an engine. */
+tp_err tp__http_read_until(tp_http_response *r, bool want_body, int64_t deadline, tp_errinfo *err)
+{
+    tp__http_conn *hc = r->conn;
+    for (;;) {
+        if (want_body ? r->parse.done : r->parse.headers_done)
+            return TP_OK;
+        if (r->stream && want_body && r->body.len > r->body_pos)
+            return TP_OK; /* a streaming reader has bytes to take */
+        if (hc->rpos == hc->rlen) {
+            size_t got = 0;
+            tp_err rc = tp__stream_read(&hc->s, hc->rbuf, sizeof hc->rbuf, &got, deadline, err);
+            if (rc != TP_OK)
+                return rc;
+            if (got == 0) /* the server closed: completes a read-until-close body */
+                return tp__http_eof(r, err);
+            tp__http_got_bytes(r, got);
+        }
+        tp_err rc = tp__http_feed(r, err);
+        if (rc != TP_OK)
+            return rc;
+    }
+}
+
 tp_err tp_http_response_read(tp_http_response *r, void *buf, size_t cap, size_t *got,
                              tp_errinfo *err)
 {

@@ -21,6 +21,7 @@ PACKAGES=(
     libzstd-dev       # Content-Encoding zstd
     openssl           # the tests generate their certificates with it
     nginx-light       # the HTTP integration tests run against a real nginx
+    tinyproxy-bin     # the proxy tests go through a real proxy (plain and CONNECT)
     libmicrohttpd-dev # the metrics exporter
     prometheus        # promtool validates the exposition; the tests scrape with a real server
     librsvg2-bin      # rsvg-convert renders the CLI's SVG pictures in a test

@@ -1,8 +1,8 @@
-/* engine.c: the event engine's loop and life: the acquire results the pool posts from
- * any thread, epoll dispatch through a descriptor table, completion bookkeeping, create
- * and destroy. Submission and cancellation are in engine_submit.c, the timers (on
- * base/timer.h's heap) in engine_timer.c, the state machine of one request in
- * engine_req.c. */
+/* engine.c: the event engine's loop and life: the queues other threads fill
+ * (submissions, the pool's acquire results, finished lookups, cancellations), epoll
+ * dispatch through the descriptor table (engine_fd.c), the timers, create and destroy.
+ * Submission and cancellation are in engine_submit.c, the timers (on base/timer.h's
+ * heap) in engine_timer.c, the state machine of one request in engine_req.c. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,75 +15,6 @@
 #define EVFD_TAG UINT64_MAX
 
 static void process_cancels(tp_http_engine *e);
-
-/* ---- descriptors --------------------------------------------------------------------- */
-
-tp_err tp__eng_watch(tp_http_engine *e, eng_req *rq, int fd, uint64_t conn_id, tp_errinfo *err)
-{
-    if ((size_t)fd >= e->nfds) {
-        size_t n = TP__MAX((size_t)fd + 1, e->nfds * 2);
-        fd_slot *t = tp__realloc(e->fds, n * sizeof *t);
-        if (t == NULL)
-            return tp_errinfo_set(err, TP_ENOMEM, 0, "growing the engine's descriptor table");
-        memset(t + e->nfds, 0, (n - e->nfds) * sizeof *t);
-        e->fds = t;
-        e->nfds = n;
-    }
-    fd_slot *s = &e->fds[fd];
-    if (s->conn_id != conn_id) {
-        /* Edge-triggered, all directions: the connection stays registered while it is
-         * idle in the pool, so the next request on it (usually ours again: the pool gives
-         * a thread back the connection it released) needs no epoll_ctl. A descriptor
-         * number reused for another connection is told apart by conn_id. */
-        struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
-                                 .data.u64 = (uint64_t)fd};
-        if (epoll_ctl(e->epfd, EPOLL_CTL_ADD, fd, &ev) != 0 &&
-            (errno != EEXIST || epoll_ctl(e->epfd, EPOLL_CTL_MOD, fd, &ev) != 0))
-            return tp_errinfo_set(err, errno == ENOMEM ? TP_ENOMEM : TP_ESYS, errno,
-                                  "epoll_ctl refused the socket");
-        s->conn_id = conn_id;
-    }
-    s->owner = rq;
-    return TP_OK;
-}
-
-void tp__eng_unwatch(tp_http_engine *e, int fd, bool forget)
-{
-    if (fd < 0 || (size_t)fd >= e->nfds)
-        return;
-    e->fds[fd].owner = NULL;
-    if (forget) {
-        /* The descriptor is about to be closed (or handed to a close): epoll forgets it
-         * by itself then, but a number reused before that must not match. */
-        epoll_ctl(e->epfd, EPOLL_CTL_DEL, fd, NULL);
-        e->fds[fd].conn_id = 0;
-    }
-}
-
-/* ---- cross-thread queues ----------------------------------------------------------- */
-
-void tp__eng_post_result(eng_req *rq, tp_err status, tp_acquired kind, tp_conn *conn,
-                         const tp_errinfo *err)
-{
-    tp_http_engine *e = rq->e;
-    tp__mutex_lock(&e->mu);
-    rq->has_result = true;
-    rq->acq_status = status;
-    rq->acq_kind = kind;
-    rq->acq_conn = conn;
-    if (err != NULL)
-        rq->acq_info = *err;
-    else
-        tp_errinfo_clear(&rq->acq_info);
-    rq->next_q = NULL;
-    if (e->results_tail != NULL)
-        e->results_tail->next_q = rq;
-    else
-        e->results = rq;
-    e->results_tail = rq;
-    tp__eng_wake_locked(e);
-    tp__mutex_unlock(&e->mu);
-}
 
 /* ---- life ---------------------------------------------------------------------------- */
 
@@ -158,7 +89,7 @@ static bool process_queues(tp_http_engine *e)
     while (lookups != NULL) {
         eng_lookup *el = lookups;
         lookups = el->next_q;
-        tp__eng_lookup_done(e, el);
+        tp__er_on_lookup(e, el);
     }
     while (inbox != NULL) {
         eng_req *rq = inbox;

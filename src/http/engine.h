@@ -26,6 +26,19 @@ typedef enum er_state {
     ER_DONE        /* completed (callback ran or about to) */
 } er_state;
 
+/* What a step of opening, exchanging or redirecting leaves for the dispatcher in
+ * engine_req.c. Those steps never call back up: they say what comes next, and the
+ * dispatcher (tp__er_settle, run after every event it hands down) does it. So the files
+ * call one another in one direction only: engine.c -> engine_req.c -> engine_req_open.c,
+ * engine_req_exchange.c, engine_req_redirect.c -> engine_fd.c, engine_timer.c. */
+typedef enum er_then {
+    ER_THEN_WAIT = 0, /* nothing now: an edge, a timer, a result or a resume comes back */
+    ER_THEN_ACQUIRE,  /* ask the pool (again: the retry, a redirect, a refusal it waits
+                         through) */
+    ER_THEN_EXCHANGE, /* rq->lease is a connection: send on it */
+    ER_THEN_FINISH    /* end with then_rc (then_info), the response on TP_OK */
+} er_then;
+
 typedef struct eng_req eng_req;
 
 /* A name lookup a request started on a worker (net.h's tp__lookup): outstanding from
@@ -80,6 +93,9 @@ struct eng_req {
     void *sink_ud;
 
     /* progress */
+    er_then then;        /* what the last step left for the dispatcher */
+    tp_err then_rc;      /* ER_THEN_FINISH: how it ends */
+    tp_errinfo then_info;
     int attempt;         /* 0, or 1 for the retry on a fresh connection */
     tp_http_response *r; /* parse state, body, info; handed to cb on success */
     tp_conn *lease;      /* a lease, or an open slot while connecting */
@@ -111,6 +127,28 @@ struct eng_req {
     eng_req *next_q;          /* inbox or results list (e->mu) */
     eng_req *prev_a, *next_a; /* active list (loop thread) */
 };
+
+/* tp__er_then_finish: the step ends rq with rc (info: why; NULL: rc's own words). */
+static inline void tp__er_then_finish(eng_req *rq, tp_err rc, const tp_errinfo *info)
+{
+    rq->then = ER_THEN_FINISH;
+    rq->then_rc = rc;
+    if (info != NULL && info != &rq->then_info)
+        rq->then_info = *info;
+    else if (info == NULL)
+        tp_errinfo_set(&rq->then_info, rc, 0, "%s", tp_strerror(rc));
+}
+
+/* tp__er_then_acquire / _exchange: the step sends rq back to the pool, or on to the
+ * exchange on the connection in rq->lease. */
+static inline void tp__er_then_acquire(eng_req *rq)
+{
+    rq->then = ER_THEN_ACQUIRE;
+}
+static inline void tp__er_then_exchange(eng_req *rq)
+{
+    rq->then = ER_THEN_EXCHANGE;
+}
 
 /* Which request owns a descriptor, and which connection it was registered for. */
 typedef struct fd_slot {
@@ -187,16 +225,15 @@ void tp__eng_abandon(tp_http_engine *e);
  * moves between threads: the wake-up rule needs to know which thread polls). */
 void tp__eng_adopt(tp_http_engine *e);
 
-/* ---- engine.c: the loop ----------------------------------------------------------- */
+/* ---- engine_fd.c: the descriptor table ------------------------------------------------ */
 
 /* eng_watch: makes rq the owner of fd (registering the connection in epoll if it is
  * not already). TP_ESYS if epoll refuses. */
 tp_err tp__eng_watch(tp_http_engine *e, eng_req *rq, int fd, uint64_t conn_id, tp_errinfo *err);
 /* eng_unwatch: rq no longer owns fd (the registration stays for reuse unless forget). */
 void tp__eng_unwatch(tp_http_engine *e, int fd, bool forget);
-/* eng_post_result: records an acquire outcome for rq (any thread) and wakes the loop. */
-void tp__eng_post_result(eng_req *rq, tp_err status, tp_acquired kind, tp_conn *conn,
-                         const tp_errinfo *err);
+
+/* ---- engine.c: the loop ----------------------------------------------------------- */
 
 /* tp__eng_wake_locked: wakes the loop unless we are on it or it is already woken. Lock
  * held. Inline: every submission calls it (engine_submit.c), and engine.c. */
@@ -227,35 +264,34 @@ void tp__eng_timer_set(tp_http_engine *e, eng_req *rq);
 /* tp__eng_timer_clear: takes rq's timer out of the heap, if it is in it. */
 void tp__eng_timer_clear(tp_http_engine *e, eng_req *rq);
 
-/* ---- engine_req.c: a request's start, dispatch and completion --------------------------- */
+/* ---- engine_req.c: the dispatcher: a request's start, events and completion ---------- */
 
-/* Starts a request (acquire). */
+/* The entries the loop (engine.c) hands a request's events to. Each runs the step for
+ * the request's state, then does what the step left (rq->then): acquire, exchange, or
+ * finish through the callback. Loop thread. */
+/* tp__er_start: a submitted request begins (the pool is asked). */
 void tp__er_start(eng_req *rq);
-/* Continues after the pool's answer posted by tp__eng_post_result(). */
+/* tp__er_on_result: the pool's answer to its queued acquire came (on_acquired). */
 void tp__er_on_result(eng_req *rq);
-/* Continues after epoll events on the request's descriptor. */
+/* tp__er_on_events: epoll events on the request's descriptor. */
 void tp__er_on_events(eng_req *rq, uint32_t events);
-/* Its timer fired. */
+/* tp__er_on_timer: its timer fired. */
 void tp__er_on_timer(eng_req *rq, int64_t now);
-/* Ends it with TP_ECANCELED (cancel or engine destroy). */
+/* tp__er_cancel: ends it with TP_ECANCELED (cancel or engine destroy). */
 void tp__er_cancel(eng_req *rq);
 /* tp__er_resume: a paused body source or sink goes on. */
 void tp__er_resume(eng_req *rq);
-/* Frees a request that has completed or never started. */
+/* tp__er_on_lookup: a finished lookup taken off the queue (for its request, if one still
+ * waits for it). */
+void tp__er_on_lookup(tp_http_engine *e, eng_lookup *el);
+/* tp__er_free: frees a request that has completed or never started. */
 void tp__er_free(eng_req *rq);
-/* tp__er_finish: ends rq with rc (the response on TP_OK) through its callback; frees it
- * unless a pool result may still arrive. */
-void tp__er_finish(eng_req *rq, tp_err rc, const tp_errinfo *info);
-/* tp__er_acquire: asks the pool for a connection or an open slot (again for the retry). */
-void tp__er_acquire(eng_req *rq);
-
-/* tp__er_new_response: rq->r, fresh for an attempt or a hop; false: out of memory. */
-bool tp__er_new_response(eng_req *rq);
 
 /* ---- engine_req_redirect.c: the next hop of a redirect ------------------------------ */
 
-/* tp__er_redirect: rq completed; if its response is a redirect to follow, sends rq on to
- * the next hop (or finishes it with the hop's error) and returns true; false: deliver. */
+/* tp__er_redirect: rq completed; if its response is a redirect to follow, readies rq for
+ * the next hop (ER_THEN_ACQUIRE, or ER_THEN_FINISH with the hop's error) and returns
+ * true; false: deliver the response. */
 bool tp__er_redirect(eng_req *rq);
 /* tp__er_hop_init: at submit, with max_redirects: keeps what later hops need. */
 tp_err tp__er_hop_init(eng_req *rq, const tp_http_request *req, const char *method,
@@ -266,25 +302,28 @@ tp_err tp__er_hop_init(eng_req *rq, const tp_http_request *req, const char *meth
 /* tp__er_got_slot: the pool gave rq an open slot: resolve (a name on a worker, so the
  * loop never waits for DNS; a literal at once) and connect. */
 void tp__er_got_slot(eng_req *rq, tp_conn *slot);
-/* tp__eng_lookup_done: the loop takes a finished lookup: the request it is for (if it
- * still waits) dials the addresses, or fails. */
-void tp__eng_lookup_done(tp_http_engine *e, eng_lookup *el);
+/* tp__er_lookup_taken: the loop takes a finished lookup (caches its outcome); the request
+ * it is for, if one still waits, dials the addresses or fails: that request is returned
+ * for the dispatcher, else NULL. */
+eng_req *tp__er_lookup_taken(tp_http_engine *e, eng_lookup *el);
 /* tp__eng_lookup_drop: rq no longer waits for its lookup (it ends, or was canceled). */
 void tp__eng_lookup_drop(eng_req *rq);
 /* tp__er_tunnel_step: advances the CONNECT exchange; open: TLS begins. */
 void tp__er_tunnel_step(eng_req *rq);
 /* tp__er_dial_step: advances the dial (an attempt's socket is ready, or the next one is
- * due); connected: tp__er_connected; over: tp__er_open_failed. */
+ * due); connected: TLS or the proxy's tunnel begins; over: tp__er_open_failed. */
 void tp__er_dial_step(eng_req *rq);
-/* tp__er_connected: the TCP connect succeeded: start TLS, or hand the connection over. */
-void tp__er_connected(eng_req *rq);
-/* tp__er_tls_step: advances the TLS handshake; hands the connection over when done. */
+/* tp__er_tls_step: advances the TLS handshake; done: the connection goes to the pool and
+ * rq on to the exchange (ER_THEN_EXCHANGE). */
 void tp__er_tls_step(eng_req *rq);
-/* tp__er_open_failed: closes what was opened, fails the slot and ends rq with rc. */
+/* tp__er_open_failed: closes what was opened, fails the slot; rq queues again when the
+ * pool waits through the failure (ER_THEN_ACQUIRE), else ends with rc. */
 void tp__er_open_failed(eng_req *rq, tp_err rc, const tp_errinfo *info);
 
 /* ---- engine_req_exchange.c: the exchange on a leased connection ------------------------ */
 
+/* tp__er_new_response: rq->r, fresh for an attempt or a hop; false: out of memory. */
+bool tp__er_new_response(eng_req *rq);
 /* tp__er_got_conn: rq leases a connection: register it and send. */
 void tp__er_got_conn(eng_req *rq, tp_conn *lease);
 /* tp__er_send_request: writes what is left of the request; then waits for the response. */
@@ -293,5 +332,7 @@ void tp__er_send_request(eng_req *rq);
 void tp__er_continue_timeout(eng_req *rq);
 /* tp__er_receive: reads and parses until the response is complete or the socket is dry. */
 void tp__er_receive(eng_req *rq);
+/* tp__er_exchange_resume: a paused body source or sink goes on. */
+void tp__er_exchange_resume(eng_req *rq);
 
 #endif

@@ -34,12 +34,13 @@ void tp__er_free(eng_req *rq)
 
 /* Takes rq out of the loop's structures and calls its callback: with the response on
  * success (ownership passes), or the error. The request is freed unless a pool result
- * may still arrive for it (zombie: freed when it does). */
-void tp__er_finish(eng_req *rq, tp_err rc, const tp_errinfo *info)
+ * may still arrive for it (zombie: freed when it does). true: rq goes on instead (a
+ * redirect to follow: rq->then says how); false: it is gone. */
+static bool finish(eng_req *rq, tp_err rc, const tp_errinfo *info)
 {
     tp_http_engine *e = rq->e;
     if (rc == TP_OK && rq->hop != NULL && tp__er_redirect(rq))
-        return; /* on its way to the next hop, or finished there */
+        return true; /* on its way to the next hop, or ending there */
     tp__eng_timer_clear(e, rq);
     if (rq->state != ER_NEW) {
         if (rq->prev_a != NULL)
@@ -80,6 +81,7 @@ void tp__er_finish(eng_req *rq, tp_err rc, const tp_errinfo *info)
         e->zombies++;
     else
         tp__er_free(rq);
+    return false;
 }
 
 /* The one mapping of a timer that fired to the error it means: the whole request's
@@ -104,13 +106,33 @@ static tp_err fail_code(const eng_req *rq, int64_t now, tp_errinfo *info)
 
 /* ---- acquiring ------------------------------------------------------------------------ */
 
+/* The pool's answer to a queued acquire, on whatever thread granted it: recorded for
+ * the loop, which is woken. */
 static void on_acquired(void *ud, tp_err status, tp_acquired kind, tp_conn *conn,
                         const tp_errinfo *err)
 {
-    tp__eng_post_result(ud, status, kind, conn, err);
+    eng_req *rq = ud;
+    tp_http_engine *e = rq->e;
+    tp__mutex_lock(&e->mu);
+    rq->has_result = true;
+    rq->acq_status = status;
+    rq->acq_kind = kind;
+    rq->acq_conn = conn;
+    if (err != NULL)
+        rq->acq_info = *err;
+    else
+        tp_errinfo_clear(&rq->acq_info);
+    rq->next_q = NULL;
+    if (e->results_tail != NULL)
+        e->results_tail->next_q = rq;
+    else
+        e->results = rq;
+    e->results_tail = rq;
+    tp__eng_wake_locked(e);
+    tp__mutex_unlock(&e->mu);
 }
 
-void tp__er_acquire(eng_req *rq)
+static void acquire(eng_req *rq)
 {
     tp_http_engine *e = rq->e;
     tp_http_client *c = e->c;
@@ -120,7 +142,7 @@ void tp__er_acquire(eng_req *rq)
                                                         : rq->deadline - rq->phase_start;
     tp_errinfo info;
     if (left <= 0) {
-        tp__er_finish(
+        tp__er_then_finish(
             rq, tp_errinfo_set(&info, TP_EREQTIMEDOUT, 0, "the request's deadline passed"), &info);
         return;
     }
@@ -131,7 +153,7 @@ void tp__er_acquire(eng_req *rq)
     tp_err rc = tp_acquire_async(c->pool, &areq, on_acquired, rq, &res, &info);
     rq->ticket = 0;
     if (rc != TP_OK)
-        tp__er_finish(rq, rc, &info);
+        tp__er_then_finish(rq, rc, &info);
     else if (res.kind == TP_ACQUIRED_LEASE)
         tp__er_got_conn(rq, res.conn);
     else if (res.kind == TP_ACQUIRED_OPEN_SLOT)
@@ -142,43 +164,47 @@ void tp__er_acquire(eng_req *rq)
     }
 }
 
-void tp__er_start(eng_req *rq)
+/* Does what the steps left for the dispatcher (rq->then) until the request waits for
+ * something or is gone. Every entry below ends here, and only here does a request end,
+ * so no step runs on a request that has been freed under it. */
+static void settle(eng_req *rq)
 {
-    if (rq->cancel) {
-        rq->state = ER_ACQUIRING; /* so tp__er_finish() unlinks it from the active list */
-        tp_errinfo info;
-        tp__er_finish(rq, tp_errinfo_set(&info, TP_ECANCELED, 0, "canceled"), &info);
-        return;
+    for (;;) {
+        er_then t = rq->then;
+        rq->then = ER_THEN_WAIT;
+        switch (t) {
+        case ER_THEN_WAIT:
+            return;
+        case ER_THEN_ACQUIRE:
+            acquire(rq);
+            break;
+        case ER_THEN_EXCHANGE:
+            tp__er_got_conn(rq, rq->lease);
+            break;
+        case ER_THEN_FINISH:
+            if (!finish(rq, rq->then_rc, &rq->then_info))
+                return;
+            break;
+        }
     }
-    if (!tp__er_new_response(rq)) {
-        rq->state = ER_ACQUIRING;
-        tp_errinfo info;
-        tp__er_finish(rq, tp_errinfo_set(&info, TP_ENOMEM, 0, "allocating the response"), &info);
-        return;
-    }
-    tp__er_acquire(rq);
 }
 
-bool tp__er_new_response(eng_req *rq)
+/* ---- the entries: the loop hands each event to the request here ------------------------ */
+
+void tp__er_start(eng_req *rq)
 {
-    tp_http_client *c = rq->e->c;
-    tp_http_response *r = tp__calloc(1, sizeof *r);
-    rq->r = r;
-    if (r == NULL)
-        return false;
-    r->client = c;
-    r->max_body = c->o.max_body_bytes;
-    r->deadline = rq->deadline;
-    r->info.content_length = -1;
-    memcpy(r->key, rq->key, rq->keylen);
-    r->keylen = rq->keylen;
-    tp__buf_init(&r->body);
-    r->sink = rq->sink;
-    r->sink_ud = rq->sink_ud;
-    r->decode = rq->decode;
-    r->stream = rq->handover; /* body bytes wait for tp_http_response_read() */
-    tp__http_resp_init(&r->parse, rq->method, c->o.max_header_bytes, tp__http_on_body, r);
-    return true;
+    tp_errinfo info;
+    if (rq->cancel) {
+        rq->state = ER_ACQUIRING; /* so finish() unlinks it from the active list */
+        tp__er_then_finish(rq, tp_errinfo_set(&info, TP_ECANCELED, 0, "canceled"), &info);
+    } else if (!tp__er_new_response(rq)) {
+        rq->state = ER_ACQUIRING;
+        tp__er_then_finish(rq, tp_errinfo_set(&info, TP_ENOMEM, 0, "allocating the response"),
+                           &info);
+    } else {
+        rq->then = ER_THEN_ACQUIRE;
+    }
+    settle(rq);
 }
 
 void tp__er_on_result(eng_req *rq)
@@ -201,13 +227,14 @@ void tp__er_on_result(eng_req *rq)
     else if (rq->acq_status == TP_OK)
         tp__er_got_slot(rq, rq->acq_conn);
     else if (rq->acq_status == TP_ETIMEDOUT && tp_clock_now() >= rq->deadline)
-        tp__er_finish(
+        tp__er_then_finish(
             rq,
             tp_errinfo_set(&rq->acq_info, TP_EREQTIMEDOUT, 0,
                            "the request's deadline passed while waiting for a connection"),
             &rq->acq_info);
     else
-        tp__er_finish(rq, rq->acq_status, &rq->acq_info);
+        tp__er_then_finish(rq, rq->acq_status, &rq->acq_info);
+    settle(rq);
 }
 
 void tp__er_on_events(eng_req *rq, uint32_t events)
@@ -219,34 +246,35 @@ void tp__er_on_events(eng_req *rq, uint32_t events)
     switch (rq->state) {
     case ER_CONNECTING:
         tp__er_dial_step(rq);
-        return;
+        break;
     case ER_TUNNEL:
         tp__er_tunnel_step(rq);
-        return;
+        break;
     case ER_TLS:
         tp__er_tls_step(rq);
-        return;
+        break;
     case ER_SENDING:
         tp__er_send_request(rq);
-        return;
+        break;
     case ER_RECEIVING:
         tp__er_receive(rq);
-        return;
+        break;
     default:
-        return;
+        break;
     }
+    settle(rq);
 }
 
-/* Ends rq with rc, undoing whatever it holds at this stage. */
+/* Ends rq with rc, undoing whatever it holds at this stage (rq->then says so). */
 static void abort_req(eng_req *rq, tp_err rc, tp_errinfo *info)
 {
     switch (rq->state) {
     case ER_ACQUIRING:
         /* Withdrawn from the pool's queue: no result will come. Too late: the result
-         * arrives later and is given back (tp__er_finish() keeps the request for it). */
+         * arrives later and is given back (finish() keeps the request for it). */
         if (rq->ticket != 0 && tp_acquire_cancel(rq->e->c->pool, rq->ticket) == TP_OK)
             rq->ticket = 0;
-        tp__er_finish(rq, rc, info);
+        tp__er_then_finish(rq, rc, info);
         return;
     case ER_RESOLVING:
     case ER_TUNNEL:
@@ -261,7 +289,7 @@ static void abort_req(eng_req *rq, tp_err rc, tp_errinfo *info)
         rq->lease = NULL;
         rq->hc = NULL;
         rq->r->conn = NULL;
-        tp__er_finish(rq, rc, info);
+        tp__er_then_finish(rq, rc, info);
         return;
     case ER_NEW:
     case ER_DONE:
@@ -275,20 +303,32 @@ void tp__er_on_timer(eng_req *rq, int64_t now)
     tp_err rc = fail_code(rq, now, &info);
     if (rq->state == ER_ACQUIRING && now < rq->deadline)
         return; /* only the whole deadline applies while waiting */
-    if (rq->state == ER_SENDING && rq->expect == EXPECT_WAITING && now < rq->deadline) {
+    if (rq->state == ER_SENDING && rq->expect == EXPECT_WAITING && now < rq->deadline)
         tp__er_continue_timeout(rq);
-        return;
-    }
-    if (rq->state == ER_CONNECTING && rq->dialing &&
-        now < TP__MIN(rq->deadline, rq->phase_deadline)) {
+    else if (rq->state == ER_CONNECTING && rq->dialing &&
+             now < TP__MIN(rq->deadline, rq->phase_deadline))
         tp__er_dial_step(rq); /* the next address's turn */
-        return;
-    }
-    abort_req(rq, rc, &info);
+    else
+        abort_req(rq, rc, &info);
+    settle(rq);
 }
 
 void tp__er_cancel(eng_req *rq)
 {
     tp_errinfo info;
     abort_req(rq, tp_errinfo_set(&info, TP_ECANCELED, 0, "canceled"), &info);
+    settle(rq);
+}
+
+void tp__er_resume(eng_req *rq)
+{
+    tp__er_exchange_resume(rq);
+    settle(rq);
+}
+
+void tp__er_on_lookup(tp_http_engine *e, eng_lookup *el)
+{
+    eng_req *rq = tp__er_lookup_taken(e, el);
+    if (rq != NULL)
+        settle(rq);
 }

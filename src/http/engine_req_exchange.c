@@ -7,6 +7,30 @@
 
 #include "engine.h"
 
+/* ---- the response of an attempt -------------------------------------------------------- */
+
+bool tp__er_new_response(eng_req *rq)
+{
+    tp_http_client *c = rq->e->c;
+    tp_http_response *r = tp__calloc(1, sizeof *r);
+    rq->r = r;
+    if (r == NULL)
+        return false;
+    r->client = c;
+    r->max_body = c->o.max_body_bytes;
+    r->deadline = rq->deadline;
+    r->info.content_length = -1;
+    memcpy(r->key, rq->key, rq->keylen);
+    r->keylen = rq->keylen;
+    tp__buf_init(&r->body);
+    r->sink = rq->sink;
+    r->sink_ud = rq->sink_ud;
+    r->decode = rq->decode;
+    r->stream = rq->handover; /* body bytes wait for tp_http_response_read() */
+    tp__http_resp_init(&r->parse, rq->method, c->o.max_header_bytes, tp__http_on_body, r);
+    return true;
+}
+
 /* ---- the exchange on a leased connection --------------------------------------------- */
 
 static void exchange_failed(eng_req *rq, tp_err rc, const tp_errinfo *info)
@@ -40,10 +64,10 @@ static void exchange_failed(eng_req *rq, tp_err rc, const tp_errinfo *info)
         r->info.reused = false;
         r->got_byte = false;
         rq->phase_deadline = TP_DURATION_INFINITE;
-        tp__er_acquire(rq);
+        tp__er_then_acquire(rq);
         return;
     }
-    tp__er_finish(rq, rc, info);
+    tp__er_then_finish(rq, rc, info);
 }
 
 /* TP_HTTP_STREAM: the header is in; the caller's response takes the lease and reads
@@ -62,7 +86,7 @@ static bool hand_over(eng_req *rq)
     r->conn = rq->hc;
     rq->lease = NULL;
     rq->hc = NULL;
-    tp__er_finish(rq, TP_OK, NULL);
+    tp__er_then_finish(rq, TP_OK, NULL);
     return true;
 }
 
@@ -77,7 +101,7 @@ static void complete(eng_req *rq)
     rq->lease = NULL;
     rq->hc = NULL;
     r->conn = NULL;
-    tp__er_finish(rq, TP_OK, NULL);
+    tp__er_then_finish(rq, TP_OK, NULL);
 }
 
 /* Reads and parses until the response is complete or the socket has nothing more. */
@@ -368,7 +392,7 @@ void tp__er_got_conn(eng_req *rq, tp_conn *lease)
         rq->lease = NULL;
         rq->hc = NULL;
         r->conn = NULL;
-        tp__er_finish(rq, wrc, &info);
+        tp__er_then_finish(rq, wrc, &info);
         return;
     }
     rq->state = ER_SENDING;
@@ -382,7 +406,7 @@ void tp__er_got_conn(eng_req *rq, tp_conn *lease)
     tp__er_send_request(rq);
 }
 
-void tp__er_resume(eng_req *rq)
+void tp__er_exchange_resume(eng_req *rq)
 {
     if (rq->state == ER_SENDING && rq->source_paused) {
         rq->source_paused = false;

@@ -36,10 +36,10 @@ void tp__er_open_failed(eng_req *rq, tp_err rc, const tp_errinfo *info)
     /* A failure the pool waits through (a restart's refusal, no room while the key holds
      * connections): queue again, as a blocking acquire would, within the deadline. */
     if (verdict == TP_EAGAIN && tp_clock_now() < rq->deadline) {
-        tp__er_acquire(rq);
+        tp__er_then_acquire(rq);
         return;
     }
-    tp__er_finish(rq, rc, info);
+    tp__er_then_finish(rq, rc, info);
 }
 
 static void open_done(eng_req *rq)
@@ -53,10 +53,11 @@ static void open_done(eng_req *rq)
     tp_err rc = tp_conn_open_done(slot, hc, &lease); /* on TP_ECLOSED hc is closed and freed */
     if (rc != TP_OK) {
         rq->lease = NULL;
-        tp__er_finish(rq, rc, NULL);
+        tp__er_then_finish(rq, rc, NULL);
         return;
     }
-    tp__er_got_conn(rq, lease);
+    rq->lease = lease;
+    tp__er_then_exchange(rq);
 }
 
 void tp__er_tls_step(eng_req *rq)
@@ -138,7 +139,7 @@ void tp__er_tunnel_step(eng_req *rq)
     start_tls(rq);
 }
 
-void tp__er_connected(eng_req *rq)
+static void connected(eng_req *rq)
 {
     if (rq->proxy == NULL || !rq->hc->tls) {
         start_tls(rq);
@@ -207,7 +208,7 @@ void tp__er_dial_step(eng_req *rq)
         return;
     }
     tp__eng_timer_set(e, rq);
-    tp__er_connected(rq);
+    connected(rq);
 }
 
 /* The worker's notice that a lookup is over: to the loop's queue, and wake it. */
@@ -376,7 +377,7 @@ static void unlink_lookup(tp_http_engine *e, eng_lookup *el)
         el->next->prev = el->prev;
 }
 
-void tp__eng_lookup_done(tp_http_engine *e, eng_lookup *el)
+eng_req *tp__er_lookup_taken(tp_http_engine *e, eng_lookup *el)
 {
     unlink_lookup(e, el);
     eng_req *rq = el->rq;
@@ -392,11 +393,12 @@ void tp__eng_lookup_done(tp_http_engine *e, eng_lookup *el)
     tp__dns_cache_put(e->c->dns, el->host, el->port, tp_clock_now(), rc, &addrs, &info);
     tp__free(el);
     if (rq == NULL) /* the request gave up on it */
-        return;
+        return NULL;
     rq->lookup = NULL;
     rq->state = ER_CONNECTING;
     emit_dns(rq, TP_HTTP_TRACE_DNS_DONE, rc, tp_clock_now() - rq->phase_start);
     start_dial(rq, rc, &addrs, &info);
+    return rq;
 }
 
 void tp__eng_lookup_drop(eng_req *rq)

@@ -81,13 +81,13 @@ bool tp__er_redirect(eng_req *rq)
     if (rc == TP_OK && !tp__er_new_response(rq))
         rc = tp_errinfo_set(&info, TP_ENOMEM, 0, "allocating the response");
     if (rc != TP_OK) {
-        tp__er_finish(rq, rc, &info);
+        tp__er_then_finish(rq, rc, &info);
         return true;
     }
     rq->attempt = 0;
     rq->sent = 0;
     rq->phase_deadline = TP_DURATION_INFINITE;
     tp__eng_timer_clear(rq->e, rq);
-    tp__er_acquire(rq);
+    tp__er_then_acquire(rq);
     return true;
 }

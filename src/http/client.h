@@ -112,8 +112,23 @@ uint64_t tp__http_conn_id(void);
 /* tp__http_connector: the connector vtable for the client's pool (ctx = client). */
 tp_connector tp__http_connector(tp_http_client *c);
 
-/* tp__http_emit: calls the client's trace hook, if any. */
-void tp__http_emit(tp_http_client *c, const tp_http_trace_event *ev);
+/* tp__http_trace: the one builder of trace events: sets type and the destination (host,
+ * port, tls) on *facts (err, status, durations, lease facts; the rest zero) and calls
+ * the client's hook, which the caller has checked is set (TP__HTTP_TRACE does). */
+void tp__http_trace(tp_http_client *c, tp_http_trace_type type, const char *host, uint16_t port,
+                    bool tls, tp_http_trace_event *facts);
+
+/* TP__HTTP_TRACE(c, type, dest, .field = value, ...): when c has a trace hook, an event of
+ * type for dest (a request or a connection: anything with host, port and tls) with the
+ * facts given. Without a hook nothing is made or computed. */
+#define TP__HTTP_TRACE(c, type, dest, ...)                                                         \
+    do {                                                                                           \
+        tp_http_client *tc_ = (c);                                                                 \
+        if (tc_->o.trace != NULL) {                                                                \
+            tp_http_trace_event ev_ = {__VA_ARGS__};                                               \
+            tp__http_trace(tc_, (type), (dest)->host, (dest)->port, (dest)->tls, &ev_);            \
+        }                                                                                          \
+    } while (0)
 
 /* tp__http_tls_ctx: the client's TLS context, created on first use (at create when a CA
  * or a client certificate is named: the context exists by then). */

@@ -23,31 +23,26 @@ size_t tp__http_key(const tp_http_client *c, const tp__http_url *u, char *out, s
     const tp__http_proxy *px = tp__http_proxy_for(c, u);
     const char *pre = sock != NULL ? "unix:" : px != NULL ? "proxy:" : "";
     const char *via = sock != NULL ? sock : px != NULL ? px->name : "";
-    int n = snprintf(out, cap, u->host_is_ipv6 ? "%s%s%s%s://[%s]:%u" : "%s%s%s%s://%s:%u", pre,
-                     via, pre[0] != '\0' ? " " : "", u->tls ? "https" : "http", u->host,
-                     (unsigned)u->port);
+    int n =
+        snprintf(out, cap, u->host_is_ipv6 ? "%s%s%s%s://[%s]:%u" : "%s%s%s%s://%s:%u", pre, via,
+                 pre[0] != '\0' ? " " : "", u->tls ? "https" : "http", u->host, (unsigned)u->port);
     return n > 0 && (size_t)n < cap ? (size_t)n : 0;
 }
 
-void tp__http_emit(tp_http_client *c, const tp_http_trace_event *ev)
+void tp__http_trace(tp_http_client *c, tp_http_trace_type type, const char *host, uint16_t port,
+                    bool tls, tp_http_trace_event *facts)
 {
-    if (c->o.trace != NULL)
-        c->o.trace(c->o.trace_ud, ev);
+    facts->type = type;
+    facts->host = host;
+    facts->port = port;
+    facts->tls = tls;
+    c->o.trace(c->o.trace_ud, facts);
 }
 
 static void emit(tp_http_client *c, const tp__http_conn *hc, tp_http_trace_type type, tp_err rc,
                  int64_t duration)
 {
-    if (c->o.trace == NULL)
-        return;
-    tp_http_trace_event ev = {.type = type,
-                              .host = hc->host,
-                              .port = hc->port,
-                              .tls = hc->tls,
-                              .err = rc,
-                              .duration_ns = duration,
-                              .tls_resumed = hc->tls_resumed};
-    tp__http_emit(c, &ev);
+    TP__HTTP_TRACE(c, type, hc, .err = rc, .duration_ns = duration, .tls_resumed = hc->tls_resumed);
 }
 
 tp_err tp__http_tls_ctx(tp_http_client *c, tp__tls_ctx **out, tp_errinfo *err)

@@ -61,16 +61,8 @@ static bool finish(eng_req *rq, tp_err rc, const tp_errinfo *info)
     e->completed++;
     atomic_fetch_sub(&e->pending, 1);
     tp_http_client *c = e->c;
-    if (c->o.trace != NULL) {
-        tp_http_trace_event ev = {.type = TP_HTTP_TRACE_DONE,
-                                  .host = rq->host,
-                                  .port = rq->port,
-                                  .tls = rq->tls,
-                                  .err = rc,
-                                  .status = r != NULL ? r->parse.status : 0,
-                                  .duration_ns = tp_clock_now() - rq->start};
-        tp__http_emit(c, &ev);
-    }
+    TP__HTTP_TRACE(c, TP_HTTP_TRACE_DONE, rq, .err = rc, .status = r != NULL ? r->parse.status : 0,
+                   .duration_ns = tp_clock_now() - rq->start);
     tp_errinfo none;
     if (info == NULL && rc != TP_OK) {
         tp_errinfo_set(&none, rc, 0, "%s", tp_strerror(rc));

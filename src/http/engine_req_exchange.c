@@ -47,14 +47,7 @@ static void exchange_failed(eng_req *rq, tp_err rc, const tp_errinfo *info)
         tp__http_conn_died(rc) &&
         tp__http_retry_safe(rq->flags, rq->method, rq->body_len, rq->sent)) {
         tp_http_client *c = e->c;
-        if (c->o.trace != NULL) {
-            tp_http_trace_event ev = {.type = TP_HTTP_TRACE_RETRY,
-                                      .host = rq->host,
-                                      .port = rq->port,
-                                      .tls = rq->tls,
-                                      .err = rc};
-            tp__http_emit(c, &ev);
-        }
+        TP__HTTP_TRACE(c, TP_HTTP_TRACE_RETRY, rq, .err = rc);
         rq->attempt = 1;
         tp__http_resp_free(&r->parse);
         tp__http_resp_init(&r->parse, rq->method, c->o.max_header_bytes, tp__http_on_body, r);
@@ -342,13 +335,7 @@ void tp__er_send_request(eng_req *rq)
     rq->state = ER_RECEIVING;
     if (rq->r->written_at == 0)
         rq->r->written_at = tp_clock_now();
-    if (c->o.trace != NULL) {
-        tp_http_trace_event ev = {.type = TP_HTTP_TRACE_WROTE_REQUEST,
-                                  .host = hc->host,
-                                  .port = hc->port,
-                                  .tls = hc->tls};
-        tp__http_emit(c, &ev);
-    }
+    TP__HTTP_TRACE(c, TP_HTTP_TRACE_WROTE_REQUEST, hc, .err = TP_OK);
     rq->phase_start = rq->r->written_at;
     rq->phase_deadline = tp__saturating_add(rq->r->written_at, c->o.response_header_timeout);
     rq->phase_code = TP_EHDRTIMEDOUT;
@@ -374,17 +361,9 @@ void tp__er_got_conn(eng_req *rq, tp_conn *lease)
     if (r->info.reused)
         r->info.tls_resumed = false;
     r->info.waited_ns = tp_clock_now() - rq->phase_start;
-    if (c->o.trace != NULL) {
-        tp_http_trace_event ev = {.type = TP_HTTP_TRACE_GOT_CONN,
-                                  .host = rq->hc->host,
-                                  .port = rq->hc->port,
-                                  .tls = rq->hc->tls,
-                                  .reused = r->info.reused,
-                                  .was_idle = r->info.reused,
-                                  .idle_ns = li.idle_ns,
-                                  .waited_ns = r->info.waited_ns};
-        tp__http_emit(c, &ev);
-    }
+    TP__HTTP_TRACE(c, TP_HTTP_TRACE_GOT_CONN, rq->hc, .reused = r->info.reused,
+                   .was_idle = r->info.reused, .idle_ns = li.idle_ns,
+                   .waited_ns = r->info.waited_ns);
     tp_errinfo info;
     tp_err wrc = tp__eng_watch(e, rq, rq->hc->s.fd, rq->hc->id, &info);
     if (wrc != TP_OK) {

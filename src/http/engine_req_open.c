@@ -69,16 +69,9 @@ void tp__er_tls_step(eng_req *rq)
         return;
     tp_http_client *c = rq->e->c;
     rq->hc->tls_resumed = rc == TP_OK && rq->hc->s.resumed;
-    if (c->o.trace != NULL) {
-        tp_http_trace_event ev = {.type = TP_HTTP_TRACE_TLS_DONE,
-                                  .host = rq->hc->host,
-                                  .port = rq->hc->port,
-                                  .tls = true,
-                                  .err = rc,
-                                  .tls_resumed = rq->hc->tls_resumed,
-                                  .duration_ns = tp_clock_now() - rq->phase_start};
-        tp__http_emit(c, &ev);
-    }
+    TP__HTTP_TRACE(c, TP_HTTP_TRACE_TLS_DONE, rq->hc, .err = rc,
+                   .tls_resumed = rq->hc->tls_resumed,
+                   .duration_ns = tp_clock_now() - rq->phase_start);
     if (rc != TP_OK) {
         tp__er_open_failed(rq, rc, &info);
         return;
@@ -93,14 +86,8 @@ static void start_tls(eng_req *rq)
     tp_http_engine *e = rq->e;
     tp_http_client *c = e->c;
     tp__http_conn *hc = rq->hc;
-    if (c->o.trace != NULL) {
-        tp_http_trace_event ev = {.type = TP_HTTP_TRACE_CONNECT_DONE,
-                                  .host = hc->host,
-                                  .port = hc->port,
-                                  .tls = hc->tls,
-                                  .duration_ns = tp_clock_now() - rq->phase_start};
-        tp__http_emit(c, &ev);
-    }
+    TP__HTTP_TRACE(c, TP_HTTP_TRACE_CONNECT_DONE, hc,
+                   .duration_ns = tp_clock_now() - rq->phase_start);
     if (!hc->tls) {
         open_done(rq);
         return;
@@ -242,16 +229,7 @@ static uint16_t dial_port(const eng_req *rq)
 /* The DNS trace events, as the blocking open emits them. */
 static void emit_dns(eng_req *rq, tp_http_trace_type type, tp_err rc, int64_t duration)
 {
-    tp_http_client *c = rq->e->c;
-    if (c->o.trace == NULL)
-        return;
-    tp_http_trace_event ev = {.type = type,
-                              .host = rq->hc->host,
-                              .port = rq->hc->port,
-                              .tls = rq->hc->tls,
-                              .err = rc,
-                              .duration_ns = duration};
-    tp__http_emit(c, &ev);
+    TP__HTTP_TRACE(rq->e->c, type, rq->hc, .err = rc, .duration_ns = duration);
 }
 
 /* The addresses are known (or not, rc): dial them. */
@@ -317,13 +295,7 @@ void tp__er_got_slot(eng_req *rq, tp_conn *slot)
     rq->phase_deadline = tp__saturating_add(rq->phase_start, c->connect_timeout);
     rq->phase_code = TP_ECONNTIMEDOUT;
     tp__eng_timer_set(e, rq);
-    if (c->o.trace != NULL) {
-        tp_http_trace_event ev = {.type = TP_HTTP_TRACE_CONNECT_START,
-                                  .host = hc->host,
-                                  .port = hc->port,
-                                  .tls = hc->tls};
-        tp__http_emit(c, &ev);
-    }
+    TP__HTTP_TRACE(c, TP_HTTP_TRACE_CONNECT_START, hc, .err = TP_OK);
     if (c->unix_socket != NULL) {
         start_dial(rq, TP_OK, NULL, &info);
         return;

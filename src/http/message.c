@@ -81,14 +81,7 @@ static void first_byte(tp_http_response *r)
         return;
     r->got_byte = true;
     r->info.ttfb_ns = tp_clock_now() - r->written_at;
-    if (r->client->o.trace != NULL) {
-        tp_http_trace_event ev = {.type = TP_HTTP_TRACE_FIRST_BYTE,
-                                  .host = hc->host,
-                                  .port = hc->port,
-                                  .tls = hc->tls,
-                                  .duration_ns = r->info.ttfb_ns};
-        tp__http_emit(r->client, &ev);
-    }
+    TP__HTTP_TRACE(r->client, TP_HTTP_TRACE_FIRST_BYTE, hc, .duration_ns = r->info.ttfb_ns);
 }
 
 void tp__http_got_bytes(tp_http_response *r, size_t got)

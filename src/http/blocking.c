@@ -31,7 +31,8 @@ static void on_done(void *ud, tp_err rc, tp_http_response *r, const tp_errinfo *
         w->info = *err;
 }
 
-static tp_http_engine *take_engine(tp_http_client *c, tp_errinfo *err)
+/* The caller's engine for one call: an idle one of the client's, or a new one. */
+static tp_err take_engine(tp_http_client *c, tp_http_engine **out, tp_errinfo *err)
 {
     unsigned gen = atomic_load(&tp__fork_generation);
     tp_http_engine *e;
@@ -43,13 +44,18 @@ static tp_http_engine *take_engine(tp_http_client *c, tp_errinfo *err)
         tp__eng_abandon(e); /* the parent's: its epoll set is shared with the parent */
     }
     tp__mutex_unlock(&c->engines_mu);
-    if (e == NULL && tp_http_engine_create(c, &e, err) != TP_OK)
-        return NULL;
+    if (e == NULL) {
+        tp_err rc = tp_http_engine_create(c, &e, err);
+        if (rc != TP_OK)
+            return rc;
+    }
     e->next_idle = NULL;
     tp__eng_adopt(e);
-    return e;
+    *out = e;
+    return TP_OK;
 }
 
+/* Back on the client's stack once the call is over. */
 static void give_engine(tp_http_client *c, tp_http_engine *e)
 {
     /* A result the pool posted for a request that ended while waiting for it (a zombie)
@@ -84,12 +90,13 @@ tp_err tp_http_client_do(tp_http_client *c, const tp_http_request *req, tp_http_
         return tp_errinfo_set(err, TP_EINVAL, 0,
                               "on_body: the engine's; the blocking call streams with "
                               "TP_HTTP_STREAM and tp_http_response_read()");
-    tp_http_engine *e = take_engine(c, err);
-    if (e == NULL)
-        return err != NULL ? err->code : TP_ENOMEM;
+    tp_http_engine *e = NULL;
+    tp_err rc = take_engine(c, &e, err);
+    if (rc != TP_OK)
+        return rc;
     blocking_wait w = {0};
     tp__eng_submit_opts opts = {.borrow_body = true, .handover = true, .blocking = true};
-    tp_err rc = tp__eng_submit(e, req, &opts, on_done, &w, NULL, err);
+    rc = tp__eng_submit(e, req, &opts, on_done, &w, NULL, err);
     if (rc == TP_OK) {
         /* The engine's timers bound each phase (and the whole request, when it has a
          * timeout), as they bound every engine request. */

@@ -36,14 +36,15 @@ static tp_err take_engine(tp_http_client *c, tp_http_engine **out, tp_errinfo *e
 {
     unsigned gen = atomic_load(&tp__fork_generation);
     tp_http_engine *e;
-    tp__mutex_lock(&c->engines_mu);
-    while ((e = c->idle_engines) != NULL) {
-        c->idle_engines = e->next_idle;
-        if (e->fork_gen == gen)
+    for (;;) {
+        tp__mutex_lock(&c->engines_mu);
+        if ((e = c->idle_engines) != NULL)
+            c->idle_engines = e->next_idle;
+        tp__mutex_unlock(&c->engines_mu);
+        if (e == NULL || e->fork_gen == gen)
             break;
         tp__eng_abandon(e); /* the parent's: its epoll set is shared with the parent */
     }
-    tp__mutex_unlock(&c->engines_mu);
     if (e == NULL) {
         tp_err rc = tp_http_engine_create(c, &e, err);
         if (rc != TP_OK)

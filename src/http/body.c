@@ -8,9 +8,6 @@
 
 #include "client.h"
 
-/* What the request offers: our codings, unless the caller asked in its own words. */
-#define ACCEPT_ENCODING "gzip, deflate, br, zstd"
-
 bool tp__http_offers_codings(const tp_http_client *c, const tp_http_request *req)
 {
     if (!c->o.decompress)
@@ -20,11 +17,6 @@ bool tp__http_offers_codings(const tp_http_client *c, const tp_http_request *req
             strcasecmp(req->header_names[i], "Accept-Encoding") == 0)
             return false;
     return true;
-}
-
-const char *tp__http_accept_encoding(void)
-{
-    return ACCEPT_ENCODING;
 }
 
 /* Decoded (or plain) bytes reach the caller here. */

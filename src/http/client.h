@@ -210,8 +210,8 @@ tp_err tp__http_read_until(tp_http_response *r, bool want_body, int64_t deadline
 /* tp__http_offers_codings: req goes out with our Accept-Encoding (decompress on, and the
  * caller named none of its own), so its response's codings are undone. */
 bool tp__http_offers_codings(const tp_http_client *c, const tp_http_request *req);
-/* tp__http_accept_encoding: the codings we offer, as the header's value. */
-const char *tp__http_accept_encoding(void);
+/* The codings we offer (decode.c undoes them), as the Accept-Encoding header's value. */
+#define TP__HTTP_ACCEPT_ENCODING "gzip, deflate, br, zstd"
 /* tp__http_on_body: the parser's body sink (ud = the response): undoes the codings (from
  * the first body byte on, when r->decode), then buffers the body (stops past max_body),
  * keeps it for a streaming reader or hands it to the sink; counts and drops it while

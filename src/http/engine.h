@@ -95,6 +95,7 @@ struct eng_req {
     /* progress */
     er_then then;        /* what the last step left for the dispatcher */
     tp_err then_rc;      /* ER_THEN_FINISH: how it ends */
+    bool then_has_info;  /* then_info says why (else rc's own words) */
     tp_errinfo then_info;
     int attempt;         /* 0, or 1 for the retry on a fresh connection */
     tp_http_response *r; /* parse state, body, info; handed to cb on success */
@@ -133,10 +134,9 @@ static inline void tp__er_then_finish(eng_req *rq, tp_err rc, const tp_errinfo *
 {
     rq->then = ER_THEN_FINISH;
     rq->then_rc = rc;
-    if (info != NULL && info != &rq->then_info)
+    rq->then_has_info = info != NULL && rc != TP_OK; /* a success needs no words */
+    if (rq->then_has_info && info != &rq->then_info)
         rq->then_info = *info;
-    else if (info == NULL)
-        tp_errinfo_set(&rq->then_info, rc, 0, "%s", tp_strerror(rc));
 }
 
 /* tp__er_then_acquire / _exchange: the step sends rq back to the pool, or on to the

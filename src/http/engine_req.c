@@ -174,7 +174,7 @@ static void settle(eng_req *rq)
             tp__er_got_conn(rq, rq->lease);
             break;
         case ER_THEN_FINISH:
-            if (!finish(rq, rq->then_rc, &rq->then_info))
+            if (!finish(rq, rq->then_rc, rq->then_has_info ? &rq->then_info : NULL))
                 return;
             break;
         }

@@ -49,7 +49,7 @@ tp_err tp__http_build_head(tp_http_client *c, const tp_http_request *req, const 
         }
         if (tp__http_offers_codings(c, req)) {
             names[k] = "Accept-Encoding";
-            values[k++] = tp__http_accept_encoding();
+            values[k++] = TP__HTTP_ACCEPT_ENCODING;
         }
         if (tp__http_expects_continue(req)) {
             names[k] = "Expect";
@@ -114,7 +114,13 @@ bool tp__http_expects_continue(const tp_http_request *req)
            (req->body_len > 0 || req->body_source != NULL);
 }
 
-tp_err tp__http_continue_step(tp_http_response *r, tp_errinfo *err)
+/* What the server sent while the request goes out, read and parsed without blocking.
+ * TP_OK: a final response header is complete (r->early: stop sending, read it) or, when
+ * expecting (Expect: 100-continue), a 100 came; TP_PENDING: nothing decisive yet; else
+ * the read's or the parser's error, TP_ECONNRESET when the server closed. Expecting, the
+ * bytes before the final answer are not its first byte (a 100 is not the answer, and the
+ * header timeout counts from the end of the body); otherwise each read counts as one. */
+static tp_err answer_step(tp_http_response *r, bool expecting, tp_errinfo *err)
 {
     tp__http_conn *hc = r->conn;
     for (;;) {
@@ -130,42 +136,36 @@ tp_err tp__http_continue_step(tp_http_response *r, tp_errinfo *err)
             first_byte(r);
             return TP_OK;
         }
-        if (r->parse.got_continue)
+        if (expecting && r->parse.got_continue)
             return TP_OK;
         size_t got = 0;
         int want = 0;
         tp_err rc = tp__stream_read_step(&hc->s, hc->rbuf, sizeof hc->rbuf, &got, &want, err);
         if (rc != TP_OK)
-            return rc; /* TP_PENDING: nothing yet */
-        if (got == 0)
-            return tp__http_eof(r, err); /* closed before answering: TP_ECONNRESET */
-        /* Not the response's first byte yet: a 100 is not the answer, and the header
-         * timeout counts from the end of the body. */
-        hc->rpos = 0;
-        hc->rlen = got;
+            return rc;
+        if (got == 0) /* closed before answering: the parser hears it only when expecting */
+            return expecting ? tp__http_eof(r, err)
+                             : tp_errinfo_set(err, TP_ECONNRESET, 0, "closed while sending");
+        if (expecting) {
+            hc->rpos = 0;
+            hc->rlen = got;
+        } else {
+            if (r->written_at == 0)
+                r->written_at = tp_clock_now(); /* time to first byte counts from here */
+            tp__http_got_bytes(r, got);
+        }
     }
+}
+
+tp_err tp__http_continue_step(tp_http_response *r, tp_errinfo *err)
+{
+    return answer_step(r, true, err);
 }
 
 bool tp__http_take_early(tp_http_response *r)
 {
-    tp__http_conn *hc = r->conn;
-    tp_errinfo info;
-    for (;;) {
-        if (hc->rpos < hc->rlen && tp__http_feed(r, &info) != TP_OK)
-            return false; /* a sticky parse error: the header read reports it */
-        if (r->parse.headers_done) {
-            r->early = true;
-            return true;
-        }
-        size_t got = 0;
-        int want = 0;
-        tp_err rc = tp__stream_read_step(&hc->s, hc->rbuf, sizeof hc->rbuf, &got, &want, &info);
-        if (rc != TP_OK || got == 0)
-            return false; /* nothing yet, or the stream ended: the writes find out */
-        if (r->written_at == 0)
-            r->written_at = tp_clock_now(); /* time to first byte counts from here */
-        tp__http_got_bytes(r, got);
-    }
+    tp_errinfo info; /* errors and the end of the stream are left for the writes to find */
+    return answer_step(r, false, &info) == TP_OK;
 }
 
 void tp__http_keepalive_hint(tp_http_response *r)

@@ -18,6 +18,7 @@
 
 #include "http/client.h"
 #include "support/chaos_cli.h"
+#include "support/http_both.h"
 #include "support/nginx_env.h"
 #include "support/test_util.h"
 
@@ -33,51 +34,6 @@ static tp_http_client *client(tp_http_client_options *o)
     return c;
 }
 
-/* One GET of url, blocking (eng NULL) or through eng; the body into out. */
-typedef struct got {
-    bool done;
-    tp_err rc;
-    int status;
-    char body[256];
-    char msg[256];
-} got;
-
-static void on_done(void *ud, tp_err rc, tp_http_response *r, const tp_errinfo *err)
-{
-    got *g = ud;
-    g->done = true;
-    g->rc = rc;
-    if (rc == TP_OK) {
-        g->status = tp_http_response_status(r);
-        size_t n;
-        const char *b = tp_http_response_body(r, &n);
-        snprintf(g->body, sizeof g->body, "%.*s", (int)n, b);
-    } else if (err != NULL) {
-        snprintf(g->msg, sizeof g->msg, "%s", err->msg);
-    }
-    tp_http_response_free(r);
-}
-
-static got get(tp_http_client *c, bool engine, const char *url)
-{
-    got g = {0};
-    tp_http_request req = {.url = url, .timeout = 5 * TP_NSEC_PER_SEC};
-    tp_errinfo err = {0};
-    if (!engine) {
-        tp_http_response *r = NULL;
-        tp_err rc = tp_http_client_do(c, &req, &r, &err);
-        on_done(&g, rc, r, &err);
-        return g;
-    }
-    tp_http_engine *e = NULL;
-    assert_int_equal(tp_http_engine_create(c, &e, &err), TP_OK);
-    assert_int_equal(tp_http_engine_submit(e, &req, on_done, &g, NULL, &err), TP_OK);
-    while (!g.done)
-        (void)tp_http_engine_poll(e, 100 * TP_NSEC_PER_MSEC);
-    tp_http_engine_destroy(e);
-    return g;
-}
-
 /* Whatever the URL's host, the request goes over the socket; the key names the path. */
 static void unix_socket(bool engine)
 {
@@ -85,12 +41,12 @@ static void unix_socket(bool engine)
     tp_http_client_options_init(&o);
     o.unix_socket = env.unix_socket;
     tp_http_client *c = client(&o);
-    got g = get(c, engine, "http://example.invalid/remote");
+    hb_got g = hb_get(c, engine, "http://example.invalid/remote");
     if (g.rc != TP_OK)
         fail_msg("%s", g.msg);
     assert_int_equal(g.status, 200);
     assert_string_equal(g.body, "unix:");
-    g = get(c, engine, "http://example.invalid/");
+    g = hb_get(c, engine, "http://example.invalid/");
     assert_int_equal(g.rc, TP_OK);
     assert_string_equal(g.body, NGINX_BODY);
     tp_stats st;
@@ -110,7 +66,7 @@ static void unix_socket(bool engine)
     o.pool.acquire_timeout = TP_NSEC_PER_SEC;
     c = client(&o);
     int64_t t0 = tu_now_ns();
-    g = get(c, engine, "http://example.invalid/");
+    g = hb_get(c, engine, "http://example.invalid/");
     assert_true(g.rc != TP_OK);
     assert_non_null(strstr(g.msg, missing));
     assert_true(tu_ms_since(t0) < 2000.0);
@@ -140,7 +96,7 @@ static void test_local_address(void **state)
     char url[128];
     snprintf(url, sizeof url, "http://127.0.0.1:%u/remote", (unsigned)env.http_port);
     for (int engine = 0; engine < 2; engine++) {
-        got g = get(c, engine, url);
+        hb_got g = hb_get(c, engine, url);
         if (g.rc != TP_OK)
             fail_msg("%s", g.msg);
         assert_string_equal(g.body, "127.0.0.2");
@@ -148,7 +104,7 @@ static void test_local_address(void **state)
     tp_http_client_destroy(c);
     tp_http_client_options_init(&o);
     c = client(&o);
-    got g = get(c, false, url);
+    hb_got g = hb_get(c, false, url);
     assert_string_equal(g.body, "127.0.0.1");
     tp_http_client_destroy(c);
 }

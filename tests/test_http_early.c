@@ -18,6 +18,7 @@
 
 #include <tidepool/tidepool.h>
 
+#include "support/http_both.h"
 #include "support/http_test_server.h"
 #include "support/test_util.h"
 
@@ -25,55 +26,14 @@
 
 static char *body; /* 16 MiB of 'b' */
 
-typedef struct got {
-    bool done;
-    tp_err rc;
-    int status;
-    char text[64];
-    char msg[256];
-    tp_http_response_info info;
-} got;
-
-static void on_done(void *ud, tp_err rc, tp_http_response *r, const tp_errinfo *err)
+static hb_got post(tp_http_client *c, bool engine, const char *url, size_t len)
 {
-    got *g = ud;
-    g->done = true;
-    g->rc = rc;
-    if (rc == TP_OK) {
-        g->status = tp_http_response_status(r);
-        size_t n;
-        const char *b = tp_http_response_body(r, &n);
-        snprintf(g->text, sizeof g->text, "%.*s", (int)n, b);
-        tp_http_response_get_info(r, &g->info);
-    } else if (err != NULL) {
-        snprintf(g->msg, sizeof g->msg, "%s", err->msg);
-    }
-    tp_http_response_free(r);
-}
-
-static got post(tp_http_client *c, bool engine, const char *url, size_t len)
-{
-    got g = {0};
     tp_http_request req = {.method = "POST",
                            .url = url,
                            .body = body,
                            .body_len = len,
                            .timeout = 10 * TP_NSEC_PER_SEC};
-    tp_errinfo err = {0};
-    if (!engine) {
-        tp_http_response *r = NULL;
-        tp_err rc = tp_http_client_do(c, &req, &r, &err);
-        on_done(&g, rc, r, &err);
-        return g;
-    }
-    tp_http_engine *e = NULL;
-    assert_int_equal(tp_http_engine_create(c, &e, &err), TP_OK);
-    assert_int_equal(tp_http_engine_submit(e, &req, on_done, &g, NULL, &err), TP_OK);
-    int64_t t0 = tu_now_ns();
-    while (!g.done && tu_now_ns() - t0 < 15 * TP_NSEC_PER_SEC)
-        (void)tp_http_engine_poll(e, 50 * TP_NSEC_PER_MSEC);
-    tp_http_engine_destroy(e);
-    return g;
+    return hb_run(c, engine, &req);
 }
 
 /* Two uploads of len bytes against an early-answering server; reset: it closes with
@@ -96,12 +56,12 @@ static void early(bool engine, size_t len, bool reset, int stall_ms)
     assert_int_equal(tp_http_client_create(&o, &c, &e), TP_OK);
     for (int i = 0; i < 2; i++) {
         int64_t t0 = tu_now_ns();
-        got g = post(c, engine, url, len);
+        hb_got g = post(c, engine, url, len);
         if (g.rc != TP_OK)
             fail_msg("%s %zu MiB, %s, upload %d: %s: %s", engine ? "engine" : "blocking",
                      len / MIB, reset ? "reset" : "lingering", i, tp_err_name(g.rc), g.msg);
         assert_int_equal(g.status, 413);
-        assert_string_equal(g.text, "too large");
+        assert_string_equal(g.body, "too large");
         assert_false(g.info.retried);
         assert_false(g.info.keep_alive);
         /* A body that fits in the socket buffers may be all sent before the answer is

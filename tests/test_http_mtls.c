@@ -15,55 +15,18 @@
 
 #include <tidepool/tidepool.h>
 
+#include "support/http_both.h"
 #include "support/nginx_env.h"
 #include "support/test_util.h"
 
 static nginx_env env;
 
-typedef struct got {
-    bool done;
-    tp_err rc;
-    int status;
-    char body[256];
-    char msg[256];
-} got;
-
-static void on_done(void *ud, tp_err rc, tp_http_response *r, const tp_errinfo *err)
-{
-    got *g = ud;
-    g->done = true;
-    g->rc = rc;
-    if (rc == TP_OK) {
-        g->status = tp_http_response_status(r);
-        size_t n;
-        const char *b = tp_http_response_body(r, &n);
-        snprintf(g->body, sizeof g->body, "%.*s", (int)n, b);
-    } else if (err != NULL) {
-        snprintf(g->msg, sizeof g->msg, "%s", err->msg);
-    }
-    tp_http_response_free(r);
-}
-
-static got get(tp_http_client *c, bool engine)
+/* GET / of the mTLS server. */
+static hb_got get(tp_http_client *c, bool engine)
 {
     char url[128];
     snprintf(url, sizeof url, "https://127.0.0.1:%u/", (unsigned)env.https_mtls_port);
-    got g = {0};
-    tp_http_request req = {.url = url, .timeout = 5 * TP_NSEC_PER_SEC};
-    tp_errinfo err = {0};
-    if (!engine) {
-        tp_http_response *r = NULL;
-        tp_err rc = tp_http_client_do(c, &req, &r, &err);
-        on_done(&g, rc, r, &err);
-        return g;
-    }
-    tp_http_engine *e = NULL;
-    assert_int_equal(tp_http_engine_create(c, &e, &err), TP_OK);
-    assert_int_equal(tp_http_engine_submit(e, &req, on_done, &g, NULL, &err), TP_OK);
-    while (!g.done)
-        (void)tp_http_engine_poll(e, 100 * TP_NSEC_PER_MSEC);
-    tp_http_engine_destroy(e);
-    return g;
+    return hb_get(c, engine, url);
 }
 
 static tp_err create(const char *cert, const char *key, const char *pass, tp_http_client **c,
@@ -86,7 +49,7 @@ static void accepted(const char *key, const char *pass)
     if (rc != TP_OK)
         fail_msg("create: %s", e.msg);
     for (int engine = 0; engine < 2; engine++) {
-        got g = get(c, engine);
+        hb_got g = get(c, engine);
         if (g.rc != TP_OK)
             fail_msg("%s: %s: %s", engine ? "engine" : "blocking", tp_err_name(g.rc), g.msg);
         assert_int_equal(g.status, 200);
@@ -116,7 +79,7 @@ static void test_without_certificate_refused(void **state)
     tp_errinfo e;
     assert_int_equal(create(NULL, NULL, NULL, &c, &e), TP_OK);
     for (int engine = 0; engine < 2; engine++) {
-        got g = get(c, engine);
+        hb_got g = get(c, engine);
         assert_int_equal(g.rc, TP_OK);
         assert_int_equal(g.status, 400);
         assert_non_null(strstr(g.body, "certificate"));

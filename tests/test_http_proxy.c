@@ -19,55 +19,12 @@
 
 #include <tidepool/tidepool.h>
 
+#include "support/http_both.h"
 #include "support/nginx_env.h"
 #include "support/proxy_env.h"
 #include "support/test_util.h"
 
 static nginx_env env;
-
-typedef struct got {
-    bool done;
-    tp_err rc;
-    int status;
-    char body[64];
-    char msg[256];
-} got;
-
-static void on_done(void *ud, tp_err rc, tp_http_response *r, const tp_errinfo *err)
-{
-    got *g = ud;
-    g->done = true;
-    g->rc = rc;
-    if (rc == TP_OK) {
-        g->status = tp_http_response_status(r);
-        size_t n;
-        const char *b = tp_http_response_body(r, &n);
-        snprintf(g->body, sizeof g->body, "%.*s", (int)n, b);
-    } else if (err != NULL) {
-        snprintf(g->msg, sizeof g->msg, "%s", err->msg);
-    }
-    tp_http_response_free(r);
-}
-
-static got get(tp_http_client *c, bool engine, const char *url)
-{
-    got g = {0};
-    tp_http_request req = {.url = url, .timeout = 5 * TP_NSEC_PER_SEC};
-    tp_errinfo err = {0};
-    if (!engine) {
-        tp_http_response *r = NULL;
-        tp_err rc = tp_http_client_do(c, &req, &r, &err);
-        on_done(&g, rc, r, &err);
-        return g;
-    }
-    tp_http_engine *e = NULL;
-    assert_int_equal(tp_http_engine_create(c, &e, &err), TP_OK);
-    assert_int_equal(tp_http_engine_submit(e, &req, on_done, &g, NULL, &err), TP_OK);
-    while (!g.done)
-        (void)tp_http_engine_poll(e, 100 * TP_NSEC_PER_MSEC);
-    tp_http_engine_destroy(e);
-    return g;
-}
 
 static tp_http_client *client(const char *proxy, const char *no_proxy, bool from_env)
 {
@@ -131,7 +88,7 @@ static void test_plain_and_tunnel(void **state)
     tp_http_client *c = client(proxy, NULL, false);
     for (int engine = 0; engine < 2; engine++) {
         for (int t = 0; t < 2; t++) {
-            got g = get(c, engine, t ? tls : plain);
+            hb_got g = hb_get(c, engine, t ? tls : plain);
             if (g.rc != TP_OK)
                 fail_msg("%s %s: %s: %s", engine ? "engine" : "blocking", t ? tls : plain,
                          tp_err_name(g.rc), g.msg);
@@ -168,7 +125,7 @@ static void test_credentials(void **state)
     tp_http_client *c = client(good, NULL, false);
     for (int engine = 0; engine < 2; engine++)
         for (int t = 0; t < 2; t++) {
-            got g = get(c, engine, t ? tls : plain);
+            hb_got g = hb_get(c, engine, t ? tls : plain);
             if (g.rc != TP_OK || g.status != 200)
                 fail_msg("with credentials, %s: %s %d %s", t ? tls : plain, tp_err_name(g.rc),
                          g.status, g.msg);
@@ -176,10 +133,10 @@ static void test_credentials(void **state)
     tp_http_client_destroy(c);
     c = client(none, NULL, false);
     for (int engine = 0; engine < 2; engine++) {
-        got g = get(c, engine, plain);
+        hb_got g = hb_get(c, engine, plain);
         assert_int_equal(g.rc, TP_OK);
         assert_int_equal(g.status, 407); /* the proxy's own answer */
-        g = get(c, engine, tls);
+        g = hb_get(c, engine, tls);
         assert_int_equal(g.rc, TP_EPROXY);
         if (strstr(g.msg, "407") == NULL)
             fail_msg("message: %s", g.msg);
@@ -197,9 +154,9 @@ static void test_no_proxy_and_environment(void **state)
     urls(plain_ip, tls_ip, sizeof plain_ip, "127.0.0.1");
 
     tp_http_client *c = client(proxy, "127.0.0.1, .example.com", false);
-    assert_int_equal(get(c, false, plain_ip).status, 200);
-    assert_int_equal(get(c, true, tls_ip).status, 200);
-    assert_int_equal(get(c, false, plain_l).status, 200);
+    assert_int_equal(hb_get(c, false, plain_ip).status, 200);
+    assert_int_equal(hb_get(c, true, tls_ip).status, 200);
+    assert_int_equal(hb_get(c, false, plain_l).status, 200);
     tp_http_client_destroy(c);
     int p, n;
     seen("127.0.0.1", &p, &n);
@@ -210,22 +167,22 @@ static void test_no_proxy_and_environment(void **state)
     /* The environment counts only when asked; HTTP_PROXY (upper case) never. */
     setenv("HTTP_PROXY", "http://127.0.0.1:1", 1);
     c = client(NULL, NULL, true);
-    assert_int_equal(get(c, false, plain_ip).status, 200); /* HTTP_PROXY ignored: direct */
+    assert_int_equal(hb_get(c, false, plain_ip).status, 200); /* HTTP_PROXY ignored: direct */
     tp_http_client_destroy(c);
     setenv("http_proxy", proxy, 1);
     setenv("https_proxy", proxy, 1);
     setenv("no_proxy", "localhost", 1);
     c = client(NULL, NULL, false);
-    assert_int_equal(get(c, false, plain_ip).status, 200);
+    assert_int_equal(hb_get(c, false, plain_ip).status, 200);
     tp_http_client_destroy(c);
     seen("127.0.0.1", &p, &n);
     assert_int_equal(p + n, 0); /* not asked: direct */
     c = client(NULL, NULL, true);
-    assert_int_equal(get(c, false, plain_ip).status, 200);
-    assert_int_equal(get(c, true, tls_ip).status, 200);
+    assert_int_equal(hb_get(c, false, plain_ip).status, 200);
+    assert_int_equal(hb_get(c, true, tls_ip).status, 200);
     int lp0, ln0;
     seen("localhost", &lp0, &ln0);
-    assert_int_equal(get(c, false, plain_l).status, 200); /* $no_proxy: direct */
+    assert_int_equal(hb_get(c, false, plain_l).status, 200); /* $no_proxy: direct */
     tp_http_client_destroy(c);
     seen("127.0.0.1", &p, &n);
     assert_int_equal(p, 1);
@@ -247,7 +204,7 @@ static void test_proxy_down(void **state)
     snprintf(proxy, sizeof proxy, "http://127.0.0.1:%u", (unsigned)port);
     tp_http_client *c = client(proxy, NULL, false);
     for (int engine = 0; engine < 2; engine++) {
-        got g = get(c, engine, tls);
+        hb_got g = hb_get(c, engine, tls);
         assert_int_equal(g.rc, TP_ECONNREFUSED);
     }
     tp_http_client_destroy(c);

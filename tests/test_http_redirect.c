@@ -18,6 +18,7 @@
 #include <tidepool/tidepool.h>
 
 #include "http/client.h"
+#include "support/http_both.h"
 #include "support/nginx_env.h"
 #include "support/test_util.h"
 
@@ -70,38 +71,10 @@ static void test_location_resolution(void **state)
     assert_false(tp__http_redirect_keeps_body(301, "POST"));
 }
 
-typedef struct got {
-    bool done;
-    tp_err rc;
-    int status;
-    int redirects;
-    char body[256];
-    char msg[256];
-} got;
-
-static void on_done(void *ud, tp_err rc, tp_http_response *r, const tp_errinfo *err)
+static hb_got call(tp_http_client *c, bool engine, const char *method, const char *url,
+                   const char *body, const char *const *names, const char *const *values,
+                   size_t nh)
 {
-    got *g = ud;
-    g->done = true;
-    g->rc = rc;
-    if (rc == TP_OK) {
-        g->status = tp_http_response_status(r);
-        size_t n;
-        const char *b = tp_http_response_body(r, &n);
-        snprintf(g->body, sizeof g->body, "%.*s", (int)n, b);
-        tp_http_response_info info;
-        tp_http_response_get_info(r, &info);
-        g->redirects = info.redirects;
-    } else if (err != NULL) {
-        snprintf(g->msg, sizeof g->msg, "%s", err->msg);
-    }
-    tp_http_response_free(r);
-}
-
-static got call(tp_http_client *c, bool engine, const char *method, const char *url,
-                const char *body, const char *const *names, const char *const *values, size_t nh)
-{
-    got g = {0};
     tp_http_request req = {.method = method,
                            .url = url,
                            .body = body,
@@ -110,20 +83,7 @@ static got call(tp_http_client *c, bool engine, const char *method, const char *
                            .header_values = values,
                            .nheaders = nh,
                            .timeout = 5 * TP_NSEC_PER_SEC};
-    tp_errinfo err = {0};
-    if (!engine) {
-        tp_http_response *r = NULL;
-        tp_err rc = tp_http_client_do(c, &req, &r, &err);
-        on_done(&g, rc, r, &err);
-        return g;
-    }
-    tp_http_engine *e = NULL;
-    assert_int_equal(tp_http_engine_create(c, &e, &err), TP_OK);
-    assert_int_equal(tp_http_engine_submit(e, &req, on_done, &g, NULL, &err), TP_OK);
-    while (!g.done)
-        (void)tp_http_engine_poll(e, 100 * TP_NSEC_PER_MSEC);
-    tp_http_engine_destroy(e);
-    return g;
+    return hb_run(c, engine, &req);
 }
 
 static tp_http_client *client(int max_redirects)
@@ -155,9 +115,9 @@ static void test_followed(void **state)
         skip();
     tp_http_client *off = client(0), *c = client(5);
     for (int engine = 0; engine < 2; engine++) {
-        got g = call(off, engine, "GET", url("/redir/302"), NULL, NULL, NULL, 0);
+        hb_got g = call(off, engine, "GET", url("/redir/302"), NULL, NULL, NULL, 0);
         assert_int_equal(g.status, 302); /* off by default: the answer itself */
-        assert_int_equal(g.redirects, 0);
+        assert_int_equal(g.info.redirects, 0);
         const struct {
             const char *method, *path, *body;
             int status, redirects;
@@ -175,10 +135,10 @@ static void test_followed(void **state)
             g = call(c, engine, cases[i].method, url(cases[i].path), cases[i].body, NULL, NULL,
                      0);
             if (g.rc != TP_OK || g.status != cases[i].status ||
-                g.redirects != cases[i].redirects || strcmp(g.body, cases[i].want) != 0)
+                g.info.redirects != cases[i].redirects || strcmp(g.body, cases[i].want) != 0)
                 fail_msg("%s %s %s: %s %d after %d: \"%s\" (%s)", engine ? "engine" : "blocking",
                          cases[i].method, cases[i].path, tp_err_name(g.rc), g.status,
-                         g.redirects, g.body, g.msg);
+                         g.info.redirects, g.body, g.msg);
         }
         g = call(c, engine, "GET", url("/redir/loop"), NULL, NULL, NULL, 0);
         assert_int_equal(g.rc, TP_ELIMIT);
@@ -199,13 +159,13 @@ static void test_credentials_stay_on_their_origin(void **state)
     char same[256];
     snprintf(same, sizeof same, "https://localhost:%u/redir/same", (unsigned)env.https_port);
     for (int engine = 0; engine < 2; engine++) {
-        got g = call(c, engine, "GET", same, NULL, names, values, 3);
+        hb_got g = call(c, engine, "GET", same, NULL, names, values, 3);
         assert_int_equal(g.rc, TP_OK);
         assert_string_equal(g.body, "auth=Bearer t0k cookie=s=1");
         g = call(c, engine, "GET", url("/redir/tls"), NULL, names, values, 3);
         if (g.rc != TP_OK)
             fail_msg("cross-origin: %s: %s", tp_err_name(g.rc), g.msg);
-        assert_int_equal(g.redirects, 1);
+        assert_int_equal(g.info.redirects, 1);
         assert_string_equal(g.body, "auth= cookie="); /* dropped on the way to https */
     }
     tp_http_client_destroy(c);

@@ -41,6 +41,11 @@ void tp__idle_push_displaced(tp__key *k, tp_conn *c)
  * later. Settled connections are the most recent, so the walk is short. */
 static void place_locked(tp__key *k, tp_conn *c)
 {
+    /* Already the head: its release is the newest, and every connection behind it was
+     * placed before its previous release, so it stays first. The common case (the
+     * connection a key's last acquire took from the head) touches no neighbour. */
+    if (c->idle_link.prev == &k->idle)
+        return;
     int64_t since = TP__LOAD(c->idle_since);
     tp__list_remove(&c->idle_link);
     tp__list *n = k->idle.next;

@@ -542,6 +542,55 @@ static void test_stats_gauges_and_counters(void **state)
     assert_int_equal(st.acquire_wait.count, st.acquires);
     assert_int_equal(st.idle_time.count, st.reuses);
 }
+
+static void never_called(void *ud, tp_err status, tp_acquired kind, tp_conn *conn,
+                         const tp_errinfo *err)
+{
+    (void)ud, (void)status, (void)kind, (void)conn, (void)err;
+    fail_msg("an acquire granted at once called its callback");
+}
+
+/* A lease taken from the idle list without queuing waited for nothing, whichever verb
+ * took it: acquire_wait counts it at 0 ns and its lease info says 0 (the time spent
+ * deciding under the lock used to be counted as a wait). */
+static void test_unqueued_reuse_waits_nothing(void **state)
+{
+    fx *x = *state;
+    tp_pool *p = pool_fx_pool(x);
+    tp_conn *first = tu_acquire(p, "w", MS(2000)); /* opens: its wait is the open */
+    tp_conn_release(first, 0);
+    tp_stats before;
+    tu_key_stats(p, "w", &before);
+    assert_int_equal(before.acquire_wait.count, 1);
+    for (int i = 0; i < 2; i++) {
+        /* Another key's lease in between: the thread's hint names it, so "w" is taken
+         * on the locked path. */
+        tp_conn *other = tu_acquire(p, "other", MS(2000));
+        tp_conn_release(other, 0);
+        tp_conn *c = NULL;
+        if (i == 0) {
+            c = tu_acquire(p, "w", MS(2000));
+        } else {
+            tp_acquire_req req = tp_acquire_req_for(KEY("w"), MS(2000), 0);
+            tp_acquire_result res;
+            assert_int_equal(tp_acquire_async(p, &req, never_called, NULL, &res, NULL), TP_OK);
+            assert_int_equal(res.kind, TP_ACQUIRED_LEASE);
+            c = res.conn;
+        }
+        tp_lease_info li;
+        tp_conn_lease_info(c, &li);
+        assert_true(li.reused);
+        assert_int_equal(li.waited_ns, 0);
+        tp_conn_release(c, 0);
+    }
+    tp_stats after;
+    tu_key_stats(p, "w", &after);
+    assert_int_equal(after.reuses, 2);
+    assert_int_equal(after.acquire_wait.count, 3);
+    assert_int_equal(after.acquire_wait.sum_ns, before.acquire_wait.sum_ns);
+    assert_int_equal(after.acquire_wait.buckets[0], before.acquire_wait.buckets[0] + 2);
+}
+
 static void test_invalid_arguments(void **state)
 {
     fx *x = *state;
@@ -593,6 +642,7 @@ int main(void)
         T(test_check_failure_tries_every_idle),
         T(test_max_uses),
         T(test_stats_gauges_and_counters),
+        T(test_unqueued_reuse_waits_nothing),
         T(test_invalid_arguments),
         T(test_close_closes_idle_and_refuses),
     };

@@ -97,6 +97,7 @@ static wait_outcome wait_for_conn_locked(tp_pool *p, tp__acq *q, tp_conn **out, 
              * wake-up, and turns every release into a locked handoff), give the holders
              * the CPU a few times: on a loaded machine the holder is often a thread that
              * was preempted between acquire and release. */
+            q->waited = true;
             tp__mutex_unlock(&p->mu);
             sched_yield();
             tp__mutex_lock(&p->mu);
@@ -118,6 +119,7 @@ static wait_outcome wait_for_conn_locked(tp_pool *p, tp__acq *q, tp_conn **out, 
             w.deadline = q->deadline;
             tp__waiter_enqueue_locked(p, &w, now);
             q->self = &w;
+            q->waited = true;
             if (p->o.trace != NULL) {
                 tp__mutex_unlock(&p->mu);
                 tp_trace_event ev = {
@@ -185,7 +187,7 @@ tp_err tp_acquire(tp_pool *p, const tp_acquire_req *req, tp_conn **out, tp_errin
     tp_conn *c = NULL;
     if (q.tenant != NULL) {
         /* The quota first (it may wait); then the lock-free try the check above skipped. */
-        rc = tp__tenant_take_or_wait(p, q.tenant, nowait ? q.start : q.deadline, err);
+        rc = tp__tenant_take_or_wait(p, q.tenant, nowait ? q.start : q.deadline, &q.waited, err);
         if (rc != TP_OK)
             return rc;
         c = (q.flags & TP_ACQUIRE_FRESH) ? NULL : tp__fast_acquire(p, req->key, req->keylen);
@@ -251,10 +253,14 @@ tp_err tp_acquire(tp_pool *p, const tp_acquire_req *req, tp_conn **out, tp_errin
             tp__mutex_lock(&p->mu);
         }
         if (r == TP_CLOSE__COUNT) {
-            tp__hist_add(&k->wait_hist, now - q.start); /* once per lease, when it begins */
+            /* Once per lease, when it begins; a reuse that never queued waited for
+             * nothing (acquire_wait counts it at 0). */
+            int64_t waited = q.waited ? now - q.start : 0;
+            if (waited > 0)
+                tp__hist_add(&k->wait_hist, waited);
             k->pins--;
             tp__after_run(p, &a);
-            tp__lease_begin(p, c, now, TP__LOAD(c->uses) > 0, false, now - q.start);
+            tp__lease_begin(p, c, now, TP__LOAD(c->uses) > 0, false, waited);
             return leased(&q, c, out, err);
         }
         if (r == TP_CLOSE_CHECK_FAILED)

@@ -80,9 +80,9 @@ static tp_err decide_locked(tp_pool *p, tp__acq *q, tp__waiter *w, tp_acquire_cb
             tp_close_reason r = tp__reuse_verdict(p, c, now);
             tp__mutex_lock(&p->mu);
             if (r == TP_CLOSE__COUNT) {
-                tp__hist_add(&k->wait_hist, now - q->start);
+                /* Not queued: no wait (acquire_wait counts it at 0). */
                 finish_locked(p, k, w, a);
-                tp__lease_begin(p, c, now, true, false, now - q->start);
+                tp__lease_begin(p, c, now, true, false, 0);
                 tp__tenant_attach(q->tenant, c);
                 res->kind = TP_ACQUIRED_LEASE;
                 res->conn = c;

@@ -35,13 +35,14 @@ void tp__lease_begin(tp_pool *p, tp_conn *c, int64_t now, bool reused, bool fast
     c->sh = sh;
     if (sh != NULL) {
         TP__ADD1(sh->acquires, 1);
-        TP__ADD1(sh->fast_acquires, 1);
+        if (waited == 0)
+            TP__ADD1(sh->fast_acquires, 1);
         if (reused) {
             TP__ADD1(sh->reuses, 1);
             tp__hist_add(&sh->idle, idle_ns);
         }
     } else {
-        tp__stats_lease_shared(c->key, fast, reused, idle_ns);
+        tp__stats_lease_shared(c->key, waited == 0, reused, idle_ns);
     }
     c->lease_idle_ns = idle_ns;
     if (TP__UNLIKELY(p->o.trace != NULL)) {

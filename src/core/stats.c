@@ -44,11 +44,11 @@ tp__shard *tp__thread_shard_slow(tp_pool *p, tp__key *k)
     return tls->sh;
 }
 
-void tp__stats_lease_shared(tp__key *k, bool fast, bool reused, int64_t idle_ns)
+void tp__stats_lease_shared(tp__key *k, bool nowait, bool reused, int64_t idle_ns)
 {
     tp__shard *sh = &k->st;
     atomic_fetch_add_explicit(&sh->acquires, 1, memory_order_relaxed);
-    if (fast)
+    if (nowait)
         atomic_fetch_add_explicit(&sh->fast_acquires, 1, memory_order_relaxed);
     if (reused) {
         atomic_fetch_add_explicit(&sh->reuses, 1, memory_order_relaxed);

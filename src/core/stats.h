@@ -44,7 +44,8 @@ static inline void tp__stats_hold(tp_conn *c, int64_t hold)
         tp__hist_add_shared(&c->key->st.hold, hold);
 }
 
-/* tp__stats_lease_shared: counts a lease of k in the key's shared shard (atomic). */
-void tp__stats_lease_shared(tp__key *k, bool fast, bool reused, int64_t idle_ns);
+/* tp__stats_lease_shared: counts a lease of k in the key's shared shard (atomic);
+ * nowait: it neither queued nor waited for an open. */
+void tp__stats_lease_shared(tp__key *k, bool nowait, bool reused, int64_t idle_ns);
 
 #endif

@@ -113,6 +113,7 @@ tp_err tp__acquire_prepare(tp_pool *p, const tp_acquire_req *req, unsigned allow
     q->self = NULL;
     q->held_by_limit = false;
     q->keep_link = false;
+    q->waited = false;
     q->start = q->deadline = 0;
     if (req == NULL)
         return tp_errinfo_set(err, TP_EINVAL, 0, "req: NULL");

@@ -18,6 +18,7 @@ typedef struct tp__acq {
     tp__waiter *self;   /* its place in the key's queue while queued, else NULL */
     bool held_by_limit; /* out: the adaptive limit said QUEUE (a release will serve it) */
     bool keep_link;     /* an idle connection stays linked (its release is lock-free) */
+    bool waited;        /* out: the blocking verb queued or yielded for a connection */
 } tp__acq;
 
 typedef enum tp__step {

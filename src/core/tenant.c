@@ -115,13 +115,15 @@ static tp_err over_quota_error(tp__tenant *t, tp_err rc, tp_errinfo *err)
                           (long long)atomic_load(&t->max));
 }
 
-tp_err tp__tenant_take_or_wait(tp_pool *p, tp__tenant *t, int64_t deadline, tp_errinfo *err)
+tp_err tp__tenant_take_or_wait(tp_pool *p, tp__tenant *t, int64_t deadline, bool *waited,
+                               tp_errinfo *err)
 {
     if (quota_take(t))
         return TP_OK;
     if (!atomic_load(&t->wait) || tp_clock_now() >= deadline)
         return over_quota_error(t, TP_EQUOTA, err);
     /* Waits on the pool lock for a place in t's quota until deadline. */
+    *waited = true;
     tp__mutex_lock(&p->mu);
     atomic_fetch_add(&t->nwaiters, 1);
     atomic_fetch_add(&t->waits, 1);

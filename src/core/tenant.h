@@ -18,8 +18,10 @@ void tp__tenants_close_locked(tp_pool *p, tp__after *a);
 tp__tenant *tp__tenant_find(tp_pool *p, const char *name);
 
 /* tp__tenant_take_or_wait: takes a place in t's quota for a blocking acquire, waiting
- * until deadline if the tenant waits. TP_OK, TP_EQUOTA or TP_ECLOSED (err filled). */
-tp_err tp__tenant_take_or_wait(tp_pool *p, tp__tenant *t, int64_t deadline, tp_errinfo *err);
+ * until deadline if the tenant waits (*waited set when it did). TP_OK, TP_EQUOTA or
+ * TP_ECLOSED (err filled). */
+tp_err tp__tenant_take_or_wait(tp_pool *p, tp__tenant *t, int64_t deadline, bool *waited,
+                               tp_errinfo *err);
 
 /* tp__tenant_try_take: takes a place in t's quota if one is free, without the lock. */
 bool tp__tenant_try_take(tp__tenant *t);

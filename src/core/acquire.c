@@ -50,10 +50,12 @@ static bool holds_are_short_locked(tp__key *key)
 }
 
 /* Waits (if need be) until q's key has an idle connection for us, or a slot to open
- * one, or the call fails: the decision step says which, this loop only waits. Called
- * and returns with the lock held. */
-static wait_outcome wait_for_conn_locked(tp_pool *p, tp__acq *q, tp_conn **out, tp_err *rc,
-                                         tp_errinfo *err, tp__after *a)
+ * one, or the call fails: the decision step says which, this loop only waits. *at: the
+ * time of the first decision on entry (the clock is read once per wake-up, not once per
+ * step: it costs as much as the rest of a reuse), of the last one on return. Called and
+ * returns with the lock held. */
+static wait_outcome wait_for_conn_locked(tp_pool *p, tp__acq *q, tp_conn **out, int64_t *at,
+                                         tp_err *rc, tp_errinfo *err, tp__after *a)
 {
     tp__key *key = q->k;
     tp__waiter w; /* filled when it queues: most acquires never do */
@@ -62,7 +64,11 @@ static wait_outcome wait_for_conn_locked(tp_pool *p, tp__acq *q, tp_conn **out, 
     int64_t spin_until = -1; /* not decided yet */
     wait_outcome res = GOT_ERR;
     q->self = NULL;
-    for (;;) {
+    int64_t now = *at;
+    for (bool first = true;; first = false) {
+        if (!first)
+            now = tp_clock_now();
+        *at = now;
         if (w.grant == TP__GRANT_CONN) {
             *out = w.conn;
             res = GOT_CONN;
@@ -78,7 +84,6 @@ static wait_outcome wait_for_conn_locked(tp_pool *p, tp__acq *q, tp_conn **out, 
                 *err = w.info;
             break;
         }
-        int64_t now = tp_clock_now();
         int64_t until;
         tp__step s = tp__acquire_step_locked(p, q, now, out, &until, rc, err, a);
         if (s != TP__STEP_QUEUE) {
@@ -205,9 +210,9 @@ tp_err tp_acquire(tp_pool *p, const tp_acquire_req *req, tp_conn **out, tp_errin
         return rc;
     }
     q.k = k;
-    for (;;) {
-        k->last_active = tp_clock_now();
-        wait_outcome o = wait_for_conn_locked(p, &q, &c, &rc, err, &a);
+    for (int64_t now = q.start;; now = tp_clock_now()) {
+        k->last_active = now;
+        wait_outcome o = wait_for_conn_locked(p, &q, &c, &now, &rc, err, &a);
         if (o == GOT_ERR)
             break;
         if (o == GOT_SLOT && !nowait && tp_clock_now() >= q.deadline) {
@@ -224,7 +229,7 @@ tp_err tp_acquire(tp_pool *p, const tp_acquire_req *req, tp_conn **out, tp_errin
             rc = tp__open_slot_locked(p, k, nowait ? TP_DURATION_INFINITE : q.deadline, false,
                                       true, &c, err, &a);
             if (rc == TP_OK) {
-                int64_t now = tp_clock_now();
+                now = tp_clock_now();
                 tp__hist_add(&k->wait_hist, now - q.start);
                 k->pins--;
                 tp__after_run(p, &a);
@@ -242,9 +247,8 @@ tp_err tp_acquire(tp_pool *p, const tp_acquire_req *req, tp_conn **out, tp_errin
             }
             break;
         }
-        /* An idle connection, claimed: validate it, outside the lock if the connector's
-         * check is to be asked. */
-        int64_t now = tp_clock_now();
+        /* An idle connection, claimed (at now): validate it, outside the lock if the
+         * connector's check is to be asked. */
         bool check;
         tp_close_reason r = tp__reuse_precheck(p, c, now, &check);
         if (r == TP_CLOSE__COUNT && check) {

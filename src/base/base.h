@@ -16,6 +16,9 @@
 #include "tidepool/tidepool.h"
 
 #define TP__LIKELY(x) __builtin_expect(!!(x), 1)
+/* TP__PREFETCH: asks for the cache line at p (read, or write with w = 1) ahead of use;
+ * never faults, so a stale address costs nothing but the fetch. */
+#define TP__PREFETCH(p, w) __builtin_prefetch((p), (w), 3)
 #define TP__UNLIKELY(x) __builtin_expect(!!(x), 0)
 #define TP__MIN(a, b) ((a) < (b) ? (a) : (b))
 #define TP__MAX(a, b) ((a) > (b) ? (a) : (b))

@@ -1,6 +1,6 @@
 /* hist.c: fixed log-scale histograms of durations. Bucket i holds values up to
  * 1 us * sqrt(2)^i; 64 buckets reach about 35 minutes, the last one is unbounded.
- * Recording is a table lookup, a scan of one cache line and three relaxed stores (or
+ * Recording is a table lookup, a scan of one cache line and two relaxed stores (or
  * atomic additions when writers share it): cheap enough for every lease. */
 #include <limits.h>
 #include <stdlib.h>
@@ -151,7 +151,6 @@ static inline __attribute__((always_inline)) void add(tp__hist *h, int64_t v, bo
         v = 0;
     int i = tp__hist_index(v);
     uint64_t tag = (uint64_t)(i + 1) << SLOT_SHIFT;
-    add1(&h->count, 1, shared);
     add1(&h->sum, (uint64_t)v, shared);
     /* Spilled already: every value goes to the newest spill (what the slots hold stays). */
     tp__hist_spill *sp = atomic_load_explicit(&h->spill, memory_order_acquire);
@@ -192,19 +191,26 @@ void tp__hist_add_shared(tp__hist *h, int64_t v)
     add(h, v, true);
 }
 
-void tp__hist_fold(tp_histogram *dst, const tp__hist *src)
+uint64_t tp__hist_fold(tp_histogram *dst, const tp__hist *src)
 {
-    dst->count += TP__LOAD(src->count);
+    uint64_t n = 0;
     dst->sum_ns += TP__LOAD(src->sum);
     for (int s = 0; s < TP__HIST_SLOTS; s++) {
         uint64_t w = TP__LOAD(src->slot[s]);
-        if (w != 0)
+        if (w != 0) {
             dst->buckets[(w >> SLOT_SHIFT) - 1] += w & SLOT_COUNT;
+            n += w & SLOT_COUNT;
+        }
     }
     for (const tp__hist_spill *sp = atomic_load_explicit(&src->spill, memory_order_acquire);
          sp != NULL; sp = sp->prev)
-        for (int j = 0; j < sp->n; j++)
-            dst->buckets[sp->lo + j] += TP__LOAD(sp->counts[j]);
+        for (int j = 0; j < sp->n; j++) {
+            uint64_t c = TP__LOAD(sp->counts[j]);
+            dst->buckets[sp->lo + j] += c;
+            n += c;
+        }
+    dst->count += n;
+    return n;
 }
 
 void tp__hist_dispose(tp__hist *h)

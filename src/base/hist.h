@@ -2,9 +2,10 @@
  * growing by sqrt(2) from 1 us, written by one writer at a time or by several with
  * atomic additions, read by any.
  *
- * One cache line each: a key keeps four, and a pool may hold 100,000 keys. The
- * durations one key sees fall in a few buckets, so the first TP__HIST_SLOTS distinct
- * buckets live in slots inside the struct. A histogram that meets more allocates a
+ * 56 bytes each (two fit a key's statistics lines with two counters): a key keeps four,
+ * and a pool may hold 100,000 keys. No count of its own: a snapshot adds up the buckets,
+ * and a value costs one atomic addition less (a reuse records two). The durations one key sees fall in a few buckets, so
+ * the first TP__HIST_SLOTS distinct buckets live in slots inside the struct. A histogram that meets more allocates a
  * spill: first one of TP__HIST_RANGE buckets around those it has seen (a factor of 256
  * in duration, 144 bytes), and only when a value falls outside it, the full array
  * (every bucket). From the first spill on every value is counted in the newest spill,
@@ -24,7 +25,6 @@
 struct tp__hist_spill;
 
 typedef struct tp__hist {
-    _Atomic uint64_t count;
     _Atomic uint64_t sum;
     /* slot: (bucket + 1) << 56 | count; 0 while unused. Slots fill in order and never
        change bucket, so writers agree on which slot a bucket has. */
@@ -40,8 +40,9 @@ void tp__hist_add(tp__hist *h, int64_t v);
 /* tp__hist_add_shared: records v with atomic additions: for a histogram several threads
  * write at once. */
 void tp__hist_add_shared(tp__hist *h, int64_t v);
-/* tp__hist_fold: adds src into dst (a plain snapshot). */
-void tp__hist_fold(tp_histogram *dst, const tp__hist *src);
+/* tp__hist_fold: adds src into dst (a plain snapshot); its count is what the buckets
+ * hold. Returns how many values src held. */
+uint64_t tp__hist_fold(tp_histogram *dst, const tp__hist *src);
 /* tp__hist_dispose: frees what h allocated (h itself is the caller's); h reads as empty
  * afterwards. No writer or reader may use h meanwhile. */
 void tp__hist_dispose(tp__hist *h);

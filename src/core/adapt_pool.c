@@ -44,7 +44,7 @@ void tp__adapt_key_free(tp__key *key)
 bool tp__key_admits_locked(tp_pool *p, tp__key *key)
 {
     TP__ASSERT_LOCKED(&p->mu);
-    if (key->adapt == NULL)
+    if (!p->adaptive || key->adapt == NULL) /* the pool's flag first: a line it has */
         return true;
     return tp__key_inflight_locked(key) < tp_adapt_limit(key->adapt);
 }

@@ -31,13 +31,32 @@ uint64_t tp__key_hash(const void *key, size_t keylen)
     return h;
 }
 
+/* Asks for the lines an acquire of k touches next, all at once: its other hot lines and
+ * its most recently released connection's two. At 100,000 keys each is a miss to memory;
+ * fetched in parallel they cost about one. */
+static inline void key_prefetch(const tp__key *k)
+{
+    const char *st = (const char *)&k->st;
+    TP__PREFETCH(st, 1);
+    TP__PREFETCH(st + 64, 1);
+    TP__PREFETCH(st + 128, 1);
+    const tp__list *head = k->idle.next;
+    if (head != &k->idle) {
+        const char *c = (const char *)TP__CONTAINER_OF(head, tp_conn, idle_link);
+        TP__PREFETCH(c, 1);
+        TP__PREFETCH(c + 64, 1);
+    }
+}
+
 tp__key *tp__key_find_locked(tp_pool *p, const void *key, size_t keylen, uint64_t hash)
 {
     TP__ASSERT_LOCKED(&p->mu);
     for (tp__key *k = p->buckets[hash & (p->nbuckets - 1)]; k != NULL; k = k->hnext) {
         if (k->hash == hash && k->keylen == keylen &&
-            (keylen == 0 || memcmp(k->bytes, key, keylen) == 0))
+            (keylen == 0 || memcmp(k->bytes, key, keylen) == 0)) {
+            key_prefetch(k);
             return k;
+        }
     }
     return NULL;
 }
@@ -77,20 +96,22 @@ tp__key *tp__key_get_locked(tp_pool *p, const void *key, size_t keylen, uint64_t
         *err = TP_ENOMEM;
         return NULL;
     }
-    /* The key's bytes follow the struct: one allocation, and the compare on lookup
-     * touches memory the lookup has already brought in. */
-    k = tp__calloc(1, sizeof *k + (keylen > 0 ? keylen : 1));
-    if (k == NULL) {
+    /* The key's bytes end the struct: one allocation, and the compare on lookup touches
+     * the line the lookup has already brought in. Aligned to a cache line, so that the
+     * hot lines are exactly four (types.h). */
+    void *mem = tp__calloc(1, offsetof(tp__key, bytes) + (keylen > 0 ? keylen : 1) + 63);
+    if (mem == NULL) {
         *err = TP_ENOMEM;
         return NULL;
     }
-    k->bytes = (unsigned char *)(k + 1);
+    k = (tp__key *)(((uintptr_t)mem + 63) & ~(uintptr_t)63);
+    k->mem = mem;
     if (keylen > 0)
         memcpy(k->bytes, key, keylen);
     k->keylen = keylen;
     k->hash = hash;
     if (tp__adapt_key_init_locked(p, k) != TP_OK) {
-        tp__free(k);
+        tp__free(mem);
         *err = TP_ENOMEM;
         return NULL;
     }
@@ -129,13 +150,11 @@ static void key_retire_stats_locked(tp_pool *p, tp__key *k)
     tp__retired *r = &p->retired;
     for (const tp__tshard *t = k->tshards; t != NULL; t = t->next) {
         r->acquires += TP__LOAD(t->st.acquires);
-        r->reuses += TP__LOAD(t->st.reuses);
         r->fast_acquires += TP__LOAD(t->st.fast_acquires);
         tp__hist_fold(&r->hold, &t->st.hold);
-        tp__hist_fold(&r->idle, &t->st.idle);
+        r->reuses += tp__hist_fold(&r->idle, &t->st.idle); /* one idle time per reuse */
     }
     r->acquires += TP__LOAD(k->st.acquires);
-    r->reuses += TP__LOAD(k->st.reuses);
     r->fast_acquires += TP__LOAD(k->st.fast_acquires);
     r->waits += TP__LOAD(k->waits);
     r->opens += TP__LOAD(k->opens);
@@ -148,7 +167,7 @@ static void key_retire_stats_locked(tp_pool *p, tp__key *k)
     for (int i = 0; i < TP_CLOSE__COUNT; i++)
         r->closes[i] += TP__LOAD(k->closes[i]);
     tp__hist_fold(&r->hold, &k->st.hold);
-    tp__hist_fold(&r->idle, &k->st.idle);
+    r->reuses += tp__hist_fold(&r->idle, &k->st.idle);
     tp__hist_fold(&r->wait, &k->wait_hist);
     tp__hist_fold(&r->open, &k->open_hist);
 }
@@ -168,7 +187,7 @@ void tp__key_free(tp__key *k)
     tp__hist_dispose(&k->open_hist);
     tp__adapt_key_free(k);
     tp__free(k->last_err);
-    tp__free(k);
+    tp__free(k->mem);
 }
 
 void tp__key_graveyard_sweep_locked(tp_pool *p, int64_t cutoff)

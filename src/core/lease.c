@@ -37,14 +37,11 @@ void tp__lease_begin(tp_pool *p, tp_conn *c, int64_t now, bool reused, bool fast
         TP__ADD1(sh->acquires, 1);
         if (waited == 0)
             TP__ADD1(sh->fast_acquires, 1);
-        if (reused) {
-            TP__ADD1(sh->reuses, 1);
+        if (reused)
             tp__hist_add(&sh->idle, idle_ns);
-        }
     } else {
         tp__stats_lease_shared(c->key, waited == 0, reused, idle_ns);
     }
-    c->lease_idle_ns = idle_ns;
     if (TP__UNLIKELY(p->o.trace != NULL)) {
         tp_trace_event ev = {.type = TP_TRACE_ACQUIRE,
                              .key = c->key->bytes,
@@ -167,7 +164,10 @@ void tp_conn_lease_info(const tp_conn *c, tp_lease_info *out)
     if (c == NULL)
         return;
     out->reused = c->lease_reused;
-    out->idle_ns = c->lease_idle_ns;
+    if (c->lease_reused) { /* idle_since stays the lease's start of rest until it ends */
+        int64_t since = TP__LOAD(c->idle_since);
+        out->idle_ns = since < 0 ? 0 : c->acquired_at - since;
+    }
     out->waited_ns = c->lease_waited_ns;
     out->uses = TP__LOAD(c->uses);
     out->age_ns = tp_clock_now() - c->created_at;

@@ -12,25 +12,48 @@ static _Atomic uint64_t next_pool_id = 1;
 
 /* ---- connection structs ------------------------------------------------------------ */
 
+/* Connection structs come in slabs, each struct at a cache line's start (its hot lines
+ * are then exactly two: types.h) and none with a malloc header of its own. A slab holds
+ * as many structs as the pool has made so far, 4 to 64: a small pool stays small, a
+ * large one pays one allocation per 64 connections. Slabs are freed with the pool. */
+#define TP__CONN_STRIDE ((sizeof(tp_conn) + 63) & ~(size_t)63)
+#define TP__SLAB_MIN 4
+#define TP__SLAB_MAX 64
+
+typedef struct tp__conn_slab {
+    struct tp__conn_slab *next;
+} tp__conn_slab;
+
+static bool conn_slab_add_locked(tp_pool *p)
+{
+    int64_t n = TP__MIN(TP__MAX(p->nconn_structs, TP__SLAB_MIN), TP__SLAB_MAX);
+    tp__conn_slab *s = tp__malloc(sizeof *s + 63 + (size_t)n * TP__CONN_STRIDE);
+    if (s == NULL)
+        return false;
+    s->next = p->slabs;
+    p->slabs = s;
+    uintptr_t base = ((uintptr_t)(s + 1) + 63) & ~(uintptr_t)63;
+    for (int64_t i = 0; i < n; i++) {
+        tp_conn *c = (tp_conn *)(base + (size_t)i * TP__CONN_STRIDE);
+        memset(c, 0, sizeof *c);
+        c->pool = p;
+        atomic_init(&c->word, TP__CS_MAKE(UINT64_C(1), 0, TP__CS_FREE));
+        tp__list_init(&c->idle_link);
+        tp__list_init(&c->spare_link);
+        tp__list_push_back(&p->free_conns, &c->all_link); /* taken in address order */
+    }
+    p->nconn_structs += n;
+    return true;
+}
+
 tp_conn *tp__conn_new_locked(tp_pool *p)
 {
     TP__ASSERT_LOCKED(&p->mu);
-    tp_conn *c;
-    if (!tp__list_empty(&p->free_conns)) {
-        tp__list *n = p->free_conns.next;
-        tp__list_remove(n);
-        c = TP__CONTAINER_OF(n, tp_conn, all_link);
-        return c;
-    }
-    c = tp__calloc(1, sizeof *c);
-    if (c == NULL)
+    if (tp__list_empty(&p->free_conns) && !conn_slab_add_locked(p))
         return NULL;
-    c->pool = p;
-    atomic_init(&c->word, TP__CS_MAKE(UINT64_C(1), 0, TP__CS_FREE));
-    tp__list_init(&c->idle_link);
-    tp__list_init(&c->all_link);
-    tp__list_init(&c->spare_link);
-    return c;
+    tp__list *n = p->free_conns.next;
+    tp__list_remove(n);
+    return TP__CONTAINER_OF(n, tp_conn, all_link);
 }
 
 void tp__conn_recycle_locked(tp_pool *p, tp_conn *c)
@@ -218,10 +241,10 @@ bool tp__maybe_free_locked(tp_pool *p)
         p->graveyard = k->hnext;
         tp__key_free(k);
     }
-    while (!tp__list_empty(&p->free_conns)) {
-        tp__list *n = p->free_conns.next;
-        tp__list_remove(n);
-        tp__free(TP__CONTAINER_OF(n, tp_conn, all_link));
+    while (p->slabs != NULL) { /* every connection struct is back on free_conns */
+        tp__conn_slab *s = p->slabs;
+        p->slabs = s->next;
+        tp__free(s);
     }
     tp__free(p->buckets);
     tp__timers_free(&p->schedule);

@@ -83,6 +83,8 @@ tp_conn *tp__mux_spare_take_locked(tp_pool *p, tp__key *k, int64_t now, bool *no
 {
     TP__ASSERT_LOCKED(&p->mu);
     *nomem = false;
+    if (p->o.connector.streams == NULL)
+        return NULL; /* nothing multiplexes: not a line of the key to read */
     while (!tp__list_empty(&k->spare)) {
         tp_conn *c = TP__CONTAINER_OF(k->spare.next, tp_conn, spare_link);
         if (now >= c->expires_at) {
@@ -176,7 +178,7 @@ void tp__mux_release(tp_pool *p, tp_conn *s, unsigned flags)
     tp__mutex_lock(&p->mu);
     k->last_active = now;
     bool grew = tp__adapt_release_locked(p, k, hold, (flags & TP_RELEASE_DROPPED) != 0, now);
-    atomic_store_explicit(&c->last_hold, hold, memory_order_relaxed);
+    atomic_store_explicit(&c->last_hold, tp__hold_clip(hold), memory_order_relaxed);
     stream_end_locked(p, s);
     if (reason != TP_CLOSE__COUNT)
         retire_locked(k, c, reason);

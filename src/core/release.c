@@ -254,7 +254,7 @@ void tp_conn_release(tp_conn *c, unsigned flags)
     int64_t now = tp_clock_now();
     int64_t hold = now - c->acquired_at;
     tp__stats_hold(c, hold);
-    atomic_store_explicit(&c->last_hold, hold, memory_order_relaxed);
+    atomic_store_explicit(&c->last_hold, tp__hold_clip(hold), memory_order_relaxed);
 
     tp_close_reason reason = tp__release_reason(p, c, flags, now);
     if (reason == TP_CLOSE__COUNT && tp__health_on_release(p, c))

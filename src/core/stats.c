@@ -11,12 +11,12 @@
 void tp__shard_fold(tp_stats *st, const tp__shard *sh)
 {
     st->acquires += TP__LOAD(sh->acquires);
-    st->reuses += TP__LOAD(sh->reuses);
+
     uint64_t fast = TP__LOAD(sh->fast_acquires);
     st->acquire_wait.count += fast; /* acquires that never waited: bucket 0, 0 ns */
     st->acquire_wait.buckets[0] += fast;
     tp__hist_fold(&st->hold_time, &sh->hold);
-    tp__hist_fold(&st->idle_time, &sh->idle);
+    st->reuses += tp__hist_fold(&st->idle_time, &sh->idle); /* one idle time per reuse */
 }
 
 _Thread_local __attribute__((tls_model("initial-exec"))) tp__tls_shard tp__tls;
@@ -50,10 +50,8 @@ void tp__stats_lease_shared(tp__key *k, bool nowait, bool reused, int64_t idle_n
     atomic_fetch_add_explicit(&sh->acquires, 1, memory_order_relaxed);
     if (nowait)
         atomic_fetch_add_explicit(&sh->fast_acquires, 1, memory_order_relaxed);
-    if (reused) {
-        atomic_fetch_add_explicit(&sh->reuses, 1, memory_order_relaxed);
+    if (reused)
         tp__hist_add_shared(&sh->idle, idle_ns);
-    }
 }
 
 /* Adds key k's snapshot into st (gauges and counters). */

@@ -43,7 +43,7 @@ tp__step tp__acquire_step_locked(tp_pool *p, tp__acq *q, int64_t now, tp_conn **
         tp_conn *c = fresh ? NULL : tp__mux_spare_take_locked(p, k, now, &nomem);
         if (c == NULL && !nomem && !fresh)
             c = tp__idle_take_locked(p, k, q->keep_link && !tp__mux_may_locked(p, k));
-        if (c != NULL && c->mux) {
+        if (c != NULL && p->o.connector.streams != NULL && c->mux) {
             /* A multiplexed connection at rest: its first stream is the lease. */
             tp_conn *s = tp__mux_stream_locked(p, c);
             if (s == NULL) {

@@ -26,6 +26,8 @@
 #ifndef TP_CORE_TYPES_H
 #define TP_CORE_TYPES_H
 
+#include <stddef.h>
+
 #include "base/base.h"
 #include "base/fork.h"
 #include "base/hist.h"
@@ -48,17 +50,19 @@ enum {
 #define TP__CS_GEN(w) ((w) >> TP__CS_GEN_SHIFT)
 #define TP__CS_MAKE(gen, linked, state) (((gen) << TP__CS_GEN_SHIFT) | (linked) | (state))
 
-/* A lease's statistics. The key's own shard is written by any thread with atomic
- * additions (the locked paths, and leases begun or ended off the lock-free path); a
- * thread's shard of a key (tp__tshard) only by that thread, on the lock-free path, with
- * plain relaxed stores: a request loop reusing its connection shares no line. */
+/* A lease's statistics: two cache lines, which a reuse and its release touch together.
+ * The key's own shard is written by any thread with atomic additions (the locked paths,
+ * and leases begun or ended off the lock-free path); a thread's shard of a key
+ * (tp__tshard) only by that thread, on the lock-free path, with plain relaxed stores: a
+ * request loop reusing its connection shares no line. Reuses are idle.count (every
+ * reuse records its idle time). */
 typedef struct tp__shard {
     _Atomic uint64_t acquires;      /* leases granted */
-    _Atomic uint64_t reuses;        /* of which an idle connection was reused */
-    _Atomic uint64_t fast_acquires; /* of which were granted without queuing */
+    _Atomic uint64_t fast_acquires; /* of which were granted without waiting */
     tp__hist hold;                  /* lease durations */
     tp__hist idle;                  /* idle time before reuse */
 } tp__shard;
+_Static_assert(sizeof(tp__shard) == 128, "a shard is two cache lines");
 
 typedef struct tp__key tp__key;
 
@@ -73,45 +77,57 @@ typedef struct tp__tshard {
 /* What a key's connections are, as far as the pool knows. */
 enum { TP__MUX_UNKNOWN = 0, TP__MUX_SINGLE = 1, TP__MUX_MUX = 2 };
 
+/* A connection. Structs come from slabs (lifecycle.c) aligned to a cache line, three
+ * lines each: the first two are what a reuse and its release touch. */
 struct tp_conn {
-    /* The first cache line is what a reuse and a release touch. */
+    /* line 0: the state, the idle list, the key */
     _Atomic uint64_t word;        /* state word (see above) */
     tp_pool *pool;                /* the owning pool; fixed for the struct's life */
     tp__key *key;                 /* the key (set while live; pool lock) */
     void *user;                   /* the connector's connection */
     tp__list idle_link;           /* in key->idle iff LINKED (pool lock) */
-    _Atomic int64_t idle_since;   /* set by the releaser before it publishes IDLE */
+    _Atomic int64_t idle_since;   /* set by the releaser before it publishes IDLE; kept
+                                     through the lease (its idle time is read from it) */
     int64_t acquired_at;          /* holder-owned: start of the current lease */
-
-    int64_t lease_idle_ns;        /* holder-owned: the current lease's facts */
-    int64_t lease_waited_ns;      /*   (tp_conn_lease_info) */
-    int64_t created_at;           /* when open() returned */
+    /* line 1: the lease */
     int64_t expires_at;           /* jittered end of life; TP_DURATION_INFINITE if none */
     _Atomic uint64_t uses;        /* leases served (holder-written) */
-    _Atomic int64_t last_hold;    /* duration of the last finished lease; -1 before */
     tp_conn *dnext;               /* next on key->displaced (while dqueued) */
-    tp__list all_link;            /* in key->conns while live, else on a free or close list */
-    struct tp__tenant *tenant;    /* the lease's tenant, if any (holder-owned) */
     struct tp__shard *sh;         /* holder-owned: the thread shard the lease is counted in
                                      (the lock-free path), or NULL: the key's */
-    uint32_t last_retrans;        /* TCP retransmissions at the last health sample */
-    uint8_t close_reason;         /* a tp_close_reason, set when queued for closing */
+    struct tp__tenant *tenant;    /* the lease's tenant, if any (holder-owned) */
+    tp_conn *parent;              /* a stream: the connection it rides on; else NULL */
+    int64_t lease_waited_ns;      /* holder-owned: the current lease's wait
+                                     (tp_conn_lease_info) */
+    _Atomic int32_t last_hold;    /* duration of the last finished lease in ns, at most
+                                     INT32_MAX (what the spin decision needs); -1 before */
     _Atomic bool dqueued;         /* on key->displaced, or being pushed there */
     _Atomic bool evict;           /* soft-evicted: close on release */
     bool lease_reused;            /* holder-owned, with the lease's facts */
     bool inherited;               /* a child process's copy of a lease its parent held
                                      (fork.c): forgotten by the pool, closed on release */
+    /* line 2: the rest */
+    int64_t created_at;           /* when open() returned */
+    tp__list all_link;            /* in key->conns while live, else on a free or close list */
+    uint32_t last_retrans;        /* TCP retransmissions at the last health sample */
+    uint8_t close_reason;         /* a tp_close_reason, set when queued for closing */
     /* multiplexing (mux.c; pool lock). A multiplexed connection is IN_USE while any of
        its streams is out and idle (linked, IDLE) when none is; each lease on it is a
        stream: a struct of its own whose parent is the connection. */
     bool mux;                     /* a multiplexed connection (connector streams() > 0) */
     bool draining;                /* mux: no new streams; closes when its last one ends */
     uint8_t drain_reason;         /* mux, draining: the tp_close_reason it will close with */
-    tp_conn *parent;              /* a stream: the connection it rides on; else NULL */
     int32_t capacity;             /* mux: streams it may carry now */
     int32_t streams;              /* mux: streams out */
     tp__list spare_link;          /* mux: in key->spare while in use with room to spare */
 };
+/* tp__hold_clip: a lease's duration as last_hold keeps it. */
+static inline int32_t tp__hold_clip(int64_t hold)
+{
+    return hold > INT32_MAX ? INT32_MAX : (int32_t)hold;
+}
+_Static_assert(offsetof(struct tp_conn, expires_at) == 64 && offsetof(struct tp_conn, created_at) == 128,
+               "a connection's lease lines");
 
 /* A tenant: a quota on how many leases one client of the pool holds at once. Created by
  * tp_pool_tenant_set() and kept until the pool is freed, so leases may point at it. */
@@ -167,29 +183,25 @@ typedef struct tp__waiter {
     tp__work work;      /* its open, on a worker (tp__async_open_start) */
 } tp__waiter;
 
+/* A key. Its cold fields come first; the last four cache lines (the struct is 64-byte
+ * aligned: keys.c) are what a lookup, a reuse, its release and their statistics touch,
+ * so that a random key costs four lines and no more: the shard, then the queue and
+ * counts, then the lookup line, whose tail holds the key's first bytes. */
 struct tp__key {
+    void *mem;         /* the allocation (the struct is aligned inside it) */
     int64_t buried_at; /* when it was reclaimed (graveyard only) */
     tp__list conns;               /* every live connection of the key */
-    tp__list waiters;             /* FIFO of tp__waiter */
-    tp__list spare;               /* multiplexed connections in use with streams to spare */
+    tp__list spare;               /* multiplexed connections in use with streams to spare
+                                     (empty unless the connector has streams()) */
     tp__list waiting_link;        /* in pool->waiting_keys while waiters is not empty */
     int64_t streams_in_use;       /* streams out on its multiplexed connections */
     int64_t stream_capacity;      /* what its multiplexed connections may carry (draining
                                      ones excluded) */
     int64_t mux_busy;             /* multiplexed connections with a stream out */
-    int8_t mux_state;             /* TP__MUX_UNKNOWN / _SINGLE / _MUX: what its last
-                                     opened connection said (connector streams()) */
-    int64_t nconns;               /* live connections (idle + in use + reserved) */
     int64_t nlinked;              /* connections in the idle list */
-    int64_t opening;              /* opens in flight */
     int64_t prewarming;           /* of which prewarm opens: no lease waits on them, so
                                      the adaptive limit does not count them */
-    _Atomic int64_t nwaiters;     /* length of waiters; read without the lock by releasers */
-    int64_t pins;                 /* deferred work referring to this key: not reclaimable */
     tp__timer due;                /* when it next needs a maintenance pass (schedule.c) */
-    int64_t last_active;          /* last acquire or release, for reclaiming empty keys */
-    _Atomic int64_t idle_timeout; /* this key's idle timeout: the pool's, or lower when the
-                                     server announced a shorter keep-alive */
     _Atomic int64_t rtt_base_us;  /* the key's healthy RTT (smallest seen, decaying up) */
     tp_adapt_state *adapt;        /* adaptive pools: the key's controller (pool lock) */
     int64_t ports_capped_until;   /* adaptive: the port budget is this key's connections
@@ -218,8 +230,8 @@ struct tp__key {
     bool ev_pending;
     _Atomic int ev_state; /* the breaker state to report */
 
-    /* statistics: the key's shard (atomic additions), the lock-free path's per-thread
-       shards, and the rest (pool lock) */
+    /* statistics: the key's shard (below, atomic additions), the lock-free path's
+       per-thread shards, and the rest (pool lock) */
     uint64_t id; /* unique in the pool: a thread's cached shard names its key by it */
     tp__tshard *tshards;
     _Atomic uint64_t waits, opens, open_failures, timeouts, rejects_busy, rejects_breaker,
@@ -228,19 +240,32 @@ struct tp__key {
     tp__hist wait_hist;
     tp__hist open_hist;
 
-    /* Last, next to the key's bytes that follow the struct: what a lookup, a reuse and
-       its statistics touch, so that a random key costs as few cache lines as can be. */
-    tp__shard st;
+    /* ---- the hot lines ---- */
+    _Alignas(64) tp__shard st;
+    /* the queue and the counts every acquire reads */
+    tp__list waiters;             /* FIFO of tp__waiter */
+    _Atomic int64_t nwaiters;     /* length of waiters; read without the lock by releasers */
+    int64_t last_active;          /* last acquire or release, for reclaiming empty keys */
+    _Atomic int64_t idle_timeout; /* this key's idle timeout: the pool's, or lower when the
+                                     server announced a shorter keep-alive */
+    int64_t nconns;               /* live connections (idle + in use + reserved) */
+    int64_t opening;              /* opens in flight */
+    int32_t pins;                 /* deferred work referring to this key: not reclaimable */
+    int8_t mux_state;             /* TP__MUX_UNKNOWN / _SINGLE / _MUX: what its last
+                                     opened connection said (connector streams()) */
+    /* the lookup line */
     uint64_t hash;
     tp__key *hnext; /* hash chain, or the graveyard list once reclaimed */
     size_t keylen;
-    unsigned char *bytes;         /* a copy, in the same allocation (after the struct) */
     tp__list idle;                /* linked connections, most recently released first
                                      (once the displaced stack is settled) */
     _Atomic(tp_conn *) displaced; /* released without the lock since the last settle, at
                                      a stale place in idle: pushed by the releaser, taken
                                      whole under the lock (idle.c) */
+    unsigned char bytes[];        /* the key's bytes (keylen of them) */
 };
+_Static_assert(offsetof(tp__key, bytes) % 64 == 48, "a key's first 16 bytes share its lookup line");
+_Static_assert(offsetof(tp__key, hash) - offsetof(tp__key, st) == 192, "four hot lines");
 
 /* Totals of keys that were reclaimed, so pool-wide counters never go backwards. */
 typedef struct tp__retired {
@@ -279,6 +304,8 @@ struct tp_pool {
     tp__list free_conns; /* closed connection structs kept for reuse: connection
                             memory stays valid while the pool lives, which is what
                             lets a thread hint be checked without a lock */
+    struct tp__conn_slab *slabs; /* where connection structs live (lifecycle.c) */
+    int64_t nconn_structs;       /* connection structs made, in slabs */
     uint64_t next_ticket;
     uint64_t next_key_id;
     tp__tenant *tenants;      /* pool lock (a list: tenants are few) */

@@ -196,6 +196,30 @@ static void test_spill_out_of_memory(void **state)
     tp__hist_dispose(&h);
 }
 
+/* A spill names where its buckets start in the low bits of its pointer: wherever the
+ * first six buckets fall (a range at every start, or the full array near the top), every
+ * later value lands in its own bucket, and a value past the range widens it. */
+static void test_spill_at_every_start(void **state)
+{
+    (void)state;
+    for (int b = 0; b + 6 <= TP_HIST_BUCKETS; b++) {
+        tp__hist h = {0};
+        int64_t live0 = atomic_load(&fa.live);
+        for (int r = 0; r < 2; r++)
+            for (int i = 0; i < 6; i++)
+                tp__hist_add_shared(&h, in_bucket(b + i));
+        assert_int_equal(atomic_load(&fa.live), live0 + 1); /* one spill held them all */
+        int far = b < 32 ? TP_HIST_BUCKETS - 1 : 0;
+        tp__hist_add(&h, in_bucket(far));
+        tp_histogram s = snap(&h);
+        assert_int_equal(s.count, 13);
+        for (int i = 0; i < TP_HIST_BUCKETS; i++)
+            assert_int_equal(s.buckets[i], i == far ? 1 : i >= b && i < b + 6 ? 2 : 0);
+        tp__hist_dispose(&h);
+        assert_int_equal(atomic_load(&fa.live), live0);
+    }
+}
+
 int main(void)
 {
     fail_alloc_init(&fa);
@@ -204,7 +228,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_inline_then_spill),   cmocka_unit_test(test_shared_writers),
         cmocka_unit_test(test_range_then_widen),    cmocka_unit_test(test_shared_writers_widen),
-        cmocka_unit_test(test_spill_out_of_memory),
+        cmocka_unit_test(test_spill_out_of_memory), cmocka_unit_test(test_spill_at_every_start),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -53,12 +53,31 @@ int tp__hist_index(int64_t v)
 #define SLOT_SHIFT 56
 #define SLOT_COUNT (((uint64_t)1 << SLOT_SHIFT) - 1)
 
-/* Counts of buckets [lo, lo + n). prev: the narrower spill this one replaced. */
+/* Counts of buckets [lo, lo + n). prev: the narrower spill this one replaced. Aligned to
+ * 16 bytes (as malloc aligns; inside its allocation, mem, if an allocator does not), so
+ * that tp__hist.spill carries a tag in its low four bits: 0 for the full array (lo 0,
+ * every bucket), lo / RANGE_STEP + 1 for a range, whose start is a multiple of it. */
 typedef struct tp__hist_spill {
+    void *mem;
     struct tp__hist_spill *prev;
     int lo, n;
     _Atomic uint64_t counts[];
 } tp__hist_spill;
+
+#define SPILL_TAG_MASK ((uintptr_t)15)
+#define RANGE_STEP 4
+_Static_assert((TP_HIST_BUCKETS - TP__HIST_RANGE) / RANGE_STEP + 1 <= 15,
+               "a range's start fits the tag");
+
+static inline tp__hist_spill *spill_of(uintptr_t v)
+{
+    return (tp__hist_spill *)(v & ~SPILL_TAG_MASK);
+}
+
+static inline uintptr_t spill_tagged(const tp__hist_spill *sp)
+{
+    return (uintptr_t)sp | (sp->n == TP_HIST_BUCKETS ? 0 : (uintptr_t)(sp->lo / RANGE_STEP) + 1);
+}
 
 static inline __attribute__((always_inline)) void add1(_Atomic uint64_t *v, uint64_t n, bool shared)
 {
@@ -85,17 +104,33 @@ static tp__hist_spill *new_spill(const tp__hist *h, const tp__hist_spill *cur, i
             hi = b > hi ? b : hi;
         }
     }
-    int n = TP_HIST_BUCKETS;
+    int n = TP_HIST_BUCKETS, start = 0;
     if (cur == NULL && hi - lo < TP__HIST_RANGE) {
-        n = TP__HIST_RANGE;
-        lo -= (TP__HIST_RANGE - (hi - lo + 1)) / 2; /* the room split on both sides */
-        lo = lo < 0 ? 0 : lo > TP_HIST_BUCKETS - n ? TP_HIST_BUCKETS - n : lo;
-    } else {
-        lo = 0;
+        /* The room split on both sides, the start a multiple of RANGE_STEP (the tag). */
+        int c = lo - (TP__HIST_RANGE - (hi - lo + 1)) / 2;
+        c = c < 0 ? 0 : c > TP_HIST_BUCKETS - TP__HIST_RANGE ? TP_HIST_BUCKETS - TP__HIST_RANGE : c;
+        start = (c + RANGE_STEP / 2) / RANGE_STEP * RANGE_STEP; /* the nearest step */
+        if (start > TP_HIST_BUCKETS - TP__HIST_RANGE || start > lo)
+            start -= RANGE_STEP;
+        if (start + TP__HIST_RANGE <= hi)
+            start += RANGE_STEP;
+        if (start <= lo && hi < start + TP__HIST_RANGE)
+            n = TP__HIST_RANGE;
+        else
+            start = 0; /* too wide for a range that starts on a step */
     }
-    tp__hist_spill *sp = tp__calloc(1, sizeof *sp + (size_t)n * sizeof sp->counts[0]);
-    if (sp == NULL)
+    lo = start;
+    size_t size = sizeof(tp__hist_spill) + (size_t)n * sizeof(uint64_t);
+    void *mem = tp__calloc(1, size);
+    if (mem != NULL && ((uintptr_t)mem & SPILL_TAG_MASK) != 0) {
+        /* An allocator that aligns less than malloc must: make room to align. */
+        tp__free(mem);
+        mem = tp__calloc(1, size + SPILL_TAG_MASK);
+    }
+    if (mem == NULL)
         return NULL;
+    tp__hist_spill *sp = (tp__hist_spill *)(((uintptr_t)mem + SPILL_TAG_MASK) & ~SPILL_TAG_MASK);
+    sp->mem = mem;
     sp->prev = (tp__hist_spill *)cur;
     sp->lo = lo;
     sp->n = n;
@@ -108,7 +143,8 @@ static tp__hist_spill *new_spill(const tp__hist *h, const tp__hist_spill *cur, i
  * worth of registers. */
 static __attribute__((noinline, cold)) void add_spill(tp__hist *h, int i, bool shared)
 {
-    tp__hist_spill *cur = atomic_load_explicit(&h->spill, memory_order_acquire);
+    uintptr_t v = atomic_load_explicit(&h->spill, memory_order_acquire);
+    tp__hist_spill *cur = spill_of(v);
     for (;;) {
         if (cur != NULL && (unsigned)(i - cur->lo) < (unsigned)cur->n) {
             add1(&cur->counts[i - cur->lo], 1, shared); /* another writer widened it */
@@ -118,15 +154,17 @@ static __attribute__((noinline, cold)) void add_spill(tp__hist *h, int i, bool s
         if (sp == NULL)
             break;
         if (!shared) {
-            atomic_store_explicit(&h->spill, sp, memory_order_release);
+            atomic_store_explicit(&h->spill, spill_tagged(sp), memory_order_release);
             cur = sp;
             continue;
         }
-        if (atomic_compare_exchange_strong_explicit(&h->spill, &cur, sp, memory_order_acq_rel,
-                                                    memory_order_acquire))
+        if (atomic_compare_exchange_strong_explicit(&h->spill, &v, spill_tagged(sp),
+                                                    memory_order_acq_rel, memory_order_acquire)) {
             cur = sp;
-        else
-            tp__free(sp); /* another writer's won: cur is now theirs */
+        } else {
+            tp__free(sp->mem); /* another writer's won: v is now theirs */
+            cur = spill_of(v);
+        }
     }
     if (cur != NULL) { /* out of memory: the nearest bucket of the spill */
         int j = i < cur->lo ? 0 : cur->n - 1;
@@ -153,10 +191,14 @@ static inline __attribute__((always_inline)) void add(tp__hist *h, int64_t v, bo
     uint64_t tag = (uint64_t)(i + 1) << SLOT_SHIFT;
     add1(&h->sum, (uint64_t)v, shared);
     /* Spilled already: every value goes to the newest spill (what the slots hold stays). */
-    tp__hist_spill *sp = atomic_load_explicit(&h->spill, memory_order_acquire);
-    if (sp != NULL) {
-        if (TP__LIKELY((unsigned)(i - sp->lo) < (unsigned)sp->n))
-            add1(&sp->counts[i - sp->lo], 1, shared);
+    uintptr_t sv = atomic_load_explicit(&h->spill, memory_order_acquire);
+    if (sv != 0) {
+        /* Where the spill's buckets start is in the tag: its header is not read. */
+        uintptr_t st = sv & SPILL_TAG_MASK;
+        int lo = st != 0 ? ((int)st - 1) * RANGE_STEP : 0;
+        unsigned n = st != 0 ? TP__HIST_RANGE : TP_HIST_BUCKETS;
+        if (TP__LIKELY((unsigned)(i - lo) < n))
+            add1(&spill_of(sv)->counts[i - lo], 1, shared);
         else
             add_spill(h, i, shared);
         return;
@@ -202,7 +244,8 @@ uint64_t tp__hist_fold(tp_histogram *dst, const tp__hist *src)
             n += w & SLOT_COUNT;
         }
     }
-    for (const tp__hist_spill *sp = atomic_load_explicit(&src->spill, memory_order_acquire);
+    for (const tp__hist_spill *sp =
+             spill_of(atomic_load_explicit(&src->spill, memory_order_acquire));
          sp != NULL; sp = sp->prev)
         for (int j = 0; j < sp->n; j++) {
             uint64_t c = TP__LOAD(sp->counts[j]);
@@ -215,10 +258,10 @@ uint64_t tp__hist_fold(tp_histogram *dst, const tp__hist *src)
 
 void tp__hist_dispose(tp__hist *h)
 {
-    tp__hist_spill *sp = atomic_load(&h->spill);
+    tp__hist_spill *sp = spill_of(atomic_load(&h->spill));
     while (sp != NULL) {
         tp__hist_spill *prev = sp->prev;
-        tp__free(sp);
+        tp__free(sp->mem);
         sp = prev;
     }
     *h = (tp__hist){0};

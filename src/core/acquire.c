@@ -230,7 +230,8 @@ tp_err tp_acquire(tp_pool *p, const tp_acquire_req *req, tp_conn **out, tp_errin
                                       true, &c, err, &a);
             if (rc == TP_OK) {
                 now = tp_clock_now();
-                tp__hist_add(&k->wait_hist, now - q.start);
+                if (now > q.start) /* else counted at 0 by tp__lease_begin */
+                    tp__hist_add(&k->wait_hist, now - q.start);
                 k->pins--;
                 tp__after_run(p, &a);
                 tp__lease_begin(p, c, now, false, false, now - q.start);

@@ -242,7 +242,8 @@ void tp__async_deliver(tp_pool *p, tp__waiter *w)
     }
     tp__mutex_lock(&p->mu);
     if (w->grant != TP__GRANT_FAIL && w->grant != TP__GRANT_SLOT) /* a lease began */
-        tp__hist_add(&k->wait_hist, w->lease_at - w->enqueued_at);
+        if (w->lease_at > w->enqueued_at) /* else counted at 0 by tp__lease_begin */
+            tp__hist_add(&k->wait_hist, w->lease_at - w->enqueued_at);
     k->pins--;
     tp__mutex_unlock(&p->mu);
     tp__free(w);

@@ -11,7 +11,6 @@
 void tp__shard_fold(tp_stats *st, const tp__shard *sh)
 {
     st->acquires += TP__LOAD(sh->acquires);
-
     uint64_t fast = TP__LOAD(sh->fast_acquires);
     st->acquire_wait.count += fast; /* acquires that never waited: bucket 0, 0 ns */
     st->acquire_wait.buckets[0] += fast;

@@ -53,7 +53,8 @@ extern "C" {
     XX(EQUOTA, -28, "tenant quota exceeded")                                                 \
     XX(ESERVERFULL, -29, "the server has no room for another connection")                    \
     XX(EUNAVAIL, -30, "the server is starting up or shutting down")                          \
-    XX(EPROXY, -31, "the proxy refused or failed to open the tunnel")
+    XX(EPROXY, -31, "the proxy refused or failed to open the tunnel")                        \
+    XX(ERESET, -32, "the server reset the stream (HTTP/2 RST_STREAM)")
 
 /* tp_err: 0 is success, every error is negative. */
 typedef enum tp_err {

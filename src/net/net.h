@@ -241,7 +241,11 @@ typedef struct tp__tls_options {
     const char *cert_file;     /* a client certificate (PEM, the chain after it); NULL: none */
     const char *key_file;      /* its private key (PEM); NULL: in cert_file */
     const char *key_passphrase; /* for an encrypted key; NULL: none (read only here) */
+    const char *alpn; /* the protocols offered by ALPN, most wanted first, comma-separated
+                         ("h2,http/1.1"), each 1 to TP__ALPN_MAX - 1 bytes; NULL: none */
 } tp__tls_options;
+
+#define TP__ALPN_MAX 32 /* a protocol name's room, its NUL included */
 
 /* A TLS client configuration (an SSL_CTX) plus a session cache keyed by an opaque
  * string (the pool key), so reconnects to the same destination resume sessions.
@@ -263,6 +267,8 @@ typedef struct tp__stream {
     tp__tls_ctx *tls;
     char *session_key; /* copy of the session cache key, NULL for plain TCP */
     bool resumed;      /* the TLS handshake resumed a cached session */
+    char alpn[TP__ALPN_MAX]; /* the protocol the server chose by ALPN once the handshake
+                                is done; "" for none (plain TCP, or no ALPN agreed) */
 } tp__stream;
 
 /* tp__stream_init: s becomes a plain stream over the connected socket fd (owned). */
@@ -277,7 +283,7 @@ void tp__stream_init(tp__stream *s, int fd);
 tp_err tp__tls_start(tp__stream *s, tp__tls_ctx *t, const char *host, const char *session_key,
                      tp_errinfo *err);
 
-/* tp__tls_handshake_step: one non-blocking step. TP_OK: done, s->resumed set. The session
+/* tp__tls_handshake_step: one non-blocking step. TP_OK: done, s->resumed and s->alpn set. The session
  * is cached for resumption as soon as the server issues it: at the end of a TLS 1.2
  * handshake, but with TLS 1.3 only when its NewSessionTicket is read, i.e. by the first
  * tp__stream_read*() or tp__stream_idle_ok() after the handshake. TP_PENDING with *want

@@ -19,6 +19,7 @@ void tp__stream_init(tp__stream *s, int fd)
     s->tls = NULL;
     s->session_key = NULL;
     s->resumed = false;
+    s->alpn[0] = '\0';
 }
 
 static tp_err closed_error(const char *what, tp_errinfo *err)

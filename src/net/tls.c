@@ -131,6 +131,30 @@ static tp_err load_client_cert(SSL_CTX *ctx, const tp__tls_options *o, tp_errinf
     return TP_OK;
 }
 
+/* ALPN: "h2,http/1.1" becomes the wire's list of length-prefixed names. */
+static tp_err set_alpn(SSL_CTX *ctx, const char *list, tp_errinfo *err)
+{
+    unsigned char wire[256];
+    size_t n = 0;
+    for (const char *p = list;;) {
+        const char *end = strchr(p, ',');
+        size_t len = end != NULL ? (size_t)(end - p) : strlen(p);
+        if (len == 0 || len >= TP__ALPN_MAX || n + 1 + len > sizeof wire)
+            return tp_errinfo_set(err, TP_EINVAL, 0,
+                                  "TLS: ALPN list \"%s\": each protocol 1 to %d bytes, %zu in all",
+                                  list, TP__ALPN_MAX - 1, sizeof wire);
+        wire[n++] = (unsigned char)len;
+        memcpy(wire + n, p, len);
+        n += len;
+        if (end == NULL)
+            break;
+        p = end + 1;
+    }
+    if (SSL_CTX_set_alpn_protos(ctx, wire, (unsigned)n) != 0) /* 0 is success here */
+        return tp_errinfo_set(err, TP_ENOMEM, 0, "TLS: setting the ALPN list");
+    return TP_OK;
+}
+
 static tp_err configure(tp__tls_ctx *t, const tp__tls_options *o, tp_errinfo *err)
 {
     char buf[256];
@@ -159,6 +183,11 @@ static tp_err configure(tp__tls_ctx *t, const tp__tls_options *o, tp_errinfo *er
     }
     if (o->cert_file != NULL) {
         tp_err rc = load_client_cert(ctx, o, err);
+        if (rc != TP_OK)
+            return rc;
+    }
+    if (o->alpn != NULL) {
+        tp_err rc = set_alpn(ctx, o->alpn, err);
         if (rc != TP_OK)
             return rc;
     }
@@ -311,6 +340,7 @@ tp_err tp__tls_start(tp__stream *s, tp__tls_ctx *t, const char *host, const char
     s->tls = t;
     s->session_key = key;
     s->resumed = false;
+    s->alpn[0] = '\0';
     return TP_OK;
 }
 
@@ -332,6 +362,14 @@ tp_err tp__tls_handshake_step(tp__stream *s, int *want, tp_errinfo *err)
         s->resumed = SSL_session_reused(ssl) == 1;
         if (s->resumed)
             atomic_fetch_add_explicit(&s->tls->resumed, 1, memory_order_relaxed);
+        const unsigned char *proto = NULL;
+        unsigned plen = 0;
+        SSL_get0_alpn_selected(ssl, &proto, &plen);
+        if (proto == NULL || plen >= sizeof s->alpn)
+            plen = 0; /* none agreed (a longer name than any we offer cannot be chosen) */
+        if (plen > 0)
+            memcpy(s->alpn, proto, plen);
+        s->alpn[plen] = '\0';
         return TP_OK;
     }
     int se = SSL_get_error(ssl, r);

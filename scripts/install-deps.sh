@@ -19,6 +19,8 @@ PACKAGES=(
     zlib1g-dev        # Content-Encoding gzip and deflate
     libbrotli-dev     # Content-Encoding br (the tests use its encoder too)
     libzstd-dev       # Content-Encoding zstd
+    libnghttp2-dev    # HTTP/2 framing
+    nghttp2-server    # nghttpd: the HTTP/2 tests run against a real server
     openssl           # the tests generate their certificates with it
     nginx-light       # the HTTP integration tests run against a real nginx
     tinyproxy-bin     # the proxy tests go through a real proxy (plain and CONNECT)

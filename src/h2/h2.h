@@ -1,0 +1,148 @@
+/* h2.h: an HTTP/2 client session on one connection (nghttp2), what session.c and
+ * stream.c define (internal, never installed). The pool's multiplexed connections and
+ * the HTTP client build on it; this layer knows nothing of either.
+ *
+ * One session owns one connected byte stream (tp__stream: TLS that agreed "h2" by ALPN,
+ * or cleartext with prior knowledge) and is used by one thread at a time. Like net.h,
+ * the I/O comes in two shapes: tp__h2_step() does what can be done without blocking and
+ * says what to wait for, tp__h2_wait() steps until a stream is over or a deadline.
+ *
+ * A request is a stream (tp__h2_stream), owned by the caller from tp__h2_submit() until
+ * tp__h2_stream_free(). Its response arrives into the stream: status, headers, and body
+ * bytes that wait there until read. The peer may send a stream only as much as its
+ * window, which opens again as the caller reads (tp__h2_stream_read()), so an unread
+ * body holds at most stream_window bytes and never stalls the other streams.
+ *
+ * What the pool needs to know: how many streams the connection may carry now
+ * (tp__h2_capacity: min(the peer's SETTINGS_MAX_CONCURRENT_STREAMS, ours); 100 is
+ * assumed until the peer's SETTINGS arrive), whether it takes new streams at all
+ * (after a GOAWAY it does not: it drains), and whether a failed stream was never
+ * processed by the server (above a GOAWAY's last stream id, or REFUSED_STREAM): such a
+ * request may be sent again on another connection whatever its method. */
+#ifndef TP_H2_H2_H
+#define TP_H2_H2_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "net/net.h"
+#include "tidepool/tidepool.h"
+
+typedef struct tp__h2 tp__h2;
+typedef struct tp__h2_stream tp__h2_stream;
+
+typedef struct tp__h2_options {
+    int32_t max_streams;    /* our own cap on concurrent streams; 0: 100 */
+    int32_t stream_window;  /* each stream's receive window in bytes; 0: 1 MiB */
+    int32_t conn_window;    /* the connection's receive window; 0: 16 MiB */
+    size_t max_header_list; /* a response's header block at most (names and values, 32
+                               bytes each more, as SETTINGS_MAX_HEADER_LIST_SIZE counts);
+                               0: 64 KiB. Beyond: the stream is reset, TP_ETOOBIG */
+} tp__h2_options;
+
+#define TP__H2_ASSUMED_STREAMS 100 /* the peer's limit until its SETTINGS say */
+
+/* ---- the session (session.c) ---------------------------------------------------- */
+
+/* tp__h2_new: a client session on s (connected; its ownership passes to the session,
+ * also on failure: closed then). Queues the connection preface and our SETTINGS; the
+ * first step sends them. Errors: TP_EINVAL (bad options), TP_ENOMEM. */
+tp_err tp__h2_new(tp__stream *s, const tp__h2_options *o, tp__h2 **out, tp_errinfo *err);
+
+/* tp__h2_free: closes the connection (a GOAWAY first if it is still usable, without
+ * waiting for anything) and frees the session. Every stream must have been freed. */
+void tp__h2_free(tp__h2 *h);
+
+/* tp__h2_step: reads what the socket has, runs it through the session (frames, stream
+ * callbacks), writes what the session has to send. TP_OK: nothing more to do now;
+ * TP_PENDING: *want (TP__WANT_*) says what to wait for before the next step. Any other
+ * code: the connection is dead (the peer closed it, a read or write failed, or the peer
+ * broke the protocol: TP_EPROTO), err says why; every stream still open fails with it. */
+tp_err tp__h2_step(tp__h2 *h, int *want, tp_errinfo *err);
+
+/* tp__h2_wait: steps until stream st is over (its response complete, or the stream
+ * failed), the connection dies, or the deadline passes (TP_ETIMEDOUT). st NULL: until
+ * nothing is left to write (a PING or GOAWAY sent). Blocking. */
+tp_err tp__h2_wait(tp__h2 *h, tp__h2_stream *st, int64_t deadline, tp_errinfo *err);
+
+/* tp__h2_fd: the socket, for an event loop to watch. */
+int tp__h2_fd(const tp__h2 *h);
+
+/* tp__h2_capacity: how many streams the connection may carry at once now: min(the
+ * peer's limit, ours); 0 once it drains (a GOAWAY either way) or is dead. */
+int32_t tp__h2_capacity(const tp__h2 *h);
+/* tp__h2_open_streams: streams submitted and not yet over. */
+int32_t tp__h2_open_streams(const tp__h2 *h);
+/* tp__h2_settings_seen: the peer's first SETTINGS arrived (capacity is its word). */
+bool tp__h2_settings_seen(const tp__h2 *h);
+/* tp__h2_draining: a GOAWAY was received or sent: no new streams. */
+bool tp__h2_draining(const tp__h2 *h);
+/* tp__h2_goaway_code: the error code of the peer's GOAWAY; -1 if none came. */
+int64_t tp__h2_goaway_code(const tp__h2 *h);
+
+/* tp__h2_ping: queues a PING (the next step sends it). TP_EBUSY if one is in flight,
+ * TP_ESTATE on a dead or closed session. tp__h2_ping_rtt: the last PING's round trip
+ * in ns; -1 before any answer. tp__h2_ping_pending: one is in flight (unanswered). */
+tp_err tp__h2_ping(tp__h2 *h, tp_errinfo *err);
+int64_t tp__h2_ping_rtt(const tp__h2 *h);
+bool tp__h2_ping_pending(const tp__h2 *h);
+
+/* tp__h2_goaway: our own close: a GOAWAY (NO_ERROR) naming the last stream we
+ * processed is queued; streams open go on, no new ones start. */
+tp_err tp__h2_goaway(tp__h2 *h, tp_errinfo *err);
+
+/* ---- streams (stream.c) ----------------------------------------------------------- */
+
+typedef struct tp__h2_header {
+    const char *name; /* lower case, as HTTP/2 requires */
+    const char *value;
+} tp__h2_header;
+
+typedef struct tp__h2_request {
+    const char *method;           /* "GET" ... */
+    const char *scheme;           /* "https" or "http" */
+    const char *authority;        /* host[:port] */
+    const char *path;             /* "/..." with the query */
+    const tp__h2_header *headers; /* more fields (no pseudo-headers, no Connection) */
+    size_t nheaders;
+    const void *body; /* NULL for none; the caller keeps it alive until the stream ends */
+    size_t bodylen;
+} tp__h2_request;
+
+/* tp__h2_submit: starts a request as a new stream (sent by the next steps). TP_EAGAIN
+ * when the connection is at capacity; TP_ESTATE when it takes no new streams (draining
+ * or dead: the caller goes to another connection); TP_EINVAL (a field missing or not
+ * allowed in HTTP/2); TP_ENOMEM. */
+tp_err tp__h2_submit(tp__h2 *h, const tp__h2_request *rq, tp__h2_stream **out, tp_errinfo *err);
+
+/* tp__h2_stream_done: the stream is over: the response is complete (every body byte
+ * arrived, maybe not yet read) or the stream failed. */
+bool tp__h2_stream_done(const tp__h2_stream *st);
+/* tp__h2_stream_result: TP_OK for a complete response; else why the stream failed:
+ * TP_ERESET (the peer reset it; err says the HTTP/2 error code, and
+ * tp__h2_stream_unprocessed() whether the server saw it), TP_EPROTO (a malformed
+ * response), TP_ETOOBIG (its header block over max_header_list), or the connection's
+ * failure. TP_PENDING while
+ * the stream is not over. */
+tp_err tp__h2_stream_result(const tp__h2_stream *st, tp_errinfo *err);
+/* tp__h2_stream_unprocessed: the server did not process the stream (it was above a
+ * GOAWAY's last stream id, or refused with REFUSED_STREAM): safe to send again. */
+bool tp__h2_stream_unprocessed(const tp__h2_stream *st);
+/* tp__h2_stream_status: the response's :status; 0 before its header block arrived. */
+int tp__h2_stream_status(const tp__h2_stream *st);
+/* tp__h2_stream_header: the value of the response field name (lower case), or NULL. */
+const char *tp__h2_stream_header(const tp__h2_stream *st, const char *name);
+/* tp__h2_stream_buffered: body bytes arrived and not yet read. */
+size_t tp__h2_stream_buffered(const tp__h2_stream *st);
+/* tp__h2_stream_read: takes up to cap body bytes that arrived (*got; 0 when none are
+ * buffered) and opens the peer's window by as much. */
+void tp__h2_stream_read(tp__h2 *h, tp__h2_stream *st, void *buf, size_t cap, size_t *got);
+/* tp__h2_stream_id: the HTTP/2 stream id (odd, from 1). */
+int32_t tp__h2_stream_id(const tp__h2_stream *st);
+
+/* tp__h2_stream_free: the caller is done with st. A stream not over is reset
+ * (RST_STREAM CANCEL, sent by the next step) and forgotten. */
+void tp__h2_stream_free(tp__h2 *h, tp__h2_stream *st);
+
+#endif

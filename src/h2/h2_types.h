@@ -44,6 +44,9 @@ struct tp__h2 {
     tp_errinfo dead_err;
     unsigned char *out; /* what nghttp2 produced and the socket has not taken yet */
     size_t out_off, out_len, out_cap;
+    char why[120];        /* nghttp2's word on the last error it met (error_callback2) */
+    int64_t local_goaway; /* the code of a GOAWAY nghttp2 sent for a peer's protocol error;
+                             -1 for none */
     int64_t ping_sent_at; /* the PING in flight; 0 for none */
     int64_t ping_rtt;     /* the last answered one's round trip; -1 before */
 };

@@ -92,6 +92,25 @@ static void peer_name(int fd, char *buf, size_t cap)
     snprintf(buf, cap, "%s:%u", ip, port);
 }
 
+/* nghttp2's account of an error it met (a bad frame, a flood), for the message. */
+static int on_error(nghttp2_session *ng, int code, const char *msg, size_t len, void *ud)
+{
+    (void)ng, (void)code;
+    tp__h2 *h = ud;
+    snprintf(h->why, sizeof h->why, "%.*s", (int)len, msg);
+    return 0;
+}
+
+/* A GOAWAY nghttp2 sends itself carries the peer's protocol error: the connection ends. */
+static int on_frame_send(nghttp2_session *ng, const nghttp2_frame *frame, void *ud)
+{
+    (void)ng;
+    tp__h2 *h = ud;
+    if (frame->hd.type == NGHTTP2_GOAWAY && frame->goaway.error_code != NGHTTP2_NO_ERROR)
+        h->local_goaway = frame->goaway.error_code;
+    return 0;
+}
+
 static tp_err options_check(const tp__h2_options *in, tp__h2_options *o, tp_errinfo *err)
 {
     static const tp__h2_options none = {0};
@@ -133,6 +152,8 @@ static tp_err make_session(tp__h2 *h, tp_errinfo *err)
     nghttp2_session_callbacks_set_on_header_callback(cb, tp__h2_on_header);
     nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, tp__h2_on_data_chunk);
     nghttp2_session_callbacks_set_on_stream_close_callback(cb, tp__h2_on_stream_close);
+    nghttp2_session_callbacks_set_on_frame_send_callback(cb, on_frame_send);
+    nghttp2_session_callbacks_set_error_callback2(cb, on_error);
     /* Windows open as the application reads (tp__h2_stream_read), not as bytes arrive:
      * a slow reader holds back its own stream, never the connection's memory. */
     nghttp2_option_set_no_auto_window_update(opt, 1);
@@ -171,6 +192,7 @@ tp_err tp__h2_new(tp__stream *s, const tp__h2_options *o, tp__h2 **out, tp_errin
     h->s = *s;
     h->o = opts;
     h->goaway_code = -1;
+    h->local_goaway = -1;
     h->ping_rtt = -1;
     tp__list_init(&h->streams);
     peer_name(s->fd, h->dest, sizeof h->dest);
@@ -228,6 +250,28 @@ static tp_err flush(tp__h2 *h, int *want, tp_errinfo *err)
     }
 }
 
+/* The peer broke the protocol and nghttp2 answered with a GOAWAY of its own: once that
+ * is out (best effort), the connection is dead with TP_EPROTO. True if so. */
+static bool ended_by_error(tp__h2 *h)
+{
+    if (h->dead)
+        return true;
+    if (h->local_goaway < 0) {
+        if (!nghttp2_session_want_write(h->ng) || nghttp2_session_want_read(h->ng))
+            return false;
+        int want = 0; /* the GOAWAY is queued: send it, which tells its code */
+        if (flush(h, &want, NULL) != TP_OK || h->local_goaway < 0)
+            return h->dead;
+    }
+    tp_errinfo e;
+    tp_errinfo_set(&e, TP_EPROTO, (int)h->local_goaway,
+                   "HTTP/2 connection to %s: it broke the protocol (%s%s%s)", h->dest,
+                   nghttp2_http2_strerror((uint32_t)h->local_goaway), h->why[0] ? ": " : "",
+                   h->why);
+    die(h, TP_EPROTO, &e);
+    return true;
+}
+
 tp_err tp__h2_step(tp__h2 *h, int *want, tp_errinfo *err)
 {
     *want = 0;
@@ -248,7 +292,10 @@ tp_err tp__h2_step(tp__h2 *h, int *want, tp_errinfo *err)
         if (rc == TP_PENDING) {
             *want |= w | TP__WANT_READ;
             /* What reading made nghttp2 queue (WINDOW_UPDATE, SETTINGS ACK) goes now. */
-            return flush(h, want, err);
+            rc = flush(h, want, err);
+            if (rc != TP_OK || !ended_by_error(h))
+                return rc;
+            break;
         }
         if (rc == TP_OK && got == 0) {
             tp_errinfo_set(&e, TP_ECONNRESET, 0, "HTTP/2: %s closed the connection%s", h->dest,
@@ -264,6 +311,8 @@ tp_err tp__h2_step(tp__h2 *h, int *want, tp_errinfo *err)
             die_ng(h, (int)n, "a frame from the server");
             break;
         }
+        if (ended_by_error(h))
+            break;
     }
     if (err != NULL)
         *err = h->dead_err;

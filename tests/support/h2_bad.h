@@ -1,0 +1,38 @@
+/* h2_bad.h: an HTTP/2 server that misbehaves on purpose, in a thread of the test, built
+ * on nghttp2's server API (or raw frames where nghttp2 would refuse to misbehave); what
+ * h2_bad.c defines. It listens on 127.0.0.1 (cleartext, prior knowledge) and serves one
+ * connection at a time. Every request it answers gets 200 with "ok <path>" as the body.
+ * The server thread never calls cmocka assertions. */
+#ifndef TP_TESTS_H2_BAD_H
+#define TP_TESTS_H2_BAD_H
+
+#include <stdint.h>
+
+typedef enum h2_bad_mode {
+    H2B_GOAWAY_LOW,    /* once three requests arrived: answers the first, then GOAWAY
+                          (NO_ERROR) with that stream as the last processed */
+    H2B_REFUSE_SECOND, /* RST_STREAM(REFUSED_STREAM) on the second request, answers the
+                          others */
+    H2B_SETTINGS_1_10, /* SETTINGS_MAX_CONCURRENT_STREAMS 1; once it answered one
+                          request, a SETTINGS with 10 */
+    H2B_NO_PING_ACK,   /* answers requests, never a PING */
+    H2B_STALL_FIRST,   /* the first request gets its header and nothing more; the others
+                          are answered */
+    H2B_BIG_HEADER,    /* answers with a 10 KiB header field */
+    H2B_HUGE_HEADER,   /* answers with a 100 KiB header field (more than HPACK takes) */
+    H2B_DATA_ON_ZERO,  /* after the preface: a DATA frame on stream 0 (a connection
+                          error), raw */
+} h2_bad_mode;
+
+typedef struct h2_bad h2_bad;
+
+/* h2_bad_start: listens on 127.0.0.1 (*port) and serves in a thread. 0, or -1. */
+int h2_bad_start(h2_bad_mode mode, h2_bad **out, uint16_t *port);
+/* h2_bad_stop: stops serving (the connection is closed) and frees b. */
+void h2_bad_stop(h2_bad *b);
+/* h2_bad_answered: requests the server answered (sent a complete response to). */
+int h2_bad_answered(h2_bad *b);
+/* h2_bad_pings: PINGs the server received. */
+int h2_bad_pings(h2_bad *b);
+
+#endif

@@ -18,6 +18,7 @@
 #include "h2/h2.h"
 #include "net/net.h"
 #include "support/h2_bad.h"
+#include "support/h2_steps.h"
 #include "support/test_util.h"
 
 typedef struct rig {
@@ -52,13 +53,7 @@ static void stop(rig *r)
 
 static tp__h2_stream *get(rig *r, const char *path)
 {
-    tp__h2_request rq = {.method = "GET", .scheme = "http", .authority = "127.0.0.1", .path = path};
-    tp__h2_stream *st = NULL;
-    tp_errinfo ei;
-    tp_err rc = tp__h2_submit(r->h, &rq, &st, &ei);
-    if (rc != TP_OK)
-        fail_msg("submit %s: %s", path, ei.msg);
-    return st;
+    return h2t_get(r->h, path);
 }
 
 /* Waits for st (2 s at most) and checks a complete "ok <path>" answer. */
@@ -134,16 +129,8 @@ static void test_capacity_follows_settings(void **state)
     expect_ok(&r, a, "/a");
     assert_true(tp__h2_settings_seen(r.h));
     /* The raise follows the first answer: step until it arrives. */
-    int64_t deadline = tp_deadline_after(MS(2000));
+    H2T_STEP_UNTIL(r.h, tp__h2_capacity(r.h) == 10, 2000);
     tp_errinfo ei;
-    while (tp__h2_capacity(r.h) != 10) {
-        int want;
-        assert_int_equal(tp__h2_step(r.h, &want, &ei), TP_OK);
-        if (tp__h2_capacity(r.h) != 10) {
-            assert_int_equal(tp__h2_capacity(r.h), 1);
-            assert_int_equal(tp__net_wait(tp__h2_fd(r.h), want, deadline, "t", "bad", &ei), TP_OK);
-        }
-    }
     tp__h2_stream *st[10];
     for (int i = 0; i < 10; i++) {
         char p[16];
@@ -217,13 +204,7 @@ static void test_big_header_field(void **state)
     tp__h2_stream_free(r.h, a);
     /* The connection is alive: a PING still round-trips. */
     assert_int_equal(tp__h2_ping(r.h, &ei), TP_OK);
-    int64_t deadline = tp_deadline_after(MS(2000));
-    while (tp__h2_ping_pending(r.h)) {
-        int want;
-        assert_int_equal(tp__h2_step(r.h, &want, &ei), TP_OK);
-        if (tp__h2_ping_pending(r.h))
-            assert_int_equal(tp__net_wait(tp__h2_fd(r.h), want, deadline, "t", "bad", &ei), TP_OK);
-    }
+    H2T_STEP_UNTIL(r.h, !tp__h2_ping_pending(r.h), 2000);
     assert_true(tp__h2_ping_rtt(r.h) >= 0);
     stop(&r);
 }

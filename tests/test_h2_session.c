@@ -15,6 +15,7 @@
 
 #include "h2/h2.h"
 #include "net/net.h"
+#include "support/h2_steps.h"
 #include "support/nghttpd_env.h"
 #include "support/test_util.h"
 
@@ -41,6 +42,15 @@ static tp_err dial(const nghttpd_env *e, const char *alpn, tp__stream *s, tp__tl
     if (rc != TP_OK)
         tp__stream_close(s);
     return rc;
+}
+
+/* Starts nghttpd for a test, or skips the test when it is not installed. */
+static void serve(nghttpd_env *e, bool tls, int max_streams)
+{
+    int rc = nghttpd_start(e, tls, max_streams);
+    if (rc == 77)
+        skip();
+    assert_int_equal(rc, 0);
 }
 
 typedef struct conn {
@@ -72,13 +82,7 @@ static void conn_close(conn *c)
 
 static tp__h2_stream *get(conn *c, const char *path)
 {
-    tp__h2_request rq = {.method = "GET", .scheme = "http", .authority = "127.0.0.1", .path = path};
-    tp__h2_stream *st = NULL;
-    tp_errinfo ei;
-    tp_err rc = tp__h2_submit(c->h, &rq, &st, &ei);
-    if (rc != TP_OK)
-        fail_msg("submit %s: %s (%s)", path, tp_err_name(rc), ei.msg);
-    return st;
+    return h2t_get(c->h, path);
 }
 
 /* Waits for st and reads its whole body into a new buffer (*len bytes). */
@@ -118,10 +122,7 @@ static unsigned char *body_of(conn *c, tp__h2_stream *st, size_t *len)
 static void hello_on(bool tls)
 {
     nghttpd_env e;
-    int rc = nghttpd_start(&e, tls, 0);
-    if (rc == 77)
-        skip();
-    assert_int_equal(rc, 0);
+    serve(&e, tls, 0);
     conn c = session(&e, NULL);
     tp__h2_stream *st = get(&c, "/hello");
     size_t len;
@@ -159,10 +160,7 @@ static void test_many_streams_bounded_windows(void **state)
 {
     (void)state;
     nghttpd_env e;
-    int rc = nghttpd_start(&e, false, 0);
-    if (rc == 77)
-        skip();
-    assert_int_equal(rc, 0);
+    serve(&e, false, 0);
     tp__h2_options o = {.stream_window = 65536, .conn_window = 1 << 20};
     conn c = session(&e, &o);
     enum { N = 20 };
@@ -212,10 +210,7 @@ static void test_post_body_echoed(void **state)
 {
     (void)state;
     nghttpd_env e;
-    int rc = nghttpd_start(&e, false, 0);
-    if (rc == 77)
-        skip();
-    assert_int_equal(rc, 0);
+    serve(&e, false, 0);
     conn c = session(&e, NULL);
     size_t n = 300 * 1024;
     unsigned char *body = malloc(n);
@@ -252,22 +247,13 @@ static void test_capacity_from_settings(void **state)
 {
     (void)state;
     nghttpd_env e;
-    int rc = nghttpd_start(&e, false, 3);
-    if (rc == 77)
-        skip();
-    assert_int_equal(rc, 0);
+    serve(&e, false, 3);
     conn c = session(&e, NULL);
     assert_false(tp__h2_settings_seen(c.h));
     assert_int_equal(tp__h2_capacity(c.h), TP__H2_ASSUMED_STREAMS);
     tp_errinfo ei;
     assert_int_equal(tp__h2_wait(c.h, NULL, DEADLINE(), &ei), TP_OK); /* preface out */
-    int64_t deadline = DEADLINE();
-    while (!tp__h2_settings_seen(c.h)) {
-        int want;
-        assert_int_equal(tp__h2_step(c.h, &want, &ei), TP_OK);
-        if (!tp__h2_settings_seen(c.h))
-            assert_int_equal(tp__net_wait(tp__h2_fd(c.h), want, deadline, "t", "ng", &ei), TP_OK);
-    }
+    H2T_STEP_UNTIL(c.h, tp__h2_settings_seen(c.h), 5000);
     assert_int_equal(tp__h2_capacity(c.h), 3);
     tp__h2_stream *st[3];
     for (int i = 0; i < 3; i++)
@@ -298,21 +284,11 @@ static void test_abandoned_stream_keeps_connection(void **state)
 {
     (void)state;
     nghttpd_env e;
-    int rc = nghttpd_start(&e, false, 0);
-    if (rc == 77)
-        skip();
-    assert_int_equal(rc, 0);
+    serve(&e, false, 0);
     tp__h2_options o = {.stream_window = 1 << 20, .conn_window = 1 << 20};
     conn c = session(&e, &o);
     tp__h2_stream *st = get(&c, "/big");
-    tp_errinfo ei;
-    int64_t deadline = DEADLINE();
-    while (tp__h2_stream_buffered(st) < 100000 && !tp__h2_stream_done(st)) {
-        int want;
-        assert_int_equal(tp__h2_step(c.h, &want, &ei), TP_OK);
-        if (tp__h2_stream_buffered(st) < 100000 && !tp__h2_stream_done(st))
-            assert_int_equal(tp__net_wait(tp__h2_fd(c.h), want, deadline, "t", "ng", &ei), TP_OK);
-    }
+    H2T_STEP_UNTIL(c.h, tp__h2_stream_buffered(st) >= 100000 || tp__h2_stream_done(st), 5000);
     tp__h2_stream_free(c.h, st); /* unread bytes and all */
     for (int i = 0; i < 2; i++) {
         tp__h2_stream *again = get(&c, "/big");
@@ -332,22 +308,13 @@ static void test_ping_then_goaway(void **state)
 {
     (void)state;
     nghttpd_env e;
-    int rc = nghttpd_start(&e, true, 0);
-    if (rc == 77)
-        skip();
-    assert_int_equal(rc, 0);
+    serve(&e, true, 0);
     conn c = session(&e, NULL);
     tp_errinfo ei;
     assert_int_equal(tp__h2_ping_rtt(c.h), -1);
     assert_int_equal(tp__h2_ping(c.h, &ei), TP_OK);
     assert_int_equal(tp__h2_ping(c.h, &ei), TP_EBUSY);
-    int64_t deadline = DEADLINE();
-    while (tp__h2_ping_pending(c.h)) {
-        int want;
-        assert_int_equal(tp__h2_step(c.h, &want, &ei), TP_OK);
-        if (tp__h2_ping_pending(c.h))
-            assert_int_equal(tp__net_wait(tp__h2_fd(c.h), want, deadline, "t", "ng", &ei), TP_OK);
-    }
+    H2T_STEP_UNTIL(c.h, !tp__h2_ping_pending(c.h), 5000);
     assert_true(tp__h2_ping_rtt(c.h) > 0);
     assert_true(tp__h2_ping_rtt(c.h) < MS(1000));
     assert_int_equal(tp__h2_goaway(c.h, &ei), TP_OK);
@@ -369,10 +336,7 @@ static void test_header_block_bound(void **state)
 {
     (void)state;
     nghttpd_env e;
-    int rc = nghttpd_start(&e, false, 0);
-    if (rc == 77)
-        skip();
-    assert_int_equal(rc, 0);
+    serve(&e, false, 0);
     tp__h2_options o = {.max_header_list = 64};
     conn c = session(&e, &o);
     tp__h2_stream *st = get(&c, "/hello");
@@ -393,21 +357,12 @@ static void test_server_dies_under_open_streams(void **state)
 {
     (void)state;
     nghttpd_env e;
-    int rc = nghttpd_start(&e, false, 0);
-    if (rc == 77)
-        skip();
-    assert_int_equal(rc, 0);
+    serve(&e, false, 0);
     tp__h2_options o = {.stream_window = 65536, .conn_window = 65536};
     conn c = session(&e, &o);
     tp__h2_stream *a = get(&c, "/big"), *b = get(&c, "/big");
     tp_errinfo ei;
-    int64_t deadline = DEADLINE();
-    while (tp__h2_stream_buffered(a) + tp__h2_stream_buffered(b) == 0) {
-        int want;
-        assert_int_equal(tp__h2_step(c.h, &want, &ei), TP_OK);
-        if (tp__h2_stream_buffered(a) + tp__h2_stream_buffered(b) == 0)
-            assert_int_equal(tp__net_wait(tp__h2_fd(c.h), want, deadline, "t", "ng", &ei), TP_OK);
-    }
+    H2T_STEP_UNTIL(c.h, tp__h2_stream_buffered(a) + tp__h2_stream_buffered(b) > 0, 5000);
     nghttpd_stop(&e); /* SIGKILL: the kernel closes its sockets */
     tp_err end = tp__h2_wait(c.h, a, DEADLINE(), &ei);
     assert_int_equal(end, TP_OK); /* a is over ... */
@@ -440,10 +395,7 @@ static void test_alpn_lists(void **state)
     assert_int_equal(tp__tls_ctx_create(&longer, &t, &ei), TP_EINVAL);
     assert_null(t);
     nghttpd_env e;
-    int rc = nghttpd_start(&e, true, 0);
-    if (rc == 77)
-        skip();
-    assert_int_equal(rc, 0);
+    serve(&e, true, 0);
     tp__stream s;
     assert_int_equal(dial(&e, "h2,http/1.1", &s, &t, &ei), TP_OK);
     assert_string_equal(s.alpn, "h2");
@@ -456,10 +408,7 @@ static void test_submit_checks_fields(void **state)
 {
     (void)state;
     nghttpd_env e;
-    int rc = nghttpd_start(&e, false, 0);
-    if (rc == 77)
-        skip();
-    assert_int_equal(rc, 0);
+    serve(&e, false, 0);
     conn c = session(&e, NULL);
     tp__h2_stream *st = NULL;
     tp_errinfo ei;

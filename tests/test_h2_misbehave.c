@@ -11,6 +11,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -225,6 +226,36 @@ static void test_huge_header_field(void **state)
     stop(&r);
 }
 
+/* An upload the server's window holds back, given up: the stream is reset and its
+ * body, freed by the caller at once, is never read again (ASan would see it); the
+ * connection answers the next request. */
+static void test_abandoned_upload_never_reads_body(void **state)
+{
+    (void)state;
+    rig r = start(H2B_NO_WINDOW, NULL);
+    size_t n = 1 << 20;
+    unsigned char *body = malloc(n);
+    assert_non_null(body);
+    memset(body, 'u', n);
+    tp__h2_request rq = {.method = "POST",
+                         .scheme = "http",
+                         .authority = "127.0.0.1",
+                         .path = "/up",
+                         .body = body,
+                         .bodylen = n};
+    tp__h2_stream *st;
+    tp_errinfo ei;
+    assert_int_equal(tp__h2_submit(r.h, &rq, &st, &ei), TP_OK);
+    assert_int_equal(tp__h2_wait(r.h, st, tp_deadline_after(MS(200)), &ei), TP_ETIMEDOUT);
+    assert_false(tp__h2_stream_done(st)); /* stalled on the server's window */
+    tp__h2_stream_free(r.h, st);
+    free(body);
+    tp__h2_stream *next = get(&r, "/next");
+    expect_ok(&r, next, "/next");
+    tp__h2_stream_free(r.h, next);
+    stop(&r);
+}
+
 static void test_data_on_stream_zero(void **state)
 {
     (void)state;
@@ -253,6 +284,7 @@ int main(void)
         cmocka_unit_test(test_stalled_stream_does_not_block_others),
         cmocka_unit_test(test_big_header_field),
         cmocka_unit_test(test_huge_header_field),
+        cmocka_unit_test(test_abandoned_upload_never_reads_body),
         cmocka_unit_test(test_data_on_stream_zero),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -55,10 +55,12 @@ tp_err tp__h2_new(tp__stream *s, const tp__h2_options *o, tp__h2 **out, tp_errin
 void tp__h2_free(tp__h2 *h);
 
 /* tp__h2_step: reads what the socket has, runs it through the session (frames, stream
- * callbacks), writes what the session has to send. TP_OK: nothing more to do now;
- * TP_PENDING: *want (TP__WANT_*) says what to wait for before the next step. Any other
- * code: the connection is dead (the peer closed it, a read or write failed, or the peer
- * broke the protocol: TP_EPROTO), err says why; every stream still open fails with it. */
+ * callbacks), writes what the session has to send, until the socket would block. TP_OK:
+ * *want (TP__WANT_*) says what to wait for before the next step (always READ; WRITE too
+ * while bytes wait to go out). Step again after reading a stream's body: the window it
+ * opened is sent by the next step. Any other code: the connection is dead (the peer closed it, a
+ * read or write failed, or the peer broke the protocol: TP_EPROTO), err says why; every stream
+ * still open fails with it. */
 tp_err tp__h2_step(tp__h2 *h, int *want, tp_errinfo *err);
 
 /* tp__h2_wait: steps until stream st is over (its response complete, or the stream
@@ -106,7 +108,8 @@ typedef struct tp__h2_request {
     const char *path;             /* "/..." with the query */
     const tp__h2_header *headers; /* more fields (no pseudo-headers, no Connection) */
     size_t nheaders;
-    const void *body; /* NULL for none; the caller keeps it alive until the stream ends */
+    const void *body; /* NULL for none; kept alive by the caller until the stream is over
+                         or freed (a freed stream never reads it again) */
     size_t bodylen;
 } tp__h2_request;
 

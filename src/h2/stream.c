@@ -202,6 +202,8 @@ static ssize_t body_read(nghttp2_session *ng, int32_t stream_id, uint8_t *buf, s
 {
     (void)ng, (void)stream_id, (void)ud;
     tp__h2_stream *st = source->ptr;
+    if (st->abandoned) /* the caller may have freed the body: reset, never read it */
+        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
     size_t n = st->req_len - st->req_off;
     if (n > length)
         n = length;

@@ -239,6 +239,8 @@ static void serve_conn(h2_bad *b, int fd)
     nghttp2_session_callbacks_set_on_frame_send_callback(cb, on_frame_send);
     if (b->mode == H2B_NO_PING_ACK)
         nghttp2_option_set_no_auto_ping_ack(opt, 1);
+    if (b->mode == H2B_NO_WINDOW)
+        nghttp2_option_set_no_auto_window_update(opt, 1); /* and never consumes */
     nghttp2_option_set_max_send_header_block_length(opt, 1 << 20);
     nghttp2_session_server_new2(&c->ng, cb, c, opt);
     nghttp2_session_callbacks_del(cb);

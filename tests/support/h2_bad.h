@@ -22,6 +22,8 @@ typedef enum h2_bad_mode {
     H2B_HUGE_HEADER,   /* answers with a 100 KiB header field (more than HPACK takes) */
     H2B_DATA_ON_ZERO,  /* after the preface: a DATA frame on stream 0 (a connection
                           error), raw */
+    H2B_NO_WINDOW,     /* never opens its receive windows: an upload stops after the
+                          first 64 KiB; requests without a body are answered */
 } h2_bad_mode;
 
 typedef struct h2_bad h2_bad;

@@ -5,6 +5,7 @@
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -183,6 +184,73 @@ static int64_t tenant_waiters(fx *x, const char *name)
     return st.waiters;
 }
 
+/* A thread whose last connection of the key is idle, waiting for its tenant's quota:
+ * once a place frees, it takes that connection without the lock, and the lease still
+ * says how long it waited (its lease info and acquire_wait); it used to say 0. */
+typedef struct hinted {
+    fx *x;
+    atomic_int phase; /* 1: its connection is idle (its hint); 2: may acquire again */
+    tp_err rc;
+    tp_lease_info li;
+    tp_conn *c;
+} hinted;
+
+static void *hinted_main(void *arg)
+{
+    hinted *h = arg;
+    tp_conn *c;
+    h->rc = acq(h->x, "a", MS(2000), &c);
+    if (h->rc != TP_OK)
+        return NULL;
+    h->c = c;
+    tp_conn_release(c, 0);
+    atomic_store(&h->phase, 1);
+    while (atomic_load(&h->phase) != 2)
+        tu_sleep_ms(1);
+    h->rc = acq(h->x, "a", MS(5000), &c);
+    if (h->rc == TP_OK) {
+        tp_conn_lease_info(c, &h->li);
+        h->c = c;
+        tp_conn_release(c, 0);
+    }
+    return NULL;
+}
+
+static void test_quota_wait_counted_on_the_lock_free_path(void **state)
+{
+    fx *x = *state;
+    assert_int_equal(tp_pool_tenant_set(x->p, "a", 1, true), TP_OK);
+    hinted h = {.x = x};
+    pthread_t th;
+    tu_thread_start(&th, hinted_main, &h);
+    bool ok = false;
+    TU_WAIT_UNTIL(ok, atomic_load(&h.phase) == 1, 2000);
+    assert_true(ok);
+    tp_conn *first = h.c;
+    /* The tenant's one place, on another connection (FRESH: the idle one stays idle). */
+    tp_conn *held;
+    assert_int_equal(
+        tu_acquire_tenant(x->p, "a", KEY("k"), MS(2000), TP_ACQUIRE_FRESH, &held, NULL), TP_OK);
+    assert_ptr_not_equal(held, first);
+    atomic_store(&h.phase, 2);
+    TU_WAIT_UNTIL(ok, tenant_waiters(x, "a") == 1, 2000);
+    assert_true(ok);
+    tu_sleep_ms(50);
+    tp_stats before;
+    tu_key_stats(x->p, "k", &before);
+    tp_conn_release(held, 0);
+    tu_thread_join(th);
+    assert_int_equal(h.rc, TP_OK);
+    assert_ptr_equal(h.c, first); /* its own idle connection, through its hint */
+    assert_true(h.li.reused);
+    assert_true(h.li.waited_ns >= MS(40));
+    tp_stats after;
+    tu_key_stats(x->p, "k", &after);
+    assert_int_equal(after.acquire_wait.count, before.acquire_wait.count + 1);
+    assert_true(after.acquire_wait.sum_ns - before.acquire_wait.sum_ns >= (uint64_t)MS(40));
+    assert_int_equal(after.acquire_wait.count, after.acquires);
+}
+
 static void test_quota_raised_live_wakes_waiters(void **state)
 {
     fx *x = *state;
@@ -284,6 +352,7 @@ int main(void)
         T(test_noisy_tenant_cannot_take_others_share),
         T(test_quota_raised_live_wakes_waiters),
         T(test_waiter_served_by_release_and_times_out),
+        T(test_quota_wait_counted_on_the_lock_free_path),
         T(test_close_wakes_tenant_waiters),
         T(test_visit),
     };

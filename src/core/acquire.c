@@ -174,7 +174,7 @@ tp_err tp_acquire(tp_pool *p, const tp_acquire_req *req, tp_conn **out, tp_errin
                    (req->timeout >= 0 || req->timeout == TP_DURATION_DEFAULT) &&
                    (req->key != NULL || req->keylen == 0))) {
         tp__fork_check(p); /* before any connection can be handed out */
-        tp_conn *c = tp__fast_acquire(p, req->key, req->keylen);
+        tp_conn *c = tp__fast_acquire(p, req->key, req->keylen, 0);
         if (c != NULL) {
             *out = c;
             return TP_OK;
@@ -195,7 +195,9 @@ tp_err tp_acquire(tp_pool *p, const tp_acquire_req *req, tp_conn **out, tp_errin
         rc = tp__tenant_take_or_wait(p, q.tenant, nowait ? q.start : q.deadline, &q.waited, err);
         if (rc != TP_OK)
             return rc;
-        c = (q.flags & TP_ACQUIRE_FRESH) ? NULL : tp__fast_acquire(p, req->key, req->keylen);
+        c = (q.flags & TP_ACQUIRE_FRESH)
+                ? NULL
+                : tp__fast_acquire(p, req->key, req->keylen, q.waited ? q.start : 0);
         if (c != NULL)
             return leased(&q, c, out, err);
     }
@@ -231,7 +233,7 @@ tp_err tp_acquire(tp_pool *p, const tp_acquire_req *req, tp_conn **out, tp_errin
             if (rc == TP_OK) {
                 now = tp_clock_now();
                 if (now > q.start) /* else counted at 0 by tp__lease_begin */
-                    tp__hist_add(&k->wait_hist, now - q.start);
+                    tp__hist_add_shared(&k->wait_hist, now - q.start);
                 k->pins--;
                 tp__after_run(p, &a);
                 tp__lease_begin(p, c, now, false, false, now - q.start);
@@ -262,7 +264,7 @@ tp_err tp_acquire(tp_pool *p, const tp_acquire_req *req, tp_conn **out, tp_errin
              * nothing (acquire_wait counts it at 0). */
             int64_t waited = q.waited ? now - q.start : 0;
             if (waited > 0)
-                tp__hist_add(&k->wait_hist, waited);
+                tp__hist_add_shared(&k->wait_hist, waited);
             k->pins--;
             tp__after_run(p, &a);
             tp__lease_begin(p, c, now, TP__LOAD(c->uses) > 0, false, waited);

@@ -148,7 +148,7 @@ tp_err tp_acquire_async(tp_pool *p, const tp_acquire_req *req, tp_acquire_cb cb,
         return tp_errinfo_set(err, TP_EINVAL, 0, "cb: NULL");
     bool quota = q.tenant == NULL || tp__tenant_try_take(q.tenant);
     if (quota && !(q.flags & TP_ACQUIRE_FRESH)) {
-        tp_conn *c = tp__fast_acquire(p, req->key, req->keylen);
+        tp_conn *c = tp__fast_acquire(p, req->key, req->keylen, 0);
         if (c != NULL) {
             tp__tenant_attach(q.tenant, c);
             res->kind = TP_ACQUIRED_LEASE;
@@ -243,7 +243,7 @@ void tp__async_deliver(tp_pool *p, tp__waiter *w)
     tp__mutex_lock(&p->mu);
     if (w->grant != TP__GRANT_FAIL && w->grant != TP__GRANT_SLOT) /* a lease began */
         if (w->lease_at > w->enqueued_at) /* else counted at 0 by tp__lease_begin */
-            tp__hist_add(&k->wait_hist, w->lease_at - w->enqueued_at);
+            tp__hist_add_shared(&k->wait_hist, w->lease_at - w->enqueued_at);
     k->pins--;
     tp__mutex_unlock(&p->mu);
     tp__free(w);

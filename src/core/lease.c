@@ -131,7 +131,7 @@ tp_err tp__acquire_check_args(tp_pool *p, const void *key, size_t keylen, tp_con
 }
 
 /* The lock-free attempt shared by every form of acquire. */
-tp_conn *tp__fast_acquire(tp_pool *p, const void *key, size_t keylen)
+tp_conn *tp__fast_acquire(tp_pool *p, const void *key, size_t keylen, int64_t since)
 {
     /* Closed pools, and adaptive ones (every lease is counted under the lock), have no
      * lock-free path. */
@@ -146,7 +146,12 @@ tp_conn *tp__fast_acquire(tp_pool *p, const void *key, size_t keylen)
         tp__close_claimed(p, c, r);
         return NULL;
     }
-    tp__lease_begin(p, c, now, true, true, 0);
+    /* A wait before this (a tenant's quota) is the lease's wait, counted without the
+     * lock: the wait histogram takes atomic additions. */
+    int64_t waited = since > 0 && now > since ? now - since : 0;
+    tp__lease_begin(p, c, now, true, true, waited);
+    if (waited > 0)
+        tp__hist_add_shared(&c->key->wait_hist, waited);
     return c;
 }
 

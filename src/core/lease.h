@@ -10,8 +10,9 @@
 void tp__lease_begin_async(tp_pool *p, tp_conn *c, int64_t waited);
 
 /* tp__fast_acquire: the lock-free attempt every acquire makes first: the hinted
- * connection, checked and leased; NULL if it cannot be had. */
-tp_conn *tp__fast_acquire(tp_pool *p, const void *key, size_t keylen);
+ * connection, checked and leased; NULL if it cannot be had. since: when the call began
+ * if it has waited already (a tenant's quota), else 0: the lease's wait. */
+tp_conn *tp__fast_acquire(tp_pool *p, const void *key, size_t keylen, int64_t since);
 
 /* tp__acquire_check_args: TP_EINVAL for a NULL pool or out, or NULL key with keylen. */
 tp_err tp__acquire_check_args(tp_pool *p, const void *key, size_t keylen, tp_conn **out,

@@ -237,7 +237,7 @@ struct tp__key {
     _Atomic uint64_t waits, opens, open_failures, timeouts, rejects_busy, rejects_breaker,
         checks_failed, prewarms;
     _Atomic uint64_t closes[TP_CLOSE__COUNT];
-    tp__hist wait_hist;
+    tp__hist wait_hist; /* atomic additions: a quota wait ends on the lock-free path */
     tp__hist open_hist;
 
     /* ---- the hot lines ---- */

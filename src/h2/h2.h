@@ -148,4 +148,40 @@ int32_t tp__h2_stream_id(const tp__h2_stream *st);
  * (RST_STREAM CANCEL, sent by the next step) and forgotten. */
 void tp__h2_stream_free(tp__h2 *h, tp__h2_stream *st);
 
+/* ---- pooled connections (pooled.c) ------------------------------------------------ */
+
+typedef struct tp__h2_connector_options {
+    bool tls;                  /* TLS with ALPN "h2"; false: cleartext, prior knowledge */
+    const char *ca_file;       /* TLS: the CA bundle (read at creation); NULL: the system's */
+    bool insecure_skip_verify; /* TLS: no peer verification (tests only) */
+    int64_t user_timeout;      /* TCP_USER_TIMEOUT (ns): a blocked write cannot hide a dead
+                                  peer; 0: the kernel's */
+    tp__h2_options h2;         /* each session's */
+} tp__h2_connector_options;
+
+/* tp__h2_connector_new: a pool connector (for tp_pool_options.connector) whose keys are
+ * "host:port" and whose connections are HTTP/2 sessions, multiplexed: streams() is the
+ * session's capacity, moved live as SETTINGS and GOAWAY change it (0 drains). Free it
+ * with tp__h2_connector_free() after the pool. Errors: TP_ENOMEM, the TLS context's. */
+tp_err tp__h2_connector_new(const tp__h2_connector_options *o, tp_connector *out, tp_errinfo *err);
+void tp__h2_connector_free(tp_connector *c);
+
+/* tp__h2_lease_request: sends rq as a stream on lease (a lease of a pool using that
+ * connector) and waits until its response header arrived (or it is over) by deadline.
+ * Any thread; several leases of one connection at once, each waiting only for its own
+ * stream: whoever waits drives the connection, without holding a lock across the wait.
+ * TP_OK with *out (free with tp__h2_lease_done()); an error from tp__h2_submit, the
+ * stream's result, or TP_ETIMEDOUT (the stream is then reset). */
+tp_err tp__h2_lease_request(tp_conn *lease, const tp__h2_request *rq, int64_t deadline,
+                            tp__h2_stream **out, tp_errinfo *err);
+/* tp__h2_lease_read: body bytes of st (up to cap, *got), waiting for some by deadline.
+ * TP_OK with *got 0: the body is over. Errors: the stream's failure, TP_ETIMEDOUT. */
+tp_err tp__h2_lease_read(tp_conn *lease, tp__h2_stream *st, void *buf, size_t cap, size_t *got,
+                         int64_t deadline, tp_errinfo *err);
+/* tp__h2_lease_done: frees st (reset if still open). */
+void tp__h2_lease_done(tp_conn *lease, tp__h2_stream *st);
+/* tp__h2_lease_alive: the lease's connection still takes streams (release a dead one
+ * with TP_RELEASE_BROKEN). */
+bool tp__h2_lease_alive(tp_conn *lease);
+
 #endif

@@ -42,6 +42,8 @@ typedef struct conn {
     size_t body_off[MAX_REQ];
     bool stall[MAX_REQ];
     bool raised; /* H2B_SETTINGS_1_10: the second SETTINGS went out */
+    int late;    /* H2B_SECOND_LATE: the slot to answer at late_at, or -1 */
+    int64_t late_at;
     char *huge;
 } conn;
 
@@ -110,6 +112,14 @@ static void on_request(conn *c, int32_t id)
     case H2B_STALL_FIRST:
         c->stall[i] = nth == 0;
         respond(c, i);
+        break;
+    case H2B_SECOND_LATE:
+        if (nth == 1) {
+            c->late = i;
+            c->late_at = tu_now_ns() + 300 * 1000000LL;
+        } else if (nth > 1) {
+            respond(c, i);
+        }
         break;
     default:
         respond(c, i);
@@ -221,6 +231,7 @@ static void serve_conn(h2_bad *b, int fd)
         return;
     c->b = b;
     c->fd = fd;
+    c->late = -1;
     if (b->mode == H2B_BIG_HEADER || b->mode == H2B_HUGE_HEADER) {
         size_t n = (b->mode == H2B_BIG_HEADER ? 10 : 100) * 1024;
         c->huge = malloc(n + 1);
@@ -258,8 +269,19 @@ static void serve_conn(h2_bad *b, int fd)
         if (n < 0)
             break;
         struct pollfd p[2] = {{fd, POLLIN, 0}, {b->wake[0], POLLIN, 0}};
-        if (poll(p, 2, -1) < 0 && errno != EINTR)
+        int ms = -1;
+        if (c->late >= 0) {
+            int64_t left = c->late_at - tu_now_ns();
+            ms = left <= 0 ? 0 : (int)(left / 1000000) + 1;
+        }
+        int np = poll(p, 2, ms);
+        if (np < 0 && errno != EINTR)
             break;
+        if (c->late >= 0 && tu_now_ns() >= c->late_at) {
+            respond(c, c->late);
+            c->late = -1;
+            continue;
+        }
         if (p[1].revents)
             break;
         if (!p[0].revents)

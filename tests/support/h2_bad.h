@@ -24,6 +24,8 @@ typedef enum h2_bad_mode {
                           error), raw */
     H2B_NO_WINDOW,     /* never opens its receive windows: an upload stops after the
                           first 64 KiB; requests without a body are answered */
+    H2B_SECOND_LATE,   /* the first request is never answered, the second 300 ms after
+                          it arrived, the others at once */
 } h2_bad_mode;
 
 typedef struct h2_bad h2_bad;

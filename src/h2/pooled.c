@@ -1,0 +1,336 @@
+/* pooled.c: HTTP/2 connections in a tidepool pool. A connector opens each connection
+ * (TCP, TLS with ALPN "h2" or cleartext with prior knowledge) as a multiplexed pool
+ * connection whose capacity is the session's. A request runs on a lease (one stream).
+ *
+ * Several leases of one connection run on different threads, and a session takes one
+ * thread at a time. So the connection has a lock, held only for non-blocking steps and
+ * never across a wait. One waiter at a time is the reader: it polls the socket with the
+ * lock released, then steps. The others wait on a condition variable, which every step
+ * broadcasts. A stream submitted while the reader polls wakes it through an eventfd, so
+ * its frames go out at once. Whoever steps passes capacity changes (SETTINGS, GOAWAY) to
+ * the pool. A stalled stream holds nobody else back: each waiter only waits for its own
+ * stream, and every step serves them all. */
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "base/sync.h"
+#include "h2/h2.h"
+
+typedef struct h2_connector {
+    tp__h2_connector_options o;
+    tp__tls_ctx *tls; /* NULL for cleartext */
+} h2_connector;
+
+/* One pooled connection. */
+typedef struct h2_pooled {
+    tp__mutex mu;
+    pthread_cond_t cv; /* broadcast after every step */
+    int wake;          /* eventfd: a submit wakes the polling reader */
+    tp__h2 *h;
+    bool reading;     /* a waiter polls the socket (with mu released) */
+    int32_t capacity; /* what the pool was last told */
+} h2_pooled;
+
+/* "host:port" of a key, into host (cap bytes) and *port. */
+static tp_err parse_key(const void *key, size_t keylen, char *host, size_t cap, uint16_t *port,
+                        tp_errinfo *err)
+{
+    const char *k = key;
+    const char *colon = keylen > 0 ? memrchr(k, ':', keylen) : NULL;
+    size_t hl = colon != NULL ? (size_t)(colon - k) : 0;
+    unsigned long p = 0;
+    size_t i = hl + 1;
+    for (; colon != NULL && i < keylen && k[i] >= '0' && k[i] <= '9' && p <= 65535; i++)
+        p = p * 10 + (unsigned long)(k[i] - '0');
+    if (colon == NULL || hl == 0 || hl >= cap || i != keylen || i == hl + 1 || p == 0 || p > 65535)
+        return tp_errinfo_set(err, TP_EINVAL, 0, "HTTP/2 key \"%.*s\": not host:port",
+                              (int)(keylen < 64 ? keylen : 64), k);
+    memcpy(host, k, hl);
+    host[hl] = '\0';
+    *port = (uint16_t)p;
+    return TP_OK;
+}
+
+static void h2_close(void *ctx, void *conn, tp_close_reason reason);
+
+static tp_err h2_open(void *ctx, const void *key, size_t keylen, int64_t deadline, void **conn,
+                      tp_errinfo *err)
+{
+    h2_connector *cn = ctx;
+    char host[256];
+    uint16_t port = 0;
+    tp_err rc = parse_key(key, keylen, host, sizeof host, &port, err);
+    if (rc != TP_OK)
+        return rc;
+    int fd = -1;
+    tp__dial_options dopt = {.user_timeout = cn->o.user_timeout};
+    rc = tp__dial_host(host, port, &dopt, deadline, &fd, NULL, NULL, err);
+    if (rc != TP_OK)
+        return rc;
+    tp__stream s;
+    tp__stream_init(&s, fd);
+    if (cn->tls != NULL) {
+        rc = tp__tls_start(&s, cn->tls, host, NULL, err);
+        if (rc == TP_OK)
+            rc = tp__tls_handshake(&s, deadline, err);
+        if (rc == TP_OK && strcmp(s.alpn, "h2") != 0)
+            rc = tp_errinfo_set(err, TP_EPROTO, 0,
+                                "%s:%u did not agree to HTTP/2 by ALPN (it chose \"%s\")", host,
+                                port, s.alpn);
+        if (rc != TP_OK) {
+            tp__stream_close(&s);
+            return rc;
+        }
+    }
+    h2_pooled *pc = tp__calloc(1, sizeof *pc);
+    if (pc == NULL) {
+        tp__stream_close(&s);
+        return tp_errinfo_set(err, TP_ENOMEM, 0, "HTTP/2: allocating a connection");
+    }
+    pc->wake = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (pc->wake < 0 || tp__mutex_init(&pc->mu) != 0 || tp__cond_init(&pc->cv) != 0) {
+        int e = errno;
+        if (pc->wake >= 0)
+            close(pc->wake);
+        tp__free(pc);
+        tp__stream_close(&s);
+        return tp_errinfo_set(err, TP_ESYS, e, "HTTP/2: a connection's lock or eventfd");
+    }
+    rc = tp__h2_new(&s, &cn->o.h2, &pc->h, err); /* takes s, also on failure */
+    if (rc != TP_OK) {
+        close(pc->wake);
+        tp__mutex_destroy(&pc->mu);
+        pthread_cond_destroy(&pc->cv);
+        tp__free(pc);
+        return rc;
+    }
+    /* The server's SETTINGS come right behind the handshake: wait for them, so that the
+     * pool's first capacity is the server's word and not the 100 assumed (streams sent
+     * over its real limit before it arrived would be refused). */
+    while (rc == TP_OK && !tp__h2_settings_seen(pc->h)) {
+        int want = 0;
+        rc = tp__h2_step(pc->h, &want, err);
+        if (rc == TP_OK && !tp__h2_settings_seen(pc->h))
+            rc = tp__net_wait(tp__h2_fd(pc->h), want, deadline, "HTTP/2 SETTINGS from", host, err);
+    }
+    if (rc != TP_OK) {
+        h2_close(NULL, pc, TP_CLOSE_BROKEN);
+        return rc;
+    }
+    pc->capacity = tp__h2_capacity(pc->h);
+    *conn = pc;
+    return TP_OK;
+}
+
+static int64_t h2_streams(void *ctx, void *conn)
+{
+    (void)ctx;
+    h2_pooled *pc = conn;
+    return pc->capacity; /* 100 assumed until SETTINGS: the pool learns the rest live */
+}
+
+static tp_err h2_check(void *ctx, void *conn, int64_t idle_ns)
+{
+    (void)ctx, (void)idle_ns;
+    h2_pooled *pc = conn;
+    tp__mutex_lock(&pc->mu);
+    int want;
+    tp_err rc = pc->reading ? TP_OK : tp__h2_step(pc->h, &want, NULL);
+    bool usable = rc == TP_OK && tp__h2_capacity(pc->h) > 0;
+    tp__mutex_unlock(&pc->mu);
+    return usable ? TP_OK : TP_ECONNRESET;
+}
+
+static void h2_close(void *ctx, void *conn, tp_close_reason reason)
+{
+    (void)ctx, (void)reason;
+    h2_pooled *pc = conn;
+    tp__h2_free(pc->h);
+    close(pc->wake);
+    tp__mutex_destroy(&pc->mu);
+    pthread_cond_destroy(&pc->cv);
+    tp__free(pc);
+}
+
+static int h2_fd(void *ctx, void *conn)
+{
+    (void)ctx;
+    return tp__h2_fd(((h2_pooled *)conn)->h);
+}
+
+tp_err tp__h2_connector_new(const tp__h2_connector_options *o, tp_connector *out, tp_errinfo *err)
+{
+    memset(out, 0, sizeof *out);
+    h2_connector *cn = tp__calloc(1, sizeof *cn);
+    if (cn == NULL)
+        return tp_errinfo_set(err, TP_ENOMEM, 0, "HTTP/2: allocating the connector");
+    if (o != NULL)
+        cn->o = *o;
+    if (cn->o.tls) {
+        tp__tls_options to = {.ca_file = cn->o.ca_file,
+                              .insecure_skip_verify = cn->o.insecure_skip_verify,
+                              .alpn = "h2"};
+        tp_err rc = tp__tls_ctx_create(&to, &cn->tls, err);
+        if (rc != TP_OK) {
+            tp__free(cn);
+            return rc;
+        }
+    }
+    cn->o.ca_file = NULL; /* not kept: the TLS context has read it */
+    *out = (tp_connector){.open = h2_open,
+                          .check = h2_check,
+                          .close = h2_close,
+                          .fd = h2_fd,
+                          .streams = h2_streams,
+                          .ctx = cn};
+    return TP_OK;
+}
+
+void tp__h2_connector_free(tp_connector *c)
+{
+    if (c == NULL || c->ctx == NULL)
+        return;
+    h2_connector *cn = c->ctx;
+    tp__tls_ctx_destroy(cn->tls);
+    tp__free(cn);
+    c->ctx = NULL;
+}
+
+/* ---- requests on leases ------------------------------------------------------------ */
+
+/* Tells the pool what the session now carries (pc->mu held; the call takes the pool's
+ * lock, which never waits on ours). */
+static void sync_capacity(h2_pooled *pc, tp_conn *lease)
+{
+    int32_t cap = tp__h2_capacity(pc->h);
+    if (cap != pc->capacity) {
+        pc->capacity = cap;
+        (void)tp_conn_set_capacity(lease, cap);
+    }
+}
+
+/* Steps the session (pc->mu held) and wakes everyone waiting on it. */
+static tp_err step_locked(h2_pooled *pc, tp_conn *lease, int *want, tp_errinfo *err)
+{
+    tp_err rc = tp__h2_step(pc->h, want, err);
+    sync_capacity(pc, lease);
+    pthread_cond_broadcast(&pc->cv);
+    return rc;
+}
+
+/* What a waiter waits for: the response's header, or body bytes to read. */
+typedef enum { UNTIL_HEADER, UNTIL_DATA } until;
+
+static bool reached(const tp__h2_stream *st, until u)
+{
+    if (tp__h2_stream_done(st))
+        return true;
+    return u == UNTIL_HEADER ? tp__h2_stream_status(st) != 0 : tp__h2_stream_buffered(st) > 0;
+}
+
+/* Waits (pc->mu held) until st reaches u, is over, the connection dies or the deadline
+ * passes (TP_ETIMEDOUT). */
+static tp_err wait_locked(h2_pooled *pc, tp_conn *lease, tp__h2_stream *st, until u,
+                          int64_t deadline, tp_errinfo *err)
+{
+    for (;;) {
+        if (reached(st, u))
+            return TP_OK;
+        if (tp_clock_now() >= deadline)
+            return tp_errinfo_set(err, TP_ETIMEDOUT, 0, "HTTP/2 stream %d: no %s in time",
+                                  tp__h2_stream_id(st),
+                                  u == UNTIL_HEADER ? "response header" : "body bytes");
+        if (pc->reading) { /* someone polls: its step will wake us */
+            tp__cond_wait_until(&pc->cv, &pc->mu, deadline);
+            continue;
+        }
+        int want = 0;
+        tp_err rc = step_locked(pc, lease, &want, err);
+        if (reached(st, u))
+            return TP_OK;
+        if (rc != TP_OK)
+            return rc;
+        pc->reading = true;
+        tp__mutex_unlock(&pc->mu);
+        struct pollfd p[2] = {
+            {tp__h2_fd(pc->h),
+             (short)((want & TP__WANT_READ ? POLLIN : 0) | (want & TP__WANT_WRITE ? POLLOUT : 0)),
+             0},
+            {pc->wake, POLLIN, 0}};
+        int64_t left = deadline - tp_clock_now();
+        int ms = left <= 0                         ? 0
+                 : left / TP_NSEC_PER_MSEC >= 1000 ? 1000
+                                                   : (int)(left / TP_NSEC_PER_MSEC) + 1;
+        if (poll(p, 2, ms) > 0 && p[1].revents) {
+            uint64_t v;
+            if (read(pc->wake, &v, sizeof v) < 0 && errno != EAGAIN)
+                v = 0; /* drained either way */
+        }
+        tp__mutex_lock(&pc->mu);
+        pc->reading = false;
+        /* Whether or not we go on, another waiter may read now: none sleeps on a socket
+         * that nobody polls. */
+        pthread_cond_broadcast(&pc->cv);
+    }
+}
+
+tp_err tp__h2_lease_request(tp_conn *lease, const tp__h2_request *rq, int64_t deadline,
+                            tp__h2_stream **out, tp_errinfo *err)
+{
+    *out = NULL;
+    h2_pooled *pc = tp_conn_get(lease);
+    tp__mutex_lock(&pc->mu);
+    tp_err rc = tp__h2_submit(pc->h, rq, out, err);
+    if (rc == TP_OK && pc->reading) {
+        uint64_t one = 1; /* the reader polls: its next step sends our frames */
+        if (write(pc->wake, &one, sizeof one) < 0 && errno != EAGAIN)
+            rc = tp_errinfo_set(err, TP_ESYS, errno, "HTTP/2: waking the reader");
+    }
+    if (rc == TP_OK)
+        rc = wait_locked(pc, lease, *out, UNTIL_HEADER, deadline, err);
+    if (rc == TP_OK && tp__h2_stream_done(*out))
+        rc = tp__h2_stream_result(*out, err);
+    if (rc != TP_OK && *out != NULL) {
+        tp__h2_stream_free(pc->h, *out); /* reset if still open (our deadline) */
+        *out = NULL;
+    }
+    tp__mutex_unlock(&pc->mu);
+    return rc;
+}
+
+tp_err tp__h2_lease_read(tp_conn *lease, tp__h2_stream *st, void *buf, size_t cap, size_t *got,
+                         int64_t deadline, tp_errinfo *err)
+{
+    *got = 0;
+    h2_pooled *pc = tp_conn_get(lease);
+    tp__mutex_lock(&pc->mu);
+    tp_err rc = wait_locked(pc, lease, st, UNTIL_DATA, deadline, err);
+    if (rc == TP_OK) {
+        tp__h2_stream_read(pc->h, st, buf, cap, got);
+        if (*got == 0) /* over with nothing left: the end, or how it failed */
+            rc = tp__h2_stream_result(st, err);
+    }
+    tp__mutex_unlock(&pc->mu);
+    return rc;
+}
+
+void tp__h2_lease_done(tp_conn *lease, tp__h2_stream *st)
+{
+    h2_pooled *pc = tp_conn_get(lease);
+    tp__mutex_lock(&pc->mu);
+    tp__h2_stream_free(pc->h, st);
+    tp__mutex_unlock(&pc->mu);
+}
+
+bool tp__h2_lease_alive(tp_conn *lease)
+{
+    h2_pooled *pc = tp_conn_get(lease);
+    tp__mutex_lock(&pc->mu);
+    bool alive = tp__h2_capacity(pc->h) > 0;
+    tp__mutex_unlock(&pc->mu);
+    return alive;
+}

@@ -239,6 +239,84 @@ static void test_reader_hands_over_at_its_deadline(void **state)
     h2_bad_stop(server);
 }
 
+/* A capacity raise serves a queued asynchronous acquire on the thread that saw the
+ * SETTINGS, in the middle of its own request; the callback starts a request on the same
+ * connection. It must not find that connection's lock held (it did: a deadlock). */
+typedef struct async_ud {
+    const char *key;
+    tp_err rc;
+    atomic_bool done;
+} async_ud;
+
+static void on_stream(void *ud, tp_err status, tp_acquired kind, tp_conn *lease,
+                      const tp_errinfo *err)
+{
+    (void)kind, (void)err;
+    async_ud *a = ud;
+    a->rc = status;
+    if (status == TP_OK) {
+        tp__h2_request rq = {
+            .method = "GET", .scheme = "http", .authority = a->key, .path = "/async"};
+        tp__h2_stream *st = NULL;
+        a->rc = tp__h2_lease_request(lease, &rq, tp_deadline_after(MS(3000)), &st, NULL);
+        if (st != NULL)
+            tp__h2_lease_done(lease, st);
+        tp_conn_release(lease, 0);
+    }
+    atomic_store(&a->done, true);
+}
+
+static void test_raise_serves_async_waiter_without_deadlock(void **state)
+{
+    (void)state;
+    h2_bad *server;
+    uint16_t port;
+    assert_int_equal(h2_bad_start(H2B_SETTINGS_1_10, &server, &port), 0);
+    tp_connector cn;
+    tp_errinfo ei;
+    assert_int_equal(tp__h2_connector_new(NULL, &cn, &ei), TP_OK);
+    tp_pool_options o;
+    tp_pool_options_init(&o);
+    o.connector = cn;
+    o.max_per_key = 1;
+    tp_pool *p = tu_pool_create(&o);
+    char key[32];
+    snprintf(key, sizeof key, "127.0.0.1:%u", port);
+    tp_conn *lease;
+    assert_int_equal(tp_pool_acquire(p, key, strlen(key), MS(2000), &lease, &ei), TP_OK);
+    tp_stats st;
+    tp_pool_stats(p, &st);
+    assert_int_equal(st.stream_capacity, 1); /* the server's first SETTINGS */
+    async_ud a = {.key = key};
+    tp_acquire_req req = tp_acquire_req_for(key, strlen(key), MS(3000), 0);
+    tp_acquire_result res;
+    assert_int_equal(tp_acquire_async(p, &req, on_stream, &a, &res, &ei), TP_OK);
+    assert_int_equal(res.kind, TP_ACQUIRED_PENDING); /* the one stream is ours */
+    tp__h2_request rq = {.method = "GET", .scheme = "http", .authority = key, .path = "/a"};
+    tp__h2_stream *s1;
+    /* The answer, then SETTINGS 10: seen by our steps, which serve the waiter. */
+    assert_int_equal(tp__h2_lease_request(lease, &rq, tp_deadline_after(MS(3000)), &s1, &ei),
+                     TP_OK);
+    tp__h2_lease_done(lease, s1);
+    tp__h2_stream *s2;
+    rq.path = "/b"; /* steps on until the raise has come */
+    assert_int_equal(tp__h2_lease_request(lease, &rq, tp_deadline_after(MS(3000)), &s2, &ei),
+                     TP_OK);
+    tp__h2_lease_done(lease, s2);
+    bool ok = false;
+    TU_WAIT_UNTIL(ok, atomic_load(&a.done), 3000);
+    assert_true(ok);
+    assert_int_equal(a.rc, TP_OK);
+    tp_conn_release(lease, 0);
+    tp_pool_stats(p, &st);
+    assert_int_equal(st.stream_capacity, 10);
+    assert_int_equal(st.opens, 1);
+    assert_int_equal(h2_bad_answered(server), 3);
+    tp_pool_destroy(p);
+    tp__h2_connector_free(&cn);
+    h2_bad_stop(server);
+}
+
 static void test_bad_keys(void **state)
 {
     (void)state;
@@ -264,6 +342,7 @@ int main(void)
         cmocka_unit_test(test_server_limit_bounds_streams),
         cmocka_unit_test(test_full_connection_opens_a_second),
         cmocka_unit_test(test_reader_hands_over_at_its_deadline),
+        cmocka_unit_test(test_raise_serves_async_waiter_without_deadlock),
         cmocka_unit_test(test_bad_keys),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -32,6 +32,7 @@ typedef struct h2_pooled {
     int wake;          /* eventfd: a submit wakes the polling reader */
     tp__h2 *h;
     bool reading;     /* a waiter polls the socket (with mu released) */
+    bool syncing;     /* a waiter is telling the pool a new capacity */
     int32_t capacity; /* what the pool was last told */
 } h2_pooled;
 
@@ -202,15 +203,22 @@ void tp__h2_connector_free(tp_connector *c)
 
 /* ---- requests on leases ------------------------------------------------------------ */
 
-/* Tells the pool what the session now carries (pc->mu held; the call takes the pool's
- * lock, which never waits on ours). */
+/* Tells the pool what the session now carries. Called with pc->mu held; the pool is
+ * told with it released (the pool may run waiters' callbacks on this thread, and one may
+ * start a request on this very connection). One waiter at a time does it, until what it
+ * told is still the session's word when it looks again, so no stale value is last. */
 static void sync_capacity(h2_pooled *pc, tp_conn *lease)
 {
-    int32_t cap = tp__h2_capacity(pc->h);
-    if (cap != pc->capacity) {
+    if (pc->syncing)
+        return; /* the one syncing looks again after its call */
+    pc->syncing = true;
+    for (int32_t cap; (cap = tp__h2_capacity(pc->h)) != pc->capacity;) {
         pc->capacity = cap;
+        tp__mutex_unlock(&pc->mu);
         (void)tp_conn_set_capacity(lease, cap);
+        tp__mutex_lock(&pc->mu);
     }
+    pc->syncing = false;
 }
 
 /* Steps the session (pc->mu held) and wakes everyone waiting on it. */
@@ -254,6 +262,8 @@ static tp_err wait_locked(h2_pooled *pc, tp_conn *lease, tp__h2_stream *st, unti
             return TP_OK;
         if (rc != TP_OK)
             return rc;
+        if (pc->reading)
+            continue; /* another took the socket while the pool was told the capacity */
         pc->reading = true;
         tp__mutex_unlock(&pc->mu);
         struct pollfd p[2] = {

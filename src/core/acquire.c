@@ -232,8 +232,6 @@ tp_err tp_acquire(tp_pool *p, const tp_acquire_req *req, tp_conn **out, tp_errin
                                       true, &c, err, &a);
             if (rc == TP_OK) {
                 now = tp_clock_now();
-                if (now > q.start) /* else counted at 0 by tp__lease_begin */
-                    tp__hist_add_shared(&k->wait_hist, now - q.start);
                 k->pins--;
                 tp__after_run(p, &a);
                 tp__lease_begin(p, c, now, false, false, now - q.start);
@@ -260,14 +258,11 @@ tp_err tp_acquire(tp_pool *p, const tp_acquire_req *req, tp_conn **out, tp_errin
             tp__mutex_lock(&p->mu);
         }
         if (r == TP_CLOSE__COUNT) {
-            /* Once per lease, when it begins; a reuse that never queued waited for
-             * nothing (acquire_wait counts it at 0). */
-            int64_t waited = q.waited ? now - q.start : 0;
-            if (waited > 0)
-                tp__hist_add_shared(&k->wait_hist, waited);
+            /* A reuse that never queued waited for nothing (acquire_wait counts it at 0). */
             k->pins--;
             tp__after_run(p, &a);
-            tp__lease_begin(p, c, now, TP__LOAD(c->uses) > 0, false, waited);
+            tp__lease_begin(p, c, now, TP__LOAD(c->uses) > 0, false,
+                            q.waited ? now - q.start : 0);
             return leased(&q, c, out, err);
         }
         if (r == TP_CLOSE_CHECK_FAILED)

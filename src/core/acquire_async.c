@@ -227,7 +227,6 @@ void tp__async_deliver(tp_pool *p, tp__waiter *w)
             return;
         }
         tp__lease_begin(p, c, now, TP__LOAD(c->uses) > 0, false, now - w->enqueued_at);
-        w->lease_at = now;
         if (w->quota_held)
             tp__tenant_attach(w->tenant, c);
         w->cb(w->ud, TP_OK, TP_ACQUIRED_LEASE, c, NULL);
@@ -241,9 +240,6 @@ void tp__async_deliver(tp_pool *p, tp__waiter *w)
         w->cb(w->ud, w->err, TP_ACQUIRED_LEASE, NULL, &w->info);
     }
     tp__mutex_lock(&p->mu);
-    if (w->grant != TP__GRANT_FAIL && w->grant != TP__GRANT_SLOT) /* a lease began */
-        if (w->lease_at > w->enqueued_at) /* else counted at 0 by tp__lease_begin */
-            tp__hist_add_shared(&k->wait_hist, w->lease_at - w->enqueued_at);
     k->pins--;
     tp__mutex_unlock(&p->mu);
     tp__free(w);

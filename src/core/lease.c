@@ -35,13 +35,17 @@ void tp__lease_begin(tp_pool *p, tp_conn *c, int64_t now, bool reused, bool fast
     c->sh = sh;
     if (sh != NULL) {
         TP__ADD1(sh->acquires, 1);
-        if (waited == 0)
+        if (waited <= 0)
             TP__ADD1(sh->fast_acquires, 1);
         if (reused)
             tp__hist_add(&sh->idle, idle_ns);
     } else {
-        tp__stats_lease_shared(c->key, waited == 0, reused, idle_ns);
+        tp__stats_lease_shared(c->key, waited <= 0, reused, idle_ns);
     }
+    /* A lease that waited is one sample of the key's wait histogram (atomic: leases
+     * begin with or without the lock); one that did not is counted at 0 above. */
+    if (waited > 0)
+        tp__hist_add_shared(&c->key->wait_hist, waited);
     if (TP__UNLIKELY(p->o.trace != NULL)) {
         tp_trace_event ev = {.type = TP_TRACE_ACQUIRE,
                              .key = c->key->bytes,
@@ -146,12 +150,8 @@ tp_conn *tp__fast_acquire(tp_pool *p, const void *key, size_t keylen, int64_t si
         tp__close_claimed(p, c, r);
         return NULL;
     }
-    /* A wait before this (a tenant's quota) is the lease's wait, counted without the
-     * lock: the wait histogram takes atomic additions. */
-    int64_t waited = since > 0 && now > since ? now - since : 0;
-    tp__lease_begin(p, c, now, true, true, waited);
-    if (waited > 0)
-        tp__hist_add_shared(&c->key->wait_hist, waited);
+    /* A wait before this (a tenant's quota) is the lease's wait. */
+    tp__lease_begin(p, c, now, true, true, since > 0 && now > since ? now - since : 0);
     return c;
 }
 

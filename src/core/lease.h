@@ -20,9 +20,9 @@ tp_err tp__acquire_check_args(tp_pool *p, const void *key, size_t keylen, tp_con
 
 /* tp__lease_begin: records the start of a lease of c (owned): statistics, uses, the
  * ACQUIRE trace event. fast: the lock-free path (counted in the calling thread's shard of
- * the key). waited: how long the acquire waited in the queue or for an open; 0 for one
- * that did neither, which acquire_wait counts in its first bucket at 0 ns (callers add
- * the others to the key's wait_hist themselves, under the lock). */
+ * the key). waited: how long the acquire waited in the queue, for a tenant's quota or for
+ * an open: one sample of the key's wait_hist; 0 for one that did none of these, which
+ * acquire_wait counts in its first bucket at 0 ns. */
 void tp__lease_begin(tp_pool *p, tp_conn *c, int64_t now, bool reused, bool fast, int64_t waited);
 
 /* tp__reuse_verdict: TP_CLOSE__COUNT if the claimed idle connection c may be handed out

@@ -44,8 +44,6 @@ tp_err tp_conn_open_done(tp_conn *slot, void *conn, tp_conn **lease)
         tp__tenant_giveback(p, t);
         return TP_ECLOSED;
     }
-    if (now > started) /* else counted at 0 by tp__lease_begin */
-        tp__hist_add_shared(&k->wait_hist, now - started);
     tp_conn *c = NULL;
     tp_err rc = tp__opened_lease_locked(p, slot, true, &c, NULL, &a);
     tp__after_run(p, &a);

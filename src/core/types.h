@@ -163,7 +163,6 @@ typedef struct tp__waiter {
     tp__grant grant;
     tp_conn *conn;   /* GRANT_CONN */
     bool check;      /* GRANT_CONN from the idle list: validate it (tp__reuse_verdict) */
-    int64_t lease_at; /* async, GRANT_CONN: when its lease began (its wait's end) */
     tp_err err;      /* GRANT_FAIL */
     tp_errinfo info; /* GRANT_FAIL detail */
     bool woken;      /* signalled to rescan (no grant): do not signal twice */
@@ -237,7 +236,7 @@ struct tp__key {
     _Atomic uint64_t waits, opens, open_failures, timeouts, rejects_busy, rejects_breaker,
         checks_failed, prewarms;
     _Atomic uint64_t closes[TP_CLOSE__COUNT];
-    tp__hist wait_hist; /* atomic additions: a quota wait ends on the lock-free path */
+    tp__hist wait_hist; /* tp__lease_begin, atomic: leases begin with or without the lock */
     tp__hist open_hist;
 
     /* ---- the hot lines ---- */

@@ -23,7 +23,8 @@
 #define PER_THREAD 25
 
 typedef struct rig {
-    nghttpd_env e;
+    nghttpd_env e; /* the server, or ... */
+    h2_bad *bad;   /* ... a misbehaving one */
     tp_connector cn;
     tp_pool *p;
     char key[32];
@@ -32,13 +33,9 @@ typedef struct rig {
     char why[TP_ERRMSG_SIZE + 32]; /* the first failure */
 } rig;
 
-static void rig_start(rig *r, int server_streams, int64_t max_per_key)
+/* The pool with the HTTP/2 connector, its key the server on port. */
+static void rig_pool(rig *r, uint16_t port, int64_t max_per_key)
 {
-    memset(r, 0, sizeof *r);
-    int rc = nghttpd_start(&r->e, false, server_streams);
-    if (rc == 77)
-        skip();
-    assert_int_equal(rc, 0);
     tp_errinfo ei;
     assert_int_equal(tp__h2_connector_new(NULL, &r->cn, &ei), TP_OK);
     tp_pool_options o;
@@ -46,14 +43,35 @@ static void rig_start(rig *r, int server_streams, int64_t max_per_key)
     o.connector = r->cn;
     o.max_per_key = max_per_key;
     r->p = tu_pool_create(&o);
-    snprintf(r->key, sizeof r->key, "127.0.0.1:%u", r->e.port);
+    snprintf(r->key, sizeof r->key, "127.0.0.1:%u", port);
+}
+
+static void rig_start(rig *r, int server_streams, int64_t max_per_key)
+{
+    memset(r, 0, sizeof *r);
+    int rc = nghttpd_start(&r->e, false, server_streams);
+    if (rc == 77)
+        skip();
+    assert_int_equal(rc, 0);
+    rig_pool(r, r->e.port, max_per_key);
+}
+
+static void rig_start_bad(rig *r, h2_bad_mode mode, int64_t max_per_key)
+{
+    memset(r, 0, sizeof *r);
+    uint16_t port;
+    assert_int_equal(h2_bad_start(mode, &r->bad, &port), 0);
+    rig_pool(r, port, max_per_key);
 }
 
 static void rig_stop(rig *r)
 {
     tp_pool_destroy(r->p);
     tp__h2_connector_free(&r->cn);
-    nghttpd_stop(&r->e);
+    if (r->bad != NULL)
+        h2_bad_stop(r->bad);
+    else
+        nghttpd_stop(&r->e);
 }
 
 static void fail_once(rig *r, const char *what, const tp_errinfo *ei)
@@ -208,18 +226,10 @@ static void *lease_job_main(void *arg)
 static void test_reader_hands_over_at_its_deadline(void **state)
 {
     (void)state;
-    h2_bad *server;
-    uint16_t port;
-    assert_int_equal(h2_bad_start(H2B_SECOND_LATE, &server, &port), 0);
-    tp_connector cn;
-    tp_errinfo ei;
-    assert_int_equal(tp__h2_connector_new(NULL, &cn, &ei), TP_OK);
-    tp_pool_options o;
-    tp_pool_options_init(&o);
-    o.connector = cn;
-    tp_pool *p = tu_pool_create(&o);
-    char key[32];
-    snprintf(key, sizeof key, "127.0.0.1:%u", port);
+    rig r;
+    rig_start_bad(&r, H2B_SECOND_LATE, 64);
+    tp_pool *p = r.p;
+    const char *key = r.key;
     lease_job a = {.p = p, .key = key, .path = "/a", .timeout = MS(150)};
     lease_job b = {.p = p, .key = key, .path = "/b", .timeout = MS(3000)};
     pthread_t ta, tb;
@@ -234,9 +244,7 @@ static void test_reader_hands_over_at_its_deadline(void **state)
     tp_stats st;
     tp_pool_stats(p, &st);
     assert_int_equal(st.opens, 1);
-    tp_pool_destroy(p);
-    tp__h2_connector_free(&cn);
-    h2_bad_stop(server);
+    rig_stop(&r);
 }
 
 /* A capacity raise serves a queued asynchronous acquire on the thread that saw the
@@ -269,19 +277,11 @@ static void on_stream(void *ud, tp_err status, tp_acquired kind, tp_conn *lease,
 static void test_raise_serves_async_waiter_without_deadlock(void **state)
 {
     (void)state;
-    h2_bad *server;
-    uint16_t port;
-    assert_int_equal(h2_bad_start(H2B_SETTINGS_1_10, &server, &port), 0);
-    tp_connector cn;
+    rig r;
+    rig_start_bad(&r, H2B_SETTINGS_1_10, 1);
+    tp_pool *p = r.p;
+    const char *key = r.key;
     tp_errinfo ei;
-    assert_int_equal(tp__h2_connector_new(NULL, &cn, &ei), TP_OK);
-    tp_pool_options o;
-    tp_pool_options_init(&o);
-    o.connector = cn;
-    o.max_per_key = 1;
-    tp_pool *p = tu_pool_create(&o);
-    char key[32];
-    snprintf(key, sizeof key, "127.0.0.1:%u", port);
     tp_conn *lease;
     assert_int_equal(tp_pool_acquire(p, key, strlen(key), MS(2000), &lease, &ei), TP_OK);
     tp_stats st;
@@ -311,10 +311,8 @@ static void test_raise_serves_async_waiter_without_deadlock(void **state)
     tp_pool_stats(p, &st);
     assert_int_equal(st.stream_capacity, 10);
     assert_int_equal(st.opens, 1);
-    assert_int_equal(h2_bad_answered(server), 3);
-    tp_pool_destroy(p);
-    tp__h2_connector_free(&cn);
-    h2_bad_stop(server);
+    assert_int_equal(h2_bad_answered(r.bad), 3);
+    rig_stop(&r);
 }
 
 static void test_bad_keys(void **state)

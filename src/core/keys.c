@@ -31,32 +31,13 @@ uint64_t tp__key_hash(const void *key, size_t keylen)
     return h;
 }
 
-/* Asks for the lines an acquire of k touches next, all at once: its other hot lines and
- * its most recently released connection's two. At 100,000 keys each is a miss to memory;
- * fetched in parallel they cost about one. */
-static inline void key_prefetch(const tp__key *k)
-{
-    const char *st = (const char *)&k->st;
-    TP__PREFETCH(st, 1);
-    TP__PREFETCH(st + 64, 1);
-    TP__PREFETCH(st + 128, 1);
-    const tp__list *head = k->idle.next;
-    if (head != &k->idle) {
-        const char *c = (const char *)TP__CONTAINER_OF(head, tp_conn, idle_link);
-        TP__PREFETCH(c, 1);
-        TP__PREFETCH(c + 64, 1);
-    }
-}
-
 tp__key *tp__key_find_locked(tp_pool *p, const void *key, size_t keylen, uint64_t hash)
 {
     TP__ASSERT_LOCKED(&p->mu);
     for (tp__key *k = p->buckets[hash & (p->nbuckets - 1)]; k != NULL; k = k->hnext) {
         if (k->hash == hash && k->keylen == keylen &&
-            (keylen == 0 || memcmp(k->bytes, key, keylen) == 0)) {
-            key_prefetch(k);
+            (keylen == 0 || memcmp(k->bytes, key, keylen) == 0))
             return k;
-        }
     }
     return NULL;
 }

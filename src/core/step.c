@@ -159,6 +159,7 @@ tp__key *tp__acquire_key_locked(tp_pool *p, const tp_acquire_req *req, tp_err *r
                       : tp_errinfo_set(err, TP_EAGAIN, 0, "no idle connection ready for this key");
             return NULL;
         }
+        tp__key_prefetch(k);
         k->pins++;
         return k;
     }
@@ -170,6 +171,7 @@ tp__key *tp__acquire_key_locked(tp_pool *p, const tp_acquire_req *req, tp_err *r
                        (long long)p->o.max_keys);
         return NULL;
     }
+    tp__key_prefetch(k); /* what the decision step reads next, in one go */
     k->pins++;
     return k;
 }

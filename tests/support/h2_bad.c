@@ -83,7 +83,10 @@ static void respond(conn *c, int i)
          NGHTTP2_NV_FLAG_NONE},
     };
     nghttp2_data_provider dp = {.read_callback = body_read};
-    nghttp2_submit_response(c->ng, c->ids[i], nva, c->huge != NULL ? 2 : 1, &dp);
+    /* Counted here, before any byte of it is sent: counted once sent, a client could read
+     * the answer (and the test the counter) before the count was made. */
+    if (nghttp2_submit_response(c->ng, c->ids[i], nva, c->huge != NULL ? 2 : 1, &dp) == 0)
+        atomic_fetch_add(&c->b->answered, 1);
 }
 
 /* A request is complete: the mode decides what it gets. */
@@ -167,7 +170,6 @@ static int on_frame_send(nghttp2_session *ng, const nghttp2_frame *frame, void *
 {
     conn *c = ud;
     if (frame->hd.type == NGHTTP2_DATA && (frame->hd.flags & NGHTTP2_FLAG_END_STREAM)) {
-        atomic_fetch_add(&c->b->answered, 1);
         if (c->b->mode == H2B_SETTINGS_1_10 && !c->raised) {
             nghttp2_settings_entry iv = {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, 10};
             nghttp2_submit_settings(ng, NGHTTP2_FLAG_NONE, &iv, 1);

@@ -34,7 +34,8 @@ typedef struct h2_bad h2_bad;
 int h2_bad_start(h2_bad_mode mode, h2_bad **out, uint16_t *port);
 /* h2_bad_stop: stops serving (the connection is closed) and frees b. */
 void h2_bad_stop(h2_bad *b);
-/* h2_bad_answered: requests the server answered (sent a complete response to). */
+/* h2_bad_answered: requests the server answered (submitted a response to, counted before
+ * its first byte is sent). */
 int h2_bad_answered(h2_bad *b);
 /* h2_bad_pings: PINGs the server received. */
 int h2_bad_pings(h2_bad *b);

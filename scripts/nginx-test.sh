@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # scripts/nginx-test.sh: a throwaway loopback nginx for the HTTP integration tests.
 #
-#   nginx-test.sh start DIR     fresh certificates, five free ports, nginx started, DIR/env
+#   nginx-test.sh start DIR     fresh certificates, seven free ports, nginx started, DIR/env
 #   nginx-test.sh stop DIR      stops it; succeeds when nothing runs
 #   nginx-test.sh restart DIR   stop, then start again with the SAME ports and certificates
 #                               (also starts a stopped one), for "server restarted while
@@ -50,6 +50,19 @@
 #     subject ("CN=tidepool test client"); without one nginx answers 400. The client's
 #     certificate is DIR/client.pem with the key DIR/client.key, and the same key
 #     encrypted with the passphrase "tidepool" in DIR/client-enc.key
+#   server 6, NGINX_HTTPS_H2_PORT: TLS as server 3 with HTTP/2 (ALPN h2, http/1.1 still
+#     offered); keepalive_timeout 75s, keepalive_requests 100 (nginx sends GOAWAY after
+#     100 requests on one connection), http2_max_concurrent_streams 128
+#     /         200, "hello, world\n" (13 bytes)
+#     /big      the 1 MiB body of server 1's /big
+#     /uri      200, the request's own $request_uri (each response names its request)
+#     /status   204, no body
+#     /echo     the request body echoed as on server 1 (up to 1 MiB), but not logged
+#               in DIR/echo.log
+#   server 7, NGINX_H2C_PORT: cleartext HTTP/2 with prior knowledge only (no HTTP/1.1,
+#     no Upgrade: h2c); keepalive_timeout 75s, keepalive_requests 100 (GOAWAY after 100
+#     requests), http2_max_concurrent_streams 128; /, /big, /uri, /status, /echo as on
+#     server 6
 #
 # DIR/env holds KEY=VALUE lines, no quotes, no comments: both `. DIR/env` and a
 # line-by-line split at the first '=' read it. That is why DIR may only contain
@@ -104,12 +117,13 @@ children_of() {
     return 0
 }
 
-# The five ports recorded in DIR/env by the last start, on one line.
+# The seven ports recorded in DIR/env by the last start, on one line.
 env_ports() {
     local k p found=()
     [[ -f "$dir/env" ]] || return 1
     for k in NGINX_HTTP_PORT NGINX_HTTP_SHORT_KA_PORT NGINX_HTTPS_PORT \
-        NGINX_HTTPS_WRONG_NAME_PORT NGINX_HTTPS_MTLS_PORT; do
+        NGINX_HTTPS_WRONG_NAME_PORT NGINX_HTTPS_MTLS_PORT NGINX_HTTPS_H2_PORT \
+        NGINX_H2C_PORT; do
         p=$(sed -n "s/^$k=//p" "$dir/env")
         [[ "$p" =~ ^[0-9]+$ ]] || return 1
         found+=("$p")
@@ -149,7 +163,7 @@ do_stop() {
     return 0
 }
 
-# Free ports for the five servers. Chosen below the kernel's ephemeral range when there
+# Free ports for the seven servers. Chosen below the kernel's ephemeral range when there
 # is room, so that no outgoing connection of a test can take one between stop and
 # restart; each candidate is checked by binding it (with SO_REUSEADDR, as nginx binds).
 pick_ports() {
@@ -163,7 +177,7 @@ import random, socket, sys
 lo, hi = int(sys.argv[1]), int(sys.argv[2])
 held = []
 for _ in range(500):
-    if len(held) == 5:
+    if len(held) == 7:
         break
     s = socket.socket()
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -172,7 +186,7 @@ for _ in range(500):
         held.append(s)
     except OSError:
         s.close()
-if len(held) < 5:
+if len(held) < 7:
     sys.exit(1)
 print(" ".join(str(s.getsockname()[1]) for s in held))
 PY
@@ -183,12 +197,12 @@ PY
     # retries with new ports.
     ((hi > 0)) || { lo=20000 && hi=29999; }
     local found=() p tries
-    for ((tries = 0; tries < 500 && ${#found[@]} < 5; tries++)); do
+    for ((tries = 0; tries < 500 && ${#found[@]} < 7; tries++)); do
         p=$((lo + (RANDOM * 32768 + RANDOM) % (hi - lo + 1)))
         [[ " ${found[*]} " == *" $p "* ]] && continue
         port_open "$p" || found+=("$p")
     done
-    ((${#found[@]} == 5)) || return 1
+    ((${#found[@]} == 7)) || return 1
     echo "${found[*]}"
 }
 
@@ -271,7 +285,7 @@ gen_files() {
 }
 
 write_conf() {
-    local p1=$1 p2=$2 p3=$3 p4=$4 p5=$5 user="" echo_mod="" chunked=""
+    local p1=$1 p2=$2 p3=$3 p4=$4 p5=$5 p6=$6 p7=$7 user="" echo_mod="" chunked=""
     # As root, nginx's workers drop to "nobody", who may not be able to read DIR (a build
     # tree under /root, say). Keep them root: this nginx only ever listens on loopback.
     [[ $EUID -eq 0 ]] && user="user root;"
@@ -394,11 +408,65 @@ http {
     ssl_verify_client on;
     location = / { return 200 "\$ssl_client_s_dn"; }
   }
+  # HTTP/2 over TLS. keepalive_requests 100 (not the http-wide 1000000): after 100
+  # requests on a connection nginx sends GOAWAY, which the tests rely on.
+  server {
+    listen 127.0.0.1:$p6 ssl http2;
+    keepalive_timeout 75s;
+    keepalive_requests 100;
+    http2_max_concurrent_streams 128;
+    ssl_certificate $dir/server.pem;
+    ssl_certificate_key $dir/server.key;
+    ssl_protocols TLSv1.2 TLSv1.3;
+    ssl_session_cache shared:SSL:1m;
+    ssl_session_timeout 10m;
+    ssl_session_tickets on;
+    location = / { try_files /body =404; }
+    location = /big { try_files /big =404; }
+    location = /uri { return 200 "\$request_uri"; }
+    location = /status { return 204; }
+    # As on server 1 (server 1's /echo-teapot answers 418), but not logged.
+    location = /echo {
+      client_max_body_size 1m;
+      client_body_buffer_size 1m;
+      client_body_in_single_buffer on;
+      proxy_pass http://127.0.0.1:$p1/echo-teapot;
+      proxy_intercept_errors on;
+      error_page 418 = @echo;
+    }
+    location @echo {
+      default_type application/octet-stream;
+      return 200 \$request_body;
+    }
+  }
+  # Cleartext HTTP/2 with prior knowledge (h2c), the same locations as above.
+  server {
+    listen 127.0.0.1:$p7 http2;
+    keepalive_timeout 75s;
+    keepalive_requests 100;
+    http2_max_concurrent_streams 128;
+    location = / { try_files /body =404; }
+    location = /big { try_files /big =404; }
+    location = /uri { return 200 "\$request_uri"; }
+    location = /status { return 204; }
+    location = /echo {
+      client_max_body_size 1m;
+      client_body_buffer_size 1m;
+      client_body_in_single_buffer on;
+      proxy_pass http://127.0.0.1:$p1/echo-teapot;
+      proxy_intercept_errors on;
+      error_page 418 = @echo;
+    }
+    location @echo {
+      default_type application/octet-stream;
+      return 200 \$request_body;
+    }
+  }
 }
 CONF
 }
 
-# Starts nginx on the current config. Returns 0 when it runs and all five ports accept,
+# Starts nginx on the current config. Returns 0 when it runs and all seven ports accept,
 # 3 when a port was taken (the caller may pick others), 1 on any other failure.
 launch() {
     local out i
@@ -412,12 +480,12 @@ launch() {
     # master writes its pid file: wait for both.
     for ((i = 0; i < 50; i++)); do
         if master_pid >/dev/null && port_open "$P1" && port_open "$P2" && port_open "$P3" &&
-            port_open "$P4" && port_open "$P5"; then
+            port_open "$P4" && port_open "$P5" && port_open "$P6" && port_open "$P7"; then
             return 0
         fi
         sleep 0.1
     done
-    echo "nginx-test: nginx did not accept on 127.0.0.1 ports $P1 $P2 $P3 $P4 $P5 within 5 s;" \
+    echo "nginx-test: nginx did not accept on 127.0.0.1 ports $P1 $P2 $P3 $P4 $P5 $P6 $P7 within 5 s;" \
         "error log $dir/error.log:" >&2
     tail -n 20 "$dir/error.log" >&2 || true
     do_stop
@@ -431,6 +499,8 @@ NGINX_HTTP_SHORT_KA_PORT=$P2
 NGINX_HTTPS_PORT=$P3
 NGINX_HTTPS_WRONG_NAME_PORT=$P4
 NGINX_HTTPS_MTLS_PORT=$P5
+NGINX_HTTPS_H2_PORT=$P6
+NGINX_H2C_PORT=$P7
 NGINX_CLIENT_CERT=$dir/client.pem
 NGINX_CLIENT_KEY=$dir/client.key
 NGINX_CLIENT_KEY_ENCRYPTED=$dir/client-enc.key
@@ -475,7 +545,7 @@ do_stop
 
 if [[ "$cmd" == restart ]]; then
     ports=$(env_ports) || die "$dir/env is missing or incomplete: run '$0 start $dir' first"
-    read -r P1 P2 P3 P4 P5 <<<"$ports"
+    read -r P1 P2 P3 P4 P5 P6 P7 <<<"$ports"
     [[ -f "$dir/nginx.conf" && -f "$dir/server.pem" ]] || die "$dir was not set up by start"
     # The old ports are ours unless someone grabbed one since stop: retry for a while
     # rather than move (the tests' connections point at these ports).
@@ -485,7 +555,7 @@ if [[ "$cmd" == restart ]]; then
         ((rc == 3)) || exit 1
         sleep 0.5
     done
-    die "ports $P1 $P2 $P3 $P4 $P5 stayed in use; restart is not possible"
+    die "ports $P1 $P2 $P3 $P4 $P5 $P6 $P7 stayed in use; restart is not possible"
 fi
 
 # start: everything fresh.
@@ -493,16 +563,17 @@ rm -rf "$dir/www" "$dir/tmp" "$dir/tls" "$dir/env" "$dir/nginx.conf" "$dir/error
 gen_certs
 gen_files
 for ((try = 0; try < 5; try++)); do
-    ports=$(pick_ports) || die "could not find five free TCP ports on 127.0.0.1"
-    read -r P1 P2 P3 P4 P5 <<<"$ports"
-    write_conf "$P1" "$P2" "$P3" "$P4" "$P5"
+    ports=$(pick_ports) || die "could not find seven free TCP ports on 127.0.0.1"
+    read -r P1 P2 P3 P4 P5 P6 P7 <<<"$ports"
+    write_conf "$P1" "$P2" "$P3" "$P4" "$P5" "$P6" "$P7"
     rc=0 && launch || rc=$?
     if ((rc == 0)); then
         write_env
         echo "nginx-test: nginx on 127.0.0.1 ports $P1 (http) $P2 (http, 1 s keep-alive)" \
-            "$P3 (https) $P4 (https, wrong name) $P5 (https, client certificates); $dir/env"
+            "$P3 (https) $P4 (https, wrong name) $P5 (https, client certificates)" \
+            "$P6 (https, HTTP/2) $P7 (h2c, prior knowledge); $dir/env"
         exit 0
     fi
     ((rc == 3)) || exit 1
 done
-die "every attempt to bind five free ports failed (ports taken while starting)"
+die "every attempt to bind seven free ports failed (ports taken while starting)"

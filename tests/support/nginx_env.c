@@ -55,6 +55,10 @@ static int apply_line(nginx_env *e, char *line)
         return parse_port(v, &e->https_wrong_name_port);
     if (strcmp(k, "NGINX_HTTPS_MTLS_PORT") == 0)
         return parse_port(v, &e->https_mtls_port);
+    if (strcmp(k, "NGINX_HTTPS_H2_PORT") == 0)
+        return parse_port(v, &e->https_h2_port);
+    if (strcmp(k, "NGINX_H2C_PORT") == 0)
+        return parse_port(v, &e->h2c_port);
     if (strcmp(k, "NGINX_CLIENT_CERT") == 0)
         return copy_value(e->client_cert, sizeof e->client_cert, v);
     if (strcmp(k, "NGINX_CLIENT_KEY") == 0)

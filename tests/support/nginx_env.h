@@ -8,7 +8,9 @@
  * https_port has / and /big over TLS 1.2/1.3 for "localhost" and 127.0.0.1, signed by
  * ca_file; https_wrong_name_port serves / with a certificate from the same CA that names
  * only "wrong-name.invalid" (the host name mismatch test: a trusted chain, a wrong name);
- * https_mtls_port requires a client certificate and answers / with its subject.
+ * https_mtls_port requires a client certificate and answers / with its subject;
+ * https_h2_port and h2c_port speak HTTP/2 (TLS with ALPN, and cleartext by prior
+ * knowledge) and send GOAWAY after 100 requests on a connection.
  * Every address is 127.0.0.1.
  *
  * A test that cannot load the file should skip (exit 77: the fixture marks the
@@ -40,6 +42,11 @@ typedef struct nginx_env {
     char client_cert[512];          /* NGINX_CLIENT_CERT: PEM, signed by ca_file */
     char client_key[512];           /* NGINX_CLIENT_KEY: its key, PEM */
     char client_key_encrypted[512]; /* NGINX_CLIENT_KEY_ENCRYPTED: passphrase "tidepool" */
+    uint16_t https_h2_port;         /* NGINX_HTTPS_H2_PORT: TLS with HTTP/2 (ALPN h2),
+                                       keepalive_requests 100 (then GOAWAY); /, /big,
+                                       /uri (its own URI), /status, /echo */
+    uint16_t h2c_port;              /* NGINX_H2C_PORT: the same, cleartext HTTP/2 with
+                                       prior knowledge only */
 } nginx_env;
 
 /* Reads $TIDEPOOL_NGINX_ENV (KEY=VALUE lines written by nginx-test.sh start) into *out.

@@ -10,7 +10,8 @@
 
 typedef enum h2_bad_mode {
     H2B_GOAWAY_LOW,    /* once three requests arrived: answers the first, then GOAWAY
-                          (NO_ERROR) with that stream as the last processed */
+                          (NO_ERROR) with that stream as the last processed; later
+                          connections answer every request */
     H2B_REFUSE_SECOND, /* RST_STREAM(REFUSED_STREAM) on the second request, answers the
                           others */
     H2B_SETTINGS_1_10, /* SETTINGS_MAX_CONCURRENT_STREAMS 1; once it answered one

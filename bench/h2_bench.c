@@ -44,7 +44,7 @@ static bool one(void)
     tp__h2_request rq = {.method = "GET", .scheme = "https", .authority = key, .path = path};
     tp__h2_stream *st;
     int64_t deadline = tp_deadline_after(10 * TP_NSEC_PER_SEC);
-    bool ok = tp__h2_lease_request(lease, &rq, deadline, &st, NULL) == TP_OK;
+    bool ok = tp__h2_lease_request(lease, &rq, deadline, &st, NULL, NULL) == TP_OK;
     if (ok) {
         char buf[16384];
         size_t got;

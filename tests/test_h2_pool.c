@@ -92,7 +92,7 @@ static void one_request(rig *r)
     tp__h2_request rq = {.method = "GET", .scheme = "http", .authority = r->key, .path = "/hello"};
     tp__h2_stream *st;
     int64_t deadline = tp_deadline_after(MS(5000));
-    if (tp__h2_lease_request(lease, &rq, deadline, &st, &ei) != TP_OK) {
+    if (tp__h2_lease_request(lease, &rq, deadline, &st, NULL, &ei) != TP_OK) {
         fail_once(r, "request", &ei);
         tp_conn_release(lease, TP_RELEASE_BROKEN);
         return;
@@ -215,7 +215,7 @@ static void *lease_job_main(void *arg)
         return NULL;
     tp__h2_request rq = {.method = "GET", .scheme = "http", .authority = j->key, .path = j->path};
     tp__h2_stream *st = NULL;
-    j->rc = tp__h2_lease_request(lease, &rq, tp_deadline_after(j->timeout), &st, &ei);
+    j->rc = tp__h2_lease_request(lease, &rq, tp_deadline_after(j->timeout), &st, NULL, &ei);
     j->ms = tu_ms_since(t0);
     if (st != NULL)
         tp__h2_lease_done(lease, st);
@@ -266,7 +266,7 @@ static void on_stream(void *ud, tp_err status, tp_acquired kind, tp_conn *lease,
         tp__h2_request rq = {
             .method = "GET", .scheme = "http", .authority = a->key, .path = "/async"};
         tp__h2_stream *st = NULL;
-        a->rc = tp__h2_lease_request(lease, &rq, tp_deadline_after(MS(3000)), &st, NULL);
+        a->rc = tp__h2_lease_request(lease, &rq, tp_deadline_after(MS(3000)), &st, NULL, NULL);
         if (st != NULL)
             tp__h2_lease_done(lease, st);
         tp_conn_release(lease, 0);
@@ -295,12 +295,12 @@ static void test_raise_serves_async_waiter_without_deadlock(void **state)
     tp__h2_request rq = {.method = "GET", .scheme = "http", .authority = key, .path = "/a"};
     tp__h2_stream *s1;
     /* The answer, then SETTINGS 10: seen by our steps, which serve the waiter. */
-    assert_int_equal(tp__h2_lease_request(lease, &rq, tp_deadline_after(MS(3000)), &s1, &ei),
+    assert_int_equal(tp__h2_lease_request(lease, &rq, tp_deadline_after(MS(3000)), &s1, NULL, &ei),
                      TP_OK);
     tp__h2_lease_done(lease, s1);
     tp__h2_stream *s2;
     rq.path = "/b"; /* steps on until the raise has come */
-    assert_int_equal(tp__h2_lease_request(lease, &rq, tp_deadline_after(MS(3000)), &s2, &ei),
+    assert_int_equal(tp__h2_lease_request(lease, &rq, tp_deadline_after(MS(3000)), &s2, NULL, &ei),
                      TP_OK);
     tp__h2_lease_done(lease, s2);
     bool ok = false;

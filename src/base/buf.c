@@ -59,6 +59,11 @@ static bool reserve(tp__buf *b, size_t n)
     return true;
 }
 
+tp_err tp__buf_reserve(tp__buf *b, size_t n)
+{
+    return reserve(b, n) ? TP_OK : TP_ENOMEM;
+}
+
 tp_err tp__buf_append(tp__buf *b, const void *data, size_t len)
 {
     if (!reserve(b, len))

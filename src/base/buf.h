@@ -28,6 +28,9 @@ void tp__buf_init(tp__buf *b);
 void tp__buf_free(tp__buf *b);
 /* tp__buf_reset: len = 0 and oom cleared, the memory kept for the next use. */
 void tp__buf_reset(tp__buf *b);
+/* tp__buf_reserve: room for n more bytes and the NUL (cap - len > n), for a caller that
+ * writes into data + len itself; TP_ENOMEM (oom set) if it cannot. */
+tp_err tp__buf_reserve(tp__buf *b, size_t n);
 /* tp__buf_append: appends len bytes; TP_ENOMEM (b unchanged, oom set) if it cannot. */
 tp_err tp__buf_append(tp__buf *b, const void *data, size_t len);
 

@@ -134,13 +134,21 @@ tp_err tp__h2_stream_result(const tp__h2_stream *st, tp_errinfo *err);
 bool tp__h2_stream_unprocessed(const tp__h2_stream *st);
 /* tp__h2_stream_status: the response's :status; 0 before its header block arrived. */
 int tp__h2_stream_status(const tp__h2_stream *st);
-/* tp__h2_stream_header: the value of the response field name (lower case), or NULL. */
+/* tp__h2_stream_header: the value of the response field name (any case), or NULL. */
 const char *tp__h2_stream_header(const tp__h2_stream *st, const char *name);
+/* tp__h2_fields_find / tp__h2_fields_at: in a copy of a stream's fields (below), the
+ * value of name (any case) or NULL; the i-th field (0-based, in arrival order), false
+ * when i is out of range. */
+const char *tp__h2_fields_find(const char *fields, size_t len, const char *name);
+bool tp__h2_fields_at(const char *fields, size_t len, size_t i, const char **name,
+                      const char **value);
 /* tp__h2_stream_buffered: body bytes arrived and not yet read. */
 size_t tp__h2_stream_buffered(const tp__h2_stream *st);
 /* tp__h2_stream_read: takes up to cap body bytes that arrived (*got; 0 when none are
  * buffered) and opens the peer's window by as much. */
 void tp__h2_stream_read(tp__h2 *h, tp__h2_stream *st, void *buf, size_t cap, size_t *got);
+/* tp__h2_stream_fields: the response's fields, "name\0value\0" pairs (*len bytes). */
+const char *tp__h2_stream_fields(const tp__h2_stream *st, size_t *len);
 /* tp__h2_stream_id: the HTTP/2 stream id (odd, from 1). */
 int32_t tp__h2_stream_id(const tp__h2_stream *st);
 
@@ -151,18 +159,35 @@ void tp__h2_stream_free(tp__h2 *h, tp__h2_stream *st);
 /* ---- pooled connections (pooled.c) ------------------------------------------------ */
 
 typedef struct tp__h2_connector_options {
-    bool tls;                  /* TLS with ALPN "h2"; false: cleartext, prior knowledge */
-    const char *ca_file;       /* TLS: the CA bundle (read at creation); NULL: the system's */
-    bool insecure_skip_verify; /* TLS: no peer verification (tests only) */
-    int64_t user_timeout;      /* TCP_USER_TIMEOUT (ns): a blocked write cannot hide a dead
-                                  peer; 0: the kernel's */
-    tp__h2_options h2;         /* each session's */
+    bool tls;                     /* bare "host:port" keys: TLS with ALPN "h2"; false:
+                                     cleartext, prior knowledge */
+    const char *ca_file;          /* TLS: the CA bundle (read at creation); NULL: the system's */
+    bool insecure_skip_verify;    /* TLS: no peer verification (tests only) */
+    tp__tls_ctx *tls_ctx;         /* TLS: a context of the caller's (borrowed: it outlives the
+                                     connector; its ALPN offers "h2") instead of one made from
+                                     ca_file and insecure_skip_verify */
+    int64_t user_timeout;         /* TCP_USER_TIMEOUT (ns): a blocked write cannot hide a dead
+                                     peer; 0: the kernel's. Ignored with dial */
+    const tp__dial_options *dial; /* every dial's options (borrowed); NULL: user_timeout's */
+    /* The caller's memory of which destinations speak HTTP/2 (both NULL: none). known_not_h2
+       is asked before a dial: true fails the open at once (TP_EPROTO), so acquires queued
+       behind a first open that found HTTP/1.1 do not each dial again. not_h2 is told when
+       a TLS server chose another protocol by ALPN ("http/1.1", or "" for none); that open
+       fails with TP_EPROTO. Both failures carry sys_errno ENOPROTOOPT, which tells them
+       apart from a broken server even when the memory could not keep the key (no memory).
+       Any thread, no lock of ours held. */
+    bool (*known_not_h2)(void *ud, const char *key, size_t keylen);
+    void (*not_h2)(void *ud, const char *key, size_t keylen, const char *alpn);
+    void *ud;
+    tp__h2_options h2; /* each session's */
 } tp__h2_connector_options;
 
 /* tp__h2_connector_new: a pool connector (for tp_pool_options.connector) whose keys are
- * "host:port" and whose connections are HTTP/2 sessions, multiplexed: streams() is the
- * session's capacity, moved live as SETTINGS and GOAWAY change it (0 drains). Free it
- * with tp__h2_connector_free() after the pool. Errors: TP_ENOMEM, the TLS context's. */
+ * "host:port", or with the scheme, "https://host:port" (TLS) and "http://host:port"
+ * (cleartext, prior knowledge), and whose connections are HTTP/2 sessions, multiplexed:
+ * streams() is the session's capacity, moved live as SETTINGS and GOAWAY change it (0
+ * drains). Free it with tp__h2_connector_free() after the pool. Errors: TP_ENOMEM, the
+ * TLS context's. */
 tp_err tp__h2_connector_new(const tp__h2_connector_options *o, tp_connector *out, tp_errinfo *err);
 void tp__h2_connector_free(tp_connector *c);
 
@@ -171,9 +196,12 @@ void tp__h2_connector_free(tp_connector *c);
  * Any thread; several leases of one connection at once, each waiting only for its own
  * stream: whoever waits drives the connection, without holding a lock across the wait.
  * TP_OK with *out (free with tp__h2_lease_done()); an error from tp__h2_submit, the
- * stream's result, or TP_ETIMEDOUT (the stream is then reset). */
+ * stream's result, or TP_ETIMEDOUT (the stream is then reset). *unprocessed (if not
+ * NULL) says whether a failed request is known not to have been processed by the server
+ * (the connection drained before it was sent: TP_ESTATE; above a GOAWAY's last stream
+ * id; REFUSED_STREAM): it may go out again on another connection, whatever its method. */
 tp_err tp__h2_lease_request(tp_conn *lease, const tp__h2_request *rq, int64_t deadline,
-                            tp__h2_stream **out, tp_errinfo *err);
+                            tp__h2_stream **out, bool *unprocessed, tp_errinfo *err);
 /* tp__h2_lease_read: body bytes of st (up to cap, *got), waiting for some by deadline.
  * TP_OK with *got 0: the body is over. Errors: the stream's failure, TP_ETIMEDOUT. */
 tp_err tp__h2_lease_read(tp_conn *lease, tp__h2_stream *st, void *buf, size_t cap, size_t *got,

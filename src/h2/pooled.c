@@ -22,7 +22,9 @@
 
 typedef struct h2_connector {
     tp__h2_connector_options o;
-    tp__tls_ctx *tls; /* NULL for cleartext */
+    tp__tls_ctx *tls; /* NULL for cleartext only */
+    bool own_tls;     /* made here (else the caller's o.tls_ctx) */
+    tp__dial_options dial;
 } h2_connector;
 
 /* One pooled connection. */
@@ -36,11 +38,24 @@ typedef struct h2_pooled {
     int32_t capacity; /* what the pool was last told */
 } h2_pooled;
 
-/* "host:port" of a key, into host (cap bytes) and *port. */
+/* "host:port" of a key, after an optional "https://" (*tls true) or "http://" (false;
+ * with neither, *tls stays as it came), into host (cap bytes) and *port. */
 static tp_err parse_key(const void *key, size_t keylen, char *host, size_t cap, uint16_t *port,
-                        tp_errinfo *err)
+                        bool *tls, tp_errinfo *err)
 {
     const char *k = key;
+    static const struct {
+        const char *p;
+        size_t n;
+        bool tls;
+    } schemes[] = {{"https://", 8, true}, {"http://", 7, false}};
+    for (size_t s = 0; s < 2; s++)
+        if (keylen > schemes[s].n && memcmp(k, schemes[s].p, schemes[s].n) == 0) {
+            *tls = schemes[s].tls;
+            k += schemes[s].n;
+            keylen -= schemes[s].n;
+            break;
+        }
     const char *colon = keylen > 0 ? memrchr(k, ':', keylen) : NULL;
     size_t hl = colon != NULL ? (size_t)(colon - k) : 0;
     unsigned long p = 0;
@@ -50,8 +65,14 @@ static tp_err parse_key(const void *key, size_t keylen, char *host, size_t cap, 
     if (colon == NULL || hl == 0 || hl >= cap || i != keylen || i == hl + 1 || p == 0 || p > 65535)
         return tp_errinfo_set(err, TP_EINVAL, 0, "HTTP/2 key \"%.*s\": not host:port",
                               (int)(keylen < 64 ? keylen : 64), k);
-    memcpy(host, k, hl);
-    host[hl] = '\0';
+    /* An IPv6 literal comes bracketed, as in a URL */
+    if (hl >= 2 && k[0] == '[' && k[hl - 1] == ']') {
+        memcpy(host, k + 1, hl - 2);
+        host[hl - 2] = '\0';
+    } else {
+        memcpy(host, k, hl);
+        host[hl] = '\0';
+    }
     *port = (uint16_t)p;
     return TP_OK;
 }
@@ -64,24 +85,33 @@ static tp_err h2_open(void *ctx, const void *key, size_t keylen, int64_t deadlin
     h2_connector *cn = ctx;
     char host[256];
     uint16_t port = 0;
-    tp_err rc = parse_key(key, keylen, host, sizeof host, &port, err);
+    bool tls = cn->o.tls;
+    tp_err rc = parse_key(key, keylen, host, sizeof host, &port, &tls, err);
     if (rc != TP_OK)
         return rc;
+    if (tls && cn->tls == NULL)
+        return tp_errinfo_set(err, TP_EINVAL, 0, "HTTP/2 key \"%s:%u\": TLS without a context",
+                              host, port);
+    if (cn->o.known_not_h2 != NULL && cn->o.known_not_h2(cn->o.ud, key, keylen))
+        return tp_errinfo_set(err, TP_EPROTO, ENOPROTOOPT,
+                              "%s:%u does not speak HTTP/2 (ALPN said so)", host, port);
     int fd = -1;
-    tp__dial_options dopt = {.user_timeout = cn->o.user_timeout};
-    rc = tp__dial_host(host, port, &dopt, deadline, &fd, NULL, NULL, err);
+    rc = tp__dial_host(host, port, &cn->dial, deadline, &fd, NULL, NULL, err);
     if (rc != TP_OK)
         return rc;
     tp__stream s;
     tp__stream_init(&s, fd);
-    if (cn->tls != NULL) {
+    if (tls) {
         rc = tp__tls_start(&s, cn->tls, host, NULL, err);
         if (rc == TP_OK)
             rc = tp__tls_handshake(&s, deadline, err);
-        if (rc == TP_OK && strcmp(s.alpn, "h2") != 0)
-            rc = tp_errinfo_set(err, TP_EPROTO, 0,
+        if (rc == TP_OK && strcmp(s.alpn, "h2") != 0) {
+            if (cn->o.not_h2 != NULL)
+                cn->o.not_h2(cn->o.ud, key, keylen, s.alpn);
+            rc = tp_errinfo_set(err, TP_EPROTO, ENOPROTOOPT,
                                 "%s:%u did not agree to HTTP/2 by ALPN (it chose \"%s\")", host,
-                                port, s.alpn);
+                                port, s.alpn[0] != '\0' ? s.alpn : "nothing");
+        }
         if (rc != TP_OK) {
             tp__stream_close(&s);
             return rc;
@@ -171,7 +201,11 @@ tp_err tp__h2_connector_new(const tp__h2_connector_options *o, tp_connector *out
         return tp_errinfo_set(err, TP_ENOMEM, 0, "HTTP/2: allocating the connector");
     if (o != NULL)
         cn->o = *o;
-    if (cn->o.tls) {
+    cn->dial =
+        cn->o.dial != NULL ? *cn->o.dial : (tp__dial_options){.user_timeout = cn->o.user_timeout};
+    cn->o.dial = NULL;
+    cn->tls = cn->o.tls_ctx;
+    if (cn->tls == NULL && cn->o.tls) {
         tp__tls_options to = {.ca_file = cn->o.ca_file,
                               .insecure_skip_verify = cn->o.insecure_skip_verify,
                               .alpn = "h2"};
@@ -180,6 +214,7 @@ tp_err tp__h2_connector_new(const tp__h2_connector_options *o, tp_connector *out
             tp__free(cn);
             return rc;
         }
+        cn->own_tls = true;
     }
     cn->o.ca_file = NULL; /* not kept: the TLS context has read it */
     *out = (tp_connector){.open = h2_open,
@@ -196,7 +231,8 @@ void tp__h2_connector_free(tp_connector *c)
     if (c == NULL || c->ctx == NULL)
         return;
     h2_connector *cn = c->ctx;
-    tp__tls_ctx_destroy(cn->tls);
+    if (cn->own_tls)
+        tp__tls_ctx_destroy(cn->tls);
     tp__free(cn);
     c->ctx = NULL;
 }
@@ -289,9 +325,11 @@ static tp_err wait_locked(h2_pooled *pc, tp_conn *lease, tp__h2_stream *st, unti
 }
 
 tp_err tp__h2_lease_request(tp_conn *lease, const tp__h2_request *rq, int64_t deadline,
-                            tp__h2_stream **out, tp_errinfo *err)
+                            tp__h2_stream **out, bool *unprocessed, tp_errinfo *err)
 {
     *out = NULL;
+    if (unprocessed != NULL)
+        *unprocessed = false;
     h2_pooled *pc = tp_conn_get(lease);
     tp__mutex_lock(&pc->mu);
     tp_err rc = tp__h2_submit(pc->h, rq, out, err);
@@ -304,6 +342,8 @@ tp_err tp__h2_lease_request(tp_conn *lease, const tp__h2_request *rq, int64_t de
         rc = wait_locked(pc, lease, *out, UNTIL_HEADER, deadline, err);
     if (rc == TP_OK && tp__h2_stream_done(*out))
         rc = tp__h2_stream_result(*out, err);
+    if (unprocessed != NULL)
+        *unprocessed = rc == TP_ESTATE || (*out != NULL && tp__h2_stream_unprocessed(*out));
     if (rc != TP_OK && *out != NULL) {
         tp__h2_stream_free(pc->h, *out); /* reset if still open (our deadline) */
         *out = NULL;

@@ -323,17 +323,44 @@ int tp__h2_stream_status(const tp__h2_stream *st)
     return st->status >= 200 ? st->status : 0;
 }
 
-const char *tp__h2_stream_header(const tp__h2_stream *st, const char *name)
+const char *tp__h2_fields_find(const char *fields, size_t len, const char *name)
 {
-    size_t off = 0;
-    while (off < st->fields_len) {
-        const char *n = st->fields + off;
+    for (size_t off = 0; off < len;) {
+        const char *n = fields + off;
         const char *v = n + strlen(n) + 1;
-        if (strcmp(n, name) == 0)
+        if (strcasecmp(n, name) == 0)
             return v;
-        off = (size_t)(v - st->fields) + strlen(v) + 1;
+        off = (size_t)(v - fields) + strlen(v) + 1;
     }
     return NULL;
+}
+
+bool tp__h2_fields_at(const char *fields, size_t len, size_t i, const char **name,
+                      const char **value)
+{
+    size_t k = 0;
+    for (size_t off = 0; off < len; k++) {
+        const char *n = fields + off;
+        const char *v = n + strlen(n) + 1;
+        if (k == i) {
+            *name = n;
+            *value = v;
+            return true;
+        }
+        off = (size_t)(v - fields) + strlen(v) + 1;
+    }
+    return false;
+}
+
+const char *tp__h2_stream_header(const tp__h2_stream *st, const char *name)
+{
+    return tp__h2_fields_find(st->fields, st->fields_len, name);
+}
+
+const char *tp__h2_stream_fields(const tp__h2_stream *st, size_t *len)
+{
+    *len = st->fields_len;
+    return st->fields;
 }
 
 size_t tp__h2_stream_buffered(const tp__h2_stream *st)

@@ -1,6 +1,20 @@
-/* tidepool/http.h: an HTTP/1.1 client whose connections come from a tidepool pool.
+/* tidepool/http.h: an HTTP/1.1 and HTTP/2 client whose connections come from tidepool
+ * pools.
  *
- * One client owns one pool keyed by scheme, host, port and TLS profile. Connections are
+ * HTTP/2 (http_version): over TLS the client offers "h2" and "http/1.1" by ALPN and
+ * speaks what the server chose; the answer is remembered per destination, so a server
+ * that chose HTTP/1.1 is not asked again. While a destination's protocol is unknown one
+ * connection is dialed and the other requests wait for it. An HTTP/2 connection carries
+ * up to min(the server's SETTINGS_MAX_CONCURRENT_STREAMS, max_streams_per_conn) requests
+ * at once, each a lease of the client's second pool (tp_http_client_h2_pool()); another
+ * connection to the destination opens only when every one is full and
+ * http2_max_conns_per_host allows. A request the server did not process (above a
+ * GOAWAY's last stream id, or refused with REFUSED_STREAM) is sent again on another
+ * connection whatever its method. HTTP/2 serves the blocking call; the engine, proxies,
+ * Unix sockets, body sources, Expect, redirects and decompression use HTTP/1.1 (with
+ * TP_HTTP_VERSION_2 such a request is TP_EINVAL).
+ *
+ * HTTP/1.1: one pool keyed by scheme, host, port and TLS profile. Connections are
  * kept alive and reused (most recently used first); a connection idle past the pool's
  * check_after_idle is polled before reuse and closed if the server closed it or sent
  * anything unsolicited; the server's "Keep-Alive: timeout=N" lowers that destination's
@@ -59,6 +73,7 @@ typedef struct tp_http_trace_event {
     int status;
     bool reused, was_idle, tls_resumed;
     int64_t duration_ns, idle_ns, waited_ns;
+    const char *protocol; /* GOT_CONN, DONE: "h2" or "http/1.1" (static) */
 } tp_http_trace_event;
 
 /* Called outside every lock, on the thread making the request. */
@@ -66,7 +81,17 @@ typedef void (*tp_http_trace_fn)(void *ud, const tp_http_trace_event *ev);
 
 /* ---- client ------------------------------------------------------------------------- */
 
-#define TP_HTTP_CLIENT_OPTIONS_VERSION 1
+#define TP_HTTP_CLIENT_OPTIONS_VERSION 2
+
+/* The HTTP versions a client speaks (tp_http_client_options.http_version). */
+typedef enum tp_http_version {
+    TP_HTTP_VERSION_AUTO = 0, /* https://: HTTP/2 when the server agrees by ALPN (h2 is
+                                 offered first), else HTTP/1.1; http://: HTTP/1.1 */
+    TP_HTTP_VERSION_1_1 = 1,  /* HTTP/1.1 only (ALPN offers nothing) */
+    TP_HTTP_VERSION_2 = 2     /* HTTP/2 only: https:// by ALPN "h2" (a server that does
+                                 not agree: TP_ETLS, its alert, or TP_EPROTO), http://
+                                 with prior knowledge (h2c) */
+} tp_http_version;
 
 typedef struct tp_http_client_options {
     unsigned version;       /* TP_HTTP_CLIENT_OPTIONS_VERSION */
@@ -164,6 +189,12 @@ typedef struct tp_http_client_options {
     bool tls_insecure_skip_verify;   /* no certificate or host name check. Insecure:
                                         tests only. false */
     const char *user_agent;          /* copied; NULL: "tidepool/<version>"; "" for none */
+    tp_http_version http_version;    /* TP_HTTP_VERSION_AUTO */
+    int32_t max_streams_per_conn;    /* HTTP/2: requests at once on one connection, at
+                                        most (the server's SETTINGS may say fewer; 100
+                                        is assumed until they come). 0: 100 */
+    int http2_max_conns_per_host;    /* HTTP/2: connections to one destination, another
+                                        opened only when every one is full. 0: 1 */
     tp_http_trace_fn trace;
     void *trace_ud;
 } tp_http_client_options;
@@ -182,8 +213,13 @@ TP_EXTERN tp_err tp_http_client_create(const tp_http_client_options *o, tp_http_
 TP_EXTERN void tp_http_client_destroy(tp_http_client *c);
 
 /* tp_http_client_pool: the client's pool, for stats and maintenance (owned by the
- * client). */
+ * client): its HTTP/1.1 connections. */
 TP_EXTERN tp_pool *tp_http_client_pool(tp_http_client *c);
+
+/* tp_http_client_h2_pool: the pool of its HTTP/2 connections (keys "https://host:port"
+ * and, with TP_HTTP_VERSION_2, "http://host:port"; a lease is a stream), or NULL for a
+ * client of TP_HTTP_VERSION_1_1. Owned by the client. */
+TP_EXTERN tp_pool *tp_http_client_h2_pool(tp_http_client *c);
 
 /* ---- requests ------------------------------------------------------------------------ */
 
@@ -285,7 +321,8 @@ typedef struct tp_http_response_info {
     int redirects;     /* redirects followed to reach this response */
     bool early;        /* the server answered before the request body was all sent
                           (413, 401...): the rest was not sent, the connection closed */
-    int http_minor;    /* 1 for HTTP/1.1, 0 for 1.0 */
+    int http_minor;    /* 1 for HTTP/1.1, 0 for 1.0 (and for HTTP/2) */
+    const char *protocol; /* "h2" or "http/1.1" (static) */
     int64_t content_length;   /* -1 if none (the encoded length when decoded) */
     uint64_t body_bytes;      /* read so far (decoded) */
     uint64_t wire_body_bytes; /* as they came from the server (encoded); equal to

@@ -96,6 +96,13 @@ tp_err tp_http_client_create(const tp_http_client_options *o, tp_http_client **o
                               o->local_address);
     if (o->tls_client_key != NULL && o->tls_client_cert == NULL)
         return tp_errinfo_set(err, TP_EINVAL, 0, "tls_client_key: needs tls_client_cert");
+    if ((unsigned)o->http_version > TP_HTTP_VERSION_2)
+        return tp_errinfo_set(err, TP_EINVAL, 0, "http_version: %d is none of TP_HTTP_VERSION_*",
+                              (int)o->http_version);
+    if (o->max_streams_per_conn < 0 || o->http2_max_conns_per_host < 0)
+        return tp_errinfo_set(err, TP_EINVAL, 0, "%s: negative",
+                              o->max_streams_per_conn < 0 ? "max_streams_per_conn"
+                                                          : "http2_max_conns_per_host");
     if (o->unix_socket != NULL && o->local_address != NULL)
         return tp_errinfo_set(err, TP_EINVAL, 0, "local_address: not with unix_socket");
 
@@ -161,6 +168,11 @@ tp_err tp_http_client_create(const tp_http_client_options *o, tp_http_client **o
         tp_http_client_destroy(c);
         return rc;
     }
+    rc = tp__http_h2_setup(c, o, o->tls_client_key_passphrase, err);
+    if (rc != TP_OK) {
+        tp_http_client_destroy(c);
+        return rc;
+    }
     /* Load the CA and the client certificate now when named, so a wrong path or
      * passphrase fails create, not a request. The passphrase is only read here. */
     if (c->ca_file != NULL || c->ca_dir != NULL || c->client_cert != NULL) {
@@ -183,6 +195,7 @@ void tp_http_client_destroy(tp_http_client *c)
     tp__fork_guard_remove(&c->engines_guard);
     tp__mutex_destroy(&c->engines_mu);
     tp_pool_destroy(c->pool); /* closes every connection before the TLS context goes */
+    tp__http_h2_teardown(c);
     tp__tls_ctx_destroy(atomic_load(&c->tls));
     tp__dns_cache_destroy(c->dns);
     tp__free(c->ca_file);

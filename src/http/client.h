@@ -8,6 +8,7 @@
 #include "base/sync.h"
 #include "net/net.h"
 #include "decode.h"
+#include "h2/h2.h"
 #include "parse.h"
 
 #define TP__HTTP_RBUF 16384 /* per-connection read buffer */
@@ -33,6 +34,18 @@ typedef struct tp__http_tunnel {
     char dest[640]; /* "host:port via proxy p:port", for messages */
 } tp__http_tunnel;
 
+/* The destinations whose TLS server chose HTTP/1.1 (or nothing) when offered h2 by ALPN
+ * (h2_client.c): pool keys in an open-addressed set, at most TP__HTTP_MEMO_MAX of them
+ * (past that, a new one is asked again at each first open: one handshake, not an error). */
+#define TP__HTTP_MEMO_MAX 4096
+typedef struct tp__http_memo {
+    bool ready; /* mu and guard are set up */
+    tp__mutex mu;
+    tp__fork_guard guard;
+    char **slots; /* NULL: empty */
+    size_t cap, n;
+} tp__http_memo;
+
 struct tp_http_client {
     tp_http_client_options o; /* ca_file, ca_dir, user_agent, local_address and
                                  unix_socket point at copies below */
@@ -52,6 +65,11 @@ struct tp_http_client {
     tp__mutex engines_mu;
     tp__fork_guard engines_guard;
     tp_http_engine *idle_engines;
+    /* HTTP/2 (h2_client.c, h2_request.c); h2_pool NULL for TP_HTTP_VERSION_1_1 */
+    tp_pool *h2_pool;
+    tp_connector h2_cn;
+    tp__tls_ctx *tls_h2; /* ALPN "h2,http/1.1" (AUTO) or "h2" (TP_HTTP_VERSION_2) */
+    tp__http_memo not_h2;
 };
 
 /* A pooled connection: the connector's connection object. */
@@ -97,6 +115,15 @@ struct tp_http_response {
     char key[TP__HTTP_KEY_MAX];
     size_t keylen;
     tp_http_response_info info;
+    /* HTTP/2 (h2_request.c): the response came on a stream of the client's h2 pool (lease
+       above); h2_st is its stream while the body is read (NULL once over); the fields are
+       copied ("name\0value\0" pairs) so that they outlive it */
+    bool h2;
+    tp__h2_stream *h2_st;
+    char *h2_fields;
+    size_t h2_fields_len;
+    void *h2_body; /* TP_HTTP_STREAM: the request body's copy, which the stream may still
+                      be sending after the call returned */
 };
 
 /* ---- conn.c: the pool connector ------------------------------------------------------ */
@@ -130,6 +157,8 @@ void tp__http_trace(tp_http_client *c, tp_http_trace_type type, const char *host
         }                                                                                          \
     } while (0)
 
+/* tp__http_tls_options: what every TLS context of the client is made from (no ALPN). */
+tp__tls_options tp__http_tls_options(const tp_http_client *c, const char *key_passphrase);
 /* tp__http_tls_ctx: the client's TLS context, created on first use (at create when a CA
  * or a client certificate is named: the context exists by then). */
 tp_err tp__http_tls_ctx(tp_http_client *c, tp__tls_ctx **out, tp_errinfo *err);
@@ -277,5 +306,34 @@ bool tp__http_conn_died(tp_err rc);
  * TP_RELEASE_BROKEN (the exchange failed or did not finish); plus TP_RELEASE_DROPPED for
  * a 503 or 429 (capacity signals for an adaptive limit). */
 unsigned tp__http_release_flags(const tp_http_response *r);
+
+/* ---- h2_client.c, h2_request.c: requests over HTTP/2 ---------------------------- */
+
+/* tp__http_h2_setup: the h2 pool, its connector and TLS context, per the options (none
+ * for TP_HTTP_VERSION_1_1); at create, with the client key's passphrase.
+ * tp__http_h2_teardown: their end (before the TLS context of HTTP/1.1 goes). */
+tp_err tp__http_h2_setup(tp_http_client *c, const tp_http_client_options *o,
+                         const char *key_passphrase, tp_errinfo *err);
+void tp__http_h2_teardown(tp_http_client *c);
+
+/* tp__http_h2_route: whether req (to u) goes over HTTP/2: true, false (HTTP/1.1), or
+ * false with TP_EINVAL in *rc for a request TP_HTTP_VERSION_2 cannot serve (what it
+ * needs is named). */
+bool tp__http_h2_route(tp_http_client *c, const tp_http_request *req, const tp__http_url *u,
+                       tp_err *rc, tp_errinfo *err);
+/* tp__http_h2_not_h2: the destination of key is known to have chosen HTTP/1.1. */
+bool tp__http_h2_not_h2(tp_http_client *c, const char *key, size_t keylen);
+
+/* tp__http_h2_do: tp_http_client_do() over HTTP/2. *fallback true (with an error): the
+ * server turned out to speak HTTP/1.1 only (AUTO): the caller sends it that way. */
+tp_err tp__http_h2_do(tp_http_client *c, const tp_http_request *req, const tp__http_url *u,
+                      tp_http_response **out, bool *fallback, tp_errinfo *err);
+/* The response's parts for an HTTP/2 response (resp_api.c asks when r->h2). */
+const char *tp__http_h2_header(const tp_http_response *r, const char *name);
+bool tp__http_h2_header_at(const tp_http_response *r, size_t i, const char **name,
+                           const char **value);
+tp_err tp__http_h2_read(tp_http_response *r, void *buf, size_t cap, size_t *got, tp_errinfo *err);
+/* tp__http_h2_end: gives the stream and the lease back (a stream not over is reset). */
+void tp__http_h2_end(tp_http_response *r);
 
 #endif

@@ -36,6 +36,8 @@ void tp__http_trace(tp_http_client *c, tp_http_trace_type type, const char *host
     facts->host = host;
     facts->port = port;
     facts->tls = tls;
+    if (facts->protocol == NULL && (type == TP_HTTP_TRACE_GOT_CONN || type == TP_HTTP_TRACE_DONE))
+        facts->protocol = "http/1.1";
     c->o.trace(c->o.trace_ud, facts);
 }
 
@@ -43,6 +45,16 @@ static void emit(tp_http_client *c, const tp__http_conn *hc, tp_http_trace_type 
                  int64_t duration)
 {
     TP__HTTP_TRACE(c, type, hc, .err = rc, .duration_ns = duration, .tls_resumed = hc->tls_resumed);
+}
+
+tp__tls_options tp__http_tls_options(const tp_http_client *c, const char *key_passphrase)
+{
+    return (tp__tls_options){.ca_file = c->ca_file,
+                             .ca_dir = c->ca_dir,
+                             .insecure_skip_verify = c->o.tls_insecure_skip_verify,
+                             .cert_file = c->client_cert,
+                             .key_file = c->client_key,
+                             .key_passphrase = key_passphrase};
 }
 
 tp_err tp__http_tls_ctx(tp_http_client *c, tp__tls_ctx **out, tp_errinfo *err)
@@ -58,12 +70,7 @@ tp_err tp__http_tls_ctx_make(tp_http_client *c, const char *key_passphrase, tp__
         return TP_OK;
     /* Made outside any lock (loading the CA files takes milliseconds); if another
      * request installed one meanwhile, ours goes. */
-    tp__tls_options to = {.ca_file = c->ca_file,
-                          .ca_dir = c->ca_dir,
-                          .insecure_skip_verify = c->o.tls_insecure_skip_verify,
-                          .cert_file = c->client_cert,
-                          .key_file = c->client_key,
-                          .key_passphrase = key_passphrase};
+    tp__tls_options to = tp__http_tls_options(c, key_passphrase);
     tp__tls_ctx *mine = NULL;
     tp_err rc = tp__tls_ctx_create(&to, &mine, err);
     if (rc != TP_OK)

@@ -16,12 +16,16 @@ const char *tp_http_response_header(const tp_http_response *r, const char *name)
 {
     if (r == NULL || name == NULL)
         return NULL;
+    if (r->h2)
+        return tp__http_h2_header(r, name);
     return tp__http_resp_header(&r->parse, name);
 }
 
 bool tp_http_response_header_at(const tp_http_response *r, size_t i, const char **name,
                                 const char **value)
 {
+    if (r != NULL && r->h2)
+        return tp__http_h2_header_at(r, i, name, value);
     if (r == NULL || i >= r->parse.nhdrs)
         return false;
     if (name != NULL)
@@ -75,11 +79,14 @@ tp_err tp_http_response_read(tp_http_response *r, void *buf, size_t cap, size_t 
         return tp_errinfo_set(err, TP_EINVAL, 0, "response, buf and got are required");
     *got = 0;
     if (!r->stream)
-        return tp_errinfo_set(err, TP_ESTATE, 0, "the body was read in full: use "
-                                                 "tp_http_response_body()");
+        return tp_errinfo_set(err, TP_ESTATE, 0,
+                              "the body was read in full: use "
+                              "tp_http_response_body()");
     if (r->err != TP_OK)
         return tp_errinfo_set(err, r->err, 0, "the response failed earlier: %s",
                               tp_strerror(r->err));
+    if (r->h2)
+        return tp__http_h2_read(r, buf, cap, got, err);
     if (r->body.len == r->body_pos && !r->parse.done && r->conn != NULL) {
         tp__buf_reset(&r->body);
         r->body_pos = 0;
@@ -111,6 +118,7 @@ void tp_http_response_get_info(const tp_http_response *r, tp_http_response_info 
     out->early = r->early;
     out->http_minor = r->parse.http_minor;
     out->content_length = r->parse.content_length;
+    out->protocol = r->h2 ? "h2" : "http/1.1";
 }
 
 /* Reads and drops what is left of the body, within the client's drain bounds. */
@@ -130,6 +138,11 @@ void tp_http_response_free(tp_http_response *r)
 {
     if (r == NULL)
         return;
+    if (r->h2) {
+        tp__http_h2_end(r); /* a stream not over is reset: nothing to drain */
+        tp__free(r->h2_fields);
+        tp__free(r->h2_body);
+    }
     if (r->lease != NULL) {
         /* An unread remainder is drained first if it is small; otherwise the connection's
          * state is unknown and it is reset. */

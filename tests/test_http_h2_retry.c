@@ -1,0 +1,185 @@
+/* test_http_h2_retry.c: tp_http_client over HTTP/2 (h2c, TP_HTTP_VERSION_2) against the
+ * misbehaving server of tests/support/h2_bad: POSTs above a GOAWAY's last stream id are
+ * sent again on a new connection and the server processes each exactly once; a
+ * REFUSED_STREAM is sent again; a stream whose body stalls ends at the request's timeout
+ * while the others on its connection finish; an unanswered header ends at
+ * response_header_timeout with TP_EHDRTIMEDOUT. */
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include <tidepool/tidepool.h>
+
+#include "support/h2_bad.h"
+#include "support/test_util.h"
+
+typedef struct rig {
+    h2_bad *server;
+    uint16_t port;
+    tp_http_client *c;
+} rig;
+
+static rig start(h2_bad_mode mode, int64_t header_timeout)
+{
+    rig r = {0};
+    assert_int_equal(h2_bad_start(mode, &r.server, &r.port), 0);
+    tp_http_client_options o;
+    tp_http_client_options_init(&o);
+    o.http_version = TP_HTTP_VERSION_2;
+    o.response_header_timeout = header_timeout;
+    tp_errinfo e;
+    if (tp_http_client_create(&o, &r.c, &e) != TP_OK)
+        fail_msg("create: %s", e.msg);
+    return r;
+}
+
+static void stop(rig *r)
+{
+    tp_http_client_destroy(r->c);
+    h2_bad_stop(r->server);
+}
+
+typedef struct job {
+    rig *r;
+    const char *path;
+    int64_t timeout;
+    tp_err rc;
+    char body[128];
+    bool retried;
+    char msg[256];
+} job;
+
+static void *post_main(void *arg)
+{
+    job *j = arg;
+    char url[128];
+    snprintf(url, sizeof url, "http://127.0.0.1:%u%s", (unsigned)j->r->port, j->path);
+    tp_http_request rq = {.method = "POST",
+                          .url = url,
+                          .body = "x",
+                          .body_len = 1,
+                          .timeout = j->timeout > 0 ? j->timeout : MS(5000)};
+    tp_http_response *resp = NULL;
+    tp_errinfo e;
+    j->rc = tp_http_client_do(j->r->c, &rq, &resp, &e);
+    if (j->rc == TP_OK) {
+        size_t n;
+        const char *b = tp_http_response_body(resp, &n);
+        snprintf(j->body, sizeof j->body, "%.*s", (int)n, b);
+        tp_http_response_info info;
+        tp_http_response_get_info(resp, &info);
+        j->retried = info.retried;
+    } else {
+        snprintf(j->msg, sizeof j->msg, "%s", e.msg);
+    }
+    tp_http_response_free(resp);
+    return NULL;
+}
+
+static void run_all(job *j, int n)
+{
+    pthread_t th[8];
+    for (int i = 0; i < n; i++)
+        pthread_create(&th[i], NULL, post_main, &j[i]);
+    for (int i = 0; i < n; i++)
+        pthread_join(th[i], NULL);
+}
+
+static void expect_answer(const job *j)
+{
+    if (j->rc != TP_OK)
+        fail_msg("%s: %s: %s", j->path, tp_err_name(j->rc), j->msg);
+    char want[80];
+    snprintf(want, sizeof want, "ok %s", j->path);
+    assert_string_equal(j->body, want);
+}
+
+/* Three POSTs in flight; the server answers the first and sends GOAWAY naming it as the
+ * last it processed. The other two go again on a second connection: all three answered,
+ * each processed once (three answers in all), two of them retried. */
+static void test_posts_above_goaway_resent_once(void **state)
+{
+    (void)state;
+    rig r = start(H2B_GOAWAY_LOW, MS(5000));
+    job j[3] = {{.r = &r, .path = "/a"}, {.r = &r, .path = "/b"}, {.r = &r, .path = "/c"}};
+    run_all(j, 3);
+    int retried = 0;
+    for (int i = 0; i < 3; i++) {
+        expect_answer(&j[i]);
+        retried += j[i].retried;
+    }
+    assert_int_equal(retried, 2);
+    assert_int_equal(h2_bad_answered(r.server), 3);
+    tp_stats st;
+    tp_pool_stats(tp_http_client_h2_pool(r.c), &st);
+    assert_int_equal(st.opens, 2);
+    stop(&r);
+}
+
+static void test_refused_stream_resent(void **state)
+{
+    (void)state;
+    rig r = start(H2B_REFUSE_SECOND, MS(5000));
+    job j[2] = {{.r = &r, .path = "/one"}, {.r = &r, .path = "/two"}};
+    run_all(&j[0], 1);
+    run_all(&j[1], 1);
+    expect_answer(&j[0]);
+    expect_answer(&j[1]);
+    assert_false(j[0].retried);
+    assert_true(j[1].retried);
+    assert_int_equal(h2_bad_answered(r.server), 2);
+    stop(&r);
+}
+
+/* The first stream gets its header and never its body: it ends at its own timeout,
+ * TP_EREQTIMEDOUT, while the two beside it on the same connection are answered. */
+static void test_stalled_body_times_out_alone(void **state)
+{
+    (void)state;
+    rig r = start(H2B_STALL_FIRST, MS(5000));
+    job first = {.r = &r, .path = "/stall", .timeout = MS(400)};
+    run_all(&first, 1);
+    assert_int_equal(first.rc, TP_EREQTIMEDOUT);
+    job j[2] = {{.r = &r, .path = "/x"}, {.r = &r, .path = "/y"}};
+    run_all(j, 2);
+    expect_answer(&j[0]);
+    expect_answer(&j[1]);
+    tp_stats st;
+    tp_pool_stats(tp_http_client_h2_pool(r.c), &st);
+    assert_int_equal(st.opens, 1);
+    stop(&r);
+}
+
+/* The server never answers the first request: TP_EHDRTIMEDOUT at the header timeout
+ * (300 ms), not later; the connection serves the next request. */
+static void test_header_timeout(void **state)
+{
+    (void)state;
+    rig r = start(H2B_SECOND_LATE, MS(300));
+    job first = {.r = &r, .path = "/never"};
+    int64_t t0 = tp_clock_now();
+    run_all(&first, 1);
+    int64_t took = tp_clock_now() - t0;
+    assert_int_equal(first.rc, TP_EHDRTIMEDOUT);
+    assert_non_null(strstr(first.msg, "300 ms"));
+    assert_true(took >= MS(290) && took < MS(2000));
+    stop(&r);
+}
+
+int main(void)
+{
+    tu_watchdog(120);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_posts_above_goaway_resent_once),
+        cmocka_unit_test(test_refused_stream_resent),
+        cmocka_unit_test(test_stalled_body_times_out_alone),
+        cmocka_unit_test(test_header_timeout),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -4,7 +4,9 @@
  * for byte; a server that chose HTTP/1.1 is remembered (one probe for eight concurrent
  * first requests); TP_HTTP_VERSION_2 refuses what it cannot serve; h2c by prior
  * knowledge; streamed bodies and a stream given up mid-body; trace events name the
- * protocol; and 64 threads through nginx's GOAWAYs: no error, every answer its own.
+ * protocol; 64 threads through nginx's GOAWAYs: no error, every answer its own; and the
+ * same through the event engine (64 streams of one engine on one connection, engines on
+ * two threads through the GOAWAYs, the fall back to HTTP/1.1).
  * Skipped (77) without the fixture. */
 #include <pthread.h>
 #include <setjmp.h>
@@ -18,6 +20,7 @@
 
 #include <tidepool/tidepool.h>
 
+#include "support/http_both.h"
 #include "support/nginx_env.h"
 #include "support/test_util.h"
 
@@ -391,6 +394,161 @@ static void test_goaway_under_load(void **state)
     tp_http_client_destroy(c);
 }
 
+/* ---- the event engine ------------------------------------------------------------------ */
+
+/* Both paths, one answer: the engine's request is a stream of the same connection. */
+static void test_engine_and_blocking_share_one_connection(void **state)
+{
+    (void)state;
+    tp_http_client *c = client(TP_HTTP_VERSION_AUTO);
+    char url[160];
+    url_of(url, sizeof url, true, env.https_h2_port, "/uri?both");
+    for (int engine = 0; engine < 2; engine++) {
+        hb_got g = hb_get(c, engine, url);
+        if (g.rc != TP_OK)
+            fail_msg("%s: %s", engine ? "engine" : "blocking", g.msg);
+        assert_int_equal(g.status, 200);
+        assert_string_equal(g.body, "/uri?both");
+        assert_string_equal(g.info.protocol, "h2");
+    }
+    url_of(url, sizeof url, true, env.https_port, "/");
+    hb_got g = hb_get(c, true, url); /* HTTP/1.1 only: the engine falls back too */
+    assert_int_equal(g.rc, TP_OK);
+    assert_string_equal(g.info.protocol, "http/1.1");
+    assert_string_equal(g.body, NGINX_BODY);
+    tp_stats st;
+    tp_pool_stats(tp_http_client_h2_pool(c), &st);
+    assert_int_equal(st.opens, 1);
+    tp_http_client_destroy(c);
+}
+
+typedef struct eng_load {
+    tp_http_client *c;
+    int id, rounds, inflight;
+    int ok, failed, wrong;
+    tp_err last;
+    char msg[300];
+    int issued;
+    tp_http_engine *e;
+} eng_load;
+
+typedef struct eng_slot {
+    eng_load *l;
+    char path[64];
+} eng_slot;
+
+static void eng_submit(eng_slot *s);
+
+static void eng_done(void *ud, tp_err rc, tp_http_response *r, const tp_errinfo *err)
+{
+    eng_slot *s = ud;
+    eng_load *l = s->l;
+    if (rc != TP_OK) {
+        l->failed++;
+        l->last = rc;
+        snprintf(l->msg, sizeof l->msg, "%s", err != NULL ? err->msg : "");
+    } else {
+        size_t len;
+        const char *body = tp_http_response_body(r, &len);
+        if (tp_http_response_status(r) == 200 && len == strlen(s->path) &&
+            memcmp(body, s->path, len) == 0 && strcmp(protocol_of(r), "h2") == 0)
+            l->ok++;
+        else
+            l->wrong++;
+        tp_http_response_free(r);
+    }
+    if (l->issued < l->rounds * l->inflight)
+        eng_submit(s);
+}
+
+static void eng_submit(eng_slot *s)
+{
+    eng_load *l = s->l;
+    snprintf(s->path, sizeof s->path, "/uri?e=%d&n=%d", l->id, l->issued++);
+    char url[160];
+    url_of(url, sizeof url, true, env.https_h2_port, s->path);
+    tp_http_request rq = {.url = url, .timeout = 10 * TP_NSEC_PER_SEC};
+    tp_errinfo e;
+    if (tp_http_engine_submit(l->e, &rq, eng_done, s, NULL, &e) != TP_OK) {
+        l->failed++;
+        snprintf(l->msg, sizeof l->msg, "submit: %s", e.msg);
+    }
+}
+
+static void *eng_main(void *arg)
+{
+    eng_load *l = arg;
+    if (tp_http_engine_create(l->c, &l->e, NULL) != TP_OK) {
+        l->failed = -1;
+        return NULL;
+    }
+    eng_slot *slots = calloc((size_t)l->inflight, sizeof *slots);
+    for (int i = 0; i < l->inflight; i++) {
+        slots[i].l = l;
+        eng_submit(&slots[i]);
+    }
+    tp_http_engine_run(l->e);
+    tp_http_engine_destroy(l->e);
+    free(slots);
+    return NULL;
+}
+
+static void run_engines(tp_http_client *c, int engines, int inflight, int rounds, int *ok)
+{
+    eng_load l[4];
+    pthread_t th[4];
+    for (int i = 0; i < engines; i++) {
+        l[i] = (eng_load){.c = c, .id = i, .rounds = rounds, .inflight = inflight};
+        pthread_create(&th[i], NULL, eng_main, &l[i]);
+    }
+    *ok = 0;
+    for (int i = 0; i < engines; i++) {
+        pthread_join(th[i], NULL);
+        if (l[i].failed != 0 || l[i].wrong != 0)
+            fail_msg("engine %d: %d failed, %d wrong; last %s: %s", i, l[i].failed, l[i].wrong,
+                     tp_err_name(l[i].last), l[i].msg);
+        *ok += l[i].ok;
+    }
+}
+
+/* 64 requests at once on one engine: one connection carries them all (nginx allows 128
+ * streams). */
+static void test_engine_streams_on_one_connection(void **state)
+{
+    (void)state;
+    tp_http_client *c = client(TP_HTTP_VERSION_AUTO);
+    int ok;
+    run_engines(c, 1, 64, 1, &ok);
+    assert_int_equal(ok, 64);
+    tp_stats st;
+    tp_pool_stats(tp_http_client_h2_pool(c), &st);
+    assert_int_equal(st.opens, 1);
+    assert_int_equal(st.in_use, 0);
+    tp_http_client_destroy(c);
+}
+
+/* Two engines on two threads, 32 streams each, 2,560 requests through nginx's GOAWAY
+ * after every 100: none fails, every answer its own. */
+static void test_engine_goaway_under_load(void **state)
+{
+    (void)state;
+    tp_http_client_options o;
+    tp_http_client_options_init(&o);
+    o.ca_file = env.ca_file;
+    o.http2_max_conns_per_host = 4;
+    tp_http_client *c = NULL;
+    assert_int_equal(tp_http_client_create(&o, &c, NULL), TP_OK);
+    int ok;
+    run_engines(c, 2, 32, 40, &ok);
+    assert_int_equal(ok, 2 * 32 * 40);
+    tp_stats st;
+    tp_pool_stats(tp_http_client_h2_pool(c), &st);
+    print_message("engines: %d ok; %llu connections opened\n", ok, (unsigned long long)st.opens);
+    assert_true(st.opens >= 2 * 32 * 40 / 100);
+    assert_int_equal(st.in_use, 0);
+    tp_http_client_destroy(c);
+}
+
 int main(void)
 {
     tu_watchdog(240);
@@ -405,6 +563,9 @@ int main(void)
         cmocka_unit_test(test_version_1_1),
         cmocka_unit_test(test_trace_names_protocol),
         cmocka_unit_test(test_goaway_under_load),
+        cmocka_unit_test(test_engine_and_blocking_share_one_connection),
+        cmocka_unit_test(test_engine_streams_on_one_connection),
+        cmocka_unit_test(test_engine_goaway_under_load),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

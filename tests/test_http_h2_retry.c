@@ -3,7 +3,7 @@
  * sent again on a new connection and the server processes each exactly once; a
  * REFUSED_STREAM is sent again; a stream whose body stalls ends at the request's timeout
  * while the others on its connection finish; an unanswered header ends at
- * response_header_timeout with TP_EHDRTIMEDOUT. */
+ * response_header_timeout with TP_EHDRTIMEDOUT; the GOAWAY case through the engine too. */
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -172,6 +172,65 @@ static void test_header_timeout(void **state)
     stop(&r);
 }
 
+typedef struct eng_got {
+    int done, ok, retried;
+    char bodies[3][80];
+} eng_got;
+
+typedef struct eng_one {
+    eng_got *g;
+    int i;
+} eng_one;
+
+static void eng_done(void *ud, tp_err rc, tp_http_response *r, const tp_errinfo *err)
+{
+    (void)err;
+    eng_one *o = ud;
+    o->g->done++;
+    if (rc == TP_OK) {
+        o->g->ok++;
+        size_t n;
+        const char *b = tp_http_response_body(r, &n);
+        snprintf(o->g->bodies[o->i], sizeof o->g->bodies[o->i], "%.*s", (int)n, b);
+        tp_http_response_info info;
+        tp_http_response_get_info(r, &info);
+        o->g->retried += info.retried;
+    }
+    tp_http_response_free(r);
+}
+
+/* The same through the engine: three POSTs of one engine in flight, two above the GOAWAY. */
+static void test_engine_posts_above_goaway_resent_once(void **state)
+{
+    (void)state;
+    rig r = start(H2B_GOAWAY_LOW, MS(5000));
+    tp_http_engine *e = NULL;
+    assert_int_equal(tp_http_engine_create(r.c, &e, NULL), TP_OK);
+    eng_got g = {0};
+    eng_one one[3];
+    static const char *const paths[3] = {"/a", "/b", "/c"};
+    for (int i = 0; i < 3; i++) {
+        one[i] = (eng_one){&g, i};
+        char url[128];
+        snprintf(url, sizeof url, "http://127.0.0.1:%u%s", (unsigned)r.port, paths[i]);
+        tp_http_request rq = {
+            .method = "POST", .url = url, .body = "x", .body_len = 1, .timeout = MS(5000)};
+        assert_int_equal(tp_http_engine_submit(e, &rq, eng_done, &one[i], NULL, NULL), TP_OK);
+    }
+    tp_http_engine_run(e);
+    assert_int_equal(g.done, 3);
+    assert_int_equal(g.ok, 3);
+    assert_int_equal(g.retried, 2);
+    for (int i = 0; i < 3; i++) {
+        char want[16];
+        snprintf(want, sizeof want, "ok %s", paths[i]);
+        assert_string_equal(g.bodies[i], want);
+    }
+    assert_int_equal(h2_bad_answered(r.server), 3);
+    tp_http_engine_destroy(e);
+    stop(&r);
+}
+
 int main(void)
 {
     tu_watchdog(120);
@@ -180,6 +239,7 @@ int main(void)
         cmocka_unit_test(test_refused_stream_resent),
         cmocka_unit_test(test_stalled_body_times_out_alone),
         cmocka_unit_test(test_header_timeout),
+        cmocka_unit_test(test_engine_posts_above_goaway_resent_once),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

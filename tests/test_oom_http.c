@@ -1,8 +1,8 @@
 /* test_oom_http.c: out-of-memory torture of the HTTP client (tests/support/oom_torture.h)
  * against the real nginx of the "nginx" fixture: a blocking GET over plain TCP, one over
- * TLS, and an engine run of ten requests; each scenario builds and destroys its own
- * client, so every failing allocation is met from a clean start. Skipped (77) when the
- * fixture is not there. */
+ * TLS, an engine run of ten requests, and both over HTTP/2; each scenario builds and destroys its
+ * own client, so every failing allocation is met from a clean start. Skipped (77) when the fixture
+ * is not there. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -21,12 +21,15 @@ static nginx_env env;
 
 typedef struct scenario {
     bool tls;
+    bool h2; /* the fixture's HTTP/2 server (over TLS) */
 } scenario;
 
 static void url_of(const scenario *s, char *buf, size_t cap)
 {
-    snprintf(buf, cap, "%s://127.0.0.1:%u/", s->tls ? "https" : "http",
-             (unsigned)(s->tls ? env.https_port : env.http_port));
+    snprintf(buf, cap, "%s://127.0.0.1:%u/", s->tls || s->h2 ? "https" : "http",
+             (unsigned)(s->h2    ? env.https_h2_port
+                        : s->tls ? env.https_port
+                                 : env.http_port));
 }
 
 /* The scenario's URL into url, and a new client of its own into *c. */
@@ -116,7 +119,7 @@ static tp_err engine_ten(void *ud)
 static void test_oom_blocking_get_plain(void **state)
 {
     (void)state;
-    scenario s = {false};
+    scenario s = {.tls = false};
     oom_report r;
     oom_torture("blocking GET, plain", blocking_get, &s, NULL, 0, &r);
 }
@@ -124,15 +127,31 @@ static void test_oom_blocking_get_plain(void **state)
 static void test_oom_blocking_get_tls(void **state)
 {
     (void)state;
-    scenario s = {true};
+    scenario s = {.tls = true};
     oom_report r;
     oom_torture("blocking GET, TLS", blocking_get, &s, NULL, 0, &r);
+}
+
+static void test_oom_blocking_get_h2(void **state)
+{
+    (void)state;
+    scenario s = {.h2 = true};
+    oom_report r;
+    oom_torture("blocking GET, HTTP/2", blocking_get, &s, NULL, 0, &r);
+}
+
+static void test_oom_engine_h2(void **state)
+{
+    (void)state;
+    scenario s = {.h2 = true};
+    oom_report r;
+    oom_torture("engine, ten GETs over HTTP/2", engine_ten, &s, NULL, 0, &r);
 }
 
 static void test_oom_engine_ten_requests(void **state)
 {
     (void)state;
-    scenario s = {false};
+    scenario s = {.tls = false};
     oom_report r;
     oom_torture("engine, ten GETs", engine_ten, &s, NULL, 0, &r);
 }
@@ -143,9 +162,9 @@ int main(void)
         return 77;
     tu_watchdog(280);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_oom_blocking_get_plain),
-        cmocka_unit_test(test_oom_blocking_get_tls),
-        cmocka_unit_test(test_oom_engine_ten_requests),
+        cmocka_unit_test(test_oom_blocking_get_plain),  cmocka_unit_test(test_oom_blocking_get_tls),
+        cmocka_unit_test(test_oom_engine_ten_requests), cmocka_unit_test(test_oom_blocking_get_h2),
+        cmocka_unit_test(test_oom_engine_h2),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -10,8 +10,9 @@
  * connection to the destination opens only when every one is full and
  * http2_max_conns_per_host allows. A request the server did not process (above a
  * GOAWAY's last stream id, or refused with REFUSED_STREAM) is sent again on another
- * connection whatever its method. HTTP/2 serves the blocking call; the engine, proxies,
- * Unix sockets, body sources, Expect, redirects and decompression use HTTP/1.1 (with
+ * connection whatever its method. HTTP/2 serves the blocking call and the engine (whose
+ * requests become streams of the same connections); proxies, Unix sockets, body
+ * sources, on_body, Expect, redirects and decompression use HTTP/1.1 for now (with
  * TP_HTTP_VERSION_2 such a request is TP_EINVAL).
  *
  * HTTP/1.1: one pool keyed by scheme, host, port and TLS profile. Connections are

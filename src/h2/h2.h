@@ -26,6 +26,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base/buf.h"
 #include "net/net.h"
 #include "tidepool/tidepool.h"
 
@@ -206,6 +207,25 @@ tp_err tp__h2_lease_request(tp_conn *lease, const tp__h2_request *rq, int64_t de
  * TP_OK with *got 0: the body is over. Errors: the stream's failure, TP_ETIMEDOUT. */
 tp_err tp__h2_lease_read(tp_conn *lease, tp__h2_stream *st, void *buf, size_t cap, size_t *got,
                          int64_t deadline, tp_errinfo *err);
+/* The same for an event loop, none of them blocking; the loop watches the connection's
+ * socket (tp__h2_lease_fd) for both directions, edge-triggered, and calls tp__h2_lease_step()
+ * at each edge, then tp__h2_lease_take() for its streams on it, then steps again (the
+ * windows their reads opened go out). Others may step the connection too (another
+ * engine, a blocking waiter): every step serves every stream, so a stream may be found
+ * over without our own step having read anything.
+ * tp__h2_lease_submit: starts rq as a stream on lease and sends what the socket takes;
+ * TP_OK once submitted, whatever that first step found (the stream's result says it).
+ * Its errors are tp__h2_submit's; *unprocessed as above. tp__h2_lease_step: one step (reads, runs, writes, capacity told
+ * to the pool); an error: the connection is dead. tp__h2_lease_take: moves st's body
+ * bytes that arrived into body (at most max in all: TP_ETOOBIG), says its status (0
+ * before the header), whether it is over, and if so its result (*unprocessed: a failure
+ * the server never processed). */
+tp_err tp__h2_lease_submit(tp_conn *lease, const tp__h2_request *rq, tp__h2_stream **out,
+                           bool *unprocessed, tp_errinfo *err);
+tp_err tp__h2_lease_step(tp_conn *lease, tp_errinfo *err);
+int tp__h2_lease_fd(tp_conn *lease);
+tp_err tp__h2_lease_take(tp_conn *lease, tp__h2_stream *st, tp__buf *body, size_t max,
+                         int *status, bool *done, bool *unprocessed, tp_errinfo *err);
 /* tp__h2_lease_done: frees st (reset if still open). */
 void tp__h2_lease_done(tp_conn *lease, tp__h2_stream *st);
 /* tp__h2_lease_alive: the lease's connection still takes streams (release a dead one

@@ -324,6 +324,15 @@ static tp_err wait_locked(h2_pooled *pc, tp_conn *lease, tp__h2_stream *st, unti
     }
 }
 
+/* Wakes a reader polling the socket (pc->mu held), so its next step sends our frames. */
+static tp_err wake_reader(h2_pooled *pc, tp_errinfo *err)
+{
+    uint64_t one = 1;
+    if (pc->reading && write(pc->wake, &one, sizeof one) < 0 && errno != EAGAIN)
+        return tp_errinfo_set(err, TP_ESYS, errno, "HTTP/2: waking the reader");
+    return TP_OK;
+}
+
 tp_err tp__h2_lease_request(tp_conn *lease, const tp__h2_request *rq, int64_t deadline,
                             tp__h2_stream **out, bool *unprocessed, tp_errinfo *err)
 {
@@ -333,11 +342,8 @@ tp_err tp__h2_lease_request(tp_conn *lease, const tp__h2_request *rq, int64_t de
     h2_pooled *pc = tp_conn_get(lease);
     tp__mutex_lock(&pc->mu);
     tp_err rc = tp__h2_submit(pc->h, rq, out, err);
-    if (rc == TP_OK && pc->reading) {
-        uint64_t one = 1; /* the reader polls: its next step sends our frames */
-        if (write(pc->wake, &one, sizeof one) < 0 && errno != EAGAIN)
-            rc = tp_errinfo_set(err, TP_ESYS, errno, "HTTP/2: waking the reader");
-    }
+    if (rc == TP_OK)
+        rc = wake_reader(pc, err);
     if (rc == TP_OK)
         rc = wait_locked(pc, lease, *out, UNTIL_HEADER, deadline, err);
     if (rc == TP_OK && tp__h2_stream_done(*out))
@@ -348,6 +354,75 @@ tp_err tp__h2_lease_request(tp_conn *lease, const tp__h2_request *rq, int64_t de
         tp__h2_stream_free(pc->h, *out); /* reset if still open (our deadline) */
         *out = NULL;
     }
+    tp__mutex_unlock(&pc->mu);
+    return rc;
+}
+
+/* ---- the same for an event loop: nothing here blocks -------------------------------- */
+
+tp_err tp__h2_lease_submit(tp_conn *lease, const tp__h2_request *rq, tp__h2_stream **out,
+                           bool *unprocessed, tp_errinfo *err)
+{
+    *out = NULL;
+    h2_pooled *pc = tp_conn_get(lease);
+    tp__mutex_lock(&pc->mu);
+    tp_err rc = tp__h2_submit(pc->h, rq, out, err);
+    *unprocessed = rc == TP_ESTATE; /* never sent: it drains, or is dead */
+    if (rc == TP_OK)
+        rc = wake_reader(pc, err);
+    if (rc != TP_OK && *out != NULL) {
+        tp__h2_stream_free(pc->h, *out);
+        *out = NULL;
+    }
+    /* Its frames go now, as far as the socket takes them. That step may also end the
+     * connection (closed after its GOAWAY) with this stream answered in it, or failed,
+     * or refused: the stream's own result says which (tp__h2_lease_take), not the step's. */
+    int want;
+    if (rc == TP_OK)
+        (void)step_locked(pc, lease, &want, NULL);
+    tp__mutex_unlock(&pc->mu);
+    return rc;
+}
+
+tp_err tp__h2_lease_step(tp_conn *lease, tp_errinfo *err)
+{
+    h2_pooled *pc = tp_conn_get(lease);
+    tp__mutex_lock(&pc->mu);
+    int want;
+    tp_err rc = step_locked(pc, lease, &want, err);
+    tp__mutex_unlock(&pc->mu);
+    return rc;
+}
+
+int tp__h2_lease_fd(tp_conn *lease)
+{
+    return h2_fd(NULL, tp_conn_get(lease));
+}
+
+tp_err tp__h2_lease_take(tp_conn *lease, tp__h2_stream *st, tp__buf *body, size_t max, int *status,
+                         bool *done, bool *unprocessed, tp_errinfo *err)
+{
+    h2_pooled *pc = tp_conn_get(lease);
+    tp__mutex_lock(&pc->mu);
+    tp_err rc = TP_OK;
+    size_t n;
+    while (rc == TP_OK && (n = tp__h2_stream_buffered(st)) > 0) {
+        if (body->len + n > max) {
+            rc = tp_errinfo_set(err, TP_ETOOBIG, 0, "response body over max_body_bytes (%zu)", max);
+        } else if (tp__buf_reserve(body, n) != TP_OK) {
+            rc = tp_errinfo_set(err, TP_ENOMEM, 0, "a response body of %zu bytes", body->len);
+        } else {
+            size_t got;
+            tp__h2_stream_read(pc->h, st, body->data + body->len, n, &got);
+            body->len += got;
+            body->data[body->len] = '\0';
+        }
+    }
+    *status = tp__h2_stream_status(st);
+    *done = tp__h2_stream_done(st);
+    *unprocessed = *done && tp__h2_stream_unprocessed(st);
+    if (rc == TP_OK && *done)
+        rc = tp__h2_stream_result(st, err);
     tp__mutex_unlock(&pc->mu);
     return rc;
 }

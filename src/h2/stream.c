@@ -170,7 +170,7 @@ int tp__h2_on_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t stream_id, 
 {
     (void)flags, (void)ud;
     tp__h2_stream *st = nghttp2_session_get_stream_user_data(ng, stream_id);
-    if (st == NULL || st->abandoned) {
+    if (st == NULL || st->abandoned || st->rc != TP_PENDING) {
         nghttp2_session_consume(ng, stream_id, len); /* nobody reads it: window back */
         return 0;
     }
@@ -185,8 +185,16 @@ int tp__h2_on_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t stream_id, 
         while (cap < need)
             cap *= 2;
         unsigned char *b = tp__realloc(st->body, cap);
-        if (b == NULL)
-            return NGHTTP2_ERR_CALLBACK_FAILURE;
+        if (b == NULL) {
+            /* This stream fails (ENOMEM, reset by us); the connection and the others
+             * live on, as for a header block over the bound. */
+            st->rc = TP_ENOMEM;
+            tp_errinfo_set(&st->err, TP_ENOMEM, 0, "HTTP/2 stream %d: out of memory for the body",
+                           st->id);
+            nghttp2_session_consume(ng, stream_id, len);
+            nghttp2_submit_rst_stream(ng, NGHTTP2_FLAG_NONE, stream_id, NGHTTP2_INTERNAL_ERROR);
+            return 0;
+        }
         st->body = b;
         st->body_cap = cap;
     }

@@ -108,7 +108,9 @@ tp_err tp_http_client_do(tp_http_client *c, const tp_http_request *req, tp_http_
     if (rc != TP_OK)
         return rc;
     blocking_wait w = {0};
-    tp__eng_submit_opts opts = {.borrow_body = true, .handover = true, .blocking = true};
+    /* HTTP/2 was decided above (and run there): what comes here is HTTP/1.1's. */
+    tp__eng_submit_opts opts = {
+        .borrow_body = true, .handover = true, .blocking = true, .http1 = true};
     rc = tp__eng_submit(e, req, &opts, on_done, &w, NULL, err);
     if (rc == TP_OK) {
         /* The engine's timers bound each phase (and the whole request, when it has a

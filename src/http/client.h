@@ -324,6 +324,22 @@ bool tp__http_h2_route(tp_http_client *c, const tp_http_request *req, const tp__
 /* tp__http_h2_not_h2: the destination of key is known to have chosen HTTP/1.1. */
 bool tp__http_h2_not_h2(tp_http_client *c, const char *key, size_t keylen);
 
+/* A request in HTTP/2's form, cut from the HTTP/1.1 head the client serialises for it
+ * (tp__http_build_head: one code checks the method and fields and adds User-Agent and
+ * Accept-Encoding, whichever the protocol): :method and :path from its request line,
+ * :authority from Host, the fields lower-cased, those HTTP/2 carries otherwise or
+ * forbids dropped. Its strings live in text. */
+typedef struct tp__http_h2_req {
+    tp__h2_request rq;
+    char *text;
+    tp__h2_header *fields;
+} tp__http_h2_req;
+/* tp__http_h2_req_make: q from head (body borrowed: it must outlive the stream).
+ * TP_ENOMEM, TP_EINVAL. tp__http_h2_req_free: its memory (a zeroed q: nothing). */
+tp_err tp__http_h2_req_make(const tp__buf *head, bool tls, const void *body, size_t body_len,
+                            tp__http_h2_req *q, tp_errinfo *err);
+void tp__http_h2_req_free(tp__http_h2_req *q);
+
 /* tp__http_h2_do: tp_http_client_do() over HTTP/2. *fallback true (with an error): the
  * server turned out to speak HTTP/1.1 only (AUTO): the caller sends it that way. */
 tp_err tp__http_h2_do(tp_http_client *c, const tp_http_request *req, const tp__http_url *u,

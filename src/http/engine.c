@@ -250,7 +250,9 @@ int tp_http_engine_poll(tp_http_engine *e, int64_t timeout)
         int fd = (int)tag;
         /* Events for connections idle in the pool or owned by another engine are not
          * ours to act on: the pool's check finds a dead idle connection at reuse. */
-        if ((size_t)fd < e->nfds && e->fds[fd].owner != NULL)
+        if ((size_t)fd < e->nfds && e->fds[fd].h2c != NULL)
+            tp__er_h2_on_events(e, e->fds[fd].h2c);
+        else if ((size_t)fd < e->nfds && e->fds[fd].owner != NULL)
             tp__er_on_events(e->fds[fd].owner, evs[i].events);
     }
     process_queues(e);

@@ -2,8 +2,9 @@
  * files: engine.c (the loop, descriptor table, life), engine_submit.c (submission and
  * cancellation), engine_timer.c (the timer heap), and one request's state machine in
  * engine_req.c (start, dispatch, completion), engine_req_open.c (opening a connection),
- * engine_req_exchange.c (the exchange on a leased connection) and engine_req_redirect.c
- * (the next hop). blocking.c runs the blocking call on a private engine. */
+ * engine_req_exchange.c (the exchange on a leased connection), engine_req_redirect.c
+ * (the next hop) and engine_req_h2.c (a request as a stream of an HTTP/2 connection).
+ * blocking.c runs the blocking call on a private engine. */
 #ifndef TP_HTTP_ENGINE_H
 #define TP_HTTP_ENGINE_H
 
@@ -23,6 +24,7 @@ typedef enum er_state {
     ER_TLS,        /* TLS handshake on an open slot */
     ER_SENDING,    /* writing the request */
     ER_RECEIVING,  /* reading the response */
+    ER_H2,         /* a stream on an HTTP/2 connection, until its response is complete */
     ER_DONE        /* completed (callback ran or about to) */
 } er_state;
 
@@ -40,6 +42,15 @@ typedef enum er_then {
 } er_then;
 
 typedef struct eng_req eng_req;
+
+/* An HTTP/2 connection this engine has streams on (engine_req_h2.c): its socket is in
+ * our epoll set while it does; every edge steps the session and looks at our streams. */
+typedef struct eng_h2c {
+    void *conn;   /* tp_conn_get() of its leases: which connection */
+    int fd;
+    eng_req *reqs; /* our requests in flight on it (h2_next) */
+    struct eng_h2c *next; /* in e->h2cs */
+} eng_h2c;
 
 /* A name lookup a request started on a worker (net.h's tp__lookup): outstanding from
  * its start until the loop has taken its outcome, even when the request gave up on it
@@ -125,6 +136,14 @@ struct eng_req {
     tp_conn *acq_conn;
     tp_errinfo acq_info;
 
+    /* HTTP/2 (engine_req_h2.c): a request of the client's h2 pool */
+    bool h2;
+    tp__http_h2_req h2q;  /* its fields, cut from head */
+    tp__h2_stream *h2_st; /* ER_H2: its stream on lease */
+    eng_h2c *h2c;         /* ER_H2: the connection's watcher */
+    eng_req *h2_next;     /* in h2c->reqs */
+    int h2_attempts;      /* sends the server did not process (GOAWAY, REFUSED_STREAM) */
+
     eng_req *next_q;          /* inbox or results list (e->mu) */
     eng_req *prev_a, *next_a; /* active list (loop thread) */
 };
@@ -153,6 +172,7 @@ static inline void tp__er_then_exchange(eng_req *rq)
 /* Which request owns a descriptor, and which connection it was registered for. */
 typedef struct fd_slot {
     eng_req *owner;
+    eng_h2c *h2c; /* an HTTP/2 connection's socket: events go to its streams */
     uint64_t conn_id; /* the connection whose fd is registered in our epoll; 0: none */
 } fd_slot;
 
@@ -199,6 +219,7 @@ struct tp_http_engine {
     size_t nfds;
     int completed;  /* completions in the current round */
     size_t zombies; /* completed requests kept until a late pool result arrives */
+    eng_h2c *h2cs;  /* HTTP/2 connections with our streams on them */
 
     /* a blocking call's private engine (blocking.c) */
     tp_http_engine *next_idle; /* in the client's stack of idle ones */
@@ -212,6 +233,7 @@ typedef struct tp__eng_submit_opts {
     bool borrow_body; /* req->body stays valid until the request completes: not copied */
     bool handover;    /* TP_HTTP_STREAM: complete at the header, lease in the response */
     bool blocking;    /* a body source may not pause */
+    bool http1;       /* HTTP/1.1 whatever the route: the blocking call chose it */
 } tp__eng_submit_opts;
 
 /* tp__eng_submit: tp_http_engine_submit() with opts (NULL: none). */
@@ -334,5 +356,24 @@ void tp__er_continue_timeout(eng_req *rq);
 void tp__er_receive(eng_req *rq);
 /* tp__er_exchange_resume: a paused body source or sink goes on. */
 void tp__er_exchange_resume(eng_req *rq);
+
+/* ---- engine_req_h2.c: a request as a stream of an HTTP/2 connection ------------------- */
+
+/* tp__er_h2_prepare: at submit, rq goes over HTTP/2 (the client routes it so): its
+ * fields from rq->head. TP_ENOMEM. */
+tp_err tp__er_h2_prepare(eng_req *rq, tp_errinfo *err);
+/* tp__er_h2_got_lease: a stream of an HTTP/2 connection: send rq on it and watch the
+ * connection; what comes next is left in rq->then. */
+void tp__er_h2_got_lease(eng_req *rq, tp_conn *lease);
+/* tp__er_h2_fall_back: the h2 pool refused rq with rc: true when the server turned
+ * out to speak HTTP/1.1 (rq then goes there: ER_THEN_ACQUIRE). */
+bool tp__er_h2_fall_back(eng_req *rq, tp_err rc, const tp_errinfo *info);
+/* tp__er_h2_abort: rq in ER_H2 gives up its stream (reset) and lease. */
+void tp__er_h2_abort(eng_req *rq);
+/* tp__er_h2_on_events: an edge on an HTTP/2 connection's socket: steps it, and settles
+ * each of our requests on it whose stream moved. Loop thread. */
+void tp__er_h2_on_events(tp_http_engine *e, eng_h2c *h2c);
+/* tp__er_settle: runs what rq's steps left (engine_req.c's dispatcher). */
+void tp__er_settle(eng_req *rq);
 
 #endif

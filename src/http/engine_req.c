@@ -25,6 +25,7 @@ void tp__er_free(eng_req *rq)
         tp__free(rq->body);
     tp__free(rq->piece);
     tp__free(rq->method);
+    tp__http_h2_req_free(&rq->h2q);
     if (rq->hop != NULL) {
         tp__http_hop_free(rq->hop);
         tp__free(rq->hop);
@@ -62,7 +63,7 @@ static bool finish(eng_req *rq, tp_err rc, const tp_errinfo *info)
     atomic_fetch_sub(&e->pending, 1);
     tp_http_client *c = e->c;
     TP__HTTP_TRACE(c, TP_HTTP_TRACE_DONE, rq, .err = rc, .status = r != NULL ? r->parse.status : 0,
-                   .duration_ns = tp_clock_now() - rq->start);
+                   .duration_ns = tp_clock_now() - rq->start, .protocol = rq->h2 ? "h2" : NULL);
     tp_errinfo none;
     if (info == NULL && rc != TP_OK) {
         tp_errinfo_set(&none, rc, 0, "%s", tp_strerror(rc));
@@ -138,14 +139,22 @@ static void acquire(eng_req *rq)
             rq, tp_errinfo_set(&info, TP_EREQTIMEDOUT, 0, "the request's deadline passed"), &info);
         return;
     }
-    unsigned flags = TP_ACQUIRE_CALLER_OPENS | (rq->attempt > 0 ? TP_ACQUIRE_FRESH : 0u);
+    /* HTTP/2 connections are opened by the pool's workers (a dial, TLS and the server's
+     * SETTINGS, blocking): one per destination at a time, so the loop loses no thread. */
+    unsigned flags = rq->h2 ? 0u
+                            : TP_ACQUIRE_CALLER_OPENS | (rq->attempt > 0 ? TP_ACQUIRE_FRESH : 0u);
     tp_acquire_req areq =
         tp_acquire_req_for(rq->key, rq->keylen, TP__MIN(c->acquire_timeout, left), flags);
     tp_acquire_result res;
-    tp_err rc = tp_acquire_async(c->pool, &areq, on_acquired, rq, &res, &info);
+    tp_err rc =
+        tp_acquire_async(rq->h2 ? c->h2_pool : c->pool, &areq, on_acquired, rq, &res, &info);
     rq->ticket = 0;
-    if (rc != TP_OK)
+    if (rc != TP_OK && !(rq->h2 && tp__er_h2_fall_back(rq, rc, &info)))
         tp__er_then_finish(rq, rc, &info);
+    else if (rc != TP_OK)
+        return; /* on to HTTP/1.1 (rq->then) */
+    else if (res.kind == TP_ACQUIRED_LEASE && rq->h2)
+        tp__er_h2_got_lease(rq, res.conn);
     else if (res.kind == TP_ACQUIRED_LEASE)
         tp__er_got_conn(rq, res.conn);
     else if (res.kind == TP_ACQUIRED_OPEN_SLOT)
@@ -181,6 +190,11 @@ static void settle(eng_req *rq)
     }
 }
 
+void tp__er_settle(eng_req *rq)
+{
+    settle(rq);
+}
+
 /* ---- the entries: the loop hands each event to the request here ------------------------ */
 
 void tp__er_start(eng_req *rq)
@@ -214,10 +228,14 @@ void tp__er_on_result(eng_req *rq)
         tp__er_free(rq);
         return;
     }
-    if (rq->acq_status == TP_OK && rq->acq_kind == TP_ACQUIRED_LEASE)
+    if (rq->acq_status == TP_OK && rq->acq_kind == TP_ACQUIRED_LEASE && rq->h2)
+        tp__er_h2_got_lease(rq, rq->acq_conn);
+    else if (rq->acq_status == TP_OK && rq->acq_kind == TP_ACQUIRED_LEASE)
         tp__er_got_conn(rq, rq->acq_conn);
     else if (rq->acq_status == TP_OK)
         tp__er_got_slot(rq, rq->acq_conn);
+    else if (rq->h2 && tp__er_h2_fall_back(rq, rq->acq_status, &rq->acq_info))
+        ; /* on to HTTP/1.1 (rq->then) */
     else if (rq->acq_status == TP_ETIMEDOUT && tp_clock_now() >= rq->deadline)
         tp__er_then_finish(
             rq,
@@ -264,7 +282,8 @@ static void abort_req(eng_req *rq, tp_err rc, tp_errinfo *info)
     case ER_ACQUIRING:
         /* Withdrawn from the pool's queue: no result will come. Too late: the result
          * arrives later and is given back (finish() keeps the request for it). */
-        if (rq->ticket != 0 && tp_acquire_cancel(rq->e->c->pool, rq->ticket) == TP_OK)
+        if (rq->ticket != 0 &&
+            tp_acquire_cancel(rq->h2 ? rq->e->c->h2_pool : rq->e->c->pool, rq->ticket) == TP_OK)
             rq->ticket = 0;
         tp__er_then_finish(rq, rc, info);
         return;
@@ -281,6 +300,10 @@ static void abort_req(eng_req *rq, tp_err rc, tp_errinfo *info)
         rq->lease = NULL;
         rq->hc = NULL;
         rq->r->conn = NULL;
+        tp__er_then_finish(rq, rc, info);
+        return;
+    case ER_H2:
+        tp__er_h2_abort(rq);
         tp__er_then_finish(rq, rc, info);
         return;
     case ER_NEW:

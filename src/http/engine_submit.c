@@ -84,6 +84,17 @@ static tp_err prepare(tp_http_engine *e, const tp_http_request *req, const char 
     return rc;
 }
 
+/* Whether rq goes over HTTP/2 (the client decides: h2_client.c); if so, its fields. The
+ * blocking call runs HTTP/2 itself and submits here only what it sends over HTTP/1.1. */
+static tp_err route(tp_http_client *c, const tp_http_request *req, eng_req *rq, tp_errinfo *err)
+{
+    tp__http_url u;
+    tp_err rc = tp__http_url_parse(req->url, &u, err);
+    if (rc == TP_OK && tp__http_h2_route(c, req, &u, &rc, err))
+        rc = tp__er_h2_prepare(rq, err);
+    return rc;
+}
+
 tp_err tp_http_engine_submit(tp_http_engine *e, const tp_http_request *req, tp_http_done_fn cb,
                              void *ud, uint64_t *id, tp_errinfo *err)
 {
@@ -141,6 +152,8 @@ tp_err tp__eng_submit(tp_http_engine *e, const tp_http_request *req,
     }
     if (rc == TP_OK && c->o.max_redirects > 0)
         rc = tp__er_hop_init(rq, req, method, err);
+    if (rc == TP_OK && c->h2_pool != NULL && !opts->http1)
+        rc = route(c, req, rq, err);
     int64_t timeout = req->timeout == TP_DURATION_DEFAULT ? c->o.request_timeout : req->timeout;
     if (rc == TP_OK && timeout <= 0)
         rc = tp_errinfo_set(err, TP_EINVAL, 0, "timeout: must be positive");

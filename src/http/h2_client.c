@@ -168,6 +168,8 @@ static const char *h2_lacks(const tp_http_client *c, const tp_http_request *req,
         return "a proxy";
     if (req->body_source != NULL)
         return "a body_source";
+    if (req->on_body != NULL)
+        return "on_body";
     if (req->flags & TP_HTTP_EXPECT_CONTINUE)
         return "TP_HTTP_EXPECT_CONTINUE";
     if (c->o.max_redirects > 0)

@@ -19,55 +19,95 @@
  * (nginx refuses the streams past its keepalive_requests): 64 threads through nginx's
  * GOAWAYs needed a third attempt now and then. */
 #define H2_MAX_ATTEMPTS 10
-#define H2_MAX_FIELDS 128 /* the caller's headers, and ours */
 
 static const char H2[] = "h2";
 
-/* The request's fields in HTTP/2's form: names lower-cased into one buffer. */
-typedef struct h2_fields {
-    tp__h2_header f[H2_MAX_FIELDS];
-    size_t n;
-    char names[4096];
-    size_t used;
-} h2_fields;
-
-static tp_err fields_make(const tp_http_client *c, const tp_http_request *req, h2_fields *hf,
-                          tp_errinfo *err)
+/* Fields of an HTTP/1.1 head that HTTP/2 carries otherwise (Host: :authority; framing:
+ * DATA frames) or forbids (connection-specific fields, RFC 9113 8.2.2). */
+static bool h1_only(const char *name)
 {
-    bool ua = false;
-    hf->n = hf->used = 0;
-    for (size_t i = 0; i < req->nheaders; i++) {
-        const char *name = req->header_names[i];
-        size_t len = strlen(name);
-        if (hf->n + 1 >= H2_MAX_FIELDS || len + 1 > sizeof hf->names - hf->used)
-            return tp_errinfo_set(err, TP_EINVAL, 0,
-                                  "headers: more than %d, or names longer than %zu bytes in all, "
-                                  "over HTTP/2",
-                                  H2_MAX_FIELDS - 1, sizeof hf->names);
-        char *lc = hf->names + hf->used;
-        for (size_t k = 0; k < len; k++)
-            lc[k] = (char)tolower((unsigned char)name[k]);
-        lc[len] = '\0';
-        hf->used += len + 1;
-        ua = ua || strcmp(lc, "user-agent") == 0;
-        hf->f[hf->n++] = (tp__h2_header){lc, req->header_values[i]};
+    static const char *const drop[] = {"host",
+                                       "content-length",
+                                       "transfer-encoding",
+                                       "connection",
+                                       "proxy-connection",
+                                       "keep-alive",
+                                       "upgrade",
+                                       "te"};
+    for (size_t i = 0; i < sizeof drop / sizeof drop[0]; i++)
+        if (strcmp(name, drop[i]) == 0)
+            return true;
+    return false;
+}
+
+tp_err tp__http_h2_req_make(const tp__buf *head, bool tls, const void *body, size_t body_len,
+                            tp__http_h2_req *q, tp_errinfo *err)
+{
+    memset(q, 0, sizeof *q);
+    size_t lines = 0;
+    for (size_t i = 0; i + 1 < head->len; i++)
+        lines += head->data[i] == '\r' && head->data[i + 1] == '\n';
+    q->text = tp__malloc(head->len + 1);
+    q->fields = tp__calloc(lines > 0 ? lines : 1, sizeof *q->fields);
+    if (q->text == NULL || q->fields == NULL) {
+        tp__http_h2_req_free(q);
+        return tp_errinfo_set(err, TP_ENOMEM, 0, "an HTTP/2 request's fields");
     }
-    if (!ua && c->user_agent[0] != '\0')
-        hf->f[hf->n++] = (tp__h2_header){"user-agent", c->user_agent};
+    memcpy(q->text, head->data, head->len);
+    q->text[head->len] = '\0';
+    /* "METHOD target HTTP/1.1\r\n", then "Name: value\r\n" lines, then "\r\n": cut in
+     * place (the head was built and checked by request.c, so it has this shape). */
+    char *line = q->text, *end = q->text + head->len;
+    size_t nf = 0;
+    for (bool first = true; line < end;) {
+        char *crlf = strstr(line, "\r\n");
+        if (crlf == NULL || crlf == line)
+            break;
+        *crlf = '\0';
+        if (first) {
+            char *sp1 = strchr(line, ' ');
+            char *sp2 = sp1 != NULL ? strchr(sp1 + 1, ' ') : NULL;
+            if (sp2 == NULL)
+                break;
+            *sp1 = *sp2 = '\0';
+            q->rq.method = line;
+            q->rq.path = sp1 + 1;
+            first = false;
+        } else {
+            char *colon = strchr(line, ':');
+            if (colon != NULL) {
+                *colon = '\0';
+                for (char *k = line; *k != '\0'; k++)
+                    *k = (char)tolower((unsigned char)*k);
+                const char *v = colon + 1;
+                while (*v == ' ')
+                    v++;
+                if (strcmp(line, "host") == 0)
+                    q->rq.authority = v;
+                else if (!h1_only(line))
+                    q->fields[nf++] = (tp__h2_header){line, v};
+            }
+        }
+        line = crlf + 2;
+    }
+    if (q->rq.method == NULL || q->rq.authority == NULL) {
+        tp__http_h2_req_free(q);
+        return tp_errinfo_set(err, TP_EINVAL, 0, "an HTTP/2 request needs a method and a Host");
+    }
+    q->rq.scheme = tls ? "https" : "http";
+    q->rq.headers = q->fields;
+    q->rq.nheaders = nf;
+    q->rq.body = body_len > 0 ? body : NULL;
+    q->rq.bodylen = body_len;
     return TP_OK;
 }
 
-/* The same checks as HTTP/1.1's (a token method and names, no CR, LF or NUL, no framing
- * header of the caller's), so that a request is refused alike whichever protocol. */
-static tp_err validate(const tp_http_request *req, const tp__http_url *u, tp_errinfo *err)
+void tp__http_h2_req_free(tp__http_h2_req *q)
 {
-    tp__buf b;
-    tp__buf_init(&b);
-    tp_err rc =
-        tp__http_req_build(&b, req->method != NULL ? req->method : "GET", u, req->header_names,
-                           req->header_values, req->nheaders, req->body_len, true, err);
-    tp__buf_free(&b);
-    return rc;
+    tp__free(q->text);
+    tp__free(q->fields);
+    q->text = NULL;
+    q->fields = NULL;
 }
 
 /* Gives the stream and the lease back: the lease as broken when its connection died. */
@@ -186,7 +226,10 @@ static tp_err attempts(tp_http_client *c, const tp_http_request *req, const tp__
                                                 TP__MIN(c->acquire_timeout, left), &lease, &ae);
         if (rc != TP_OK) {
             tp__free(owned);
-            *not_h2 = rc == TP_EPROTO && ae.sys_errno == ENOPROTOOPT;
+            /* The open that learnt it says so; the acquires queued behind it may fail
+             * otherwise (the breaker, after the failed opens), but the memory knows. */
+            *not_h2 = (rc == TP_EPROTO && ae.sys_errno == ENOPROTOOPT) ||
+                      tp__http_h2_not_h2(c, key, keylen);
             if (err != NULL)
                 *err = ae;
             if (rc == TP_ETIMEDOUT && tp_clock_now() >= deadline)
@@ -239,34 +282,30 @@ tp_err tp__http_h2_do(tp_http_client *c, const tp_http_request *req, const tp__h
     if (timeout < 0)
         return tp_errinfo_set(err, TP_EINVAL, 0, "timeout: negative");
     int64_t deadline = tp_deadline_after(timeout);
-    tp_err rc = validate(req, u, err);
-    h2_fields hf;
+    char key[TP__HTTP_KEY_MAX];
+    size_t keylen = tp__http_key(c, u, key, sizeof key);
+    tp__buf head;
+    tp__buf_init(&head);
+    tp_err rc =
+        tp__http_build_head(c, req, req->method != NULL ? req->method : "GET", u, &head, err);
+    tp__http_h2_req q;
     if (rc == TP_OK)
-        rc = fields_make(c, req, &hf, err);
+        rc = tp__http_h2_req_make(&head, u->tls, req->body, req->body_len, &q, err);
+    tp__buf_free(&head);
     if (rc != TP_OK)
         return rc;
-    char key[TP__HTTP_KEY_MAX], authority[300];
-    size_t keylen = tp__http_key(c, u, key, sizeof key);
-    bool dflt = u->port == (u->tls ? 443 : 80);
-    snprintf(authority, sizeof authority, dflt ? "%s%s%s" : "%s%s%s:%u", u->host_is_ipv6 ? "[" : "",
-             u->host, u->host_is_ipv6 ? "]" : "", (unsigned)u->port);
-    tp__h2_request rq = {.method = req->method != NULL ? req->method : "GET",
-                         .scheme = u->tls ? "https" : "http",
-                         .authority = authority,
-                         .path = u->target,
-                         .headers = hf.f,
-                         .nheaders = hf.n,
-                         .body = req->body_len > 0 ? req->body : NULL,
-                         .bodylen = req->body_len};
     void *owned = NULL; /* a streamed response may outlive the caller's body */
     if ((req->flags & TP_HTTP_STREAM) && req->body_len > 0) {
-        if ((owned = tp__malloc(req->body_len)) == NULL)
+        if ((owned = tp__malloc(req->body_len)) == NULL) {
+            tp__http_h2_req_free(&q);
             return tp_errinfo_set(err, TP_ENOMEM, 0, "copying a request body");
+        }
         memcpy(owned, req->body, req->body_len);
-        rq.body = owned;
+        q.rq.body = owned;
     }
     bool not_h2;
-    rc = attempts(c, req, u, &rq, key, keylen, deadline, owned, out, &not_h2, err);
+    rc = attempts(c, req, u, &q.rq, key, keylen, deadline, owned, out, &not_h2, err);
+    tp__http_h2_req_free(&q);
     if (rc == TP_OK)
         (*out)->info.total_ns = tp_clock_now() - start;
     else /* the server chose HTTP/1.1: the caller goes on, this was no request's end */

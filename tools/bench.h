@@ -46,6 +46,7 @@ typedef struct bench_cfg {
     const char *cert, *key, *pass; /* --cert, --key, --pass: a client certificate (curl's) */
     const char *proxy;         /* --proxy URL: an HTTP proxy (curl's -x) */
     bool compressed;           /* --compressed: decompress on (curl's) */
+    tp_http_version http_version; /* --http2, --http1.1 (curl's); AUTO: h2 by ALPN */
 } bench_cfg;
 
 typedef struct worker worker;
@@ -80,6 +81,7 @@ struct worker {
 /* The run's shared state. */
 extern atomic_bool bench_stop;
 extern atomic_llong bench_finished; /* workers that ran out of requests (-n) */
+extern atomic_llong bench_h2_responses; /* responses that came over HTTP/2 */
 
 /* bench_sample_interval: the time step of the heat map and the plot: 100 ms for runs of
  * a minute or less, 1 s for longer ones. */

@@ -9,6 +9,7 @@
 
 atomic_bool bench_stop;
 atomic_llong bench_finished;
+atomic_llong bench_h2_responses;
 static atomic_llong issued;
 
 bool bench_may_issue(const bench_cfg *cfg)
@@ -48,10 +49,13 @@ static void on_done(void *ud, tp_err rc, tp_http_response *r, const tp_errinfo *
     bool ok = rc == TP_OK && tp_http_response_status(r) < 400;
     if (rc == TP_OK && !ok)
         w->bad_status++;
-    if (ok && w->cfg->heatmap != NULL) {
+    if (rc == TP_OK) {
         tp_http_response_info info;
         tp_http_response_get_info(r, &info);
-        heatmap_add_sample(&w->heat, now, us, !info.reused && !info.retried);
+        if (info.protocol[0] == 'h' && info.protocol[1] == '2')
+            atomic_fetch_add_explicit(&bench_h2_responses, 1, memory_order_relaxed);
+        if (ok && w->cfg->heatmap != NULL)
+            heatmap_add_sample(&w->heat, now, us, !info.reused && !info.retried);
     }
     tp_http_response_free(r);
     if (rc == TP_ECANCELED && atomic_load(&bench_stop)) {

@@ -55,6 +55,23 @@ static void print_live(double el, double step, const tp_stats *st, const tp_stat
     prev_errs = errs;
 }
 
+/* The client's connections in both its pools (HTTP/1.1, and HTTP/2 when it has one):
+ * the counters this command reports, summed. */
+static void bench_stats(tp_pool *pool, tp_pool *h2, tp_stats *st)
+{
+    tp_pool_stats(pool, st);
+    if (h2 == NULL)
+        return;
+    tp_stats s2;
+    tp_pool_stats(h2, &s2);
+    st->total += s2.total;
+    st->idle += s2.idle;
+    st->in_use += s2.in_use;
+    st->opens += s2.opens;
+    st->acquires += s2.acquires;
+    st->reuses += s2.reuses;
+}
+
 int cmd_bench(int argc, char **argv)
 {
     bench_cfg cfg;
@@ -94,7 +111,7 @@ int cmd_bench(int argc, char **argv)
 
     tp_http_client *client = NULL;
     void *db = NULL; /* postgres:// or redis://: a database pool, one thread per client */
-    tp_pool *pool = NULL;
+    tp_pool *pool = NULL, *h2pool = NULL;
     tp_errinfo e;
     tp_err rc;
     bool dbmode = bench_db_url(cfg.url);
@@ -128,9 +145,12 @@ int cmd_bench(int argc, char **argv)
         o.tls_client_key_passphrase = cfg.pass;
         o.proxy = cfg.proxy;
         o.decompress = cfg.compressed;
+        o.http_version = cfg.http_version;
         rc = tp_http_client_create(&o, &client, &e);
-        if (rc == TP_OK)
+        if (rc == TP_OK) {
             pool = tp_http_client_pool(client);
+            h2pool = tp_http_client_h2_pool(client);
+        }
     }
     if (rc != TP_OK) {
         fprintf(stderr, "bench: %s: %s\n", tp_err_name(rc), e.msg);
@@ -198,7 +218,7 @@ int cmd_bench(int argc, char **argv)
     }
 
     tp_stats prev, st;
-    tp_pool_stats(pool, &prev);
+    bench_stats(pool, h2pool, &prev);
     /* Tick every 10 ms (to notice -n finishing), report every second. */
     double el = 0, last = 0;
     while (el < cfg.seconds && atomic_load(&bench_finished) < started) {
@@ -208,7 +228,7 @@ int cmd_bench(int argc, char **argv)
         if (cfg.plot != NULL)
             bench_plot_tick(&bp, pool, ws, started, tp_clock_now());
         if (el - last >= 1.0 || el >= cfg.seconds) {
-            tp_pool_stats(pool, &st);
+            bench_stats(pool, h2pool, &st);
             if (!cfg.quiet)
                 print_live(el, el - last, &st, &prev, ws, started);
             prev = st;
@@ -230,7 +250,7 @@ int cmd_bench(int argc, char **argv)
         pthread_mutex_destroy(&ws[i].mu);
     }
     double secs = now_s() - start;
-    tp_pool_stats(pool, &st);
+    bench_stats(pool, h2pool, &st);
     if (cfg.heatmap != NULL) {
         for (int64_t i = 1; i < started; i++)
             heatmap_merge(&ws[0].heat, &ws[i].heat);
@@ -256,6 +276,13 @@ int cmd_bench(int argc, char **argv)
            (long long)latency_quantile(&all, 0.5), (long long)latency_quantile(&all, 0.9),
            (long long)latency_quantile(&all, 0.99), (long long)latency_quantile(&all, 0.999),
            (unsigned long long)all.max_us);
+    /* What served most of the responses (a server that chose HTTP/1.1 by ALPN: http/1.1;
+     * the database targets have neither). */
+    long long h2n = atomic_load(&bench_h2_responses);
+    const char *protocol = dbmode ? "" : h2n * 2 > (long long)ok ? "h2" : "http/1.1";
+    if (!dbmode)
+        printf("protocol: %s (%lld of %llu responses over HTTP/2)\n", protocol, h2n,
+               (unsigned long long)ok);
     printf("connections: %llu opened, %llu reuses of %llu acquires (%.2f%%), %lld open at "
            "the end\n",
            (unsigned long long)st.opens, (unsigned long long)st.reuses,
@@ -269,12 +296,14 @@ int cmd_bench(int argc, char **argv)
         printf("{\"tool\":\"tidepool\",\"requests\":%llu,\"errors\":%llu,\"seconds\":%.3f,"
                "\"rps\":%.1f,\"errors_per_s\":%.1f,\"p50_us\":%lld,\"p90_us\":%lld,"
                "\"p99_us\":%lld,\"max_us\":%llu,"
-               "\"connects\":%llu,\"reuses\":%llu,\"concurrency\":%lld,\"threads\":%lld}\n",
+               "\"connects\":%llu,\"reuses\":%llu,\"concurrency\":%lld,\"threads\":%lld,"
+               "\"protocol\":\"%s\"}\n",
                (unsigned long long)ok, (unsigned long long)errors, secs, (double)ok / secs,
                (double)errors / secs, (long long)latency_quantile(&all, 0.5),
                (long long)latency_quantile(&all, 0.9), (long long)latency_quantile(&all, 0.99),
                (unsigned long long)all.max_us, (unsigned long long)st.opens,
-               (unsigned long long)st.reuses, (long long)cfg.concurrency, (long long)nt);
+               (unsigned long long)st.reuses, (long long)cfg.concurrency, (long long)nt,
+               protocol);
     tp_metrics_exporter_stop(exporter); /* before the pool it reads goes */
     tp_metrics_destroy(metrics);
     if (dbmode)

@@ -36,6 +36,9 @@ static void usage(FILE *f)
         "      --proxy URL       HTTP: through this proxy (http://[user:pw@]host:port;\n"
         "                        https:// URLs through a CONNECT tunnel)\n"
         "      --compressed      HTTP: ask for gzip, deflate, br, zstd and decode them\n"
+        "      --http2           HTTP/2 only: https:// by ALPN, http:// by prior knowledge\n"
+        "      --http1.1         HTTP/1.1 only (default: HTTP/2 where the server agrees by\n"
+        "                        ALPN, else HTTP/1.1)\n"
         "      --unix-socket P   HTTP: connect to the Unix socket P, whatever the URL's\n"
         "                        host (which still names the Host header)\n"
         "      --json            print one JSON line at the end\n"
@@ -87,6 +90,8 @@ int bench_parse_args(int argc, char **argv, bench_cfg *cfg)
                                           {"pass", required_argument, NULL, 17},
                                           {"proxy", required_argument, NULL, 18},
                                           {"compressed", no_argument, NULL, 19},
+                                          {"http2", no_argument, NULL, 20},
+                                          {"http1.1", no_argument, NULL, 21},
                                           {NULL, 0, NULL, 0}};
     *cfg = (bench_cfg){
         .concurrency = 16, .threads = 1, .seconds = 10, .method = "GET", .idle_timeout_s = -1};
@@ -204,6 +209,12 @@ int bench_parse_args(int argc, char **argv, bench_cfg *cfg)
         case 19:
             cfg->compressed = true;
             break;
+        case 20:
+            cfg->http_version = TP_HTTP_VERSION_2;
+            break;
+        case 21:
+            cfg->http_version = TP_HTTP_VERSION_1_1;
+            break;
         case 'q':
             cfg->quiet = true;
             break;
@@ -226,7 +237,9 @@ int bench_parse_args(int argc, char **argv, bench_cfg *cfg)
                             : cfg->proxy != NULL     ? "--proxy"
                             : cfg->cert != NULL      ? "--cert"
                             : cfg->compressed        ? "--compressed"
-                                                     : NULL;
+                            : cfg->http_version == TP_HTTP_VERSION_2   ? "--http2"
+                            : cfg->http_version == TP_HTTP_VERSION_1_1 ? "--http1.1"
+                                                                       : NULL;
     bool http = cfg->url != NULL &&
                 (strncmp(cfg->url, "http://", 7) == 0 || strncmp(cfg->url, "https://", 8) == 0);
     if (http_only != NULL && !http)

@@ -213,15 +213,17 @@ tp_err tp__h2_lease_read(tp_conn *lease, tp__h2_stream *st, void *buf, size_t ca
  * windows their reads opened go out). Others may step the connection too (another
  * engine, a blocking waiter): every step serves every stream, so a stream may be found
  * over without our own step having read anything.
- * tp__h2_lease_submit: starts rq as a stream on lease and sends what the socket takes;
- * TP_OK once submitted, whatever that first step found (the stream's result says it).
+ * tp__h2_lease_submit: starts rq as a stream on lease and (send_now) sends what the
+ * socket takes; TP_OK once submitted, whatever that first step found (the stream's
+ * result says it). Without send_now the caller's next tp__h2_lease_step() sends it, so
+ * that the streams a loop starts in one round go out in one write.
  * Its errors are tp__h2_submit's; *unprocessed as above. tp__h2_lease_step: one step (reads, runs, writes, capacity told
  * to the pool); an error: the connection is dead. tp__h2_lease_take: moves st's body
  * bytes that arrived into body (at most max in all: TP_ETOOBIG), says its status (0
  * before the header), whether it is over, and if so its result (*unprocessed: a failure
  * the server never processed). */
-tp_err tp__h2_lease_submit(tp_conn *lease, const tp__h2_request *rq, tp__h2_stream **out,
-                           bool *unprocessed, tp_errinfo *err);
+tp_err tp__h2_lease_submit(tp_conn *lease, const tp__h2_request *rq, bool send_now,
+                           tp__h2_stream **out, bool *unprocessed, tp_errinfo *err);
 tp_err tp__h2_lease_step(tp_conn *lease, tp_errinfo *err);
 int tp__h2_lease_fd(tp_conn *lease);
 tp_err tp__h2_lease_take(tp_conn *lease, tp__h2_stream *st, tp__buf *body, size_t max,

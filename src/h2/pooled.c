@@ -360,8 +360,8 @@ tp_err tp__h2_lease_request(tp_conn *lease, const tp__h2_request *rq, int64_t de
 
 /* ---- the same for an event loop: nothing here blocks -------------------------------- */
 
-tp_err tp__h2_lease_submit(tp_conn *lease, const tp__h2_request *rq, tp__h2_stream **out,
-                           bool *unprocessed, tp_errinfo *err)
+tp_err tp__h2_lease_submit(tp_conn *lease, const tp__h2_request *rq, bool send_now,
+                           tp__h2_stream **out, bool *unprocessed, tp_errinfo *err)
 {
     *out = NULL;
     h2_pooled *pc = tp_conn_get(lease);
@@ -378,7 +378,7 @@ tp_err tp__h2_lease_submit(tp_conn *lease, const tp__h2_request *rq, tp__h2_stre
      * connection (closed after its GOAWAY) with this stream answered in it, or failed,
      * or refused: the stream's own result says which (tp__h2_lease_take), not the step's. */
     int want;
-    if (rc == TP_OK)
+    if (rc == TP_OK && send_now)
         (void)step_locked(pc, lease, &want, NULL);
     tp__mutex_unlock(&pc->mu);
     return rc;

@@ -223,6 +223,7 @@ int tp_http_engine_poll(tp_http_engine *e, int64_t timeout)
     bool busy = process_queues(e);
     process_cancels(e);
     fire_timers(e);
+    tp__er_h2_flush(e); /* before any sleep: this round's HTTP/2 streams go out */
     /* Work done above may have queued more (a release handing a connection to one of
      * our own waiters), or completed requests (the caller may want to look): do not
      * sleep then. */
@@ -258,6 +259,7 @@ int tp_http_engine_poll(tp_http_engine *e, int64_t timeout)
     process_queues(e);
     process_cancels(e);
     fire_timers(e);
+    tp__er_h2_flush(e);
     return e->completed;
 }
 

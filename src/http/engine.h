@@ -50,6 +50,8 @@ typedef struct eng_h2c {
     int fd;
     eng_req *reqs; /* our requests in flight on it (h2_next) */
     struct eng_h2c *next; /* in e->h2cs */
+    bool dirty;           /* streams submitted this round, not yet sent */
+    struct eng_h2c *next_dirty; /* in e->h2_dirty */
 } eng_h2c;
 
 /* A name lookup a request started on a worker (net.h's tp__lookup): outstanding from
@@ -220,6 +222,7 @@ struct tp_http_engine {
     int completed;  /* completions in the current round */
     size_t zombies; /* completed requests kept until a late pool result arrives */
     eng_h2c *h2cs;  /* HTTP/2 connections with our streams on them */
+    eng_h2c *h2_dirty; /* those with streams to send: one write each per round */
 
     /* a blocking call's private engine (blocking.c) */
     tp_http_engine *next_idle; /* in the client's stack of idle ones */
@@ -373,6 +376,9 @@ void tp__er_h2_abort(eng_req *rq);
 /* tp__er_h2_on_events: an edge on an HTTP/2 connection's socket: steps it, and settles
  * each of our requests on it whose stream moved. Loop thread. */
 void tp__er_h2_on_events(tp_http_engine *e, eng_h2c *h2c);
+/* tp__er_h2_flush: sends what this round's submissions queued, one step per connection
+ * (before the loop sleeps). Loop thread. */
+void tp__er_h2_flush(tp_http_engine *e);
 /* tp__er_settle: runs what rq's steps left (engine_req.c's dispatcher). */
 void tp__er_settle(eng_req *rq);
 

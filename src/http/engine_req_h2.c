@@ -100,6 +100,11 @@ static void detach(eng_req *rq)
     if (w->reqs != NULL)
         return;
     tp_http_engine *e = rq->e;
+    for (eng_h2c **p = &e->h2_dirty; w->dirty && *p != NULL; p = &(*p)->next_dirty)
+        if (*p == w) {
+            *p = w->next_dirty;
+            break;
+        }
     epoll_ctl(e->epfd, EPOLL_CTL_DEL, w->fd, NULL);
     e->fds[w->fd] = (fd_slot){0};
     for (eng_h2c **p = &e->h2cs; *p != NULL; p = &(*p)->next)
@@ -203,7 +208,7 @@ void tp__er_h2_got_lease(eng_req *rq, tp_conn *lease)
                    .idle_ns = li.idle_ns, .waited_ns = li.waited_ns, .protocol = "h2");
     tp_errinfo info;
     bool unprocessed = false;
-    tp_err rc = tp__h2_lease_submit(lease, &rq->h2q.rq, &rq->h2_st, &unprocessed, &info);
+    tp_err rc = tp__h2_lease_submit(lease, &rq->h2q.rq, false, &rq->h2_st, &unprocessed, &info);
     eng_h2c *w = rc == TP_OK ? watcher(e, lease, &info) : NULL;
     if (rc == TP_OK && w == NULL)
         rc = info.code;
@@ -214,6 +219,11 @@ void tp__er_h2_got_lease(eng_req *rq, tp_conn *lease)
     rq->h2c = w;
     rq->h2_next = w->reqs;
     w->reqs = rq;
+    if (!w->dirty) { /* sent with the round's others, by tp__er_h2_flush() */
+        w->dirty = true;
+        w->next_dirty = e->h2_dirty;
+        e->h2_dirty = w;
+    }
     rq->state = ER_H2;
     rq->phase_start = tp_clock_now();
     rq->phase_deadline = tp__saturating_add(rq->phase_start, e->c->o.response_header_timeout);
@@ -255,4 +265,16 @@ void tp__er_h2_on_events(tp_http_engine *e, eng_h2c *w)
         tp__er_settle(now[i]);
     if (now != stack)
         tp__free(now);
+}
+
+void tp__er_h2_flush(tp_http_engine *e)
+{
+    while (e->h2_dirty != NULL) {
+        eng_h2c *w = e->h2_dirty;
+        e->h2_dirty = w->next_dirty;
+        w->dirty = false;
+        tp_errinfo info;
+        /* What it reads besides comes back as an edge: the loop looks then. */
+        (void)tp__h2_lease_step(w->reqs->lease, &info);
+    }
 }

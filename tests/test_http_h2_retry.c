@@ -3,7 +3,9 @@
  * sent again on a new connection and the server processes each exactly once; a
  * REFUSED_STREAM is sent again; a stream whose body stalls ends at the request's timeout
  * while the others on its connection finish; an unanswered header ends at
- * response_header_timeout with TP_EHDRTIMEDOUT; the GOAWAY case through the engine too. */
+ * response_header_timeout with TP_EHDRTIMEDOUT; the GOAWAY case through the engine too; a
+ * connection silent past http2_ping_idle is PINGed before reuse, and one whose PING goes
+ * unanswered is replaced. */
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -25,7 +27,8 @@ typedef struct rig {
     tp_http_client *c;
 } rig;
 
-static rig start(h2_bad_mode mode, int64_t header_timeout)
+static rig start_with(h2_bad_mode mode, int64_t header_timeout, int64_t ping_idle,
+                      int64_t ping_timeout)
 {
     rig r = {0};
     assert_int_equal(h2_bad_start(mode, &r.server, &r.port), 0);
@@ -33,10 +36,17 @@ static rig start(h2_bad_mode mode, int64_t header_timeout)
     tp_http_client_options_init(&o);
     o.http_version = TP_HTTP_VERSION_2;
     o.response_header_timeout = header_timeout;
+    o.http2_ping_idle = ping_idle;
+    o.http2_ping_timeout = ping_timeout;
     tp_errinfo e;
     if (tp_http_client_create(&o, &r.c, &e) != TP_OK)
         fail_msg("create: %s", e.msg);
     return r;
+}
+
+static rig start(h2_bad_mode mode, int64_t header_timeout)
+{
+    return start_with(mode, header_timeout, 0, 0);
 }
 
 static void stop(rig *r)
@@ -172,6 +182,47 @@ static void test_header_timeout(void **state)
     stop(&r);
 }
 
+/* A connection silent past http2_ping_idle is PINGed before it is reused: the server
+ * that never answers a PING costs the check http2_ping_timeout (200 ms), then the
+ * request goes on a new connection; one that answers keeps its connection. */
+static void ping_before_reuse(h2_bad_mode mode, bool answers)
+{
+    rig r = start_with(mode, MS(5000), MS(100), MS(200));
+    job a = {.r = &r, .path = "/first"};
+    run_all(&a, 1);
+    expect_answer(&a);
+    tu_sleep_ms(250);
+    job b = {.r = &r, .path = "/second"};
+    int64_t t0 = tp_clock_now();
+    run_all(&b, 1);
+    int64_t took = tp_clock_now() - t0;
+    expect_answer(&b);
+    tp_stats st;
+    tp_pool_stats(tp_http_client_h2_pool(r.c), &st);
+    assert_true(h2_bad_pings(r.server) >= 1);
+    if (answers) {
+        assert_int_equal(st.opens, 1);
+        assert_true(took < MS(200));
+    } else {
+        assert_int_equal(st.opens, 2);
+        assert_int_equal(st.checks_failed, 1);
+        assert_true(took >= MS(190));
+    }
+    stop(&r);
+}
+
+static void test_unanswered_ping_before_reuse(void **state)
+{
+    (void)state;
+    ping_before_reuse(H2B_NO_PING_ACK, false);
+}
+
+static void test_answered_ping_before_reuse(void **state)
+{
+    (void)state;
+    ping_before_reuse(H2B_REFUSE_SECOND, true); /* its first request answered, PINGs too */
+}
+
 typedef struct eng_got {
     int done, ok, retried;
     char bodies[3][80];
@@ -240,6 +291,8 @@ int main(void)
         cmocka_unit_test(test_stalled_body_times_out_alone),
         cmocka_unit_test(test_header_timeout),
         cmocka_unit_test(test_engine_posts_above_goaway_resent_once),
+        cmocka_unit_test(test_unanswered_ping_before_reuse),
+        cmocka_unit_test(test_answered_ping_before_reuse),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

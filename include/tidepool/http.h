@@ -196,6 +196,13 @@ typedef struct tp_http_client_options {
                                         is assumed until they come). 0: 100 */
     int http2_max_conns_per_host;    /* HTTP/2: connections to one destination, another
                                         opened only when every one is full. 0: 1 */
+    int64_t http2_ping_idle;         /* HTTP/2 health: a connection silent this long gets
+                                        a PING, with requests waiting on it, and before
+                                        an idle one is reused (which waits for the
+                                        answer). 0: 30 s; TP_DURATION_INFINITE: never */
+    int64_t http2_ping_timeout;      /* a PING unanswered this long: the connection is
+                                        dead (its requests fail, TP_ETIMEDOUT; the next
+                                        ones go to a new connection). 0: 15 s */
     tp_http_trace_fn trace;
     void *trace_ud;
 } tp_http_client_options;

@@ -40,6 +40,11 @@ typedef struct tp__h2_options {
     size_t max_header_list; /* a response's header block at most (names and values, 32
                                bytes each more, as SETTINGS_MAX_HEADER_LIST_SIZE counts);
                                0: 64 KiB. Beyond: the stream is reset, TP_ETOOBIG */
+    int64_t ping_idle;      /* health: with streams open and nothing read for this long,
+                               a step sends a PING (ns); 0: 30 s; TP_DURATION_INFINITE:
+                               never */
+    int64_t ping_timeout;   /* a PING unanswered this long kills the connection
+                               (TP_ETIMEDOUT, its streams fail with it); 0: 15 s */
 } tp__h2_options;
 
 #define TP__H2_ASSUMED_STREAMS 100 /* the peer's limit until its SETTINGS say */
@@ -83,6 +88,12 @@ bool tp__h2_settings_seen(const tp__h2 *h);
 bool tp__h2_draining(const tp__h2 *h);
 /* tp__h2_goaway_code: the error code of the peer's GOAWAY; -1 if none came. */
 int64_t tp__h2_goaway_code(const tp__h2 *h);
+
+/* tp__h2_idle_ns: how long since the peer last sent anything. tp__h2_ping_idle,
+ * tp__h2_ping_timeout: the options in force (defaults applied). */
+int64_t tp__h2_idle_ns(const tp__h2 *h);
+int64_t tp__h2_ping_idle(const tp__h2 *h);
+int64_t tp__h2_ping_timeout(const tp__h2 *h);
 
 /* tp__h2_ping: queues a PING (the next step sends it). TP_EBUSY if one is in flight,
  * TP_ESTATE on a dead or closed session. tp__h2_ping_rtt: the last PING's round trip

@@ -49,6 +49,7 @@ struct tp__h2 {
                              -1 for none */
     int64_t ping_sent_at; /* the PING in flight; 0 for none */
     int64_t ping_rtt;     /* the last answered one's round trip; -1 before */
+    int64_t last_recv;    /* when the peer last sent a byte (the session's start before) */
 };
 
 /* tp__h2_fail_streams: the connection died with rc/err: every stream not over fails

@@ -164,6 +164,32 @@ static int64_t h2_streams(void *ctx, void *conn)
     return pc->capacity; /* 100 assumed until SETTINGS: the pool learns the rest live */
 }
 
+/* A PING and its answer by ping_timeout, with the lock released while polling (the
+ * connection is idle: no stream waits on it, nobody else reads). pc->mu held. */
+static bool ping_answered(h2_pooled *pc)
+{
+    int64_t deadline = tp_deadline_after(tp__h2_ping_timeout(pc->h));
+    if (!tp__h2_ping_pending(pc->h) && tp__h2_ping(pc->h, NULL) != TP_OK)
+        return false;
+    for (;;) {
+        int want = 0;
+        if (tp__h2_step(pc->h, &want, NULL) != TP_OK)
+            return false;
+        if (!tp__h2_ping_pending(pc->h))
+            return true;
+        if (tp_clock_now() >= deadline)
+            return false;
+        pc->reading = true;
+        tp__mutex_unlock(&pc->mu);
+        tp_err rc = tp__net_wait(tp__h2_fd(pc->h), want, deadline, "a PING answer from", "", NULL);
+        tp__mutex_lock(&pc->mu);
+        pc->reading = false;
+        pthread_cond_broadcast(&pc->cv);
+        if (rc != TP_OK && rc != TP_ETIMEDOUT)
+            return false;
+    }
+}
+
 static tp_err h2_check(void *ctx, void *conn, int64_t idle_ns)
 {
     (void)ctx, (void)idle_ns;
@@ -172,6 +198,12 @@ static tp_err h2_check(void *ctx, void *conn, int64_t idle_ns)
     int want;
     tp_err rc = pc->reading ? TP_OK : tp__h2_step(pc->h, &want, NULL);
     bool usable = rc == TP_OK && tp__h2_capacity(pc->h) > 0;
+    /* Silent for ping_idle: a PING must come back before a request goes on it, so a peer
+     * that vanished costs this check ping_timeout at most, not a request its timeout. */
+    if (usable && !pc->reading && tp__h2_open_streams(pc->h) == 0 &&
+        tp__h2_ping_idle(pc->h) != TP_DURATION_INFINITE &&
+        tp__h2_idle_ns(pc->h) >= tp__h2_ping_idle(pc->h))
+        usable = ping_answered(pc);
     tp__mutex_unlock(&pc->mu);
     return usable ? TP_OK : TP_ECONNRESET;
 }

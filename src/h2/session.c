@@ -13,6 +13,8 @@
 #define DEFAULT_STREAM_WINDOW (1 << 20)
 #define DEFAULT_CONN_WINDOW (16 << 20)
 #define DEFAULT_MAX_HEADER_LIST (64 << 10)
+#define DEFAULT_PING_IDLE (30 * TP_NSEC_PER_SEC)    /* Go's ReadIdleTimeout, when set, is alike */
+#define DEFAULT_PING_TIMEOUT (15 * TP_NSEC_PER_SEC) /* Go's PingTimeout */
 #define READ_CHUNK (16 << 10)
 
 /* The connection is dead: keeps the first reason, fails every stream still open. */
@@ -133,6 +135,14 @@ static tp_err options_check(const tp__h2_options *in, tp__h2_options *o, tp_erri
                               o->stream_window);
     if (o->max_header_list > UINT32_MAX)
         return tp_errinfo_set(err, TP_EINVAL, 0, "HTTP/2: max_header_list over 4 GiB");
+    if (o->ping_idle < 0 || o->ping_timeout < 0)
+        return tp_errinfo_set(err, TP_EINVAL, 0,
+                              "HTTP/2: ping_idle and ping_timeout must not "
+                              "be negative");
+    if (o->ping_idle == 0)
+        o->ping_idle = DEFAULT_PING_IDLE;
+    if (o->ping_timeout == 0)
+        o->ping_timeout = DEFAULT_PING_TIMEOUT;
     return TP_OK;
 }
 
@@ -194,6 +204,7 @@ tp_err tp__h2_new(tp__stream *s, const tp__h2_options *o, tp__h2 **out, tp_errin
     h->goaway_code = -1;
     h->local_goaway = -1;
     h->ping_rtt = -1;
+    h->last_recv = tp_clock_now();
     tp__list_init(&h->streams);
     peer_name(s->fd, h->dest, sizeof h->dest);
     rc = make_session(h, err);
@@ -272,9 +283,46 @@ static bool ended_by_error(tp__h2 *h)
     return true;
 }
 
+/* Health, at every step: a PING unanswered past ping_timeout means the peer is gone
+ * (nothing else would tell: a blocked write or a silent half-open peer); streams waiting
+ * on a connection that has said nothing for ping_idle get a PING to find out. */
+static void health(tp__h2 *h)
+{
+    int64_t now = tp_clock_now();
+    if (h->ping_sent_at != 0 && now - h->ping_sent_at > h->o.ping_timeout) {
+        tp_errinfo e;
+        tp_errinfo_set(&e, TP_ETIMEDOUT, 0,
+                       "HTTP/2 connection to %s: no answer to a PING within %.0f ms: the "
+                       "peer is gone",
+                       h->dest, (double)h->o.ping_timeout / 1e6);
+        die(h, TP_ETIMEDOUT, &e);
+        return;
+    }
+    if (h->ping_sent_at == 0 && h->open > 0 && h->o.ping_idle != TP_DURATION_INFINITE &&
+        now - h->last_recv >= h->o.ping_idle)
+        (void)tp__h2_ping(h, NULL);
+}
+
+int64_t tp__h2_idle_ns(const tp__h2 *h)
+{
+    return tp_clock_now() - h->last_recv;
+}
+
+int64_t tp__h2_ping_idle(const tp__h2 *h)
+{
+    return h->o.ping_idle;
+}
+
+int64_t tp__h2_ping_timeout(const tp__h2 *h)
+{
+    return h->o.ping_timeout;
+}
+
 tp_err tp__h2_step(tp__h2 *h, int *want, tp_errinfo *err)
 {
     *want = 0;
+    if (!h->dead)
+        health(h);
     if (h->dead) {
         if (err != NULL)
             *err = h->dead_err;
@@ -306,6 +354,7 @@ tp_err tp__h2_step(tp__h2 *h, int *want, tp_errinfo *err)
             die(h, rc, &e);
             break;
         }
+        h->last_recv = tp_clock_now();
         ssize_t n = nghttp2_session_mem_recv(h->ng, buf, got);
         if (n < 0) {
             die_ng(h, (int)n, "a frame from the server");

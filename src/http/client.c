@@ -99,6 +99,9 @@ tp_err tp_http_client_create(const tp_http_client_options *o, tp_http_client **o
     if ((unsigned)o->http_version > TP_HTTP_VERSION_2)
         return tp_errinfo_set(err, TP_EINVAL, 0, "http_version: %d is none of TP_HTTP_VERSION_*",
                               (int)o->http_version);
+    if (o->http2_ping_idle < 0 || o->http2_ping_timeout < 0)
+        return tp_errinfo_set(err, TP_EINVAL, 0, "%s: negative",
+                              o->http2_ping_idle < 0 ? "http2_ping_idle" : "http2_ping_timeout");
     if (o->max_streams_per_conn < 0 || o->http2_max_conns_per_host < 0)
         return tp_errinfo_set(err, TP_EINVAL, 0, "%s: negative",
                               o->max_streams_per_conn < 0 ? "max_streams_per_conn"

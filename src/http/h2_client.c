@@ -115,13 +115,15 @@ tp_err tp__http_h2_setup(tp_http_client *c, const tp_http_client_options *o,
     tp_err rc = tp__tls_ctx_create(&to, &c->tls_h2, err);
     if (rc != TP_OK)
         return rc;
-    tp__h2_connector_options co = {
-        .tls_ctx = c->tls_h2,
-        .dial = &c->dial,
-        .known_not_h2 = known_not_h2,
-        .not_h2 = not_h2,
-        .ud = c,
-        .h2 = {.max_streams = o->max_streams_per_conn, .max_header_list = o->max_header_bytes}};
+    tp__h2_connector_options co = {.tls_ctx = c->tls_h2,
+                                   .dial = &c->dial,
+                                   .known_not_h2 = known_not_h2,
+                                   .not_h2 = not_h2,
+                                   .ud = c,
+                                   .h2 = {.max_streams = o->max_streams_per_conn,
+                                          .max_header_list = o->max_header_bytes,
+                                          .ping_idle = o->http2_ping_idle,
+                                          .ping_timeout = o->http2_ping_timeout}};
     rc = tp__h2_connector_new(&co, &c->h2_cn, err);
     if (rc != TP_OK)
         return rc;

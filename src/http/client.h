@@ -324,6 +324,12 @@ bool tp__http_h2_route(tp_http_client *c, const tp_http_request *req, const tp__
 /* tp__http_h2_not_h2: the destination of key is known to have chosen HTTP/1.1. */
 bool tp__http_h2_not_h2(tp_http_client *c, const char *key, size_t keylen);
 
+/* Sends of one request the server did not process, at most (blocking and engine alike).
+ * Under a GOAWAY several of a connection's last requests meet it, and a retry may meet
+ * the next connection's (nginx refuses the streams past its keepalive_requests): 64
+ * threads through nginx's GOAWAYs needed a third send now and then. */
+#define TP__HTTP_H2_MAX_ATTEMPTS 10
+
 /* A request in HTTP/2's form, cut from the HTTP/1.1 head the client serialises for it
  * (tp__http_build_head: one code checks the method and fields and adds User-Agent and
  * Accept-Encoding, whichever the protocol): :method and :path from its request line,

@@ -17,8 +17,6 @@
 
 #include "engine.h"
 
-#define H2_MAX_ATTEMPTS 10 /* as the blocking call's (h2_request.c) */
-
 tp_err tp__er_h2_prepare(eng_req *rq, tp_errinfo *err)
 {
     rq->h2 = true;
@@ -137,7 +135,8 @@ void tp__er_h2_abort(eng_req *rq)
 static void failed(eng_req *rq, tp_err rc, bool unprocessed, tp_errinfo *info)
 {
     let_go(rq);
-    if (unprocessed && ++rq->h2_attempts < H2_MAX_ATTEMPTS && !(rq->flags & TP_HTTP_NO_RETRY)) {
+    if (unprocessed && ++rq->h2_attempts < TP__HTTP_H2_MAX_ATTEMPTS &&
+        !(rq->flags & TP_HTTP_NO_RETRY)) {
         tp__buf_reset(&rq->r->body); /* nothing of it was answered; to be sure */
         TP__HTTP_TRACE(rq->e->c, TP_HTTP_TRACE_RETRY, rq, .err = rc, .protocol = "h2");
         rq->state = ER_ACQUIRING;

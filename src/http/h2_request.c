@@ -14,12 +14,6 @@
 
 #include "client.h"
 
-/* An unprocessed request is sent again at most 9 times. Under a GOAWAY several of the
- * connection's last requests meet it, and each retry may meet the next connection's
- * (nginx refuses the streams past its keepalive_requests): 64 threads through nginx's
- * GOAWAYs needed a third attempt now and then. */
-#define H2_MAX_ATTEMPTS 10
-
 static const char H2[] = "h2";
 
 /* Fields of an HTTP/1.1 head that HTTP/2 carries otherwise (Host: :authority; framing:
@@ -208,7 +202,7 @@ static tp_err respond(tp_http_client *c, const tp_http_request *req, tp_conn *le
     return rc;
 }
 
-/* Sends rq until it is answered, fails, or was not processed H2_MAX_ATTEMPTS times
+/* Sends rq until it is answered, fails, or was not processed TP__HTTP_H2_MAX_ATTEMPTS times
  * (each time on a connection that takes it: the one that refused it drains). owned, the
  * body's copy, becomes the response's or is freed. */
 static tp_err attempts(tp_http_client *c, const tp_http_request *req, const tp__http_url *u,
@@ -261,7 +255,8 @@ static tp_err attempts(tp_http_client *c, const tp_http_request *req, const tp__
             return rc;
         }
         tp_conn_release(lease, tp__h2_lease_alive(lease) ? 0 : TP_RELEASE_BROKEN);
-        if (unprocessed && attempt + 1 < H2_MAX_ATTEMPTS && !(req->flags & TP_HTTP_NO_RETRY)) {
+        if (unprocessed && attempt + 1 < TP__HTTP_H2_MAX_ATTEMPTS &&
+            !(req->flags & TP_HTTP_NO_RETRY)) {
             TP__HTTP_TRACE(c, TP_HTTP_TRACE_RETRY, u, .err = rc, .protocol = H2);
             continue;
         }

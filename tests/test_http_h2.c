@@ -394,6 +394,147 @@ static void test_goaway_under_load(void **state)
     tp_http_client_destroy(c);
 }
 
+/* ---- lifetime: our own GOAWAY ------------------------------------------------------------ */
+
+typedef struct life_job {
+    tp_http_client *c;
+    int64_t until; /* run until then, or */
+    int count;     /* this many */
+    int ok, failed;
+    char msg[256];
+} life_job;
+
+static void *life_main(void *arg)
+{
+    life_job *j = arg;
+    char url[160];
+    url_of(url, sizeof url, true, env.https_h2_port, "/");
+    for (int i = 0; j->until > 0 ? tp_clock_now() < j->until : i < j->count; i++) {
+        tp_http_response *r = NULL;
+        tp_errinfo e;
+        if (tp_http_get(j->c, url, &r, &e) == TP_OK && tp_http_response_status(r) == 200) {
+            j->ok++;
+        } else {
+            j->failed++;
+            snprintf(j->msg, sizeof j->msg, "%s", e.msg);
+        }
+        tp_http_response_free(r);
+    }
+    return NULL;
+}
+
+static tp_http_client *life_client(uint64_t max_requests, int64_t max_age)
+{
+    tp_http_client_options o;
+    tp_http_client_options_init(&o);
+    o.ca_file = env.ca_file;
+    o.http2_max_requests_per_conn = max_requests;
+    if (max_age > 0) {
+        o.pool.max_lifetime = max_age;
+        o.pool.idle_timeout = max_age; /* not above the lifetime */
+    }
+    o.pool.lifetime_jitter = 0; /* exact bounds, so the counts are */
+    o.http2_max_conns_per_host = 2;
+    tp_http_client *c = NULL;
+    assert_int_equal(tp_http_client_create(&o, &c, NULL), TP_OK);
+    return c;
+}
+
+static void run_life(tp_http_client *c, int threads, int count, int64_t for_ns, int *ok)
+{
+    life_job j[8];
+    pthread_t th[8];
+    int64_t until = for_ns > 0 ? tp_clock_now() + for_ns : 0;
+    for (int i = 0; i < threads; i++) {
+        j[i] = (life_job){.c = c, .until = until, .count = count};
+        pthread_create(&th[i], NULL, life_main, &j[i]);
+    }
+    *ok = 0;
+    for (int i = 0; i < threads; i++) {
+        pthread_join(th[i], NULL);
+        if (j[i].failed > 0)
+            fail_msg("thread %d: %d failed: %s", i, j[i].failed, j[i].msg);
+        *ok += j[i].ok;
+    }
+}
+
+/* max requests per connection: 35 requests one after another open exactly 4
+ * connections (10 each, our GOAWAY after the 10th, the stream finishing); from 8
+ * threads 200 requests need at least 20, and no request fails. */
+static void test_max_requests_drains(void **state)
+{
+    (void)state;
+    tp_http_client *c = life_client(10, 0);
+    int ok;
+    run_life(c, 1, 35, 0, &ok);
+    assert_int_equal(ok, 35);
+    tp_stats st;
+    tp_pool_stats(tp_http_client_h2_pool(c), &st);
+    assert_int_equal(st.opens, 4);
+    run_life(c, 8, 25, 0, &ok);
+    assert_int_equal(ok, 200);
+    tp_pool_stats(tp_http_client_h2_pool(c), &st);
+    assert_true(st.opens >= 4 + 20);
+    tp_http_client_destroy(c);
+}
+
+/* max age: a connection kept busy (a streamed 1 MiB body read slowly, 64 KiB every
+ * 45 ms, about 720 ms) still drains at 200 ms: the GETs made meanwhile, one every 20 ms,
+ * move to new connections (at least 3 in all), while the slow body, on the draining
+ * connection, arrives whole: drained, not cut. */
+typedef struct slow_read {
+    tp_http_client *c;
+    size_t total;
+    tp_err rc;
+} slow_read;
+
+static void *slow_main(void *arg)
+{
+    slow_read *s = arg;
+    char url[160];
+    url_of(url, sizeof url, true, env.https_h2_port, "/big");
+    tp_http_request rq = {.url = url, .flags = TP_HTTP_STREAM, .timeout = 10 * TP_NSEC_PER_SEC};
+    tp_http_response *r = NULL;
+    s->rc = tp_http_client_do(s->c, &rq, &r, NULL);
+    static char buf[65536];
+    for (size_t got = 1; s->rc == TP_OK && got > 0; s->total += got) {
+        tu_sleep_ms(45);
+        s->rc = tp_http_response_read(r, buf, sizeof buf, &got, NULL);
+    }
+    tp_http_response_free(r);
+    return NULL;
+}
+
+static void test_max_age_drains_a_busy_connection(void **state)
+{
+    (void)state;
+    tp_http_client *c = life_client(0, 200 * TP_NSEC_PER_MSEC);
+    slow_read sr = {.c = c};
+    pthread_t th;
+    pthread_create(&th, NULL, slow_main, &sr);
+    char url[160];
+    url_of(url, sizeof url, true, env.https_h2_port, "/");
+    int64_t end = tp_clock_now() + 700 * TP_NSEC_PER_MSEC;
+    int ok = 0, n = 0;
+    while (tp_clock_now() < end) {
+        tp_http_response *r = NULL;
+        ok += tp_http_get(c, url, &r, NULL) == TP_OK && tp_http_response_status(r) == 200;
+        n++;
+        tp_http_response_free(r);
+        tu_sleep_ms(20);
+    }
+    pthread_join(th, NULL);
+    assert_int_equal(sr.rc, TP_OK);
+    assert_int_equal(sr.total, NGINX_BIG_SIZE);
+    assert_int_equal(ok, n);
+    tp_stats st;
+    tp_pool_stats(tp_http_client_h2_pool(c), &st);
+    print_message("max age 200 ms over 700 ms: %d GETs, %llu connections\n", n,
+                  (unsigned long long)st.opens);
+    assert_true(st.opens >= 3);
+    tp_http_client_destroy(c);
+}
+
 /* ---- the event engine ------------------------------------------------------------------ */
 
 /* Both paths, one answer: the engine's request is a stream of the same connection. */
@@ -563,6 +704,8 @@ int main(void)
         cmocka_unit_test(test_version_1_1),
         cmocka_unit_test(test_trace_names_protocol),
         cmocka_unit_test(test_goaway_under_load),
+        cmocka_unit_test(test_max_requests_drains),
+        cmocka_unit_test(test_max_age_drains_a_busy_connection),
         cmocka_unit_test(test_engine_and_blocking_share_one_connection),
         cmocka_unit_test(test_engine_streams_on_one_connection),
         cmocka_unit_test(test_engine_goaway_under_load),

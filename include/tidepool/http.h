@@ -200,6 +200,12 @@ typedef struct tp_http_client_options {
                                         a PING, with requests waiting on it, and before
                                         an idle one is reused (which waits for the
                                         answer). 0: 30 s; TP_DURATION_INFINITE: never */
+    uint64_t http2_max_requests_per_conn; /* HTTP/2: a connection that has carried this
+                                        many requests drains (our GOAWAY: no new
+                                        streams, the open ones finish), the bound
+                                        shortened by up to pool.lifetime_jitter; it
+                                        drains alike at pool.max_lifetime (jittered),
+                                        busy or not. 0: none */
     int64_t http2_ping_timeout;      /* a PING unanswered this long: the connection is
                                         dead (its requests fail, TP_ETIMEDOUT; the next
                                         ones go to a new connection). 0: 15 s */

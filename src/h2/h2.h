@@ -181,6 +181,15 @@ typedef struct tp__h2_connector_options {
     int64_t user_timeout;         /* TCP_USER_TIMEOUT (ns): a blocked write cannot hide a dead
                                      peer; 0: the kernel's. Ignored with dial */
     const tp__dial_options *dial; /* every dial's options (borrowed); NULL: user_timeout's */
+    /* A connection that has carried max_requests streams drains at once (our GOAWAY: no
+       new streams, the open ones finish, then the pool closes it), the bound shortened by
+       up to jitter (a fraction, [0, 1)) at random per connection, so that connections
+       opened together do not drain together. 0: no bound. (Age is the pool's: past
+       max_lifetime a multiplexed connection takes no new lease and closes after its
+       last; the pool's max_uses is counted at release, so streams started meanwhile
+       overshoot it.) */
+    uint64_t max_requests;
+    double jitter;
     /* The caller's memory of which destinations speak HTTP/2 (both NULL: none). known_not_h2
        is asked before a dial: true fails the open at once (TP_EPROTO), so acquires queued
        behind a first open that found HTTP/1.1 do not each dial again. not_h2 is told when

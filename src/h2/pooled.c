@@ -33,9 +33,10 @@ typedef struct h2_pooled {
     pthread_cond_t cv; /* broadcast after every step */
     int wake;          /* eventfd: a submit wakes the polling reader */
     tp__h2 *h;
-    bool reading;     /* a waiter polls the socket (with mu released) */
-    bool syncing;     /* a waiter is telling the pool a new capacity */
-    int32_t capacity; /* what the pool was last told */
+    bool reading;                    /* a waiter polls the socket (with mu released) */
+    bool syncing;                    /* a waiter is telling the pool a new capacity */
+    int32_t capacity;                /* what the pool was last told */
+    uint64_t requests, max_requests; /* streams started; drain at max (0: never) */
 } h2_pooled;
 
 /* "host:port" of a key, after an optional "https://" (*tls true) or "http://" (false;
@@ -153,6 +154,13 @@ static tp_err h2_open(void *ctx, const void *key, size_t keylen, int64_t deadlin
         return rc;
     }
     pc->capacity = tp__h2_capacity(pc->h);
+    /* This connection's own bound, shortened at random by up to the jitter. */
+    if (cn->o.max_requests > 0) {
+        double cut = 1.0 - cn->o.jitter * tp__rand_unit();
+        pc->max_requests = (uint64_t)((double)cn->o.max_requests * cut);
+        if (pc->max_requests == 0)
+            pc->max_requests = 1;
+    }
     *conn = pc;
     return TP_OK;
 }
@@ -356,6 +364,15 @@ static tp_err wait_locked(h2_pooled *pc, tp_conn *lease, tp__h2_stream *st, unti
     }
 }
 
+/* A stream started on pc (pc->mu held): past its bounds the connection drains by our
+ * GOAWAY, which the next step sends and whose capacity 0 tells the pool. */
+static void count_request(h2_pooled *pc)
+{
+    pc->requests++;
+    if (pc->max_requests > 0 && pc->requests >= pc->max_requests)
+        (void)tp__h2_goaway(pc->h, NULL);
+}
+
 /* Wakes a reader polling the socket (pc->mu held), so its next step sends our frames. */
 static tp_err wake_reader(h2_pooled *pc, tp_errinfo *err)
 {
@@ -374,6 +391,8 @@ tp_err tp__h2_lease_request(tp_conn *lease, const tp__h2_request *rq, int64_t de
     h2_pooled *pc = tp_conn_get(lease);
     tp__mutex_lock(&pc->mu);
     tp_err rc = tp__h2_submit(pc->h, rq, out, err);
+    if (rc == TP_OK)
+        count_request(pc);
     if (rc == TP_OK)
         rc = wake_reader(pc, err);
     if (rc == TP_OK)
@@ -400,6 +419,8 @@ tp_err tp__h2_lease_submit(tp_conn *lease, const tp__h2_request *rq, bool send_n
     tp__mutex_lock(&pc->mu);
     tp_err rc = tp__h2_submit(pc->h, rq, out, err);
     *unprocessed = rc == TP_ESTATE; /* never sent: it drains, or is dead */
+    if (rc == TP_OK)
+        count_request(pc);
     if (rc == TP_OK)
         rc = wake_reader(pc, err);
     if (rc != TP_OK && *out != NULL) {

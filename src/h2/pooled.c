@@ -382,6 +382,23 @@ static tp_err wake_reader(h2_pooled *pc, tp_errinfo *err)
     return TP_OK;
 }
 
+/* Starts rq as a stream on pc (pc->mu held), counted against the connection's bound, and
+ * wakes a polling reader to send it. On failure *out is NULL. */
+static tp_err start_locked(h2_pooled *pc, const tp__h2_request *rq, tp__h2_stream **out,
+                           tp_errinfo *err)
+{
+    tp_err rc = tp__h2_submit(pc->h, rq, out, err);
+    if (rc == TP_OK) {
+        count_request(pc);
+        rc = wake_reader(pc, err);
+    }
+    if (rc != TP_OK && *out != NULL) {
+        tp__h2_stream_free(pc->h, *out);
+        *out = NULL;
+    }
+    return rc;
+}
+
 tp_err tp__h2_lease_request(tp_conn *lease, const tp__h2_request *rq, int64_t deadline,
                             tp__h2_stream **out, bool *unprocessed, tp_errinfo *err)
 {
@@ -390,11 +407,7 @@ tp_err tp__h2_lease_request(tp_conn *lease, const tp__h2_request *rq, int64_t de
         *unprocessed = false;
     h2_pooled *pc = tp_conn_get(lease);
     tp__mutex_lock(&pc->mu);
-    tp_err rc = tp__h2_submit(pc->h, rq, out, err);
-    if (rc == TP_OK)
-        count_request(pc);
-    if (rc == TP_OK)
-        rc = wake_reader(pc, err);
+    tp_err rc = start_locked(pc, rq, out, err);
     if (rc == TP_OK)
         rc = wait_locked(pc, lease, *out, UNTIL_HEADER, deadline, err);
     if (rc == TP_OK && tp__h2_stream_done(*out))
@@ -417,16 +430,8 @@ tp_err tp__h2_lease_submit(tp_conn *lease, const tp__h2_request *rq, bool send_n
     *out = NULL;
     h2_pooled *pc = tp_conn_get(lease);
     tp__mutex_lock(&pc->mu);
-    tp_err rc = tp__h2_submit(pc->h, rq, out, err);
+    tp_err rc = start_locked(pc, rq, out, err);
     *unprocessed = rc == TP_ESTATE; /* never sent: it drains, or is dead */
-    if (rc == TP_OK)
-        count_request(pc);
-    if (rc == TP_OK)
-        rc = wake_reader(pc, err);
-    if (rc != TP_OK && *out != NULL) {
-        tp__h2_stream_free(pc->h, *out);
-        *out = NULL;
-    }
     /* Its frames go now, as far as the socket takes them. That step may also end the
      * connection (closed after its GOAWAY) with this stream answered in it, or failed,
      * or refused: the stream's own result says which (tp__h2_lease_take), not the step's. */

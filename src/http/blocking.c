@@ -91,20 +91,22 @@ tp_err tp_http_client_do(tp_http_client *c, const tp_http_request *req, tp_http_
         return tp_errinfo_set(err, TP_EINVAL, 0,
                               "on_body: the engine's; the blocking call streams with "
                               "TP_HTTP_STREAM and tp_http_response_read()");
-    tp__http_url u;
-    tp_err rc = tp__http_url_parse(req->url, &u, err);
-    if (rc != TP_OK)
-        return rc;
-    if (tp__http_h2_route(c, req, &u, &rc, err)) {
-        bool fallback;
-        rc = tp__http_h2_do(c, req, &u, out, &fallback, err);
-        if (!fallback)
+    if (tp__http_h2_possible(c, req->url)) {
+        tp__http_url u;
+        tp_err rc = tp__http_url_parse(req->url, &u, err);
+        if (rc != TP_OK)
             return rc;
-    } else if (rc != TP_OK) {
-        return rc;
+        if (tp__http_h2_route(c, req, &u, &rc, err)) {
+            bool fallback;
+            rc = tp__http_h2_do(c, req, &u, out, &fallback, err);
+            if (!fallback)
+                return rc;
+        } else if (rc != TP_OK) {
+            return rc;
+        }
     }
     tp_http_engine *e = NULL;
-    rc = take_engine(c, &e, err);
+    tp_err rc = take_engine(c, &e, err);
     if (rc != TP_OK)
         return rc;
     blocking_wait w = {0};

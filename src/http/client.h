@@ -3,6 +3,8 @@
 #ifndef TP_HTTP_CLIENT_H
 #define TP_HTTP_CLIENT_H
 
+#include <strings.h>
+
 #include "base/base.h"
 #include "base/fork.h"
 #include "base/sync.h"
@@ -43,7 +45,8 @@ typedef struct tp__http_memo {
     tp__mutex mu;
     tp__fork_guard guard;
     char **slots; /* NULL: empty */
-    size_t cap, n;
+    size_t cap;
+    _Atomic size_t n; /* read without mu: 0 (the usual) skips the lock on every request */
 } tp__http_memo;
 
 struct tp_http_client {
@@ -316,6 +319,14 @@ tp_err tp__http_h2_setup(tp_http_client *c, const tp_http_client_options *o,
                          const char *key_passphrase, tp_errinfo *err);
 void tp__http_h2_teardown(tp_http_client *c);
 
+/* tp__http_h2_possible: whether a request to url may go over HTTP/2 at all (an h2 pool,
+ * and https:// or TP_HTTP_VERSION_2): the cheap test before tp__http_h2_route, so that
+ * the rest pay nothing for HTTP/2. */
+static inline bool tp__http_h2_possible(const tp_http_client *c, const char *url)
+{
+    return c->h2_pool != NULL &&
+           (c->o.http_version == TP_HTTP_VERSION_2 || strncasecmp(url, "https://", 8) == 0);
+}
 /* tp__http_h2_route: whether req (to u) goes over HTTP/2: true, false (HTTP/1.1), or
  * false with TP_EINVAL in *rc for a request TP_HTTP_VERSION_2 cannot serve (what it
  * needs is named). */

@@ -152,7 +152,7 @@ tp_err tp__eng_submit(tp_http_engine *e, const tp_http_request *req,
     }
     if (rc == TP_OK && c->o.max_redirects > 0)
         rc = tp__er_hop_init(rq, req, method, err);
-    if (rc == TP_OK && c->h2_pool != NULL && !opts->http1)
+    if (rc == TP_OK && !opts->http1 && tp__http_h2_possible(c, req->url))
         rc = route(c, req, rq, err);
     int64_t timeout = req->timeout == TP_DURATION_DEFAULT ? c->o.request_timeout : req->timeout;
     if (rc == TP_OK && timeout <= 0)

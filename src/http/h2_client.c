@@ -35,6 +35,8 @@ static char **memo_slot(tp__http_memo *m, const char *k, size_t n)
 
 static bool memo_has(tp__http_memo *m, const char *k, size_t n)
 {
+    if (atomic_load_explicit(&m->n, memory_order_acquire) == 0)
+        return false; /* entries are never removed: none yet is none now */
     tp__mutex_lock(&m->mu);
     bool has = m->cap > 0 && *memo_slot(m, k, n) != NULL;
     tp__mutex_unlock(&m->mu);

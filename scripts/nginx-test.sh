@@ -299,6 +299,22 @@ write_conf() {
     else
         NGINX_CHUNKED=0
     fi
+    # Stock nginx cannot echo a body directly: proxying makes it read the body into
+    # \$request_body, the upstream (server 1's /echo-teapot) answers 418, and error_page
+    # hands the request with its body to the server's own @echo.
+    local echo_proxy
+    echo_proxy=$(
+        cat <<ECHO
+    location = /echo {
+      client_max_body_size 1m;
+      client_body_buffer_size 1m;
+      client_body_in_single_buffer on;
+      proxy_pass http://127.0.0.1:$p1/echo-teapot;
+      proxy_intercept_errors on;
+      error_page 418 = @echo;
+    }
+ECHO
+    )
     # What both HTTP/2 servers (6 and 7) serve. /echo is as on server 1 (whose
     # /echo-teapot answers 418), but not logged.
     local h2_common
@@ -311,14 +327,7 @@ write_conf() {
     location = /big { try_files /big =404; }
     location = /uri { return 200 "\$request_uri"; }
     location = /status { return 204; }
-    location = /echo {
-      client_max_body_size 1m;
-      client_body_buffer_size 1m;
-      client_body_in_single_buffer on;
-      proxy_pass http://127.0.0.1:$p1/echo-teapot;
-      proxy_intercept_errors on;
-      error_page 418 = @echo;
-    }
+$echo_proxy
     location @echo {
       default_type application/octet-stream;
       return 200 \$request_body;
@@ -368,17 +377,8 @@ http {
     location /enc/compress/ { add_header Content-Encoding compress; }
     location /enc/gzip-br/ { add_header Content-Encoding "gzip, br"; }
     location = /ka-hint { keepalive_timeout 3s; add_header Keep-Alive "timeout=3"; try_files /body =404; }
-    # Stock nginx cannot echo a body directly: proxying makes it read the body into
-    # \$request_body, the upstream (ourselves) answers 418, and error_page hands the
-    # request with its body to @echo.
-    location = /echo {
-      client_max_body_size 1m;
-      client_body_buffer_size 1m;
-      client_body_in_single_buffer on;
-      proxy_pass http://127.0.0.1:$p1/echo-teapot;
-      proxy_intercept_errors on;
-      error_page 418 = @echo;
-    }
+    # /echo: see echo_proxy above.
+$echo_proxy
     location = /echo-teapot { return 418; }
     # Redirects (the client follows them only with max_redirects).
     location = /redir/301 { return 301 /; }

@@ -248,6 +248,9 @@ static void test_drain_closes_after_last_lease(void **state)
     uint64_t drained_id = fake_of(a)->id;
     assert_int_equal(tp_conn_set_capacity(b, 0), TP_OK); /* GOAWAY */
     assert_int_equal(key_stats(x).stream_capacity, 0);
+    assert_int_equal(key_stats(x).draining, 1);
+    assert_int_equal(tp_conn_set_capacity(a, 0), TP_OK); /* told twice: counted once */
+    assert_int_equal(key_stats(x).draining, 1);
     tp_conn *c = tu_acquire(x->p, "k", MS(1000)); /* not on the draining one */
     assert_true(fake_of(c)->id != drained_id);
     tp_conn_release(a, 0);
@@ -258,8 +261,50 @@ static void test_drain_closes_after_last_lease(void **state)
     tp_stats st = key_stats(x);
     assert_int_equal(st.closes[TP_CLOSE_DRAINED], 1);
     assert_int_equal(st.total, 1);
+    assert_int_equal(st.draining, 0); /* closed: no longer draining */
     tp_conn_release(c, 0);
     assert_string_equal(tp_close_reason_name(TP_CLOSE_DRAINED), "drained");
+}
+
+static const char *fake_protocol(void *ctx, void *conn)
+{
+    (void)ctx, (void)conn;
+    return "fake/2";
+}
+
+/* What a multiplexing connector records lands in its key's statistics, and a lease
+ * says it is a stream and which protocol its connection speaks. */
+static void test_goaways_pings_and_lease_protocol(void **state)
+{
+    fx *x = *state;
+    atomic_store(&x->f.streams, 4);
+    tp_pool_options o;
+    pool_fx_options(x, &o);
+    o.connector.protocol = fake_protocol;
+    x->p = tu_pool_create(&o);
+    tp_conn *a = tu_acquire(x->p, "k", MS(1000));
+    tp_lease_info li;
+    tp_conn_lease_info(a, &li);
+    assert_true(li.multiplexed);
+    assert_string_equal(li.protocol, "fake/2");
+    tp_conn_record_goaway(a, 0);    /* NO_ERROR */
+    tp_conn_record_goaway(a, 0xb);  /* ENHANCE_YOUR_CALM */
+    tp_conn_record_goaway(a, 0x77); /* unknown: the last slot */
+    tp_conn_record_ping_rtt(a, MS(2));
+    tp_conn_record_ping_rtt(a, MS(4));
+    tp_conn_record_goaway(NULL, 0); /* no-ops */
+    tp_conn_record_ping_rtt(NULL, 1);
+    tp_stats st = key_stats(x);
+    assert_int_equal(st.goaways[0], 1);
+    assert_int_equal(st.goaways[0xb], 1);
+    assert_int_equal(st.goaways[TP_GOAWAY_CODES - 1], 1);
+    assert_int_equal(st.ping_rtt.count, 2);
+    assert_int_equal(st.ping_rtt.sum_ns, (uint64_t)MS(6));
+    tp_conn_release(a, 0);
+    /* The pool-wide snapshot sums them over its keys. */
+    tp_pool_stats(x->p, &st);
+    assert_int_equal(st.goaways[0xb], 1);
+    assert_int_equal(st.ping_rtt.count, 2);
 }
 
 static void test_broken_stream_retires_its_connection(void **state)
@@ -462,6 +507,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_capacity_lowered_live, pool_fx_setup,
                                         pool_fx_teardown),
         cmocka_unit_test_setup_teardown(test_capacity_raised_serves_waiters_at_once, pool_fx_setup,
+                                        pool_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_goaways_pings_and_lease_protocol, pool_fx_setup,
                                         pool_fx_teardown),
         cmocka_unit_test_setup_teardown(test_drain_closes_after_last_lease, pool_fx_setup,
                                         pool_fx_teardown),

@@ -87,6 +87,10 @@ TP_EXTERN const char *tp_close_reason_name(int reason);
  *   connections skip reset() (a stream's end is the connector's business, not a
  *   session to undo) and change capacity live through tp_conn_set_capacity().
  *
+ * protocol (optional): the protocol conn speaks, as a static string ("h2", "http/1.1"),
+ *   for tp_lease_info.protocol. Called by tp_conn_lease_info on the lease holder's
+ *   thread while the connection may serve other streams: it must only read.
+ *
  * probe (optional): a cheap test that key's destination is reachable again, without
  *   making a pooled connection (a TCP connect, a ping). When a key's breaker has been
  *   open for its cool-down, the maintenance pass calls probe() instead of letting a user
@@ -102,6 +106,7 @@ typedef struct tp_connector {
     void *ctx;
     int (*fd)(void *ctx, void *conn);
     int64_t (*streams)(void *ctx, void *conn);
+    const char *(*protocol)(void *ctx, void *conn);
 } tp_connector;
 
 #ifdef __cplusplus

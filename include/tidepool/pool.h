@@ -393,6 +393,14 @@ TP_EXTERN void tp_conn_release(tp_conn *c, unsigned flags);
  * multiplexed connection). */
 TP_EXTERN tp_err tp_conn_set_capacity(tp_conn *lease, int64_t capacity);
 
+/* What a multiplexing connector (HTTP/2) learns of its connections, counted in the
+ * key's statistics (tp_stats.goaways, tp_stats.ping_rtt). Thread-safe and lock-free;
+ * from any thread holding one of the connection's leases.
+ * tp_conn_record_goaway: the peer sent GOAWAY with this error code (TP_GOAWAY_CODES).
+ * tp_conn_record_ping_rtt: a PING came back after rtt_ns. NULL lease: no-op. */
+TP_EXTERN void tp_conn_record_goaway(tp_conn *lease, uint32_t code);
+TP_EXTERN void tp_conn_record_ping_rtt(tp_conn *lease, int64_t rtt_ns);
+
 /* tp_conn_get: the connector's connection behind a lease (what open() returned). */
 TP_EXTERN void *tp_conn_get(const tp_conn *c);
 
@@ -411,6 +419,9 @@ typedef struct tp_lease_info {
     int64_t waited_ns; /* from the acquire call to the lease (queue, open); 0 at once */
     uint64_t uses;     /* leases served, this one included */
     int64_t age_ns;    /* since open() returned, as of this call */
+    bool multiplexed;  /* a stream of a multiplexed connection (HTTP/2) */
+    const char *protocol; /* what the connection speaks ("h2", "http/1.1"), from the
+                             connector's protocol(); NULL when it does not say */
 } tp_lease_info;
 
 /* tp_conn_lease_info: fills *out for the lease c (by its holder, while leased). */
@@ -446,6 +457,10 @@ TP_EXTERN int64_t tp_pool_evict(tp_pool *p, const void *key, size_t keylen);
  * factor of sqrt(2) from 1 us to about 35 minutes, the last one is unbounded. */
 #define TP_HIST_BUCKETS 64
 
+/* GOAWAY frames received, by HTTP/2 error code (RFC 9113 section 7): slot i counts
+ * code i for 0x0 NO_ERROR to 0xd HTTP_1_1_REQUIRED; the last slot counts any other. */
+#define TP_GOAWAY_CODES 15
+
 typedef struct tp_histogram {
     uint64_t count;
     uint64_t sum_ns;
@@ -473,6 +488,8 @@ typedef struct tp_stats {
                                 connections: each such connection counts once there) */
     int64_t stream_capacity; /* streams those connections may carry now (draining ones
                                 excluded) */
+    int64_t draining;        /* multiplexed connections that take no new stream and close
+                                after their last one (GOAWAY, lifetime, eviction) */
     /* counters */
     uint64_t acquires;      /* leases granted */
     uint64_t reuses;        /* of which served by an idle connection */
@@ -485,11 +502,13 @@ typedef struct tp_stats {
     uint64_t checks_failed; /* idle connections that failed check() */
     uint64_t prewarms;      /* opens started ahead of need (prewarm_waiters) */
     uint64_t closes[TP_CLOSE__COUNT]; /* closes by reason */
+    uint64_t goaways[TP_GOAWAY_CODES]; /* GOAWAYs the peers sent, by error code */
     /* histograms */
     tp_histogram acquire_wait; /* time from acquire call to lease (0 when not queued) */
     tp_histogram open_time;    /* successful open() durations */
     tp_histogram hold_time;    /* lease durations */
     tp_histogram idle_time;    /* how long a reused connection had been idle */
+    tp_histogram ping_rtt;     /* multiplexed connections' PING round trips */
 } tp_stats;
 
 /* tp_pool_stats: the pool-wide snapshot (sums over keys, closed keys included). */

@@ -147,6 +147,9 @@ static void key_retire_stats_locked(tp_pool *p, tp__key *k)
     r->prewarms += TP__LOAD(k->prewarms);
     for (int i = 0; i < TP_CLOSE__COUNT; i++)
         r->closes[i] += TP__LOAD(k->closes[i]);
+    for (int i = 0; i < TP_GOAWAY_CODES; i++)
+        r->goaways[i] += TP__LOAD(k->goaways[i]);
+    tp__hist_fold(&r->ping, &k->ping_hist);
     tp__hist_fold(&r->hold, &k->st.hold);
     r->reuses += tp__hist_fold(&r->idle, &k->st.idle);
     tp__hist_fold(&r->wait, &k->wait_hist);
@@ -166,6 +169,7 @@ void tp__key_free(tp__key *k)
     tp__hist_dispose(&k->st.idle);
     tp__hist_dispose(&k->wait_hist);
     tp__hist_dispose(&k->open_hist);
+    tp__hist_dispose(&k->ping_hist);
     tp__adapt_key_free(k);
     tp__free(k->last_err);
     tp__free(k->mem);

@@ -176,4 +176,8 @@ void tp_conn_lease_info(const tp_conn *c, tp_lease_info *out)
     out->waited_ns = c->lease_waited_ns;
     out->uses = TP__LOAD(c->uses);
     out->age_ns = tp_clock_now() - c->created_at;
+    out->multiplexed = c->parent != NULL;
+    const tp_connector *cn = &c->pool->o.connector;
+    if (cn->protocol != NULL)
+        out->protocol = cn->protocol(cn->ctx, c->user);
 }

@@ -47,6 +47,7 @@ static void retire_locked(tp__key *k, tp_conn *c, tp_close_reason reason)
         return;
     c->draining = true;
     c->drain_reason = reason;
+    k->draining++;
     k->stream_capacity -= c->capacity;
     spare_update_locked(k, c);
 }
@@ -108,6 +109,8 @@ void tp__mux_forget_locked(tp__key *k, tp_conn *c)
         return;
     if (!c->draining)
         k->stream_capacity -= c->capacity;
+    else
+        k->draining--; /* retired: counted until now */
     c->draining = true;
     if (!tp__list_empty(&c->spare_link))
         tp__list_remove(&c->spare_link);
@@ -213,4 +216,19 @@ tp_err tp_conn_set_capacity(tp_conn *lease, int64_t capacity)
     }
     tp__after_run(p, &a);
     return TP_OK;
+}
+
+void tp_conn_record_goaway(tp_conn *lease, uint32_t code)
+{
+    if (lease == NULL)
+        return;
+    /* The key outlives its leases: while one is held, it is there. */
+    uint32_t i = code < TP_GOAWAY_CODES - 1 ? code : TP_GOAWAY_CODES - 1;
+    atomic_fetch_add_explicit(&lease->key->goaways[i], 1, memory_order_relaxed);
+}
+
+void tp_conn_record_ping_rtt(tp_conn *lease, int64_t rtt_ns)
+{
+    if (lease != NULL)
+        tp__hist_add_shared(&lease->key->ping_hist, rtt_ns);
 }

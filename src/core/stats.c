@@ -67,6 +67,7 @@ static void key_snapshot_locked(tp_pool *p, tp__key *k, tp_stats *st)
     st->in_use += k->nconns - idle;
     st->streams_in_use += k->streams_in_use;
     st->stream_capacity += k->stream_capacity;
+    st->draining += k->draining;
     st->waiters += atomic_load(&k->nwaiters);
     tp__shard_fold(st, &k->st);
     for (const tp__tshard *t = k->tshards; t != NULL; t = t->next)
@@ -81,6 +82,9 @@ static void key_snapshot_locked(tp_pool *p, tp__key *k, tp_stats *st)
     st->prewarms += TP__LOAD(k->prewarms);
     for (int i = 0; i < TP_CLOSE__COUNT; i++)
         st->closes[i] += TP__LOAD(k->closes[i]);
+    for (int i = 0; i < TP_GOAWAY_CODES; i++)
+        st->goaways[i] += TP__LOAD(k->goaways[i]);
+    tp__hist_fold(&st->ping_rtt, &k->ping_hist);
     tp__hist_fold(&st->acquire_wait, &k->wait_hist);
     tp__hist_fold(&st->open_time, &k->open_hist);
     (void)p;
@@ -122,9 +126,12 @@ void tp_pool_stats(tp_pool *p, tp_stats *out)
     out->prewarms += r->prewarms;
     for (int i = 0; i < TP_CLOSE__COUNT; i++)
         out->closes[i] += r->closes[i];
-    const tp_histogram *src[4] = {&r->hold, &r->idle, &r->wait, &r->open};
-    tp_histogram *dst[4] = {&out->hold_time, &out->idle_time, &out->acquire_wait, &out->open_time};
-    for (int h = 0; h < 4; h++) {
+    for (int i = 0; i < TP_GOAWAY_CODES; i++)
+        out->goaways[i] += r->goaways[i];
+    const tp_histogram *src[5] = {&r->hold, &r->idle, &r->wait, &r->open, &r->ping};
+    tp_histogram *dst[5] = {&out->hold_time, &out->idle_time, &out->acquire_wait, &out->open_time,
+                            &out->ping_rtt};
+    for (int h = 0; h < 5; h++) {
         dst[h]->count += src[h]->count;
         dst[h]->sum_ns += src[h]->sum_ns;
         for (int b = 0; b < TP_HIST_BUCKETS; b++)

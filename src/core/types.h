@@ -197,6 +197,7 @@ struct tp__key {
     int64_t stream_capacity;      /* what its multiplexed connections may carry (draining
                                      ones excluded) */
     int64_t mux_busy;             /* multiplexed connections with a stream out */
+    int64_t draining;             /* multiplexed connections draining (mux.c) */
     int64_t nlinked;              /* connections in the idle list */
     int64_t prewarming;           /* of which prewarm opens: no lease waits on them, so
                                      the adaptive limit does not count them */
@@ -236,6 +237,8 @@ struct tp__key {
     _Atomic uint64_t waits, opens, open_failures, timeouts, rejects_busy, rejects_breaker,
         checks_failed, prewarms;
     _Atomic uint64_t closes[TP_CLOSE__COUNT];
+    _Atomic uint64_t goaways[TP_GOAWAY_CODES]; /* tp_conn_record_goaway */
+    tp__hist ping_hist;                        /* tp_conn_record_ping_rtt, atomic */
     tp__hist wait_hist; /* tp__lease_begin, atomic: leases begin with or without the lock */
     tp__hist open_hist;
 
@@ -271,7 +274,8 @@ typedef struct tp__retired {
     uint64_t acquires, reuses, fast_acquires, waits, opens, open_failures, timeouts, rejects_busy,
         rejects_breaker, checks_failed, prewarms;
     uint64_t closes[TP_CLOSE__COUNT];
-    tp_histogram hold, idle, wait, open;
+    uint64_t goaways[TP_GOAWAY_CODES];
+    tp_histogram hold, idle, wait, open, ping;
 } tp__retired;
 
 struct tp_pool {

@@ -261,10 +261,17 @@ static int http_fd(void *ctx, void *conn)
     return ((tp__http_conn *)conn)->s.fd;
 }
 
+static const char *http_protocol(void *ctx, void *conn)
+{
+    (void)ctx, (void)conn;
+    return "http/1.1";
+}
+
 tp_connector tp__http_connector(tp_http_client *c)
 {
     tp_connector k = {.open = http_open,
                       .fd = http_fd,
+                      .protocol = http_protocol,
                       .check = http_check,
                       .reset = NULL,
                       .close = http_close,

@@ -102,6 +102,8 @@ static void counters_combine(tp_stats *d, const tp_stats *s, bool sub)
     u64_combine(&d->rejects_breaker, s->rejects_breaker, sub);
     for (int r = 0; r < TP_CLOSE__COUNT; r++)
         u64_combine(&d->closes[r], s->closes[r], sub);
+    for (int c = 0; c < TP_GOAWAY_CODES; c++)
+        u64_combine(&d->goaways[c], s->goaways[c], sub);
     for (size_t i = 0; i < tp__mhists_n; i++)
         hist_combine((tp_histogram *)(void *)((char *)d + tp__mhists[i].off),
                      TP__MFIELD_HIST(s, &tp__mhists[i]), sub);
@@ -125,6 +127,7 @@ static void gauges_add(tp_stats *d, const tp_stats *s)
     d->waiters += s->waiters;
     d->streams_in_use += s->streams_in_use;
     d->stream_capacity += s->stream_capacity;
+    d->draining += s->draining;
     d->max_per_key = limit_add(d->max_per_key, s->max_per_key);
     d->max_idle_per_key = limit_add(d->max_idle_per_key, s->max_idle_per_key);
     d->min_idle_per_key = limit_add(d->min_idle_per_key, s->min_idle_per_key);

@@ -7,7 +7,11 @@
 
 #define F(field, prom, json, help)                                                                 \
     {                                                                                              \
-        offsetof(tp_stats, field), prom, json, help                                                \
+        offsetof(tp_stats, field), prom, json, help, false                                         \
+    }
+#define F_SPARSE(field, prom, json, help)                                                          \
+    {                                                                                              \
+        offsetof(tp_stats, field), prom, json, help, true                                          \
     }
 
 const tp__mfield tp__mcounters[] = {
@@ -34,8 +38,31 @@ const tp__mfield tp__mhists[] = {
     F(hold_time, "tidepool_hold_seconds", "hold", "Duration of leases, acquire to release."),
     F(idle_time, "tidepool_idle_before_reuse_seconds", "idle_before_reuse",
       "How long a reused connection had been idle."),
+    F_SPARSE(ping_rtt, "tidepool_ping_rtt_seconds", "ping_rtt",
+             "Round trips of PINGs on multiplexed (HTTP/2) connections."),
 };
 const size_t tp__mhists_n = sizeof tp__mhists / sizeof tp__mhists[0];
+
+const char *tp__mgoaway_name(int i)
+{
+    /* RFC 9113 section 7, in code order. */
+    static const char *const names[TP_GOAWAY_CODES] = {"NO_ERROR",
+                                                       "PROTOCOL_ERROR",
+                                                       "INTERNAL_ERROR",
+                                                       "FLOW_CONTROL_ERROR",
+                                                       "SETTINGS_TIMEOUT",
+                                                       "STREAM_CLOSED",
+                                                       "FRAME_SIZE_ERROR",
+                                                       "REFUSED_STREAM",
+                                                       "CANCEL",
+                                                       "COMPRESSION_ERROR",
+                                                       "CONNECT_ERROR",
+                                                       "ENHANCE_YOUR_CALM",
+                                                       "INADEQUATE_SECURITY",
+                                                       "HTTP_1_1_REQUIRED",
+                                                       "other"};
+    return i >= 0 && i < TP_GOAWAY_CODES ? names[i] : "other";
+}
 
 const char *tp__mbreaker_name(tp_breaker_state s)
 {

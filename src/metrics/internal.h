@@ -46,6 +46,8 @@ typedef struct tp__mfield {
     const char *prom; /* metric family name */
     const char *json; /* JSON member name */
     const char *help; /* HELP text: no backslash, no newline */
+    bool sparse;      /* Prometheus: a series only once it counted something (a
+                         histogram most pools never fill: HTTP/2 PINGs) */
 } tp__mfield;
 
 /* Plain counters (uint64_t fields), and histograms (tp_histogram fields), in output
@@ -57,6 +59,10 @@ extern const size_t tp__mhists_n;
 
 #define TP__MFIELD_U64(st, f) (*(const uint64_t *)(const void *)((const char *)(st) + (f)->off))
 #define TP__MFIELD_HIST(st, f) ((const tp_histogram *)(const void *)((const char *)(st) + (f)->off))
+
+/* tp__mgoaway_name: the HTTP/2 error code of tp_stats.goaways slot i ("NO_ERROR" ..
+ * "HTTP_1_1_REQUIRED", "other" for the last). */
+const char *tp__mgoaway_name(int i);
 
 /* tp__mbreaker_name: "closed", "open" or "half_open". */
 const char *tp__mbreaker_name(tp_breaker_state s);

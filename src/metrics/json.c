@@ -88,6 +88,7 @@ static void series(tp__buf *b, const tp_stats *st, int64_t nkeys, bool breaker)
              {"waiters", st->waiters},
              {"streams_in_use", st->streams_in_use},
              {"stream_capacity", st->stream_capacity},
+             {"draining", st->draining},
              {"max_per_key", st->max_per_key},
              {"max_idle_per_key", st->max_idle_per_key},
              {"min_idle_per_key", st->min_idle_per_key},
@@ -116,6 +117,14 @@ static void series(tp__buf *b, const tp_stats *st, int64_t nkeys, bool breaker)
     for (int r = 0; r < TP_CLOSE__COUNT; r++) {
         member(b, &first, tp_close_reason_name(r));
         tp__buf_u64(b, st->closes[r]);
+    }
+    tp__buf_puts(b, "},\"goaways\":{"); /* only the codes received */
+    first = true;
+    for (int c = 0; c < TP_GOAWAY_CODES; c++) {
+        if (st->goaways[c] == 0)
+            continue;
+        member(b, &first, tp__mgoaway_name(c));
+        tp__buf_u64(b, st->goaways[c]);
     }
     tp__buf_puts(b, "},\"histograms\":{");
     first = true;

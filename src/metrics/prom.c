@@ -100,6 +100,10 @@ static void gauges(tp__buf *b, const tp__msnap *s)
     gauge_family(b, s, "tidepool_stream_capacity",
                  "Streams the multiplexed connections may carry (draining ones excluded).",
                  offsetof(tp_stats, stream_capacity));
+    gauge_family(b, s, "tidepool_connections_draining",
+                 "Multiplexed connections taking no new stream, closing after their last "
+                 "(GOAWAY, lifetime, eviction).",
+                 offsetof(tp_stats, draining));
     gauge_family(b, s, "tidepool_limit_max_per_key",
                  "Limit on connections per key (for key=\"other\": the sum over its keys).",
                  offsetof(tp_stats, max_per_key));
@@ -193,6 +197,21 @@ static void counters(tp__buf *b, const tp__msnap *s)
             }
         }
     }
+    family(b, "tidepool_goaways_received_total", "counter",
+           "GOAWAY frames the peers sent, by HTTP/2 error code (a code appears once "
+           "received).");
+    for (size_t i = 0; i < s->npools; i++) {
+        const tp__mpool *p = &s->pools[i];
+        for (size_t j = 0; j < p->nseries; j++) {
+            for (int c = 0; c < TP_GOAWAY_CODES; c++) {
+                if (p->series[j]->st.goaways[c] == 0)
+                    continue;
+                sample(b, "tidepool_goaways_received_total", NULL, p, p->series[j], "code",
+                       tp__mgoaway_name(c));
+                value_u64(b, p->series[j]->st.goaways[c]);
+            }
+        }
+    }
 }
 
 static void histogram(tp__buf *b, const char *name, const tp__mpool *p, const tp__mseries *se,
@@ -226,8 +245,9 @@ static void histograms(tp__buf *b, const tp__msnap *s)
         for (size_t i = 0; i < s->npools; i++) {
             const tp__mpool *p = &s->pools[i];
             for (size_t j = 0; j < p->nseries; j++)
-                histogram(b, fd->prom, p, p->series[j], TP__MFIELD_HIST(&p->series[j]->st, fd),
-                          s->bucket_step);
+                if (!fd->sparse || TP__MFIELD_HIST(&p->series[j]->st, fd)->count > 0)
+                    histogram(b, fd->prom, p, p->series[j], TP__MFIELD_HIST(&p->series[j]->st, fd),
+                              s->bucket_step);
         }
     }
 }

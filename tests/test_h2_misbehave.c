@@ -6,7 +6,7 @@
  * body stalls (its deadline passes, the others finish), a header field over our bound
  * (the stream fails with TP_ETOOBIG, the connection lives) and one over what HPACK
  * takes (a connection error), a DATA frame on stream 0 (a connection error: TP_EPROTO,
- * every stream fails). */
+ * every stream fails), a CONTINUATION flood (a connection error within a few frames). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -273,6 +273,28 @@ static void test_data_on_stream_zero(void **state)
     stop(&r);
 }
 
+/* A header block that never ends (HEADERS without END_HEADERS, then CONTINUATION after
+ * CONTINUATION): nghttp2 stops it after a few frames, a connection error, clear and
+ * bounded in time, every stream failed, and the session takes no new stream. */
+static void test_continuation_flood(void **state)
+{
+    (void)state;
+    rig r = start(H2B_CONTINUATION_FLOOD, NULL);
+    int64_t t0 = tu_now_ns();
+    tp__h2_stream *a = get(&r, "/a");
+    tp_errinfo ei;
+    assert_int_equal(tp__h2_wait(r.h, a, tp_deadline_after(MS(2000)), &ei), TP_OK);
+    assert_true(tu_now_ns() - t0 < MS(1000));
+    assert_int_equal(tp__h2_stream_result(a, &ei), TP_EPROTO);
+    assert_non_null(strstr(ei.msg, "HTTP/2 connection to 127.0.0.1:"));
+    assert_int_equal(tp__h2_stream_status(a), 0); /* no header of it was delivered */
+    assert_int_equal(tp__h2_capacity(r.h), 0);
+    int want;
+    assert_int_equal(tp__h2_step(r.h, &want, &ei), TP_EPROTO);
+    tp__h2_stream_free(r.h, a);
+    stop(&r);
+}
+
 int main(void)
 {
     tu_watchdog(120);
@@ -286,6 +308,7 @@ int main(void)
         cmocka_unit_test(test_huge_header_field),
         cmocka_unit_test(test_abandoned_upload_never_reads_body),
         cmocka_unit_test(test_data_on_stream_zero),
+        cmocka_unit_test(test_continuation_flood),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -391,6 +391,24 @@ static void test_goaway_under_load(void **state)
     /* a connection serves at most 100: so at least this many were opened */
     assert_true(st.opens >= (uint64_t)(LOAD_THREADS * LOAD_EACH) / 100);
     assert_int_equal(st.in_use, 0);
+    /* nginx's GOAWAYs (NO_ERROR, one per connection it ended) are counted by code, and
+     * exported. */
+    assert_true(st.goaways[0] >= 1 && st.goaways[0] <= st.opens);
+    for (int code = 1; code < TP_GOAWAY_CODES; code++)
+        assert_int_equal(st.goaways[code], 0);
+    assert_int_equal(st.draining, 0);
+    tp_metrics *m = NULL;
+    assert_int_equal(tp_metrics_create(NULL, &m, NULL), TP_OK);
+    assert_int_equal(tp_metrics_register(m, "h2", tp_http_client_h2_pool(c), NULL), TP_OK);
+    char *text = NULL;
+    assert_int_equal(tp_metrics_render(m, TP_METRICS_PROMETHEUS, &text, NULL), TP_OK);
+    char want[96];
+    snprintf(want, sizeof want, ",code=\"NO_ERROR\"} %llu\n", (unsigned long long)st.goaways[0]);
+    assert_non_null(strstr(text, want));
+    assert_non_null(strstr(text, "tidepool_goaways_received_total{pool=\"h2\""));
+    assert_non_null(strstr(text, "tidepool_connections_draining{pool=\"h2\""));
+    free(text);
+    tp_metrics_destroy(m);
     tp_http_client_destroy(c);
 }
 

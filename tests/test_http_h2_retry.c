@@ -5,7 +5,9 @@
  * while the others on its connection finish; an unanswered header ends at
  * response_header_timeout with TP_EHDRTIMEDOUT; the GOAWAY case through the engine too; a
  * connection silent past http2_ping_idle is PINGed before reuse, and one whose PING goes
- * unanswered is replaced. */
+ * unanswered is replaced; a peer gone silent under a waiting request is declared dead
+ * by PING (blocking and engine). GOAWAYs are counted by code, PING round trips in the
+ * pool's histogram. */
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -129,6 +131,11 @@ static void test_posts_above_goaway_resent_once(void **state)
     tp_stats st;
     tp_pool_stats(tp_http_client_h2_pool(r.c), &st);
     assert_int_equal(st.opens, 2);
+    /* The GOAWAY is counted by its code, and the drained connection is gone. */
+    assert_int_equal(st.goaways[0], 1);
+    for (int c = 1; c < TP_GOAWAY_CODES; c++)
+        assert_int_equal(st.goaways[c], 0);
+    assert_int_equal(st.draining, 0);
     stop(&r);
 }
 
@@ -203,6 +210,8 @@ static void ping_before_reuse(h2_bad_mode mode, bool answers)
     if (answers) {
         assert_int_equal(st.opens, 1);
         assert_true(took < MS(200));
+        assert_int_equal(st.ping_rtt.count, 1); /* the check's PING, its round trip */
+        assert_true(st.ping_rtt.sum_ns > 0 && st.ping_rtt.sum_ns < (uint64_t)MS(200));
     } else {
         assert_int_equal(st.opens, 2);
         assert_int_equal(st.checks_failed, 1);
@@ -282,6 +291,110 @@ static void test_engine_posts_above_goaway_resent_once(void **state)
     stop(&r);
 }
 
+/* A peer gone silent under a waiting request (no answer, no PING ACK): the request's
+ * connection is PINGed after http2_ping_idle (100 ms) and declared dead when that PING
+ * goes unanswered for http2_ping_timeout (200 ms), long before the 5 s header timeout;
+ * the next request opens a new connection. Blocking call, or the engine (which steps a
+ * connection only at its socket's edges, so a silent one needs the health timer). */
+typedef struct one_result {
+    int calls;
+    tp_err rc;
+    char msg[256];
+} one_result;
+
+static void one_done(void *ud, tp_err rc, tp_http_response *r, const tp_errinfo *err)
+{
+    one_result *o = ud;
+    o->calls++;
+    o->rc = rc;
+    if (err != NULL)
+        snprintf(o->msg, sizeof o->msg, "%s", err->msg);
+    tp_http_response_free(r);
+}
+
+static void silent_peer(bool engine)
+{
+    rig r = start_with(H2B_SILENT_AFTER_FIRST, MS(5000), MS(100), MS(200));
+    char url[128];
+    snprintf(url, sizeof url, "http://127.0.0.1:%u/a", (unsigned)r.port);
+    tp_http_response *resp = NULL;
+    tp_errinfo e;
+    assert_int_equal(tp_http_get(r.c, url, &resp, &e), TP_OK);
+    tp_http_response_free(resp);
+    snprintf(url, sizeof url, "http://127.0.0.1:%u/b", (unsigned)r.port);
+    int64_t t0 = tu_now_ns();
+    tp_err rc;
+    char msg[256] = "";
+    if (!engine) {
+        rc = tp_http_get(r.c, url, &resp, &e);
+        snprintf(msg, sizeof msg, "%s", e.msg);
+        tp_http_response_free(resp);
+    } else {
+        tp_http_engine *en = NULL;
+        assert_int_equal(tp_http_engine_create(r.c, &en, NULL), TP_OK);
+        one_result got = {0};
+        tp_http_request rq = {.method = "GET", .url = url, .timeout = MS(10000)};
+        tp_errinfo se;
+        rc = tp_http_engine_submit(en, &rq, one_done, &got, NULL, &se);
+        if (rc != TP_OK)
+            fail_msg("submit: %s", se.msg);
+        tp_http_engine_run(en);
+        assert_int_equal(got.calls, 1);
+        rc = got.rc;
+        snprintf(msg, sizeof msg, "%s", got.msg);
+        tp_http_engine_destroy(en);
+    }
+    int64_t took = tu_now_ns() - t0;
+    assert_int_equal(rc, TP_ETIMEDOUT);
+    assert_non_null(strstr(msg, "PING"));
+    assert_true(took >= MS(250) && took < MS(2500));
+    snprintf(url, sizeof url, "http://127.0.0.1:%u/c", (unsigned)r.port);
+    assert_int_equal(tp_http_get(r.c, url, &resp, &e), TP_OK);
+    assert_int_equal(tp_http_response_status(resp), 200);
+    tp_http_response_free(resp);
+    tp_stats st;
+    tp_pool_stats(tp_http_client_h2_pool(r.c), &st);
+    assert_int_equal(st.opens, 2);
+    stop(&r);
+}
+
+static void test_silent_peer_declared_dead(void **state)
+{
+    (void)state;
+    silent_peer(false);
+}
+
+static void test_engine_silent_peer_declared_dead(void **state)
+{
+    (void)state;
+    silent_peer(true);
+}
+
+/* A header block split across reads (HEADERS, then its CONTINUATION 100 ms later): the
+ * response is the whole block, the field of the second part included. Before the fix
+ * the status of the first part ended the wait and that field was missing. */
+static void test_split_header_block_whole(void **state)
+{
+    (void)state;
+    rig r = start(H2B_SPLIT_HEADER, MS(5000));
+    char url[128];
+    snprintf(url, sizeof url, "http://127.0.0.1:%u/a", (unsigned)r.port);
+    tp_http_response *resp = NULL;
+    tp_errinfo e;
+    if (tp_http_get(r.c, url, &resp, &e) != TP_OK)
+        fail_msg("get: %s", e.msg);
+    assert_int_equal(tp_http_response_status(resp), 200);
+    const char *late = tp_http_response_header(resp, "x-late");
+    assert_non_null(late);
+    assert_string_equal(late, "yes");
+    size_t n;
+    const char *body = tp_http_response_body(resp, &n);
+    assert_int_equal(n, 5);
+    assert_memory_equal(body, "ok /a", 5);
+    tp_http_response_free(resp);
+    stop(&r);
+}
+
 int main(void)
 {
     tu_watchdog(120);
@@ -293,6 +406,9 @@ int main(void)
         cmocka_unit_test(test_engine_posts_above_goaway_resent_once),
         cmocka_unit_test(test_unanswered_ping_before_reuse),
         cmocka_unit_test(test_answered_ping_before_reuse),
+        cmocka_unit_test(test_silent_peer_declared_dead),
+        cmocka_unit_test(test_engine_silent_peer_declared_dead),
+        cmocka_unit_test(test_split_header_block_whole),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

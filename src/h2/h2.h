@@ -102,6 +102,19 @@ tp_err tp__h2_ping(tp__h2 *h, tp_errinfo *err);
 int64_t tp__h2_ping_rtt(const tp__h2 *h);
 bool tp__h2_ping_pending(const tp__h2 *h);
 
+/* tp__h2_health_due: when a step next has health work (a PING to send after ping_idle
+ * with streams open, or the end of ping_timeout for one in flight): a step at that
+ * time does it. TP_DURATION_INFINITE when nothing is due (no stream open, no PING in
+ * flight, ping_idle infinite, dead). */
+int64_t tp__h2_health_due(const tp__h2 *h);
+
+/* tp__h2_news: what the session learnt since the last call, for statistics: GOAWAYs
+ * received by code slot (tp_stats.goaways: code, the last slot for any other) added
+ * into goaways[TP_GOAWAY_CODES], and a PING's round trip in *rtt (-1 for none; pings
+ * go one at a time and the caller asks after each step, so one is enough). True if
+ * anything was new. */
+bool tp__h2_news(tp__h2 *h, uint64_t goaways[TP_GOAWAY_CODES], int64_t *rtt);
+
 /* tp__h2_goaway: our own close: a GOAWAY (NO_ERROR) naming the last stream we
  * processed is queued; streams open go on, no new ones start. */
 tp_err tp__h2_goaway(tp__h2 *h, tp_errinfo *err);
@@ -241,11 +254,14 @@ tp_err tp__h2_lease_read(tp_conn *lease, tp__h2_stream *st, void *buf, size_t ca
  * to the pool); an error: the connection is dead. tp__h2_lease_take: moves st's body
  * bytes that arrived into body (at most max in all: TP_ETOOBIG), says its status (0
  * before the header), whether it is over, and if so its result (*unprocessed: a failure
- * the server never processed). */
+ * the server never processed). tp__h2_lease_health_due: when the connection next needs
+ * a step for its health (tp__h2_health_due): a loop whose streams wait steps it then,
+ * since no edge may come from a silent peer. */
 tp_err tp__h2_lease_submit(tp_conn *lease, const tp__h2_request *rq, bool send_now,
                            tp__h2_stream **out, bool *unprocessed, tp_errinfo *err);
 tp_err tp__h2_lease_step(tp_conn *lease, tp_errinfo *err);
 int tp__h2_lease_fd(tp_conn *lease);
+int64_t tp__h2_lease_health_due(tp_conn *lease);
 tp_err tp__h2_lease_take(tp_conn *lease, tp__h2_stream *st, tp__buf *body, size_t max,
                          int *status, bool *done, bool *unprocessed, tp_errinfo *err);
 /* tp__h2_lease_done: frees st (reset if still open). */

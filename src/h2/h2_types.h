@@ -19,6 +19,7 @@ struct tp__h2_stream {
     tp_err rc;        /* when done: TP_OK or why it failed */
     tp_errinfo err;
     int status;          /* :status of the final response; 0 before it */
+    bool header_done;    /* the final response's header block ended (END_HEADERS) */
     size_t header_bytes; /* of the response so far, as SETTINGS_MAX_HEADER_LIST_SIZE counts */
     char *fields;        /* the final response's fields: "name\0value\0" pairs */
     size_t fields_len, fields_cap;
@@ -50,6 +51,9 @@ struct tp__h2 {
     int64_t ping_sent_at; /* the PING in flight; 0 for none */
     int64_t ping_rtt;     /* the last answered one's round trip; -1 before */
     int64_t last_recv;    /* when the peer last sent a byte (the session's start before) */
+    /* what happened since tp__h2_news() was last asked (for the pool's statistics) */
+    uint16_t news_goaways[TP_GOAWAY_CODES]; /* GOAWAYs received, by code slot */
+    int64_t news_rtt;                       /* a PING's round trip; -1 for none */
 };
 
 /* tp__h2_fail_streams: the connection died with rc/err: every stream not over fails

@@ -227,6 +227,12 @@ static void h2_close(void *ctx, void *conn, tp_close_reason reason)
     tp__free(pc);
 }
 
+static const char *h2_protocol(void *ctx, void *conn)
+{
+    (void)ctx, (void)conn;
+    return "h2";
+}
+
 static int h2_fd(void *ctx, void *conn)
 {
     (void)ctx;
@@ -262,6 +268,7 @@ tp_err tp__h2_connector_new(const tp__h2_connector_options *o, tp_connector *out
                           .close = h2_close,
                           .fd = h2_fd,
                           .streams = h2_streams,
+                          .protocol = h2_protocol,
                           .ctx = cn};
     return TP_OK;
 }
@@ -297,10 +304,25 @@ static void sync_capacity(h2_pooled *pc, tp_conn *lease)
     pc->syncing = false;
 }
 
+/* What the session learnt (GOAWAYs, a PING's round trip) into the key's statistics. */
+static void report_news(h2_pooled *pc, tp_conn *lease)
+{
+    uint64_t goaways[TP_GOAWAY_CODES] = {0};
+    int64_t rtt;
+    if (!tp__h2_news(pc->h, goaways, &rtt))
+        return;
+    for (uint32_t code = 0; code < TP_GOAWAY_CODES; code++)
+        for (uint64_t i = 0; i < goaways[code]; i++)
+            tp_conn_record_goaway(lease, code);
+    if (rtt >= 0)
+        tp_conn_record_ping_rtt(lease, rtt);
+}
+
 /* Steps the session (pc->mu held) and wakes everyone waiting on it. */
 static tp_err step_locked(h2_pooled *pc, tp_conn *lease, int *want, tp_errinfo *err)
 {
     tp_err rc = tp__h2_step(pc->h, want, err);
+    report_news(pc, lease);
     sync_capacity(pc, lease);
     pthread_cond_broadcast(&pc->cv);
     return rc;
@@ -347,7 +369,8 @@ static tp_err wait_locked(h2_pooled *pc, tp_conn *lease, tp__h2_stream *st, unti
              (short)((want & TP__WANT_READ ? POLLIN : 0) | (want & TP__WANT_WRITE ? POLLOUT : 0)),
              0},
             {pc->wake, POLLIN, 0}};
-        int64_t left = deadline - tp_clock_now();
+        /* Woken for the session's health too (a PING to send, one overdue). */
+        int64_t left = TP__MIN(deadline, tp__h2_health_due(pc->h)) - tp_clock_now();
         int ms = left <= 0                         ? 0
                  : left / TP_NSEC_PER_MSEC >= 1000 ? 1000
                                                    : (int)(left / TP_NSEC_PER_MSEC) + 1;
@@ -450,6 +473,15 @@ tp_err tp__h2_lease_step(tp_conn *lease, tp_errinfo *err)
     tp_err rc = step_locked(pc, lease, &want, err);
     tp__mutex_unlock(&pc->mu);
     return rc;
+}
+
+int64_t tp__h2_lease_health_due(tp_conn *lease)
+{
+    h2_pooled *pc = tp_conn_get(lease);
+    tp__mutex_lock(&pc->mu);
+    int64_t due = tp__h2_health_due(pc->h);
+    tp__mutex_unlock(&pc->mu);
+    return due;
 }
 
 int tp__h2_lease_fd(tp_conn *lease)

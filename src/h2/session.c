@@ -52,6 +52,7 @@ static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *frame, void *
     case NGHTTP2_PING:
         if ((frame->hd.flags & NGHTTP2_FLAG_ACK) && h->ping_sent_at != 0) {
             h->ping_rtt = tp_clock_now() - h->ping_sent_at;
+            h->news_rtt = h->ping_rtt;
             h->ping_sent_at = 0;
         }
         break;
@@ -59,6 +60,7 @@ static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *frame, void *
         h->goaway_recv = true;
         h->goaway_code = frame->goaway.error_code;
         h->goaway_last_id = frame->goaway.last_stream_id;
+        h->news_goaways[TP__MIN(frame->goaway.error_code, (uint32_t)TP_GOAWAY_CODES - 1)]++;
         break;
     default:
         break;
@@ -204,6 +206,7 @@ tp_err tp__h2_new(tp__stream *s, const tp__h2_options *o, tp__h2 **out, tp_errin
     h->goaway_code = -1;
     h->local_goaway = -1;
     h->ping_rtt = -1;
+    h->news_rtt = -1;
     h->last_recv = tp_clock_now();
     tp__list_init(&h->streams);
     peer_name(s->fd, h->dest, sizeof h->dest);
@@ -301,6 +304,34 @@ static void health(tp__h2 *h)
     if (h->ping_sent_at == 0 && h->open > 0 && h->o.ping_idle != TP_DURATION_INFINITE &&
         now - h->last_recv >= h->o.ping_idle)
         (void)tp__h2_ping(h, NULL);
+}
+
+int64_t tp__h2_health_due(const tp__h2 *h)
+{
+    if (h->dead)
+        return TP_DURATION_INFINITE;
+    if (h->ping_sent_at != 0) { /* health() acts once strictly past the timeout */
+        int64_t t = tp__saturating_add(h->ping_sent_at, h->o.ping_timeout);
+        return t == TP_DURATION_INFINITE ? t : t + 1;
+    }
+    if (h->open > 0 && h->o.ping_idle != TP_DURATION_INFINITE)
+        return tp__saturating_add(h->last_recv, h->o.ping_idle);
+    return TP_DURATION_INFINITE;
+}
+
+bool tp__h2_news(tp__h2 *h, uint64_t goaways[TP_GOAWAY_CODES], int64_t *rtt)
+{
+    bool any = false;
+    for (int i = 0; i < TP_GOAWAY_CODES; i++) {
+        if (h->news_goaways[i] == 0)
+            continue;
+        goaways[i] += h->news_goaways[i];
+        h->news_goaways[i] = 0;
+        any = true;
+    }
+    *rtt = h->news_rtt;
+    h->news_rtt = -1;
+    return any || *rtt >= 0;
 }
 
 int64_t tp__h2_idle_ns(const tp__h2 *h)

@@ -86,6 +86,11 @@ void tp__h2_stream_frame(tp__h2_stream *st, const nghttp2_frame *frame)
     if ((frame->hd.type == NGHTTP2_HEADERS || frame->hd.type == NGHTTP2_DATA) &&
         (frame->hd.flags & NGHTTP2_FLAG_END_STREAM))
         st->ended = true;
+    /* The whole block is in (its CONTINUATION frames too): only now is the final
+     * header the caller's to see. nghttp2 hands fields over as it decodes them, so a
+     * block split across reads would otherwise show a status with fields missing. */
+    if (frame->hd.type == NGHTTP2_HEADERS && st->status >= 200)
+        st->header_done = true;
 }
 
 /* ---- the response ------------------------------------------------------------------ */
@@ -328,7 +333,7 @@ bool tp__h2_stream_unprocessed(const tp__h2_stream *st)
 
 int tp__h2_stream_status(const tp__h2_stream *st)
 {
-    return st->status >= 200 ? st->status : 0;
+    return st->header_done ? st->status : 0;
 }
 
 const char *tp__h2_fields_find(const char *fields, size_t len, const char *name)

@@ -145,6 +145,8 @@ struct eng_req {
     eng_h2c *h2c;         /* ER_H2: the connection's watcher */
     eng_req *h2_next;     /* in h2c->reqs */
     int h2_attempts;      /* sends the server did not process (GOAWAY, REFUSED_STREAM) */
+    int64_t h2_health;    /* ER_H2: when its connection's health wants a step (a silent
+                             peer makes no edge): the timer fires then too */
 
     eng_req *next_q;          /* inbox or results list (e->mu) */
     eng_req *prev_a, *next_a; /* active list (loop thread) */
@@ -277,10 +279,13 @@ static inline void tp__eng_wake_locked(tp_http_engine *e)
 /* ---- engine_timer.c: the requests' timers (base/timer.h) ------------------------------ */
 
 /* tp__eng_due: when rq's timer fires: the nearer of its deadline and phase deadline,
- * or while dialing the dial's next attempt if that comes first. */
+ * or while dialing the dial's next attempt, or on HTTP/2 its connection's health step,
+ * if that comes first. */
 static inline int64_t tp__eng_due(const eng_req *rq)
 {
     int64_t due = TP__MIN(rq->deadline, rq->phase_deadline);
+    if (rq->state == ER_H2)
+        due = TP__MIN(due, rq->h2_health);
     return rq->dialing ? TP__MIN(due, tp__dial_due(&rq->dial)) : due;
 }
 
@@ -376,6 +381,10 @@ void tp__er_h2_abort(eng_req *rq);
 /* tp__er_h2_on_events: an edge on an HTTP/2 connection's socket: steps it, and settles
  * each of our requests on it whose stream moved. Loop thread. */
 void tp__er_h2_on_events(tp_http_engine *e, eng_h2c *h2c);
+/* tp__er_h2_on_health: rq's timer fired for its connection's health (before its own
+ * deadlines): steps the connection (a PING sent, or one overdue kills it), looks at rq,
+ * and re-arms the timer. The caller settles rq. */
+void tp__er_h2_on_health(eng_req *rq);
 /* tp__er_h2_flush: sends what this round's submissions queued, one step per connection
  * (before the loop sleeps). Loop thread. */
 void tp__er_h2_flush(tp_http_engine *e);

@@ -323,6 +323,8 @@ void tp__er_on_timer(eng_req *rq, int64_t now)
     else if (rq->state == ER_CONNECTING && rq->dialing &&
              now < TP__MIN(rq->deadline, rq->phase_deadline))
         tp__er_dial_step(rq); /* the next address's turn */
+    else if (rq->state == ER_H2 && now < TP__MIN(rq->deadline, rq->phase_deadline))
+        tp__er_h2_on_health(rq);
     else
         abort_req(rq, rc, &info);
     settle(rq);

@@ -227,8 +227,24 @@ void tp__er_h2_got_lease(eng_req *rq, tp_conn *lease)
     rq->phase_start = tp_clock_now();
     rq->phase_deadline = tp__saturating_add(rq->phase_start, e->c->o.response_header_timeout);
     rq->phase_code = TP_EHDRTIMEDOUT;
+    rq->h2_health = tp__h2_lease_health_due(lease);
     tp__eng_timer_set(e, rq);
     look(rq); /* another's step may have served it already */
+}
+
+void tp__er_h2_on_health(eng_req *rq)
+{
+    tp_errinfo info;
+    /* Its streams' timers come due together: the first one's step does the work (the
+     * others' find nothing due, and look at their own stream). */
+    (void)tp__h2_lease_step(rq->lease, &info);
+    look(rq);
+    if (rq->state != ER_H2 || rq->then != ER_THEN_WAIT)
+        return;
+    /* The peer spoke meanwhile (the due moved on), or a PING went out: when next. At
+     * least 1 ms on, so that a PING that could not be queued does not spin the loop. */
+    rq->h2_health = TP__MAX(tp__h2_lease_health_due(rq->lease), tp_clock_now() + TP_NSEC_PER_MSEC);
+    tp__eng_timer_set(rq->e, rq);
 }
 
 void tp__er_h2_on_events(tp_http_engine *e, eng_h2c *w)

@@ -136,7 +136,9 @@ static tp_err read_all(tp_http_response *r, tp_errinfo *err)
         size_t got = 0; /* room is kept for the NUL */
         tp_err rc = tp__h2_lease_read(r->lease, r->h2_st, r->body.data + r->body.len,
                                       r->body.cap - r->body.len - 1, &got, r->deadline, err);
-        if (rc == TP_ETIMEDOUT)
+        /* Only our own deadline's end is ours to name: a connection that died of an
+         * unanswered PING says so itself, with TP_ETIMEDOUT. */
+        if (rc == TP_ETIMEDOUT && tp_clock_now() >= r->deadline)
             rc = tp_errinfo_set(err, TP_EREQTIMEDOUT, 0,
                                 "the request's deadline passed (HTTP/2 "
                                 "body)");
@@ -261,7 +263,7 @@ static tp_err attempts(tp_http_client *c, const tp_http_request *req, const tp__
             continue;
         }
         tp__free(owned);
-        if (rc == TP_ETIMEDOUT)
+        if (rc == TP_ETIMEDOUT && tp_clock_now() >= hdr_deadline)
             rc = timed_out(u, deadline, hdr_deadline, c->o.response_header_timeout, err);
         return rc;
     }
@@ -338,7 +340,7 @@ tp_err tp__http_h2_read(tp_http_response *r, void *buf, size_t cap, size_t *got,
     if (r->h2_st == NULL || cap == 0)
         return TP_OK; /* over (or nothing asked) */
     tp_err rc = tp__h2_lease_read(r->lease, r->h2_st, buf, cap, got, r->deadline, err);
-    if (rc == TP_ETIMEDOUT)
+    if (rc == TP_ETIMEDOUT && tp_clock_now() >= r->deadline) /* not a connection's death */
         rc = tp_errinfo_set(err, TP_EREQTIMEDOUT, 0, "the request's deadline passed");
     if (rc != TP_OK) {
         r->err = rc;

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "test_util.h"
@@ -227,10 +228,96 @@ static void serve_raw(h2_bad *b, int fd)
         sink_until_closed(b, fd);
 }
 
+/* Reads the client's preface and frames until its first HEADERS frame is in. */
+static bool read_until_headers(int fd)
+{
+    uint8_t in[65536];
+    size_t have = 0, at = 24; /* the preface */
+    for (;;) {
+        while (at + 9 <= have) {
+            size_t len = (size_t)in[at] << 16 | (size_t)in[at + 1] << 8 | in[at + 2];
+            if (in[at + 3] == 0x1) /* HEADERS */
+                return true;
+            at += 9 + len;
+        }
+        if (have == sizeof in)
+            return false;
+        ssize_t r = read(fd, in + have, sizeof in - have);
+        if (r <= 0)
+            return false;
+        have += (size_t)r;
+    }
+}
+
+/* Our SETTINGS (empty) first, as a server does (the client waits for them before it
+ * sends a request), then the client's preface and frames up to its first HEADERS. */
+static bool settings_then_headers(int fd)
+{
+    static const uint8_t settings[] = {0, 0, 0, 4, 0, 0, 0, 0, 0};
+    return write_all(fd, settings, sizeof settings) && read_until_headers(fd);
+}
+
+/* The answer to stream 1 as a header block that never ends: a HEADERS frame with
+ * ":status: 200" (HPACK index 8) and no END_HEADERS, then 100 CONTINUATION frames, each
+ * with the literal field "x: y" (never indexed) and no END_HEADERS either. */
+static void serve_continuation_flood(h2_bad *b, int fd)
+{
+    if (!settings_then_headers(fd))
+        return;
+    enum { N = 100, FIELD = 5 };
+    uint8_t out[9 + 9 + 1 + N * (9 + FIELD)];
+    size_t n = 0;
+    static const uint8_t head[] = {
+        0, 0, 0, 4, 1, 0, 0, 0, 0,       /* SETTINGS ACK */
+        0, 0, 1, 1, 0, 0, 0, 0, 1, 0x88, /* HEADERS, stream 1, no flags: :status 200 */
+    };
+    memcpy(out, head, sizeof head);
+    n = sizeof head;
+    for (int i = 0; i < N; i++) {
+        static const uint8_t cont[] = {0,    0, FIELD, 9, 0,  0, 0, 0, 1, /* CONTINUATION */
+                                       0x10, 1, 'x',   1, 'y'};
+        memcpy(out + n, cont, sizeof cont);
+        n += sizeof cont;
+    }
+    if (write_all(fd, out, n))
+        sink_until_closed(b, fd);
+}
+
+/* The answer to stream 1 with its header block in two writes, 100 ms apart. */
+static void serve_split_header(h2_bad *b, int fd)
+{
+    if (!settings_then_headers(fd))
+        return;
+    static const uint8_t first[] = {
+        0, 0, 0, 4, 1, 0, 0, 0, 0,       /* SETTINGS ACK */
+        0, 0, 1, 1, 0, 0, 0, 0, 1, 0x88, /* HEADERS, stream 1, no flags: :status 200 */
+    };
+    static const uint8_t rest[] = {
+        0,    0,   12,  9,   4,   0,   0,   0,   1, /* CONTINUATION, END_HEADERS: "x-late: yes" */
+        0x00, 6,   'x', '-', 'l', 'a', 't', 'e', 3, 'y', 'e',
+        's',  0,   0,   5,   0,   1,   0,   0,   0, 1, /* DATA, END_STREAM */
+        'o',  'k', ' ', '/', 'a',
+    };
+    if (!write_all(fd, first, sizeof first))
+        return;
+    struct timespec ts = {0, 100 * 1000000L};
+    nanosleep(&ts, NULL);
+    if (write_all(fd, rest, sizeof rest))
+        sink_until_closed(b, fd);
+}
+
 static void serve_conn(h2_bad *b, int fd)
 {
+    if (b->mode == H2B_SPLIT_HEADER) {
+        serve_split_header(b, fd);
+        return;
+    }
     if (b->mode == H2B_DATA_ON_ZERO) {
         serve_raw(b, fd);
+        return;
+    }
+    if (b->mode == H2B_CONTINUATION_FLOOD) {
+        serve_continuation_flood(b, fd);
         return;
     }
     conn *c = calloc(1, sizeof *c);
@@ -276,6 +363,10 @@ static void serve_conn(h2_bad *b, int fd)
                 goto done;
         if (n < 0)
             break;
+        if (b->mode == H2B_SILENT_AFTER_FIRST && c->nth_conn == 1 && c->completed > 0) {
+            sink_until_closed(b, fd); /* the first answer is out: silence from now on */
+            break;
+        }
         struct pollfd p[2] = {{fd, POLLIN, 0}, {b->wake[0], POLLIN, 0}};
         int ms = -1;
         if (c->late >= 0) {

@@ -16,6 +16,8 @@
 #define DEFAULT_PING_IDLE (30 * TP_NSEC_PER_SEC)    /* Go's ReadIdleTimeout, when set, is alike */
 #define DEFAULT_PING_TIMEOUT (15 * TP_NSEC_PER_SEC) /* Go's PingTimeout */
 #define READ_CHUNK (16 << 10)
+/* What one write takes at most: the frames nghttp2 has queued, gathered (flush). */
+#define OUT_BATCH (64 << 10)
 
 /* The connection is dead: keeps the first reason, fails every stream still open. */
 static tp_err die(tp__h2 *h, tp_err rc, const tp_errinfo *why)
@@ -202,6 +204,7 @@ tp_err tp__h2_new(tp__stream *s, const tp__h2_options *o, tp__h2 **out, tp_errin
         return rc;
     }
     h->s = *s;
+    tp__stream_read_ahead(&h->s); /* every step reads until the socket is empty */
     h->o = opts;
     h->goaway_code = -1;
     h->local_goaway = -1;
@@ -219,32 +222,47 @@ tp_err tp__h2_new(tp__stream *s, const tp__h2_options *o, tp__h2 **out, tp_errin
     return TP_OK;
 }
 
+/* What nghttp2 has to send, gathered into h->out (at most about OUT_BATCH bytes): it
+ * hands out one frame per call, and a write (a TLS record, a send) per frame would cost
+ * a syscall per request. Copied: nghttp2's buffer is only good until its next call, and
+ * a TLS write that must wait is retried with the same bytes. */
+static tp_err gather(tp__h2 *h)
+{
+    h->out_off = h->out_len = 0;
+    while (h->out_len < OUT_BATCH) {
+        const uint8_t *data;
+        ssize_t n = nghttp2_session_mem_send(h->ng, &data);
+        if (n < 0)
+            return die_ng(h, (int)n, "sending");
+        if (n == 0)
+            break;
+        if (h->out_len + (size_t)n > h->out_cap) {
+            size_t cap = TP__MAX(h->out_len + (size_t)n, 2 * h->out_cap);
+            unsigned char *b = tp__realloc(h->out, cap);
+            if (b == NULL) {
+                tp_errinfo e;
+                tp_errinfo_set(&e, TP_ENOMEM, 0, "HTTP/2: out of memory for output");
+                return die(h, TP_ENOMEM, &e);
+            }
+            h->out = b;
+            h->out_cap = cap;
+        }
+        memcpy(h->out + h->out_len, data, (size_t)n);
+        h->out_len += (size_t)n;
+    }
+    return TP_OK;
+}
+
 /* Sends what waits, as far as the socket takes it. */
 static tp_err flush(tp__h2 *h, int *want, tp_errinfo *err)
 {
     for (;;) {
         if (h->out_off == h->out_len) {
-            const uint8_t *data;
-            ssize_t n = nghttp2_session_mem_send(h->ng, &data);
-            if (n < 0)
-                return die_ng(h, (int)n, "sending");
-            if (n == 0)
+            tp_err rc = gather(h);
+            if (rc != TP_OK)
+                return rc;
+            if (h->out_len == 0)
                 return TP_OK;
-            if ((size_t)n > h->out_cap) {
-                unsigned char *b = tp__realloc(h->out, (size_t)n);
-                if (b == NULL) {
-                    tp_errinfo e;
-                    tp_errinfo_set(&e, TP_ENOMEM, 0, "HTTP/2: out of memory for output");
-                    return die(h, TP_ENOMEM, &e);
-                }
-                h->out = b;
-                h->out_cap = (size_t)n;
-            }
-            /* Copied: nghttp2's buffer is only good until its next call, and a TLS write
-             * that must wait is retried with the same bytes. */
-            memcpy(h->out, data, (size_t)n);
-            h->out_off = 0;
-            h->out_len = (size_t)n;
         }
         size_t put = 0;
         int w = 0;

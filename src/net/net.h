@@ -321,6 +321,12 @@ tp_err tp__stream_write_step(tp__stream *s, const void *buf, size_t len, size_t 
 tp_err tp__stream_write_all(tp__stream *s, const void *buf, size_t len, size_t *written,
                             int64_t deadline, tp_errinfo *err);
 
+/* tp__stream_read_ahead: over TLS, let a read take from the socket all it has, not one
+ * record's header and then its body (two reads per record): for a reader that always
+ * reads until TP_PENDING (an HTTP/2 session), since bytes then wait in the TLS buffer
+ * where no poll sees them. Nothing for a cleartext stream. */
+void tp__stream_read_ahead(tp__stream *s);
+
 /* tp__stream_idle_ok: the stale check for an idle connection: a zero-timeout poll.
  * Returns false (dead) when the socket is readable (an unsolicited byte, a FIN, a TLS
  * alert or close_notify) or reports HUP/ERR, or when TLS has buffered bytes; true

@@ -113,6 +113,12 @@ tp_err tp__stream_write_all(tp__stream *s, const void *buf, size_t len, size_t *
     }
 }
 
+void tp__stream_read_ahead(tp__stream *s)
+{
+    if (s->ssl != NULL)
+        tp__tls_read_ahead(s);
+}
+
 bool tp__stream_idle_ok(tp__stream *s)
 {
     if (s->fd < 0)

@@ -93,6 +93,8 @@ tp_err tp__tls_read_step(tp__stream *s, void *buf, size_t cap, size_t *got, int 
                          tp_errinfo *err);
 tp_err tp__tls_write_step(tp__stream *s, const void *buf, size_t len, size_t *put, int *want,
                           tp_errinfo *err);
+/* SSL_set_read_ahead on: tp__stream_read_ahead() over TLS. */
+void tp__tls_read_ahead(tp__stream *s);
 /* True if the SSL holds bytes already read from the socket (processed or not). */
 bool tp__tls_has_pending(tp__stream *s);
 /* The socket is readable and nothing else is wrong: true if the readable records held

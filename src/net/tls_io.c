@@ -156,6 +156,11 @@ tp_err tp__tls_write_step(tp__stream *s, const void *buf, size_t len, size_t *pu
     return TP_OK;
 }
 
+void tp__tls_read_ahead(tp__stream *s)
+{
+    SSL_set_read_ahead((SSL *)s->ssl, 1);
+}
+
 bool tp__tls_has_pending(tp__stream *s)
 {
     return SSL_has_pending((SSL *)s->ssl) == 1;
@@ -228,6 +233,11 @@ tp_err tp__tls_write_step(tp__stream *s, const void *buf, size_t len, size_t *pu
     (void)want;
     *put = 0;
     return tp_errinfo_set(err, TP_ETLS, 0, "TLS: built without OpenSSL");
+}
+
+void tp__tls_read_ahead(tp__stream *s)
+{
+    (void)s;
 }
 
 bool tp__tls_has_pending(tp__stream *s)

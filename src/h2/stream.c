@@ -185,8 +185,10 @@ int tp__h2_on_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t stream_id, 
     }
     size_t need = st->body_len + len;
     if (need > st->body_cap) {
-        /* The stream window bounds it: the peer may not send more than we opened. */
-        size_t cap = st->body_cap ? st->body_cap * 2 : 16384;
+        /* The stream window bounds it: the peer may not send more than we opened. Small
+         * at first: most bodies are, and 16 KiB for each of many streams freed at once
+         * made the allocator trim and refault its heap on every loop round. */
+        size_t cap = st->body_cap ? st->body_cap * 2 : 1024;
         while (cap < need)
             cap *= 2;
         unsigned char *b = tp__realloc(st->body, cap);

@@ -363,14 +363,16 @@ static tp_err wait_locked(h2_pooled *pc, tp_conn *lease, tp__h2_stream *st, unti
         if (pc->reading)
             continue; /* another took the socket while the pool was told the capacity */
         pc->reading = true;
+        /* Woken for the session's health too (a PING to send, one overdue); read under
+         * the lock, which submitters hold while they change the open streams. */
+        int64_t wake_at = TP__MIN(deadline, tp__h2_health_due(pc->h));
         tp__mutex_unlock(&pc->mu);
         struct pollfd p[2] = {
             {tp__h2_fd(pc->h),
              (short)((want & TP__WANT_READ ? POLLIN : 0) | (want & TP__WANT_WRITE ? POLLOUT : 0)),
              0},
             {pc->wake, POLLIN, 0}};
-        /* Woken for the session's health too (a PING to send, one overdue). */
-        int64_t left = TP__MIN(deadline, tp__h2_health_due(pc->h)) - tp_clock_now();
+        int64_t left = wake_at - tp_clock_now();
         int ms = left <= 0                         ? 0
                  : left / TP_NSEC_PER_MSEC >= 1000 ? 1000
                                                    : (int)(left / TP_NSEC_PER_MSEC) + 1;

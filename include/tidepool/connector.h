@@ -36,7 +36,9 @@ extern "C" {
     XX(UNHEALTHY, 11, "unhealthy")        /* its TCP state says the path or peer is sick */ \
     XX(INHERITED, 12, "inherited")        /* a child process let go of its parent's one */ \
     XX(DRAINED, 13, "drained")            /* multiplexed, draining (capacity 0): its last  \
-                                             stream ended */
+                                             stream ended */                               \
+    XX(SHED, 14, "shed")                  /* idle, given back to a shared budget whose     \
+                                             other members wait (tp_pool_shed_idle) */
 
 typedef enum tp_close_reason {
 #define TP__CLOSE_ENUM(name, num, str) TP_CLOSE_##name = (num),

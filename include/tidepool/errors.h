@@ -54,7 +54,8 @@ extern "C" {
     XX(ESERVERFULL, -29, "the server has no room for another connection")                    \
     XX(EUNAVAIL, -30, "the server is starting up or shutting down")                          \
     XX(EPROXY, -31, "the proxy refused or failed to open the tunnel")                        \
-    XX(ERESET, -32, "the server reset the stream (HTTP/2 RST_STREAM)")
+    XX(ERESET, -32, "the server reset the stream (HTTP/2 RST_STREAM)")                       \
+    XX(ENOPERMIT, -33, "the shared connection budget refused a permit to open")
 
 /* tp_err: 0 is success, every error is negative. */
 typedef enum tp_err {

@@ -84,6 +84,36 @@ typedef struct tp_trace_event {
  * it may call into the pool (even acquire and release). It should be quick. */
 typedef void (*tp_trace_fn)(void *ud, const tp_trace_event *ev);
 
+/* ---- open permits --------------------------------------------------------------------- */
+
+/* What an open-permit hook answers. */
+typedef enum tp_permit {
+    TP_PERMIT_GRANTED = 0, /* open: the permit is held until give() */
+    TP_PERMIT_WAIT = 1,    /* none now: the acquire waits (within its timeout) for a
+                              released connection or tp_pool_permits_changed() */
+    TP_PERMIT_REFUSED = 2  /* none at all (a budget that fails closed): an acquire with no
+                              connection of the key to wait for fails with TP_ENOPERMIT;
+                              one that has waits for it */
+} tp_permit;
+
+/* tp_permit_hook: a budget that opens are counted against, shared with others (a fleet
+ * of processes on one database: tidepool/fleet.h). Before every open of a connection,
+ * whichever path starts it (an acquire, an asynchronous or caller-made open, prewarming,
+ * min_idle_per_key), once the pool's own limits allow it, the pool asks take(); every
+ * connection opened under a permit, and every open that failed or was given up, returns
+ * it through give() exactly once. Leases are never asked about.
+ *
+ * Threads: both are called with the pool's lock held, from any thread: they must not
+ * block, do I/O or call into the pool. They are meant to be a counter against an
+ * allowance that the budget keeps up to date on its own thread, which calls
+ * tp_pool_permits_changed() when more may be granted. A child process after fork() never
+ * gives back the permits of connections it inherited (its pool starts empty). */
+typedef struct tp_permit_hook {
+    void *ctx;
+    tp_permit (*take)(void *ctx, const void *key, size_t keylen);
+    void (*give)(void *ctx, const void *key, size_t keylen);
+} tp_permit_hook;
+
 /* ---- options ---------------------------------------------------------------------- */
 
 #define TP_POOL_OPTIONS_VERSION 1
@@ -169,6 +199,9 @@ typedef struct tp_pool_options {
 
     tp_trace_fn trace; /* optional hook for every event */
     void *trace_ud;
+
+    const tp_permit_hook *permits; /* NULL: opens need no permit. Else the hook above;
+                                      the struct is copied, ctx must outlive the pool */
 } tp_pool_options;
 
 /* tp_pool_options_init: fills o with the defaults above. */
@@ -445,6 +478,16 @@ TP_EXTERN int64_t tp_pool_maintain(tp_pool *p);
 TP_EXTERN tp_err tp_pool_key_limit_idle_timeout(tp_pool *p, const void *key, size_t keylen,
                                                 int64_t idle_timeout);
 
+/* tp_pool_permits_changed: the permit hook may grant more now: acquires waiting for a
+ * permit look again (in this call, for those that a freed slot serves). Thread-safe;
+ * never from inside the hook. */
+TP_EXTERN void tp_pool_permits_changed(tp_pool *p);
+
+/* tp_pool_shed_idle: closes up to n idle connections (reason shed), least recently used
+ * first across keys, and returns how many it closed: a shared budget's way of giving
+ * back what this pool holds above its share while others wait. Thread-safe. */
+TP_EXTERN int64_t tp_pool_shed_idle(tp_pool *p, int64_t n);
+
 /* tp_pool_evict: closes every idle connection of key (all keys when key is NULL) and
  * marks in-use ones to be closed on release (soft eviction after a credential or DNS
  * change). Returns how many idle connections were closed. */
@@ -501,6 +544,8 @@ typedef struct tp_stats {
     uint64_t rejects_breaker; /* acquires refused: breaker open */
     uint64_t checks_failed; /* idle connections that failed check() */
     uint64_t prewarms;      /* opens started ahead of need (prewarm_waiters) */
+    uint64_t permit_waits;  /* opens held back because the permit hook said wait */
+    uint64_t permit_refusals; /* opens the permit hook refused */
     uint64_t closes[TP_CLOSE__COUNT]; /* closes by reason */
     uint64_t goaways[TP_GOAWAY_CODES]; /* GOAWAYs the peers sent, by error code */
     /* histograms */

@@ -89,6 +89,9 @@ tp__open_verdict tp__open_allowed_locked(tp_pool *p, tp__key *key, int64_t now, 
     if (p->o.max_total != TP_UNLIMITED && p->total >= p->o.max_total &&
         !evict_other_idle_locked(p, key, a))
         return TP__OPEN_WAIT;
+    tp__open_verdict permit = tp__permit_take_locked(p, key, ahead);
+    if (permit != TP__OPEN_OK)
+        return permit;
     key->opening++;
     p->total++;
     if (trial)

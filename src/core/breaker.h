@@ -13,15 +13,18 @@ typedef enum tp__open_verdict {
                              wait (until *until, if finite) */
     TP__OPEN_BREAKER = 2, /* breaker open: no open now (the next trial at *until, if finite);
                              fail fast unless the key holds a connection to wait for */
+    TP__OPEN_NOPERMIT = 3, /* the permit hook refused: fail fast unless the key holds a
+                              connection to wait for (a wait for a permit is OPEN_WAIT) */
 } tp__open_verdict;
 
 /* tp__open_allowed_locked: may an open for key start now? ahead: an open that no
  * request waits on (maintenance's). Considers the breaker, a failing key's pacing (one
  * open at a time, after the backoff; made by maintenance, not by a request, when the key
  * is short of room and holds connections) and the limits (max_per_key, max_total,
- * evicting an idle connection of another key onto a when only max_total is in the way).
- * On TP__OPEN_OK the slot is reserved (opening and total counted) and, in HALF_OPEN,
- * this open is the trial. */
+ * evicting an idle connection of another key onto a when only max_total is in the way),
+ * then the permit hook (permit.c), last, so a permit is only taken for an open that
+ * goes ahead. On TP__OPEN_OK the slot is reserved (opening and total counted, a permit
+ * held) and, in HALF_OPEN, this open is the trial. */
 tp__open_verdict tp__open_allowed_locked(tp_pool *p, tp__key *key, int64_t now, bool ahead,
                                          int64_t *until, tp__after *a);
 

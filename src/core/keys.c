@@ -145,6 +145,8 @@ static void key_retire_stats_locked(tp_pool *p, tp__key *k)
     r->rejects_breaker += TP__LOAD(k->rejects_breaker);
     r->checks_failed += TP__LOAD(k->checks_failed);
     r->prewarms += TP__LOAD(k->prewarms);
+    r->permit_waits += TP__LOAD(k->permit_waits);
+    r->permit_refusals += TP__LOAD(k->permit_refusals);
     for (int i = 0; i < TP_CLOSE__COUNT; i++)
         r->closes[i] += TP__LOAD(k->closes[i]);
     for (int i = 0; i < TP_GOAWAY_CODES; i++)

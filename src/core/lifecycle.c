@@ -114,6 +114,7 @@ void tp__conn_close_locked(tp_pool *p, tp_conn *c, tp_close_reason reason, tp__a
     tp__mux_forget_locked(k, c);
     k->nconns--;
     p->total--;
+    tp__permit_give_locked(p, k);
     tp__room_freed_locked(k);
     TP__ADD1(k->closes[reason], 1);
     /* Below min_idle_per_key: warm up again now. Empty: see later whether to forget it. */
@@ -148,6 +149,9 @@ tp_err tp_pool_create(const tp_pool_options *o, tp_pool **out, tp_errinfo *err)
     if (p->adaptive)
         p->adapt_o = *o->adaptive;
     p->o.adaptive = p->adaptive ? &p->adapt_o : NULL; /* the copy, not the caller's */
+    if (o->permits != NULL)
+        p->permit_o = *o->permits;
+    p->o.permits = o->permits != NULL ? &p->permit_o : NULL;
     p->id = atomic_fetch_add(&next_pool_id, 1);
     p->nbuckets = 16;
     p->buckets = tp__calloc(p->nbuckets, sizeof *p->buckets);

@@ -34,6 +34,7 @@ void tp__slot_release_locked(tp_pool *p, tp__key *key, tp__after *a)
     TP__ASSERT_LOCKED(&p->mu);
     key->opening--;
     p->total--;
+    tp__permit_give_locked(p, key);
     tp__open_slot_unused_locked(key);
     tp__capacity_freed_locked(p, key, a);
 }
@@ -114,6 +115,7 @@ tp_err tp__open_slot_locked(tp_pool *p, tp__key *key, int64_t deadline, bool pre
     key->prewarming -= prewarm; /* with opening: the adaptive limit never sees one alone */
     if (rc != TP_OK) {
         p->total--;
+        tp__permit_give_locked(p, key);
         tp__conn_recycle_locked(p, c);
         tp__open_done_locked(p, key, rc, &info, t0, a);
         tp__capacity_freed_locked(p, key, a);

@@ -63,6 +63,8 @@ tp_err tp__options_validate(const tp_pool_options *o, tp_errinfo *err)
         return BAD("connector.open: required");
     if (o->connector.close == NULL)
         return BAD("connector.close: required");
+    if (o->permits != NULL && (o->permits->take == NULL || o->permits->give == NULL))
+        return BAD("permits: take and give are both required");
 
     /* Resolve the sentinel on a copy, so the checks below see the value in force. */
     tp_pool_options resolved = *o;

@@ -20,6 +20,7 @@
 #include "mux.h"
 #include "open.h"
 #include "options.h"
+#include "permit.h"
 #include "release.h"
 #include "schedule.h"
 #include "slot.h"

@@ -84,6 +84,19 @@ static void serve_waiters_locked(tp_pool *p, tp__key *k, tp__after *a)
     }
 }
 
+/* Serves the keys with waiters but skip (a list, not a walk of the table), in the order
+ * they began to wait. serve_waiters_locked() stops at the first waiter it cannot serve. */
+static void serve_waiting_keys_locked(tp_pool *p, tp__key *skip, tp__after *a)
+{
+    tp__list *n = p->waiting_keys.next;
+    while (n != &p->waiting_keys) {
+        tp__key *k = TP__CONTAINER_OF(n, tp__key, waiting_link);
+        n = n->next; /* serving k may take k (only k) off the list */
+        if (k != skip)
+            serve_waiters_locked(p, k, a);
+    }
+}
+
 void tp__capacity_freed_locked(tp_pool *p, tp__key *key, tp__after *a)
 {
     TP__ASSERT_LOCKED(&p->mu);
@@ -92,15 +105,13 @@ void tp__capacity_freed_locked(tp_pool *p, tp__key *key, tp__after *a)
     /* Waiters of other keys may have been held back by max_total only. */
     if (p->o.max_total == TP_UNLIMITED || atomic_load(&p->waiters_total) == 0)
         return;
-    /* Only the keys with waiters (a list, not a walk of the table); in the order they
-     * began to wait. serve_waiters_locked() stops at the first waiter it cannot serve. */
-    tp__list *n = p->waiting_keys.next;
-    while (n != &p->waiting_keys) {
-        tp__key *k = TP__CONTAINER_OF(n, tp__key, waiting_link);
-        n = n->next; /* serving k may take k (only k) off the list */
-        if (k != key)
-            serve_waiters_locked(p, k, a);
-    }
+    serve_waiting_keys_locked(p, key, a);
+}
+
+void tp__waiting_keys_serve_locked(tp_pool *p, tp__after *a)
+{
+    TP__ASSERT_LOCKED(&p->mu);
+    serve_waiting_keys_locked(p, NULL, a);
 }
 
 static void release_slow_locked(tp_pool *p, tp_conn *c, int64_t now, tp__after *a);

@@ -11,6 +11,10 @@
  * max_total). */
 void tp__capacity_freed_locked(tp_pool *p, tp__key *key, tp__after *a);
 
+/* tp__waiting_keys_serve_locked: something that held back every key's opens changed (the
+ * permit hook may grant again): serves the waiters of every key that has some. */
+void tp__waiting_keys_serve_locked(tp_pool *p, tp__after *a);
+
 /* tp__release_to_idle_locked: puts an owned, IN_USE connection into its key's idle
  * list (or hands it to a waiter, or closes it when the idle limits are full). */
 void tp__release_to_idle_locked(tp_pool *p, tp_conn *c, tp__after *a);

@@ -86,6 +86,7 @@ tp_err tp_conn_open_failed(tp_conn *slot, tp_err rc, const tp_errinfo *err)
     } else {
         k->opening--;
         p->total--;
+        tp__permit_give_locked(p, k);
         tp__open_done_locked(p, k, rc, &info, started, &a);
         if (!atomic_load(&p->closed) && tp__open_failure_waits_locked(p, k, rc))
             verdict = TP_EAGAIN;

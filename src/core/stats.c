@@ -80,6 +80,8 @@ static void key_snapshot_locked(tp_pool *p, tp__key *k, tp_stats *st)
     st->rejects_breaker += TP__LOAD(k->rejects_breaker);
     st->checks_failed += TP__LOAD(k->checks_failed);
     st->prewarms += TP__LOAD(k->prewarms);
+    st->permit_waits += TP__LOAD(k->permit_waits);
+    st->permit_refusals += TP__LOAD(k->permit_refusals);
     for (int i = 0; i < TP_CLOSE__COUNT; i++)
         st->closes[i] += TP__LOAD(k->closes[i]);
     for (int i = 0; i < TP_GOAWAY_CODES; i++)
@@ -124,6 +126,8 @@ void tp_pool_stats(tp_pool *p, tp_stats *out)
     out->rejects_breaker += r->rejects_breaker;
     out->checks_failed += r->checks_failed;
     out->prewarms += r->prewarms;
+    out->permit_waits += r->permit_waits;
+    out->permit_refusals += r->permit_refusals;
     for (int i = 0; i < TP_CLOSE__COUNT; i++)
         out->closes[i] += r->closes[i];
     for (int i = 0; i < TP_GOAWAY_CODES; i++)

@@ -84,6 +84,10 @@ tp__step tp__acquire_step_locked(tp_pool *p, tp__acq *q, int64_t now, tp_conn **
             *rc = tp__breaker_error_locked(p, k, err);
             return TP__STEP_FAIL;
         }
+        if (v == TP__OPEN_NOPERMIT && tp__breaker_fails_fast_locked(k)) {
+            *rc = tp__permit_error_locked(p, k, err);
+            return TP__STEP_FAIL;
+        }
         break;
     }
     if (idle_only) {

@@ -235,7 +235,7 @@ struct tp__key {
     uint64_t id; /* unique in the pool: a thread's cached shard names its key by it */
     tp__tshard *tshards;
     _Atomic uint64_t waits, opens, open_failures, timeouts, rejects_busy, rejects_breaker,
-        checks_failed, prewarms;
+        checks_failed, prewarms, permit_waits, permit_refusals;
     _Atomic uint64_t closes[TP_CLOSE__COUNT];
     _Atomic uint64_t goaways[TP_GOAWAY_CODES]; /* tp_conn_record_goaway */
     tp__hist ping_hist;                        /* tp_conn_record_ping_rtt, atomic */
@@ -272,7 +272,7 @@ _Static_assert(offsetof(tp__key, hash) - offsetof(tp__key, st) == 192, "four hot
 /* Totals of keys that were reclaimed, so pool-wide counters never go backwards. */
 typedef struct tp__retired {
     uint64_t acquires, reuses, fast_acquires, waits, opens, open_failures, timeouts, rejects_busy,
-        rejects_breaker, checks_failed, prewarms;
+        rejects_breaker, checks_failed, prewarms, permit_waits, permit_refusals;
     uint64_t closes[TP_CLOSE__COUNT];
     uint64_t goaways[TP_GOAWAY_CODES];
     tp_histogram hold, idle, wait, open, ping;
@@ -285,6 +285,9 @@ struct tp_pool {
     tp_pool_options o;  /* immutable after create */
     bool adaptive;      /* o.adaptive was given: adapt_o holds its copy */
     tp_adapt_options adapt_o;
+    tp_permit_hook permit_o; /* the copy of o.permits, when given (o.permits points here) */
+    bool permit_ahead_held;  /* maintenance's open (warm-up, prewarm) waited for a permit:
+                                tp_pool_permits_changed() makes the keys due again */
     tp__mutex mu;
     _Atomic bool closed;
 

@@ -28,6 +28,10 @@ const tp__mfield tp__mcounters[] = {
       "Idle connections that failed their check before reuse."),
     F(prewarms, "tidepool_prewarms_total", "prewarms",
       "Opens started ahead of need because acquires queued (prewarm_waiters)."),
+    F(permit_waits, "tidepool_permit_waits_total", "permit_waits",
+      "Opens held back because a shared budget (the permit hook) had no permit yet."),
+    F(permit_refusals, "tidepool_permit_refusals_total", "permit_refusals",
+      "Opens a shared budget (the permit hook) refused."),
 };
 const size_t tp__mcounters_n = sizeof tp__mcounters / sizeof tp__mcounters[0];
 

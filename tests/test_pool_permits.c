@@ -2,8 +2,9 @@
  * starts it, takes a permit once the pool's own limits allow it; every slot that ends
  * gives one back exactly once; "wait" queues the acquire like any limit (a release or
  * tp_pool_permits_changed() serves it), "refused" fails it with TP_ENOPERMIT only when
- * the key holds nothing to wait for; tp_pool_shed_idle() closes idle connections. The
- * budget here is a counter with an allowance the test moves, as a fleet's thread would. */
+ * the key holds nothing to wait for; tp_pool_shed() closes idle connections and then releasing
+ * ones. The budget here is a counter with an allowance the test moves, as a fleet's thread would.
+ */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -170,6 +171,7 @@ static void test_permit_wait_times_out(void **state)
     assert_int_equal(tu_acquire_ex(x->p, KEY("k"), MS(80), 0, &c, &err), TP_ETIMEDOUT);
     assert_true(tu_ms_since(t0) >= 70);
     assert_null(c);
+    assert_non_null(strstr(err.msg, "waiting for a permit"));
     assert_int_equal(atomic_load(&x->f.open_calls), 0);
 }
 
@@ -308,28 +310,52 @@ static void test_async_forms_wait_for_permit(void **state)
     tp_conn_release(atomic_load(&worker.conn), 0);
 }
 
-/* tp_pool_shed_idle closes the least recently used idle connections, across keys, and
- * never one in use. */
-static void test_shed_idle(void **state)
+/* tp_pool_shed closes the least recently used idle connections across keys now, and the
+ * rest of what it was asked for as leases end, even those a waiter would have had. */
+static void test_shed(void **state)
 {
     fx *x = *state;
     make_pool(x, 8, NULL);
-    tp_conn *l[5];
-    for (int i = 0; i < 5; i++)
+    tp_conn *l[6];
+    for (int i = 0; i < 6; i++)
         l[i] = tu_acquire(x->p, i % 2 ? "a" : "b", MS(1000));
     for (int i = 0; i < 4; i++)
         tp_conn_release(l[i], 0);
-    assert_int_equal(tp_pool_shed_idle(x->p, 3), 3);
-    assert_int_equal(atomic_load(&x->b.held), 2);
-    assert_int_equal(tp_pool_shed_idle(x->p, 5), 1); /* one idle left; l[4] is in use */
-    assert_int_equal(tp_pool_shed_idle(x->p, 5), 0);
+    assert_int_equal(tp_pool_shed(x->p, 3), 3);
+    assert_int_equal(atomic_load(&x->b.held), 3);
+    assert_int_equal(tp_pool_shed(x->p, 0), 0); /* cancels nothing: none pending */
+    /* One idle left, two in use: one closes now, one at its release, the third never. */
+    assert_int_equal(tp_pool_shed(x->p, 2), 1);
     tp_stats st = tu_pool_stats(x->p);
     assert_int_equal(st.closes[TP_CLOSE_SHED], 4);
-    assert_int_equal(atomic_load(&x->f.close_reasons[TP_CLOSE_SHED]), 4);
-    assert_int_equal(st.in_use, 1);
-    assert_int_equal(tp_pool_shed_idle(x->p, 0), 0);
-    assert_int_equal(tp_pool_shed_idle(NULL, 1), 0);
-    tp_conn_release(l[4], 0);
+    assert_int_equal(st.in_use, 2);
+    tu_acq_job job = {.p = x->p, .key = "a", .timeout = MS(5000)};
+    atomic_store(&x->b.allowance, 1); /* the waiter cannot open: it waits */
+    pthread_t t;
+    tu_thread_start(&t, tu_acquire_thread, &job);
+    bool ok;
+    TU_WAIT_UNTIL(ok, tu_key_waiters(x->p, "a") == 1, 5000);
+    assert_true(ok);
+    tp_conn_release(l[5], 0); /* "a", with a waiter: shed, not handed over */
+    st = tu_pool_stats(x->p);
+    assert_int_equal(st.closes[TP_CLOSE_SHED], 5);
+    assert_int_equal(atomic_load(&x->f.close_reasons[TP_CLOSE_SHED]), 5);
+    tu_sleep_ms(20);
+    assert_false(atomic_load(&job.done));
+    grant_more(x, 1); /* the budget gives the permit to whoever it chooses: here, back */
+    tu_thread_join(t);
+    if (job.result != TP_OK)
+        fail_msg("the waiter: %s: %s", tp_err_name(job.result), job.err.msg);
+    tp_conn_release(l[4], 0); /* nothing pending: kept */
+    assert_int_equal(tu_pool_stats(x->p).closes[TP_CLOSE_SHED], 5);
+    assert_int_equal(tu_pool_stats(x->p).idle, 1);
+    /* The idle one now, three pending; n <= 0 cancels those. */
+    assert_int_equal(tp_pool_shed(x->p, 4), 1);
+    assert_int_equal(tp_pool_shed(x->p, 0), 0);
+    tp_conn_release(job.conn, 0);
+    assert_int_equal(tu_pool_stats(x->p).closes[TP_CLOSE_SHED], 6);
+    assert_int_equal(tu_pool_stats(x->p).idle, 1);
+    assert_int_equal(tp_pool_shed(NULL, 1), 0);
 }
 
 static void test_options(void **state)
@@ -367,7 +393,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_every_end_gives_back, setup, teardown),
         cmocka_unit_test_setup_teardown(test_min_idle_within_allowance, setup, teardown),
         cmocka_unit_test_setup_teardown(test_async_forms_wait_for_permit, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_shed_idle, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_shed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_options, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -37,8 +37,8 @@ extern "C" {
     XX(INHERITED, 12, "inherited")        /* a child process let go of its parent's one */ \
     XX(DRAINED, 13, "drained")            /* multiplexed, draining (capacity 0): its last  \
                                              stream ended */                               \
-    XX(SHED, 14, "shed")                  /* idle, given back to a shared budget whose     \
-                                             other members wait (tp_pool_shed_idle) */
+    XX(SHED, 14, "shed")                  /* given back to a shared budget whose other     \
+                                             members wait (tp_pool_shed) */
 
 typedef enum tp_close_reason {
 #define TP__CLOSE_ENUM(name, num, str) TP_CLOSE_##name = (num),

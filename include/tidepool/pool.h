@@ -483,10 +483,13 @@ TP_EXTERN tp_err tp_pool_key_limit_idle_timeout(tp_pool *p, const void *key, siz
  * never from inside the hook. */
 TP_EXTERN void tp_pool_permits_changed(tp_pool *p);
 
-/* tp_pool_shed_idle: closes up to n idle connections (reason shed), least recently used
- * first across keys, and returns how many it closed: a shared budget's way of giving
- * back what this pool holds above its share while others wait. Thread-safe. */
-TP_EXTERN int64_t tp_pool_shed_idle(tp_pool *p, int64_t n);
+/* tp_pool_shed: gives back n connections (reason shed): idle ones now, least recently
+ * used first across keys, and the rest as their leases end (a connection that would be
+ * handed to a waiter closes instead), ordinary leases only (not the streams of a
+ * multiplexed connection). Returns how many closed now. Each call replaces what an
+ * earlier one left to give back; n <= 0 cancels it. A shared budget's way of giving back
+ * what this pool holds above its share while others wait. Thread-safe. */
+TP_EXTERN int64_t tp_pool_shed(tp_pool *p, int64_t n);
 
 /* tp_pool_evict: closes every idle connection of key (all keys when key is NULL) and
  * marks in-use ones to be closed on release (soft eviction after a credential or DNS

@@ -16,12 +16,20 @@ tp_err tp__timeout_error_locked(tp_pool *p, tp__key *k, int64_t waited, tp_errin
         tp_conn *c = TP__CONTAINER_OF(n, tp_conn, idle_link);
         idle += TP__CS_STATE(atomic_load(&c->word)) == TP__CS_IDLE;
     }
+    /* A shared budget that held opens back is the likelier reason than the key's limit. */
+    char permits[96] = "";
+    uint64_t held_back = TP__LOAD(k->permit_waits);
+    if (p->o.permits != NULL && held_back > 0)
+        snprintf(permits, sizeof permits,
+                 "; %llu opens held back waiting for a permit of the "
+                 "shared budget",
+                 (unsigned long long)held_back);
     return tp_errinfo_set(
         err, TP_ETIMEDOUT, 0,
         "no connection after %.1f ms: %lld open of max %lld for this key (%lld idle, %lld "
-        "opening), %lld waiting, %lld open in the pool%s%s",
+        "opening), %lld waiting, %lld open in the pool%s%s%s",
         (double)waited / 1e6, (long long)k->nconns, (long long)p->o.max_per_key, (long long)idle,
-        (long long)k->opening, (long long)atomic_load(&k->nwaiters), (long long)p->total,
+        (long long)k->opening, (long long)atomic_load(&k->nwaiters), (long long)p->total, permits,
         *tp__key_last_open_error(k) ? "; last open error: " : "", tp__key_last_open_error(k));
 }
 
@@ -228,8 +236,8 @@ tp_err tp_acquire(tp_pool *p, const tp_acquire_req *req, tp_conn **out, tp_errin
         if (o == GOT_SLOT) {
             /* Not waiting means "do not queue"; the open itself still gets
              * connect_timeout. */
-            rc = tp__open_slot_locked(p, k, nowait ? TP_DURATION_INFINITE : q.deadline, false,
-                                      true, &c, err, &a);
+            rc = tp__open_slot_locked(p, k, nowait ? TP_DURATION_INFINITE : q.deadline, false, true,
+                                      &c, err, &a);
             if (rc == TP_OK) {
                 now = tp_clock_now();
                 k->pins--;
@@ -240,8 +248,7 @@ tp_err tp_acquire(tp_pool *p, const tp_acquire_req *req, tp_conn **out, tp_errin
             /* A restart's refusal, or no room while the key holds connections: wait for
              * one of them or the next open (a timeout then names this error). The failed
              * open's deferred work (waiters it failed or served) must not wait on ours. */
-            if (!nowait && tp_clock_now() < q.deadline &&
-                tp__open_failure_waits_locked(p, k, rc)) {
+            if (!nowait && tp_clock_now() < q.deadline && tp__open_failure_waits_locked(p, k, rc)) {
                 tp__after_run(p, &a);
                 tp__mutex_lock(&p->mu);
                 continue;
@@ -261,8 +268,7 @@ tp_err tp_acquire(tp_pool *p, const tp_acquire_req *req, tp_conn **out, tp_errin
             /* A reuse that never queued waited for nothing (acquire_wait counts it at 0). */
             k->pins--;
             tp__after_run(p, &a);
-            tp__lease_begin(p, c, now, TP__LOAD(c->uses) > 0, false,
-                            q.waited ? now - q.start : 0);
+            tp__lease_begin(p, c, now, TP__LOAD(c->uses) > 0, false, q.waited ? now - q.start : 0);
             return leased(&q, c, out, err);
         }
         if (r == TP_CLOSE_CHECK_FAILED)

@@ -79,10 +79,14 @@ void tp_pool_permits_changed(tp_pool *p)
     tp__after_run(p, &a);
 }
 
-int64_t tp_pool_shed_idle(tp_pool *p, int64_t n)
+int64_t tp_pool_shed(tp_pool *p, int64_t n)
 {
-    if (p == NULL || n <= 0)
+    if (p == NULL)
         return 0;
+    if (n <= 0) {
+        atomic_store(&p->shed_pending, 0);
+        return 0;
+    }
     tp__after a;
     tp__after_init(&a);
     tp__mutex_lock(&p->mu);
@@ -96,6 +100,9 @@ int64_t tp_pool_shed_idle(tp_pool *p, int64_t n)
         tp__conn_close_locked(p, c, TP_CLOSE_SHED, &a);
         shed++;
     }
+    /* The rest as their leases end: a pool whose connections are never idle (every
+     * release handed to a waiter) still gives back. */
+    atomic_store(&p->shed_pending, n - shed);
     tp__after_run(p, &a);
     return shed;
 }

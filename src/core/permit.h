@@ -18,6 +18,17 @@ tp__open_verdict tp__permit_take_locked(tp_pool *p, tp__key *key, bool ahead);
  * goes down, except for a child's forgetting of inherited connections. */
 void tp__permit_give_locked(tp_pool *p, tp__key *key);
 
+/* tp__shed_on_release: should the connection of a lease ending now close (reason shed)
+ * because tp_pool_shed() still has some to give back? Takes one if so. Lock-free. */
+static inline bool tp__shed_on_release(tp_pool *p)
+{
+    int64_t n = atomic_load_explicit(&p->shed_pending, memory_order_relaxed);
+    while (n > 0)
+        if (atomic_compare_exchange_weak(&p->shed_pending, &n, n - 1))
+            return true;
+    return false;
+}
+
 /* tp__permit_error_locked: fills err with TP_ENOPERMIT for an acquire of key that the
  * hook refused with nothing to wait for. */
 tp_err tp__permit_error_locked(tp_pool *p, tp__key *key, tp_errinfo *err);

@@ -268,7 +268,9 @@ void tp_conn_release(tp_conn *c, unsigned flags)
     atomic_store_explicit(&c->last_hold, tp__hold_clip(hold), memory_order_relaxed);
 
     tp_close_reason reason = tp__release_reason(p, c, flags, now);
-    if (reason == TP_CLOSE__COUNT && tp__health_on_release(p, c))
+    if (reason == TP_CLOSE__COUNT && TP__UNLIKELY(tp__shed_on_release(p)))
+        reason = TP_CLOSE_SHED;
+    else if (reason == TP_CLOSE__COUNT && tp__health_on_release(p, c))
         reason = TP_CLOSE_UNHEALTHY;
     else if (reason == TP_CLOSE__COUNT && p->o.connector.reset != NULL &&
              p->o.connector.reset(p->o.connector.ctx, c->user) != TP_OK)

@@ -288,6 +288,8 @@ struct tp_pool {
     tp_permit_hook permit_o; /* the copy of o.permits, when given (o.permits points here) */
     bool permit_ahead_held;  /* maintenance's open (warm-up, prewarm) waited for a permit:
                                 tp_pool_permits_changed() makes the keys due again */
+    _Atomic int64_t shed_pending; /* tp_pool_shed(): connections still to give back as
+                                     their leases end (read by lock-free releases) */
     tp__mutex mu;
     _Atomic bool closed;
 

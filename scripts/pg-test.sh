@@ -14,7 +14,8 @@
 #   - role tenant_b, password "tenant-b-Secr3t" (scram-sha-256 over TCP), owns database
 #     tenant_b; its idle_session_timeout is set to 1 s in database "idle_db" only
 #     (ALTER ROLE ... IN DATABASE), which it may connect to
-#   - max_connections 20 (superuser_reserved_connections 3: 17 slots for tenant_b),
+#   - max_connections 20 (superuser_reserved_connections 3: 17 slots for tenant_b), or
+#     $PG_TEST_MAX_CONNECTIONS when set (the fleet test runs a larger server),
 #     listen on 127.0.0.1 only, fsync off, unix socket in DIR
 #
 # DIR/env: PG_PORT, PG_DIR, PG_BIN lines (KEY=VALUE, no quotes). When run as root the
@@ -71,7 +72,7 @@ HBA
     fi
     if ! running; then
         as_pg "$bin/pg_ctl" -D "$dir/data" -l "$dir/log" -w -t 60 -o \
-            "-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=20 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c password_encryption=scram-sha-256" \
+            "-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=${PG_TEST_MAX_CONNECTIONS:-20} -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c password_encryption=scram-sha-256" \
             start >/dev/null || { tail -n 20 "$dir/log" >&2; exit 1; }
     fi
     if [[ $fresh == 1 ]]; then

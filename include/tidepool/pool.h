@@ -547,7 +547,8 @@ typedef struct tp_stats {
     uint64_t rejects_breaker; /* acquires refused: breaker open */
     uint64_t checks_failed; /* idle connections that failed check() */
     uint64_t prewarms;      /* opens started ahead of need (prewarm_waiters) */
-    uint64_t permit_waits;  /* opens held back because the permit hook said wait */
+    uint64_t permit_waits;  /* acquires that waited because the permit hook said wait
+                               (each once, however often it looked) */
     uint64_t permit_refusals; /* opens the permit hook refused */
     uint64_t closes[TP_CLOSE__COUNT]; /* closes by reason */
     uint64_t goaways[TP_GOAWAY_CODES]; /* GOAWAYs the peers sent, by error code */

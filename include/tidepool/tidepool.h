@@ -19,5 +19,6 @@
 #include "metrics.h"
 #include "diag.h"
 #include "chaos.h"
+#include "fleet.h"
 
 #endif

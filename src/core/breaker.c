@@ -50,6 +50,7 @@ tp__open_verdict tp__open_allowed_locked(tp_pool *p, tp__key *key, int64_t now, 
 {
     TP__ASSERT_LOCKED(&p->mu);
     *until = TP_DURATION_INFINITE;
+    key->permit_blocked = false;
     bool trial = false;
     if (key->breaker == TP_BREAKER_OPEN) {
         if (now < key->breaker_until) {

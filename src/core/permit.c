@@ -30,9 +30,8 @@ tp__open_verdict tp__permit_take_locked(tp_pool *p, tp__key *key, bool ahead)
         return TP__OPEN_NOPERMIT;
     case TP_PERMIT_WAIT:
     default: /* an answer we do not know: the safe one */
-        if (!ahead)
-            TP__ADD1(key->permit_waits, 1);
-        else
+        key->permit_blocked = true; /* the decision step counts the request's wait */
+        if (ahead)
             p->permit_ahead_held = true;
         return TP__OPEN_WAIT;
     }

@@ -9,8 +9,9 @@
 
 /* tp__permit_take_locked: asks the hook (if any) for a permit to open a connection for
  * key, once every other limit allows the open. TP__OPEN_OK: granted (or no hook), held by
- * the slot about to be reserved; TP__OPEN_WAIT: none now (counted unless ahead: an open
- * no request waits on); TP__OPEN_NOPERMIT: refused (counted). */
+ * the slot about to be reserved; TP__OPEN_WAIT: none now (key->permit_blocked set, for
+ * the decision step to count the request's wait once); TP__OPEN_NOPERMIT: refused
+ * (counted unless ahead: an open no request waits on). */
 tp__open_verdict tp__permit_take_locked(tp_pool *p, tp__key *key, bool ahead);
 
 /* tp__permit_give_locked: a reserved slot of key ended (an unused slot, a failed open, a

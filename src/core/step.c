@@ -70,6 +70,10 @@ tp__step tp__acquire_step_locked(tp_pool *p, tp__acq *q, int64_t now, tp_conn **
         tp__open_verdict v = tp__open_allowed_locked(p, k, now, false, until, a);
         if (v == TP__OPEN_OK)
             return TP__STEP_OPEN;
+        if (v == TP__OPEN_WAIT && k->permit_blocked && !q->permit_counted) {
+            q->permit_counted = true; /* a request waits once, however often it looks */
+            TP__ADD1(k->permit_waits, 1);
+        }
         if (v == TP__OPEN_WAIT && fresh && *until == TP_DURATION_INFINITE &&
             k->nconns + k->opening >= p->o.max_per_key) {
             /* Idle connections may be what fills the key: close the least recently used
@@ -118,6 +122,7 @@ tp_err tp__acquire_prepare(tp_pool *p, const tp_acquire_req *req, unsigned allow
     q->held_by_limit = false;
     q->keep_link = false;
     q->waited = false;
+    q->permit_counted = false;
     q->start = q->deadline = 0;
     if (req == NULL)
         return tp_errinfo_set(err, TP_EINVAL, 0, "req: NULL");

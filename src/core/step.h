@@ -19,6 +19,7 @@ typedef struct tp__acq {
     bool held_by_limit; /* out: the adaptive limit said QUEUE (a release will serve it) */
     bool keep_link;     /* an idle connection stays linked (its release is lock-free) */
     bool waited;        /* out: the blocking verb queued or yielded for a connection */
+    bool permit_counted; /* its wait for a permit is counted (once per request) */
 } tp__acq;
 
 typedef enum tp__step {

@@ -253,6 +253,8 @@ struct tp__key {
     int64_t nconns;               /* live connections (idle + in use + reserved) */
     int64_t opening;              /* opens in flight */
     int32_t pins;                 /* deferred work referring to this key: not reclaimable */
+    bool permit_blocked;          /* the last open decision was held back by the permit
+                                     hook (tp__open_allowed_locked) */
     int8_t mux_state;             /* TP__MUX_UNKNOWN / _SINGLE / _MUX: what its last
                                      opened connection said (connector streams()) */
     /* the lookup line */

@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "tidepool/fleet.h"
 #include "tidepool/tidepool.h"
 
 #include "heatmap.h"
@@ -47,6 +48,10 @@ typedef struct bench_cfg {
     const char *proxy;         /* --proxy URL: an HTTP proxy (curl's -x) */
     bool compressed;           /* --compressed: decompress on (curl's) */
     tp_http_version http_version; /* --http2, --http1.1 (curl's); AUTO: h2 by ALPN */
+    const char *fleet;          /* --fleet redis://...: a budget shared across processes */
+    const char *fleet_name;     /* --fleet-name */
+    int64_t fleet_cap;          /* --fleet-cap */
+    const char *fleet_instance; /* --fleet-instance (NULL: the library's default) */
 } bench_cfg;
 
 typedef struct worker worker;
@@ -100,6 +105,14 @@ void bench_record(worker *w, tp_err rc, int64_t us, bool ok);
  * objects, like every cmd_*.c. */
 int bench_parse_args(int argc, char **argv, bench_cfg *cfg);
 
+/* bench_fleet.c: --fleet. bench_fleet_start: the fleet for cfg (NULL without --fleet;
+ * prints why and returns -1 when it cannot start), whose hook goes in the pool options.
+ * bench_fleet_attach: the pools it serves. bench_fleet_json: its figures as a JSON
+ * member (',"fleet":{...}', or "" without a fleet) into buf. */
+int bench_fleet_start(const bench_cfg *cfg, tp_fleet **out);
+void bench_fleet_attach(tp_fleet *f, tp_pool *pool, tp_pool *h2);
+void bench_fleet_json(tp_fleet *f, char *buf, size_t cap);
+
 /* bench_http.c: one event loop (the worker's engine): closed or open loop. */
 void *bench_http_worker(void *arg);
 
@@ -107,8 +120,8 @@ void *bench_http_worker(void *arg);
 bool bench_db_url(const char *url);
 /* bench_db_open: the database pool for cfg->url with per-destination limit max_per_key;
  * *pool is its tidepool pool (for stats). */
-tp_err bench_db_open(const bench_cfg *cfg, int64_t max_per_key, void **db, tp_pool **pool,
-                     tp_errinfo *err);
+tp_err bench_db_open(const bench_cfg *cfg, int64_t max_per_key, const tp_permit_hook *permits,
+                     void **db, tp_pool **pool, tp_errinfo *err);
 void bench_db_close(const bench_cfg *cfg, void *db);
 /* bench_db_worker: one thread running acquire, one statement or command, release. */
 void *bench_db_worker(void *arg);

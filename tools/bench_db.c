@@ -28,12 +28,13 @@ bool bench_db_url(const char *url)
     return url != NULL && (is_pg(url) || is_redis(url));
 }
 
-tp_err bench_db_open(const bench_cfg *cfg, int64_t max_per_key, void **db, tp_pool **pool,
-                     tp_errinfo *err)
+tp_err bench_db_open(const bench_cfg *cfg, int64_t max_per_key, const tp_permit_hook *permits,
+                     void **db, tp_pool **pool, tp_errinfo *err)
 {
     tp_pool_options po;
     tp_pool_options_init(&po);
     po.max_per_key = max_per_key;
+    po.permits = permits;
     if (cfg->idle_timeout_s >= 0)
         po.idle_timeout = (int64_t)(cfg->idle_timeout_s * 1e9);
     if (is_pg(cfg->url)) {

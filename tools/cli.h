@@ -9,6 +9,7 @@ int cmd_bench(int argc, char **argv);
 int cmd_recommend(int argc, char **argv);
 int cmd_doctor(int argc, char **argv);
 int cmd_chaos(int argc, char **argv);
+int cmd_fleet(int argc, char **argv); /* `tidepool fleet status` (cmd_fleet.c) */
 int cmd_chaos_run(int argc, char **argv); /* `tidepool chaos run` (cmd_chaos_run.c) */
 
 /* parse_duration_s: "5", "5s", "250ms", "2m" -> seconds; false if malformed. */

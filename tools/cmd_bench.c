@@ -109,6 +109,10 @@ int cmd_bench(int argc, char **argv)
             fprintf(stderr, "bench: no URL given: built-in server at %s\n", cfg.url);
     }
 
+    tp_fleet *fleet = NULL; /* --fleet: before the pool, whose opens it counts */
+    if (bench_fleet_start(&cfg, &fleet) != 0)
+        return 1;
+    const tp_permit_hook *permits = fleet != NULL ? tp_fleet_hook(fleet) : NULL;
     tp_http_client *client = NULL;
     void *db = NULL; /* postgres:// or redis://: a database pool, one thread per client */
     tp_pool *pool = NULL, *h2pool = NULL;
@@ -120,8 +124,8 @@ int cmd_bench(int argc, char **argv)
             fprintf(stderr, "bench: --%s is for HTTP URLs\n", cfg.rate > 0 ? "rate" : "adaptive");
             return 2;
         }
-        rc = bench_db_open(&cfg, cfg.max_per_host > 0 ? cfg.max_per_host : cfg.concurrency, &db,
-                           &pool, &e);
+        rc = bench_db_open(&cfg, cfg.max_per_host > 0 ? cfg.max_per_host : cfg.concurrency,
+                           permits, &db, &pool, &e);
     } else {
         tp_http_client_options o;
         tp_http_client_options_init(&o);
@@ -146,6 +150,7 @@ int cmd_bench(int argc, char **argv)
         o.proxy = cfg.proxy;
         o.decompress = cfg.compressed;
         o.http_version = cfg.http_version;
+        o.pool.permits = permits;
         rc = tp_http_client_create(&o, &client, &e);
         if (rc == TP_OK) {
             pool = tp_http_client_pool(client);
@@ -154,8 +159,10 @@ int cmd_bench(int argc, char **argv)
     }
     if (rc != TP_OK) {
         fprintf(stderr, "bench: %s: %s\n", tp_err_name(rc), e.msg);
+        tp_fleet_destroy(fleet);
         return 1;
     }
+    bench_fleet_attach(fleet, pool, h2pool);
 
     tp_metrics *metrics = NULL;
     tp_metrics_exporter *exporter = NULL;
@@ -292,24 +299,35 @@ int cmd_bench(int argc, char **argv)
     for (int k = 1; k < 32; k++)
         if (by_code[k] > 0)
             printf("  %llu x %s\n", (unsigned long long)by_code[k], tp_err_name(-k));
+    char fleet_json[512];
+    bench_fleet_json(fleet, fleet_json, sizeof fleet_json);
+    if (fleet != NULL && !cfg.json) {
+        tp_fleet_stats fs;
+        tp_fleet_stats_get(fleet, &fs);
+        printf("fleet %s: cap %lld, held %lld (share %lld), %llu opens waited for a permit, "
+               "%llu Redis round trips\n",
+               tp_fleet_name(fleet), (long long)fs.cap, (long long)fs.held, (long long)fs.share,
+               (unsigned long long)fs.permit_waits, (unsigned long long)fs.redis_commands);
+    }
     if (cfg.json)
         printf("{\"tool\":\"tidepool\",\"requests\":%llu,\"errors\":%llu,\"seconds\":%.3f,"
                "\"rps\":%.1f,\"errors_per_s\":%.1f,\"p50_us\":%lld,\"p90_us\":%lld,"
                "\"p99_us\":%lld,\"max_us\":%llu,"
                "\"connects\":%llu,\"reuses\":%llu,\"concurrency\":%lld,\"threads\":%lld,"
-               "\"protocol\":\"%s\"}\n",
+               "\"protocol\":\"%s\"%s}\n",
                (unsigned long long)ok, (unsigned long long)errors, secs, (double)ok / secs,
                (double)errors / secs, (long long)latency_quantile(&all, 0.5),
                (long long)latency_quantile(&all, 0.9), (long long)latency_quantile(&all, 0.99),
                (unsigned long long)all.max_us, (unsigned long long)st.opens,
                (unsigned long long)st.reuses, (long long)cfg.concurrency, (long long)nt,
-               protocol);
+               protocol, fleet_json);
     tp_metrics_exporter_stop(exporter); /* before the pool it reads goes */
     tp_metrics_destroy(metrics);
     if (dbmode)
         bench_db_close(&cfg, db);
     else
         tp_http_client_destroy(client);
+    tp_fleet_destroy(fleet); /* after its pools: their closes gave the permits back */
     free(ws);
     for (size_t i = 0; i < cfg.nheaders; i++)
         free(cfg.hstore[i]);

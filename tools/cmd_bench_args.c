@@ -55,6 +55,13 @@ static void usage(FILE *f)
         "                        0:8:2000,5000:4:2000 (WORKERS 0: no limit)\n"
         "      --plot FILE       write an SVG of the limit, leases in use and p50/p99\n"
         "                        over time, with the server's phases marked\n"
+        "      --fleet URL       share one connection budget with every other process\n"
+        "                        benchmarking with the same --fleet-name, on the Redis\n"
+        "                        at URL (redis://HOST:PORT)\n"
+        "      --fleet-name NAME the budget's name\n"
+        "      --fleet-cap N     connections the whole fleet may hold\n"
+        "      --fleet-instance I this process's name in the budget (default\n"
+        "                        HOST/PID/RANDOM)\n"
         "  -q, --quiet           no live line\n"
         "With no URL, a built-in loopback server is started and benchmarked.\n");
 }
@@ -92,6 +99,10 @@ int bench_parse_args(int argc, char **argv, bench_cfg *cfg)
                                           {"compressed", no_argument, NULL, 19},
                                           {"http2", no_argument, NULL, 20},
                                           {"http1.1", no_argument, NULL, 21},
+                                          {"fleet", required_argument, NULL, 22},
+                                          {"fleet-name", required_argument, NULL, 23},
+                                          {"fleet-cap", required_argument, NULL, 24},
+                                          {"fleet-instance", required_argument, NULL, 25},
                                           {NULL, 0, NULL, 0}};
     *cfg = (bench_cfg){
         .concurrency = 16, .threads = 1, .seconds = 10, .method = "GET", .idle_timeout_s = -1};
@@ -215,6 +226,19 @@ int bench_parse_args(int argc, char **argv, bench_cfg *cfg)
         case 21:
             cfg->http_version = TP_HTTP_VERSION_1_1;
             break;
+        case 22:
+            cfg->fleet = optarg;
+            break;
+        case 23:
+            cfg->fleet_name = optarg;
+            break;
+        case 24:
+            if (!parse_count(optarg, &cfg->fleet_cap) || cfg->fleet_cap < 1)
+                return fprintf(stderr, "bench: --fleet-cap: want a positive count\n"), -1;
+            break;
+        case 25:
+            cfg->fleet_instance = optarg;
+            break;
         case 'q':
             cfg->quiet = true;
             break;
@@ -244,6 +268,15 @@ int bench_parse_args(int argc, char **argv, bench_cfg *cfg)
                 (strncmp(cfg->url, "http://", 7) == 0 || strncmp(cfg->url, "https://", 8) == 0);
     if (http_only != NULL && !http)
         return fprintf(stderr, "bench: %s: only with an http:// or https:// URL\n", http_only),
+               -1;
+    if (cfg->fleet == NULL && (cfg->fleet_name != NULL || cfg->fleet_cap > 0 ||
+                               cfg->fleet_instance != NULL))
+        return fprintf(stderr, "bench: --fleet-name, --fleet-cap, --fleet-instance: only with "
+                               "--fleet redis://HOST:PORT\n"),
+               -1;
+    if (cfg->fleet != NULL && (cfg->fleet_name == NULL || cfg->fleet_cap < 1))
+        return fprintf(stderr, "bench: --fleet: give the budget's --fleet-name and "
+                               "--fleet-cap too\n"),
                -1;
     return 0;
 }

@@ -21,6 +21,8 @@ static void usage(FILE *f)
                "                and findings with remedies; `tidepool doctor --help`\n"
                "  chaos         a fault-injecting TCP proxy (latency, bandwidth, resets,\n"
                "                black holes, half-open peers...); `tidepool chaos --help`\n"
+               "  fleet status  a connection budget shared on Redis: every instance's\n"
+               "                holding, share, demand and lease; `tidepool fleet --help`\n"
                "  version       print the library version\n");
 }
 
@@ -87,6 +89,8 @@ int main(int argc, char **argv)
         return cmd_doctor(argc - 1, argv + 1);
     if (strcmp(cmd, "chaos") == 0)
         return cmd_chaos(argc - 1, argv + 1);
+    if (strcmp(cmd, "fleet") == 0)
+        return cmd_fleet(argc - 1, argv + 1);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         printf("tidepool %s\n", tp_version_string());
         return 0;

@@ -112,6 +112,11 @@ typedef struct tp_permit_hook {
     void *ctx;
     tp_permit (*take)(void *ctx, const void *key, size_t keylen);
     void (*give)(void *ctx, const void *key, size_t keylen);
+    /* Optional: tp_pool_destroy() calls it first, outside the pool's locks, once: a
+     * budget that calls into the pool from its own thread (tp_pool_permits_changed,
+     * tp_pool_shed, tp_pool_stats) stops now, waiting for a call in progress to return.
+     * give() still comes for connections that close later (leases still out). */
+    void (*pool_gone)(void *ctx, tp_pool *p);
 } tp_permit_hook;
 
 /* ---- options ---------------------------------------------------------------------- */

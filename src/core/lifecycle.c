@@ -263,6 +263,9 @@ void tp_pool_destroy(tp_pool *p)
 {
     if (p == NULL)
         return;
+    /* A shared budget's thread lets go of the pool before anything of it goes. */
+    if (p->o.permits != NULL && p->o.permits->pool_gone != NULL)
+        p->o.permits->pool_gone(p->o.permits->ctx, p);
     tp_pool_close(p);
     /* Out of the fork registry here, outside the pool lock (the fork handlers take the
      * registry's lock first, then the pools'). */

@@ -77,6 +77,7 @@ static void free_fleet(tp_fleet *f)
 {
     tp__fleet_disconnect(&f->r);
     pthread_cond_destroy(&f->cv);
+    pthread_cond_destroy(&f->idle);
     pthread_mutex_destroy(&f->mu);
     volatile char *pw = f->r.password; /* volatile: the wipe may not be dropped */
     for (size_t i = 0; i < sizeof f->r.password; i++)
@@ -98,7 +99,8 @@ tp_err tp_fleet_create(const tp_fleet_options *o, tp_fleet **out, tp_errinfo *er
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    bool sync_ok = pthread_mutex_init(&f->mu, NULL) == 0 && pthread_cond_init(&f->cv, &ca) == 0;
+    bool sync_ok = pthread_mutex_init(&f->mu, NULL) == 0 && pthread_cond_init(&f->cv, &ca) == 0 &&
+                   pthread_cond_init(&f->idle, NULL) == 0;
     pthread_condattr_destroy(&ca);
     if (!sync_ok) {
         tp__free(f);

@@ -78,6 +78,8 @@ struct tp_fleet {
     bool kick, stop, paused; /* paused: tests only (tp__fleet_pause) */
     tp_pool *pools[TP__FLEET_POOLS_MAX];
     int npools;
+    int calling;         /* the thread is inside a call on the pools (pool_gone waits) */
+    pthread_cond_t idle; /* calling went to 0 */
     pthread_t thread;
     bool started;
 };
@@ -101,6 +103,11 @@ tp_err tp__fleet_parse_url(tp__fleet_redis *r, const char *url, const char *name
 
 /* hook.c: the permit hook of f. */
 void tp__fleet_hook_init(tp_fleet *f);
+/* tp__fleet_pools_hold / _release: the pools the thread may call until it releases them
+ * (a pool being destroyed waits for that); returns how many, copied into pools. */
+int tp__fleet_pools_hold(tp_fleet *f, tp_pool **pools);
+void tp__fleet_pools_release(tp_fleet *f);
+
 /* tp__fleet_kick: wakes the thread (any thread; takes mu briefly). */
 void tp__fleet_kick(tp_fleet *f);
 

@@ -71,9 +71,44 @@ static void give(void *ctx, const void *key, size_t keylen)
     tp__fleet_kick(f); /* the surplus goes back to the others */
 }
 
+int tp__fleet_pools_hold(tp_fleet *f, tp_pool **pools)
+{
+    pthread_mutex_lock(&f->mu);
+    int n = f->npools;
+    for (int i = 0; i < n; i++)
+        pools[i] = f->pools[i];
+    f->calling++;
+    pthread_mutex_unlock(&f->mu);
+    return n;
+}
+
+void tp__fleet_pools_release(tp_fleet *f)
+{
+    pthread_mutex_lock(&f->mu);
+    if (--f->calling == 0)
+        pthread_cond_broadcast(&f->idle);
+    pthread_mutex_unlock(&f->mu);
+}
+
+/* tp_pool_destroy() of an attached pool: out of the list, and no call of the thread's
+ * still on it when this returns. */
+static void pool_gone(void *ctx, tp_pool *p)
+{
+    tp_fleet *f = ctx;
+    pthread_mutex_lock(&f->mu);
+    for (int i = 0; i < f->npools; i++)
+        if (f->pools[i] == p) {
+            f->pools[i] = f->pools[--f->npools];
+            break;
+        }
+    while (f->calling > 0)
+        pthread_cond_wait(&f->idle, &f->mu);
+    pthread_mutex_unlock(&f->mu);
+}
+
 void tp__fleet_hook_init(tp_fleet *f)
 {
-    f->hook = (tp_permit_hook){.ctx = f, .take = take, .give = give};
+    f->hook = (tp_permit_hook){.ctx = f, .take = take, .give = give, .pool_gone = pool_gone};
 }
 
 #endif

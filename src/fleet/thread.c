@@ -22,11 +22,7 @@
 static void pool_demand(tp_fleet *f, int64_t *demand, int64_t *waiting)
 {
     tp_pool *pools[TP__FLEET_POOLS_MAX];
-    pthread_mutex_lock(&f->mu);
-    int n = f->npools;
-    for (int i = 0; i < n; i++)
-        pools[i] = f->pools[i];
-    pthread_mutex_unlock(&f->mu);
+    int n = tp__fleet_pools_hold(f, pools);
     *demand = *waiting = 0;
     for (int i = 0; i < n; i++) {
         tp_stats st;
@@ -34,19 +30,17 @@ static void pool_demand(tp_fleet *f, int64_t *demand, int64_t *waiting)
         *demand += st.in_use + st.opening + st.waiters;
         *waiting += st.waiters;
     }
+    tp__fleet_pools_release(f);
 }
 
 static void pools_call(tp_fleet *f, int64_t shed)
 {
     tp_pool *pools[TP__FLEET_POOLS_MAX];
-    pthread_mutex_lock(&f->mu);
-    int n = f->npools;
-    for (int i = 0; i < n; i++)
-        pools[i] = f->pools[i];
-    pthread_mutex_unlock(&f->mu);
+    int n = tp__fleet_pools_hold(f, pools);
     if (shed < 0) { /* permits came: the waiters look again */
         for (int i = 0; i < n; i++)
             tp_pool_permits_changed(pools[i]);
+        tp__fleet_pools_release(f);
         return;
     }
     /* Idle connections of every pool first; what is left, from the last pool's releases. */
@@ -57,6 +51,7 @@ static void pools_call(tp_fleet *f, int64_t shed)
         atomic_fetch_add(&f->sheds, (uint64_t)closed);
         shed = shed > closed ? shed - closed : 0;
     }
+    tp__fleet_pools_release(f);
 }
 
 static void went_degraded(tp_fleet *f)

@@ -30,6 +30,16 @@ typedef struct inst {
     tp_pool *p;
 } inst;
 
+/* The server's count of a lapsed instance's connections, for reconciliation. */
+static _Atomic int64_t server_has = -1;
+static int64_t still_open(void *ud, const char *instance)
+{
+    (void)ud;
+    (void)instance;
+    return atomic_load(&server_has);
+}
+static bool reconciled;
+
 static void inst_start(inst *x, const char *budget, const char *name, int64_t cap,
                        tp_fleet_unreachable mode)
 {
@@ -45,6 +55,8 @@ static void inst_start(inst *x, const char *budget, const char *name, int64_t ca
     fo.lease = MS(400);
     fo.redis_timeout = MS(300);
     fo.unreachable = mode;
+    if (reconciled)
+        fo.still_open = still_open;
     tp_errinfo e;
     if (tp_fleet_create(&fo, &x->fl, &e) != TP_OK)
         fail_msg("tp_fleet_create: %s", e.msg);
@@ -272,6 +284,46 @@ static void test_lapsed_lease(void **state)
     inst_stop(&b);
 }
 
+/* Reconciliation: a lapsed instance's permits are held back while the server says its
+ * connections remain, shrink as they go, and return at 0. */
+static void test_held_back(void **state)
+{
+    (void)state;
+    reconciled = true;
+    inst a, b;
+    inst_start(&a, "back", "a", 4, TP_FLEET_DEGRADED);
+    inst_start(&b, "back", "b", 4, TP_FLEET_DEGRADED);
+    tp_conn *la[3], *lb[4];
+    take_n(&a, la, 3);
+    atomic_store(&server_has, 3); /* a's three stay on the server */
+    tp__fleet_pause(a.fl, true);
+    take_n(&b, lb, 1);
+    tp_conn *x = NULL;
+    assert_int_equal(tp_pool_acquire(b.p, "k", 1, MS(1200), &x, NULL), TP_ETIMEDOUT);
+    tp_fleet_member m[4];
+    int64_t cap;
+    size_t n = 0;
+    assert_int_equal(tp_fleet_status(url, "back", &cap, m, 4, &n, NULL), TP_OK);
+    assert_int_equal(n, 2);
+    assert_string_equal(m[0].instance, "a");
+    assert_int_equal(m[0].held, 3);
+    assert_int_equal(m[0].lease_ns, -1);
+    atomic_store(&server_has, 1); /* two of them went: two permits come back */
+    take_n(&b, lb + 1, 2);
+    assert_int_equal(tp_pool_acquire(b.p, "k", 1, MS(400), &x, NULL), TP_ETIMEDOUT);
+    atomic_store(&server_has, 0);
+    take_n(&b, lb + 3, 1);
+    assert_int_equal(atomic_load(&b.f.live), 4);
+    for (int i = 0; i < 4; i++)
+        tp_conn_release(lb[i], 0);
+    tp__fleet_pause(a.fl, false);
+    for (int i = 0; i < 3; i++)
+        tp_conn_release(la[i], 0);
+    inst_stop(&a);
+    inst_stop(&b);
+    reconciled = false;
+}
+
 /* Redis stops: fail closed refuses (TP_ENOPERMIT with nothing to wait for), degraded
  * opens up to the last share; back, the state is rebuilt from what each holds. */
 static void test_redis_down_and_back(void **state)
@@ -328,6 +380,7 @@ int main(void)
         cmocka_unit_test(test_options),
         cmocka_unit_test(test_two_share_a_cap),
         cmocka_unit_test(test_lapsed_lease),
+        cmocka_unit_test(test_held_back),
         cmocka_unit_test(test_redis_down_and_back),
     };
     rc = cmocka_run_group_tests(tests, NULL, NULL);

@@ -49,7 +49,7 @@ static void print_text(const char *name, int64_t cap, const tp_fleet_member *m, 
         printf("  %-40s %6lld %6lld %6lld %9.1fs %8.1fs ago%s\n", m[i].instance,
                (long long)m[i].held, (long long)m[i].share, (long long)m[i].demand,
                (double)m[i].lease_ns / 1e9, (double)m[i].age_ns / 1e9,
-               m[i].lease_ns < 0 ? "  (lapsed)" : "");
+               m[i].lease_ns < 0 ? "  (lapsed: held back while its connections remain)" : "");
     if (total > n)
         printf("  ... and %zu more\n", total - n);
 }

@@ -21,9 +21,10 @@
  * an instance's share only while nobody else wants more; an instance above its share
  * while others want gives back (tp_pool_shed: idle connections at once, then busy ones
  * as their leases end) and keeps no permit above it. A process stopped past its lease
- * (SIGSTOP, a long pause) opens nothing until a heartbeat has re-asserted it; its
- * connections stayed open meanwhile, so the others' use of its lapsed permits overshoots
- * the cap by at most what it held, until it resumes and the budget evens out.
+ * (SIGSTOP, a long pause) opens nothing until a heartbeat has re-asserted it. Its
+ * connections stayed open meanwhile: with still_open (reconciliation with the server,
+ * below) its lapsed permits are held back while they do; without, the others' use of
+ * them overshoots the cap by at most what it held, until it resumes.
  *
  * Redis restarted empty, or failed over: the first script to find the state gone
  * rebirths it, and for a grace of 1.5 heartbeats grants nothing while every live
@@ -83,6 +84,18 @@ typedef struct tp_fleet_options {
                                  than 2 heartbeats */
     int64_t redis_timeout;    /* bound on one Redis round trip (connect included). 1 s */
     tp_fleet_unreachable unreachable; /* TP_FLEET_DEGRADED */
+
+    /* Optional reconciliation with the server. A lapsed instance (dead, stopped,
+     * partitioned) may still have connections open on the server: a partitioned client's
+     * PostgreSQL backends stay until TCP keepalive notices, hours by default. With
+     * still_open set, a lapsed instance's permits are held back (still counted against
+     * the cap) until an instance asks still_open how many connections the server still
+     * has for it and the answer is 0 (shrinking as they go). Called on the fleet's
+     * thread, outside every lock, for at most 8 lapsed instances per heartbeat; -1: cannot
+     * tell (kept). For PostgreSQL: tp_pg_fleet_backends with ud a conninfo, and every
+     * connection's application_name "tidepool/INSTANCE". */
+    int64_t (*still_open)(void *ud, const char *instance);
+    void *still_open_ud;
 } tp_fleet_options;
 
 TP_EXTERN void tp_fleet_options_init(tp_fleet_options *o);
@@ -145,9 +158,9 @@ typedef struct tp_fleet_member {
     int64_t held;     /* permits it holds */
     int64_t share;    /* its fair share now */
     int64_t demand;   /* what it last reported wanting */
-    int64_t lease_ns; /* until its lease lapses (lapsed ones are reclaimed before the
-                         read, so never negative) */
-    int64_t age_ns;   /* since its last heartbeat */
+    int64_t lease_ns; /* until its lease lapses; -1: lapsed, its permits held back until
+                         its connections are gone (still_open) */
+    int64_t age_ns;   /* since its last heartbeat (-1 for one held back) */
 } tp_fleet_member;
 
 /* tp_fleet_status: reads budget name on the Redis at redis_url (no instance is created):

@@ -167,6 +167,13 @@ TP_EXTERN void tp_pg_result_free(struct pg_result *r);
  * SQLSTATE (out must hold 6 bytes); "" when code is 0. Returns out. */
 TP_EXTERN char *tp_pg_sqlstate(int backend_code, char out[6]);
 
+/* tp_pg_fleet_backends: a fleet budget's reconciliation with PostgreSQL
+ * (tp_fleet_options.still_open, tidepool/fleet.h): how many backends pg_stat_activity
+ * shows with application_name "tidepool/INSTANCE", through a connection of its own to
+ * conninfo (a const char *; give it a connect_timeout), made and closed per call.
+ * -1 when it cannot tell (no connection, an error, built without libpq). */
+TP_EXTERN int64_t tp_pg_fleet_backends(void *conninfo, const char *instance);
+
 #ifdef __cplusplus
 }
 #endif

@@ -29,6 +29,7 @@ enum {
     TP__FLEET_ACQUIRE,
     TP__FLEET_RELEASE,
     TP__FLEET_LEAVE,
+    TP__FLEET_RECONCILE,
     TP__FLEET_STATUS,
     TP__FLEET_SCRIPTS
 };
@@ -41,7 +42,7 @@ typedef struct tp__fleet_redis {
     char user[512];
     char password[512];
     bool has_password;
-    char keys[5][TP__FLEET_KEY_MAX]; /* meta, held, lease, demand, seen */
+    char keys[6][TP__FLEET_KEY_MAX]; /* meta, held, lease, demand, seen, lapsed */
     char sha[TP__FLEET_SCRIPTS][41]; /* SCRIPT LOAD's digests; "" before */
     redisContext *c;                 /* NULL: not connected */
     int64_t timeout;

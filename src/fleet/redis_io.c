@@ -25,8 +25,8 @@ tp_err tp__fleet_parse_url(tp__fleet_redis *r, const char *url, const char *name
     snprintf(r->password, sizeof r->password, "%s", t->password);
     r->has_password = t->has_password;
     tp__redis_target_free(t);
-    static const char *const suffix[5] = {"meta", "held", "lease", "demand", "seen"};
-    for (int i = 0; i < 5; i++)
+    static const char *const suffix[6] = {"meta", "held", "lease", "demand", "seen", "lapsed"};
+    for (int i = 0; i < 6; i++)
         snprintf(r->keys[i], sizeof r->keys[i], "{tp:fleet:%s}:%s", name, suffix[i]);
     return TP_OK;
 }
@@ -121,14 +121,14 @@ tp_err tp__fleet_eval(tp__fleet_redis *r, int i, int argc, const char **argv, re
     if (r->c == NULL)
         return tp_errinfo_set(err, TP_EUNAVAIL, 0, "Redis at %s:%d: not connected", r->host,
                               r->port);
-    const char *av[16];
+    const char *av[20];
     int n = 0;
     av[n++] = "EVALSHA";
     av[n++] = r->sha[i];
-    av[n++] = "5";
-    for (int k = 0; k < 5; k++)
+    av[n++] = "6";
+    for (int k = 0; k < 6; k++)
         av[n++] = r->keys[k];
-    for (int k = 0; k < argc && n < 16; k++)
+    for (int k = 0; k < argc && n < 20; k++)
         av[n++] = argv[k];
     for (int attempt = 0;; attempt++) {
         redisReply *rep = redisCommandArgv(r->c, n, av, NULL);

@@ -3,8 +3,9 @@
  * client: clocks of the instances may differ by more than a lease.
  *
  * KEYS (one hash tag, so Redis Cluster keeps them on one node): 1 meta {cap, born,
- * grace}, 2 held {instance: permits}, 3 lease (sorted set: instance by expiry, ms), 4
- * demand {instance: wanted}, 5 seen {instance: last heartbeat, ms}.
+ * grace, reconcile}, 2 held {instance: permits}, 3 lease (sorted set: instance by
+ * expiry, ms), 4 demand {instance: wanted}, 5 seen {instance: last heartbeat, ms}, 6
+ * lapsed {instance: permits held back while the server still has its connections}.
  *
  * Each script first drops the instances whose lease lapsed (their permits return to the
  * others). A missing meta means a fresh or restarted-empty Redis: the script that finds
@@ -21,8 +22,11 @@
     "local function hnum(key, f) return tonumber(redis.call('HGET', key, f) or '0') or 0 "                                                                     \
     "end\n"                                                                                                                                                    \
     "local function expire()\n"                                                                                                                                \
+    "  local keep = redis.call('HGET', KEYS[1], 'reconcile') == '1'\n"                                                                                         \
     "  local gone = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now)\n"                                                                                       \
     "  for _, i in ipairs(gone) do\n"                                                                                                                          \
+    "    local h = hnum(KEYS[2], i)\n"                                                                                                                         \
+    "    if keep and h > 0 then redis.call('HSET', KEYS[6], i, h) end\n"                                                                                       \
     "    redis.call('HDEL', KEYS[2], i) redis.call('HDEL', KEYS[4], i)\n"                                                                                      \
     "    redis.call('HDEL', KEYS[5], i) redis.call('ZREM', KEYS[3], i)\n"                                                                                      \
     "  end\n"                                                                                                                                                  \
@@ -39,6 +43,8 @@
     "  local names = redis.call('ZRANGE', KEYS[3], 0, -1)\n"                                                                                                   \
     "  table.sort(names)\n"                                                                                                                                    \
     "  local list, total = {}, 0\n"                                                                                                                            \
+    "  for _, v in ipairs(redis.call('HVALS', KEYS[6])) do total = total + tonumber(v) end\n"                                                                  \
+    "  local back = total\n"                                                                                                                                   \
     "  for _, i in ipairs(names) do\n"                                                                                                                         \
     "    local e = {i = i, d = hnum(KEYS[4], i), h = hnum(KEYS[2], i)}\n"                                                                                      \
     "    total = total + e.h\n"                                                                                                                                \
@@ -48,7 +54,7 @@
     "  for k, e in ipairs(list) do byd[k] = e end\n"                                                                                                           \
     "  table.sort(byd, function(a, b) if a.d ~= b.d then return a.d < b.d end "                                                                                \
     "return a.i < b.i end)\n"                                                                                                                                  \
-    "  local left, share = cap, {}\n"                                                                                                                          \
+    "  local left, share = math.max(0, cap - back), {}\n"                                                                                                      \
     "  for k, e in ipairs(byd) do\n"                                                                                                                           \
     "    local s = math.min(e.d, math.floor(left / (#byd - k + 1)))\n"                                                                                         \
     "    share[e.i] = s\n"                                                                                                                                     \
@@ -68,10 +74,13 @@
     "  return u\n"                                                                                                                                             \
     "end\n"
 
-/* ARGV: instance, held, demand, cap, lease_ms, grace_ms. Re-asserts what the instance
- * holds (this is what rebuilds a lost state), renews its lease. Returns cap, its share,
- * all held, live instances, the others' unmet demand, whether it had no lease (lapsed or
- * lost), whether the state is in its grace. */
+/* ARGV: instance, held, demand, cap, lease_ms, grace_ms, reconcile (1: lapsed
+ * instances' permits are held back until an instance reports their connections gone;
+ * sticky once any instance asks). Re-asserts what the instance holds (this is what
+ * rebuilds a lost state; a held-back entry of its own goes), renews its lease. Returns
+ * cap, its share, all held, live instances, the others' unmet demand, whether it had no
+ * lease (lapsed or lost), whether the state is in its grace, then the names of the
+ * lapsed instances held back. */
 static const char heartbeat[] =
     PRELUDE "expire()\n"
             "local me = ARGV[1]\n"
@@ -85,10 +94,14 @@ static const char heartbeat[] =
             "redis.call('HSET', KEYS[4], me, ARGV[3])\n"
             "redis.call('HSET', KEYS[5], me, now)\n"
             "redis.call('ZADD', KEYS[3], now + tonumber(ARGV[5]), me)\n"
+            "redis.call('HDEL', KEYS[6], me)\n"
+            "if ARGV[7] == '1' then redis.call('HSET', KEYS[1], 'reconcile', '1') end\n"
             "local share, total, list = shares(cap)\n"
             "local ingrace = 0\n"
             "if now < born + grace then ingrace = 1 end\n"
-            "return {cap, share[me] or 0, total, #list, unmet(list, me), missing, ingrace}\n";
+            "local out = {cap, share[me] or 0, total, #list, unmet(list, me), missing, ingrace}\n"
+            "for _, n in ipairs(redis.call('HKEYS', KEYS[6])) do out[#out + 1] = n end\n"
+            "return out\n";
 
 /* ARGV: instance, want, held (as the instance counts it), demand, cap, lease_ms,
  * grace_ms. Grants up to want while the budget has room, beyond the instance's share
@@ -130,20 +143,32 @@ static const char release[] =
 
 /* ARGV: instance. The instance leaves: its permits return at once. */
 static const char leave[] = "redis.call('HDEL', KEYS[2], ARGV[1])\n"
+                            "redis.call('HDEL', KEYS[6], ARGV[1])\n"
                             "redis.call('HDEL', KEYS[4], ARGV[1])\n"
                             "redis.call('HDEL', KEYS[5], ARGV[1])\n"
                             "redis.call('ZREM', KEYS[3], ARGV[1])\n"
                             "return {1}\n";
 
-/* No ARGV. Returns {-1} with no state, else cap, instances, then per instance (by name)
- * name, held, share, demand, lease left (ms), since its heartbeat (ms). */
+/* ARGV: a lapsed instance, how many of its connections the server still has. Its held
+ * back permits shrink to that (never grow), and go at 0. */
+static const char reconcile[] =
+    "local cur = tonumber(redis.call('HGET', KEYS[6], ARGV[1]) or '0') or 0\n"
+    "local n = tonumber(ARGV[2])\n"
+    "if n <= 0 then redis.call('HDEL', KEYS[6], ARGV[1]) return {0} end\n"
+    "if n < cur then redis.call('HSET', KEYS[6], ARGV[1], n) return {n} end\n"
+    "return {cur}\n";
+
+/* No ARGV. Returns {-1} with no state, else cap, entries, then per instance (by name)
+ * name, held, share, demand, lease left (ms), since its heartbeat (ms); then the lapsed
+ * instances held back: name, held back, 0, 0, -1, -1. */
 static const char status[] =
     PRELUDE "expire()\n"
             "local m = redis.call('HMGET', KEYS[1], 'cap', 'born')\n"
             "if not m[2] then return {-1} end\n"
             "local cap = tonumber(m[1])\n"
             "local share, total, list = shares(cap)\n"
-            "local out = {cap, #list}\n"
+            "local lapsed = redis.call('HGETALL', KEYS[6])\n"
+            "local out = {cap, #list + #lapsed / 2}\n"
             "for _, e in ipairs(list) do\n"
             "  local exp = tonumber(redis.call('ZSCORE', KEYS[3], e.i)) or now\n"
             "  out[#out + 1] = e.i\n"
@@ -152,6 +177,11 @@ static const char status[] =
             "  out[#out + 1] = e.d\n"
             "  out[#out + 1] = exp - now\n"
             "  out[#out + 1] = now - hnum(KEYS[5], e.i)\n"
+            "end\n"
+            "for k = 1, #lapsed, 2 do\n"
+            "  out[#out + 1] = lapsed[k]\n"
+            "  out[#out + 1] = tonumber(lapsed[k + 1])\n"
+            "  out[#out + 1] = 0 out[#out + 1] = 0 out[#out + 1] = -1 out[#out + 1] = -1\n"
             "end\n"
             "return out\n";
 
@@ -166,6 +196,8 @@ const char *tp__fleet_script(int i)
         return release;
     case TP__FLEET_LEAVE:
         return leave;
+    case TP__FLEET_RECONCILE:
+        return reconcile;
     default:
         return status;
     }

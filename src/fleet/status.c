@@ -50,8 +50,9 @@ tp_err tp_fleet_status(const char *redis_url, const char *name, int64_t *cap, tp
                 m->held = tp__fleet_int(rep, k + 1);
                 m->share = tp__fleet_int(rep, k + 2);
                 m->demand = tp__fleet_int(rep, k + 3);
-                m->lease_ns = tp__fleet_int(rep, k + 4) * TP_NSEC_PER_MSEC;
-                m->age_ns = tp__fleet_int(rep, k + 5) * TP_NSEC_PER_MSEC;
+                int64_t lease = tp__fleet_int(rep, k + 4), age = tp__fleet_int(rep, k + 5);
+                m->lease_ns = lease < 0 ? -1 : lease * TP_NSEC_PER_MSEC;
+                m->age_ns = age < 0 ? -1 : age * TP_NSEC_PER_MSEC;
             }
             (*n)++;
         }

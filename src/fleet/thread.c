@@ -10,6 +10,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "base/base.h"
@@ -83,6 +84,25 @@ static int64_t grace_ms(const tp_fleet *f)
     return f->o.heartbeat * 3 / 2 / TP_NSEC_PER_MSEC;
 }
 
+/* Lapsed instances whose permits are held back: ask the server what is left of them
+ * and say so (errors here only delay the reclaim to the next heartbeat). */
+static void reconcile(tp_fleet *f, char (*names)[TP_FLEET_INSTANCE_MAX + 1], size_t n)
+{
+    for (size_t i = 0; i < n && f->r.c != NULL; i++) {
+        int64_t left = f->o.still_open(f->o.still_open_ud, names[i]);
+        if (left < 0)
+            continue;
+        char v[32];
+        i64(v, sizeof v, left);
+        const char *av[2] = {names[i], v};
+        redisReply *rep = NULL;
+        tp_errinfo e;
+        atomic_fetch_add(&f->commands, 1);
+        if (tp__fleet_eval(&f->r, TP__FLEET_RECONCILE, 2, av, &rep, &e) == TP_OK)
+            freeReplyObject(rep);
+    }
+}
+
 tp_err tp__fleet_heartbeat(tp_fleet *f, tp_errinfo *err)
 {
     int64_t demand, waiting;
@@ -97,11 +117,12 @@ tp_err tp__fleet_heartbeat(tp_fleet *f, tp_errinfo *err)
     i64(a[3], sizeof a[3], f->o.cap);
     i64(a[4], sizeof a[4], f->o.lease / TP_NSEC_PER_MSEC);
     i64(a[5], sizeof a[5], grace_ms(f));
-    const char *av[6] = {f->instance, a[1], a[2], a[3], a[4], a[5]};
+    const char *av[7] = {
+        f->instance, a[1], a[2], a[3], a[4], a[5], f->o.still_open != NULL ? "1" : "0"};
     int64_t sent = tp_clock_now();
     redisReply *rep = NULL;
     atomic_fetch_add(&f->commands, 1);
-    tp_err rc = tp__fleet_eval(&f->r, TP__FLEET_HEARTBEAT, 6, av, &rep, err);
+    tp_err rc = tp__fleet_eval(&f->r, TP__FLEET_HEARTBEAT, 7, av, &rep, err);
     if (rc != TP_OK)
         return rc;
     int64_t share = tp__fleet_int(rep, 1), unmet = tp__fleet_int(rep, 4);
@@ -112,10 +133,21 @@ tp_err tp__fleet_heartbeat(tp_fleet *f, tp_errinfo *err)
     atomic_store(&f->demand, demand);
     if (tp__fleet_int(rep, 5) != 0 && atomic_load(&f->heartbeats) > 0)
         atomic_fetch_add(&f->rebirths, 1); /* our entry was gone: re-asserted now */
+    char lapsed[8][TP_FLEET_INSTANCE_MAX + 1];
+    size_t nlapsed = 0;
+    for (size_t k = 7; k < rep->elements && nlapsed < 8; k++) {
+        const redisReply *e = rep->element[k];
+        if (e->type == REDIS_REPLY_STRING && e->len <= TP_FLEET_INSTANCE_MAX) {
+            memcpy(lapsed[nlapsed], e->str, e->len);
+            lapsed[nlapsed++][e->len] = '\0';
+        }
+    }
     freeReplyObject(rep);
     atomic_fetch_add(&f->heartbeats, 1);
     /* The lease runs from when the heartbeat left; one heartbeat of margin. */
     atomic_store(&f->fresh_until, sent + f->o.lease - f->o.heartbeat);
+    if (f->o.still_open != NULL)
+        reconcile(f, lapsed, nlapsed);
     /* Above the share while others want: give back, idle first, and keep no permit above
      * it. Else cancel, and the ceiling goes. */
     atomic_store(&f->ceiling, unmet > 0 ? share : INT64_MAX);

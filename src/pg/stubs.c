@@ -131,6 +131,13 @@ char *tp_pg_sqlstate(int backend_code, char out[6])
         out[0] = '\0';
     return out;
 }
+
+int64_t tp_pg_fleet_backends(void *conninfo, const char *instance)
+{
+    (void)conninfo;
+    (void)instance;
+    return -1;
+}
 #else
 typedef int tp__pg_stubs_unused;
 #endif

@@ -169,6 +169,7 @@ int cmd_bench(int argc, char **argv)
     if (cfg.metrics != NULL) {
         if (tp_metrics_create(NULL, &metrics, &e) != TP_OK ||
             tp_metrics_register(metrics, "bench", pool, &e) != TP_OK ||
+            (fleet != NULL && tp_metrics_register_fleet(metrics, fleet, &e) != TP_OK) ||
             tp_metrics_serve(metrics, cfg.metrics, &exporter, &e) != TP_OK) {
             fprintf(stderr, "bench: --metrics %s: %s\n", cfg.metrics, e.msg);
             tp_metrics_destroy(metrics);

@@ -25,6 +25,10 @@
  * non-printable bytes a custom hook produced and escapes the value for the output format.
  * Keys that end up with the same label value share one series.
  *
+ * Fleet budgets (tidepool/fleet.h) may be registered too: each gets one series per family
+ * of tidepool_fleet_*, labelled budget and instance, and an entry of the JSON document's
+ * "fleets" array.
+ *
  * Threads: every function here is thread-safe unless it says otherwise. */
 #ifndef TIDEPOOL_METRICS_H
 #define TIDEPOOL_METRICS_H
@@ -34,6 +38,7 @@
 #include <stdint.h>
 
 #include "errors.h"
+#include "fleet.h"
 #include "pool.h"
 
 #ifdef __cplusplus
@@ -111,6 +116,19 @@ TP_EXTERN tp_err tp_metrics_register(tp_metrics *m, const char *name, tp_pool *p
  * then be destroyed. Errors: TP_EINVAL (NULL argument or no pool of that name). */
 TP_EXTERN tp_err tp_metrics_unregister(tp_metrics *m, const char *name);
 
+/* tp_metrics_register_fleet: exports the fleet budget f (its tp_fleet_stats_get() view),
+ * labelled budget (tp_fleet_name) and instance (tp_fleet_instance). The fleet is
+ * borrowed like a pool: it must stay alive until tp_metrics_unregister_fleet() of it
+ * returned (or the registry is destroyed). Errors: TP_EINVAL (NULL argument, or f is
+ * already registered in m; err says which), TP_ENOMEM. */
+TP_EXTERN tp_err tp_metrics_register_fleet(tp_metrics *m, tp_fleet *f,
+                                           tp_errinfo *err) TP_WARN_UNUSED;
+
+/* tp_metrics_unregister_fleet: stops exporting f. When it returns, no render (nor
+ * exporter request) touches f any more, so it may then be destroyed. Errors: TP_EINVAL
+ * (NULL argument, or f is not registered in m). */
+TP_EXTERN tp_err tp_metrics_unregister_fleet(tp_metrics *m, tp_fleet *f);
+
 /* ---- rendering -------------------------------------------------------------------- */
 
 typedef enum tp_metrics_format {
@@ -118,11 +136,12 @@ typedef enum tp_metrics_format {
     TP_METRICS_JSON = 1        /* the /debug/pools document, see docs/metrics.md */
 } tp_metrics_format;
 
-/* tp_metrics_render: renders every registered pool, in registration order, into a new
- * NUL-terminated string: *out (release it with tp_free()), its length without the NUL in
- * *len (len may be NULL). The text is built from one snapshot per pool (keys visited,
- * then the pool-wide stats); with no pool registered it is empty (Prometheus) or a
- * document with no pools (JSON). Errors: TP_EINVAL (NULL m or out, unknown format),
+/* tp_metrics_render: renders every registered pool, in registration order, then every
+ * registered fleet, into a new NUL-terminated string: *out (release it with tp_free()),
+ * its length without the NUL in *len (len may be NULL). The text is built from one
+ * snapshot per pool (keys visited, then the pool-wide stats) and one per fleet; with
+ * nothing registered it is empty (Prometheus) or a document with no pools and no fleets
+ * (JSON). Errors: TP_EINVAL (NULL m or out, unknown format),
  * TP_ENOMEM; *out is then NULL. */
 TP_EXTERN tp_err tp_metrics_render(tp_metrics *m, tp_metrics_format fmt, char **out,
                                    size_t *len) TP_WARN_UNUSED;

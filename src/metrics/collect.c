@@ -1,4 +1,5 @@
-/* collect.c: one render's snapshot of the registered pools, with bounded cardinality.
+/* collect.c: one render's snapshot of the registered pools, with bounded cardinality
+ * (and of the fleet budgets, through fleet.c).
  *
  * Per pool: visit the live keys, turn each key into its label value and group keys by
  * that value (so two keys with the same label can never make a duplicate series); keep
@@ -272,11 +273,11 @@ tp_err tp__msnap_take_locked(tp_metrics *m, tp__msnap *s)
 {
     memset(s, 0, sizeof *s);
     s->bucket_step = m->o.bucket_step;
-    if (m->n == 0)
-        return TP_OK;
-    s->pools = tp__calloc(m->n, sizeof *s->pools);
-    if (s->pools == NULL)
-        return TP_ENOMEM;
+    if (m->n > 0) {
+        s->pools = tp__calloc(m->n, sizeof *s->pools);
+        if (s->pools == NULL)
+            return TP_ENOMEM;
+    }
     for (size_t i = 0; i < m->n; i++) {
         s->pools[i].name = m->entries[i].name;
         s->npools = i + 1;
@@ -284,6 +285,10 @@ tp_err tp__msnap_take_locked(tp_metrics *m, tp__msnap *s)
             tp__msnap_free(s);
             return TP_ENOMEM;
         }
+    }
+    if (tp__mfleets_take_locked(m, s) != TP_OK) {
+        tp__msnap_free(s);
+        return TP_ENOMEM;
     }
     return TP_OK;
 }
@@ -297,5 +302,6 @@ void tp__msnap_free(tp__msnap *s)
         tp__free(s->pools[i].tenants);
     }
     tp__free(s->pools);
+    tp__free(s->fleets);
     memset(s, 0, sizeof *s);
 }

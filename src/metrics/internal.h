@@ -1,6 +1,7 @@
 /* src/metrics/internal.h: what the files of src/metrics/ share (never installed): the
  * exact seconds formatting, label sanitising and escaping, the table of exported stats
- * fields, the snapshot a render works from, and the registry's structure.
+ * fields, the snapshot a render works from (pools and fleet budgets), and the registry's
+ * structure.
  *
  * The metrics module is a consumer of the pool: it uses the public API only. */
 #ifndef TP_METRICS_INTERNAL_H
@@ -96,9 +97,19 @@ typedef struct tp__mpool {
     size_t ntenants;
 } tp__mpool;
 
+/* One registered fleet budget at one instant: its names, sanitised like labels, and
+ * this instance's view of it. */
+typedef struct tp__mfleet {
+    char budget[TP__MLABEL_CAP];
+    char instance[TP__MLABEL_CAP];
+    tp_fleet_stats st;
+} tp__mfleet;
+
 typedef struct tp__msnap {
     tp__mpool *pools;
     size_t npools;
+    tp__mfleet *fleets; /* registration order */
+    size_t nfleets;
     int bucket_step;
 } tp__msnap;
 
@@ -110,21 +121,35 @@ typedef struct tp__mentry {
 } tp__mentry;
 
 struct tp_metrics {
-    tp__mutex mu; /* guards entries and serialises renders */
+    tp__mutex mu; /* guards entries and fleets, and serialises renders */
     tp__fork_guard fork_guard; /* mu, locked around fork() */
     tp_metrics_options o;
     tp__mentry *entries; /* registration order; guarded by mu */
     size_t n, cap;       /* guarded by mu */
+    tp_fleet **fleets;   /* borrowed, registration order; guarded by mu */
+    size_t nfleets, fleets_cap; /* guarded by mu */
 };
 
-/* tp__msnap_take_locked: snapshots every registered pool of m into s (m->mu held).
+/* tp__msnap_take_locked: snapshots every registered pool and fleet of m into s (m->mu held).
  * Calls the key-label hook. Returns TP_OK or TP_ENOMEM (s is then freed). */
 tp_err tp__msnap_take_locked(tp_metrics *m, tp__msnap *s);
 void tp__msnap_free(tp__msnap *s);
 
+/* tp__mfleets_take_locked: the fleet part of tp__msnap_take_locked (s->fleets, nfleets).
+ * Returns TP_OK or TP_ENOMEM (s->fleets is then NULL). */
+tp_err tp__mfleets_take_locked(tp_metrics *m, tp__msnap *s);
+
 /* The renderers: append one snapshot in their format. */
 void tp__mrender_prom(tp__buf *b, const tp__msnap *s);
 void tp__mrender_json(tp__buf *b, const tp__msnap *s);
+
+/* tp__mprom_family: the `# HELP` and `# TYPE` lines of a Prometheus family. */
+void tp__mprom_family(tp__buf *b, const char *name, const char *type, const char *help);
+
+/* The fleet budgets' parts of the two renderers (fleet.c): the tidepool_fleet_* families
+ * (nothing when no fleet is registered), and the JSON "fleets" array's elements. */
+void tp__mrender_prom_fleets(tp__buf *b, const tp__msnap *s);
+void tp__mrender_json_fleets(tp__buf *b, const tp__msnap *s);
 
 /* ---- the exporter's address -------------------------------------------------------- */
 

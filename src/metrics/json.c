@@ -5,7 +5,8 @@
  *      "limits":{"max_total":N|null,"max_idle_total":..,"max_per_key":..,...},
  *      "total":SERIES,                      the pool-wide stats
  *      "keys":{LABEL:SERIES,...,"other":SERIES},
- *      "tenants":{NAME:{"in_use","limit","waiters","acquires","waits","rejects"},...}}}}
+ *      "tenants":{NAME:{"in_use","limit","waiters","acquires","waits","rejects"},...}}},
+ *    "fleets":[{"budget","instance","cap","held",...,"redis_errors"},...]}  (fleet.c)
  *   SERIES = {"keys":N,"gauges":{...},"counters":{...},"closes":{REASON:N,...},
  *             "histograms":{NAME:{"count","sum_seconds","p50","p90","p99",
  *                                 "buckets":[{"le":SECONDS|null,"count":N},...]}}}
@@ -13,7 +14,8 @@
  * The series are the same as in the Prometheus text (same labels, same folding into
  * "other"), so the two can be compared value for value. Buckets are per bucket (not
  * cumulative), at the histogram's full resolution, empty ones left out; the last,
- * unbounded one has "le":null. A limit that does not apply is null. */
+ * unbounded one has "le":null. A limit that does not apply is null. "fleets" is always
+ * there, like "pools" ([] when no fleet budget is registered). */
 #include <string.h>
 
 #include "internal.h"
@@ -191,5 +193,7 @@ void tp__mrender_json(tp__buf *b, const tp__msnap *s)
         member(b, &first, s->pools[i].name);
         pool(b, &s->pools[i]);
     }
-    tp__buf_puts(b, "}}\n");
+    tp__buf_puts(b, "},\"fleets\":[");
+    tp__mrender_json_fleets(b, s);
+    tp__buf_puts(b, "]}\n");
 }

@@ -5,12 +5,13 @@
  * Values are integers or exact decimals; limits that do not apply are +Inf. Histograms
  * are cumulative: a bucket with bound le counts every value <= le, the +Inf bucket
  * equals _count, and _count is computed from the buckets themselves so that the two
- * agree even when the counters were read while connections were updating them. */
+ * agree even when the counters were read while connections were updating them. The
+ * fleet budgets' families (fleet.c) come last. */
 #include <string.h>
 
 #include "internal.h"
 
-static void family(tp__buf *b, const char *name, const char *type, const char *help)
+void tp__mprom_family(tp__buf *b, const char *name, const char *type, const char *help)
 {
     tp__buf_puts(b, "# HELP ");
     tp__buf_puts(b, name);
@@ -64,7 +65,7 @@ static void value_u64(tp__buf *b, uint64_t v)
 static void gauge_family(tp__buf *b, const tp__msnap *s, const char *name, const char *help,
                          size_t off)
 {
-    family(b, name, "gauge", help);
+    tp__mprom_family(b, name, "gauge", help);
     for (size_t i = 0; i < s->npools; i++) {
         const tp__mpool *p = &s->pools[i];
         for (size_t j = 0; j < p->nseries; j++) {
@@ -82,7 +83,7 @@ static void gauges(tp__buf *b, const tp__msnap *s)
     } states[] = {{"idle", offsetof(tp_stats, idle)},
                   {"in_use", offsetof(tp_stats, in_use)},
                   {"opening", offsetof(tp_stats, opening)}};
-    family(b, "tidepool_connections", "gauge", "Connections by state.");
+    tp__mprom_family(b, "tidepool_connections", "gauge", "Connections by state.");
     for (size_t i = 0; i < s->npools; i++) {
         const tp__mpool *p = &s->pools[i];
         for (size_t j = 0; j < p->nseries; j++) {
@@ -118,8 +119,9 @@ static void gauges(tp__buf *b, const tp__msnap *s)
                  "off (key=\"other\": summed).",
                  offsetof(tp_stats, adaptive_limit));
 
-    family(b, "tidepool_breaker_state", "gauge",
-           "Circuit breaker of the key: 0 closed, 1 open, 2 half-open (not for key=\"other\").");
+    tp__mprom_family(
+        b, "tidepool_breaker_state", "gauge",
+        "Circuit breaker of the key: 0 closed, 1 open, 2 half-open (not for key=\"other\").");
     for (size_t i = 0; i < s->npools; i++) {
         const tp__mpool *p = &s->pools[i];
         for (size_t j = 0; j < p->nseries; j++) {
@@ -150,7 +152,7 @@ static void pool_gauges(tp__buf *b, const tp__msnap *s)
          offsetof(tp__mpool, max_idle_total)},
     };
     for (size_t f = 0; f < sizeof fams / sizeof fams[0]; f++) {
-        family(b, fams[f].name, "gauge", fams[f].help);
+        tp__mprom_family(b, fams[f].name, "gauge", fams[f].help);
         for (size_t i = 0; i < s->npools; i++) {
             sample(b, fams[f].name, NULL, &s->pools[i], NULL, NULL, NULL);
             value_i64(b,
@@ -163,7 +165,7 @@ static void counters(tp__buf *b, const tp__msnap *s)
 {
     for (size_t f = 0; f < tp__mcounters_n; f++) {
         const tp__mfield *fd = &tp__mcounters[f];
-        family(b, fd->prom, "counter", fd->help);
+        tp__mprom_family(b, fd->prom, "counter", fd->help);
         for (size_t i = 0; i < s->npools; i++) {
             const tp__mpool *p = &s->pools[i];
             for (size_t j = 0; j < p->nseries; j++) {
@@ -174,8 +176,8 @@ static void counters(tp__buf *b, const tp__msnap *s)
         if (strcmp(fd->prom, "tidepool_acquire_timeouts_total") != 0)
             continue;
         /* Refusals sit next to timeouts: both are acquires that got no connection. */
-        family(b, "tidepool_rejects_total", "counter",
-               "Acquires refused at once: waiter queue full (busy) or breaker open.");
+        tp__mprom_family(b, "tidepool_rejects_total", "counter",
+                         "Acquires refused at once: waiter queue full (busy) or breaker open.");
         for (size_t i = 0; i < s->npools; i++) {
             const tp__mpool *p = &s->pools[i];
             for (size_t j = 0; j < p->nseries; j++) {
@@ -186,7 +188,7 @@ static void counters(tp__buf *b, const tp__msnap *s)
             }
         }
     }
-    family(b, "tidepool_closes_total", "counter", "Connections closed, by reason.");
+    tp__mprom_family(b, "tidepool_closes_total", "counter", "Connections closed, by reason.");
     for (size_t i = 0; i < s->npools; i++) {
         const tp__mpool *p = &s->pools[i];
         for (size_t j = 0; j < p->nseries; j++) {
@@ -197,9 +199,9 @@ static void counters(tp__buf *b, const tp__msnap *s)
             }
         }
     }
-    family(b, "tidepool_goaways_received_total", "counter",
-           "GOAWAY frames the peers sent, by HTTP/2 error code (a code appears once "
-           "received).");
+    tp__mprom_family(b, "tidepool_goaways_received_total", "counter",
+                     "GOAWAY frames the peers sent, by HTTP/2 error code (a code appears once "
+                     "received).");
     for (size_t i = 0; i < s->npools; i++) {
         const tp__mpool *p = &s->pools[i];
         for (size_t j = 0; j < p->nseries; j++) {
@@ -241,7 +243,7 @@ static void histograms(tp__buf *b, const tp__msnap *s)
 {
     for (size_t f = 0; f < tp__mhists_n; f++) {
         const tp__mfield *fd = &tp__mhists[f];
-        family(b, fd->prom, "histogram", fd->help);
+        tp__mprom_family(b, fd->prom, "histogram", fd->help);
         for (size_t i = 0; i < s->npools; i++) {
             const tp__mpool *p = &s->pools[i];
             for (size_t j = 0; j < p->nseries; j++)
@@ -282,7 +284,7 @@ static void tenants(tp__buf *b, const tp__msnap *s)
          offsetof(tp_tenant_stats, rejects), true},
     };
     for (size_t f = 0; f < sizeof fams / sizeof fams[0]; f++) {
-        family(b, fams[f].name, fams[f].type, fams[f].help);
+        tp__mprom_family(b, fams[f].name, fams[f].type, fams[f].help);
         for (size_t i = 0; i < s->npools; i++) {
             const tp__mpool *p = &s->pools[i];
             for (size_t t = 0; t < p->ntenants; t++) {
@@ -299,11 +301,13 @@ static void tenants(tp__buf *b, const tp__msnap *s)
 
 void tp__mrender_prom(tp__buf *b, const tp__msnap *s)
 {
-    if (s->npools == 0)
-        return;
-    gauges(b, s);
-    pool_gauges(b, s);
-    counters(b, s);
-    histograms(b, s);
-    tenants(b, s);
+    /* Without pools no pool family is written at all: an empty family says nothing. */
+    if (s->npools > 0) {
+        gauges(b, s);
+        pool_gauges(b, s);
+        counters(b, s);
+        histograms(b, s);
+        tenants(b, s);
+    }
+    tp__mrender_prom_fleets(b, s);
 }

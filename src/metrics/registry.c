@@ -1,8 +1,9 @@
-/* registry.c: the tp_metrics registry (named, borrowed pools) and the render entry
- * points.
+/* registry.c: the tp_metrics registry (named, borrowed pools; borrowed fleet budgets)
+ * and the render entry points.
  *
- * One mutex guards the list of pools and is held for a whole render. That is what makes
- * tp_metrics_unregister() a safe point to destroy a pool: once it holds the lock, no
+ * One mutex guards the lists of pools and fleets and is held for a whole render. That is
+ * what makes tp_metrics_unregister() (and tp_metrics_unregister_fleet()) a safe point to
+ * destroy a pool (a fleet): once it holds the lock, no
  * render is touching the pool, and none will again. Renders are therefore serialised;
  * they are short (a snapshot and some formatting) and scrapes are rare. */
 #include <stdlib.h>
@@ -65,6 +66,7 @@ void tp_metrics_destroy(tp_metrics *m)
     for (size_t i = 0; i < m->n; i++)
         tp__free(m->entries[i].name);
     tp__free(m->entries);
+    tp__free(m->fleets);
     tp__fork_guard_remove(&m->fork_guard);
     tp__mutex_destroy(&m->mu);
     tp__free(m);
@@ -147,6 +149,59 @@ tp_err tp_metrics_unregister(tp_metrics *m, const char *name)
     m->n--;
     tp__mutex_unlock(&m->mu);
     tp__free(old);
+    return TP_OK;
+}
+
+/* The index of f in m's fleets, or m->nfleets. m->mu held. */
+static size_t find_fleet_locked(const tp_metrics *m, const tp_fleet *f)
+{
+    size_t i = 0;
+    while (i < m->nfleets && m->fleets[i] != f)
+        i++;
+    return i;
+}
+
+tp_err tp_metrics_register_fleet(tp_metrics *m, tp_fleet *f, tp_errinfo *err)
+{
+    if (m == NULL || f == NULL)
+        return tp_errinfo_set(err, TP_EINVAL, 0,
+                              "tp_metrics_register_fleet: registry and fleet are required");
+    tp__mutex_lock(&m->mu);
+    /* A fleet is its own identity (no name of ours): twice would be two equal series. */
+    if (find_fleet_locked(m, f) < m->nfleets) {
+        tp__mutex_unlock(&m->mu);
+        return tp_errinfo_set(err, TP_EINVAL, 0,
+                              "tp_metrics_register_fleet: the fleet \"%s\" is already registered",
+                              tp_fleet_name(f));
+    }
+    if (m->nfleets == m->fleets_cap) {
+        size_t cap = m->fleets_cap > 0 ? 2 * m->fleets_cap : 2;
+        tp_fleet **fl = tp__realloc(m->fleets, cap * sizeof *fl);
+        if (fl == NULL) {
+            tp__mutex_unlock(&m->mu);
+            return tp_errinfo_set(err, TP_ENOMEM, 0, "growing the metrics registry's fleets");
+        }
+        m->fleets = fl;
+        m->fleets_cap = cap;
+    }
+    m->fleets[m->nfleets++] = f;
+    tp__mutex_unlock(&m->mu);
+    return TP_OK;
+}
+
+tp_err tp_metrics_unregister_fleet(tp_metrics *m, tp_fleet *f)
+{
+    if (m == NULL || f == NULL)
+        return TP_EINVAL;
+    tp__mutex_lock(&m->mu);
+    size_t i = find_fleet_locked(m, f);
+    if (i == m->nfleets) {
+        tp__mutex_unlock(&m->mu);
+        return TP_EINVAL;
+    }
+    memmove(&m->fleets[i], &m->fleets[i + 1], (m->nfleets - i - 1) * sizeof m->fleets[0]);
+    m->nfleets--;
+    tp__mutex_unlock(&m->mu);
     return TP_OK;
 }
 

@@ -1,4 +1,4 @@
-/* fleet.c: a fleet budget's life: its options and their checks, create (connect, load the
+/* fleet.c: a fleet budget's life: the checks of its options, create (connect, load the
  * scripts, the first heartbeat, then the thread), attaching the pools it serves, its
  * numbers, destroy (leave the budget so the permits return at once). */
 #ifdef TIDEPOOL_HAVE_HIREDIS
@@ -11,17 +11,6 @@
 #include "base/base.h"
 #include "base/workq.h"
 #include "fleet_internal.h"
-
-void tp_fleet_options_init(tp_fleet_options *o)
-{
-    memset(o, 0, sizeof *o);
-    o->version = TP_FLEET_OPTIONS_VERSION;
-    o->heartbeat = 2 * TP_NSEC_PER_SEC;
-    o->heartbeat_jitter = 0.2;
-    o->lease = 10 * TP_NSEC_PER_SEC;
-    o->redis_timeout = TP_NSEC_PER_SEC;
-    o->unreachable = TP_FLEET_DEGRADED;
-}
 
 /* Names go into Redis keys and JSON unquoted: a small alphabet. */
 static bool name_ok(const char *s, size_t max, bool slash)

@@ -11,16 +11,6 @@ static tp_err absent(tp_errinfo *err)
     return tp_errinfo_set(err, TP_ESTATE, 0, "built without hiredis");
 }
 
-void tp_fleet_options_init(tp_fleet_options *o)
-{
-    memset(o, 0, sizeof *o);
-    o->version = TP_FLEET_OPTIONS_VERSION;
-    o->heartbeat = 2 * TP_NSEC_PER_SEC;
-    o->heartbeat_jitter = 0.2;
-    o->lease = 10 * TP_NSEC_PER_SEC;
-    o->redis_timeout = TP_NSEC_PER_SEC;
-}
-
 tp_err tp_fleet_create(const tp_fleet_options *o, tp_fleet **out, tp_errinfo *err)
 {
     (void)o;

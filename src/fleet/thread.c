@@ -237,8 +237,8 @@ void *tp__fleet_thread(void *arg)
 {
     tp_fleet *f = arg;
     int64_t hb_due = next_heartbeat(f, tp_clock_now());
-    /* retry_at: when Redis may be asked for permits again (0: now; infinite: nothing to
-     * ask until a kick); retry: the backoff after a refusal. */
+    /* retry_at: when Redis may be asked for permits again (0: whenever a kick or the
+     * heartbeat wakes the thread); retry: the backoff after a refusal. */
     int64_t retry = 0, retry_at = 0;
     while (wait_until(f, TP__MIN(hb_due, retry_at == 0 ? TP_DURATION_INFINITE : retry_at))) {
         int64_t now = tp_clock_now();

@@ -4,7 +4,8 @@
  * 6 never open more than 6 between them and even out to 3 and 3; an instance that leaves
  * gives its permits back at once; one whose thread stops (as a stopped process's would)
  * loses them after its lease, and opens nothing new until it heartbeats again; fail
- * closed refuses with TP_ENOPERMIT, degraded keeps to the last share, when Redis stops;
+ * closed refuses with TP_ENOPERMIT, degraded keeps to the last share, fail open opens past
+ * the cap, when Redis stops;
  * the state is rebuilt after Redis restarts empty. Skipped (77) without redis-server. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -329,17 +330,21 @@ static void test_held_back(void **state)
 static void test_redis_down_and_back(void **state)
 {
     (void)state;
-    inst d, c;
+    inst d, c, o;
     inst_start(&d, "down", "d", 4, TP_FLEET_DEGRADED);
     inst_start(&c, "down", "c", 4, TP_FLEET_FAIL_CLOSED);
+    inst_start(&o, "down", "o", 4, TP_FLEET_FAIL_OPEN);
     tp_conn *ld[4];
     take_n(&d, ld, 3);
     bool ok;
     TU_WAIT_UNTIL(ok, fstats(&d).share == 3, 3000);
     assert_true(ok);
     assert_int_equal(rt_script(&env, "stop"), 0);
-    TU_WAIT_UNTIL(ok, fstats(&d).degraded && fstats(&c).degraded, 5000);
+    TU_WAIT_UNTIL(ok, fstats(&d).degraded && fstats(&c).degraded && fstats(&o).degraded, 5000);
     assert_true(ok);
+    /* Fail open: the cap no longer binds (the server's own limit decides). */
+    tp_conn *lo[5];
+    take_n(&o, lo, 5);
     tp_conn *x = NULL;
     tp_errinfo e;
     assert_int_equal(tp_pool_acquire(c.p, "k", 1, MS(500), &x, &e), TP_ENOPERMIT);
@@ -359,14 +364,17 @@ static void test_redis_down_and_back(void **state)
     int64_t cap;
     size_t n = 0;
     TU_WAIT_UNTIL(ok,
-                  tp_fleet_status(url, "down", &cap, m, 4, &n, NULL) == TP_OK && n == 2 &&
-                      m[1].held == share,
+                  tp_fleet_status(url, "down", &cap, m, 4, &n, NULL) == TP_OK && n == 3 &&
+                      m[1].held == share && m[2].held == 5,
                   5000);
     assert_true(ok);
     for (int64_t i = 0; i < share; i++)
         tp_conn_release(ld[i], 0);
+    for (int i = 0; i < 5; i++)
+        tp_conn_release(lo[i], 0);
     inst_stop(&d);
     inst_stop(&c);
+    inst_stop(&o);
 }
 
 int main(void)

@@ -138,8 +138,10 @@ typedef struct tp_diag_options {
 /* One socket (a report keeps those that pass the filters). */
 typedef struct tp_diag_socket {
     tp_diag_endpoint local, remote;
-    int state;      /* tp_diag_state */
-    uint32_t inode; /* 0 for TIME_WAIT and orphaned sockets */
+    int state;       /* tp_diag_state */
+    uint32_t inode;  /* 0 for TIME_WAIT and orphaned sockets */
+    uint64_t cookie; /* the kernel's socket cookie (netlink only, else 0): the same as
+                      * SO_COOKIE and as what tidepool's eBPF trace sees (trace.h) */
     uint32_t uid;
     uint32_t rqueue, wqueue; /* bytes; a CLOSE_WAIT socket shows rqueue 1 (the FIN) */
     int timer;               /* 0 none, 1 retransmit, 2 keepalive, 3 TIME_WAIT/FIN_WAIT2, 4 probe */

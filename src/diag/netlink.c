@@ -106,6 +106,7 @@ static tp_err take_socket(tp__diag_vec *out, const struct nlmsghdr *h)
     s->wqueue = m->idiag_wqueue;
     s->uid = m->idiag_uid;
     s->inode = m->idiag_inode;
+    s->cookie = (uint64_t)m->id.idiag_cookie[0] | (uint64_t)m->id.idiag_cookie[1] << 32;
 
     int len = (int)(h->nlmsg_len - NLMSG_LENGTH(sizeof *m));
     for (const struct rtattr *a = (const struct rtattr *)(m + 1); RTA_OK(a, len);

@@ -32,6 +32,10 @@ PACKAGES=(
     libhiredis-dev    # the Redis connector
     redis-server      # its tests run against a throwaway server on loopback
     libjansson-dev    # the fault proxy's JSON schedules and control API
+    libbpf-dev        # doctor --trace: loads the eBPF program (CO-RE)
+    bpftool           # generates the program's skeleton at build time
+    clang             # compiles the eBPF program (-target bpf)
+    nftables          # the sidecar test redirects a destination to a local proxy
 )
 
 if ! command -v dpkg-query >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1; then

@@ -18,6 +18,7 @@
 #include "sizing.h"
 #include "metrics.h"
 #include "diag.h"
+#include "ktrace.h"
 #include "chaos.h"
 #include "fleet.h"
 

@@ -2,7 +2,10 @@
  * retransmissions, port headroom, time to port exhaustion) and findings with remedies.
  * A thin shell over include/tidepool/diag.h: it parses options, takes samples (two for
  * a measured close rate), prints the library's text or JSON rendering, and repeats under
- * --watch until interrupted. */
+ * --watch until interrupted. With --trace it also runs the kernel trace of
+ * include/tidepool/ktrace.h for that long (resets by reason, closes by process, failed
+ * connects, retransmission bursts) and adds it to the report; where tracing is not
+ * possible it says why and reports what sock_diag shows. */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -12,6 +15,8 @@
 #include <unistd.h>
 
 #include "tidepool/diag.h"
+#include "tidepool/clock.h"
+#include "tidepool/ktrace.h"
 
 #include "cli.h"
 
@@ -26,6 +31,8 @@ typedef struct doctor_args {
     double interval_s; /* one-shot: seconds between the two samples, 0 = one sample */
     int64_t count;     /* refreshes under --watch, 0 = until interrupted */
     int64_t top;
+    double trace_s; /* --trace: seconds of kernel tracing, 0 = none */
+    int64_t ring;   /* --ring: the trace's ring buffer in bytes, 0 = default */
 } doctor_args;
 
 /* Set by SIGINT/SIGTERM so that --watch ends between samples and frees what it holds. */
@@ -58,7 +65,15 @@ static void usage(FILE *f)
             "                     close rates (default: estimate them from TIME_WAIT ages)\n"
             "  --json             one JSON document per sample\n"
             "  --inbound          also list connections accepted by local listeners\n"
-            "  --procfs           read /proc/net/tcp{,6} instead of netlink\n",
+            "  --procfs           read /proc/net/tcp{,6} instead of netlink\n"
+            "  --trace DURATION   also trace the kernel's TCP events (eBPF) for DURATION\n"
+            "                     (\"10s\", \"1m\"): resets sent by the kernel's reason and\n"
+            "                     received with the idle time before them, active closes\n"
+            "                     (TIME_WAIT) per process, failed connects by errno,\n"
+            "                     retransmission bursts; needs root (or CAP_BPF and\n"
+            "                     CAP_PERFMON) and kernel BTF, else says why and goes on\n"
+            "                     without; with --pid and --dest it keeps their events only\n"
+            "  --ring BYTES       the trace's ring buffer (default 8 MiB)\n",
             DEFAULT_TOP, DEFAULT_WATCH_S);
 }
 
@@ -106,6 +121,12 @@ static int parse_args(int argc, char **argv, doctor_args *a)
         } else if (strcmp(o, "--interval") == 0 && v != NULL &&
                    parse_duration_s(v, &a->interval_s)) {
             i++;
+        } else if (strcmp(o, "--trace") == 0 && v != NULL && parse_duration_s(v, &a->trace_s) &&
+                   a->trace_s > 0) {
+            i++;
+        } else if (strcmp(o, "--ring") == 0 && v != NULL && parse_count(v, &n) && n >= 4096) {
+            a->ring = n;
+            i++;
         } else if (strcmp(o, "--dest") == 0 && v != NULL) {
             if (tp_diag_endpoint_parse(v, &a->opts.dest) != TP_OK) {
                 fprintf(stderr, "tidepool doctor: --dest %s: expected IP:PORT or [IPv6]:PORT\n", v);
@@ -117,6 +138,10 @@ static int parse_args(int argc, char **argv, doctor_args *a)
             usage(stderr);
             return 2;
         }
+    }
+    if (a->trace_s > 0 && a->watch) {
+        fprintf(stderr, "tidepool doctor: --trace and --watch do not go together\n");
+        return 2;
     }
     return -1;
 }
@@ -165,6 +190,78 @@ static tp_diag_report *collect(const doctor_args *a, const tp_diag_report *prev)
     return r;
 }
 
+/* Starts the kernel trace; NULL after saying why on stderr when it cannot run here. */
+static tp_ktrace *trace_start(const doctor_args *a)
+{
+    tp_ktrace_options o;
+    tp_ktrace_options_init(&o);
+    o.pid = a->opts.pid;
+    o.dest = a->opts.dest;
+    if (a->ring > 0)
+        o.ring_bytes = (size_t)a->ring;
+    tp_ktrace *t = NULL;
+    tp_errinfo err;
+    tp_errinfo_clear(&err);
+    tp_err rc = tp_ktrace_start(&o, &t, &err);
+    if (rc != TP_OK) {
+        fprintf(stderr, "tidepool doctor: --trace: %s; reporting what sock_diag shows\n",
+                err.msg[0] ? err.msg : tp_strerror(rc));
+        return NULL;
+    }
+    return t;
+}
+
+/* Traces for a->trace_s seconds (or until interrupted), then stops the trace. */
+static bool trace_run(const doctor_args *a, tp_ktrace *t)
+{
+    int64_t end = tp_clock_now() + (int64_t)(a->trace_s * 1e9);
+    tp_errinfo err;
+    tp_errinfo_clear(&err);
+    for (int64_t now = tp_clock_now(); now < end && !g_stop; now = tp_clock_now()) {
+        int64_t left_ms = (end - now) / 1000000;
+        int wait_ms = left_ms < 100 ? (int)left_ms : 100;
+        if (tp_ktrace_poll(t, wait_ms, &err) != TP_OK) {
+            fprintf(stderr, "tidepool doctor: --trace: %s\n", err.msg);
+            break;
+        }
+    }
+    if (tp_ktrace_stop(t, &err) != TP_OK) {
+        fprintf(stderr, "tidepool doctor: --trace: %s\n", err.msg);
+        return false;
+    }
+    return true;
+}
+
+/* One sample after the trace, printed with it. */
+static int print_traced(const doctor_args *a, tp_ktrace *t)
+{
+    tp_diag_report *r = collect(a, NULL);
+    if (r == NULL)
+        return 1;
+    char *text = NULL;
+    tp_err rc;
+    if (a->json) {
+        rc = tp_ktrace_json(t, r, &text, NULL);
+    } else {
+        rc = tp_diag_report_text(r, (size_t)a->top, &text, NULL);
+        if (rc == TP_OK) {
+            fputs(text, stdout);
+            tp_diag_free(text);
+            text = NULL;
+            rc = tp_ktrace_text(t, (size_t)a->top, &text, NULL);
+        }
+    }
+    tp_diag_report_destroy(r);
+    if (rc != TP_OK) {
+        fprintf(stderr, "tidepool doctor: rendering failed: %s\n", tp_strerror(rc));
+        return 1;
+    }
+    fputs(text, stdout);
+    fflush(stdout);
+    tp_diag_free(text);
+    return 0;
+}
+
 int cmd_doctor(int argc, char **argv)
 {
     doctor_args a;
@@ -180,6 +277,16 @@ int cmd_doctor(int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
 
+    if (a.trace_s > 0) {
+        tp_ktrace *t = trace_start(&a);
+        if (t != NULL) {
+            status = trace_run(&a, t) ? print_traced(&a, t) : 1;
+            tp_ktrace_destroy(t);
+            return status;
+        }
+        /* Fall back: the sockets as sock_diag sees them, over the trace's span. */
+        a.interval_s = a.trace_s;
+    }
     tp_diag_report *prev = NULL;
     if (!a.watch && a.interval_s > 0) {
         if ((prev = collect(&a, NULL)) == NULL)

@@ -1,0 +1,384 @@
+/* test_ktrace.c: the kernel trace (include/tidepool/ktrace.h) against real sockets on
+ * loopback, as root: 50 connections closed with unread data give 50 resets sent with
+ * the kernel's reason TCP_ABORT_ON_CLOSE ("closed with unread data"); a server aborting
+ * 50 connections with SO_LINGER 0 gives 50 resets received on them, with the idle time
+ * they had; a child process named tp-closer making 100 client-first closes is named with
+ * 100 active closes and 100 TIME_WAIT entries, also through a pid-filtered trace; 20
+ * refused connects are counted with ECONNREFUSED; an unprivileged process is told why it
+ * cannot trace. Each scenario uses its own fresh listener, so other tests running
+ * beside this one on the host only add rows to other destinations. Skipped (77) where a
+ * trace cannot run: a build without eBPF, no BTF, not root. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include <tidepool/tidepool.h>
+
+#include "support/diag_loopback.h"
+#include "support/test_util.h"
+
+static tp_ktrace *start_trace(int pid)
+{
+    tp_ktrace_options o;
+    tp_ktrace_options_init(&o);
+    o.pid = pid;
+    tp_ktrace *t = NULL;
+    tp_errinfo err;
+    tp_errinfo_clear(&err);
+    tp_err rc = tp_ktrace_start(&o, &t, &err);
+    if (rc != TP_OK)
+        fail_msg("tp_ktrace_start: %s", err.msg);
+    return t;
+}
+
+/* Polls for ms (the events of loopback arrive at once, but in softirq context), stops. */
+static void finish(tp_ktrace *t, int ms)
+{
+    int64_t t0 = tu_now_ns();
+    tp_errinfo err;
+    while (tu_ms_since(t0) < ms)
+        assert_int_equal(tp_ktrace_poll(t, 20, &err), TP_OK);
+    assert_int_equal(tp_ktrace_stop(t, &err), TP_OK);
+}
+
+static const tp_ktrace_reset *find_reset(const tp_ktrace *t, const tp_diag_endpoint *dest,
+                                         bool sent, bool inbound)
+{
+    for (size_t i = 0; i < tp_ktrace_reset_count(t); i++) {
+        const tp_ktrace_reset *r = tp_ktrace_reset_get(t, i);
+        if (r->sent == sent && r->inbound == inbound && tp_diag_endpoint_equal(&r->dest, dest))
+            return r;
+    }
+    return NULL;
+}
+
+static const tp_diag_finding *find_finding(const tp_ktrace *t, const char *kind,
+                                           const tp_diag_endpoint *dest)
+{
+    for (size_t i = 0; i < tp_ktrace_finding_count(t); i++) {
+        const tp_diag_finding *f = tp_ktrace_finding_get(t, i);
+        if (strcmp(f->kind, kind) == 0 && f->has_dest && tp_diag_endpoint_equal(&f->dest, dest))
+            return f;
+    }
+    return NULL;
+}
+
+static int accept_one(int lfd)
+{
+    struct pollfd p = {lfd, POLLIN, 0};
+    if (poll(&p, 1, 5000) != 1)
+        return -1;
+    return accept(lfd, NULL, NULL);
+}
+
+/* Waits until fd has n bytes to read. */
+static void wait_readable(int fd, int n)
+{
+    for (int i = 0; i < 500; i++) {
+        struct pollfd p = {fd, POLLIN, 0};
+        poll(&p, 1, 10);
+        char buf[256];
+        if (recv(fd, buf, sizeof buf, MSG_PEEK | MSG_DONTWAIT) >= n)
+            return;
+    }
+    fail_msg("no data arrived");
+}
+
+static void test_unread_data_closes_are_resets_sent(void **state)
+{
+    (void)state;
+    tp_diag_endpoint L;
+    int lfd = dl_listen(AF_INET, &L);
+    tp_ktrace *t = start_trace(0);
+    for (int i = 0; i < 50; i++) {
+        int c = dl_connect(&L);
+        assert_true(c >= 0);
+        int a = accept_one(lfd);
+        assert_true(a >= 0);
+        assert_int_equal(send(a, "HTTP/1.1 200 OK\r\n\r\nunread body", 30, 0), 30);
+        wait_readable(c, 30);
+        close(c); /* 30 bytes unread: the kernel resets instead of FIN */
+        close(a);
+    }
+    finish(t, 200);
+    const tp_ktrace_reset *r = find_reset(t, &L, true, false);
+    assert_non_null(r);
+    assert_string_equal(r->reason_name, "TCP_ABORT_ON_CLOSE");
+    assert_string_equal(r->reason_text, "closed with unread data");
+    assert_true(r->count >= 50);
+    assert_int_equal(r->process.pid, getpid());
+    assert_non_null(find_finding(t, "rst_unread_data", &L));
+    /* The text says it in words, the JSON with the kernel's name. */
+    char *text = NULL, *json = NULL;
+    assert_int_equal(tp_ktrace_text(t, 0, &text, NULL), TP_OK);
+    assert_non_null(strstr(text, "closed with unread data (TCP_ABORT_ON_CLOSE)"));
+    assert_int_equal(tp_ktrace_json(t, NULL, &json, NULL), TP_OK);
+    char ep[TP_DIAG_ENDPOINT_STRLEN], want[160];
+    snprintf(want, sizeof want,
+             "{\"destination\":\"%s\",\"inbound\":false,\"direction\":\"sent\","
+             "\"reason\":\"TCP_ABORT_ON_CLOSE\"",
+             tp_diag_endpoint_format(&L, ep, sizeof ep));
+    assert_non_null(strstr(json, want));
+    assert_non_null(strstr(json, "\"resets\":["));
+    tp_diag_free(text);
+    tp_diag_free(json);
+    tp_ktrace_destroy(t);
+    close(lfd);
+}
+
+static void test_linger_zero_aborts_are_resets_received(void **state)
+{
+    (void)state;
+    tp_diag_endpoint L;
+    int lfd = dl_listen(AF_INET, &L);
+    int c[50], a[50];
+    tp_ktrace *t = start_trace(0);
+    for (int i = 0; i < 50; i++) {
+        c[i] = dl_connect(&L);
+        assert_true(c[i] >= 0);
+        a[i] = accept_one(lfd);
+        assert_true(a[i] >= 0);
+        /* A request and its answer: data both ways, then idle. */
+        assert_int_equal(send(c[i], "q", 1, 0), 1);
+        wait_readable(a[i], 1);
+        char ch;
+        assert_int_equal(recv(a[i], &ch, 1, 0), 1);
+        assert_int_equal(send(a[i], "a", 1, 0), 1);
+        wait_readable(c[i], 1);
+        assert_int_equal(recv(c[i], &ch, 1, 0), 1);
+    }
+    tu_sleep_ms(300);
+    for (int i = 0; i < 50; i++) {
+        struct linger lg = {1, 0};
+        assert_int_equal(setsockopt(a[i], SOL_SOCKET, SO_LINGER, &lg, sizeof lg), 0);
+        close(a[i]);
+    }
+    finish(t, 200);
+    const tp_ktrace_reset *r = find_reset(t, &L, false, false);
+    assert_non_null(r);
+    assert_int_equal(r->count, 50);
+    assert_int_equal(r->state, TP_DIAG_ESTABLISHED);
+    assert_int_equal(r->process.pid, getpid()); /* who connected, though softirq ran it */
+    assert_int_equal(r->idle_samples, 50);
+    /* Idle since the last byte: at least the 300 ms slept (less one jiffy), and not
+     * absurd. */
+    assert_true(r->idle_min_ms >= 290);
+    assert_true(r->idle_max_ms < 10000);
+    /* The server's side: sent, by the kernel's reason for a close with SO_LINGER 0. */
+    const tp_ktrace_reset *s = find_reset(t, &L, true, true);
+    assert_non_null(s);
+    assert_int_equal(s->count, 50);
+    assert_string_equal(s->reason_name, "TCP_STATE");
+    assert_non_null(find_finding(t, "rst_received", &L));
+    for (int i = 0; i < 50; i++) {
+        char ch;
+        assert_int_equal(recv(c[i], &ch, 1, 0), -1);
+        assert_int_equal(errno, ECONNRESET);
+        close(c[i]);
+    }
+    tp_ktrace_destroy(t);
+    close(lfd);
+}
+
+/* The child: named tp-closer, waits for the go, then 100 connections closed first. */
+static void closer_child(const tp_diag_endpoint *L, int go_fd)
+{
+    prctl(PR_SET_NAME, "tp-closer", 0, 0, 0);
+    char ch;
+    if (read(go_fd, &ch, 1) != 1)
+        _exit(2);
+    for (int i = 0; i < 100; i++) {
+        int c = dl_connect(L);
+        if (c < 0)
+            _exit(3);
+        close(c);
+    }
+    _exit(0);
+}
+
+static const tp_ktrace_closes *find_closes(const tp_ktrace *t, const tp_diag_endpoint *dest,
+                                           int pid)
+{
+    for (size_t i = 0; i < tp_ktrace_closes_count(t); i++) {
+        const tp_ktrace_closes *c = tp_ktrace_closes_get(t, i);
+        if (!c->inbound && c->process.pid == pid && tp_diag_endpoint_equal(&c->dest, dest))
+            return c;
+    }
+    return NULL;
+}
+
+static void test_child_active_closes_are_named(void **state)
+{
+    (void)state;
+    tp_diag_endpoint L;
+    int lfd = dl_listen(AF_INET, &L);
+    int go[2];
+    assert_int_equal(pipe(go), 0);
+    pid_t child = fork();
+    assert_true(child >= 0);
+    if (child == 0) {
+        close(go[1]);
+        close(lfd);
+        closer_child(&L, go[0]);
+    }
+    close(go[0]);
+    tp_ktrace *all = start_trace(0);
+    tp_ktrace *only = start_trace(child);
+    assert_int_equal(write(go[1], "g", 1), 1);
+    /* The server closes after the client's FIN, so the client's FIN_WAIT2 becomes a
+     * TIME_WAIT entry at once. */
+    for (int i = 0; i < 100; i++) {
+        int a = accept_one(lfd);
+        assert_true(a >= 0);
+        char buf[16];
+        struct pollfd p = {a, POLLIN, 0};
+        assert_int_equal(poll(&p, 1, 5000), 1);
+        assert_int_equal(recv(a, buf, sizeof buf, 0), 0);
+        close(a);
+    }
+    int st;
+    assert_int_equal(waitpid(child, &st, 0), child);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    finish(all, 200);
+    finish(only, 0);
+    for (int k = 0; k < 2; k++) {
+        tp_ktrace *t = k == 0 ? all : only;
+        const tp_ktrace_closes *c = find_closes(t, &L, child);
+        assert_non_null(c);
+        assert_string_equal(c->process.comm, "tp-closer");
+        assert_int_equal(c->active, 100);
+        assert_int_equal(c->time_wait, 100);
+        assert_int_equal(c->passive, 0);
+        const tp_diag_finding *f = find_finding(t, "churn", &L);
+        assert_non_null(f);
+        assert_non_null(strstr(f->diagnosis, "tp-closer"));
+        assert_non_null(strstr(f->remedy, "max_idle_per_key"));
+    }
+    /* The filtered trace holds the child's rows only; the parent's passive closes of
+     * the same connections are in the unfiltered one. */
+    for (size_t i = 0; i < tp_ktrace_closes_count(only); i++)
+        assert_int_equal(tp_ktrace_closes_get(only, i)->process.pid, child);
+    assert_true(tp_ktrace_summary_get(only)->filtered > 0);
+    bool parent_passive = false;
+    for (size_t i = 0; i < tp_ktrace_closes_count(all); i++) {
+        const tp_ktrace_closes *c = tp_ktrace_closes_get(all, i);
+        if (c->inbound && c->process.pid == getpid() && tp_diag_endpoint_equal(&c->dest, &L))
+            parent_passive = c->passive == 100;
+    }
+    assert_true(parent_passive);
+    tp_ktrace_destroy(all);
+    tp_ktrace_destroy(only);
+    close(go[1]);
+    close(lfd);
+}
+
+static void test_refused_connects_by_errno(void **state)
+{
+    (void)state;
+    /* A port nothing listens on: a listener's, closed before anyone connects. */
+    tp_diag_endpoint L;
+    int lfd = dl_listen(AF_INET, &L);
+    close(lfd);
+    tp_ktrace *t = start_trace(0);
+    for (int i = 0; i < 20; i++) {
+        assert_int_equal(dl_connect(&L), -1);
+    }
+    finish(t, 200);
+    const tp_ktrace_error *found = NULL;
+    for (size_t i = 0; i < tp_ktrace_error_count(t); i++) {
+        const tp_ktrace_error *x = tp_ktrace_error_get(t, i);
+        if (x->connect && tp_diag_endpoint_equal(&x->dest, &L))
+            found = x;
+    }
+    assert_non_null(found);
+    assert_int_equal(found->err, ECONNREFUSED);
+    assert_string_equal(found->name, "ECONNREFUSED");
+    assert_int_equal(found->count, 20);
+    assert_int_equal(found->process.pid, getpid());
+    /* The refusal is the kernel's reset for no socket, received in SYN_SENT. */
+    const tp_ktrace_reset *r = find_reset(t, &L, false, false);
+    assert_non_null(r);
+    assert_int_equal(r->count, 20);
+    assert_int_equal(r->state, TP_DIAG_SYN_SENT);
+    assert_non_null(find_finding(t, "connect_refused", &L));
+    tp_ktrace_destroy(t);
+}
+
+static void test_unprivileged_is_told_why(void **state)
+{
+    (void)state;
+    pid_t child = fork();
+    assert_true(child >= 0);
+    if (child == 0) {
+        if (setgid(65534) != 0 || setuid(65534) != 0)
+            _exit(2);
+        tp_errinfo err;
+        tp_errinfo_clear(&err);
+        if (tp_ktrace_probe(&err) != TP_ESYS || err.sys_errno != EPERM ||
+            strstr(err.msg, "root") == NULL)
+            _exit(3);
+        tp_ktrace *t = NULL;
+        if (tp_ktrace_start(NULL, &t, &err) != TP_ESYS || t != NULL)
+            _exit(4);
+        _exit(0);
+    }
+    int st;
+    assert_int_equal(waitpid(child, &st, 0), child);
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+}
+
+static void test_bad_options(void **state)
+{
+    (void)state;
+    tp_ktrace_options o;
+    tp_ktrace_options_init(&o);
+    o.ring_bytes = 0;
+    tp_ktrace *t = NULL;
+    tp_errinfo err;
+    assert_int_equal(tp_ktrace_start(&o, &t, &err), TP_EINVAL);
+    assert_null(t);
+    assert_int_equal(tp_ktrace_start(NULL, NULL, &err), TP_EINVAL);
+    /* Results exist only once stopped. */
+    t = start_trace(0);
+    assert_int_equal(tp_ktrace_reset_count(t), 0);
+    char *text = NULL;
+    assert_int_equal(tp_ktrace_text(t, 0, &text, NULL), TP_EINVAL);
+    assert_int_equal(tp_ktrace_stop(t, &err), TP_OK);
+    assert_int_equal(tp_ktrace_stop(t, &err), TP_OK); /* idempotent */
+    assert_int_equal(tp_ktrace_poll(t, 0, &err), TP_ESTATE);
+    tp_ktrace_destroy(t);
+}
+
+int main(void)
+{
+    tp_errinfo err;
+    tp_errinfo_clear(&err);
+    if (tp_ktrace_probe(&err) != TP_OK) {
+        printf("skipped: %s\n", err.msg);
+        return 77;
+    }
+    tu_watchdog(120);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_unread_data_closes_are_resets_sent),
+        cmocka_unit_test(test_linger_zero_aborts_are_resets_received),
+        cmocka_unit_test(test_child_active_closes_are_named),
+        cmocka_unit_test(test_refused_connects_by_errno),
+        cmocka_unit_test(test_unprivileged_is_told_why),
+        cmocka_unit_test(test_bad_options),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

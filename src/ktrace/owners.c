@@ -5,8 +5,6 @@
  * process: together, cookie -> process. Owners are kept once learned, since the
  * interesting sockets (reset, closed) are gone by the next sample. The same sample gives
  * the local listeners, which tell accepted connections from outgoing ones. */
-#include <ctype.h>
-#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,90 +12,10 @@
 #include "diag/diag_internal.h"
 #include "ktrace_internal.h"
 
-typedef struct inode_pid {
-    uint32_t inode;
-    int pid;
-} inode_pid;
-
-static int cmp_inode(const void *a, const void *b)
-{
-    uint32_t x = ((const inode_pid *)a)->inode, y = ((const inode_pid *)b)->inode;
-    return x < y ? -1 : x > y;
-}
-
 static int cmp_cookie(const void *a, const void *b)
 {
     uint64_t x = ((const tp__ktrace_owner *)a)->cookie, y = ((const tp__ktrace_owner *)b)->cookie;
     return x < y ? -1 : x > y;
-}
-
-static void read_comm(int pid, char comm[16])
-{
-    char path[64];
-    snprintf(path, sizeof path, "/proc/%d/comm", pid);
-    comm[0] = '\0';
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-        return;
-    if (fgets(comm, 16, f) != NULL)
-        comm[strcspn(comm, "\n")] = '\0';
-    fclose(f);
-}
-
-/* Every process's socket inodes, sorted by inode. Processes that vanish or cannot be
- * read are skipped: the join is best effort by nature. */
-static tp_err scan_processes(inode_pid **out, size_t *n)
-{
-    *out = NULL;
-    *n = 0;
-    DIR *d = opendir("/proc");
-    if (d == NULL)
-        return TP_OK;
-    inode_pid *v = NULL;
-    size_t len = 0, cap = 0;
-    tp_err rc = TP_OK;
-    struct dirent *de;
-    while (rc == TP_OK && (de = readdir(d)) != NULL) {
-        if (!isdigit((unsigned char)de->d_name[0]))
-            continue;
-        int pid = atoi(de->d_name);
-        uint32_t *inodes = NULL;
-        size_t ni = 0;
-        if (tp__diag_pid_inodes(pid, &inodes, &ni, NULL) != TP_OK)
-            continue;
-        if (len + ni > cap) {
-            size_t ncap = cap ? cap : 256;
-            while (ncap < len + ni)
-                ncap *= 2;
-            inode_pid *nv = tp__realloc(v, ncap * sizeof *nv);
-            if (nv == NULL) {
-                rc = TP_ENOMEM;
-                tp__free(inodes);
-                break;
-            }
-            v = nv;
-            cap = ncap;
-        }
-        for (size_t i = 0; i < ni; i++)
-            v[len++] = (inode_pid){inodes[i], pid};
-        tp__free(inodes);
-    }
-    closedir(d);
-    if (rc != TP_OK) {
-        tp__free(v);
-        return rc;
-    }
-    if (len > 1)
-        qsort(v, len, sizeof *v, cmp_inode);
-    *out = v;
-    *n = len;
-    return TP_OK;
-}
-
-static const inode_pid *find_inode(const inode_pid *v, size_t n, uint32_t inode)
-{
-    inode_pid key = {inode, 0};
-    return bsearch(&key, v, n, sizeof *v, cmp_inode);
 }
 
 const tp_ktrace_process *tp__ktrace_owner_of(const tp_ktrace *t, uint64_t cookie)
@@ -145,7 +63,7 @@ static tp_err add_listeners(tp_ktrace *t, const tp__diag_vec *all)
 }
 
 /* Adds (or refreshes) the owners of the sample's sockets. */
-static tp_err add_owners(tp_ktrace *t, const tp__diag_vec *all, const inode_pid *procs,
+static tp_err add_owners(tp_ktrace *t, const tp__diag_vec *all, const tp__diag_inode_pid *procs,
                          size_t nprocs)
 {
     size_t fresh = 0;
@@ -165,18 +83,18 @@ static tp_err add_owners(tp_ktrace *t, const tp__diag_vec *all, const inode_pid 
         const tp_diag_socket *s = &all->v[i].s;
         if (s->cookie == 0 || s->inode == 0 || s->state == TP_DIAG_LISTEN)
             continue;
-        const inode_pid *ip = find_inode(procs, nprocs, s->inode);
-        if (ip == NULL)
+        int pid = tp__diag_inode_owner(procs, nprocs, s->inode);
+        if (pid == 0)
             continue;
         tp__ktrace_owner key = {.cookie = s->cookie};
         tp__ktrace_owner *known =
             old ? bsearch(&key, t->owners, old, sizeof key, cmp_cookie) : NULL;
         tp__ktrace_owner *o = known != NULL ? known : &t->owners[n++];
         o->cookie = s->cookie;
-        o->process.pid = ip->pid;
-        if (ip->pid != last_pid) {
-            read_comm(ip->pid, last_comm);
-            last_pid = ip->pid;
+        o->process.pid = pid;
+        if (pid != last_pid) {
+            tp__diag_read_comm(pid, last_comm);
+            last_pid = pid;
         }
         memcpy(o->process.comm, last_comm, sizeof o->process.comm);
     }
@@ -194,9 +112,10 @@ tp_err tp__ktrace_join(tp_ktrace *t, tp_errinfo *err)
         tp__diag_vec_free(&all);
         return rc;
     }
-    inode_pid *procs = NULL;
+    tp__diag_inode_pid *procs = NULL;
     size_t nprocs = 0;
-    if ((rc = scan_processes(&procs, &nprocs)) == TP_OK && (rc = add_listeners(t, &all)) == TP_OK)
+    if ((rc = tp__diag_inode_owners(&procs, &nprocs)) == TP_OK &&
+        (rc = add_listeners(t, &all)) == TP_OK)
         rc = add_owners(t, &all, procs, nprocs);
     tp__free(procs);
     tp__diag_vec_free(&all);

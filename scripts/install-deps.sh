@@ -35,7 +35,8 @@ PACKAGES=(
     libbpf-dev        # doctor --trace: loads the eBPF program (CO-RE)
     bpftool           # generates the program's skeleton at build time
     clang             # compiles the eBPF program (-target bpf)
-    nftables          # the sidecar test redirects a destination to a local proxy
+    nftables          # the sidecar test redirects a destination to a local proxy (nft)
+    iproute2          # ... inside a network namespace it builds with ip(8)
 )
 
 if ! command -v dpkg-query >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1; then

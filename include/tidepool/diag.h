@@ -206,7 +206,7 @@ typedef struct tp_diag_host {
 } tp_diag_host;
 
 /* One finding. kind is a static identifier: "time_wait", "close_wait", "ports",
- * "exhaustion", "retransmissions", "syn_sent", "tw_buckets", "port_range". */
+ * "exhaustion", "retransmissions", "syn_sent", "tw_buckets", "port_range", "sidecar". */
 typedef struct tp_diag_finding {
     tp_diag_severity severity;
     const char *kind;
@@ -215,6 +215,35 @@ typedef struct tp_diag_finding {
     char diagnosis[TP_DIAG_TEXT_SIZE];
     char remedy[TP_DIAG_TEXT_SIZE];
 } tp_diag_finding;
+
+/* Well-known ports of service-mesh sidecars: Envoy's (Istio) outbound and inbound
+ * capture ports, Linkerd's outbound and inbound proxy ports. */
+#define TP_DIAG_SIDECAR_PORTS                                                                      \
+    {                                                                                              \
+        15001, 15006, 4140, 4143                                                                   \
+    }
+
+/* Connections of one process that end at a local proxy: the outgoing connections whose
+ * other end is a socket a local listener accepted (both ends on this host), when the
+ * listener looks like a proxy in the path: the connection was redirected on the way
+ * (nft/iptables REDIRECT or DNAT: the client dialled one address, the listener it reached
+ * has another), the listener is on a sidecar port (TP_DIAG_SIDECAR_PORTS), or the
+ * listening process is a known proxy (envoy, linkerd2-proxy, ...). A local server the
+ * client dialled directly (a database on loopback) is not one. */
+typedef struct tp_diag_sidecar {
+    int client_pid; /* 0: unknown */
+    char client_comm[16];
+    tp_diag_endpoint dialed;       /* where the client's sockets point */
+    tp_diag_endpoint proxy;        /* the local listener they reached */
+    tp_diag_endpoint original_dst; /* SO_ORIGINAL_DST read on the proxy's accepted socket
+                                    * (family 0: not redirected, or not readable) */
+    int proxy_pid;                 /* 0: unknown */
+    char proxy_comm[16];
+    bool redirected;     /* dialed differs from proxy: NAT on this host */
+    bool sidecar_port;   /* proxy's port is one of TP_DIAG_SIDECAR_PORTS */
+    const char *product; /* "Envoy (Istio)", "Linkerd", "HAProxy", ...; NULL unknown */
+    uint32_t connections;
+} tp_diag_sidecar;
 
 /* An opaque, immutable sample of the host's sockets. */
 typedef struct tp_diag_report tp_diag_report;
@@ -248,6 +277,10 @@ TP_EXTERN const tp_diag_dest *tp_diag_report_dest(const tp_diag_report *r, size_
 /* tp_diag_report_find_dest: the destination equal to remote, or NULL. */
 TP_EXTERN const tp_diag_dest *tp_diag_report_find_dest(const tp_diag_report *r,
                                                        const tp_diag_endpoint *remote);
+
+/* Sidecars in the path (see tp_diag_sidecar), most connections first. i < count. */
+TP_EXTERN size_t tp_diag_report_sidecar_count(const tp_diag_report *r);
+TP_EXTERN const tp_diag_sidecar *tp_diag_report_sidecar(const tp_diag_report *r, size_t i);
 
 /* Findings, most severe first. i < count. */
 TP_EXTERN size_t tp_diag_report_finding_count(const tp_diag_report *r);

@@ -41,7 +41,16 @@ struct tp_diag_report {
      * attributed to the pid towards these remotes. */
     tp_diag_endpoint *pid_remotes;
     size_t npid_remotes;
+    /* Connections that end at a local proxy (sidecar.c). */
+    tp_diag_sidecar *sidecars;
+    size_t nsidecars;
 };
+
+/* A socket inode and the process holding it (tp__diag_inode_owners). */
+typedef struct tp__diag_inode_pid {
+    uint32_t inode;
+    int pid;
+} tp__diag_inode_pid;
 
 /* tp__diag_vec_push: appends a zeroed socket and returns it, NULL when out of memory. */
 tp_diag_socket *tp__diag_vec_push(tp__diag_vec *vec);
@@ -74,6 +83,26 @@ tp_err tp__diag_procfs_dump(tp__diag_vec *out, tp_errinfo *err);
  * "socket:[inode]"), sorted ascending, malloc'ed into *out (NULL when *n is 0).
  * TP_EINVAL if there is no such process, TP_ESYS if its fds cannot be read, TP_ENOMEM. */
 tp_err tp__diag_pid_inodes(int pid, uint32_t **out, size_t *n, tp_errinfo *err);
+
+/* tp__diag_inode_owners: every process's socket inodes (/proc/PID/fd), sorted by
+ * inode, malloc'ed into *out. Processes that vanish or cannot be read are skipped.
+ * TP_ENOMEM. */
+tp_err tp__diag_inode_owners(tp__diag_inode_pid **out, size_t *n);
+/* tp__diag_inode_owner: the pid holding inode in v (sorted), or 0. */
+int tp__diag_inode_owner(const tp__diag_inode_pid *v, size_t n, uint32_t inode);
+/* tp__diag_read_comm: /proc/PID/comm into comm ("" when unreadable). */
+void tp__diag_read_comm(int pid, char comm[16]);
+
+/* tp__diag_sidecars: finds, among all the sockets of a dump (listeners included), the
+ * outgoing connections whose other end is a socket a local listener accepted, keeps
+ * those that look like a proxy in the path (redirected, a sidecar's port or name), and
+ * fills r->sidecars. Honours the pid and destination filters. TP_ENOMEM. */
+tp_err tp__diag_sidecars(tp_diag_report *r, const tp__diag_vec *all);
+/* tp__diag_sidecar_rules: a finding per r->sidecars entry. false when out of memory. */
+bool tp__diag_sidecar_rules(tp_diag_report *r);
+/* tp__diag_finding_add: appends a zeroed finding (NULL when out of memory). */
+tp_diag_finding *tp__diag_finding_add(tp_diag_report *r, int sev, const char *kind,
+                                      const tp_diag_endpoint *dest);
 
 /* tp__diag_aggregate: takes over all (left empty): drops listeners after marking the
  * sockets they accepted inbound, applies the pid selection (owned = inode in inodes),

@@ -11,8 +11,8 @@
 
 #define REUSE_ADVICE "reuse connections (raise the pool's max_idle_per_key to its max_per_key)"
 
-static tp_diag_finding *add(tp_diag_report *r, int sev, const char *kind,
-                            const tp_diag_endpoint *dest)
+tp_diag_finding *tp__diag_finding_add(tp_diag_report *r, int sev, const char *kind,
+                                      const tp_diag_endpoint *dest)
 {
     if (r->nfindings == r->capfindings) {
         size_t ncap = r->capfindings ? r->capfindings * 2 : 16;
@@ -73,7 +73,7 @@ static bool dest_rules(tp_diag_report *r, const tp_diag_dest *d)
     if (sev > TP_DIAG_INFO && d->tw_reuse_applies)
         sev = TP_DIAG_INFO; /* churn, but the ports are reusable after the delay */
     if (sev >= 0) {
-        if ((f = add(r, sev, "time_wait", &d->remote)) == NULL)
+        if ((f = tp__diag_finding_add(r, sev, "time_wait", &d->remote)) == NULL)
             return false;
         snprintf(f->diagnosis, sizeof f->diagnosis,
                  "TIME_WAIT pile-up towards %s: %u sockets, %.1f %% of the port range%s", ep, tw,
@@ -87,7 +87,7 @@ static bool dest_rules(tp_diag_report *r, const tp_diag_dest *d)
         char who[48] = "a local process";
         if (h->pid != 0)
             snprintf(who, sizeof who, "process %d", h->pid);
-        if ((f = add(r, sev, "close_wait", &d->remote)) == NULL)
+        if ((f = tp__diag_finding_add(r, sev, "close_wait", &d->remote)) == NULL)
             return false;
         snprintf(f->diagnosis, sizeof f->diagnosis,
                  "%u sockets towards %s in CLOSE_WAIT: the peer closed but %s holds the socket", cw,
@@ -102,7 +102,7 @@ static bool dest_rules(tp_diag_report *r, const tp_diag_dest *d)
     uint32_t busy = d->tw_reuse_applies ? d->ports_open : d->ports_used;
     sev = level(100.0 * busy / range, TP_DIAG_PORTS_WARN_PCT, TP_DIAG_PORTS_CRIT_PCT);
     if (sev >= 0) {
-        if ((f = add(r, sev, "ports", &d->remote)) == NULL)
+        if ((f = tp__diag_finding_add(r, sev, "ports", &d->remote)) == NULL)
             return false;
         snprintf(f->diagnosis, sizeof f->diagnosis,
                  "local ports towards %s near exhaustion: %u of %u in use (%.1f %%), %u in "
@@ -121,7 +121,7 @@ static bool dest_rules(tp_diag_report *r, const tp_diag_dest *d)
               : d->exhaustion_s < TP_DIAG_EXHAUST_WARN_S ? TP_DIAG_WARNING
                                                          : -1;
         if (sev >= 0) {
-            if ((f = add(r, sev, "exhaustion", &d->remote)) == NULL)
+            if ((f = tp__diag_finding_add(r, sev, "exhaustion", &d->remote)) == NULL)
                 return false;
             snprintf(f->diagnosis, sizeof f->diagnosis,
                      "at %.1f closes/s the local ports towards %s run out in about %.0f s "
@@ -141,7 +141,7 @@ static bool dest_rules(tp_diag_report *r, const tp_diag_dest *d)
     if (sev < 0 && d->in_backoff > 0)
         sev = TP_DIAG_WARNING;
     if (sev >= 0) {
-        if ((f = add(r, sev, "retransmissions", &d->remote)) == NULL)
+        if ((f = tp__diag_finding_add(r, sev, "retransmissions", &d->remote)) == NULL)
             return false;
         snprintf(f->diagnosis, sizeof f->diagnosis,
                  "retransmissions towards %s: %llu of %llu segments (%.2f %%), %u connections "
@@ -156,7 +156,7 @@ static bool dest_rules(tp_diag_report *r, const tp_diag_dest *d)
 
     uint32_t syn = d->states[TP_DIAG_SYN_SENT];
     if (syn >= TP_DIAG_SYN_SENT_WARN) {
-        if ((f = add(r, TP_DIAG_WARNING, "syn_sent", &d->remote)) == NULL)
+        if ((f = tp__diag_finding_add(r, TP_DIAG_WARNING, "syn_sent", &d->remote)) == NULL)
             return false;
         snprintf(f->diagnosis, sizeof f->diagnosis,
                  "%u connects towards %s waiting for the server's SYN-ACK", syn, ep);
@@ -174,7 +174,7 @@ static bool host_rules(tp_diag_report *r)
     tp_diag_finding *f;
     if (h->max_tw_buckets > 0 &&
         100.0 * h->timewait / h->max_tw_buckets >= TP_DIAG_TW_BUCKETS_WARN_PCT) {
-        if ((f = add(r, TP_DIAG_WARNING, "tw_buckets", NULL)) == NULL)
+        if ((f = tp__diag_finding_add(r, TP_DIAG_WARNING, "tw_buckets", NULL)) == NULL)
             return false;
         snprintf(f->diagnosis, sizeof f->diagnosis,
                  "%u TIME_WAIT entries of net.ipv4.tcp_max_tw_buckets=%d", h->timewait,
@@ -185,7 +185,7 @@ static bool host_rules(tp_diag_report *r)
                  "than raising the limit");
     }
     if (h->port_range < TP_DIAG_RANGE_SMALL) {
-        if ((f = add(r, TP_DIAG_INFO, "port_range", NULL)) == NULL)
+        if ((f = tp__diag_finding_add(r, TP_DIAG_INFO, "port_range", NULL)) == NULL)
             return false;
         snprintf(f->diagnosis, sizeof f->diagnosis,
                  "the ephemeral port range %u-%u leaves only %u ports per destination", h->port_lo,
@@ -222,7 +222,7 @@ tp_err tp__diag_findings(tp_diag_report *r)
             if ((int)r->findings[k].severity > r->dests[i].severity)
                 r->dests[i].severity = (int)r->findings[k].severity;
     }
-    if (!host_rules(r))
+    if (!host_rules(r) || !tp__diag_sidecar_rules(r))
         return TP_ENOMEM;
     /* Most severe first, stably (each destination's findings stay in rule order): a
      * counting sort over the three severities. */

@@ -115,6 +115,42 @@ static void finding_json(tp__buf *b, const tp_diag_finding *f)
     tp__buf_printf(b, "}");
 }
 
+static void sidecar_json(tp__buf *b, const tp_diag_sidecar *c)
+{
+    tp__buf_printf(b, "{\"client\":");
+    if (c->client_pid != 0) {
+        tp__buf_printf(b, "{\"pid\":%d,\"comm\":", c->client_pid);
+        tp__buf_json_str(b, c->client_comm);
+        tp__buf_printf(b, "}");
+    } else {
+        tp__buf_printf(b, "null");
+    }
+    tp__buf_printf(b, ",\"dialed\":");
+    endpoint(b, &c->dialed);
+    tp__buf_printf(b, ",\"proxy\":");
+    endpoint(b, &c->proxy);
+    tp__buf_printf(b, ",\"proxy_process\":");
+    if (c->proxy_pid != 0) {
+        tp__buf_printf(b, "{\"pid\":%d,\"comm\":", c->proxy_pid);
+        tp__buf_json_str(b, c->proxy_comm);
+        tp__buf_printf(b, "}");
+    } else {
+        tp__buf_printf(b, "null");
+    }
+    tp__buf_printf(b, ",\"original_dst\":");
+    if (c->original_dst.family != 0)
+        endpoint(b, &c->original_dst);
+    else
+        tp__buf_printf(b, "null");
+    tp__buf_printf(b, ",\"redirected\":%s,\"sidecar_port\":%s,\"product\":",
+                   c->redirected ? "true" : "false", c->sidecar_port ? "true" : "false");
+    if (c->product != NULL)
+        tp__buf_json_str(b, c->product);
+    else
+        tp__buf_printf(b, "null");
+    tp__buf_printf(b, ",\"connections\":%u}", c->connections);
+}
+
 tp_err tp_diag_report_json(const tp_diag_report *r, size_t top, char **out, size_t *len)
 {
     if (r == NULL || out == NULL)
@@ -140,6 +176,12 @@ tp_err tp_diag_report_json(const tp_diag_report *r, size_t top, char **out, size
         if (i > 0)
             tp__buf_printf(&b, ",");
         dest_json(&b, &r->dests[i]);
+    }
+    tp__buf_printf(&b, "],\"sidecars\":[");
+    for (size_t i = 0; i < r->nsidecars; i++) {
+        if (i > 0)
+            tp__buf_printf(&b, ",");
+        sidecar_json(&b, &r->sidecars[i]);
     }
     tp__buf_printf(&b, "],\"findings\":[");
     for (size_t i = 0; i < r->nfindings; i++) {

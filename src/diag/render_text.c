@@ -117,6 +117,27 @@ static void table(tp__buf *b, const tp_diag_report *r, size_t shown)
         tp__buf_printf(b, "... and %zu more destinations (--top)\n", r->ndests - shown);
 }
 
+static void sidecars(tp__buf *b, const tp_diag_report *r)
+{
+    if (r->nsidecars == 0)
+        return;
+    char d[TP_DIAG_ENDPOINT_STRLEN], p[TP_DIAG_ENDPOINT_STRLEN], o[TP_DIAG_ENDPOINT_STRLEN];
+    tp__buf_printf(b, "\nproxies in the path:\n");
+    for (size_t i = 0; i < r->nsidecars; i++) {
+        const tp_diag_sidecar *c = &r->sidecars[i];
+        tp__buf_printf(b, "  %u connections of %s[%d] to %s -> %s %s[%d]%s%s%s%s\n",
+                       c->connections, c->client_pid ? c->client_comm : "?", c->client_pid,
+                       tp_diag_endpoint_format(&c->dialed, d, sizeof d),
+                       tp_diag_endpoint_format(&c->proxy, p, sizeof p),
+                       c->proxy_pid ? c->proxy_comm : "?", c->proxy_pid,
+                       c->product ? " (" : "", c->product ? c->product : "", c->product ? ")" : "",
+                       c->redirected ? ", redirected" : "");
+        if (c->original_dst.family != 0)
+            tp__buf_printf(b, "    SO_ORIGINAL_DST %s\n",
+                           tp_diag_endpoint_format(&c->original_dst, o, sizeof o));
+    }
+}
+
 /* Every warning and critical finding; info findings (churn that endangers nothing yet)
  * only up to `top` (0: all), so that a host full of small TIME_WAIT piles stays
  * readable. The JSON keeps them all. */
@@ -154,6 +175,7 @@ tp_err tp_diag_report_text(const tp_diag_report *r, size_t top, char **out, size
                             r->opts.dest.family != 0 ? " towards that destination" : "");
     else
         table(&b, r, shown);
+    sidecars(&b, r);
     findings(&b, r, top);
     return tp__buf_finish(&b, out, len);
 }

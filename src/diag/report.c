@@ -122,7 +122,10 @@ tp_err tp_diag_collect(const tp_diag_options *opts, const tp_diag_report *prev,
                                  (double)TP_NSEC_PER_SEC;
         else
             prev = NULL;
-        rc = tp__diag_aggregate(r, &all, inodes, ninodes, prev);
+        /* Before aggregate takes the sockets over: it drops the listeners. */
+        rc = tp__diag_sidecars(r, &all);
+        if (rc == TP_OK)
+            rc = tp__diag_aggregate(r, &all, inodes, ninodes, prev);
         if (rc == TP_OK)
             rc = tp__diag_findings(r);
         if (rc == TP_ENOMEM)
@@ -147,6 +150,7 @@ void tp_diag_report_destroy(tp_diag_report *r)
     tp__free(r->dests);
     tp__free(r->findings);
     tp__free(r->pid_remotes);
+    tp__free(r->sidecars);
     tp__free(r);
 }
 
@@ -199,4 +203,14 @@ size_t tp_diag_report_socket_count(const tp_diag_report *r)
 const tp_diag_socket *tp_diag_report_socket(const tp_diag_report *r, size_t i)
 {
     return r && i < r->nsel ? &r->socks[r->sel[i]].s : NULL;
+}
+
+size_t tp_diag_report_sidecar_count(const tp_diag_report *r)
+{
+    return r ? r->nsidecars : 0;
+}
+
+const tp_diag_sidecar *tp_diag_report_sidecar(const tp_diag_report *r, size_t i)
+{
+    return r && i < r->nsidecars ? &r->sidecars[i] : NULL;
 }

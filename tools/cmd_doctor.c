@@ -217,6 +217,10 @@ static bool trace_run(const doctor_args *a, tp_ktrace *t)
     int64_t end = tp_clock_now() + (int64_t)(a->trace_s * 1e9);
     tp_errinfo err;
     tp_errinfo_clear(&err);
+    /* On stderr, so that the report on stdout stays one document; also tells a script
+     * driving doctor that the program is attached. */
+    fprintf(stderr, "tidepool doctor: tracing TCP events for %.1f s (Ctrl-C stops early)\n",
+            a->trace_s);
     for (int64_t now = tp_clock_now(); now < end && !g_stop; now = tp_clock_now()) {
         int64_t left_ms = (end - now) / 1000000;
         int wait_ms = left_ms < 100 ? (int)left_ms : 100;

@@ -2,7 +2,8 @@
  * (tidepool/sizing.h), with the reasoning in a few lines. The load comes from the
  * command line, or is measured from a running pool's Prometheus endpoint (two scrapes a
  * second apart); the server's keep-alive can be probed with one request. Both only talk
- * to loopback addresses: recommend is a local diagnostic, not a scanner. */
+ * to loopback addresses: recommend is a local diagnostic, not a scanner. With --measure
+ * the destination's live sockets calibrate the seeds' formula (recommend_measure.c). */
 #include <getopt.h>
 #include <math.h>
 #include <stdio.h>
@@ -37,6 +38,13 @@ static void usage(FILE *f)
                "  --port-range LO-HI      ephemeral ports (default: " PORT_RANGE_FILE ")\n"
                "  --close-rate R          connections the client closes per second\n"
                "  --time-wait-s S         TIME_WAIT length (default 60; ~1 with tcp_tw_reuse)\n"
+               "  --measure               with --from-metrics: also read the destination's live\n"
+               "                          sockets (RTT, retransmissions, as doctor does) and\n"
+               "                          size by N = min(ceil(QPS x RTT x alpha), ports /\n"
+               "                          destinations), alpha = hold / RTT, beside Erlang C\n"
+               "  --dest IP:PORT          with --measure: the destination (default: the busiest\n"
+               "                          key of the metrics)\n"
+               "  --pid PID               with --measure: only that process's sockets\n"
                "  --json                  one JSON object\n");
 }
 
@@ -67,6 +75,9 @@ static int parse_args(int argc, char **argv, rec_cfg *c)
                                           {"close-rate", required_argument, NULL, 'c'},
                                           {"time-wait-s", required_argument, NULL, 'w'},
                                           {"json", no_argument, NULL, 'j'},
+                                          {"measure", no_argument, NULL, 'M'},
+                                          {"dest", required_argument, NULL, 'D'},
+                                          {"pid", required_argument, NULL, 'i'},
                                           {"help", no_argument, NULL, 'h'},
                                           {NULL, 0, NULL, 0}};
     tp_sizing_input_init(&c->in);
@@ -124,6 +135,16 @@ static int parse_args(int argc, char **argv, rec_cfg *c)
         case 'j':
             c->json = true;
             break;
+        case 'M':
+            c->m.on = true;
+            break;
+        case 'D':
+            ok = c->m.have_dest = tp_diag_endpoint_parse(optarg, &c->m.dest) == TP_OK;
+            break;
+        case 'i':
+            ok = parse_count(optarg, &n) && n >= 1 && n <= 0x7fffffff;
+            c->m.pid = (int)n;
+            break;
         case 'h':
             usage(stdout);
             exit(0);
@@ -139,6 +160,12 @@ static int parse_args(int argc, char **argv, rec_cfg *c)
     }
     if (optind < argc)
         return fprintf(stderr, "recommend: unexpected argument '%s'\n", argv[optind]), -1;
+    if (c->m.on && c->metrics_url == NULL)
+        return fprintf(stderr, "recommend: --measure needs --from-metrics URL (the rate and "
+                               "hold time of the pool)\n"),
+               -1;
+    if (!c->m.on && (c->m.have_dest || c->m.pid != 0))
+        return fprintf(stderr, "recommend: --dest and --pid go with --measure\n"), -1;
     if (c->metrics_url == NULL && (!c->have_rate || !c->have_hold))
         return fprintf(stderr, "recommend: give --rate and --hold-ms, or --from-metrics URL\n"), -1;
     const char *urls[2] = {c->metrics_url, c->probe_url};
@@ -188,6 +215,7 @@ int cmd_recommend(int argc, char **argv)
         if (rc != TP_OK)
             return fprintf(stderr, "recommend: %s: %s\n", tp_err_name(rc), e.msg), 1;
         bool ok = (c.metrics_url == NULL || rec_measure(cl, &c)) &&
+                  (!c.m.on || rec_measure_sockets(cl, &c)) &&
                   (c.probe_url == NULL || rec_probe(cl, &c));
         tp_http_client_destroy(cl);
         if (!ok)
@@ -199,6 +227,8 @@ int cmd_recommend(int argc, char **argv)
     tp_err rc = tp_sizing_recommend(&c.in, &r, &e);
     if (rc != TP_OK)
         return fprintf(stderr, "recommend: %s\n", e.msg), rc == TP_EINVAL ? 2 : 1;
+    if (c.m.on)
+        rec_measure_compare(&c, &r);
     if (c.json)
         rec_print_json(&c, &r);
     else

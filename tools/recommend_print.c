@@ -3,6 +3,7 @@
  * object for scripts. */
 #include <math.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "recommend.h"
 
@@ -42,6 +43,32 @@ static void json_num(const char *key, double v)
         printf("\"%s\":%.6g,", key, v);
     else
         printf("\"%s\":null,", key);
+}
+
+/* The "measure" member: the formula's inputs and answer beside Erlang C's. */
+static void measure_json(const rec_measured *m, const tp_sizing_result *r)
+{
+    char ep[TP_DIAG_ENDPOINT_STRLEN];
+    printf(",\"measure\":{\"destination\":");
+    json_str(tp_diag_endpoint_format(&m->dest, ep, sizeof ep));
+    printf(",\"destinations\":%d,\"sockets\":%u,\"rtt_samples\":%u,", m->destinations, m->sockets,
+           m->rtt_samples);
+    json_num("rtt_s", m->rtt_s);
+    json_num("rttvar_s", m->rttvar_s);
+    printf("\"retrans\":%llu,\"segs_out\":%llu,", (unsigned long long)m->retrans,
+           (unsigned long long)m->segs_out);
+    json_num("retrans_pct", m->retrans_pct);
+    json_num("alpha", m->alpha);
+    printf("\"port_range\":%lld,\"port_cap\":%lld,\"formula\":%lld,\"port_bound\":%s,"
+           "\"erlang_c\":%lld,\"trust\":",
+           (long long)m->port_range, (long long)m->port_cap, (long long)m->formula,
+           m->port_bound ? "true" : "false", (long long)r->max_per_key);
+    json_str(m->trust != NULL ? m->trust : "erlang_c");
+    printf(",\"why\":[");
+    json_str(m->why[0]);
+    printf(",");
+    json_str(m->why[1]);
+    printf("]}");
 }
 
 void rec_print_json(const rec_cfg *c, const tp_sizing_result *r)
@@ -91,7 +118,10 @@ void rec_print_json(const rec_cfg *c, const tp_sizing_result *r)
         fputs(i > 0 ? "," : "", stdout);
         json_str(r->line[i]);
     }
-    printf("]}\n");
+    printf("]");
+    if (c->m.on)
+        measure_json(&c->m, r);
+    printf("}\n");
 }
 
 void rec_print_text(const rec_cfg *c, const tp_sizing_result *r)
@@ -111,4 +141,20 @@ void rec_print_text(const rec_cfg *c, const tp_sizing_result *r)
     printf("why:\n");
     for (int i = 0; i < r->nlines; i++)
         printf("  - %s\n", r->line[i]);
+    if (!c->m.on)
+        return;
+    const rec_measured *m = &c->m;
+    char ep[TP_DIAG_ENDPOINT_STRLEN];
+    printf("measured (--measure) towards %s: RTT %s over %u sockets, alpha = hold / RTT = %.4g\n",
+           tp_diag_endpoint_format(&m->dest, ep, sizeof ep), dur(d1, sizeof d1, m->rtt_s),
+           m->rtt_samples, m->alpha);
+    printf("  formula   N = min(ceil(%.4g/s x %s x %.4g), %lld ports / %d destinations) = %lld\n",
+           c->in.rate, dur(d2, sizeof d2, m->rtt_s), m->alpha, (long long)m->port_range,
+           m->destinations, (long long)m->formula);
+    printf("  Erlang C  max_per_key %lld (P(wait) target %.3g)\n", (long long)r->max_per_key,
+           c->in.target_wait_prob);
+    printf("  trust     %s: %s\n",
+           m->trust != NULL && strcmp(m->trust, "formula") == 0 ? "the formula" : "Erlang C",
+           m->why[0]);
+    printf("            %s\n", m->why[1]);
 }

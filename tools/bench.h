@@ -28,6 +28,7 @@ typedef struct bench_cfg {
     double seconds;
     int64_t max_per_host;
     double idle_timeout_s;
+    int64_t max_idle_per_host; /* -1: the pool's default */
     double timeout_s;
     const char *method;
     const char *body;

@@ -37,6 +37,8 @@ tp_err bench_db_open(const bench_cfg *cfg, int64_t max_per_key, const tp_permit_
     po.permits = permits;
     if (cfg->idle_timeout_s >= 0)
         po.idle_timeout = (int64_t)(cfg->idle_timeout_s * 1e9);
+    if (cfg->max_idle_per_host >= 0)
+        po.max_idle_per_key = cfg->max_idle_per_host;
     if (is_pg(cfg->url)) {
         tp_pg_pool *pp = NULL;
         tp_err rc = tp_pg_pool_create_uri(cfg->url, &po, &pp, err);

@@ -133,6 +133,8 @@ int cmd_bench(int argc, char **argv)
             o.pool.max_per_key = cfg.max_per_host;
         if (cfg.idle_timeout_s >= 0)
             o.pool.idle_timeout = (int64_t)(cfg.idle_timeout_s * 1e9);
+        if (cfg.max_idle_per_host >= 0)
+            o.pool.max_idle_per_key = cfg.max_idle_per_host;
         tp_adapt_options ao;
         if (cfg.adaptive) {
             tp_adapt_options_init(&ao);

@@ -27,6 +27,9 @@ static void usage(FILE *f)
         "  -b, --body STR        request body\n"
         "      --max-per-host N  connections per destination (default 64)\n"
         "      --idle-timeout D  close connections idle this long (default 30s)\n"
+        "      --max-idle-per-host N  idle connections kept per destination (default:\n"
+        "                        as many as --max-per-host; 0 closes every connection\n"
+        "                        at release: churn, for doctor --trace to find)\n"
         "      --timeout D       whole-request timeout (default none)\n"
         "      --cacert FILE     trust this CA for https\n"
         "      --insecure        do not verify the server's certificate\n"
@@ -103,9 +106,11 @@ int bench_parse_args(int argc, char **argv, bench_cfg *cfg)
                                           {"fleet-name", required_argument, NULL, 23},
                                           {"fleet-cap", required_argument, NULL, 24},
                                           {"fleet-instance", required_argument, NULL, 25},
+                                          {"max-idle-per-host", required_argument, NULL, 26},
                                           {NULL, 0, NULL, 0}};
     *cfg = (bench_cfg){
-        .concurrency = 16, .threads = 1, .seconds = 10, .method = "GET", .idle_timeout_s = -1};
+        .concurrency = 16, .threads = 1, .seconds = 10, .method = "GET", .idle_timeout_s = -1,
+        .max_idle_per_host = -1};
     bool have_d = false, have_n = false;
     int o;
     optind = 1;
@@ -163,6 +168,11 @@ int bench_parse_args(int argc, char **argv, bench_cfg *cfg)
         case 1:
             if (!parse_count(optarg, &cfg->max_per_host) || cfg->max_per_host < 1)
                 return fprintf(stderr, "bench: --max-per-host: want a positive count\n"), -1;
+            break;
+        case 26:
+            if (!parse_count(optarg, &cfg->max_idle_per_host))
+                return fprintf(stderr, "bench: --max-idle-per-host: want a count (0 or more)\n"),
+                       -1;
             break;
         case 2:
             if (!parse_duration_s(optarg, &cfg->idle_timeout_s))

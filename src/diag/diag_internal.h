@@ -104,6 +104,10 @@ bool tp__diag_sidecar_rules(tp_diag_report *r);
 tp_diag_finding *tp__diag_finding_add(tp_diag_report *r, int sev, const char *kind,
                                       const tp_diag_endpoint *dest);
 
+/* tp__diag_finding_json: one finding as a JSON object (severity, kind, dest, diagnosis,
+ * remedy), the form doctor's document and the trace's share. */
+void tp__diag_finding_json(tp__buf *b, const tp_diag_finding *f);
+
 /* tp__diag_aggregate: takes over all (left empty): drops listeners after marking the
  * sockets they accepted inbound, applies the pid selection (owned = inode in inodes),
  * sorts, builds r->dests with ports, and the close rates (against prev when not NULL).

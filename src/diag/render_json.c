@@ -97,7 +97,7 @@ static void dest_json(tp__buf *b, const tp_diag_dest *d)
     tp__buf_printf(b, "}");
 }
 
-static void finding_json(tp__buf *b, const tp_diag_finding *f)
+void tp__diag_finding_json(tp__buf *b, const tp_diag_finding *f)
 {
     tp__buf_printf(b, "{\"severity\":");
     tp__buf_json_str(b, tp_diag_severity_name((int)f->severity));
@@ -187,7 +187,7 @@ tp_err tp_diag_report_json(const tp_diag_report *r, size_t top, char **out, size
     for (size_t i = 0; i < r->nfindings; i++) {
         if (i > 0)
             tp__buf_printf(&b, ",");
-        finding_json(&b, &r->findings[i]);
+        tp__diag_finding_json(&b, &r->findings[i]);
     }
     tp__buf_printf(&b, "]}\n");
     return tp__buf_finish(&b, out, len);

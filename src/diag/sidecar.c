@@ -67,14 +67,29 @@ static const char *product_by_port(uint16_t port)
     return NULL;
 }
 
-static bool is_listener_of(const tp__diag_vec *all, const tp_diag_endpoint *local)
+/* The listeners of a dump: their local ends, few next to the sockets. */
+typedef struct listeners {
+    tp_diag_endpoint *v;
+    size_t n;
+} listeners;
+
+static bool collect_listeners(const tp__diag_vec *all, listeners *out)
 {
-    for (size_t i = 0; i < all->n; i++) {
-        const tp_diag_socket *l = &all->v[i].s;
-        if (l->state == TP_DIAG_LISTEN && l->local.port == local->port &&
-            tp__diag_addr_matches(&l->local, local))
+    out->n = 0;
+    out->v = tp__malloc((all->n ? all->n : 1) * sizeof *out->v);
+    if (out->v == NULL)
+        return false;
+    for (size_t i = 0; i < all->n; i++)
+        if (all->v[i].s.state == TP_DIAG_LISTEN)
+            out->v[out->n++] = all->v[i].s.local;
+    return true;
+}
+
+static bool is_listener_of(const listeners *l, const tp_diag_endpoint *local)
+{
+    for (size_t i = 0; i < l->n; i++)
+        if (l->v[i].port == local->port && tp__diag_addr_matches(&l->v[i], local))
             return true;
-    }
     return false;
 }
 
@@ -159,7 +174,8 @@ static int cmp_remote(const void *a, const void *b)
 }
 
 /* The accepted sockets of all (their local end is a listener's), sorted by remote. */
-static const tp_diag_socket **accepted_sockets(const tp__diag_vec *all, size_t *n)
+static const tp_diag_socket **accepted_sockets(const tp__diag_vec *all, const listeners *l,
+                                               size_t *n)
 {
     *n = 0;
     const tp_diag_socket **v = tp__malloc((all->n ? all->n : 1) * sizeof *v);
@@ -168,7 +184,7 @@ static const tp_diag_socket **accepted_sockets(const tp__diag_vec *all, size_t *
     for (size_t i = 0; i < all->n; i++) {
         const tp_diag_socket *s = &all->v[i].s;
         if (s->state != TP_DIAG_LISTEN && s->state != TP_DIAG_TIME_WAIT && s->inode != 0 &&
-            is_listener_of(all, &s->local))
+            is_listener_of(l, &s->local))
             v[(*n)++] = s;
     }
     if (*n > 1)
@@ -233,10 +249,15 @@ static int cmp_sidecar(const void *a, const void *b)
 
 tp_err tp__diag_sidecars(tp_diag_report *r, const tp__diag_vec *all)
 {
-    size_t nacc = 0;
-    const tp_diag_socket **acc = accepted_sockets(all, &nacc);
-    if (acc == NULL)
+    listeners l;
+    if (!collect_listeners(all, &l))
         return TP_ENOMEM;
+    size_t nacc = 0;
+    const tp_diag_socket **acc = l.n > 0 ? accepted_sockets(all, &l, &nacc) : NULL;
+    if (l.n > 0 && acc == NULL) {
+        tp__free(l.v);
+        return TP_ENOMEM;
+    }
     /* Pairs first; the process scan (every /proc/PID/fd) only if there is one. */
     pair *pairs = NULL;
     size_t npairs = 0, cappairs = 0;
@@ -244,7 +265,7 @@ tp_err tp__diag_sidecars(tp_diag_report *r, const tp__diag_vec *all)
     for (size_t i = 0; i < all->n && nacc > 0 && rc == TP_OK; i++) {
         const tp_diag_socket *s = &all->v[i].s;
         if (s->state == TP_DIAG_LISTEN || s->state == TP_DIAG_TIME_WAIT || s->inode == 0 ||
-            is_listener_of(all, &s->local))
+            is_listener_of(&l, &s->local))
             continue;
         const tp_diag_socket *a = accepted_from(acc, nacc, &s->local);
         if (a == NULL || a->local.family != s->remote.family)
@@ -263,6 +284,8 @@ tp_err tp__diag_sidecars(tp_diag_report *r, const tp__diag_vec *all)
     }
     tp__diag_inode_pid *owners = NULL;
     size_t nowners = 0, cap = 0;
+    int cached_pid = 0;
+    char cached_comm[16] = "";
     if (rc == TP_OK && npairs > 0)
         rc = tp__diag_inode_owners(&owners, &nowners);
     for (size_t i = 0; i < npairs && rc == TP_OK; i++) {
@@ -274,8 +297,13 @@ tp_err tp__diag_sidecars(tp_diag_report *r, const tp__diag_vec *all)
         c.redirected = !tp_diag_endpoint_equal(&s->remote, &a->local);
         c.sidecar_port = sidecar_port(a->local.port);
         c.proxy_pid = tp__diag_inode_owner(owners, nowners, a->inode);
+        if (c.proxy_pid != 0 && c.proxy_pid != cached_pid) {
+            /* Many connections share a server: read its name once. */
+            tp__diag_read_comm(c.proxy_pid, cached_comm);
+            cached_pid = c.proxy_pid;
+        }
         if (c.proxy_pid != 0)
-            tp__diag_read_comm(c.proxy_pid, c.proxy_comm);
+            memcpy(c.proxy_comm, cached_comm, sizeof c.proxy_comm);
         c.product = product_of(c.proxy_comm);
         if (c.product == NULL && c.sidecar_port)
             c.product = product_by_port(a->local.port);
@@ -295,6 +323,7 @@ tp_err tp__diag_sidecars(tp_diag_report *r, const tp__diag_vec *all)
     tp__free(owners);
     tp__free(pairs);
     tp__free(acc);
+    tp__free(l.v);
     if (rc == TP_OK && r->nsidecars > 1)
         qsort(r->sidecars, r->nsidecars, sizeof *r->sidecars, cmp_sidecar);
     return rc;

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "diag/diag_internal.h"
 #include "ktrace_internal.h"
 
 static void endpoint(tp__buf *b, const tp_diag_endpoint *e)
@@ -134,21 +135,9 @@ static void findings(tp__buf *b, const tp_ktrace *t)
 {
     tp__buf_printf(b, "\"findings\":[");
     for (size_t i = 0; i < t->nfindings; i++) {
-        const tp_diag_finding *f = &t->findings[i];
-        tp__buf_printf(b, "%s{\"severity\":", i ? "," : "");
-        tp__buf_json_str(b, tp_diag_severity_name((int)f->severity));
-        tp__buf_printf(b, ",\"kind\":");
-        tp__buf_json_str(b, f->kind);
-        tp__buf_printf(b, ",\"dest\":");
-        if (f->has_dest)
-            endpoint(b, &f->dest);
-        else
-            tp__buf_printf(b, "null");
-        tp__buf_printf(b, ",\"diagnosis\":");
-        tp__buf_json_str(b, f->diagnosis);
-        tp__buf_printf(b, ",\"remedy\":");
-        tp__buf_json_str(b, f->remedy);
-        tp__buf_printf(b, "}");
+        if (i > 0)
+            tp__buf_printf(b, ",");
+        tp__diag_finding_json(b, &t->findings[i]);
     }
     tp__buf_printf(b, "]");
 }

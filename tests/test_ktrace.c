@@ -4,8 +4,9 @@
  * 50 connections with SO_LINGER 0 gives 50 resets received on them, with the idle time
  * they had; a child process named tp-closer making 100 client-first closes is named with
  * 100 active closes and 100 TIME_WAIT entries, also through a pid-filtered trace; 20
- * refused connects are counted with ECONNREFUSED; an unprivileged process is told why it
- * cannot trace. Each scenario uses its own fresh listener, so other tests running
+ * refused connects are counted with ECONNREFUSED; a server dropping connections idle
+ * 1.2 s has its timeout estimated (FIN and RST alike); an unprivileged process is told
+ * why it cannot trace. Each scenario uses its own fresh listener, so other tests running
  * beside this one on the host only add rows to other destinations. Skipped (77) where a
  * trace cannot run: a build without eBPF, no BTF, not root. */
 #include <arpa/inet.h>
@@ -321,6 +322,60 @@ static void test_refused_connects_by_errno(void **state)
     tp_ktrace_destroy(t);
 }
 
+/* A server that drops connections idle 1.2 s, with FIN (a keep-alive timeout) on some
+ * and RST (SO_LINGER 0, as a middlebox would) on the others: the trace estimates the
+ * timeout from the idle times and says to keep idle_timeout below it. */
+static void test_idle_timeout_is_estimated(void **state)
+{
+    (void)state;
+    tp_diag_endpoint F, R;
+    int ffd = dl_listen(AF_INET, &F), rfd = dl_listen(AF_INET, &R);
+    int c[10], a[10];
+    tp_ktrace *t = start_trace(0);
+    for (int i = 0; i < 10; i++) {
+        c[i] = dl_connect(i < 5 ? &F : &R);
+        assert_true(c[i] >= 0);
+        a[i] = accept_one(i < 5 ? ffd : rfd);
+        assert_true(a[i] >= 0);
+        assert_int_equal(send(c[i], "q", 1, 0), 1);
+        wait_readable(a[i], 1);
+        char ch;
+        assert_int_equal(recv(a[i], &ch, 1, 0), 1);
+        assert_int_equal(send(a[i], "a", 1, 0), 1);
+        wait_readable(c[i], 1);
+        assert_int_equal(recv(c[i], &ch, 1, 0), 1);
+    }
+    tu_sleep_ms(1200);
+    for (int i = 0; i < 10; i++) {
+        if (i >= 5) {
+            struct linger lg = {1, 0};
+            assert_int_equal(setsockopt(a[i], SOL_SOCKET, SO_LINGER, &lg, sizeof lg), 0);
+        }
+        close(a[i]);
+    }
+    finish(t, 200);
+    const tp_diag_finding *f = find_finding(t, "peer_idle_close", &F);
+    assert_non_null(f);
+    assert_non_null(strstr(f->diagnosis, "its keep-alive timeout is about 1."));
+    assert_non_null(strstr(f->remedy, "idle_timeout below 1."));
+    const tp_ktrace_closes *cl = find_closes(t, &F, getpid());
+    assert_non_null(cl);
+    assert_int_equal(cl->peer, 5);
+    assert_true(cl->idle_min_ms >= 1190 && cl->idle_max_ms < 3000);
+    f = find_finding(t, "rst_received_idle", &R);
+    assert_non_null(f);
+    assert_non_null(strstr(f->remedy, "idle_timeout below 1."));
+    const tp_ktrace_reset *r = find_reset(t, &R, false, false);
+    assert_non_null(r);
+    assert_int_equal(r->count, 5);
+    assert_true(r->idle_min_ms >= 1190);
+    for (int i = 0; i < 10; i++)
+        close(c[i]);
+    tp_ktrace_destroy(t);
+    close(ffd);
+    close(rfd);
+}
+
 static void test_unprivileged_is_told_why(void **state)
 {
     (void)state;
@@ -381,6 +436,7 @@ int main(void)
         cmocka_unit_test(test_linger_zero_aborts_are_resets_received),
         cmocka_unit_test(test_child_active_closes_are_named),
         cmocka_unit_test(test_refused_connects_by_errno),
+        cmocka_unit_test(test_idle_timeout_is_estimated),
         cmocka_unit_test(test_unprivileged_is_told_why),
         cmocka_unit_test(test_bad_options),
     };

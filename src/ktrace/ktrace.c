@@ -62,9 +62,16 @@ tp_err tp_ktrace_start(const tp_ktrace_options *opts, tp_ktrace **out, tp_errinf
     if (t == NULL)
         return tp_errinfo_set(err, TP_ENOMEM, 0, "out of memory");
     t->opts = o;
-    /* Join first: the owners and listeners must be known before the first event. */
-    if ((rc = tp__ktrace_join(t, err)) != TP_OK ||
-        (rc = tp__ktrace_bpf_open(t, ring_size(o.ring_bytes), err)) != TP_OK) {
+    /* Join first: the owners and listeners should be known before the first event. A
+     * join that fails for want of netlink only costs attributions; memory does not. */
+    tp_errinfo jerr;
+    if ((rc = tp__ktrace_join(t, &jerr)) == TP_ENOMEM) {
+        if (err != NULL)
+            *err = jerr;
+    } else {
+        rc = tp__ktrace_bpf_open(t, ring_size(o.ring_bytes), err);
+    }
+    if (rc != TP_OK) {
         free_trace(t);
         return rc;
     }

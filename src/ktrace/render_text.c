@@ -36,10 +36,12 @@ static void resets(tp__buf *b, const tp_ktrace *t, size_t top)
     tp__buf_printf(b, "\nresets:\n");
     for (size_t i = 0; i < shown(t->nresets, top); i++) {
         const tp_ktrace_reset *r = &t->resets[i];
-        tp__buf_printf(b, "  %-8s %6llu %s %s%s: ", r->sent ? "sent" : "received",
-                       (unsigned long long)r->count, r->sent ? "to" : "from",
-                       tp_diag_endpoint_format(&r->dest, ep, sizeof ep),
-                       r->inbound ? " (our listener)" : "");
+        tp__buf_printf(b, "  %-8s %6llu %s %s: ", r->sent ? "sent" : "received",
+                       (unsigned long long)r->count,
+                       r->inbound ? "on connections our listener accepted at"
+                       : r->sent  ? "to"
+                                  : "from",
+                       tp_diag_endpoint_format(&r->dest, ep, sizeof ep));
         if (r->sent)
             tp__buf_printf(b, "%s (%s)", r->reason_text,
                            r->reason_name != NULL ? r->reason_name : "?");

@@ -29,57 +29,8 @@
 #include <tidepool/tidepool.h>
 
 #include "support/diag_loopback.h"
+#include "support/ktrace_run.h"
 #include "support/test_util.h"
-
-static tp_ktrace *start_trace(int pid)
-{
-    tp_ktrace_options o;
-    tp_ktrace_options_init(&o);
-    o.pid = pid;
-    /* Room for what the tests running beside this one do to the host's TCP meanwhile:
-     * a lost event would make an exact count short. */
-    o.ring_bytes = 64u << 20;
-    tp_ktrace *t = NULL;
-    tp_errinfo err;
-    tp_errinfo_clear(&err);
-    tp_err rc = tp_ktrace_start(&o, &t, &err);
-    if (rc != TP_OK)
-        fail_msg("tp_ktrace_start: %s", err.msg);
-    return t;
-}
-
-/* Polls for ms (the events of loopback arrive at once, but in softirq context), stops. */
-static void finish(tp_ktrace *t, int ms)
-{
-    int64_t t0 = tu_now_ns();
-    tp_errinfo err;
-    while (tu_ms_since(t0) < ms)
-        assert_int_equal(tp_ktrace_poll(t, 20, &err), TP_OK);
-    assert_int_equal(tp_ktrace_stop(t, &err), TP_OK);
-    assert_int_equal(tp_ktrace_summary_get(t)->lost, 0);
-}
-
-static const tp_ktrace_reset *find_reset(const tp_ktrace *t, const tp_diag_endpoint *dest,
-                                         bool sent, bool inbound)
-{
-    for (size_t i = 0; i < tp_ktrace_reset_count(t); i++) {
-        const tp_ktrace_reset *r = tp_ktrace_reset_get(t, i);
-        if (r->sent == sent && r->inbound == inbound && tp_diag_endpoint_equal(&r->dest, dest))
-            return r;
-    }
-    return NULL;
-}
-
-static const tp_diag_finding *find_finding(const tp_ktrace *t, const char *kind,
-                                           const tp_diag_endpoint *dest)
-{
-    for (size_t i = 0; i < tp_ktrace_finding_count(t); i++) {
-        const tp_diag_finding *f = tp_ktrace_finding_get(t, i);
-        if (strcmp(f->kind, kind) == 0 && f->has_dest && tp_diag_endpoint_equal(&f->dest, dest))
-            return f;
-    }
-    return NULL;
-}
 
 static int accept_one(int lfd)
 {
@@ -107,7 +58,7 @@ static void test_unread_data_closes_are_resets_sent(void **state)
     (void)state;
     tp_diag_endpoint L;
     int lfd = dl_listen(AF_INET, &L);
-    tp_ktrace *t = start_trace(0);
+    tp_ktrace *t = kr_start(0);
     for (int i = 0; i < 50; i++) {
         int c = dl_connect(&L);
         assert_true(c >= 0);
@@ -118,14 +69,14 @@ static void test_unread_data_closes_are_resets_sent(void **state)
         close(c); /* 30 bytes unread: the kernel resets instead of FIN */
         close(a);
     }
-    finish(t, 200);
-    const tp_ktrace_reset *r = find_reset(t, &L, true, false);
+    kr_finish(t, 200);
+    const tp_ktrace_reset *r = kr_find_reset(t, &L, true, false);
     assert_non_null(r);
     assert_string_equal(r->reason_name, "TCP_ABORT_ON_CLOSE");
     assert_string_equal(r->reason_text, "closed with unread data");
     assert_true(r->count >= 50);
     assert_int_equal(r->process.pid, getpid());
-    assert_non_null(find_finding(t, "rst_unread_data", &L));
+    assert_non_null(kr_find_finding(t, "rst_unread_data", &L));
     /* The text says it in words, the JSON with the kernel's name. */
     char *text = NULL, *json = NULL;
     assert_int_equal(tp_ktrace_text(t, 0, &text, NULL), TP_OK);
@@ -150,7 +101,7 @@ static void test_linger_zero_aborts_are_resets_received(void **state)
     tp_diag_endpoint L;
     int lfd = dl_listen(AF_INET, &L);
     int c[50], a[50];
-    tp_ktrace *t = start_trace(0);
+    tp_ktrace *t = kr_start(0);
     for (int i = 0; i < 50; i++) {
         c[i] = dl_connect(&L);
         assert_true(c[i] >= 0);
@@ -171,8 +122,8 @@ static void test_linger_zero_aborts_are_resets_received(void **state)
         assert_int_equal(setsockopt(a[i], SOL_SOCKET, SO_LINGER, &lg, sizeof lg), 0);
         close(a[i]);
     }
-    finish(t, 200);
-    const tp_ktrace_reset *r = find_reset(t, &L, false, false);
+    kr_finish(t, 200);
+    const tp_ktrace_reset *r = kr_find_reset(t, &L, false, false);
     assert_non_null(r);
     assert_int_equal(r->count, 50);
     assert_int_equal(r->state, TP_DIAG_ESTABLISHED);
@@ -183,11 +134,11 @@ static void test_linger_zero_aborts_are_resets_received(void **state)
     assert_true(r->idle_min_ms >= 290);
     assert_true(r->idle_max_ms < 10000);
     /* The server's side: sent, by the kernel's reason for a close with SO_LINGER 0. */
-    const tp_ktrace_reset *s = find_reset(t, &L, true, true);
+    const tp_ktrace_reset *s = kr_find_reset(t, &L, true, true);
     assert_non_null(s);
     assert_int_equal(s->count, 50);
     assert_string_equal(s->reason_name, "TCP_STATE");
-    assert_non_null(find_finding(t, "rst_received", &L));
+    assert_non_null(kr_find_finding(t, "rst_received", &L));
     for (int i = 0; i < 50; i++) {
         char ch;
         assert_int_equal(recv(c[i], &ch, 1, 0), -1);
@@ -214,17 +165,6 @@ static void closer_child(const tp_diag_endpoint *L, int go_fd)
     _exit(0);
 }
 
-static const tp_ktrace_closes *find_closes(const tp_ktrace *t, const tp_diag_endpoint *dest,
-                                           int pid)
-{
-    for (size_t i = 0; i < tp_ktrace_closes_count(t); i++) {
-        const tp_ktrace_closes *c = tp_ktrace_closes_get(t, i);
-        if (!c->inbound && c->process.pid == pid && tp_diag_endpoint_equal(&c->dest, dest))
-            return c;
-    }
-    return NULL;
-}
-
 static void test_child_active_closes_are_named(void **state)
 {
     (void)state;
@@ -240,8 +180,8 @@ static void test_child_active_closes_are_named(void **state)
         closer_child(&L, go[0]);
     }
     close(go[0]);
-    tp_ktrace *all = start_trace(0);
-    tp_ktrace *only = start_trace(child);
+    tp_ktrace *all = kr_start(0);
+    tp_ktrace *only = kr_start(child);
     assert_int_equal(write(go[1], "g", 1), 1);
     /* The server closes after the client's FIN, so the client's FIN_WAIT2 becomes a
      * TIME_WAIT entry at once. */
@@ -257,17 +197,17 @@ static void test_child_active_closes_are_named(void **state)
     int st;
     assert_int_equal(waitpid(child, &st, 0), child);
     assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
-    finish(all, 200);
-    finish(only, 0);
+    kr_finish(all, 200);
+    kr_finish(only, 0);
     for (int k = 0; k < 2; k++) {
         tp_ktrace *t = k == 0 ? all : only;
-        const tp_ktrace_closes *c = find_closes(t, &L, child);
+        const tp_ktrace_closes *c = kr_find_closes(t, &L, child);
         assert_non_null(c);
         assert_string_equal(c->process.comm, "tp-closer");
         assert_int_equal(c->active, 100);
         assert_int_equal(c->time_wait, 100);
         assert_int_equal(c->passive, 0);
-        const tp_diag_finding *f = find_finding(t, "churn", &L);
+        const tp_diag_finding *f = kr_find_finding(t, "churn", &L);
         assert_non_null(f);
         assert_non_null(strstr(f->diagnosis, "tp-closer"));
         assert_non_null(strstr(f->remedy, "max_idle_per_key"));
@@ -297,11 +237,11 @@ static void test_refused_connects_by_errno(void **state)
     tp_diag_endpoint L;
     int lfd = dl_listen(AF_INET, &L);
     close(lfd);
-    tp_ktrace *t = start_trace(0);
+    tp_ktrace *t = kr_start(0);
     for (int i = 0; i < 20; i++) {
         assert_int_equal(dl_connect(&L), -1);
     }
-    finish(t, 200);
+    kr_finish(t, 200);
     const tp_ktrace_error *found = NULL;
     for (size_t i = 0; i < tp_ktrace_error_count(t); i++) {
         const tp_ktrace_error *x = tp_ktrace_error_get(t, i);
@@ -314,11 +254,11 @@ static void test_refused_connects_by_errno(void **state)
     assert_int_equal(found->count, 20);
     assert_int_equal(found->process.pid, getpid());
     /* The refusal is the kernel's reset for no socket, received in SYN_SENT. */
-    const tp_ktrace_reset *r = find_reset(t, &L, false, false);
+    const tp_ktrace_reset *r = kr_find_reset(t, &L, false, false);
     assert_non_null(r);
     assert_int_equal(r->count, 20);
     assert_int_equal(r->state, TP_DIAG_SYN_SENT);
-    assert_non_null(find_finding(t, "connect_refused", &L));
+    assert_non_null(kr_find_finding(t, "connect_refused", &L));
     tp_ktrace_destroy(t);
 }
 
@@ -331,7 +271,7 @@ static void test_idle_timeout_is_estimated(void **state)
     tp_diag_endpoint F, R;
     int ffd = dl_listen(AF_INET, &F), rfd = dl_listen(AF_INET, &R);
     int c[10], a[10];
-    tp_ktrace *t = start_trace(0);
+    tp_ktrace *t = kr_start(0);
     for (int i = 0; i < 10; i++) {
         c[i] = dl_connect(i < 5 ? &F : &R);
         assert_true(c[i] >= 0);
@@ -353,19 +293,19 @@ static void test_idle_timeout_is_estimated(void **state)
         }
         close(a[i]);
     }
-    finish(t, 200);
-    const tp_diag_finding *f = find_finding(t, "peer_idle_close", &F);
+    kr_finish(t, 200);
+    const tp_diag_finding *f = kr_find_finding(t, "peer_idle_close", &F);
     assert_non_null(f);
     assert_non_null(strstr(f->diagnosis, "its keep-alive timeout is about 1."));
     assert_non_null(strstr(f->remedy, "idle_timeout below 1."));
-    const tp_ktrace_closes *cl = find_closes(t, &F, getpid());
+    const tp_ktrace_closes *cl = kr_find_closes(t, &F, getpid());
     assert_non_null(cl);
     assert_int_equal(cl->peer, 5);
     assert_true(cl->idle_min_ms >= 1190 && cl->idle_max_ms < 3000);
-    f = find_finding(t, "rst_received_idle", &R);
+    f = kr_find_finding(t, "rst_received_idle", &R);
     assert_non_null(f);
     assert_non_null(strstr(f->remedy, "idle_timeout below 1."));
-    const tp_ktrace_reset *r = find_reset(t, &R, false, false);
+    const tp_ktrace_reset *r = kr_find_reset(t, &R, false, false);
     assert_non_null(r);
     assert_int_equal(r->count, 5);
     assert_true(r->idle_min_ms >= 1190);
@@ -412,7 +352,7 @@ static void test_bad_options(void **state)
     assert_null(t);
     assert_int_equal(tp_ktrace_start(NULL, NULL, &err), TP_EINVAL);
     /* Results exist only once stopped. */
-    t = start_trace(0);
+    t = kr_start(0);
     assert_int_equal(tp_ktrace_reset_count(t), 0);
     char *text = NULL;
     assert_int_equal(tp_ktrace_text(t, 0, &text, NULL), TP_EINVAL);

@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -12,6 +13,16 @@
 #include <tidepool/tidepool.h>
 
 #include "support/test_util.h"
+
+bool kr_can_trace(void)
+{
+    tp_errinfo err;
+    tp_errinfo_clear(&err);
+    if (tp_ktrace_probe(&err) == TP_OK)
+        return true;
+    printf("skipped: %s\n", err.msg);
+    return false;
+}
 
 tp_ktrace *kr_start(int pid)
 {

@@ -9,6 +9,10 @@
 
 #include <tidepool/ktrace.h>
 
+/* Whether this process can trace here; if not, prints "skipped: " and the reason (no
+ * eBPF in the build, no BTF, not root) for the test to exit 77. */
+bool kr_can_trace(void);
+
 /* A trace of pid's sockets (0: every process) with a 64 MiB ring: the tests running
  * beside this one add events to other destinations meanwhile, and a lost event would
  * make an exact count short. Fails the test if the trace cannot start. */

@@ -143,6 +143,7 @@ typedef struct tp_ktrace_summary {
     double duration_s; /* from start to stop */
     uint64_t events;   /* the program wrote */
     uint64_t lost;     /* the ring buffer had no room for */
+    uint64_t missed;   /* the kernel skipped: the program was already running on that CPU */
     uint64_t filtered; /* read but outside the pid or destination filter */
     uint64_t joins;    /* sock_diag samples joined */
     unsigned int hz;   /* kernel HZ the idle times were converted with; 0: no idle times */
@@ -190,7 +191,7 @@ TP_EXTERN size_t tp_ktrace_retrans_count(const tp_ktrace *t);
 TP_EXTERN const tp_ktrace_retrans *tp_ktrace_retrans_get(const tp_ktrace *t, size_t i);
 /* Findings, most severe first; kinds: "rst_unread_data", "rst_received_idle",
  * "rst_received", "peer_idle_close", "connect_refused", "connect_failed", "churn",
- * "retrans_burst", "events_lost". */
+ * "retrans_burst", "events_lost", "events_missed". */
 TP_EXTERN size_t tp_ktrace_finding_count(const tp_ktrace *t);
 TP_EXTERN const tp_diag_finding *tp_ktrace_finding_get(const tp_ktrace *t, size_t i);
 

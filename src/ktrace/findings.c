@@ -8,6 +8,12 @@
 
 #include "ktrace_internal.h"
 
+/* "curl[1234]", or "(process unknown or several)" when the rows had no process or several. */
+static const char *who(const tp_ktrace_process *p, char *buf, size_t size)
+{
+    return tp__ktrace_process_name(p, "(process unknown or several)", buf, size);
+}
+
 static tp_diag_finding *add(tp_ktrace *t, tp_diag_severity sev, const char *kind,
                             const tp_diag_endpoint *dest)
 {
@@ -28,16 +34,6 @@ static tp_diag_finding *add(tp_ktrace *t, tp_diag_severity sev, const char *kind
         f->dest = *dest;
     }
     return f;
-}
-
-/* "curl[1234]", or "processes unknown" when the rows had none or several. */
-static const char *who(const tp_ktrace_process *p, char *buf, size_t size)
-{
-    if (p->pid == 0)
-        snprintf(buf, size, "(process unknown or several)");
-    else
-        snprintf(buf, size, "%s[%d]", p->comm, p->pid);
-    return buf;
 }
 
 static bool resets_rules(tp_ktrace *t)
@@ -230,6 +226,17 @@ tp_err tp__ktrace_findings(tp_ktrace *t)
         snprintf(f->remedy, sizeof f->remedy,
                  "trace with a larger ring (tp_ktrace_options.ring_bytes, doctor --ring) or "
                  "for less time");
+    }
+    if (t->sum.missed > 0) {
+        tp_diag_finding *f = add(t, TP_DIAG_WARNING, "events_missed", NULL);
+        if (f == NULL)
+            return TP_ENOMEM;
+        snprintf(f->diagnosis, sizeof f->diagnosis,
+                 "the kernel skipped the trace's program %llu times (it was already running "
+                 "on that CPU when a segment arrived): every count above is a lower bound",
+                 (unsigned long long)t->sum.missed);
+        snprintf(f->remedy, sizeof f->remedy,
+                 "trace again; if it persists, trace a quieter moment or one process (--pid)");
     }
     if (t->nfindings > 1)
         qsort(t->findings, t->nfindings, sizeof *t->findings, cmp_findings);

@@ -108,7 +108,7 @@ tp_err tp_ktrace_stop(tp_ktrace *t, tp_errinfo *err)
     /* The owners of sockets that were opened during the trace and still live. */
     (void)tp__ktrace_join(t, NULL);
     tp_err rc = tp__ktrace_bpf_poll(t, 0, err);
-    tp__ktrace_bpf_counters(t, &t->sum.events, &t->sum.lost);
+    tp__ktrace_bpf_counters(t, &t->sum);
     tp__ktrace_bpf_close(t);
     t->stopped = true;
     t->sum.duration_s = (double)(t->stopped_ns - t->started_ns) / 1e9;

@@ -82,8 +82,9 @@ tp_err tp__ktrace_bpf_open(tp_ktrace *t, size_t ring_bytes, tp_errinfo *err);
 /* tp__ktrace_bpf_poll: hands each event that arrived to tp__ktrace_event(), waiting up
  * to timeout_ms for the first. */
 tp_err tp__ktrace_bpf_poll(tp_ktrace *t, int timeout_ms, tp_errinfo *err);
-/* tp__ktrace_bpf_counters: the program's event and lost counters. */
-void tp__ktrace_bpf_counters(tp_ktrace *t, uint64_t *events, uint64_t *lost);
+/* tp__ktrace_bpf_counters: the program's event and lost counters, and the runs the kernel
+ * skipped (missed). */
+void tp__ktrace_bpf_counters(tp_ktrace *t, tp_ktrace_summary *sum);
 /* tp__ktrace_bpf_close: detaches and frees the program (NULL: no-op); t->bpf = NULL. */
 void tp__ktrace_bpf_close(tp_ktrace *t);
 
@@ -114,9 +115,13 @@ tp_err tp__ktrace_findings(tp_ktrace *t);
 
 /* ---- words (words.c) ------------------------------------------------------------------ */
 
-/* tp__ktrace_errno_name: "ECONNREFUSED" for ECONNREFUSED, "E<n>" for unknown (static or
- * in buf, size >= 16). */
+/* tp__ktrace_errno_name: "ECONNREFUSED" for ECONNREFUSED, "EUNKNOWN" for an errno a TCP
+ * socket does not report (a static string). */
 const char *tp__ktrace_errno_name(int err);
+/* tp__ktrace_process_name: "curl[1234]" for p in buf, or unknown when the rows had no process or
+ * several (pid 0). Returns buf. */
+const char *tp__ktrace_process_name(const tp_ktrace_process *p, const char *unknown, char *buf,
+                                    size_t size);
 /* tp__ktrace_reason_process_context: the kernel sends a reset for this reason from the
  * closing process's own call (close(), shutdown(), disconnect), so its pid is exact. */
 bool tp__ktrace_reason_process_context(const char *reason_name);

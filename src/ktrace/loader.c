@@ -208,20 +208,32 @@ tp_err tp__ktrace_bpf_poll(tp_ktrace *t, int timeout_ms, tp_errinfo *err)
     return TP_OK;
 }
 
-void tp__ktrace_bpf_counters(tp_ktrace *t, uint64_t *events, uint64_t *lost)
+void tp__ktrace_bpf_counters(tp_ktrace *t, tp_ktrace_summary *sum)
 {
-    *events = *lost = 0;
+    sum->events = sum->lost = sum->missed = 0;
     if (t->bpf == NULL)
         return;
     int fd = bpf_map__fd(t->bpf->skel->maps.counters);
     uint32_t k = TP_KTCNT_EVENTS;
     uint64_t v = 0;
     if (bpf_map_lookup_elem(fd, &k, &v) == 0)
-        *events = v;
+        sum->events = v;
     k = TP_KTCNT_LOST;
     v = 0;
     if (bpf_map_lookup_elem(fd, &k, &v) == 0)
-        *lost = v;
+        sum->lost = v;
+    /* A program the kernel did not run because it was already running on that CPU (a
+     * softirq's segment interrupting it in a process's close()) lost its event too; the
+     * kernel counts those per program. */
+    struct bpf_program *prog;
+    bpf_object__for_each_program(prog, t->bpf->skel->obj)
+    {
+        struct bpf_prog_info info;
+        uint32_t len = sizeof info;
+        memset(&info, 0, sizeof info);
+        if (bpf_obj_get_info_by_fd(bpf_program__fd(prog), &info, &len) == 0)
+            sum->missed += info.recursion_misses;
+    }
 }
 
 void tp__ktrace_bpf_close(tp_ktrace *t)

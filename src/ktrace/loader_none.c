@@ -26,10 +26,10 @@ tp_err tp__ktrace_bpf_poll(tp_ktrace *t, int timeout_ms, tp_errinfo *err)
     return TP_OK;
 }
 
-void tp__ktrace_bpf_counters(tp_ktrace *t, uint64_t *events, uint64_t *lost)
+void tp__ktrace_bpf_counters(tp_ktrace *t, tp_ktrace_summary *sum)
 {
     (void)t;
-    *events = *lost = 0;
+    sum->events = sum->lost = sum->missed = 0;
 }
 
 void tp__ktrace_bpf_close(tp_ktrace *t)

@@ -6,13 +6,10 @@
 
 #include "ktrace_internal.h"
 
+/* "curl[1234]", or a dash in the tables' process column. */
 static const char *who(const tp_ktrace_process *p, char *buf, size_t size)
 {
-    if (p->pid == 0)
-        snprintf(buf, size, "-");
-    else
-        snprintf(buf, size, "%s[%d]", p->comm, p->pid);
-    return buf;
+    return tp__ktrace_process_name(p, "-", buf, size);
 }
 
 static size_t shown(size_t n, size_t top)
@@ -123,9 +120,11 @@ tp_err tp_ktrace_text(const tp_ktrace *t, size_t top, char **out, size_t *len)
     tp__buf b = {0};
     tp__buf_printf(&b,
                    "\ntrace: %.1f s of kernel TCP events (eBPF): %llu events, %llu lost, %llu "
-                   "outside the filters; owners joined from %llu sock_diag samples\n",
+                   "missed, %llu outside the filters; owners joined from %llu sock_diag "
+                   "samples\n",
                    t->sum.duration_s, (unsigned long long)t->sum.events,
-                   (unsigned long long)t->sum.lost, (unsigned long long)t->sum.filtered,
+                   (unsigned long long)t->sum.lost, (unsigned long long)t->sum.missed,
+                   (unsigned long long)t->sum.filtered,
                    (unsigned long long)t->sum.joins);
     resets(&b, t, top);
     closes(&b, t, top);

@@ -2,6 +2,7 @@
  * those of enum sk_rst_reason (include/net/rstreason.h), named as the kernel's BTF names
  * them; a reason this table does not know is still reported by its kernel name. */
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "ktrace_internal.h"
@@ -83,4 +84,14 @@ const char *tp__ktrace_errno_name(int err)
         if (names[i].err == err)
             return names[i].name;
     return "EUNKNOWN";
+}
+
+const char *tp__ktrace_process_name(const tp_ktrace_process *p, const char *unknown, char *buf,
+                                    size_t size)
+{
+    if (p->pid == 0)
+        snprintf(buf, size, "%s", unknown);
+    else
+        snprintf(buf, size, "%s[%d]", p->comm, p->pid);
+    return buf;
 }

@@ -19,7 +19,8 @@ bool kr_can_trace(void);
 tp_ktrace *kr_start(int pid);
 
 /* Polls for ms (loopback's events come at once, but from softirq context), stops the
- * trace and asserts that no event was lost. */
+ * trace and asserts that no event was lost to a full ring; says how many runs the kernel
+ * skipped, if any. */
 void kr_finish(tp_ktrace *t, int ms);
 
 /* The resets row towards dest in that direction (sent or received) on an outgoing

@@ -1,7 +1,8 @@
 /* findings.c: the patterns of a trace as findings with remedies, in the house's form
  * (tp_diag_finding: severity, kind, destination, diagnosis, remedy). Each rule reads one
- * table; the thresholds are TP_KTRACE_* of trace.h. The remedies name the pool's settings
- * (include/tidepool/pool.h, http.h) since that is what a tidepool user changes. */
+ * table; the thresholds are TP_KTRACE_* of include/tidepool/ktrace.h. The remedies name
+ * the pool's settings (include/tidepool/pool.h, http.h) since that is what a tidepool
+ * user changes. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -1,4 +1,4 @@
-/* trace.c: the public side of a trace (include/tidepool/ktrace.h): options, start (load,
+/* ktrace.c: the public side of a trace (include/tidepool/ktrace.h): options, start (load,
  * attach, first sock_diag join), poll (events, and the join when due), stop (drain,
  * last join, detach, tables and findings) and the accessors. */
 #include <string.h>

@@ -172,7 +172,8 @@ tp_err tp_ktrace_json(const tp_ktrace *t, const tp_diag_report *r, char **out, s
                    "\"trace\":{\"duration_s\":%.3f,\"events\":%llu,\"lost\":%llu,"
                    "\"missed\":%llu,\"filtered\":%llu,\"joins\":%llu,\"hz\":%u,\"pid\":",
                    s->duration_s, (unsigned long long)s->events, (unsigned long long)s->lost,
-                   (unsigned long long)s->missed, (unsigned long long)s->filtered, (unsigned long long)s->joins, s->hz);
+                   (unsigned long long)s->missed, (unsigned long long)s->filtered,
+                   (unsigned long long)s->joins, s->hz);
     if (t->opts.pid > 0)
         tp__buf_printf(&b, "%d", t->opts.pid);
     else

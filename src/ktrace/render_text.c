@@ -124,8 +124,7 @@ tp_err tp_ktrace_text(const tp_ktrace *t, size_t top, char **out, size_t *len)
                    "samples\n",
                    t->sum.duration_s, (unsigned long long)t->sum.events,
                    (unsigned long long)t->sum.lost, (unsigned long long)t->sum.missed,
-                   (unsigned long long)t->sum.filtered,
-                   (unsigned long long)t->sum.joins);
+                   (unsigned long long)t->sum.filtered, (unsigned long long)t->sum.joins);
     resets(&b, t, top);
     closes(&b, t, top);
     errors(&b, t, top);

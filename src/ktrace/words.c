@@ -1,6 +1,7 @@
-/* words.c: the kernel's reset reasons and errnos in words people read. The reasons are
- * those of enum sk_rst_reason (include/net/rstreason.h), named as the kernel's BTF names
- * them; a reason this table does not know is still reported by its kernel name. */
+/* words.c: the kernel's reset reasons, errnos and processes in words people read. The
+ * reasons are those of enum sk_rst_reason (include/net/rstreason.h), named as the
+ * kernel's BTF names them; a reason this table does not know is still reported by its
+ * kernel name. */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>

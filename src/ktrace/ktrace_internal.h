@@ -20,6 +20,14 @@ typedef struct tp__ktrace_owner {
     tp_ktrace_process process;
 } tp__ktrace_owner;
 
+/* A local listener (by its socket's cookie: several processes may listen on one port
+ * with SO_REUSEPORT) and the process that holds it (pid 0: unknown). */
+typedef struct tp__ktrace_listener {
+    tp_diag_endpoint local;
+    uint64_t cookie;
+    tp_ktrace_process process;
+} tp__ktrace_listener;
+
 /* Timestamps of a connection's last retransmissions, for the burst within 1 s. */
 #define TP__KTRACE_BURST_RING 32
 
@@ -47,10 +55,10 @@ struct tp_ktrace {
      * the kernel's BTF; NULL entries unnamed. */
     char **reasons;
     size_t nreasons;
-    /* sock_diag join: owners sorted by cookie; listeners' local ends. */
+    /* sock_diag join: owners sorted by cookie; the listeners (also from the program). */
     tp__ktrace_owner *owners;
     size_t nowners;
-    tp_diag_endpoint *listeners;
+    tp__ktrace_listener *listeners;
     size_t nlisteners;
     /* The tables. While running, the idle_avg_ms fields hold sums. */
     tp_ktrace_reset *resets;
@@ -96,10 +104,16 @@ tp_err tp__ktrace_join(tp_ktrace *t, tp_errinfo *err);
 /* tp__ktrace_owner_of: the process that held the socket with this cookie in a sample,
  * or NULL. */
 const tp_ktrace_process *tp__ktrace_owner_of(const tp_ktrace *t, uint64_t cookie);
-/* tp__ktrace_add_listener: a listener seen by the program (listen() during the trace). */
-tp_err tp__ktrace_add_listener(tp_ktrace *t, const tp_diag_endpoint *local);
+/* tp__ktrace_add_listener: a listener seen by the program (listen() during the trace, in
+ * the caller's context: p is its process) or in a sample; known cookies are kept. */
+tp_err tp__ktrace_add_listener(tp_ktrace *t, const tp_diag_endpoint *local, uint64_t cookie,
+                               const tp_ktrace_process *p);
 /* tp__ktrace_is_listener: a local listener has this local end (wildcards match). */
 bool tp__ktrace_is_listener(const tp_ktrace *t, const tp_diag_endpoint *local);
+/* tp__ktrace_listener_owner: the process holding the listeners of this local end, when
+ * they are all one known process; NULL when unknown or several. */
+const tp_ktrace_process *tp__ktrace_listener_owner(const tp_ktrace *t,
+                                                   const tp_diag_endpoint *local);
 
 /* ---- tables (tables.c) ---------------------------------------------------------------- */
 

@@ -27,35 +27,82 @@ const tp_ktrace_process *tp__ktrace_owner_of(const tp_ktrace *t, uint64_t cookie
     return o != NULL ? &o->process : NULL;
 }
 
+static bool listener_matches(const tp__ktrace_listener *l, const tp_diag_endpoint *local)
+{
+    return l->local.port == local->port && tp__diag_addr_matches(&l->local, local);
+}
+
 bool tp__ktrace_is_listener(const tp_ktrace *t, const tp_diag_endpoint *local)
 {
     for (size_t i = 0; i < t->nlisteners; i++)
-        if (t->listeners[i].port == local->port && tp__diag_addr_matches(&t->listeners[i], local))
+        if (listener_matches(&t->listeners[i], local))
             return true;
     return false;
 }
 
-tp_err tp__ktrace_add_listener(tp_ktrace *t, const tp_diag_endpoint *local)
+const tp_ktrace_process *tp__ktrace_listener_owner(const tp_ktrace *t,
+                                                   const tp_diag_endpoint *local)
 {
-    for (size_t j = 0; j < t->nlisteners; j++)
-        if (tp_diag_endpoint_equal(&t->listeners[j], local))
-            return TP_OK;
-    tp_diag_endpoint *nv = tp__realloc(t->listeners, (t->nlisteners + 1) * sizeof *nv);
+    const tp_ktrace_process *owner = NULL;
+    for (size_t i = 0; i < t->nlisteners; i++) {
+        const tp__ktrace_listener *l = &t->listeners[i];
+        if (!listener_matches(l, local))
+            continue;
+        if (l->process.pid == 0 || (owner != NULL && owner->pid != l->process.pid))
+            return NULL;
+        owner = &l->process;
+    }
+    return owner;
+}
+
+static tp__ktrace_listener *find_listener(tp_ktrace *t, const tp_diag_endpoint *local,
+                                          uint64_t cookie)
+{
+    for (size_t j = 0; j < t->nlisteners; j++) {
+        tp__ktrace_listener *l = &t->listeners[j];
+        if (l->cookie == cookie && tp_diag_endpoint_equal(&l->local, local))
+            return l;
+    }
+    return NULL;
+}
+
+tp_err tp__ktrace_add_listener(tp_ktrace *t, const tp_diag_endpoint *local, uint64_t cookie,
+                               const tp_ktrace_process *p)
+{
+    tp__ktrace_listener *known = find_listener(t, local, cookie);
+    if (known != NULL) {
+        if (known->process.pid == 0 && p != NULL)
+            known->process = *p;
+        return TP_OK;
+    }
+    tp__ktrace_listener *nv = tp__realloc(t->listeners, (t->nlisteners + 1) * sizeof *nv);
     if (nv == NULL)
         return TP_ENOMEM;
     t->listeners = nv;
-    t->listeners[t->nlisteners++] = *local;
+    tp__ktrace_listener *l = &t->listeners[t->nlisteners++];
+    memset(l, 0, sizeof *l);
+    l->local = *local;
+    l->cookie = cookie;
+    if (p != NULL)
+        l->process = *p;
     return TP_OK;
 }
 
-/* Adds the listeners of the sample not known yet. */
-static tp_err add_listeners(tp_ktrace *t, const tp__diag_vec *all)
+/* Adds the listeners of the sample not known yet, with the process holding each. */
+static tp_err add_listeners(tp_ktrace *t, const tp__diag_vec *all, const tp__diag_inode_pid *procs,
+                            size_t nprocs)
 {
     for (size_t i = 0; i < all->n; i++) {
         const tp_diag_socket *s = &all->v[i].s;
         if (s->state != TP_DIAG_LISTEN)
             continue;
-        tp_err rc = tp__ktrace_add_listener(t, &s->local);
+        const tp__ktrace_listener *known = find_listener(t, &s->local, s->cookie);
+        if (known != NULL && known->process.pid != 0)
+            continue; /* its owner is read once */
+        tp_ktrace_process p = {.pid = tp__diag_inode_owner(procs, nprocs, s->inode)};
+        if (p.pid != 0)
+            tp__diag_read_comm(p.pid, p.comm);
+        tp_err rc = tp__ktrace_add_listener(t, &s->local, s->cookie, p.pid != 0 ? &p : NULL);
         if (rc != TP_OK)
             return rc;
     }
@@ -115,7 +162,7 @@ tp_err tp__ktrace_join(tp_ktrace *t, tp_errinfo *err)
     tp__diag_inode_pid *procs = NULL;
     size_t nprocs = 0;
     if ((rc = tp__diag_inode_owners(&procs, &nprocs)) == TP_OK &&
-        (rc = add_listeners(t, &all)) == TP_OK)
+        (rc = add_listeners(t, &all, procs, nprocs)) == TP_OK)
         rc = add_owners(t, &all, procs, nprocs);
     tp__free(procs);
     tp__diag_vec_free(&all);

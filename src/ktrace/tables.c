@@ -60,7 +60,8 @@ static bool process_context(const tp_ktrace *t, const struct tp_ktrace_event *e)
 
 /* Who the event belongs to: the current task where the kernel runs in the caller's
  * context; else who connected or closed first (the program's maps), else the owner in a
- * sock_diag sample; else unknown. */
+ * sock_diag sample; else unknown (for an accepted connection, tp__ktrace_event() then
+ * asks its listener). */
 static tp_ktrace_process attribute(const tp_ktrace *t, const struct tp_ktrace_event *e)
 {
     tp_ktrace_process p = {0};
@@ -230,14 +231,27 @@ tp_err tp__ktrace_event(tp_ktrace *t, const struct tp_ktrace_event *e)
         return TP_OK; /* not an IP socket (or a segment we could not parse) */
     tp__diag_endpoint_set(&local, family, e->laddr, e->lport);
     tp__diag_endpoint_set(&remote, family, e->raddr, e->rport);
-    if (e->kind == TP_KTEV_LISTEN)
-        return tp__ktrace_add_listener(t, &local);
+    if (e->kind == TP_KTEV_LISTEN) {
+        /* listen() runs in the caller's context. */
+        tp_ktrace_process l = {.pid = (int)e->pid};
+        memcpy(l.comm, e->comm, sizeof l.comm);
+        l.comm[sizeof l.comm - 1] = '\0';
+        return tp__ktrace_add_listener(t, &local, e->cookie, &l);
+    }
     if (e->rport == 0)
         return TP_OK; /* no peer: an error report after our own abort (SO_LINGER 0) */
     bool inbound = (e->flags & TP_KTEV_INBOUND) ||
                    (!(e->flags & TP_KTEV_OUTBOUND) && tp__ktrace_is_listener(t, &local));
     const tp_diag_endpoint *dest = inbound ? &local : &remote;
     tp_ktrace_process p = attribute(t, e);
+    if (p.pid == 0 && inbound) {
+        /* An accepted connection's event in softirq, on a socket too short-lived for a
+         * sample: the process holding its listener (where that is one process) accepted
+         * it. */
+        const tp_ktrace_process *l = tp__ktrace_listener_owner(t, &local);
+        if (l != NULL)
+            p = *l;
+    }
     if ((t->opts.pid != 0 && p.pid != t->opts.pid) ||
         (t->opts.dest.family != 0 && !tp_diag_endpoint_equal(&t->opts.dest, dest))) {
         t->sum.filtered++;

@@ -165,9 +165,11 @@ TP_EXTERN tp_err tp_ktrace_probe(tp_errinfo *err);
  * program: err has libbpf's reason). */
 TP_EXTERN tp_err tp_ktrace_start(const tp_ktrace_options *opts, tp_ktrace **out, tp_errinfo *err);
 
-/* tp_ktrace_poll: reads the events that arrived, waiting up to timeout_ms for the first
- * (0: none, -1: forever), and joins sock_diag when it is due. TP_OK, or TP_ESYS (err)
- * when the ring buffer cannot be read; EINTR is TP_OK. */
+/* tp_ktrace_poll: waits timeout_ms (0: not at all; -1: until woken), then reads the
+ * events that arrived, and joins sock_diag when it is due. The program wakes a waiting
+ * poll early only once its ring is a quarter full: a wakeup per event would cost a busy
+ * host more than the trace, so events are read in batches, at the end of each wait. TP_OK,
+ * or TP_ESYS (err) when the ring buffer cannot be read; EINTR is TP_OK. */
 TP_EXTERN tp_err tp_ktrace_poll(tp_ktrace *t, int timeout_ms, tp_errinfo *err);
 
 /* tp_ktrace_stop: detaches the program, reads what is left, joins sock_diag a last time

@@ -87,8 +87,8 @@ tp_err tp__ktrace_bpf_probe(tp_errinfo *err);
 /* tp__ktrace_bpf_open: loads the program with a ring of ring_bytes, attaches it, and
  * reads the reset reasons' names into t->reasons and the kernel HZ into t->sum.hz. */
 tp_err tp__ktrace_bpf_open(tp_ktrace *t, size_t ring_bytes, tp_errinfo *err);
-/* tp__ktrace_bpf_poll: hands each event that arrived to tp__ktrace_event(), waiting up
- * to timeout_ms for the first. */
+/* tp__ktrace_bpf_poll: waits up to timeout_ms (woken early when the ring fills), then
+ * hands each event that arrived to tp__ktrace_event(). */
 tp_err tp__ktrace_bpf_poll(tp_ktrace *t, int timeout_ms, tp_errinfo *err);
 /* tp__ktrace_bpf_counters: the program's event and lost counters, and the runs the kernel
  * skipped (missed). */

@@ -199,7 +199,11 @@ tp_err tp__ktrace_bpf_poll(tp_ktrace *t, int timeout_ms, tp_errinfo *err)
     if (b == NULL)
         return TP_OK;
     b->cb_rc = TP_OK;
+    /* The program wakes us only when the ring fills (commit() in tcp_events.bpf.c): the
+     * wait is mostly the full timeout, then whatever arrived is read. */
     int n = ring_buffer__poll(b->rb, timeout_ms);
+    if (n >= 0)
+        n = ring_buffer__consume(b->rb);
     if (n < 0 && n != -EINTR)
         return tp_errinfo_set(err, TP_ESYS, -n, "reading the trace's ring buffer: %s",
                               strerror(-n));

@@ -26,6 +26,10 @@ enum bpf_map_type {
 
 enum { BPF_ANY = 0 };
 
+/* bpf_ringbuf_submit() flags and bpf_ringbuf_query() fields (uapi linux/bpf.h). */
+enum { BPF_RB_NO_WAKEUP = 1, BPF_RB_FORCE_WAKEUP = 2 };
+enum { BPF_RB_AVAIL_DATA = 0, BPF_RB_RING_SIZE = 1 };
+
 struct in6_addr {
     union {
         __u8 u6_addr8[16];

@@ -58,17 +58,25 @@ static bool process_context(const tp_ktrace *t, const struct tp_ktrace_event *e)
     }
 }
 
+/* The task the kernel was running when the event fired. */
+static tp_ktrace_process current_task(const struct tp_ktrace_event *e)
+{
+    tp_ktrace_process p = {.pid = (int)e->pid};
+    memcpy(p.comm, e->comm, sizeof p.comm);
+    p.comm[sizeof p.comm - 1] = '\0';
+    return p;
+}
+
 /* Who the event belongs to: the current task where the kernel runs in the caller's
  * context; else who connected or closed first (the program's maps), else the owner in a
  * sock_diag sample; else unknown (for an accepted connection, tp__ktrace_event() then
  * asks its listener). */
 static tp_ktrace_process attribute(const tp_ktrace *t, const struct tp_ktrace_event *e)
 {
+    if (process_context(t, e))
+        return current_task(e);
     tp_ktrace_process p = {0};
-    if (process_context(t, e)) {
-        p.pid = (int)e->pid;
-        memcpy(p.comm, e->comm, sizeof p.comm);
-    } else if (e->owner_pid != TP_KTEV_NO_PID) {
+    if (e->owner_pid != TP_KTEV_NO_PID) {
         p.pid = (int)e->owner_pid;
         memcpy(p.comm, e->owner_comm, sizeof p.comm);
     } else {
@@ -232,10 +240,7 @@ tp_err tp__ktrace_event(tp_ktrace *t, const struct tp_ktrace_event *e)
     tp__diag_endpoint_set(&local, family, e->laddr, e->lport);
     tp__diag_endpoint_set(&remote, family, e->raddr, e->rport);
     if (e->kind == TP_KTEV_LISTEN) {
-        /* listen() runs in the caller's context. */
-        tp_ktrace_process l = {.pid = (int)e->pid};
-        memcpy(l.comm, e->comm, sizeof l.comm);
-        l.comm[sizeof l.comm - 1] = '\0';
+        tp_ktrace_process l = current_task(e); /* listen() runs in the caller's context */
         return tp__ktrace_add_listener(t, &local, e->cookie, &l);
     }
     if (e->rport == 0)

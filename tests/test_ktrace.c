@@ -283,13 +283,16 @@ static int reuseport_listen(uint16_t port, tp_diag_endpoint *ep)
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     socklen_t len = sizeof a;
-    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0 ||
-        bind(fd, (struct sockaddr *)&a, sizeof a) != 0 || listen(fd, 128) != 0 ||
-        getsockname(fd, (struct sockaddr *)&a, &len) != 0)
-        return -1;
     char s[32];
-    snprintf(s, sizeof s, "127.0.0.1:%u", (unsigned)ntohs(a.sin_port));
-    return tp_diag_endpoint_parse(s, ep) == TP_OK ? fd : -1;
+    if (fd >= 0 && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) == 0 &&
+        bind(fd, (struct sockaddr *)&a, sizeof a) == 0 && listen(fd, 128) == 0 &&
+        getsockname(fd, (struct sockaddr *)&a, &len) == 0 &&
+        snprintf(s, sizeof s, "127.0.0.1:%u", (unsigned)ntohs(a.sin_port)) > 0 &&
+        tp_diag_endpoint_parse(s, ep) == TP_OK)
+        return fd;
+    if (fd >= 0)
+        close(fd);
+    return -1;
 }
 
 /* Accepts what is queued on lfd (non-blocking), waits for each client's FIN and closes:
@@ -365,6 +368,10 @@ static void test_reuseport_listeners_stay_unknown(void **state)
     assert_int_equal(unknown_peer, 20);
     tp_ktrace_destroy(t);
     close(lfd);
+    close(ready[0]);
+    close(ready[1]);
+    close(go[0]);
+    close(go[1]);
 }
 
 static void test_refused_connects_by_errno(void **state)
